@@ -1,0 +1,100 @@
+//! `wabridges-sim`: the WA Bridges simulator as a process, for demos and load
+//! tests. Every flag can also be set through the environment; the API key is
+//! never printed.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+use switchyard_bridge_sim::{EchoMode, Limits, SimConfig, SimHandle};
+use switchyard_shared::config::LogFormat;
+use tokio_util::sync::CancellationToken;
+
+/// Serve a simulated WA Bridges API.
+#[derive(Parser)]
+#[command(name = "wabridges-sim", version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "WABRIDGES_SIM_ADDR", default_value = "127.0.0.1:8090")]
+    addr: SocketAddr,
+    /// The one valid API key (`Authorization: Bearer <key>`).
+    #[arg(long, env = "WA_API_KEY", hide_env_values = true)]
+    api_key: String,
+    /// Provisioning calls per window (0: unlimited).
+    #[arg(long, env = "WABRIDGES_SIM_PROVISION_LIMIT", default_value_t = 10)]
+    provision_limit: u32,
+    /// Proxy (session and send) calls per window (0: unlimited).
+    #[arg(long, env = "WABRIDGES_SIM_PROXY_LIMIT", default_value_t = 120)]
+    proxy_limit: u32,
+    /// Other /api calls per window (0: unlimited).
+    #[arg(long, env = "WABRIDGES_SIM_API_LIMIT", default_value_t = 120)]
+    api_limit: u32,
+    /// Calls per client IP per window (0: unlimited).
+    #[arg(long, env = "WABRIDGES_SIM_IP_LIMIT", default_value_t = 300)]
+    ip_limit: u32,
+    /// Rate-limit window, e.g. 60s.
+    #[arg(long, env = "WABRIDGES_SIM_WINDOW", default_value = "60s", value_parser = humantime_duration)]
+    window: Duration,
+    /// New bridges start unpaired (they need /pair before sends work).
+    #[arg(long, env = "WABRIDGES_SIM_NO_AUTO_CONNECT")]
+    no_auto_connect: bool,
+    /// Leave `customer_ref` out of webhook bodies.
+    #[arg(long, env = "WABRIDGES_SIM_NO_WEBHOOK_CUSTOMER_REF")]
+    no_webhook_customer_ref: bool,
+    /// Echo every accepted send as a `from_me` webhook: off, before or after.
+    #[arg(long, env = "WABRIDGES_SIM_ECHO", default_value = "off", value_parser = echo_mode)]
+    echo: EchoMode,
+    /// Let a repeated provisioning call replace the stored webhook_url.
+    #[arg(long, env = "WABRIDGES_SIM_UPDATE_WEBHOOK")]
+    update_webhook_on_reprovision: bool,
+    /// Log format: human or json.
+    #[arg(long, env = "SWITCHYARD_LOG_FORMAT", default_value = "human")]
+    log_format: LogFormat,
+    /// Log filter.
+    #[arg(long, env = "SWITCHYARD_LOG", default_value = "info")]
+    log: String,
+}
+
+fn humantime_duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw).map_err(|e| e.to_string())
+}
+
+fn echo_mode(raw: &str) -> Result<EchoMode, String> {
+    match raw {
+        "off" => Ok(EchoMode::Off),
+        "before" => Ok(EchoMode::Before),
+        "after" => Ok(EchoMode::After),
+        other => Err(format!("expected off, before or after (got {other:?})")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    switchyard_shared::telemetry::init(args.log_format, &args.log);
+    let mut config = SimConfig::new(args.api_key);
+    config.bind = args.addr;
+    config.limits = Limits {
+        provision: args.provision_limit,
+        proxy: args.proxy_limit,
+        api: args.api_limit,
+        per_ip: args.ip_limit,
+        window_ms: u64::try_from(args.window.as_millis()).unwrap_or(u64::MAX),
+    };
+    config.auto_connect = !args.no_auto_connect;
+    config.webhook_customer_ref = !args.no_webhook_customer_ref;
+    config.echo = args.echo;
+    config.update_webhook_on_reprovision = args.update_webhook_on_reprovision;
+
+    let sim = match SimHandle::start(config).await {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!("wabridges-sim: cannot listen on {}: {e}", args.addr);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let stop = CancellationToken::new();
+    switchyard_shared::shutdown::cancel_on_signal(stop.clone());
+    stop.cancelled().await;
+    sim.stop().await;
+    std::process::ExitCode::SUCCESS
+}

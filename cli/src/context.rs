@@ -1,0 +1,120 @@
+//! The stores a command needs, built from the environment only when the
+//! command needs them (`tenants list` never touches NATS, `dlq list` never
+//! touches PostgreSQL). Errors name the setting, never its secret value.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+use switchyard_shared::{
+    config::{DatabaseSettings, Env, NatsSettings},
+    db,
+    ids::TenantId,
+    nats, streams, subjects,
+    wabridges::{WaBridgesClient, WaBridgesSettings},
+    webhook_auth::WebhookKeys,
+};
+
+use crate::{exit::CliResult, output};
+
+/// Lazily connected stores for one command.
+#[derive(Debug)]
+pub struct Context {
+    env: Env,
+}
+
+impl Context {
+    pub fn new(env: Env) -> Self {
+        Self { env }
+    }
+
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
+    /// A small pool on `DATABASE_URL`.
+    pub fn db(&self) -> CliResult<PgPool> {
+        let mut settings = DatabaseSettings::from_env(&self.env)?;
+        settings.max_connections = settings.max_connections.min(4);
+        // The URL may hold a password: report the failure without it.
+        Ok(db::pool(&settings).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid DATABASE_URL: {}",
+                e.to_string().replace(
+                    secrecy::ExposeSecret::expose_secret(&settings.url),
+                    "[redacted]"
+                )
+            )
+        })?)
+    }
+
+    /// A version-checked NATS connection on `NATS_URL`.
+    pub async fn nats(&self) -> CliResult<async_nats::Client> {
+        let settings = NatsSettings::from_env(&self.env)?;
+        Ok(nats::connect(&settings, "switchyard-cli").await?)
+    }
+
+    /// A JetStream context with a generous ack timeout (batches of republishes).
+    pub async fn jetstream(&self) -> CliResult<async_nats::jetstream::Context> {
+        Ok(streams::context(
+            self.nats().await?,
+            Duration::from_secs(10),
+        ))
+    }
+
+    /// The WA Bridges client (`WA_API_URL`, `WA_API_KEY`).
+    pub fn wabridges(&self) -> CliResult<WaBridgesClient> {
+        let settings = WaBridgesSettings::from_env(&self.env)?;
+        Ok(WaBridgesClient::new(settings)?)
+    }
+
+    /// How to build each tenant's webhook URL (`SWITCHYARD_WEBHOOK_SECRET`, `SWITCHYARD_PUBLIC_URL`).
+    pub fn webhook_target(&self) -> CliResult<WebhookTarget> {
+        let secret = self.env.required_secret("SWITCHYARD_WEBHOOK_SECRET")?;
+        let public_url = self.env.raw("SWITCHYARD_PUBLIC_URL").ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid setting SWITCHYARD_PUBLIC_URL: is required and not set (the public base URL of ingest, e.g. https://ingest.example)"
+            )
+        })?;
+        Ok(WebhookTarget {
+            keys: WebhookKeys::new(secret, None),
+            public_url,
+        })
+    }
+}
+
+/// Builds a tenant's webhook URL (the token inside it is a secret: never print it).
+#[derive(Debug, Clone)]
+pub struct WebhookTarget {
+    pub keys: WebhookKeys,
+    pub public_url: String,
+}
+
+impl WebhookTarget {
+    pub fn url_for(&self, tenant: &TenantId) -> String {
+        self.keys.webhook_url(&self.public_url, tenant)
+    }
+}
+
+/// Tells every router replica to drop its cached row of `tenant`. Best
+/// effort: the cache's TTL (2 s) is the fallback, so a failure only warns.
+pub async fn announce_tenant_change(nats: Option<&async_nats::Client>, tenant: &TenantId) {
+    let Some(nats) = nats else {
+        output::warn(
+            "NATS unreachable: routers pick the change up when their cache expires (seconds)",
+        );
+        return;
+    };
+    let sent = async {
+        nats.publish(subjects::tenant_changed(tenant), bytes::Bytes::new())
+            .await
+            .context("publish")?;
+        nats.flush().await.context("flush")
+    }
+    .await;
+    if let Err(e) = sent {
+        output::warn(&format!(
+            "cannot announce the change of {tenant} ({e:#}); routers pick it up when their cache expires"
+        ));
+    }
+}

@@ -1,0 +1,41 @@
+//! `switchyard fleet …`: the provider's recommended operations on our
+//! bridges. Provisioning and reconciliation only ever create or record;
+//! `fleet delete` is the one path that deletes, and it asks first.
+
+pub mod delete;
+pub mod provision;
+pub mod reconcile;
+pub mod summary;
+
+use clap::Subcommand;
+
+use crate::{
+    context::Context,
+    exit::{CliResult, Exit},
+    output::Output,
+};
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Create each tenant's bridge (idempotent; resumable; paced by the provider's limit).
+    Provision(provision::ProvisionArgs),
+    /// Diff every bridge against the tenants table and record the provider's state.
+    ///
+    /// Never deletes. Exits 3 when drift exists (orphans, tenants without a
+    /// bridge, state drift), so cron can alert on it.
+    Reconcile(reconcile::ReconcileArgs),
+    /// Bridges by state and the monthly cost.
+    Summary,
+    /// Delete a tenant's bridge at the provider (permanent; asks for confirmation).
+    Delete(delete::DeleteArgs),
+}
+
+/// Runs a `fleet` subcommand.
+pub async fn run(command: FleetCommand, ctx: &Context, out: &mut Output) -> CliResult<Exit> {
+    match command {
+        FleetCommand::Provision(args) => provision::run(args, ctx, out).await,
+        FleetCommand::Reconcile(args) => reconcile::run(args, ctx, out).await,
+        FleetCommand::Summary => summary::run(ctx, out).await,
+        FleetCommand::Delete(args) => delete::run(args, ctx, out).await,
+    }
+}

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# The local demo: builds the binaries, starts the whole stack on loopback
+# (its own nats-server, a fresh `switchyard_demo` database, ingest, router,
+# sender and the WA Bridges simulator), adds three demo tenants, provisions
+# their bridges on the simulator, sends demo traffic through the simulator's
+# webhook side and prints each tenant's conversation as it arrived on its own
+# bridge. The stack keeps running (logs and pids under .run/); `deploy/down.sh`
+# stops it. `--stop` stops it at the end instead. See deploy/README.md.
+#
+# Ports (override through the environment): DEMO_NATS_PORT=14222,
+# DEMO_INGEST_PORT=18080, DEMO_SIM_PORT=18090, DEMO_OPS_PORT_BASE=19100
+# (ingest +1, router +2, sender +3). Port 4222 is never used.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+STOP_AT_END=0
+for arg in "$@"; do
+  case "$arg" in
+    --stop) STOP_AT_END=1 ;;
+    -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument $arg (try --help)" ;;
+  esac
+done
+
+RUN_DIR="$REPO_ROOT/.run"
+NATS_PORT="${DEMO_NATS_PORT:-14222}"
+INGEST_PORT="${DEMO_INGEST_PORT:-18080}"
+SIM_PORT="${DEMO_SIM_PORT:-18090}"
+OPS_BASE="${DEMO_OPS_PORT_BASE:-19100}"
+DEMO_DB="switchyard_demo"
+API_KEY="sk_demo_local"
+WEBHOOK_SECRET="demo-webhook-secret-not-for-production"
+SIM_URL="http://127.0.0.1:$SIM_PORT"
+[[ "$NATS_PORT" != 4222 ]] || die "DEMO_NATS_PORT must not be 4222 (the machine's own NATS)"
+
+install_nats_server
+find_postgres
+command -v curl >/dev/null || die "curl is needed"
+command -v jq >/dev/null || die "jq is needed (apt-get install jq)"
+
+# A previous demo still running: stop it first, so this run starts clean.
+if compgen -G "$RUN_DIR/*.pid" >/dev/null; then
+  log "stopping the previous demo stack"
+  bash "$REPO_ROOT/deploy/down.sh"
+fi
+mkdir -p "$RUN_DIR"
+
+log "building the binaries (cargo, target dir $CARGO_TARGET_DIR)"
+(cd "$REPO_ROOT" && cargo build --quiet --bins -p switchyard-ingest -p switchyard-router \
+  -p switchyard-sender -p switchyard-bridge-sim -p switchyard-cli)
+BIN="$CARGO_TARGET_DIR/debug"
+
+for port in "$NATS_PORT" "$INGEST_PORT" "$SIM_PORT" $((OPS_BASE + 1)) $((OPS_BASE + 2)) $((OPS_BASE + 3)); do
+  ! tcp_open 127.0.0.1 "$port" || die "port $port is taken; set DEMO_*_PORT (see deploy/README.md)"
+done
+
+# Starts "$@" in the background with its log and pid under .run/.
+start() {
+  local name="$1"; shift
+  "$@" >"$RUN_DIR/$name.log" 2>&1 &
+  echo $! >"$RUN_DIR/$name.pid"
+}
+
+# Waits (at most $3 seconds) until GET $2 answers 2xx; $1 names it for errors.
+wait_http() {
+  local what="$1" url="$2" deadline=$((SECONDS + ${3:-30}))
+  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+    ((SECONDS < deadline)) || die "$what did not come up; see $RUN_DIR/*.log"
+    sleep 0.2
+  done
+}
+
+log "nats-server on 127.0.0.1:$NATS_PORT (store $RUN_DIR/nats)"
+rm -rf "$RUN_DIR/nats"
+start nats "$NATS_SERVER" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$RUN_DIR/nats" -m "$((OPS_BASE))"
+wait_http nats-server "http://127.0.0.1:$OPS_BASE/healthz"
+
+ADMIN_URL="$DATABASE_URL"
+DEMO_URL="${ADMIN_URL%/*}/$DEMO_DB"
+log "fresh database $DEMO_DB (dropped and recreated: it holds demo data only)"
+psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$DEMO_DB\" WITH (FORCE)" >/dev/null
+ensure_database "$DEMO_DB"
+export DATABASE_URL="$DEMO_URL"
+export NATS_URL="nats://127.0.0.1:$NATS_PORT"
+export WA_API_URL="$SIM_URL" WA_API_KEY="$API_KEY"
+export SWITCHYARD_WEBHOOK_SECRET="$WEBHOOK_SECRET"
+export SWITCHYARD_PUBLIC_URL="http://127.0.0.1:$INGEST_PORT"
+export SWITCHYARD_LOG="${SWITCHYARD_LOG:-info}"
+"$BIN/switchyard" migrate
+
+log "wabridges-sim on $SIM_URL, ingest on 127.0.0.1:$INGEST_PORT, router, sender"
+start wabridges-sim "$BIN/wabridges-sim" --addr "127.0.0.1:$SIM_PORT" --api-key "$API_KEY"
+SWITCHYARD_HTTP_ADDR="127.0.0.1:$INGEST_PORT" SWITCHYARD_OPS_ADDR="127.0.0.1:$((OPS_BASE + 1))" \
+  start ingest "$BIN/switchyard-ingest"
+SWITCHYARD_OPS_ADDR="127.0.0.1:$((OPS_BASE + 2))" start router "$BIN/switchyard-router"
+SWITCHYARD_OPS_ADDR="127.0.0.1:$((OPS_BASE + 3))" start sender "$BIN/switchyard-sender"
+wait_http wabridges-sim "$SIM_URL/_sim/bridges"
+for i in 1 2 3; do
+  wait_http "service on ops port $((OPS_BASE + i))" "http://127.0.0.1:$((OPS_BASE + i))/readyz" 60
+done
+
+log "demo tenants: acme (echo bot), globex (rules bot with a menu), initech (rules bot)"
+"$BIN/switchyard" tenants add acme --name "Acme Shoes" --bot echo >/dev/null
+"$BIN/switchyard" tenants add globex --name "Globex" --bot rules --bot-config '{
+  "greeting": "Welcome to Globex!",
+  "menu": {"title": "How can we help?", "options": [
+    {"id": "sel:hours", "title": "Opening hours", "reply": "Globex is open 9:00-17:00, Monday to Friday."},
+    {"id": "sel:human", "title": "Talk to a person", "reply": "A colleague will answer you shortly."}]}}' >/dev/null
+"$BIN/switchyard" tenants add initech --name "Initech" --bot rules --bot-config '{
+  "keywords": [{"match": "tps", "reply": "Initech: TPS reports go out with the new cover sheet."}],
+  "fallback": "Initech here. Ask us about TPS reports."}' >/dev/null
+"$BIN/switchyard" fleet provision acme globex initech
+
+# Posts one text message from $2 (phone digits) to tenant $1's bridge, as the provider would.
+say() {
+  local tenant="$1" phone="$2" text="$3" id
+  id="3EB0$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n' | tr a-f A-F)"
+  printf '  %-8s %s: %s\n' "$tenant" "+$phone" "$text" >&2
+  jq -nc --arg id "$id" --arg phone "$phone" --arg body "$text" --argjson ts "$(date +%s)" '{
+    event: "message", message_id: $id, contact_id: ($phone + "@s.whatsapp.net"), phone: $phone,
+    chat_id: ($phone + "@s.whatsapp.net"), name: "Demo user", body: $body, type: "text",
+    media_type: "", is_group: false, from_me: false, timestamp: $ts}' \
+  | curl -fsS -X POST -H 'content-type: application/json' --data-binary @- \
+      "$SIM_URL/_sim/bridges/$tenant/webhook" \
+  | jq -e '.status == 200' >/dev/null || die "ingest did not accept the demo message for $tenant"
+}
+
+log "demo traffic through the simulator's webhook side"
+say acme 447700900001 "Hello Acme, do you have size 44?"
+say globex 447700900002 "hi"
+say globex 447700900002 "1"
+say initech 447700900003 "Where is my TPS report?"
+say acme 447700900004 "Second customer here"
+say globex 447700900005 "sel:acme-anything"
+EXPECTED=8  # acme 2; globex 2 + 1 + 2 (a new chat gets the greeting first); initech 1
+
+deadline=$((SECONDS + 60))
+until (($(curl -fsS "$SIM_URL/_sim/sends" | jq length) >= EXPECTED)); do
+  ((SECONDS < deadline)) || die "only $(curl -fsS "$SIM_URL/_sim/sends" | jq length) of $EXPECTED replies arrived; see $RUN_DIR/*.log"
+  sleep 0.2
+done
+
+log "what each bridge sent (GET $SIM_URL/_sim/sends?customer_ref=...)"
+for tenant in acme globex initech; do
+  printf '\n\033[1m%s\033[0m (bridge %s)\n' "$tenant" \
+    "$(curl -fsS "$SIM_URL/_sim/bridges/$tenant" | jq -r '"#\(.id), phone +\(.phone)"')"
+  curl -fsS "$SIM_URL/_sim/sends?customer_ref=$tenant" | jq -r \
+    '.[] | "  to +\(.chat): \(.body | gsub("\n"; "\n      "))"'
+done
+others=$(curl -fsS "$SIM_URL/_sim/sends" | jq '[.[] | select(.customer_ref as $r | ["acme","globex","initech"] | index($r) | not)] | length')
+echo
+if ((others == 0)); then
+  log "every reply went out on its own tenant's bridge"
+else
+  die "$others replies went to a bridge that is not a demo tenant's"
+fi
+
+if ((STOP_AT_END)); then
+  bash "$REPO_ROOT/deploy/down.sh"
+else
+  cat >&2 <<EOF
+
+The stack is running (logs: $RUN_DIR/*.log):
+  ingest      http://127.0.0.1:$INGEST_PORT/hook/<tenant>/<token>
+  simulator   $SIM_URL/_sim/sends   (control API: docs/wabridges.md)
+  nats        nats://127.0.0.1:$NATS_PORT
+  database    $DEMO_DB
+  ops         http://127.0.0.1:$((OPS_BASE + 1))/metrics (ingest), +2 router, +3 sender
+Try: curl -s -XPOST $SIM_URL/_sim/bridges/acme/webhook -d '{"event":"message","message_id":"3EB0DEMO1","chat_id":"447700900009@s.whatsapp.net","from_me":false,"timestamp":$(date +%s),"body":"hi"}'
+Stop it with: bash deploy/down.sh
+EOF
+fi

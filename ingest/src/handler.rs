@@ -1,0 +1,249 @@
+//! The webhook route, as a list of named steps: authenticate the URL, read the
+//! body within its limit, verify and parse it, drop what is not forwarded,
+//! then make the event durable exactly once and answer.
+//!
+//! Order matters for the front door: the token is checked before the body is
+//! read, so an unauthenticated caller learns nothing but 401 and cannot make
+//! us buffer a body. 200 is only ever answered once the event is durable in
+//! JetStream (or was already).
+
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    Json,
+    extract::{FromRequest, Path, Request, State, rejection::PathRejection},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use switchyard_shared::events::{HEADER_TRACEPARENT, WebhookEvent};
+
+use crate::{
+    idempotency::{Keys, NextAction},
+    metrics,
+    publish::{Published, Publisher},
+    rejection::Rejection,
+    single_flight::{InFlight, Settled, Turn},
+    traceparent,
+    verify::{UnverifiedWebhook, VerifiedWebhook, Verifier},
+};
+
+/// Everything a request needs; shared by all requests.
+#[derive(Debug)]
+pub struct AppState {
+    pub verifier: Verifier,
+    pub keys: Keys,
+    pub publisher: Publisher,
+    pub in_flight: InFlight,
+    pub max_body_bytes: usize,
+    pub drop_typing: bool,
+}
+
+/// How an accepted delivery ended (all answered 200).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// Newly durable in JetStream.
+    Published,
+    /// Already durable: nothing new was stored.
+    Duplicate,
+    /// Deliberately not forwarded (e.g. `typing`).
+    Dropped,
+}
+
+impl IntoResponse for Accepted {
+    fn into_response(self) -> Response {
+        let status = match self {
+            Accepted::Published => "accepted",
+            Accepted::Duplicate => "duplicate",
+            Accepted::Dropped => "dropped",
+        };
+        Json(serde_json::json!({ "status": status })).into_response()
+    }
+}
+
+/// `POST /hook/{tenant}/{token}`.
+pub async fn receive(
+    State(app): State<Arc<AppState>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    request: Request,
+) -> Response {
+    let started = Instant::now();
+    let response = match handle(&app, path, request).await {
+        Ok(accepted) => accepted.into_response(),
+        Err(rejection) => {
+            metrics::rejected(rejection.reason());
+            rejection.into_response()
+        }
+    };
+    metrics::request_latency(response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Any other path: under `/hook/` it is a webhook URL that cannot carry a
+/// valid token (401, like a bad token); elsewhere, 404.
+pub async fn unrouted(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/hook/") || uri.path() == "/hook" {
+        tracing::warn!(
+            reason = "invalid_tenant",
+            "webhook refused: not /hook/<tenant>/<token>"
+        );
+        metrics::rejected(Rejection::InvalidTenant.reason());
+        return Rejection::InvalidTenant.into_response();
+    }
+    axum::http::StatusCode::NOT_FOUND.into_response()
+}
+
+async fn handle(
+    app: &AppState,
+    path: Result<Path<(String, String)>, PathRejection>,
+    request: Request,
+) -> Result<Accepted, Rejection> {
+    let received_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    // A path that does not even decode (e.g. invalid UTF-8) cannot name a tenant.
+    let Path((raw_tenant, token)) = path.map_err(|_| {
+        tracing::warn!("webhook refused: undecodable path");
+        Rejection::InvalidTenant
+    })?;
+    let tenant = app
+        .verifier
+        .authenticate(&UnverifiedWebhook {
+            tenant: &raw_tenant,
+            token: &token,
+        })
+        .inspect_err(|rejection| {
+            // The raw tenant is attacker-controlled: escaped and shortened; the token never appears.
+            let shown: String = raw_tenant.chars().take(80).collect();
+            tracing::warn!(tenant.raw = ?shown, reason = rejection.reason().as_str(), "webhook refused");
+        })?;
+    let (parts, body) = request.into_parts();
+    let trace_in = parts
+        .headers
+        .get(HEADER_TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = read_body(app, Request::from_parts(parts.clone(), body))
+        .await
+        .inspect_err(|rejection| {
+            tracing::info!(tenant.id = %tenant.id(), reason = rejection.reason().as_str(), "webhook refused");
+        })?;
+    let webhook = app
+        .verifier
+        .accept(tenant.clone(), &parts.headers, body, received_at.as_secs() as i64)
+        .inspect_err(|rejection| {
+            let reason = rejection.reason().as_str();
+            match rejection {
+                Rejection::Malformed(detail) => {
+                    tracing::info!(tenant.id = %tenant.id(), reason, error = %detail, "webhook refused");
+                }
+                _ => tracing::warn!(tenant.id = %tenant.id(), reason, "webhook refused"),
+            }
+        })?;
+
+    let kind = webhook.event().event.kind();
+    match &webhook.event().event {
+        WebhookEvent::Typing(_) if app.drop_typing => {
+            metrics::dropped(kind);
+            return Ok(Accepted::Dropped);
+        }
+        WebhookEvent::Unknown { .. } => metrics::unknown_event(),
+        _ => {}
+    }
+    let traceparent = traceparent::for_publish(trace_in.as_deref());
+    let accepted = deliver(app, &webhook, received_at.as_millis() as i64, &traceparent).await?;
+    match accepted {
+        Accepted::Published => metrics::accepted(kind),
+        Accepted::Duplicate => metrics::duplicate(),
+        Accepted::Dropped => {}
+    }
+    tracing::debug!(
+        tenant.id = %webhook.tenant(),
+        event.id = %webhook.event().event_id,
+        event.kind = kind,
+        outcome = ?accepted,
+        "webhook accepted"
+    );
+    Ok(accepted)
+}
+
+/// Reads the body under the route's limit (`DefaultBodyLimit`), mapping an
+/// oversize body to 413.
+async fn read_body(app: &AppState, request: Request) -> Result<Bytes, Rejection> {
+    Bytes::from_request(request, &()).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Rejection::TooLarge {
+                limit: app.max_body_bytes,
+            }
+        } else {
+            Rejection::Malformed(format!("cannot read body: {}", e.body_text()))
+        }
+    })
+}
+
+/// Makes the event durable exactly once, coalescing identical deliveries in
+/// flight in this process.
+async fn deliver(
+    app: &AppState,
+    webhook: &VerifiedWebhook,
+    received_at_ms: i64,
+    traceparent: &str,
+) -> Result<Accepted, Rejection> {
+    let scoped_id = webhook.scoped_id();
+    loop {
+        match app.in_flight.turn(&scoped_id) {
+            Turn::Follow(leader) => match leader.outcome().await {
+                Some(Settled::Durable) => return Ok(Accepted::Duplicate),
+                Some(Settled::Failed) => return Err(Rejection::Unavailable),
+                // The leader's request was dropped: take over.
+                None => continue,
+            },
+            Turn::Lead(leader) => {
+                let result = claim_and_publish(app, webhook, received_at_ms, traceparent).await;
+                leader.settle(match result {
+                    Ok(_) => Settled::Durable,
+                    Err(_) => Settled::Failed,
+                });
+                return result;
+            }
+        }
+    }
+}
+
+async fn claim_and_publish(
+    app: &AppState,
+    webhook: &VerifiedWebhook,
+    received_at_ms: i64,
+    traceparent: &str,
+) -> Result<Accepted, Rejection> {
+    let tenant = webhook.tenant();
+    let event_id = &webhook.event().event_id;
+    match app.keys.claim(tenant, event_id).await {
+        NextAction::AlreadyPublished => return Ok(Accepted::Duplicate),
+        NextAction::Publish | NextAction::Republish => {}
+        NextAction::Degraded(why) => {
+            metrics::degraded(why.as_str());
+            tracing::warn!(
+                tenant.id = %tenant,
+                event.id = %event_id,
+                db.degraded = why.as_str(),
+                "PostgreSQL unavailable for the idempotency claim; publishing anyway (JetStream deduplicates)"
+            );
+        }
+    }
+    let published = app
+        .publisher
+        .publish(webhook, received_at_ms, traceparent)
+        .await
+        .map_err(|e| {
+            tracing::error!(tenant.id = %tenant, event.id = %event_id, error = %e, "event not accepted: JetStream unavailable");
+            Rejection::Unavailable
+        })?;
+    app.keys.mark_published(tenant, event_id);
+    Ok(match published {
+        Published::Stored => Accepted::Published,
+        Published::Duplicate => Accepted::Duplicate,
+    })
+}

@@ -1,0 +1,160 @@
+//! switchyard-ingest. Webhook intake: authenticates, validates and deduplicates WA Bridges events, then makes them durable in JetStream.
+//!
+//! The binary (`main.rs`) only wires things up; [`run`] is what it runs, and
+//! [`build`] is what tests start in-process (port 0, their own NATS and database).
+//!
+//! Layout, in the order a request meets it:
+//! - [`routes`]: the paths and the body limit;
+//! - [`handler`]: the webhook route as named steps;
+//! - [`verify`]: untrusted URL and body → `VerifiedWebhook` (token, signature, parse, tenant agreement);
+//! - [`single_flight`]: identical deliveries in flight in this process share one outcome;
+//! - [`idempotency`]: the `(tenant, event id)` claim in PostgreSQL, group-committed, degradable;
+//! - [`publish`]: the JetStream publish, acked before 200;
+//! - [`rejection`], [`metrics`], [`traceparent`], [`openapi`], [`settings`]: answers, counters, trace context, the API document, configuration;
+//! - [`prune`]: forgets idempotency keys once their events have left the inbound stream.
+
+pub mod handler;
+pub mod idempotency;
+pub mod metrics;
+pub mod openapi;
+pub mod prune;
+pub mod publish;
+pub mod rejection;
+pub mod routes;
+pub mod settings;
+pub mod single_flight;
+pub mod traceparent;
+pub mod verify;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+use switchyard_shared::service::Service;
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+pub use settings::Settings;
+
+/// Default port of the ops server (`/healthz`, `/readyz`, `/metrics`).
+pub const DEFAULT_OPS_PORT: u16 = 9101;
+
+/// What ingest needs from the outside world. A [`Service`] provides all of it;
+/// tests assemble it from their own nats-server and database.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    pub nats: async_nats::Client,
+    pub db: PgPool,
+    /// Cancelled to stop taking requests.
+    pub shutdown: CancellationToken,
+    /// Where the key writers run, so a service drains them on shutdown.
+    pub tasks: TaskTracker,
+    /// How long in-flight requests may finish after shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Deps {
+    pub fn from_service(service: &Service) -> Self {
+        Self {
+            nats: service.nats.clone(),
+            db: service.db.clone(),
+            shutdown: service.shutdown.clone(),
+            tasks: service.tasks.clone(),
+            shutdown_grace: service.settings.shutdown_grace,
+        }
+    }
+}
+
+/// A bound, not yet serving, ingest.
+#[derive(Debug)]
+pub struct Ingest {
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: CancellationToken,
+    grace: Duration,
+}
+
+/// Binds the webhook listener and starts the key writers. The streams must
+/// exist already ([`Service::start`] creates them).
+pub async fn build(deps: Deps, settings: Settings) -> anyhow::Result<Ingest> {
+    // Installs the recorder if nobody has, so in-process instances count too.
+    switchyard_shared::ops_server::metrics_handle();
+    let listener = TcpListener::bind(settings.http_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on SWITCHYARD_HTTP_ADDR {}",
+                settings.http_addr
+            )
+        })?;
+    let state = handler::AppState {
+        verifier: verify::Verifier::new(settings.webhook_keys, settings.signing_secret),
+        keys: idempotency::Keys::start(
+            deps.db,
+            settings.db_claim_timeout,
+            settings.claim_batch,
+            &deps.tasks,
+        ),
+        publisher: publish::Publisher::new(deps.nats, settings.publish_timeout),
+        in_flight: single_flight::InFlight::default(),
+        max_body_bytes: settings.max_body_bytes,
+        drop_typing: settings.drop_typing,
+    };
+    Ok(Ingest {
+        listener,
+        router: routes::router(Arc::new(state)),
+        shutdown: deps.shutdown,
+        grace: deps.shutdown_grace,
+    })
+}
+
+impl Ingest {
+    /// Where the webhook route listens (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound listener always has an address; the fallback is never used.
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until the shutdown token is cancelled, then lets in-flight
+    /// requests finish (at most the grace period).
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let addr = self.local_addr();
+        tracing::info!(http.addr = %addr, "ingest listening");
+        let shutdown = self.shutdown.clone();
+        let serve = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(self.grace).await;
+        };
+        tokio::select! {
+            served = serve => served.context("ingest HTTP server failed"),
+            () = deadline => {
+                tracing::warn!("ingest: requests still in flight after the shutdown grace; abandoning them");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Runs the service until its shutdown token is cancelled.
+pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
+    let ingest = build(Deps::from_service(&service), settings).await?;
+    service.tasks.spawn(prune::run(
+        service.db.clone(),
+        service.settings.nats.max_age,
+        Duration::from_secs(600),
+        service.shutdown.clone(),
+    ));
+    service.readiness.set("ingest", true);
+    let served = ingest.run_until_stopped().await;
+    if let Err(e) = &served {
+        tracing::error!(error = format!("{e:#}"), "ingest stopped serving");
+        service.shutdown.cancel();
+    }
+    service.readiness.set("ingest", false);
+    service.stopped().await;
+    served
+}

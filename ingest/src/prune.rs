@@ -1,0 +1,48 @@
+//! Forgetting idempotency keys once their events have aged out of the inbound
+//! stream. The provider never redelivers (it does not retry), so a key older
+//! than the stream's max age protects nothing and only grows the table.
+//! Every ingest replica prunes; deleting the same old rows twice is harmless.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// Rows deleted per statement, so a large backlog never holds a long lock.
+const BATCH: i64 = 5_000;
+
+/// Deletes keys claimed more than `older_than` ago; returns how many.
+pub async fn prune_once(db: &PgPool, older_than: Duration) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM inbound_event_keys WHERE ctid IN ( \
+               SELECT ctid FROM inbound_event_keys \
+               WHERE claimed_at < now() - make_interval(secs => $1) LIMIT $2)",
+        )
+        .bind(older_than.as_secs_f64())
+        .bind(BATCH)
+        .execute(db)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted < BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Prunes every `every` until `shutdown`.
+pub async fn run(db: PgPool, older_than: Duration, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => match prune_once(&db, older_than).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(keys.pruned = n, "old idempotency keys pruned"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune idempotency keys; will try again"),
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The HTTP surface of ingest: which path goes to which handler, and the
+//! limits that apply before any handler runs.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    routing::{get, post},
+};
+
+use crate::{handler, openapi};
+
+/// The ingest routes over `state`.
+pub fn router(state: Arc<handler::AppState>) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/hook/{tenant}/{token}", post(handler::receive))
+        // Anything else under /hook (an empty tenant or token, extra segments)
+        // cannot carry a valid token: the same 401 as a bad one.
+        .fallback(handler::unrouted)
+        .route("/openapi.json", get(openapi::serve))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}

@@ -1,0 +1,169 @@
+//! Ingest's own settings, read once at start-up through [`Env`] so a bad value
+//! stops the process with the variable's name instead of surprising it later.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `SWITCHYARD_HTTP_ADDR` | `127.0.0.1:8080` | where the webhook route listens |
+//! | `SWITCHYARD_WEBHOOK_SECRET` | required | server secret deriving every bridge's URL token |
+//! | `SWITCHYARD_WEBHOOK_SECRET_PREVIOUS` | unset | the secret before a rotation, still accepted |
+//! | `SWITCHYARD_SIGNING_SECRET` | unset | `whsec_…`: when set, Standard Webhooks signatures are required |
+//! | `SWITCHYARD_MAX_BODY_BYTES` | `65536` | larger bodies get 413 |
+//! | `SWITCHYARD_DROP_TYPING` | `true` | `typing` events are answered 200 and not published |
+//! | `SWITCHYARD_DB_CLAIM_TIMEOUT` | `500ms` | past this, the idempotency claim is skipped and the event published anyway |
+//! | `SWITCHYARD_PUBLISH_TIMEOUT` | `3s` | longest wait for a JetStream ack before answering 503 |
+//! | `SWITCHYARD_DB_CLAIM_BATCH` | `256` | most keys written by one group-commit statement |
+
+use std::{net::SocketAddr, time::Duration};
+
+use secrecy::SecretString;
+use switchyard_shared::{
+    config::{ConfigError, Env},
+    standard_webhooks::SigningSecret,
+    webhook_auth::WebhookKeys,
+};
+
+/// Settings of the ingest service beyond the common ones.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the webhook route listens (port 0 picks a free port).
+    pub http_addr: SocketAddr,
+    /// Current and previous server secrets of the per-bridge URL tokens.
+    pub webhook_keys: WebhookKeys,
+    /// When set, every webhook must carry a valid Standard Webhooks signature.
+    pub signing_secret: Option<SigningSecret>,
+    /// Largest accepted body in bytes.
+    pub max_body_bytes: usize,
+    /// Whether `typing` events are dropped at the edge (answered 200, counted).
+    pub drop_typing: bool,
+    /// The bound past which PostgreSQL counts as degraded for a claim.
+    pub db_claim_timeout: Duration,
+    /// The bound on a JetStream publish ack.
+    pub publish_timeout: Duration,
+    /// Most idempotency keys one group-commit statement writes.
+    pub claim_batch: usize,
+}
+
+impl Settings {
+    /// Reads and validates every ingest setting.
+    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        let signing_secret = env
+            .secret("SWITCHYARD_SIGNING_SECRET")
+            .map(|raw| {
+                SigningSecret::parse(&raw).map_err(|e| ConfigError {
+                    variable: "SWITCHYARD_SIGNING_SECRET".to_owned(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?;
+        let db_claim_timeout =
+            env.duration("SWITCHYARD_DB_CLAIM_TIMEOUT", Duration::from_millis(500))?;
+        let publish_timeout = env.duration("SWITCHYARD_PUBLISH_TIMEOUT", Duration::from_secs(3))?;
+        // The provider gives up after 10 s: both waits together must fit well inside it.
+        for (variable, value) in [
+            ("SWITCHYARD_DB_CLAIM_TIMEOUT", db_claim_timeout),
+            ("SWITCHYARD_PUBLISH_TIMEOUT", publish_timeout),
+        ] {
+            if value.is_zero() || value > Duration::from_secs(4) {
+                return Err(ConfigError {
+                    variable: variable.to_owned(),
+                    reason: format!(
+                        "{} is outside 1ms..=4s (the provider gives up after 10 s)",
+                        humantime_like(value)
+                    ),
+                }
+                .into());
+            }
+        }
+        Ok(Self {
+            http_addr: env.parse(
+                "SWITCHYARD_HTTP_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8080)),
+            )?,
+            webhook_keys: WebhookKeys::new(
+                env.required_secret("SWITCHYARD_WEBHOOK_SECRET")?,
+                env.secret("SWITCHYARD_WEBHOOK_SECRET_PREVIOUS"),
+            ),
+            signing_secret,
+            max_body_bytes: env.bounded("SWITCHYARD_MAX_BODY_BYTES", 64 * 1024, 256..=1_000_000)?,
+            drop_typing: env.flag("SWITCHYARD_DROP_TYPING", true)?,
+            db_claim_timeout,
+            publish_timeout,
+            claim_batch: env.bounded("SWITCHYARD_DB_CLAIM_BATCH", 256, 1..=10_000)?,
+        })
+    }
+
+    /// Settings for an in-process instance: everything at its default, the
+    /// given server secret, listening on a free loopback port.
+    pub fn for_secret(secret: SecretString) -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            webhook_keys: WebhookKeys::new(secret, None),
+            signing_secret: None,
+            max_body_bytes: 64 * 1024,
+            drop_typing: true,
+            db_claim_timeout: Duration::from_millis(500),
+            publish_timeout: Duration::from_secs(3),
+            claim_batch: 256,
+        }
+    }
+}
+
+fn humantime_like(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_webhook_secret_is_required_and_named() {
+        let err = Settings::from_env(&Env::from_map::<[(&str, &str); 0], _, _>([])).unwrap_err();
+        assert!(
+            err.to_string().contains("SWITCHYARD_WEBHOOK_SECRET"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let s = Settings::from_env(&Env::from_map([("SWITCHYARD_WEBHOOK_SECRET", "s")])).unwrap();
+        assert_eq!(s.http_addr, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(s.max_body_bytes, 65_536);
+        assert!(s.drop_typing);
+        assert!(s.signing_secret.is_none());
+        assert_eq!(s.db_claim_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("SWITCHYARD_MAX_BODY_BYTES", "lots"),
+            ("SWITCHYARD_DROP_TYPING", "maybe"),
+            ("SWITCHYARD_DB_CLAIM_TIMEOUT", "20s"),
+            ("SWITCHYARD_SIGNING_SECRET", "whsec_not base64!"),
+            ("SWITCHYARD_HTTP_ADDR", "nowhere"),
+        ] {
+            let env = Env::from_map([("SWITCHYARD_WEBHOOK_SECRET", "s"), (var, value)]);
+            let err = Settings::from_env(&env).unwrap_err();
+            assert!(err.to_string().contains(var), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let env = Env::from_map([
+            ("SWITCHYARD_WEBHOOK_SECRET", "hunter2"),
+            ("SWITCHYARD_WEBHOOK_SECRET_PREVIOUS", "hunter3"),
+            (
+                "SWITCHYARD_SIGNING_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+        ]);
+        let shown = format!("{:?}", Settings::from_env(&env).unwrap());
+        assert!(
+            !shown.contains("hunter") && !shown.contains("MfKQ9r8"),
+            "{shown}"
+        );
+    }
+}

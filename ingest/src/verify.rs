@@ -1,0 +1,195 @@
+//! From untrusted request to a webhook we may publish: "verified" is a type.
+//!
+//! An [`UnverifiedWebhook`] (what the URL claims) becomes an
+//! [`AuthenticatedTenant`] only through the per-bridge token check, and a body
+//! becomes a [`VerifiedWebhook`] only through [`Verifier::accept`], which needs
+//! that authenticated tenant, checks the optional Standard Webhooks signature,
+//! parses the event and makes sure a `customer_ref` in the body names the same
+//! tenant. Both types have private fields and no other constructor, so the
+//! publisher, which takes a `&VerifiedWebhook`, cannot be reached by a request
+//! that skipped a check.
+
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use switchyard_shared::{
+    events::{self, ParsedEvent},
+    ids::TenantId,
+    standard_webhooks::{self, SigningSecret},
+    webhook_auth::WebhookKeys,
+};
+
+use crate::rejection::Rejection;
+
+/// What the request URL claims: `/hook/<tenant>/<token>`, nothing checked yet.
+#[derive(Debug)]
+pub struct UnverifiedWebhook<'a> {
+    pub tenant: &'a str,
+    pub token: &'a str,
+}
+
+/// A tenant whose webhook token was valid for this request.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedTenant(TenantId);
+
+impl AuthenticatedTenant {
+    pub fn id(&self) -> &TenantId {
+        &self.0
+    }
+}
+
+/// A webhook whose tenant, signature (when required) and body were all checked.
+#[derive(Debug, Clone)]
+pub struct VerifiedWebhook {
+    tenant: TenantId,
+    event: ParsedEvent,
+    body: Bytes,
+}
+
+impl VerifiedWebhook {
+    /// The tenant, as authenticated by the URL token: the only source of the subject.
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    pub fn event(&self) -> &ParsedEvent {
+        &self.event
+    }
+
+    /// The body exactly as received (the inbound stream is the event log).
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The id that deduplicates this event fleet-wide: `<tenant>:<event id>`.
+    /// Provider ids are unique per account only, and one stream holds every tenant.
+    pub fn scoped_id(&self) -> String {
+        format!("{}:{}", self.tenant, self.event.event_id)
+    }
+}
+
+/// Holds the secrets that decide what is verified.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    keys: WebhookKeys,
+    signing: Option<SigningSecret>,
+}
+
+impl Verifier {
+    pub fn new(keys: WebhookKeys, signing: Option<SigningSecret>) -> Self {
+        Self { keys, signing }
+    }
+
+    /// The token check. A tenant that is not a valid id cannot have a valid
+    /// token, so it is refused the same way (401) before any HMAC is computed.
+    pub fn authenticate(
+        &self,
+        claimed: &UnverifiedWebhook<'_>,
+    ) -> Result<AuthenticatedTenant, Rejection> {
+        let tenant = TenantId::parse(claimed.tenant).map_err(|_| Rejection::InvalidTenant)?;
+        if self.keys.verify(&tenant, claimed.token) {
+            Ok(AuthenticatedTenant(tenant))
+        } else {
+            Err(Rejection::BadToken)
+        }
+    }
+
+    /// Signature, parse and tenant agreement. `now` is unix seconds; the
+    /// receive minute keys the digest of events that have no id of their own.
+    pub fn accept(
+        &self,
+        tenant: AuthenticatedTenant,
+        headers: &HeaderMap,
+        body: Bytes,
+        now: i64,
+    ) -> Result<VerifiedWebhook, Rejection> {
+        if let Some(secret) = &self.signing {
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+            secret
+                .verify(
+                    header(standard_webhooks::HEADER_ID),
+                    header(standard_webhooks::HEADER_TIMESTAMP),
+                    header(standard_webhooks::HEADER_SIGNATURE),
+                    &body,
+                    now,
+                    standard_webhooks::DEFAULT_TOLERANCE,
+                )
+                .map_err(|e| Rejection::BadSignature(e.to_string()))?;
+        }
+        let event = events::parse(&body, now.div_euclid(60))
+            .map_err(|e| Rejection::Malformed(e.to_string()))?;
+        if let Some(claimed) = &event.customer_ref
+            && claimed != tenant.0.as_str()
+        {
+            return Err(Rejection::TenantMismatch);
+        }
+        Ok(VerifiedWebhook {
+            tenant: tenant.0,
+            event,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifier() -> Verifier {
+        Verifier::new(WebhookKeys::new("s3cret".into(), None), None)
+    }
+
+    fn authenticated(raw: &str) -> AuthenticatedTenant {
+        let v = verifier();
+        let token =
+            WebhookKeys::new("s3cret".into(), None).token_for(&TenantId::parse(raw).unwrap());
+        v.authenticate(&UnverifiedWebhook {
+            tenant: raw,
+            token: &token,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_token_for_another_tenant_is_refused() {
+        let keys = WebhookKeys::new("s3cret".into(), None);
+        let token = keys.token_for(&TenantId::parse("acme").unwrap());
+        let err = verifier()
+            .authenticate(&UnverifiedWebhook {
+                tenant: "globex",
+                token: &token,
+            })
+            .unwrap_err();
+        assert!(matches!(err, Rejection::BadToken));
+    }
+
+    #[test]
+    fn an_invalid_tenant_is_refused_before_any_token_check() {
+        let err = verifier()
+            .authenticate(&UnverifiedWebhook {
+                tenant: "a.>",
+                token: "x",
+            })
+            .unwrap_err();
+        assert!(matches!(err, Rejection::InvalidTenant));
+    }
+
+    #[test]
+    fn a_body_naming_another_tenant_is_refused() {
+        let body = Bytes::from_static(br#"{"event":"connected","customer_ref":"globex"}"#);
+        let err = verifier()
+            .accept(authenticated("acme"), &HeaderMap::new(), body, 0)
+            .unwrap_err();
+        assert!(matches!(err, Rejection::TenantMismatch));
+    }
+
+    #[test]
+    fn the_scoped_id_pairs_tenant_and_event_id() {
+        let body = Bytes::from_static(
+            br#"{"event":"message","message_id":"M1","chat_id":"c","from_me":false,"timestamp":1}"#,
+        );
+        let verified = verifier()
+            .accept(authenticated("acme"), &HeaderMap::new(), body, 0)
+            .unwrap();
+        assert_eq!(verified.scoped_id(), "acme:M1");
+    }
+}

@@ -1,0 +1,288 @@
+//! A local deployment for one run: its own nats-server and PostgreSQL
+//! database, the bridge simulator in this process, and ingest, router and
+//! sender as child processes of the real binaries (so each one's CPU and
+//! memory can be read from /proc). Everything listens on loopback; the
+//! database is dropped and the processes are killed when the run ends.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use sqlx::{Connection as _, Executor as _, PgConnection, PgPool};
+use switchyard_bridge_sim::{Fault, Limits, SimConfig, SimHandle};
+use switchyard_shared::{
+    ids::{BridgeId, TenantId},
+    tenants::{self, BotKind, NewTenant},
+    webhook_auth::WebhookKeys,
+};
+
+use crate::scenario::{BridgeFault, Scenario};
+
+const WEBHOOK_SECRET: &str = "loadtest-webhook-secret";
+const API_KEY: &str = "sk_loadtest";
+
+/// Where the binaries and the admin database are.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub bin_dir: PathBuf,
+    pub nats_server: PathBuf,
+    pub admin_database_url: String,
+    pub work_dir: PathBuf,
+}
+
+/// A child process we started; killed on drop.
+#[derive(Debug)]
+pub struct Proc {
+    pub name: &'static str,
+    child: Child,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running deployment.
+pub struct Deployment {
+    pub sim: SimHandle,
+    pub keys: WebhookKeys,
+    pub ingest_base: String,
+    /// ingest, router, sender, nats-server.
+    pub procs: Vec<Proc>,
+    pool: PgPool,
+    admin_url: String,
+    database: String,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn with_database(url: &str, database: &str) -> String {
+    match url.rfind('/') {
+        Some(i) => format!("{}/{database}", &url[..i]),
+        None => format!("{url}/{database}"),
+    }
+}
+
+async fn wait_ready(what: &str, url: &str, deadline: Duration) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(r) = http.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if start.elapsed() > deadline {
+            bail!("{what} was not ready within {deadline:?} ({url})");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn spawn(
+    name: &'static str,
+    program: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    log_dir: &Path,
+) -> anyhow::Result<Proc> {
+    let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
+    let child = Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {}", program.display()))?;
+    Ok(Proc { name, child })
+}
+
+impl Deployment {
+    /// Starts everything for `scenario` with the sender's `scheduler` (`fair` or `fifo`).
+    pub async fn start(
+        setup: &Setup,
+        scenario: &Scenario,
+        scheduler: &str,
+    ) -> anyhow::Result<Self> {
+        let run_dir = setup
+            .work_dir
+            .join(format!("{}-{scheduler}", scenario.name));
+        let _ = std::fs::remove_dir_all(&run_dir);
+        std::fs::create_dir_all(run_dir.join("nats"))?;
+        let mut procs = Vec::new();
+
+        let nats_port = free_port()?;
+        let nats_http = free_port()?;
+        procs.push(spawn(
+            "nats-server",
+            &setup.nats_server,
+            &[
+                "-a".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                nats_port.to_string(),
+                "-m".into(),
+                nats_http.to_string(),
+                "-js".into(),
+                "-sd".into(),
+                run_dir.join("nats").display().to_string(),
+            ],
+            &[],
+            &run_dir,
+        )?);
+        wait_ready(
+            "nats-server",
+            &format!("http://127.0.0.1:{nats_http}/healthz"),
+            Duration::from_secs(20),
+        )
+        .await?;
+
+        let database = format!(
+            "switchyard_load_{}_{}",
+            std::process::id(),
+            scenario.name.replace('-', "_")
+        );
+        let admin_url = setup.admin_database_url.clone();
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .context("cannot connect to DATABASE_URL")?;
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)").as_str())
+            .await?;
+        admin
+            .execute(format!("CREATE DATABASE \"{database}\"").as_str())
+            .await?;
+        let db_url = with_database(&admin_url, &database);
+        let pool = PgPool::connect(&db_url).await?;
+        switchyard_shared::db::MIGRATOR.run(&pool).await?;
+
+        let mut config = SimConfig::new(API_KEY);
+        config.limits = Limits::unlimited();
+        let sim = SimHandle::start(config).await?;
+
+        let ingest_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let ingest_base = format!("http://{ingest_addr}");
+        let keys = WebhookKeys::new(WEBHOOK_SECRET.into(), None);
+        for t in &scenario.tenants {
+            let id = TenantId::parse(&t.id)?;
+            let mut new = NewTenant::with_defaults(id.clone());
+            new.bot_kind = BotKind::Echo;
+            new.limits.weight = t.weight;
+            new.limits.sends_per_minute = 100_000;
+            new.limits.send_burst = 10_000;
+            new.limits.max_in_flight = 8;
+            tenants::insert(&pool, &new).await?;
+            let bridge = sim.seed_bridge(&t.id, &keys.webhook_url(&ingest_base, &id));
+            tenants::set_bridge(&pool, &id, BridgeId::new(bridge.id)?, "connected").await?;
+        }
+        for fault in &scenario.faults {
+            match fault {
+                BridgeFault::Latency { tenant, ms } => {
+                    sim.set_latency(tenant, Duration::from_millis(*ms))?
+                }
+                BridgeFault::Hang { tenant } => sim.set_fault(tenant, Fault::Hang, None)?,
+                BridgeFault::ServerError { tenant, status } => {
+                    sim.set_fault(tenant, Fault::ServerError { status: *status }, None)?
+                }
+            }
+        }
+
+        let common = |ops: u16| -> Vec<(String, String)> {
+            [
+                ("NATS_URL", format!("nats://127.0.0.1:{nats_port}")),
+                ("DATABASE_URL", db_url.clone()),
+                ("SWITCHYARD_OPS_ADDR", format!("127.0.0.1:{ops}")),
+                ("SWITCHYARD_LOG", "warn".to_owned()),
+                ("SWITCHYARD_LOG_FORMAT", "json".to_owned()),
+                ("SWITCHYARD_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+                ("SWITCHYARD_HTTP_ADDR", ingest_addr.to_string()),
+                ("WA_API_URL", sim.base_url()),
+                ("WA_API_KEY", API_KEY.to_owned()),
+                ("SWITCHYARD_WA_TIMEOUT", "5s".to_owned()),
+                ("SWITCHYARD_FLEET_MODE", "local".to_owned()),
+                (
+                    "SWITCHYARD_FLEET_CALLS_PER_MINUTE",
+                    scenario.fleet_per_minute.to_string(),
+                ),
+                ("SWITCHYARD_SCHEDULER", scheduler.to_owned()),
+                ("SWITCHYARD_TENANT_REFRESH", "1s".to_owned()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+        };
+        // Ingest first: the streams exist once one service has started.
+        for name in [
+            "switchyard-ingest",
+            "switchyard-router",
+            "switchyard-sender",
+        ] {
+            let ops = free_port()?;
+            procs.push(spawn(
+                name,
+                &setup.bin_dir.join(name),
+                &[],
+                &common(ops),
+                &run_dir,
+            )?);
+            wait_ready(
+                name,
+                &format!("http://127.0.0.1:{ops}/readyz"),
+                Duration::from_secs(30),
+            )
+            .await
+            .with_context(|| format!("see {}", run_dir.join(format!("{name}.log")).display()))?;
+        }
+        Ok(Self {
+            sim,
+            keys,
+            ingest_base,
+            procs,
+            pool,
+            admin_url,
+            database,
+        })
+    }
+
+    /// The URL `tenant`'s bridge posts to.
+    pub fn webhook_url(&self, tenant: &str) -> anyhow::Result<String> {
+        Ok(self
+            .keys
+            .webhook_url(&self.ingest_base, &TenantId::parse(tenant)?))
+    }
+
+    /// Stops the services, the simulator and nats-server, and drops the database.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let Self {
+            sim,
+            procs,
+            pool,
+            admin_url,
+            database,
+            ..
+        } = self;
+        drop(procs);
+        sim.stop().await;
+        pool.close().await;
+        let mut admin = PgConnection::connect(&admin_url).await?;
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)").as_str())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,468 @@
+//! Drives one scenario against one deployment: posts the webhooks on an
+//! open-loop schedule (bounded: the schedule is finite and requests in flight
+//! are capped), waits for the replies, and turns what the simulator recorded
+//! into a [`RunResult`].
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use indicatif::ProgressBar;
+use tokio::sync::Semaphore;
+
+use switchyard_tests::procstat::Sampler;
+
+use crate::{
+    deployment::Deployment,
+    results::{RunResult, StepResult, TenantResult},
+    scenario::{Role, Scenario},
+    stats::{self, Percentiles},
+};
+
+/// Most webhook requests in flight at once (the load generator's own bound).
+const MAX_IN_FLIGHT: usize = 512;
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// One scheduled request.
+#[derive(Debug, Clone, Copy)]
+struct Planned {
+    at: Duration,
+    tenant: usize,
+    /// The event's number (its token); repeats for a replaying tenant.
+    event: u64,
+    step: usize,
+}
+
+/// One request as it went.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    plan: Planned,
+    started_ms: u64,
+    /// Seconds after the traffic began.
+    started_s: f64,
+    http_ms: u64,
+    status: u16,
+}
+
+fn schedule(scenario: &Scenario) -> Vec<Planned> {
+    let steps: Vec<(f64, Duration)> = if scenario.ramp.is_empty() {
+        vec![(f64::NAN, scenario.duration)]
+    } else {
+        scenario
+            .ramp
+            .iter()
+            .map(|s| (s.rate_per_tenant, s.duration))
+            .collect()
+    };
+    let mut plan = Vec::new();
+    let mut counters = vec![0u64; scenario.tenants.len()];
+    let mut offset = Duration::ZERO;
+    for (step, (ramp_rate, length)) in steps.iter().enumerate() {
+        for (i, t) in scenario.tenants.iter().enumerate() {
+            let rate = if ramp_rate.is_nan() {
+                t.rate
+            } else {
+                *ramp_rate
+            };
+            if rate <= 0.0 {
+                continue;
+            }
+            let n = (rate * length.as_secs_f64()).floor() as u64;
+            for k in 0..n {
+                let seq = counters[i];
+                counters[i] += 1;
+                plan.push(Planned {
+                    at: offset + Duration::from_secs_f64(k as f64 / rate),
+                    tenant: i,
+                    event: t.distinct.map_or(seq, |d| seq % d.max(1)),
+                    step,
+                });
+            }
+        }
+        offset += *length;
+    }
+    plan.sort_by_key(|p| p.at);
+    plan
+}
+
+fn event_body(tenant: &str, event: u64) -> String {
+    let phone = format!("4479{:08}", event % 64);
+    serde_json::json!({
+        "event": "message",
+        "customer_ref": tenant,
+        "message_id": format!("LT{event:012}"),
+        "contact_id": format!("{phone}@s.whatsapp.net"),
+        "phone": phone,
+        "chat_id": format!("{phone}@s.whatsapp.net"),
+        "name": "Load",
+        "body": format!("lt:{tenant}:{event}"),
+        "type": "text",
+        "media_type": "",
+        "is_group": false,
+        "from_me": false,
+        "timestamp": unix_ms() / 1000,
+    })
+    .to_string()
+}
+
+/// The (tenant, event) a reply answers, from `echo: lt:<tenant>:<event>`.
+fn token_of(reply: &str) -> Option<(&str, u64)> {
+    let rest = reply.strip_prefix("echo: lt:")?;
+    let (tenant, event) = rest.rsplit_once(':')?;
+    Some((tenant, event.parse().ok()?))
+}
+
+/// Runs `scenario` on `dep`; `scheduler` only labels the result.
+pub async fn run(
+    dep: &Deployment,
+    scenario: &Scenario,
+    scheduler: &str,
+    progress: &ProgressBar,
+) -> anyhow::Result<RunResult> {
+    let plan = schedule(scenario);
+    let urls: Vec<String> = scenario
+        .tenants
+        .iter()
+        .map(|t| dep.webhook_url(&t.id))
+        .collect::<anyhow::Result<_>>()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(MAX_IN_FLIGHT)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let mut processes: Vec<(String, u32)> = dep
+        .procs
+        .iter()
+        .map(|p| (p.name.to_owned(), p.pid()))
+        .collect();
+    processes.push((
+        "switchyard-load (+ simulator)".to_owned(),
+        std::process::id(),
+    ));
+    let sampler = Arc::new(Mutex::new(Sampler::new(&processes)));
+
+    progress.set_length(plan.len() as u64);
+    progress.set_position(0);
+    progress.set_message(format!("{} / {scheduler}: traffic", scenario.name));
+    let sent: Arc<Mutex<Vec<Sent>>> = Arc::new(Mutex::new(Vec::with_capacity(plan.len())));
+    let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let t0 = tokio::time::Instant::now();
+    let t0_ms = unix_ms();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next_sample = Duration::from_millis(500);
+    for p in &plan {
+        tokio::time::sleep_until(t0 + p.at).await;
+        if p.at >= next_sample {
+            next_sample = p.at + Duration::from_millis(500);
+            sampler
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .sample();
+        }
+        let permit = limit.clone().acquire_owned().await?;
+        let (http, url, sent, progress) = (
+            http.clone(),
+            urls[p.tenant].clone(),
+            sent.clone(),
+            progress.clone(),
+        );
+        let body = event_body(&scenario.tenants[p.tenant].id, p.event);
+        let p = *p;
+        tasks.spawn(async move {
+            let started_ms = unix_ms();
+            let started_s = t0.elapsed().as_secs_f64();
+            let clock = Instant::now();
+            let status = match http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+            {
+                Ok(r) => r.status().as_u16(),
+                Err(_) => 0,
+            };
+            let http_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+            drop(permit);
+            sent.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(Sent {
+                    plan: p,
+                    started_ms,
+                    started_s,
+                    http_ms,
+                    status,
+                });
+            progress.inc(1);
+        });
+        // Reap finished tasks as we go so the set stays small.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    let traffic_end = t0.elapsed();
+    let traffic_end_ms = unix_ms();
+
+    // Drain: wait for every accepted event of the tenants that must drain.
+    progress.set_message(format!("{} / {scheduler}: draining", scenario.name));
+    let must: Vec<(String, u64)> = {
+        let sent = sent.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut must: Vec<(String, u64)> = sent
+            .iter()
+            .filter(|s| s.status == 200 && scenario.tenants[s.plan.tenant].role.must_drain())
+            .map(|s| (scenario.tenants[s.plan.tenant].id.clone(), s.plan.event))
+            .collect();
+        must.sort();
+        must.dedup();
+        must
+    };
+    let drain_started = Instant::now();
+    loop {
+        let answered: std::collections::HashSet<(String, u64)> = dep
+            .sim
+            .sends()
+            .iter()
+            .filter_map(|s| token_of(&s.body).map(|(t, e)| (t.to_owned(), e)))
+            .collect();
+        let left = must.iter().filter(|k| !answered.contains(*k)).count();
+        progress.set_message(format!(
+            "{} / {scheduler}: draining, {left} replies outstanding",
+            scenario.name
+        ));
+        if left == 0 || drain_started.elapsed() >= scenario.drain {
+            break;
+        }
+        sampler
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sample();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let end_ms = unix_ms();
+    let drain = drain_started.elapsed();
+    let services = match Arc::try_unwrap(sampler) {
+        Ok(m) => m
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .finish(),
+        Err(_) => BTreeMap::new(),
+    };
+    let sent = std::mem::take(&mut *sent.lock().unwrap_or_else(PoisonError::into_inner));
+    summarise(
+        dep,
+        scenario,
+        scheduler,
+        &sent,
+        Timeline {
+            t0_ms,
+            traffic_end,
+            traffic_end_ms,
+            end_ms,
+            drain,
+        },
+        services,
+    )
+}
+
+struct Timeline {
+    t0_ms: u64,
+    traffic_end: Duration,
+    traffic_end_ms: u64,
+    end_ms: u64,
+    drain: Duration,
+}
+
+fn summarise(
+    dep: &Deployment,
+    scenario: &Scenario,
+    scheduler: &str,
+    sent: &[Sent],
+    tl: Timeline,
+    services: BTreeMap<String, switchyard_tests::procstat::Usage>,
+) -> anyhow::Result<RunResult> {
+    let index: HashMap<&str, usize> = scenario
+        .tenants
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    // The first accepted request of each event is when its clock started.
+    let mut first_accept: HashMap<(usize, u64), &Sent> = HashMap::new();
+    for s in sent.iter().filter(|s| s.status == 200) {
+        let key = (s.plan.tenant, s.plan.event);
+        let earlier = first_accept
+            .get(&key)
+            .is_some_and(|f| f.started_ms <= s.started_ms);
+        if !earlier {
+            first_accept.insert(key, s);
+        }
+    }
+    let n = scenario.tenants.len();
+    let mut replies: HashMap<(usize, u64), u64> = HashMap::new();
+    let mut duplicates = vec![0u64; n];
+    let mut misrouted = vec![0u64; n];
+    let warmup = (tl.traffic_end.as_secs_f64() / 5.0).min(2.0);
+    let window = (warmup, tl.traffic_end.as_secs_f64());
+    let window_ms = (tl.t0_ms + (window.0 * 1000.0) as u64, tl.traffic_end_ms);
+    let mut in_window = vec![0u64; n];
+    for s in dep.sim.sends() {
+        let Some((tenant, event)) = token_of(&s.body) else {
+            continue;
+        };
+        let Some(&i) = index.get(tenant) else {
+            continue;
+        };
+        if s.customer_ref != tenant {
+            misrouted[i] += 1;
+        }
+        if (window_ms.0..=window_ms.1).contains(&s.at_ms) {
+            in_window[i] += 1;
+        }
+        match replies.entry((i, event)) {
+            std::collections::hash_map::Entry::Occupied(_) => duplicates[i] += 1,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(s.at_ms);
+            }
+        }
+    }
+    let window_len = (window.1 - window.0).max(1e-3);
+    let total_in_window: u64 = in_window.iter().sum();
+    let mut quiet_all = stats::histogram()?;
+    let mut tenants = Vec::with_capacity(n);
+    for (i, t) in scenario.tenants.iter().enumerate() {
+        let mut latency = stats::histogram()?;
+        let mut http = stats::histogram()?;
+        let mine: Vec<&Sent> = sent.iter().filter(|s| s.plan.tenant == i).collect();
+        for s in &mine {
+            stats::record(&mut http, s.http_ms);
+        }
+        let mut replied = 0;
+        let mut unanswered = 0;
+        let mut censored = 0;
+        for ((ti, event), s) in &first_accept {
+            if *ti != i {
+                continue;
+            }
+            match replies.get(&(i, *event)) {
+                Some(at) => {
+                    replied += 1;
+                    stats::record(&mut latency, at.saturating_sub(s.started_ms));
+                }
+                None => {
+                    unanswered += 1;
+                    if t.role.must_drain() {
+                        censored += 1;
+                        stats::record(&mut latency, tl.end_ms.saturating_sub(s.started_ms));
+                    }
+                }
+            }
+        }
+        if t.role == Role::Quiet {
+            quiet_all.add(&latency)?;
+        }
+        tenants.push(TenantResult {
+            id: t.id.clone(),
+            role: t.role,
+            weight: t.weight,
+            offered: mine.len() as u64,
+            accepted: mine.iter().filter(|s| s.status == 200).count() as u64,
+            refused: mine.iter().filter(|s| s.status != 200).count() as u64,
+            replied,
+            unanswered,
+            duplicate_sends: duplicates[i],
+            misrouted: misrouted[i],
+            latency: Percentiles::of(&latency),
+            censored,
+            http_latency: Percentiles::of(&http),
+            throughput_per_s: in_window[i] as f64 / window_len,
+            share: if total_in_window == 0 {
+                0.0
+            } else {
+                in_window[i] as f64 / total_in_window as f64
+            },
+        });
+    }
+    let backlogged: Vec<f64> = tenants
+        .iter()
+        .filter(|t| matches!(t.role, Role::Noisy | Role::Weighted))
+        .map(|t| t.throughput_per_s / f64::from(t.weight.max(1)))
+        .collect();
+    let noisy_share_of_leftover = tenants.iter().find(|t| t.role == Role::Noisy).map(|noisy| {
+        let budget = f64::from(scenario.fleet_per_minute) / 60.0 * window_len;
+        let others = (total_in_window as f64) - noisy.throughput_per_s * window_len;
+        noisy.throughput_per_s * window_len / (budget - others).max(1.0)
+    });
+    let steps = step_results(scenario, sent, &first_accept, &replies)?;
+    Ok(RunResult {
+        scenario: scenario.name.to_owned(),
+        scheduler: scheduler.to_owned(),
+        fleet_per_minute: scenario.fleet_per_minute,
+        traffic_seconds: tl.traffic_end.as_secs_f64(),
+        window_seconds: window,
+        drain_seconds: tl.drain.as_secs_f64(),
+        tenants,
+        quiet_latency: Percentiles::of(&quiet_all),
+        jain_backlogged: stats::jain(&backlogged),
+        noisy_share_of_leftover,
+        services,
+        steps,
+    })
+}
+
+fn step_results(
+    scenario: &Scenario,
+    sent: &[Sent],
+    first_accept: &HashMap<(usize, u64), &Sent>,
+    replies: &HashMap<(usize, u64), u64>,
+) -> anyhow::Result<Vec<StepResult>> {
+    let mut out = Vec::new();
+    let mut offset = 0.0;
+    for (k, step) in scenario.ramp.iter().enumerate() {
+        let len = step.duration.as_secs_f64().max(1e-3);
+        let mine: Vec<&Sent> = sent.iter().filter(|s| s.plan.step == k).collect();
+        let mut http = stats::histogram()?;
+        let mut e2e = stats::histogram()?;
+        for s in &mine {
+            stats::record(&mut http, s.http_ms);
+        }
+        for ((tenant, event), s) in first_accept {
+            if s.plan.step == k
+                && let Some(at) = replies.get(&(*tenant, *event))
+            {
+                stats::record(&mut e2e, at.saturating_sub(s.started_ms));
+            }
+        }
+        let started = mine
+            .iter()
+            .filter(|s| s.started_s >= offset && s.started_s < offset + len)
+            .count();
+        out.push(StepResult {
+            rate_per_tenant: step.rate_per_tenant,
+            offered_per_s: mine.len() as f64 / len,
+            started_per_s: started as f64 / len,
+            accepted_per_s: mine.iter().filter(|s| s.status == 200).count() as f64 / len,
+            refused: mine.iter().filter(|s| s.status != 200).count() as u64,
+            http_latency: Percentiles::of(&http),
+            latency: Percentiles::of(&e2e),
+        });
+        offset += len;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_names_the_event_it_answers() {
+        assert_eq!(token_of("echo: lt:quiet-01:42"), Some(("quiet-01", 42)));
+        assert_eq!(token_of("something else"), None);
+    }
+}

@@ -1,0 +1,244 @@
+//! The report in its three forms: JSON (everything), Markdown (for people and
+//! docs/benchmarks/), and the short terminal summary.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::{
+    goals::{self, Comparison, Goal},
+    machine::Machine,
+    results::RunResult,
+    scenario::{Knobs, Scenario},
+};
+
+/// Everything one invocation measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub machine: Machine,
+    pub knobs: Knobs,
+    pub scenarios: Vec<Scenario>,
+    pub runs: Vec<RunResult>,
+    pub goals: Vec<Goal>,
+    pub fifo_vs_fair: Vec<Comparison>,
+}
+
+impl Report {
+    pub fn new(
+        machine: Machine,
+        knobs: Knobs,
+        scenarios: Vec<Scenario>,
+        runs: Vec<RunResult>,
+    ) -> Self {
+        Self {
+            goals: goals::judge(&runs),
+            fifo_vs_fair: goals::compare(&runs),
+            machine,
+            knobs,
+            scenarios,
+            runs,
+        }
+    }
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**MISSED**",
+        None => "not measured",
+    }
+}
+
+/// The goals and the fifo/fair ratios, as terminal lines.
+pub fn terminal(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\nGoals");
+    for g in &report.goals {
+        let mark = match g.met {
+            Some(true) => "met   ",
+            Some(false) => "MISSED",
+            None => "  -   ",
+        };
+        let _ = writeln!(
+            out,
+            "  [{mark}] {}: {} (target: {})",
+            g.name, g.measured, g.target
+        );
+    }
+    let _ = writeln!(out, "\nQuiet tenants' p99, fifo baseline / fair");
+    for c in &report.fifo_vs_fair {
+        let _ = writeln!(
+            out,
+            "  {:<16} fair {:>7} ms   fifo {:>7} ms   ratio {:>7.1}×",
+            c.scenario, c.quiet_p99_fair_ms, c.quiet_p99_fifo_ms, c.ratio
+        );
+    }
+    out
+}
+
+/// The Markdown report.
+pub fn markdown(report: &Report, svg_name: &str) -> String {
+    let m = &report.machine;
+    let mut out = String::new();
+    let _ = writeln!(out, "# Switchyard load test: noisy neighbours\n");
+    let _ = writeln!(
+        out,
+        "Measured {} at commit `{}` on {} × {} ({:.1} GiB RAM, Linux {}). Load average {} before, {} after \
+         (the machine is shared: other builds and tests may have run meanwhile). Every service is a \
+         separate process of its release binary; {} and PostgreSQL on the same cores; \
+         the load generator and the bridge simulator share one process.\n",
+        m.started_at,
+        m.git_commit,
+        m.cores,
+        m.cpu_model,
+        m.memory_gib,
+        m.kernel,
+        m.load_before,
+        m.load_after,
+        m.nats_server,
+    );
+    let _ = writeln!(out, "![per-tenant p99 latency]({svg_name})\n");
+    let _ = writeln!(
+        out,
+        "## Goals\n\n| goal | target | measured | verdict |\n|---|---|---|---|"
+    );
+    for g in &report.goals {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            g.name,
+            g.target,
+            g.measured,
+            verdict(g.met)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n## fifo baseline vs fair share (quiet tenants' p99, same run)\n\n| scenario | fair | fifo | fifo / fair |\n|---|---|---|---|"
+    );
+    for c in &report.fifo_vs_fair {
+        let _ = writeln!(
+            out,
+            "| {} | {} ms | {} ms | {:.1}× |",
+            c.scenario, c.quiet_p99_fair_ms, c.quiet_p99_fifo_ms, c.ratio
+        );
+    }
+    let _ = writeln!(out, "\n## Scenarios\n");
+    for s in &report.scenarios {
+        let _ = writeln!(
+            out,
+            "- **{}**: {} ({} s of traffic, budget {}/min).",
+            s.name,
+            s.description,
+            s.duration.as_secs(),
+            s.fleet_per_minute
+        );
+    }
+    for run in &report.runs {
+        run_section(&mut out, run);
+    }
+    let _ = writeln!(
+        out,
+        "\n## How to read this\n\n\
+         - Latency is webhook request start → the reply arriving at the simulated bridge (ms, HDR histograms). \
+         Events of must-drain tenants still unanswered at the end count at the run's end (a lower bound, column *censored*).\n\
+         - Throughput and share count sends arriving in the window (after a warm-up, until the traffic stops).\n\
+         - Jain's index is over weight-normalised throughput of the tenants backlogged on purpose (noisy, weighted).\n\
+         - *leftover*: noisy sends / (fleet budget in the window − everyone else's sends).\n\
+         - CPU is the mean over the run in % of one core; RSS the peak."
+    );
+    out
+}
+
+fn run_section(out: &mut String, run: &RunResult) {
+    let _ = writeln!(
+        out,
+        "\n### {} / {}\n\n{:.0} s of traffic, window {:.1}–{:.1} s, drain {:.1} s, budget {}/min. Quiet p50/p95/p99/max: {}/{}/{}/{} ms.{}{}\n",
+        run.scenario,
+        run.scheduler,
+        run.traffic_seconds,
+        run.window_seconds.0,
+        run.window_seconds.1,
+        run.drain_seconds,
+        run.fleet_per_minute,
+        run.quiet_latency.p50_ms,
+        run.quiet_latency.p95_ms,
+        run.quiet_latency.p99_ms,
+        run.quiet_latency.max_ms,
+        run.jain_backlogged
+            .map_or(String::new(), |j| format!(" Jain (backlogged): {j:.4}.")),
+        run.noisy_share_of_leftover
+            .map_or(String::new(), |l| format!(
+                " Noisy got {:.1} % of the leftover budget.",
+                l * 100.0
+            )),
+    );
+    let _ = writeln!(
+        out,
+        "| tenant | role | w | offered | accepted | replied | unanswered | p50 | p95 | p99 | max | censored | sends/s | share | ingest p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for t in &run.tenants {
+        let _ = writeln!(
+            out,
+            "| {} | {:?} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} % | {} |",
+            t.id,
+            t.role,
+            t.weight,
+            t.offered,
+            t.accepted,
+            t.replied,
+            t.unanswered,
+            t.latency.p50_ms,
+            t.latency.p95_ms,
+            t.latency.p99_ms,
+            t.latency.max_ms,
+            t.censored,
+            t.throughput_per_s,
+            t.share * 100.0,
+            t.http_latency.p99_ms,
+        );
+    }
+    if !run.steps.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n| ev/s per tenant | offered/s | started/s | accepted/s | refused | ingest p50 | ingest p99 | e2e p50 | e2e p99 |\n|---|---|---|---|---|---|---|---|---|"
+        );
+        for s in &run.steps {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
+                s.rate_per_tenant,
+                s.offered_per_s,
+                s.started_per_s,
+                s.accepted_per_s,
+                s.refused,
+                s.http_latency.p50_ms,
+                s.http_latency.p99_ms,
+                s.latency.p50_ms,
+                s.latency.p99_ms
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nSaturation: {}",
+            goals::saturation_point(run).map_or(
+                "not reached within the ramp".to_owned(),
+                |s| format!(
+                    "at {} ev/s per tenant ({:.0} offered/s): {:.0} accepted/s, {} refused, ingest p99 {} ms",
+                    s.rate_per_tenant, s.offered_per_s, s.accepted_per_s, s.refused, s.http_latency.p99_ms
+                )
+            )
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n| process | CPU mean | CPU peak | RSS peak |\n|---|---|---|---|"
+    );
+    for (name, u) in &run.services {
+        let _ = writeln!(
+            out,
+            "| {name} | {:.0} % | {:.0} % | {:.0} MiB |",
+            u.cpu_percent_mean, u.cpu_percent_peak, u.rss_mib_peak
+        );
+    }
+}

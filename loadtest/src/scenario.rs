@@ -1,0 +1,268 @@
+//! The scenarios: who sends how much, what misbehaves, under which fleet
+//! budget. Pure data, built from the command-line knobs, so the report can
+//! print exactly what was run.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// What a tenant does in a scenario; decides how its figures are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Ordinary traffic: the tenants whose latency the goals protect.
+    Quiet,
+    /// Far more traffic than the outbound budget.
+    Noisy,
+    /// Its bridge answers every call after a delay.
+    Slow,
+    /// Its bridge never answers (the sender's request timeout fires).
+    Hanging,
+    /// Its bridge answers 503.
+    Failing,
+    /// Re-posts a few events over and over.
+    Replaying,
+    /// Backlogged on purpose, to read the weights.
+    Weighted,
+}
+
+impl Role {
+    /// Whether its accepted events must all be answered before the drain ends
+    /// (the others may keep a backlog, that is the point of them).
+    pub fn must_drain(self) -> bool {
+        matches!(self, Role::Quiet | Role::Replaying)
+    }
+}
+
+/// One tenant's load.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantLoad {
+    pub id: String,
+    pub role: Role,
+    /// Webhook events per second.
+    pub rate: f64,
+    pub weight: u32,
+    /// `Some(k)`: only k distinct events, posted again and again.
+    pub distinct: Option<u64>,
+}
+
+/// A bridge misbehaving for the whole run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum BridgeFault {
+    Latency { tenant: String, ms: u64 },
+    Hang { tenant: String },
+    ServerError { tenant: String, status: u16 },
+}
+
+/// One step of the front-door ramp.
+#[derive(Debug, Clone, Serialize)]
+pub struct RampStep {
+    /// Events per second per tenant.
+    pub rate_per_tenant: f64,
+    pub duration: Duration,
+}
+
+/// One scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub description: String,
+    pub tenants: Vec<TenantLoad>,
+    pub faults: Vec<BridgeFault>,
+    /// The fleet-wide send budget (`SWITCHYARD_FLEET_CALLS_PER_MINUTE`).
+    pub fleet_per_minute: u32,
+    pub duration: Duration,
+    /// How long after the traffic stops the must-drain tenants may take.
+    pub drain: Duration,
+    /// The front-door ramp (saturation); empty: constant rates.
+    pub ramp: Vec<RampStep>,
+    /// Whether the fifo baseline runs too (the front door does not depend on it).
+    pub compare_fifo: bool,
+    /// The scenario whose quiet p99 this one is judged against.
+    pub baseline: Option<&'static str>,
+}
+
+/// The knobs the command line exposes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Knobs {
+    pub duration: Duration,
+    pub drain: Duration,
+    pub quiet_tenants: usize,
+    pub quiet_rate: f64,
+    pub noisy_rate: f64,
+    pub steady_rate: f64,
+    pub budget_per_minute: u32,
+    pub slow_ms: u64,
+    pub ramp: Vec<f64>,
+    pub ramp_step: Duration,
+}
+
+/// A budget high enough that the pipeline, not the budget, is the limit.
+pub const UNLIMITED_BUDGET: u32 = 1_000_000;
+
+fn quiet(knobs: &Knobs) -> Vec<TenantLoad> {
+    (1..=knobs.quiet_tenants)
+        .map(|i| TenantLoad {
+            id: format!("quiet-{i:02}"),
+            role: Role::Quiet,
+            rate: knobs.quiet_rate,
+            weight: 1,
+            distinct: None,
+        })
+        .collect()
+}
+
+fn one(id: &str, role: Role, rate: f64) -> TenantLoad {
+    TenantLoad {
+        id: id.to_owned(),
+        role,
+        rate,
+        weight: 1,
+        distinct: None,
+    }
+}
+
+/// Every scenario, in the order `all` runs them.
+pub fn all(knobs: &Knobs) -> Vec<Scenario> {
+    let budget = knobs.budget_per_minute;
+    let base = |name: &'static str, description: String, extra: Vec<TenantLoad>| Scenario {
+        name,
+        description,
+        tenants: quiet(knobs).into_iter().chain(extra).collect(),
+        faults: Vec::new(),
+        fleet_per_minute: budget,
+        duration: knobs.duration,
+        drain: knobs.drain,
+        ramp: Vec::new(),
+        compare_fifo: true,
+        baseline: Some("baseline"),
+    };
+    let q = knobs.quiet_tenants;
+    let qr = knobs.quiet_rate;
+    let per_s = f64::from(budget) / 60.0;
+    let mut steady = base(
+        "steady",
+        format!(
+            "{} tenants at {} ev/s each, fleet budget out of the way ({UNLIMITED_BUDGET}/min)",
+            q + 1,
+            knobs.steady_rate
+        ),
+        vec![one("steady-extra", Role::Quiet, knobs.steady_rate)],
+    );
+    for t in &mut steady.tenants {
+        t.rate = knobs.steady_rate;
+    }
+    steady.fleet_per_minute = UNLIMITED_BUDGET;
+    steady.baseline = None;
+
+    let mut baseline = base(
+        "baseline",
+        format!(
+            "{q} quiet tenants at {qr} ev/s each, budget {per_s:.0} sends/s; no misbehaving tenant"
+        ),
+        Vec::new(),
+    );
+    baseline.baseline = None;
+
+    let flood = base(
+        "flood",
+        format!(
+            "baseline + noisy at {} ev/s ({:.1}× the budget of {per_s:.0} sends/s)",
+            knobs.noisy_rate,
+            knobs.noisy_rate / per_s
+        ),
+        vec![one("noisy", Role::Noisy, knobs.noisy_rate)],
+    );
+    let mut slow = base(
+        "slow-bridge",
+        format!(
+            "baseline + a tenant at {qr} ev/s whose bridge answers after {} ms",
+            knobs.slow_ms
+        ),
+        vec![one("slow", Role::Slow, qr)],
+    );
+    slow.faults.push(BridgeFault::Latency {
+        tenant: "slow".into(),
+        ms: knobs.slow_ms,
+    });
+    let mut hang = base(
+        "timeout-bridge",
+        format!("baseline + a tenant at {qr} ev/s whose bridge never answers (sender timeout 5 s)"),
+        vec![one("hanging", Role::Hanging, qr)],
+    );
+    hang.faults.push(BridgeFault::Hang {
+        tenant: "hanging".into(),
+    });
+    let mut failing = base(
+        "failing-bridge",
+        format!("baseline + a tenant at {qr} ev/s whose bridge answers 503"),
+        vec![one("failing", Role::Failing, qr)],
+    );
+    failing.faults.push(BridgeFault::ServerError {
+        tenant: "failing".into(),
+        status: 503,
+    });
+    let replay = base(
+        "replay-storm",
+        format!(
+            "baseline + a tenant re-posting 20 events at {} ev/s (duplicates)",
+            knobs.noisy_rate
+        ),
+        vec![TenantLoad {
+            distinct: Some(20),
+            ..one("replayer", Role::Replaying, knobs.noisy_rate)
+        }],
+    );
+    let weighted_rate = per_s * 1.5;
+    let weights = Scenario {
+        name: "weights",
+        description: format!(
+            "three tenants with weights 5/3/2, each at {weighted_rate:.0} ev/s, sharing a budget of {per_s:.0} sends/s"
+        ),
+        tenants: [("w5", 5), ("w3", 3), ("w2", 2)]
+            .into_iter()
+            .map(|(id, weight)| TenantLoad {
+                weight,
+                ..one(id, Role::Weighted, weighted_rate)
+            })
+            .collect(),
+        faults: Vec::new(),
+        fleet_per_minute: budget,
+        duration: knobs.duration,
+        drain: Duration::ZERO,
+        ramp: Vec::new(),
+        compare_fifo: true,
+        baseline: None,
+    };
+    let saturation = Scenario {
+        name: "front-door",
+        description: format!(
+            "all {} tenants at once, ramping {:?} ev/s per tenant, {} s a step; budget out of the way",
+            q + 1,
+            knobs.ramp,
+            knobs.ramp_step.as_secs()
+        ),
+        tenants: quiet(knobs)
+            .into_iter()
+            .chain([one("steady-extra", Role::Quiet, 0.0)])
+            .collect(),
+        faults: Vec::new(),
+        fleet_per_minute: UNLIMITED_BUDGET,
+        duration: knobs.ramp_step * u32::try_from(knobs.ramp.len()).unwrap_or(1),
+        drain: knobs.drain * 2,
+        ramp: knobs
+            .ramp
+            .iter()
+            .map(|&rate_per_tenant| RampStep {
+                rate_per_tenant,
+                duration: knobs.ramp_step,
+            })
+            .collect(),
+        compare_fifo: false,
+        baseline: None,
+    };
+    vec![
+        steady, baseline, flood, slow, hang, failing, replay, weights, saturation,
+    ]
+}

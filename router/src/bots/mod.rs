@@ -1,0 +1,87 @@
+//! Bots: what answers a tenant's messages, chosen per tenant (`bot_kind`).
+//!
+//! A bot's output is reply *content* only ([`BotTurn`]): it cannot name a
+//! tenant, bridge or phone to send from; the router addresses every reply to
+//! the chat the message came from, on the tenant's own lane.
+
+pub mod echo;
+pub mod http;
+pub mod menu;
+pub mod rules;
+pub mod sender_role;
+
+use std::future::Future;
+
+use switchyard_shared::{events::MessageEvent, tenants::Tenant};
+
+use crate::conversations::Conversation;
+use sender_role::SenderRole;
+
+/// Most reply parts one turn may produce.
+pub const MAX_PARTS: usize = 10;
+
+/// What a bot sees of one message.
+#[derive(Debug, Clone, Copy)]
+pub struct BotInput<'a> {
+    pub tenant: &'a Tenant,
+    pub message: &'a MessageEvent,
+    pub conversation: &'a Conversation,
+    pub role: SenderRole,
+}
+
+/// A bot's answer: the parts to send, in order, and the menu it showed (if any).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BotTurn {
+    pub replies: Vec<String>,
+    /// Option ids of a menu rendered in this turn, in display order.
+    pub menu_shown: Option<Vec<String>>,
+}
+
+/// Why a bot could not answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BotError {
+    /// Worth retrying (a timeout, a 5xx from the tenant's endpoint).
+    #[error("transient bot failure: {0}")]
+    Transient(String),
+    /// Will never work for this message (bad configuration, a 4xx, bad output).
+    #[error("bot failure: {0}")]
+    Permanent(String),
+}
+
+/// One way of answering messages.
+pub trait Bot: Send + Sync {
+    fn respond(
+        &self,
+        input: BotInput<'_>,
+    ) -> impl Future<Output = Result<BotTurn, BotError>> + Send;
+}
+
+/// The bots, dispatched by the tenant's `bot_kind`.
+#[derive(Debug, Clone)]
+pub struct Bots {
+    pub http: http::HttpBot,
+}
+
+impl Bots {
+    pub fn new() -> Self {
+        Self {
+            http: http::HttpBot::new(),
+        }
+    }
+
+    /// Runs the tenant's bot on one message.
+    pub async fn respond(&self, input: BotInput<'_>) -> Result<BotTurn, BotError> {
+        use switchyard_shared::tenants::BotKind;
+        match input.tenant.bot_kind {
+            BotKind::Echo => echo::EchoBot.respond(input).await,
+            BotKind::Rules => rules::RulesBot.respond(input).await,
+            BotKind::Http => self.http.respond(input).await,
+        }
+    }
+}
+
+impl Default for Bots {
+    fn default() -> Self {
+        Self::new()
+    }
+}

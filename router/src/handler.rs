@@ -1,0 +1,337 @@
+//! Processing one inbound event: the step the lane runner calls, returning an
+//! outcome (ack, retry in place, or dead letter).
+//!
+//! The tenant is the subject's; the payload must agree. Everything else
+//! (status, bot, limits) comes from that tenant's row. Unknown and inactive
+//! tenants are dropped and counted, never routed to a default.
+//!
+//! Bursts: when the tenant's `debounce_ms` is set, the runner gathers a
+//! chat's customer messages that come within that window of each other and
+//! hands them over as one turn ([`Handler::handle_turn`]): the bot sees one
+//! message whose body is the burst's bodies in order, one per line, and the
+//! turn's reply ids derive from the burst's first event id.
+
+use std::{sync::Arc, time::Duration};
+
+use switchyard_shared::{
+    db,
+    events::{self, MessageEvent, WebhookEvent},
+    ids::{EventId, TenantId},
+    lanes::{
+        LaneMessage,
+        dead_letter::DeadLetterReason,
+        runner::{Handler, Outcome},
+    },
+    subjects,
+    tenant_cache::TenantCache,
+    tenants,
+    tenants::Tenant,
+};
+
+use crate::{
+    bots::{BotError, BotInput, Bots, sender_role},
+    conversations, replies,
+};
+
+/// Everything the step needs, shared by all workers.
+#[derive(Debug, Clone)]
+pub struct InboundHandler {
+    pub js: async_nats::jetstream::Context,
+    pub nats: async_nats::Client,
+    pub db: sqlx::PgPool,
+    pub tenants: TenantCache,
+    pub bots: Bots,
+    pub retry_delay: Duration,
+    /// How recent a `sending` ledger row must be to hold back an unknown echo.
+    pub echo_wait: Duration,
+    /// Attempts an undecided echo gets before it is taken as ours.
+    pub echo_attempts: u32,
+}
+
+fn dead(code: &'static str, detail: impl Into<String>) -> Outcome {
+    Outcome::DeadLetter(DeadLetterReason {
+        code,
+        detail: detail.into(),
+    })
+}
+
+fn retry(delay: Duration, attempt: u32, reason: impl Into<String>) -> Outcome {
+    Outcome::Retry {
+        after: delay.saturating_mul(1 << attempt.min(6)),
+        reason: reason.into(),
+    }
+}
+
+fn dropped(reason: &'static str) -> Outcome {
+    metrics::counter!("switchyard_router_dropped_total", "reason" => reason).increment(1);
+    Outcome::Done
+}
+
+impl Handler for InboundHandler {
+    fn chat_key(&self, message: &LaneMessage) -> String {
+        // Cheap pre-parse: only the chat id matters for ordering.
+        serde_json::from_slice::<serde_json::Value>(&message.payload)
+            .ok()
+            .and_then(|v| v.get("chat_id").and_then(|c| c.as_str()).map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    async fn handle(&self, message: &LaneMessage, attempt: u32) -> Outcome {
+        let started = std::time::Instant::now();
+        let outcome = self.step(message, attempt).await;
+        metrics::histogram!("switchyard_router_step_seconds")
+            .record(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    async fn gather_window(&self, message: &LaneMessage) -> Option<Duration> {
+        // Only a customer's own message in a chat is gathered; anything else
+        // (an echo, a person on the phone, a bridge event) ends a burst.
+        let parsed = parse(message).ok()?;
+        let WebhookEvent::Message(m) = &parsed.event else {
+            return None;
+        };
+        if m.from_me || m.chat_id.is_empty() {
+            return None;
+        }
+        if parsed
+            .customer_ref
+            .as_deref()
+            .is_some_and(|r| r != message.tenant.as_str())
+        {
+            return None;
+        }
+        let row = self.tenants.resolve(&message.tenant).await.ok()??;
+        let debounce = row.whatsapp.debounce_ms;
+        (debounce > 0).then(|| Duration::from_millis(u64::from(debounce)))
+    }
+
+    async fn handle_turn(&self, messages: &[LaneMessage], attempt: u32) -> Outcome {
+        let started = std::time::Instant::now();
+        let outcome = self.turn(messages, attempt).await;
+        metrics::histogram!("switchyard_router_step_seconds")
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("switchyard_router_turn_messages").record(messages.len() as f64);
+        outcome
+    }
+}
+
+fn parse(message: &LaneMessage) -> Result<events::ParsedEvent, events::EventError> {
+    let minute = time::OffsetDateTime::now_utc().unix_timestamp() / 60;
+    events::parse(&message.payload, minute)
+}
+
+impl InboundHandler {
+    /// A gathered burst as one bot turn: the first message's event (and its
+    /// headers, id, chat) with the bodies of every member, in order.
+    async fn turn(&self, messages: &[LaneMessage], attempt: u32) -> Outcome {
+        let Some(first) = messages.first() else {
+            return Outcome::Done;
+        };
+        let mut bodies = Vec::with_capacity(messages.len());
+        let mut head = None;
+        for message in messages {
+            let parsed = match parse(message) {
+                Ok(p) => p,
+                Err(e) => return dead("malformed_event", e.to_string()),
+            };
+            let WebhookEvent::Message(m) = parsed.event else {
+                return dead(
+                    "malformed_turn",
+                    "a gathered burst holds a non-message event",
+                );
+            };
+            if !m.body.trim().is_empty() {
+                bodies.push(m.body.clone());
+            }
+            head.get_or_insert((parsed.event_id, m));
+        }
+        let Some((parsed_id, mut combined)) = head else {
+            return Outcome::Done;
+        };
+        combined.body = bodies.join("\n");
+        let row = match self.tenants.resolve(&first.tenant).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return dropped("unknown_tenant"),
+            Err(e) => return retry(self.retry_delay, attempt, format!("tenant lookup: {e}")),
+        };
+        if !row.is_active() {
+            return dropped("inactive_tenant");
+        }
+        let event_id = first
+            .header(events::HEADER_EVENT_ID)
+            .and_then(|id| EventId::parse(id).ok())
+            .unwrap_or(parsed_id);
+        self.on_message(first, &row, &event_id, &combined, attempt)
+            .await
+    }
+
+    async fn step(&self, message: &LaneMessage, attempt: u32) -> Outcome {
+        let tenant = &message.tenant;
+        let parsed = match parse(message) {
+            Ok(p) => p,
+            Err(e) => return dead("malformed_event", e.to_string()),
+        };
+        if let Some(body_ref) = &parsed.customer_ref
+            && body_ref != tenant.as_str()
+        {
+            {
+                metrics::counter!("switchyard_router_tenant_mismatch_total").increment(1);
+                tracing::error!(tenant.id = %tenant, "payload customer_ref disagrees with the subject's tenant; dead-lettered");
+                return dead(
+                    "tenant_mismatch",
+                    "payload customer_ref disagrees with the subject",
+                );
+            }
+        }
+        let row = match self.tenants.resolve(tenant).await {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                tracing::warn!(tenant.id = %tenant, "event for an unknown tenant dropped");
+                return dropped("unknown_tenant");
+            }
+            Err(e) => return retry(self.retry_delay, attempt, format!("tenant lookup: {e}")),
+        };
+        if !row.is_active() {
+            tracing::warn!(tenant.id = %tenant, "event for an inactive tenant dropped");
+            return dropped("inactive_tenant");
+        }
+        let event_id = message
+            .header(events::HEADER_EVENT_ID)
+            .and_then(|id| EventId::parse(id).ok())
+            .unwrap_or(parsed.event_id);
+        match parsed.event {
+            WebhookEvent::Message(m) => {
+                self.on_message(message, &row, &event_id, &m, attempt).await
+            }
+            WebhookEvent::Connected { .. } => {
+                self.on_bridge_state(tenant, "connected", attempt).await
+            }
+            WebhookEvent::Disconnected => {
+                self.on_bridge_state(tenant, "disconnected", attempt).await
+            }
+            WebhookEvent::Typing(_) => dropped("typing"),
+            WebhookEvent::PollVote(_) => dropped("poll_vote"),
+            WebhookEvent::Unknown { .. } => dropped("unknown_event"),
+        }
+    }
+
+    async fn on_message(
+        &self,
+        lane_message: &LaneMessage,
+        tenant: &Arc<Tenant>,
+        event_id: &EventId,
+        message: &MessageEvent,
+        attempt: u32,
+    ) -> Outcome {
+        if message.from_me {
+            // Never answered: our own echo, or a person on the phone.
+            return self.on_from_me(tenant, message, attempt).await;
+        }
+        if message.is_group || message.chat_id.ends_with("@g.us") {
+            let groups_enabled = tenant
+                .bot_config
+                .get("groups_enabled")
+                .and_then(|g| g.as_bool())
+                .unwrap_or(false);
+            if !groups_enabled {
+                return dropped("group_chat");
+            }
+        }
+        let mut tx = match db::begin_for_tenant(&self.db, &tenant.id).await {
+            Ok(tx) => tx,
+            Err(e) => return retry(self.retry_delay, attempt, format!("database: {e}")),
+        };
+        let conversation = match conversations::touch(&mut tx, &tenant.id, &message.chat_id).await {
+            Ok(c) => c,
+            Err(e) => return retry(self.retry_delay, attempt, format!("conversation: {e}")),
+        };
+        if conversation.silenced {
+            // A person took over this chat from the phone: no bot turn.
+            if let Err(e) = tx.commit().await {
+                return retry(self.retry_delay, attempt, format!("commit: {e}"));
+            }
+            return dropped("silenced");
+        }
+        let input = BotInput {
+            tenant,
+            message,
+            conversation: &conversation,
+            role: sender_role::resolve(tenant, message),
+        };
+        let turn = match self.bots.respond(input).await {
+            Ok(turn) => turn,
+            Err(BotError::Transient(e)) => return retry(self.retry_delay, attempt, e),
+            Err(BotError::Permanent(e)) => return dead("bot_failed", e),
+        };
+        let received_at_ms = lane_message
+            .header(events::HEADER_RECEIVED_AT_MS)
+            .and_then(|v| v.parse().ok());
+        let parts = replies::build(
+            &tenant.id,
+            event_id,
+            &message.chat_id,
+            &turn.replies,
+            received_at_ms,
+            // An event an operator re-runs is answered in the bulk lane.
+            replies::priority_of_rerun(|name| lane_message.header(name).is_some()),
+        );
+        // Replies first, then the conversation: a crash in between republishes
+        // the same reply ids, which the duplicate window and the ledger absorb.
+        if let Err(e) = replies::publish(
+            &self.js,
+            &parts,
+            lane_message.header(events::HEADER_TRACEPARENT),
+        )
+        .await
+        {
+            return retry(self.retry_delay, attempt, format!("publish replies: {e}"));
+        }
+        if let Some(menu) = &turn.menu_shown
+            && let Err(e) =
+                conversations::set_last_menu(&mut tx, &tenant.id, &message.chat_id, Some(menu))
+                    .await
+        {
+            return retry(self.retry_delay, attempt, format!("conversation: {e}"));
+        }
+        if let Err(e) = tx.commit().await {
+            return retry(self.retry_delay, attempt, format!("commit: {e}"));
+        }
+        metrics::counter!("switchyard_router_replies_total").increment(parts.len() as u64);
+        Outcome::Done
+    }
+
+    /// Records the bridge's state and tells the senders to pause or resume.
+    async fn on_bridge_state(&self, tenant: &TenantId, state: &str, attempt: u32) -> Outcome {
+        let updated = async {
+            let mut tx = db::begin_for_tenant(&self.db, tenant).await?;
+            tenants::set_bridge_state(&mut *tx, tenant, state).await?;
+            // The first `connected` of a number never seen paired starts its
+            // warm-up (numbers paired before 0005 were backfilled).
+            if state == "connected" && tenants::mark_paired(&mut *tx, tenant).await? {
+                tracing::info!(tenant.id = %tenant, "number paired; warm-up starts");
+            }
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = updated {
+            return retry(self.retry_delay, attempt, format!("bridge state: {e}"));
+        }
+        self.tenants.invalidate(tenant).await;
+        let announce = self
+            .nats
+            .publish(
+                subjects::bridge_state_changed(tenant),
+                state.to_owned().into(),
+            )
+            .await;
+        if let Err(e) = announce {
+            // The sender also re-reads the tenant row periodically.
+            tracing::warn!(tenant.id = %tenant, error = %e, "cannot announce bridge state");
+        }
+        tracing::info!(tenant.id = %tenant, bridge.state = state, "bridge state changed");
+        metrics::counter!("switchyard_router_bridge_state_total", "state" => state.to_owned())
+            .increment(1);
+        Outcome::Done
+    }
+}

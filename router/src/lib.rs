@@ -1,0 +1,68 @@
+//! switchyard-router: tenant lanes over the inbound stream; resolves each
+//! event's tenant and runs that tenant's bot, publishing its replies to
+//! `outbound.<tenant>`.
+//!
+//! Layout: [`settings`]; [`handler`] (the per-event step); [`conversations`];
+//! [`bots`]; [`replies`]; [`takeover`] (what a `from_me` message means). The lanes and the tenant cache live in
+//! `switchyard_shared` (`lanes`, `tenant_cache`), shared with the sender. `main.rs` only wires things up; [`run`] is what
+//! tests start in-process.
+
+pub mod bots;
+pub mod conversations;
+pub mod handler;
+pub mod replies;
+pub mod settings;
+pub mod takeover;
+
+use std::sync::Arc;
+
+pub use settings::Settings;
+use switchyard_shared::{
+    lanes::{self, runner::RunnerSettings},
+    service::Service,
+    subjects::Direction,
+};
+
+/// Default port of the ops server (`/healthz`, `/readyz`, `/metrics`).
+pub const DEFAULT_OPS_PORT: u16 = 9102;
+
+/// Runs the router until the service's shutdown token is cancelled.
+pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
+    // Tenant-scoped work runs as the non-owner role: row-level security applies.
+    let (app_db, tenants) = service.tenant_scope(settings.tenant_cache_ttl)?;
+    let (_lanes, work) = lanes::Lanes::start(
+        service.jetstream.clone(),
+        Direction::Inbound,
+        service.settings.nats.partitions,
+        settings.lanes.clone(),
+        settings.replica_id.clone(),
+        service.shutdown.clone(),
+        &service.tasks,
+    )
+    .await?;
+    let handler = Arc::new(handler::InboundHandler {
+        js: service.jetstream.clone(),
+        nats: service.nats.clone(),
+        db: app_db,
+        tenants,
+        bots: bots::Bots::new(),
+        retry_delay: settings.retry_delay,
+        echo_wait: settings.echo_wait,
+        // The runner dead-letters past max_deliveries: decide before that.
+        echo_attempts: settings.lanes.max_deliveries.saturating_sub(1).max(1),
+    });
+    service.tasks.spawn(lanes::runner::run(
+        handler,
+        service.jetstream.clone(),
+        work,
+        RunnerSettings {
+            chats_in_flight: settings.chats_in_flight,
+            max_attempts: settings.lanes.max_deliveries,
+        },
+        service.shutdown.clone(),
+        service.tasks.clone(),
+    ));
+    service.readiness.set("lanes", true);
+    service.stopped().await;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! Entry point of switchyard-router: configuration from the environment, then [`switchyard_router::run`].
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    switchyard_shared::service::run_main(
+        "switchyard-router",
+        switchyard_router::DEFAULT_OPS_PORT,
+        switchyard_router::Settings::from_env,
+        switchyard_router::run,
+    )
+    .await
+}

@@ -1,0 +1,66 @@
+//! Publishing a bot turn's replies to `outbound.<tenant>` (or `bulk.<tenant>`
+//! when the event was re-run by an operator), each part under a message id
+//! derived from the inbound event id and the part's index, and waiting until
+//! JetStream has stored every part.
+
+use async_nats::HeaderMap;
+use switchyard_shared::{
+    events,
+    ids::{EventId, TenantId},
+    replies::{MAX_BODY_CHARS, OutboundReply, Priority},
+};
+
+pub use switchyard_shared::replies::priority_of_rerun;
+
+/// Builds the reply parts of one turn (bodies cut to the size limit).
+pub fn build(
+    tenant: &TenantId,
+    event_id: &EventId,
+    chat_id: &str,
+    bodies: &[String],
+    received_at_ms: Option<i64>,
+    priority: Priority,
+) -> Vec<OutboundReply> {
+    let parts = u16::try_from(bodies.len()).unwrap_or(u16::MAX);
+    bodies
+        .iter()
+        .zip(0u16..)
+        .filter(|(body, _)| !body.trim().is_empty())
+        .map(|(body, part)| OutboundReply {
+            tenant: tenant.clone(),
+            reply_id: OutboundReply::reply_id_for(event_id, part),
+            event_id: event_id.clone(),
+            chat_id: chat_id.to_owned(),
+            body: body.chars().take(MAX_BODY_CHARS).collect(),
+            part,
+            parts,
+            priority,
+            received_at_ms,
+        })
+        .collect()
+}
+
+/// Publishes every part and waits for each to be stored.
+pub async fn publish(
+    js: &async_nats::jetstream::Context,
+    replies: &[OutboundReply],
+    traceparent: Option<&str>,
+) -> Result<(), async_nats::Error> {
+    let mut acks = Vec::with_capacity(replies.len());
+    for reply in replies {
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, reply.msg_id().as_str());
+        if let Some(tp) = traceparent {
+            headers.insert(events::HEADER_TRACEPARENT, tp);
+        }
+        let payload = serde_json::to_vec(reply)?;
+        acks.push(
+            js.publish_with_headers(reply.subject(), headers, payload.into())
+                .await?,
+        );
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    Ok(())
+}

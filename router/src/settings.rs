@@ -1,0 +1,49 @@
+//! The router's own settings (beyond the common ones), read from the environment.
+
+use std::time::Duration;
+
+use switchyard_shared::{
+    config::{ConfigError, Env},
+    lanes::LaneSettings,
+};
+
+/// Router settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub lanes: LaneSettings,
+    /// `SWITCHYARD_CHATS_IN_FLIGHT` (default 4): chats of one tenant handled at once.
+    pub chats_in_flight: usize,
+    /// `SWITCHYARD_TENANT_CACHE_TTL` (default 2s): the longest a tenant change
+    /// (e.g. a suspension) takes to reach this replica if its notification is lost.
+    pub tenant_cache_ttl: Duration,
+    /// `SWITCHYARD_RETRY_DELAY` (default 500ms): first in-place retry delay,
+    /// doubled per attempt.
+    pub retry_delay: Duration,
+    /// `SWITCHYARD_ECHO_WAIT` (default 30s): a `from_me` event with an unknown
+    /// id is held back while a send to its chat started this recently and is
+    /// not yet recorded (the echo may have overtaken the send's answer).
+    pub echo_wait: Duration,
+    /// `SWITCHYARD_REPLICA_ID` (default: random): this replica's name among its peers.
+    pub replica_id: String,
+}
+
+impl Settings {
+    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        Ok(Self::read(env)?)
+    }
+
+    fn read(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            lanes: LaneSettings::from_env(env)?,
+            chats_in_flight: env.bounded("SWITCHYARD_CHATS_IN_FLIGHT", 4, 1..=1000)?,
+            tenant_cache_ttl: env
+                .duration("SWITCHYARD_TENANT_CACHE_TTL", Duration::from_secs(2))?,
+            retry_delay: env.duration("SWITCHYARD_RETRY_DELAY", Duration::from_millis(500))?,
+            echo_wait: env.duration("SWITCHYARD_ECHO_WAIT", Duration::from_secs(30))?,
+            replica_id: env.string(
+                "SWITCHYARD_REPLICA_ID",
+                &format!("router-{}", uuid::Uuid::new_v4().simple()),
+            ),
+        })
+    }
+}

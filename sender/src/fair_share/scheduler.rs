@@ -1,0 +1,610 @@
+//! The weighted deficit round-robin scheduler: which tenant sends next.
+//!
+//! The scheduler holds no messages and does no I/O. Its caller reports what
+//! happens (work arrived, a bridge disconnected, a send completed, a 429) and
+//! asks [`Scheduler::next`] what to do at an instant; every answer is a pure
+//! function of the reported events and that instant, so tests drive it with
+//! made-up instants and no clock.
+//!
+//! Admission is layered: the fleet gate (local bucket or leased permits) and
+//! the global in-flight cap bound the total; each tenant's pauses, bucket and
+//! in-flight cap bound that tenant; DRR chooses among the tenants that pass.
+//!
+//! Each tenant has two lanes: live replies and bulk (re-runs an operator
+//! started). A grant serves the bulk lane only when the tenant has no live
+//! reply ready, bulk has its own bucket (its share of the fleet budget), and
+//! bulk never takes a tenant's last in-flight slot. Both lanes share the
+//! tenant's DRR turn, bucket, pauses and pacing gate: bulk is that tenant's
+//! work, never extra capacity taken from the others.
+
+use std::collections::{HashMap, VecDeque};
+
+use switchyard_shared::{ids::TenantId, tenants::SendLimits};
+use tokio::time::Instant;
+
+use super::{
+    fleet_gate::{FleetGate, FleetLimit, FleetPermit, FleetReady},
+    tenant_state::{Pause, PauseReason, TenantState},
+    token_bucket::TokenBucket,
+};
+
+/// DRR credit of one message. Quanta are fractions of it (`weight / max
+/// weight`), kept in integers so shares are exact and runs reproducible.
+pub(super) const CREDIT: u64 = 1 << 20;
+
+/// The limits on the total, whoever sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GlobalLimits {
+    /// Where the fleet-wide call budget is enforced.
+    pub fleet: FleetLimit,
+    /// Sends in flight from this replica, all tenants together.
+    pub max_in_flight: u32,
+}
+
+impl GlobalLimits {
+    /// The provider's default budget per API key (WA Bridges: 120/minute).
+    pub const DEFAULT_FLEET_PER_MINUTE: u32 = 120;
+
+    /// A budget this process enforces on its own (one replica, tests).
+    pub fn local(per_minute: u32, burst: u32, max_in_flight: u32) -> Self {
+        Self {
+            fleet: FleetLimit::Local { per_minute, burst },
+            max_in_flight,
+        }
+    }
+
+    /// A budget shared with other replicas through leased permits.
+    pub fn leased(max_in_flight: u32) -> Self {
+        Self {
+            fleet: FleetLimit::Leased,
+            max_in_flight,
+        }
+    }
+}
+
+/// What the caller should do now.
+#[derive(Debug)]
+#[must_use]
+pub enum Decision {
+    /// Send the granted tenant's next message, then report [`Scheduler::completed`].
+    Send(Grant),
+    /// Nothing can be sent before this instant; ask again then, or earlier
+    /// when an event arrives (work, completion, resume).
+    WaitUntil(Instant),
+    /// Leased mode: tenants could send but this replica holds no fleet
+    /// permit. Lease up to `wanted` and hand them to
+    /// [`Scheduler::add_fleet_permits`] (or [`Scheduler::pause_fleet_until`]
+    /// when the shared budget says to wait).
+    NeedFleetPermits {
+        /// How many sends could start right away.
+        wanted: u32,
+    },
+    /// Nothing can be sent until an event arrives: no work, every tenant with
+    /// work paused without end, or the in-flight caps reached.
+    Idle,
+}
+
+/// Which of a tenant's lanes a grant serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LaneClass {
+    /// Answers to people waiting now.
+    Live,
+    /// Re-runs (dead-letter replays, recovery): after live, within a share.
+    Bulk,
+}
+
+/// Permission to make one send for one tenant. Hand it back through
+/// [`Scheduler::completed`] exactly once; it cannot be copied or forged.
+#[derive(Debug)]
+#[must_use = "a grant holds an in-flight slot until it is completed"]
+pub struct Grant {
+    tenant: TenantId,
+    id: u64,
+    generation: u64,
+    fleet: FleetPermit,
+    class: LaneClass,
+}
+
+impl Grant {
+    /// The lane whose head is to be sent.
+    pub fn class(&self) -> LaneClass {
+        self.class
+    }
+
+    /// The tenant whose next message is to be sent.
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// A sequence number, unique within this scheduler (for logs).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// How a granted send ended, as far as budgets are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The provider accepted it (2xx).
+    Delivered,
+    /// The call reached, or may have reached, the provider and failed (4xx,
+    /// 5xx, timeout, a connection lost mid-call). Both tokens stay spent.
+    Failed,
+    /// 429: the provider refused before sending. The tenant's token comes
+    /// back (nothing went out on its number); the fleet token stays spent,
+    /// because the provider may count refused calls against the key.
+    /// Also call [`Scheduler::pause_fleet_until`] with the Retry-After.
+    RateLimited,
+    /// The grant was never used for a provider call (already in the ledger,
+    /// message gone, shutting down): both tokens come back.
+    NotAttempted,
+}
+
+/// The tenant has not been added with [`Scheduler::upsert_tenant`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tenant {0} is not known to the scheduler")]
+pub struct UnknownTenant(pub TenantId);
+
+/// A weighted deficit round-robin over tenants under global limits.
+#[derive(Debug)]
+pub struct Scheduler {
+    limits: GlobalLimits,
+    fleet: FleetGate,
+    fleet_paused_until: Option<Instant>,
+    in_flight: u32,
+    tenants: HashMap<TenantId, TenantState>,
+    /// Tenants with ready work, in DRR order; the front one has the turn.
+    ring: VecDeque<TenantId>,
+    next_grant: u64,
+    next_generation: u64,
+}
+
+/// What one pass over the ring found, before DRR picks anyone.
+#[derive(Debug, Default)]
+struct Survey {
+    eligible: u32,
+    max_eligible_weight: u64,
+    /// Earliest instant an ineligible tenant with work becomes eligible.
+    earliest: Option<Instant>,
+}
+
+impl Scheduler {
+    /// An empty scheduler.
+    pub fn new(limits: GlobalLimits) -> Self {
+        Self {
+            limits,
+            fleet: FleetGate::new(limits.fleet),
+            fleet_paused_until: None,
+            in_flight: 0,
+            tenants: HashMap::new(),
+            ring: VecDeque::new(),
+            next_grant: 0,
+            next_generation: 0,
+        }
+    }
+
+    /// Adds a tenant, or changes its limits keeping its state (ready work,
+    /// in-flight sends, pauses, spent tokens).
+    pub fn upsert_tenant(&mut self, tenant: TenantId, limits: SendLimits) {
+        if let Some(state) = self.tenants.get_mut(&tenant) {
+            state.limits = limits;
+            state
+                .bucket
+                .reconfigure(limits.sends_per_minute, limits.send_burst);
+            return;
+        }
+        self.next_generation += 1;
+        self.tenants
+            .insert(tenant, TenantState::new(limits, self.next_generation));
+    }
+
+    /// Sets the tenant's pacing gate: at least `min_gap` (plus up to half of
+    /// it again as jitter) between two sends on its bridge, measured from the
+    /// previous send's answer when reported with [`Scheduler::completed_at`].
+    /// A paced tenant has one send in flight at most. Zero turns pacing off.
+    pub fn set_pacing(
+        &mut self,
+        tenant: &TenantId,
+        min_gap: std::time::Duration,
+    ) -> Result<(), UnknownTenant> {
+        let state = self
+            .tenants
+            .get_mut(tenant)
+            .ok_or_else(|| UnknownTenant(tenant.clone()))?;
+        state.min_gap = min_gap;
+        if min_gap.is_zero() {
+            // Pacing off takes effect now; a changed gap from the next send.
+            state.next_send_at = None;
+        }
+        Ok(())
+    }
+
+    /// Forgets a tenant. Its outstanding grants still hold global in-flight
+    /// slots until completed. Returns whether it was known.
+    pub fn remove_tenant(&mut self, tenant: &TenantId) -> bool {
+        let known = self.tenants.remove(tenant).is_some();
+        if known {
+            self.ring.retain(|id| id != tenant);
+        }
+        known
+    }
+
+    /// The caller now holds `n` more messages ready for this tenant.
+    pub fn work_arrived(&mut self, tenant: &TenantId, n: u64) -> Result<(), UnknownTenant> {
+        let ready = self.state(tenant)?.ready;
+        self.set_ready(tenant, ready.saturating_add(n))
+    }
+
+    /// Sets how many messages the caller holds ready for this tenant (after a
+    /// message was dropped or found to be a duplicate, say).
+    pub fn set_ready(&mut self, tenant: &TenantId, n: u64) -> Result<(), UnknownTenant> {
+        self.state_mut(tenant)?.ready = n;
+        self.sync_ring(tenant)
+    }
+
+    /// The caller now holds `n` more messages in the tenant's bulk lane.
+    pub fn bulk_arrived(&mut self, tenant: &TenantId, n: u64) -> Result<(), UnknownTenant> {
+        let ready = self.state(tenant)?.bulk_ready;
+        self.set_bulk_ready(tenant, ready.saturating_add(n))
+    }
+
+    /// Sets how many messages the caller holds in the tenant's bulk lane.
+    pub fn set_bulk_ready(&mut self, tenant: &TenantId, n: u64) -> Result<(), UnknownTenant> {
+        self.state_mut(tenant)?.bulk_ready = n;
+        self.sync_ring(tenant)
+    }
+
+    /// A tenant's ready bulk work as last reported, minus what was granted.
+    pub fn bulk_ready(&self, tenant: &TenantId) -> Option<u64> {
+        self.tenants.get(tenant).map(|s| s.bulk_ready)
+    }
+
+    /// Caps the tenant's bulk lane at `per_minute` sends (its share of the
+    /// fleet budget), `burst` at once; keeps what it has spent. `None`: no
+    /// cap beyond the tenant's own limits.
+    pub fn set_bulk_rate(
+        &mut self,
+        tenant: &TenantId,
+        rate: Option<(u32, u32)>,
+    ) -> Result<(), UnknownTenant> {
+        let state = self.state_mut(tenant)?;
+        match (rate, state.bulk_bucket.as_mut()) {
+            (None, _) => state.bulk_bucket = None,
+            (Some((per_minute, burst)), Some(bucket)) => bucket.reconfigure(per_minute, burst),
+            (Some((per_minute, burst)), None) => {
+                state.bulk_bucket = Some(TokenBucket::per_minute(per_minute, burst));
+            }
+        }
+        Ok(())
+    }
+
+    fn state_mut(&mut self, tenant: &TenantId) -> Result<&mut TenantState, UnknownTenant> {
+        self.tenants
+            .get_mut(tenant)
+            .ok_or_else(|| UnknownTenant(tenant.clone()))
+    }
+
+    /// Puts the tenant in the ring when it has work in either lane, takes it
+    /// out when it has none.
+    fn sync_ring(&mut self, tenant: &TenantId) -> Result<(), UnknownTenant> {
+        let state = self
+            .tenants
+            .get_mut(tenant)
+            .ok_or_else(|| UnknownTenant(tenant.clone()))?;
+        let has_work = state.has_work();
+        if has_work && !state.in_ring {
+            state.in_ring = true;
+            state.fresh = true;
+            state.deficit = 0;
+            self.ring.push_back(tenant.clone());
+        } else if !has_work && state.in_ring {
+            // Classic DRR: a tenant without work keeps no credit.
+            state.in_ring = false;
+            state.in_turn = false;
+            state.fresh = false;
+            state.deficit = 0;
+            self.ring.retain(|id| id != tenant);
+        }
+        Ok(())
+    }
+
+    /// Holds a tenant's sending for `reason`, until lifted or until `until`.
+    /// Pausing again for the same reason replaces its end.
+    pub fn pause(
+        &mut self,
+        tenant: &TenantId,
+        reason: PauseReason,
+        until: Option<Instant>,
+    ) -> Result<(), UnknownTenant> {
+        let state = self
+            .tenants
+            .get_mut(tenant)
+            .ok_or_else(|| UnknownTenant(tenant.clone()))?;
+        state.pauses.retain(|p| p.reason != reason);
+        state.pauses.push(Pause { reason, until });
+        Ok(())
+    }
+
+    /// Lifts the pause for `reason`; other reasons keep holding.
+    pub fn resume(&mut self, tenant: &TenantId, reason: PauseReason) -> Result<(), UnknownTenant> {
+        let state = self
+            .tenants
+            .get_mut(tenant)
+            .ok_or_else(|| UnknownTenant(tenant.clone()))?;
+        state.pauses.retain(|p| p.reason != reason);
+        Ok(())
+    }
+
+    /// Lifts every pause of a tenant.
+    pub fn resume_all(&mut self, tenant: &TenantId) -> Result<(), UnknownTenant> {
+        let state = self
+            .tenants
+            .get_mut(tenant)
+            .ok_or_else(|| UnknownTenant(tenant.clone()))?;
+        state.pauses.clear();
+        Ok(())
+    }
+
+    /// Whether the tenant is paused at `now`, and for which reasons.
+    pub fn pause_reasons(&self, tenant: &TenantId, now: Instant) -> Vec<PauseReason> {
+        self.tenants.get(tenant).map_or_else(Vec::new, |state| {
+            state
+                .pauses
+                .iter()
+                .filter(|p| p.until.is_none_or(|until| now < until))
+                .map(|p| p.reason)
+                .collect()
+        })
+    }
+
+    /// Stops every send until `until` (a 429's Retry-After, or the shared
+    /// budget saying it is spent). A later end extends the pause; an earlier
+    /// one does not shorten it. Leased permits held are dropped: the provider
+    /// would refuse them.
+    pub fn pause_fleet_until(&mut self, until: Instant) {
+        self.fleet_paused_until = Some(self.fleet_paused_until.map_or(until, |u| u.max(until)));
+        self.fleet.drop_leased();
+    }
+
+    /// Adds fleet permits leased from the shared budget, valid until
+    /// `expires_at`. Ignored when the fleet limit is local.
+    pub fn add_fleet_permits(&mut self, count: u32, expires_at: Instant) {
+        self.fleet.add(count, expires_at);
+    }
+
+    /// Leased fleet permits held and still valid at `now`.
+    pub fn fleet_permits_held(&mut self, now: Instant) -> u32 {
+        self.fleet.held(now)
+    }
+
+    /// Sends in flight, all tenants together.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+
+    /// A tenant's sends in flight; `None` for an unknown tenant.
+    pub fn tenant_in_flight(&self, tenant: &TenantId) -> Option<u32> {
+        self.tenants.get(tenant).map(|s| s.in_flight)
+    }
+
+    /// A tenant's ready work as last reported, minus what was granted.
+    pub fn ready(&self, tenant: &TenantId) -> Option<u64> {
+        self.tenants.get(tenant).map(|s| s.ready)
+    }
+
+    /// Decides what to do at `now`. A [`Decision::Send`] has already taken a
+    /// fleet token, a tenant token, an in-flight slot on both levels and one
+    /// ready message of the tenant.
+    pub fn next(&mut self, now: Instant) -> Decision {
+        if self.ring.is_empty() {
+            return Decision::Idle;
+        }
+        let survey = self.survey(now);
+        if let Some(until) = self.fleet_paused_until {
+            if now < until {
+                return self.wait(now, Some(until), &survey);
+            }
+            self.fleet_paused_until = None;
+        }
+        if self.in_flight >= self.limits.max_in_flight {
+            return Decision::Idle;
+        }
+        match self.fleet.ready(now) {
+            FleetReady::Never => return Decision::Idle,
+            FleetReady::At(at) => return self.wait(now, Some(at), &survey),
+            FleetReady::NeedPermits if survey.eligible > 0 => {
+                let room = self.limits.max_in_flight - self.in_flight;
+                return Decision::NeedFleetPermits {
+                    wanted: survey.eligible.min(room),
+                };
+            }
+            FleetReady::NeedPermits => return self.wait(now, None, &survey),
+            FleetReady::Now => {}
+        }
+        if survey.eligible == 0 {
+            return self.wait(now, None, &survey);
+        }
+        self.pick(now, survey.max_eligible_weight.max(1))
+            .map_or_else(|| self.wait(now, None, &survey), Decision::Send)
+    }
+
+    /// Releases a grant's in-flight slots and refunds tokens as `outcome`
+    /// says. A message to be retried later must be reported again with
+    /// [`Scheduler::work_arrived`] once the caller holds it again.
+    pub fn completed(&mut self, grant: Grant, outcome: Outcome) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if outcome == Outcome::NotAttempted {
+            self.fleet.refund(grant.fleet);
+        }
+        if let Some(state) = self.tenants.get_mut(&grant.tenant)
+            && state.generation == grant.generation
+        {
+            state.in_flight = state.in_flight.saturating_sub(1);
+            let refund = matches!(outcome, Outcome::RateLimited | Outcome::NotAttempted);
+            if refund {
+                state.bucket.refund();
+            }
+            if grant.class == LaneClass::Bulk {
+                state.bulk_in_flight = state.bulk_in_flight.saturating_sub(1);
+                if let Some(bulk) = state.bulk_bucket.as_mut().filter(|_| refund) {
+                    bulk.refund();
+                }
+            }
+        }
+    }
+
+    /// [`Scheduler::completed`], reported at `now`: a paced tenant's gate
+    /// then counts from this answer (so two sends are at least the gap apart
+    /// as the provider sees them, whatever the call took). A grant never used
+    /// for a call reopens the gate it closed.
+    pub fn completed_at(&mut self, grant: Grant, outcome: Outcome, now: Instant) {
+        let (tenant, generation) = (grant.tenant.clone(), grant.generation);
+        self.completed(grant, outcome);
+        if let Some(state) = self.tenants.get_mut(&tenant)
+            && state.generation == generation
+        {
+            if outcome == Outcome::NotAttempted {
+                // The previous gate had opened before this grant was made.
+                state.next_send_at = None;
+            } else {
+                state.close_gate(now);
+            }
+        }
+    }
+
+    fn state(&self, tenant: &TenantId) -> Result<&TenantState, UnknownTenant> {
+        self.tenants
+            .get(tenant)
+            .ok_or_else(|| UnknownTenant(tenant.clone()))
+    }
+
+    fn survey(&mut self, now: Instant) -> Survey {
+        let mut survey = Survey::default();
+        for id in &self.ring {
+            let Some(state) = self.tenants.get_mut(id) else {
+                continue;
+            };
+            state.expire_pauses(now);
+            if state.is_eligible(now) {
+                survey.eligible += 1;
+                survey.max_eligible_weight = survey.max_eligible_weight.max(state.weight());
+            } else if let Some(at) = state.ready_at(now) {
+                survey.earliest = Some(survey.earliest.map_or(at, |e| e.min(at)));
+            }
+        }
+        survey
+    }
+
+    /// The wait answer when a gate (fleet pause, fleet bucket) opens at
+    /// `gate` and the tenants are as `survey` found them.
+    fn wait(&self, now: Instant, gate: Option<Instant>, survey: &Survey) -> Decision {
+        let tenants_at = if survey.eligible > 0 {
+            Some(now)
+        } else {
+            survey.earliest
+        };
+        match (tenants_at, gate) {
+            (None, _) => Decision::Idle,
+            (Some(at), None) => Decision::WaitUntil(at),
+            (Some(at), Some(gate)) => Decision::WaitUntil(at.max(gate)),
+        }
+    }
+
+    /// DRR: the front tenant keeps the turn while it has credit and can send;
+    /// a tenant that cannot send when its turn comes is passed over without
+    /// a quantum, so waiting never turns into banked credit.
+    fn pick(&mut self, now: Instant, max_weight: u64) -> Option<Grant> {
+        // Each tenant needs at most two steps (start its turn, then send or
+        // pass); the heaviest eligible tenant always gets a full credit.
+        let steps = 2 * self.ring.len() + 2;
+        for _ in 0..steps {
+            let id = self.ring.front()?.clone();
+            let Some(state) = self.tenants.get_mut(&id) else {
+                self.ring.pop_front();
+                continue;
+            };
+            let eligible = state.is_eligible(now);
+            if !state.in_turn {
+                if !eligible {
+                    self.ring.rotate_left(1);
+                    continue;
+                }
+                let quantum = (CREDIT * state.weight() / max_weight).min(CREDIT);
+                // Leftover above one message (a turn cut short by a cap) is
+                // not carried: credit stays below two messages.
+                state.deficit = state.deficit.min(CREDIT) + quantum;
+                if state.fresh {
+                    state.deficit = state.deficit.max(CREDIT);
+                    state.fresh = false;
+                }
+                state.in_turn = true;
+            }
+            if eligible && state.deficit >= CREDIT {
+                return self.grant_front(now, id);
+            }
+            state.in_turn = false;
+            self.ring.rotate_left(1);
+        }
+        None
+    }
+
+    fn grant_front(&mut self, now: Instant, id: TenantId) -> Option<Grant> {
+        let fleet = self.fleet.take(now)?;
+        let Some(state) = self.tenants.get_mut(&id) else {
+            self.fleet.refund(fleet);
+            return None;
+        };
+        let class = if state.serves_bulk() {
+            LaneClass::Bulk
+        } else {
+            LaneClass::Live
+        };
+        if class == LaneClass::Bulk
+            && let Some(bulk) = state.bulk_bucket.as_mut()
+            && !bulk.try_take(now)
+        {
+            self.fleet.refund(fleet);
+            return None;
+        }
+        if !state.bucket.try_take(now) {
+            if let Some(bulk) = state
+                .bulk_bucket
+                .as_mut()
+                .filter(|_| class == LaneClass::Bulk)
+            {
+                bulk.refund();
+            }
+            self.fleet.refund(fleet);
+            return None;
+        }
+        state.deficit -= CREDIT;
+        state.close_gate(now);
+        match class {
+            LaneClass::Live => state.ready -= 1,
+            LaneClass::Bulk => {
+                state.bulk_ready -= 1;
+                state.bulk_in_flight += 1;
+            }
+        }
+        state.in_flight += 1;
+        self.in_flight += 1;
+        let generation = state.generation;
+        if !state.has_work() {
+            state.in_ring = false;
+            state.in_turn = false;
+            state.deficit = 0;
+            self.ring.pop_front();
+        } else if state.deficit < CREDIT {
+            state.in_turn = false;
+            self.ring.rotate_left(1);
+        }
+        self.next_grant += 1;
+        Some(Grant {
+            tenant: id,
+            id: self.next_grant,
+            generation,
+            fleet,
+            class,
+        })
+    }
+}

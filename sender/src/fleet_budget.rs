@@ -1,0 +1,405 @@
+//! The provider's call budget, shared by every sender replica through NATS.
+//!
+//! WA Bridges limits calls per API key, i.e. for the whole fleet (120 a
+//! minute by default). Each replica leases a few permits at a time from one
+//! JetStream KV key ([`switchyard_shared::subjects::BUDGET_BUCKET`]) holding a
+//! sliding window of per-slot counts ([`ledger`]), updated with
+//! compare-and-swap, so the fleet together never exceeds the limit in any
+//! window-long span while any replica may use whatever the others leave.
+//! The same key carries the fleet pause a 429 imposes, so every replica
+//! honours it at its next lease. `docs/fair-share.md` derives the bound.
+//!
+//! The scheduler is fed from here in [`crate::fair_share::FleetLimit::Leased`]
+//! mode: when it answers `NeedFleetPermits { wanted }`, call
+//! [`FleetBudget::acquire`] and hand the lease over.
+
+pub mod ledger;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{
+    self,
+    kv::{self, CreateErrorKind, UpdateErrorKind},
+};
+use bytes::Bytes;
+use switchyard_shared::{
+    config::{ConfigError, Env},
+    subjects::BUDGET_BUCKET,
+};
+use tokio::time::Instant;
+
+use self::ledger::{Ledger, Take, Window};
+use crate::fair_share::Scheduler;
+
+/// Compare-and-swap rounds before giving up on one lease (each round is one
+/// read and one write; losing 32 in a row means something else is wrong).
+const MAX_CAS_ROUNDS: u32 = 32;
+
+/// The shared budget's settings; every replica must use the same ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetBudgetConfig {
+    /// KV bucket name.
+    pub bucket: String,
+    /// Key within the bucket: one per provider limit (sends, provisioning).
+    pub key: String,
+    /// Calls per window for the whole fleet (`SWITCHYARD_FLEET_CALLS_PER_MINUTE`, default 120).
+    pub limit: u32,
+    /// The provider's window (a minute).
+    pub window: Duration,
+    /// Slots per window; more slots waste less of the budget at the guard
+    /// (`SWITCHYARD_FLEET_BUDGET_SLOTS`, default 60).
+    pub slots: u32,
+    /// Extra slots counted beyond the window: one for slot granularity, one
+    /// for lease grace (half a slot) and clock skew (up to a quarter slot).
+    pub guard_slots: u32,
+    /// Most permits one lease hands to one replica (`SWITCHYARD_FLEET_LEASE_CHUNK`, default 4).
+    pub chunk: u32,
+    /// Most permits counted in one slot; `None`: 5 % of the limit (at least
+    /// 1). Bounds what a slot outside the guard can add to any span
+    /// (`SWITCHYARD_FLEET_MAX_PER_SLOT`).
+    pub max_per_slot: Option<u32>,
+    /// KV replicas (1 in development, 3 in production).
+    pub replicas: usize,
+}
+
+impl FleetBudgetConfig {
+    /// The send budget with the provider's defaults.
+    pub fn per_minute(limit: u32) -> Self {
+        Self {
+            bucket: BUDGET_BUCKET.to_owned(),
+            key: "sends".to_owned(),
+            limit,
+            window: Duration::from_secs(60),
+            slots: 60,
+            guard_slots: 2,
+            chunk: 4,
+            max_per_slot: None,
+            replicas: 1,
+        }
+    }
+
+    /// The send budget from the environment; `replicas` as the streams'.
+    pub fn from_env(env: &Env, replicas: usize) -> Result<Self, ConfigError> {
+        let d = Self::per_minute(120);
+        let config = Self {
+            limit: env.bounded("SWITCHYARD_FLEET_CALLS_PER_MINUTE", d.limit, 1..=1_000_000)?,
+            // The provider's window is a minute; tests shorten it to see several windows.
+            window: env.duration("SWITCHYARD_FLEET_WINDOW", d.window)?,
+            slots: env.bounded("SWITCHYARD_FLEET_BUDGET_SLOTS", d.slots, 1..=600)?,
+            chunk: env.bounded("SWITCHYARD_FLEET_LEASE_CHUNK", d.chunk, 1..=1000)?,
+            max_per_slot: match env.raw("SWITCHYARD_FLEET_MAX_PER_SLOT") {
+                None => None,
+                Some(_) => Some(env.bounded("SWITCHYARD_FLEET_MAX_PER_SLOT", 1, 1..=1_000_000)?),
+            },
+            replicas,
+            ..d
+        };
+        config.shape().map_err(|reason| ConfigError {
+            variable: "SWITCHYARD_FLEET_BUDGET_SLOTS".to_owned(),
+            reason,
+        })?;
+        Ok(config)
+    }
+
+    /// The ledger's view of these settings.
+    fn shape(&self) -> Result<Window, String> {
+        let window_ms = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
+        let slot_ms = window_ms / u64::from(self.slots.max(1));
+        if slot_ms < 10 || self.chunk == 0 || self.limit == 0 {
+            return Err(format!(
+                "a {:?} window in {} slots gives {slot_ms} ms slots (need >= 10 ms), chunk {} and limit {} (need >= 1)",
+                self.window, self.slots, self.chunk, self.limit
+            ));
+        }
+        Ok(Window {
+            limit: self.limit,
+            slot_ms,
+            span_slots: u64::from(self.slots) + u64::from(self.guard_slots),
+            chunk: self.chunk,
+            max_per_slot: self
+                .max_per_slot
+                .unwrap_or_else(|| self.limit.div_ceil(20))
+                .max(1),
+            grace_ms: slot_ms / 2,
+        })
+    }
+}
+
+/// The answer to [`FleetBudget::acquire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// `permits` calls may start before `expires_at`
+    /// ([`crate::fair_share::Scheduler::add_fleet_permits`]).
+    Granted { permits: u32, expires_at: Instant },
+    /// The fleet used its budget; more frees up at `retry_at`
+    /// ([`crate::fair_share::Scheduler::pause_fleet_until`]).
+    Exhausted { retry_at: Instant },
+    /// The provider said to stop (a 429 anywhere in the fleet) until `until`
+    /// ([`crate::fair_share::Scheduler::pause_fleet_until`]).
+    Paused { until: Instant },
+}
+
+impl Lease {
+    /// Until when to stop asking, when not granted.
+    pub fn wait_until(&self) -> Option<Instant> {
+        match self {
+            Lease::Granted { .. } => None,
+            Lease::Exhausted { retry_at } => Some(*retry_at),
+            Lease::Paused { until } => Some(*until),
+        }
+    }
+
+    /// Hands the lease to a scheduler in leased mode: permits to spend, or a
+    /// fleet-wide wait (after which it asks again with `NeedFleetPermits`).
+    pub fn apply_to(self, scheduler: &mut Scheduler) {
+        match self {
+            Lease::Granted {
+                permits,
+                expires_at,
+            } => scheduler.add_fleet_permits(permits, expires_at),
+            Lease::Exhausted { retry_at: until } | Lease::Paused { until } => {
+                scheduler.pause_fleet_until(until);
+            }
+        }
+    }
+}
+
+/// The shared budget could not be reached or read.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetBudgetError {
+    #[error("invalid fleet budget settings: {0}")]
+    InvalidConfig(String),
+    #[error("cannot create or open the budget bucket {bucket}: {source}")]
+    Setup {
+        bucket: String,
+        #[source]
+        source: jetstream::context::CreateKeyValueError,
+    },
+    #[error("cannot read the fleet budget: {0}")]
+    Read(#[from] kv::EntryError),
+    #[error("cannot write the fleet budget: {0}")]
+    Write(String),
+    #[error("the fleet budget stayed contended for {0} compare-and-swap rounds")]
+    Contended(u32),
+}
+
+/// One replica's handle on the shared budget. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct FleetBudget {
+    kv: kv::Store,
+    key: String,
+    window: Window,
+}
+
+impl FleetBudget {
+    /// Creates the bucket if needed (idempotent, any replica may be first).
+    pub async fn open(
+        js: &jetstream::Context,
+        config: &FleetBudgetConfig,
+    ) -> Result<Self, FleetBudgetError> {
+        let window = config.shape().map_err(FleetBudgetError::InvalidConfig)?;
+        let kv = js
+            .create_or_update_key_value(kv::Config {
+                bucket: config.bucket.clone(),
+                description: "Switchyard: the provider call budget shared by sender replicas"
+                    .to_owned(),
+                history: 1,
+                // A lost ledger would hand out a fresh window at once: keep it on disk.
+                storage: jetstream::stream::StorageType::File,
+                num_replicas: config.replicas,
+                max_value_size: 64 * 1024,
+                ..Default::default()
+            })
+            .await
+            .map_err(|source| FleetBudgetError::Setup {
+                bucket: config.bucket.clone(),
+                source,
+            })?;
+        Ok(Self {
+            kv,
+            key: config.key.clone(),
+            window,
+        })
+    }
+
+    /// Leases up to `want` permits (at most the configured chunk).
+    pub async fn acquire(&self, want: u32) -> Result<Lease, FleetBudgetError> {
+        let want = want.max(1);
+        let (now, take) = self
+            .modify(|ledger, now_ms| {
+                let take = ledger.take(&self.window, now_ms, want);
+                // Only a grant needs writing; a refusal leaves the ledger as it was.
+                let write = matches!(take, Take::Granted { .. });
+                (take, write)
+            })
+            .await?;
+        let (instant, now_ms) = now;
+        let at = |ms: u64| instant + Duration::from_millis(ms.saturating_sub(now_ms));
+        Ok(match take {
+            Take::Granted {
+                count,
+                expires_at_ms,
+            } => Lease::Granted {
+                permits: count,
+                expires_at: at(expires_at_ms),
+            },
+            Take::Exhausted { retry_at_ms } => Lease::Exhausted {
+                retry_at: at(retry_at_ms),
+            },
+            Take::Paused { until_ms } => Lease::Paused {
+                until: at(until_ms),
+            },
+        })
+    }
+
+    /// Stops every replica's calls for `duration` (a 429's Retry-After).
+    /// Returns when the fleet pause ends, which a longer pause set by someone
+    /// else may push further out.
+    pub async fn pause_for(&self, duration: Duration) -> Result<Instant, FleetBudgetError> {
+        let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        let ((instant, now_ms), until_ms) = self
+            .modify(|ledger, now_ms| {
+                let before = ledger.paused_until_ms;
+                ledger.pause_until(now_ms.saturating_add(millis));
+                (ledger.paused_until_ms, ledger.paused_until_ms != before)
+            })
+            .await?;
+        Ok(instant + Duration::from_millis(until_ms.saturating_sub(now_ms)))
+    }
+
+    /// The fleet pause in force, if any.
+    pub async fn paused_until(&self) -> Result<Option<Instant>, FleetBudgetError> {
+        let (instant, now_ms) = clock();
+        let (ledger, _) = self.read().await?;
+        Ok((ledger.paused_until_ms > now_ms)
+            .then(|| instant + Duration::from_millis(ledger.paused_until_ms - now_ms)))
+    }
+
+    /// Permits counted in the current span, for metrics and tests.
+    pub async fn used(&self) -> Result<u64, FleetBudgetError> {
+        let (_, now_ms) = clock();
+        let (ledger, _) = self.read().await?;
+        Ok(ledger.used(&self.window, now_ms))
+    }
+
+    /// Read, apply `change`, write back under compare-and-swap when it asks
+    /// to, retrying on conflict. `change` runs again on each retry with a
+    /// fresh clock, so a retry decides on the winner's ledger.
+    async fn modify<T>(
+        &self,
+        mut change: impl FnMut(&mut Ledger, u64) -> (T, bool),
+    ) -> Result<((Instant, u64), T), FleetBudgetError> {
+        for _ in 0..MAX_CAS_ROUNDS {
+            let (mut ledger, revision) = self.read().await?;
+            // Read the clock after the ledger, so our slot is never older
+            // than one the ledger already holds from this machine.
+            let now = clock();
+            let (result, write) = change(&mut ledger, now.1);
+            if !write {
+                return Ok((now, result));
+            }
+            let value = match serde_json::to_vec(&ledger) {
+                Ok(v) => Bytes::from(v),
+                Err(e) => return Err(FleetBudgetError::Write(e.to_string())),
+            };
+            let written = match revision {
+                Some(revision) => self
+                    .kv
+                    .update(&self.key, value, revision)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        (
+                            e.kind() == UpdateErrorKind::WrongLastRevision,
+                            e.to_string(),
+                        )
+                    }),
+                None => self
+                    .kv
+                    .create(&self.key, value)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (e.kind() == CreateErrorKind::AlreadyExists, e.to_string())),
+            };
+            match written {
+                Ok(()) => return Ok((now, result)),
+                // Another replica wrote first: read its version and try again.
+                Err((true, _)) => continue,
+                Err((false, message)) => return Err(FleetBudgetError::Write(message)),
+            }
+        }
+        Err(FleetBudgetError::Contended(MAX_CAS_ROUNDS))
+    }
+
+    /// The ledger and its revision (`None`: no ledger yet).
+    async fn read(&self) -> Result<(Ledger, Option<u64>), FleetBudgetError> {
+        let Some(entry) = self.kv.entry(&self.key).await? else {
+            return Ok((Ledger::default(), None));
+        };
+        if entry.operation != kv::Operation::Put {
+            // Deleted or purged by an operator: start afresh on top of the marker.
+            return Ok((Ledger::default(), Some(entry.revision)));
+        }
+        let ledger = serde_json::from_slice(&entry.value).unwrap_or_else(|error| {
+            // Refusing every send over a bad document would stop the fleet;
+            // starting a fresh window risks at most one window's overshoot.
+            tracing::error!(%error, budget.key = %self.key, "unreadable fleet budget ledger; starting afresh");
+            Ledger::default()
+        });
+        Ok((ledger, Some(entry.revision)))
+    }
+}
+
+/// The monotonic instant and the wall-clock milliseconds read together: the
+/// ledger is shared across machines (wall clock), leases are used locally.
+fn clock() -> (Instant, u64) {
+    let instant = Instant::now();
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    (instant, millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_providers_minute_in_one_second_slots() {
+        let config = FleetBudgetConfig::from_env(&Env::from_map::<_, &str, &str>([]), 3).unwrap();
+        let window = config.shape().unwrap();
+        assert_eq!(config.limit, 120);
+        assert_eq!(config.replicas, 3);
+        assert_eq!(window.slot_ms, 1000);
+        assert_eq!(window.span_slots, 62);
+        assert_eq!(window.max_per_slot, 6);
+        assert_eq!(window.grace_ms, 500);
+    }
+
+    #[test]
+    fn settings_come_from_the_environment_and_are_checked() {
+        let env = Env::from_map([
+            ("SWITCHYARD_FLEET_CALLS_PER_MINUTE", "600"),
+            ("SWITCHYARD_FLEET_MAX_PER_SLOT", "50"),
+        ]);
+        let config = FleetBudgetConfig::from_env(&env, 1).unwrap();
+        assert_eq!(config.limit, 600);
+        assert_eq!(config.shape().unwrap().max_per_slot, 50);
+
+        let too_fine = Env::from_map([("SWITCHYARD_FLEET_BUDGET_SLOTS", "600")]);
+        assert!(FleetBudgetConfig::from_env(&too_fine, 1).is_ok());
+        let zero = Env::from_map([("SWITCHYARD_FLEET_CALLS_PER_MINUTE", "0")]);
+        let err = FleetBudgetConfig::from_env(&zero, 1).unwrap_err();
+        assert_eq!(err.variable, "SWITCHYARD_FLEET_CALLS_PER_MINUTE");
+    }
+
+    #[test]
+    fn slots_shorter_than_ten_milliseconds_are_refused() {
+        let config = FleetBudgetConfig {
+            window: Duration::from_millis(100),
+            slots: 20,
+            ..FleetBudgetConfig::per_minute(10)
+        };
+        assert!(config.shape().is_err());
+    }
+}

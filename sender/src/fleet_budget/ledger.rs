@@ -1,0 +1,368 @@
+//! The shared budget's state and its one transition, free of I/O.
+//!
+//! The ledger is a sliding window of time slots: how many permits were handed
+//! out in each recent slot, plus the fleet pause. A take succeeds while the
+//! last `span_slots` slots together stay within the limit, where the span is
+//! the provider's window plus guard slots (see [`Window`]). Every replica
+//! applies this function to the same stored document under compare-and-swap,
+//! so the document is the fleet's single source of truth.
+
+use serde::{Deserialize, Serialize};
+
+/// The stored document (JSON in one KV key).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    /// `(slot start, permits)` in unix milliseconds, oldest first; only
+    /// slots with permits, only within the span.
+    #[serde(default)]
+    pub slots: Vec<(u64, u32)>,
+    /// Unix milliseconds until which nobody may call the provider (a 429's
+    /// Retry-After); 0 when not paused.
+    #[serde(default)]
+    pub paused_until_ms: u64,
+}
+
+/// The budget's shape, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Permits per provider window.
+    pub limit: u32,
+    /// Slot length.
+    pub slot_ms: u64,
+    /// Slots whose permits count against the limit: the window's slots plus
+    /// guard slots that absorb slot granularity, lease grace and clock skew.
+    pub span_slots: u64,
+    /// Most permits handed to one replica per take, so none hoards.
+    pub chunk: u32,
+    /// Most permits counted in one slot: spreads a burst over several slots,
+    /// so that a slot the guard did not cover (more skew than planned) can
+    /// add at most this much to any span.
+    pub max_per_slot: u32,
+    /// How long after its slot ends a permit may still be used.
+    pub grace_ms: u64,
+}
+
+/// The answer to a take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// `count` permits, to be used before `expires_at_ms`.
+    Granted { count: u32, expires_at_ms: u64 },
+    /// No permit now: the span is full (the oldest slot leaves it at
+    /// `retry_at_ms`) or the current slot is (the next one starts then).
+    Exhausted { retry_at_ms: u64 },
+    /// The fleet is paused until `until_ms`.
+    Paused { until_ms: u64 },
+}
+
+impl Ledger {
+    /// Takes up to `want` permits at `now_ms`, recording them in the ledger.
+    pub fn take(&mut self, window: &Window, now_ms: u64, want: u32) -> Take {
+        if self.paused_until_ms > now_ms {
+            return Take::Paused {
+                until_ms: self.paused_until_ms,
+            };
+        }
+        let current = self.current_slot(window, now_ms);
+        self.prune(window, current);
+        let used: u64 = self.slots.iter().map(|(_, n)| u64::from(*n)).sum();
+        let room = u64::from(window.limit).saturating_sub(used);
+        if room == 0 {
+            let oldest = self.slots.first().map_or(current, |(start, _)| *start);
+            return Take::Exhausted {
+                retry_at_ms: oldest + window.span_slots * window.slot_ms,
+            };
+        }
+        let in_slot = match self.slots.last() {
+            Some((start, n)) if *start == current => u64::from(*n),
+            _ => 0,
+        };
+        let slot_room = u64::from(window.max_per_slot).saturating_sub(in_slot);
+        let count = u64::from(want.min(window.chunk)).min(room).min(slot_room);
+        if count == 0 {
+            return Take::Exhausted {
+                retry_at_ms: current + window.slot_ms,
+            };
+        }
+        let count = u32::try_from(count).unwrap_or(u32::MAX);
+        match self.slots.last_mut() {
+            Some((start, n)) if *start == current => *n += count,
+            _ => self.slots.push((current, count)),
+        }
+        // Counted in slot `current`, usable until it ends plus grace; never
+        // longer than one slot from our own clock, whatever another replica's
+        // clock put in the ledger.
+        let expires_at_ms =
+            (current + window.slot_ms).min(now_ms + window.slot_ms) + window.grace_ms;
+        Take::Granted {
+            count,
+            expires_at_ms,
+        }
+    }
+
+    /// Pauses the fleet until `until_ms`; an earlier end never shortens a pause.
+    pub fn pause_until(&mut self, until_ms: u64) {
+        self.paused_until_ms = self.paused_until_ms.max(until_ms);
+    }
+
+    /// Permits counted in the span ending at `now_ms`.
+    pub fn used(&self, window: &Window, now_ms: u64) -> u64 {
+        let mut copy = self.clone();
+        let current = copy.current_slot(window, now_ms);
+        copy.prune(window, current);
+        copy.slots.iter().map(|(_, n)| u64::from(*n)).sum()
+    }
+
+    /// The slot to count in: ours, or a later one another replica already
+    /// uses, so slots only move forward and a late clock cannot reopen the past.
+    fn current_slot(&self, window: &Window, now_ms: u64) -> u64 {
+        let own = now_ms - now_ms % window.slot_ms;
+        self.slots.last().map_or(own, |(start, _)| own.max(*start))
+    }
+
+    fn prune(&mut self, window: &Window, current: u64) {
+        let span = window.span_slots * window.slot_ms;
+        // A slot counts while current - start < span.
+        self.slots
+            .retain(|(start, n)| *n > 0 && current < start + span);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window() -> Window {
+        Window {
+            limit: 10,
+            slot_ms: 1000,
+            span_slots: 62,
+            chunk: 4,
+            max_per_slot: 100,
+            grace_ms: 500,
+        }
+    }
+
+    fn granted(take: Take) -> u32 {
+        match take {
+            Take::Granted { count, .. } => count,
+            other => panic!("expected a grant, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn takes_are_chunked_and_stop_at_the_limit() {
+        let w = window();
+        let mut ledger = Ledger::default();
+        assert_eq!(granted(ledger.take(&w, 5_000, 100)), 4);
+        assert_eq!(granted(ledger.take(&w, 5_100, 1)), 1);
+        assert_eq!(granted(ledger.take(&w, 5_200, 4)), 4);
+        assert_eq!(granted(ledger.take(&w, 6_000, 4)), 1);
+        assert_eq!(
+            ledger.take(&w, 6_100, 1),
+            Take::Exhausted {
+                retry_at_ms: 5_000 + 62_000
+            }
+        );
+        assert_eq!(ledger.used(&w, 6_100), 10);
+    }
+
+    #[test]
+    fn permits_come_back_when_their_slot_leaves_the_span() {
+        let w = window();
+        let mut ledger = Ledger::default();
+        for _ in 0..3 {
+            ledger.take(&w, 0, 4);
+        }
+        assert_eq!(
+            ledger.take(&w, 61_999, 1),
+            Take::Exhausted {
+                retry_at_ms: 62_000
+            }
+        );
+        assert_eq!(granted(ledger.take(&w, 62_000, 4)), 4);
+        assert_eq!(ledger.slots, vec![(62_000, 4)]);
+    }
+
+    #[test]
+    fn a_full_slot_sends_the_next_taker_to_the_next_slot() {
+        let w = Window {
+            max_per_slot: 5,
+            ..window()
+        };
+        let mut ledger = Ledger::default();
+        assert_eq!(granted(ledger.take(&w, 5_000, 4)), 4);
+        assert_eq!(granted(ledger.take(&w, 5_100, 4)), 1);
+        assert_eq!(
+            ledger.take(&w, 5_200, 4),
+            Take::Exhausted { retry_at_ms: 6_000 }
+        );
+        assert_eq!(granted(ledger.take(&w, 6_000, 4)), 4);
+    }
+
+    #[test]
+    fn a_lease_expires_at_the_end_of_its_slot_plus_grace() {
+        let w = window();
+        let mut ledger = Ledger::default();
+        assert_eq!(
+            ledger.take(&w, 5_300, 1),
+            Take::Granted {
+                count: 1,
+                expires_at_ms: 6_500
+            }
+        );
+    }
+
+    #[test]
+    fn a_late_clock_counts_in_the_latest_slot_and_gets_a_short_lease() {
+        let w = window();
+        let mut ledger = Ledger::default();
+        ledger.take(&w, 9_000, 1);
+        // This replica's clock is 2 s behind.
+        assert_eq!(
+            ledger.take(&w, 7_200, 1),
+            Take::Granted {
+                count: 1,
+                expires_at_ms: 8_700
+            }
+        );
+        assert_eq!(ledger.slots, vec![(9_000, 2)]);
+    }
+
+    #[test]
+    fn a_pause_stops_takes_and_only_extends() {
+        let w = window();
+        let mut ledger = Ledger::default();
+        ledger.pause_until(30_000);
+        ledger.pause_until(20_000);
+        assert_eq!(
+            ledger.take(&w, 10_000, 1),
+            Take::Paused { until_ms: 30_000 }
+        );
+        assert_eq!(granted(ledger.take(&w, 30_000, 1)), 1);
+    }
+
+    #[test]
+    fn no_span_of_slots_ever_holds_more_than_the_limit() {
+        let w = Window {
+            limit: 50,
+            slot_ms: 100,
+            span_slots: 12,
+            chunk: 3,
+            max_per_slot: 7,
+            grace_ms: 50,
+        };
+        let mut ledger = Ledger::default();
+        let mut log: Vec<(u64, u32)> = Vec::new();
+        // A deterministic, irregular walk of instants and demands.
+        let mut now = 1_000_000u64;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            now += x % 37;
+            if let Take::Granted { count, .. } = ledger.take(&w, now, 1 + (x % 5) as u32) {
+                log.push((now - now % w.slot_ms, count));
+            }
+        }
+        let span = w.span_slots * w.slot_ms;
+        for (i, (start, _)) in log.iter().enumerate() {
+            let in_span: u32 = log[i..]
+                .iter()
+                .take_while(|(s, _)| *s < start + span)
+                .map(|(_, n)| n)
+                .sum();
+            assert!(
+                in_span <= w.limit,
+                "{in_span} permits in the span from {start}"
+            );
+        }
+        let total: u32 = log.iter().map(|(_, n)| n).sum();
+        let elapsed_spans = (now - 1_000_000) as f64 / span as f64;
+        assert!(
+            f64::from(total) >= 0.95 * elapsed_spans * f64::from(w.limit),
+            "{total}"
+        );
+    }
+
+    /// The worst case for clock skew, played deliberately: a slow replica
+    /// takes a full slot and uses it at its lease's last instant, the window
+    /// fills up, and a fast replica takes the next slot as early as its
+    /// clock allows and uses it at once. Returns the most uses in any
+    /// true-time minute.
+    fn skew_adversary(skew_ms: u64, max_per_slot: u32) -> usize {
+        let w = Window {
+            limit: 120,
+            slot_ms: 1000,
+            span_slots: 62,
+            chunk: 200,
+            max_per_slot,
+            grace_ms: 500,
+        };
+        let mut ledger = Ledger::default();
+        let mut uses = Vec::new();
+        // The slow replica's clock reads `skew_ms` behind true time.
+        let true_at = 100_900;
+        let Take::Granted {
+            count,
+            expires_at_ms,
+        } = ledger.take(&w, true_at - skew_ms, max_per_slot)
+        else {
+            panic!("the first take is granted");
+        };
+        uses.extend(std::iter::repeat_n(
+            expires_at_ms + skew_ms - 1,
+            count as usize,
+        ));
+        // A replica with a true clock fills the rest of the window.
+        let mut t = 102_000;
+        while let Take::Granted { count, .. } = ledger.take(&w, t, max_per_slot) {
+            uses.extend(std::iter::repeat_n(t, count as usize));
+            t += 1000;
+        }
+        // The fast replica's clock reaches the slot after the span first.
+        let reopens = 100_000 + w.span_slots * w.slot_ms;
+        let true_at = reopens - skew_ms;
+        if let Take::Granted { count, .. } = ledger.take(&w, reopens, max_per_slot) {
+            uses.extend(std::iter::repeat_n(true_at, count as usize));
+        }
+        uses.sort_unstable();
+        let mut lo = 0;
+        let mut busiest = 0;
+        for hi in 0..uses.len() {
+            while uses[hi] - uses[lo] >= 60_000 {
+                lo += 1;
+            }
+            busiest = busiest.max(hi - lo + 1);
+        }
+        busiest
+    }
+
+    #[test]
+    fn skew_within_a_quarter_slot_never_overshoots() {
+        assert_eq!(skew_adversary(250, 6), 120);
+        assert_eq!(skew_adversary(250, 120), 120);
+    }
+
+    #[test]
+    fn skew_beyond_the_guard_overshoots_by_at_most_one_slot_cap() {
+        // 5 % of the limit per slot by default: +6 on 120.
+        assert_eq!(skew_adversary(400, 6), 126);
+        // Without the cap the same skew could double the rate.
+        assert_eq!(skew_adversary(400, 120), 240);
+    }
+
+    #[test]
+    fn the_document_survives_a_round_trip_and_tolerates_missing_fields() {
+        let ledger = Ledger {
+            slots: vec![(1_000, 3)],
+            paused_until_ms: 7,
+        };
+        let json = serde_json::to_vec(&ledger).unwrap();
+        assert_eq!(serde_json::from_slice::<Ledger>(&json).unwrap(), ledger);
+        assert_eq!(
+            serde_json::from_slice::<Ledger>(b"{}").unwrap(),
+            Ledger::default()
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! switchyard-sender: delivers each tenant's replies on that tenant's own
+//! bridge, fairly, within the provider's fleet-wide budget.
+//!
+//! Layout: [`settings`]; [`fair_share`] (the scheduler: who sends next);
+//! [`fleet_budget`] (the budget shared by replicas); [`retry_policy`] (what a
+//! send's result means); [`ledger`] (sent at most once); [`deliver`] (one
+//! send); [`dispatcher`] (the loop that ties them to the tenant lanes). The
+//! lanes and the WA Bridges client live in `switchyard_shared`. `main.rs`
+//! only wires things up; [`run`] is what tests start in-process.
+
+pub mod deliver;
+pub mod dispatcher;
+pub mod fair_share;
+pub mod fifo;
+pub mod fleet_budget;
+pub mod ledger;
+pub mod retry_policy;
+pub mod settings;
+
+use std::sync::Arc;
+
+pub use settings::Settings;
+use switchyard_shared::{lanes, service::Service, subjects::Direction, wabridges::WaBridgesClient};
+use tokio::sync::mpsc;
+
+use crate::{
+    fair_share::{GlobalLimits, Scheduler},
+    settings::{FleetMode, SchedulerMode},
+};
+
+/// Default port of the ops server (`/healthz`, `/readyz`, `/metrics`).
+pub const DEFAULT_OPS_PORT: u16 = 9103;
+
+/// Runs the sender until the service's shutdown token is cancelled.
+pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
+    // Tenant-scoped work runs as the non-owner role: row-level security applies.
+    let (app_db, tenants) = service.tenant_scope(settings.tenant_cache_ttl)?;
+    let (fleet, limits) = match settings.fleet_mode {
+        FleetMode::Shared => (
+            Some(fleet_budget::FleetBudget::open(&service.jetstream, &settings.fleet).await?),
+            GlobalLimits::leased(settings.max_in_flight),
+        ),
+        FleetMode::Local => (
+            None,
+            GlobalLimits::local(
+                settings.fleet.limit,
+                settings.fleet.limit.div_ceil(20).max(1),
+                settings.max_in_flight,
+            ),
+        ),
+    };
+    let deliverer = Arc::new(deliver::Deliverer {
+        db: app_db,
+        tenants: tenants.clone(),
+        client: WaBridgesClient::new(settings.wa.clone())?,
+        js: service.jetstream.clone(),
+        policy: settings.retry.clone(),
+    });
+    if settings.scheduler == SchedulerMode::Fifo {
+        tracing::warn!("running the fifo baseline scheduler: no fairness between tenants");
+        let (js, shutdown) = (service.jetstream.clone(), service.shutdown.clone());
+        service.tasks.spawn(async move {
+            if let Err(e) = fifo::run(
+                js,
+                deliverer,
+                settings.fleet.limit,
+                settings.max_in_flight,
+                shutdown,
+            )
+            .await
+            {
+                tracing::error!(error = %e, "fifo baseline stopped");
+            }
+        });
+        service.readiness.set("lanes", true);
+        service.stopped().await;
+        return Ok(());
+    }
+    let (lanes, work) = lanes::Lanes::start(
+        service.jetstream.clone(),
+        Direction::Outbound,
+        service.settings.nats.partitions,
+        settings.lanes.clone(),
+        settings.replica_id.clone(),
+        service.shutdown.clone(),
+        &service.tasks,
+    )
+    .await?;
+    // The bulk lanes (replays, recovery): same partitions and settings, read
+    // by a second set of partition consumers on the BULK stream.
+    let (bulk_lanes, bulk_work) = lanes::Lanes::start(
+        service.jetstream.clone(),
+        Direction::Bulk,
+        service.settings.nats.partitions,
+        settings.lanes.clone(),
+        settings.replica_id.clone(),
+        service.shutdown.clone(),
+        &service.tasks,
+    )
+    .await?;
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    service
+        .tasks
+        .spawn(dispatcher::forward_work(work, events_tx.clone()));
+    service
+        .tasks
+        .spawn(dispatcher::forward_work(bulk_work, events_tx.clone()));
+    service.tasks.spawn(dispatcher::follow_operator_resumes(
+        service.nats.clone(),
+        events_tx.clone(),
+        service.shutdown.clone(),
+    ));
+    service.tasks.spawn(dispatcher::follow_bridge_states(
+        service.nats.clone(),
+        events_tx.clone(),
+        service.shutdown.clone(),
+    ));
+    let dispatcher = dispatcher::Dispatcher::new(
+        Scheduler::new(limits),
+        deliverer,
+        fleet,
+        tenants,
+        settings.tenant_refresh,
+        events_tx,
+        events_rx,
+        service.shutdown.clone(),
+        service.tasks.clone(),
+    )
+    .with_flaps(settings.flaps)
+    .with_fleet_per_minute(settings.fleet.limit)
+    .with_warmup(settings.warmup);
+    service.tasks.spawn(dispatcher.run());
+    drop((lanes, bulk_lanes));
+    service.readiness.set("lanes", true);
+    service.stopped().await;
+    Ok(())
+}

@@ -1,0 +1,546 @@
+//! What to do with a message after one send attempt: retry policy as data
+//! plus one pure function, [`RetryPolicy::decide`].
+//!
+//! The send loop maps the returned [`Action`] to JetStream verbs (ack, a
+//! delayed nak, a dead letter) and scheduler calls (fleet pause, tenant
+//! pause) and nothing else, so every branch is tested here without a clock,
+//! a network or a server. Jitter comes from a seed the caller derives from
+//! the message (its id), so a decision is reproducible, yet replicas that
+//! fail together spread their retries.
+//!
+//! Only failures the message could be at fault for spend an attempt and age
+//! towards the dead-letter queue. Waits imposed on us (429, a refused key, a
+//! restricted or disconnected bridge) keep the message, untouched, in its
+//! tenant's lane: burning messages because the provider or an operator said
+//! "wait" would lose them.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use switchyard_shared::{
+    config::{ConfigError, Env},
+    wabridges::WaError,
+};
+
+use crate::fair_share::PauseReason;
+
+/// The retry knobs (environment variables and defaults in parentheses).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// First retry delay before jitter (`SWITCHYARD_SEND_RETRY_MIN_DELAY`, default 2s).
+    pub min_delay: Duration,
+    /// Largest delay before jitter; jitter adds up to as much again
+    /// (`SWITCHYARD_SEND_RETRY_MAX_DELAY`, default 5m).
+    pub max_delay: Duration,
+    /// Growth per attempt.
+    pub factor: f32,
+    /// Attempts that may fail before the message is dead-lettered
+    /// (`SWITCHYARD_SEND_MAX_ATTEMPTS`, default 8).
+    pub max_attempts: u32,
+    /// No retry is scheduled past this age; a reply this late is dead-lettered
+    /// (`SWITCHYARD_SEND_MAX_AGE`, default 1h).
+    pub max_age: Duration,
+    /// The longest Retry-After honoured; a larger one is clamped
+    /// (`SWITCHYARD_SEND_MAX_RETRY_AFTER`, default 5m).
+    pub max_retry_after: Duration,
+    /// How long a tenant whose bridge reported "not connected" on a send is
+    /// held before one probe send, in case the `connected` event is lost
+    /// (`SWITCHYARD_SEND_DISCONNECTED_HOLD`, default 2m).
+    pub disconnected_hold: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            min_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(300),
+            factor: 2.0,
+            max_attempts: 8,
+            max_age: Duration::from_secs(3600),
+            max_retry_after: Duration::from_secs(300),
+            disconnected_hold: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The defaults, overridden by the environment.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let policy = Self {
+            min_delay: env.duration("SWITCHYARD_SEND_RETRY_MIN_DELAY", d.min_delay)?,
+            max_delay: env.duration("SWITCHYARD_SEND_RETRY_MAX_DELAY", d.max_delay)?,
+            factor: d.factor,
+            max_attempts: env.bounded("SWITCHYARD_SEND_MAX_ATTEMPTS", d.max_attempts, 1..=100)?,
+            max_age: env.duration("SWITCHYARD_SEND_MAX_AGE", d.max_age)?,
+            max_retry_after: env.duration("SWITCHYARD_SEND_MAX_RETRY_AFTER", d.max_retry_after)?,
+            disconnected_hold: env
+                .duration("SWITCHYARD_SEND_DISCONNECTED_HOLD", d.disconnected_hold)?,
+        };
+        if policy.min_delay.is_zero() || policy.min_delay > policy.max_delay {
+            return Err(ConfigError {
+                variable: "SWITCHYARD_SEND_RETRY_MIN_DELAY".to_owned(),
+                reason: format!(
+                    "{:?} must be above zero and at most SWITCHYARD_SEND_RETRY_MAX_DELAY ({:?})",
+                    policy.min_delay, policy.max_delay
+                ),
+            });
+        }
+        Ok(policy)
+    }
+}
+
+/// Where a message stands when its attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptContext {
+    /// Attempts spent so far, this one included (1 after the first try).
+    /// Waits that spend no attempt (429, pauses) are not counted.
+    pub attempt: u32,
+    /// Time since the message was first accepted (its stream timestamp).
+    pub age: Duration,
+    /// Seed for the jitter; derive it from the message id.
+    pub jitter_seed: u64,
+}
+
+/// What the send loop does with the message (and the fleet, and the tenant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Sent: record it in the ledger, ack. `confirmed` is false when the
+    /// provider answered 2xx with a body we could not read: it most likely
+    /// went out, and sending again would duplicate it.
+    Done { confirmed: bool },
+    /// 429: put the message back at the head of its tenant's queue without
+    /// spending an attempt, and pause every replica for `pause_fleet_for`.
+    Requeue { pause_fleet_for: Duration },
+    /// Redeliver after `delay` (a delayed nak); `attempt` is the number the
+    /// next try will carry.
+    Retry { delay: Duration, attempt: u32 },
+    /// Pause the tenant for `reason` and keep the message (no attempt spent):
+    /// it waits in the tenant's lane. `for_at_most: None` lasts until lifted
+    /// (an operator, or the bridge's `connected` event); `alert` asks for an
+    /// operator to be told.
+    HoldTenant {
+        reason: PauseReason,
+        for_at_most: Option<Duration>,
+        alert: bool,
+    },
+    /// Publish to the dead-letter queue with the reason, then terminate it.
+    DeadLetter { reason: DeadLetterReason },
+}
+
+/// Why a message was dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// The provider refused this request (400/404/422, other 4xx) or we
+    /// could not build one (an invalid chat): it will never succeed.
+    Rejected { status: Option<u16> },
+    /// An answer that was neither a success nor an error we know (a
+    /// redirect, an unreadable non-2xx body).
+    UnexpectedAnswer { status: u16 },
+    /// `attempts` failed tries, the limit.
+    AttemptsExhausted { attempts: u32 },
+    /// The next retry would fall past the age limit.
+    TooOld { age: Duration },
+}
+
+impl DeadLetterReason {
+    /// A stable label for the dead letter's headers and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DeadLetterReason::Rejected { .. } => "rejected",
+            DeadLetterReason::UnexpectedAnswer { .. } => "unexpected_answer",
+            DeadLetterReason::AttemptsExhausted { .. } => "attempts_exhausted",
+            DeadLetterReason::TooOld { .. } => "too_old",
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The action for the result of one send attempt.
+    pub fn decide(&self, result: Result<(), &WaError>, ctx: AttemptContext) -> Action {
+        let Err(error) = result else {
+            return Action::Done { confirmed: true };
+        };
+        match error {
+            WaError::RateLimited { retry_after } => Action::Requeue {
+                pause_fleet_for: (*retry_after).min(self.max_retry_after),
+            },
+            WaError::Unauthorized { .. } => Action::HoldTenant {
+                reason: PauseReason::Unauthorized,
+                for_at_most: None,
+                alert: true,
+            },
+            WaError::Restricted { .. } => Action::HoldTenant {
+                reason: PauseReason::Restricted,
+                for_at_most: None,
+                alert: true,
+            },
+            WaError::Disconnected { .. } => Action::HoldTenant {
+                reason: PauseReason::BridgeDisconnected,
+                for_at_most: Some(self.disconnected_hold),
+                alert: false,
+            },
+            WaError::Rejected { status, .. } => Action::DeadLetter {
+                reason: DeadLetterReason::Rejected {
+                    status: Some(*status),
+                },
+            },
+            WaError::InvalidChat { .. } => Action::DeadLetter {
+                reason: DeadLetterReason::Rejected { status: None },
+            },
+            WaError::InvalidResponse { status, .. } if (200..300).contains(status) => {
+                Action::Done { confirmed: false }
+            }
+            WaError::InvalidResponse { status, .. } => Action::DeadLetter {
+                reason: DeadLetterReason::UnexpectedAnswer { status: *status },
+            },
+            WaError::Transient { .. } | WaError::Timeout { .. } => {
+                self.retry_or_give_up(ctx, error.retry_after())
+            }
+        }
+    }
+
+    /// A failure that spends an attempt: retry with backoff while attempts
+    /// and age allow.
+    fn retry_or_give_up(&self, ctx: AttemptContext, retry_after: Option<Duration>) -> Action {
+        if ctx.attempt >= self.max_attempts {
+            return Action::DeadLetter {
+                reason: DeadLetterReason::AttemptsExhausted {
+                    attempts: ctx.attempt,
+                },
+            };
+        }
+        let delay = self.retry_delay(ctx.attempt, retry_after, ctx.jitter_seed);
+        if ctx.age.saturating_add(delay) > self.max_age {
+            return Action::DeadLetter {
+                reason: DeadLetterReason::TooOld { age: ctx.age },
+            };
+        }
+        Action::Retry {
+            delay,
+            attempt: ctx.attempt + 1,
+        }
+    }
+
+    /// The wait after failed attempt number `attempt` (1-based): exponential
+    /// from `min_delay`, capped at `max_delay`, plus up to 100 % jitter; never
+    /// shorter than the provider's Retry-After (itself capped).
+    pub fn retry_delay(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        jitter_seed: u64,
+    ) -> Duration {
+        let step = usize::try_from(attempt.max(1) - 1).unwrap_or(usize::MAX);
+        let backoff = ExponentialBuilder::new()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_factor(self.factor)
+            .with_jitter()
+            .with_jitter_seed(jitter_seed)
+            .without_max_times()
+            .build()
+            .nth(step)
+            .unwrap_or(self.max_delay);
+        match retry_after {
+            Some(asked) => backoff.max(asked.min(self.max_retry_after)),
+            None => backoff,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(attempt: u32) -> AttemptContext {
+        AttemptContext {
+            attempt,
+            age: Duration::from_secs(10),
+            jitter_seed: 42,
+        }
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy::default()
+    }
+
+    fn msg() -> String {
+        "x".to_owned()
+    }
+
+    fn transient() -> WaError {
+        WaError::Transient {
+            status: Some(503),
+            message: msg(),
+        }
+    }
+
+    #[test]
+    fn a_2xx_is_done() {
+        assert_eq!(
+            policy().decide(Ok(()), ctx(1)),
+            Action::Done { confirmed: true }
+        );
+    }
+
+    #[test]
+    fn a_429_requeues_without_an_attempt_and_pauses_the_fleet_for_retry_after() {
+        let e = WaError::RateLimited {
+            retry_after: Duration::from_secs(37),
+        };
+        // Even on the last attempt: a 429 is not the message's fault.
+        assert_eq!(
+            policy().decide(Err(&e), ctx(8)),
+            Action::Requeue {
+                pause_fleet_for: Duration::from_secs(37)
+            }
+        );
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_clamped() {
+        let e = WaError::RateLimited {
+            retry_after: Duration::from_secs(86_400),
+        };
+        assert_eq!(
+            policy().decide(Err(&e), ctx(1)),
+            Action::Requeue {
+                pause_fleet_for: Duration::from_secs(300)
+            }
+        );
+    }
+
+    #[test]
+    fn a_5xx_is_retried_later_spending_an_attempt() {
+        let Action::Retry { delay, attempt } = policy().decide(Err(&transient()), ctx(1)) else {
+            panic!("expected a retry");
+        };
+        assert_eq!(attempt, 2);
+        assert!(
+            delay >= Duration::from_secs(2) && delay < Duration::from_secs(4),
+            "{delay:?}"
+        );
+    }
+
+    #[test]
+    fn a_timeout_or_a_lost_connection_is_retried_like_a_5xx() {
+        for e in [
+            WaError::Timeout {
+                timeout: Duration::from_secs(10),
+            },
+            WaError::Transient {
+                status: None,
+                message: "connection refused".into(),
+            },
+        ] {
+            assert!(
+                matches!(
+                    policy().decide(Err(&e), ctx(3)),
+                    Action::Retry { attempt: 4, .. }
+                ),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_up_to_the_cap_with_bounded_jitter() {
+        let p = policy();
+        for attempt in 1..=12u32 {
+            let base = p
+                .min_delay
+                .saturating_mul(2u32.saturating_pow(attempt - 1))
+                .min(p.max_delay);
+            for seed in 0..50 {
+                let d = p.retry_delay(attempt, None, seed);
+                assert!(
+                    d >= base && d <= base * 2,
+                    "attempt {attempt}: {d:?} vs {base:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn jitter_is_reproducible_per_seed_and_spreads_across_seeds() {
+        let p = policy();
+        assert_eq!(p.retry_delay(3, None, 7), p.retry_delay(3, None, 7));
+        let distinct: std::collections::HashSet<Duration> =
+            (0..20).map(|seed| p.retry_delay(3, None, seed)).collect();
+        assert!(distinct.len() > 15);
+    }
+
+    #[test]
+    fn a_retry_after_longer_than_the_backoff_wins_and_is_capped() {
+        let p = policy();
+        assert_eq!(
+            p.retry_delay(1, Some(Duration::from_secs(90)), 1),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            p.retry_delay(1, Some(Duration::from_secs(10_000)), 1),
+            Duration::from_secs(300)
+        );
+        let short = p.retry_delay(1, Some(Duration::from_millis(1)), 1);
+        assert!(short >= p.min_delay);
+    }
+
+    #[test]
+    fn a_400_404_or_422_is_dead_lettered_at_once() {
+        for status in [400, 404, 422] {
+            let e = WaError::Rejected {
+                status,
+                message: msg(),
+            };
+            assert_eq!(
+                policy().decide(Err(&e), ctx(1)),
+                Action::DeadLetter {
+                    reason: DeadLetterReason::Rejected {
+                        status: Some(status)
+                    }
+                }
+            );
+        }
+        let e = WaError::InvalidChat { reason: msg() };
+        assert!(matches!(
+            policy().decide(Err(&e), ctx(1)),
+            Action::DeadLetter {
+                reason: DeadLetterReason::Rejected { status: None }
+            }
+        ));
+    }
+
+    #[test]
+    fn a_401_or_403_stops_the_tenant_alerts_and_keeps_the_message() {
+        for status in [401, 403] {
+            let e = WaError::Unauthorized { status };
+            assert_eq!(
+                policy().decide(Err(&e), ctx(8)),
+                Action::HoldTenant {
+                    reason: PauseReason::Unauthorized,
+                    for_at_most: None,
+                    alert: true
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_restriction_pauses_the_tenant_alerts_and_keeps_the_message() {
+        let e = WaError::Restricted {
+            status: 403,
+            message: "number restricted".into(),
+        };
+        assert_eq!(
+            policy().decide(Err(&e), ctx(1)),
+            Action::HoldTenant {
+                reason: PauseReason::Restricted,
+                for_at_most: None,
+                alert: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_disconnected_bridge_holds_the_tenant_for_a_while_and_keeps_the_message() {
+        let e = WaError::Disconnected {
+            status: 409,
+            message: "not connected".into(),
+        };
+        assert_eq!(
+            policy().decide(Err(&e), ctx(1)),
+            Action::HoldTenant {
+                reason: PauseReason::BridgeDisconnected,
+                for_at_most: Some(Duration::from_secs(120)),
+                alert: false
+            }
+        );
+    }
+
+    #[test]
+    fn an_unreadable_success_counts_as_sent_so_it_is_never_sent_twice() {
+        let e = WaError::InvalidResponse {
+            status: 200,
+            message: msg(),
+        };
+        assert_eq!(
+            policy().decide(Err(&e), ctx(1)),
+            Action::Done { confirmed: false }
+        );
+        let e = WaError::InvalidResponse {
+            status: 302,
+            message: msg(),
+        };
+        assert!(matches!(
+            policy().decide(Err(&e), ctx(1)),
+            Action::DeadLetter {
+                reason: DeadLetterReason::UnexpectedAnswer { status: 302 }
+            }
+        ));
+    }
+
+    #[test]
+    fn past_the_attempt_limit_it_is_dead_lettered() {
+        assert_eq!(
+            policy().decide(Err(&transient()), ctx(8)),
+            Action::DeadLetter {
+                reason: DeadLetterReason::AttemptsExhausted { attempts: 8 }
+            }
+        );
+        assert!(matches!(
+            policy().decide(Err(&transient()), ctx(7)),
+            Action::Retry { attempt: 8, .. }
+        ));
+    }
+
+    #[test]
+    fn a_retry_that_would_land_past_the_age_limit_is_dead_lettered() {
+        let old = AttemptContext {
+            attempt: 2,
+            age: Duration::from_secs(3599),
+            jitter_seed: 1,
+        };
+        assert_eq!(
+            policy().decide(Err(&transient()), old),
+            Action::DeadLetter {
+                reason: DeadLetterReason::TooOld {
+                    age: Duration::from_secs(3599)
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn waits_imposed_on_us_ignore_the_age_limit() {
+        let ancient = AttemptContext {
+            attempt: 1,
+            age: Duration::from_secs(86_400),
+            jitter_seed: 1,
+        };
+        let e = WaError::RateLimited {
+            retry_after: Duration::from_secs(5),
+        };
+        assert!(matches!(
+            policy().decide(Err(&e), ancient),
+            Action::Requeue { .. }
+        ));
+    }
+
+    #[test]
+    fn settings_come_from_the_environment_and_are_checked() {
+        let env = Env::from_map([
+            ("SWITCHYARD_SEND_MAX_ATTEMPTS", "3"),
+            ("SWITCHYARD_SEND_RETRY_MIN_DELAY", "500ms"),
+            ("SWITCHYARD_SEND_MAX_AGE", "10m"),
+        ]);
+        let p = RetryPolicy::from_env(&env).unwrap();
+        assert_eq!(p.max_attempts, 3);
+        assert_eq!(p.min_delay, Duration::from_millis(500));
+        assert_eq!(p.max_age, Duration::from_secs(600));
+
+        let bad = Env::from_map([("SWITCHYARD_SEND_RETRY_MIN_DELAY", "10m")]);
+        let err = RetryPolicy::from_env(&bad).unwrap_err();
+        assert_eq!(err.variable, "SWITCHYARD_SEND_RETRY_MIN_DELAY");
+    }
+}

@@ -1,0 +1,120 @@
+//! The sender's own settings (beyond the common ones), read from the environment.
+
+use std::time::Duration;
+
+use switchyard_shared::{
+    config::{ConfigError, Env},
+    lanes::LaneSettings,
+    wabridges::WaBridgesSettings,
+};
+
+use crate::{dispatcher::FlapSettings, fleet_budget::FleetBudgetConfig, retry_policy::RetryPolicy};
+
+/// How the next send is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedulerMode {
+    /// Weighted deficit round-robin over tenant lanes (the product).
+    Fair,
+    /// One shared consumer in arrival order, no fairness: only the baseline
+    /// the noisy-neighbour benchmark compares against.
+    Fifo,
+}
+
+/// Where the fleet-wide budget is enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetMode {
+    /// Shared by every replica through a NATS KV bucket (production).
+    Shared,
+    /// Counted by this process alone (one replica, local demos).
+    Local,
+}
+
+/// Sender settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub lanes: LaneSettings,
+    pub retry: RetryPolicy,
+    pub wa: WaBridgesSettings,
+    pub fleet: FleetBudgetConfig,
+    /// `SWITCHYARD_FLEET_MODE` (`shared` or `local`, default shared).
+    pub fleet_mode: FleetMode,
+    /// `SWITCHYARD_SEND_IN_FLIGHT` (default 32): sends in flight from this replica.
+    pub max_in_flight: u32,
+    /// `SWITCHYARD_TENANT_CACHE_TTL` (default 2s).
+    pub tenant_cache_ttl: Duration,
+    /// `SWITCHYARD_TENANT_REFRESH` (default 5s): limits and bridge state re-read.
+    pub tenant_refresh: Duration,
+    /// `SWITCHYARD_SCHEDULER` (`fair` or `fifo`, default fair).
+    pub scheduler: SchedulerMode,
+    /// `SWITCHYARD_REPLICA_ID` (default: random).
+    pub replica_id: String,
+    /// `SWITCHYARD_DISCONNECT_GRACE` (default 2m) and
+    /// `SWITCHYARD_RECONNECT_JITTER` (default 3s): see `docs/whatsapp.md`.
+    pub flaps: FlapSettings,
+    /// How newly paired numbers warm up (`SWITCHYARD_WARMUP_*`).
+    pub warmup: crate::fair_share::warmup::WarmUp,
+}
+
+impl Settings {
+    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        Ok(Self::read(env)?)
+    }
+
+    fn read(env: &Env) -> Result<Self, ConfigError> {
+        let replicas = env.bounded("SWITCHYARD_STREAM_REPLICAS", 1, 1..=5)?;
+        Ok(Self {
+            lanes: LaneSettings::from_env(env)?,
+            retry: RetryPolicy::from_env(env)?,
+            wa: WaBridgesSettings::from_env(env)?,
+            fleet: FleetBudgetConfig::from_env(env, replicas)?,
+            fleet_mode: match env.string("SWITCHYARD_FLEET_MODE", "shared").as_str() {
+                "shared" => FleetMode::Shared,
+                "local" => FleetMode::Local,
+                other => {
+                    return Err(ConfigError {
+                        variable: "SWITCHYARD_FLEET_MODE".into(),
+                        reason: format!("expected shared or local, got {other:?}"),
+                    });
+                }
+            },
+            max_in_flight: env.bounded("SWITCHYARD_SEND_IN_FLIGHT", 32, 1..=10_000)?,
+            tenant_cache_ttl: env
+                .duration("SWITCHYARD_TENANT_CACHE_TTL", Duration::from_secs(2))?,
+            tenant_refresh: env.duration("SWITCHYARD_TENANT_REFRESH", Duration::from_secs(5))?,
+            scheduler: match env.string("SWITCHYARD_SCHEDULER", "fair").as_str() {
+                "fair" => SchedulerMode::Fair,
+                "fifo" => SchedulerMode::Fifo,
+                other => {
+                    return Err(ConfigError {
+                        variable: "SWITCHYARD_SCHEDULER".into(),
+                        reason: format!("expected fair or fifo, got {other:?}"),
+                    });
+                }
+            },
+            replica_id: env.string(
+                "SWITCHYARD_REPLICA_ID",
+                &format!("sender-{}", uuid::Uuid::new_v4().simple()),
+            ),
+            flaps: FlapSettings {
+                grace: env
+                    .duration("SWITCHYARD_DISCONNECT_GRACE", FlapSettings::default().grace)?,
+                reconnect_jitter: env.duration(
+                    "SWITCHYARD_RECONNECT_JITTER",
+                    FlapSettings::default().reconnect_jitter,
+                )?,
+            },
+            warmup: {
+                let d = crate::fair_share::warmup::WarmUp::default();
+                crate::fair_share::warmup::WarmUp {
+                    days: env.bounded("SWITCHYARD_WARMUP_DAYS", d.days, 0..=365)?,
+                    start_percent: env.bounded(
+                        "SWITCHYARD_WARMUP_START_PERCENT",
+                        d.start_percent,
+                        1..=100,
+                    )?,
+                    min_gap: env.duration("SWITCHYARD_WARMUP_MIN_GAP", d.min_gap)?,
+                }
+            },
+        })
+    }
+}

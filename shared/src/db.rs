@@ -1,0 +1,77 @@
+//! PostgreSQL: the connection pool, the migrations, and tenant-scoped
+//! transactions.
+//!
+//! Migrations are embedded here but run only by an explicit command
+//! (`switchyard-* migrate`, later the operator CLI), never silently by every
+//! replica at start-up. Tenant-scoped work goes through [`begin_for_tenant`],
+//! which sets the per-transaction tenant that the row-level security policies key on.
+
+use secrecy::ExposeSecret;
+use sqlx::{
+    PgPool, Postgres, Transaction,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::{config::DatabaseSettings, ids::TenantId};
+
+/// Every migration of the project, in order.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The setting that row-level security policies read.
+pub const TENANT_SETTING: &str = "switchyard.tenant_id";
+
+/// Builds a pool; connects lazily so a service can start (and report not ready)
+/// while the database is still coming up.
+pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
+    crate::tls::install_crypto_provider();
+    let options: PgConnectOptions = settings.url.expose_secret().parse()?;
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_lazy_with(options))
+}
+
+/// Applies every pending migration.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Starts a transaction whose row-level security scope is `tenant`.
+pub async fn begin_for_tenant(
+    pool: &PgPool,
+    tenant: &TenantId,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config($1, $2, true)")
+        .bind(TENANT_SETTING)
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// The non-owner role for tenant-scoped work (row-level security applies to it).
+pub const APP_ROLE: &str = "switchyard_app";
+
+/// A pool whose every connection acts as `role` (`SET ROLE`), so row-level
+/// security applies even when the login user owns the tables. Production
+/// deployments log in as a member of the role; tests log in as `postgres`.
+pub fn pool_with_role(
+    settings: &DatabaseSettings,
+    role: &'static str,
+) -> Result<PgPool, sqlx::Error> {
+    crate::tls::install_crypto_provider();
+    let options: PgConnectOptions = settings.url.expose_secret().parse()?;
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                sqlx::query(&format!("SET ROLE {role}"))
+                    .execute(conn)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect_lazy_with(options))
+}

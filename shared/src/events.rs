@@ -1,0 +1,271 @@
+//! The WA Bridges webhook events, as the provider documents them, and the
+//! headers ingest adds when it publishes one.
+//!
+//! Ingest publishes the body exactly as received (the inbound stream is the
+//! event log) with our metadata in headers; the router parses it again with the
+//! same code. Unknown event types are kept, not rejected: the provider's list
+//! is incomplete and an event we refuse is lost for good.
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::ids::{EventId, IdError};
+
+/// Header carrying the (tenant-scoped) event id; also sent as `Nats-Msg-Id`.
+pub const HEADER_EVENT_ID: &str = "Switchyard-Event-Id";
+/// Header carrying when ingest received the webhook (unix milliseconds).
+pub const HEADER_RECEIVED_AT_MS: &str = "Switchyard-Received-At-Ms";
+/// W3C trace context, carried from ingest to the sender.
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+
+/// A webhook body that cannot be accepted, with the precise reason.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("body must be a JSON object with a string \"event\" field: {0}")]
+    NoEventField(String),
+    #[error("invalid {event:?} event: {reason}")]
+    InvalidFields { event: &'static str, reason: String },
+    #[error("invalid message_id: {0}")]
+    InvalidMessageId(#[source] IdError),
+}
+
+/// `message`: an inbound (or, with `from_me`, our own echoed) WhatsApp message.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct MessageEvent {
+    pub message_id: String,
+    #[serde(default)]
+    pub contact_id: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    pub chat_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default = "default_message_type", rename = "type")]
+    pub message_type: String,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub is_group: bool,
+    pub from_me: bool,
+    pub timestamp: i64,
+}
+
+fn default_message_type() -> String {
+    "text".to_owned()
+}
+
+/// `typing`: a contact is composing. Usually dropped at the edge.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct TypingEvent {
+    #[serde(default)]
+    pub contact_id: Option<String>,
+    pub chat_id: String,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+/// One webhook event, by its `event` discriminator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookEvent {
+    Message(MessageEvent),
+    Connected {
+        phone: Option<String>,
+    },
+    Disconnected,
+    Typing(TypingEvent),
+    /// `poll_vote`: the chosen options' field is undocumented, so the body is kept as is.
+    PollVote(serde_json::Value),
+    /// An event type the provider did not document; kept and counted.
+    Unknown {
+        event: String,
+    },
+}
+
+impl WebhookEvent {
+    /// The event type as a metric label (unknown types collapse to `unknown`,
+    /// so a hostile sender cannot grow the label set).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WebhookEvent::Message(_) => "message",
+            WebhookEvent::Connected { .. } => "connected",
+            WebhookEvent::Disconnected => "disconnected",
+            WebhookEvent::Typing(_) => "typing",
+            WebhookEvent::PollVote(_) => "poll_vote",
+            WebhookEvent::Unknown { .. } => "unknown",
+        }
+    }
+}
+
+/// A parsed webhook body and what identifies it.
+#[derive(Debug, Clone)]
+pub struct ParsedEvent {
+    /// The body's `customer_ref`, when it carries one (it must match the URL's).
+    pub customer_ref: Option<String>,
+    pub event: WebhookEvent,
+    /// The provider's `message_id` when present, else a digest of the body.
+    pub event_id: EventId,
+}
+
+#[derive(Deserialize)]
+struct Head {
+    event: String,
+    #[serde(default)]
+    customer_ref: Option<serde_json::Value>,
+    #[serde(default)]
+    message_id: Option<serde_json::Value>,
+    #[serde(default)]
+    timestamp: Option<serde_json::Value>,
+}
+
+/// Parses a webhook body. `received_minute` (unix minutes) makes the digest id
+/// of events without a `message_id` or `timestamp` (e.g. `disconnected`)
+/// distinct per minute, so a later, identical event is not mistaken for a duplicate.
+pub fn parse(body: &[u8], received_minute: i64) -> Result<ParsedEvent, EventError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| EventError::NotJson(e.to_string()))?;
+    let head: Head = serde_json::from_value(value.clone())
+        .map_err(|e| EventError::NoEventField(e.to_string()))?;
+    let customer_ref = match head.customer_ref {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(_) => {
+            return Err(EventError::InvalidFields {
+                event: "any",
+                reason: "customer_ref must be a string".to_owned(),
+            });
+        }
+    };
+    let fields = |event: &'static str| {
+        move |e: serde_json::Error| EventError::InvalidFields {
+            event,
+            reason: e.to_string(),
+        }
+    };
+    let event = match head.event.as_str() {
+        "message" => {
+            WebhookEvent::Message(serde_json::from_value(value.clone()).map_err(fields("message"))?)
+        }
+        "connected" => WebhookEvent::Connected {
+            phone: value
+                .get("phone")
+                .and_then(|p| p.as_str())
+                .map(str::to_owned),
+        },
+        "disconnected" => WebhookEvent::Disconnected,
+        "typing" => {
+            WebhookEvent::Typing(serde_json::from_value(value.clone()).map_err(fields("typing"))?)
+        }
+        "poll_vote" => WebhookEvent::PollVote(value.clone()),
+        other => WebhookEvent::Unknown {
+            event: other.to_owned(),
+        },
+    };
+    let event_id = match head.message_id {
+        Some(serde_json::Value::String(id)) => {
+            EventId::parse(&id).map_err(EventError::InvalidMessageId)?
+        }
+        Some(serde_json::Value::Null) | None => {
+            digest_id(&value, head.timestamp.is_none().then_some(received_minute))
+        }
+        Some(_) => {
+            return Err(EventError::InvalidFields {
+                event: "any",
+                reason: "message_id must be a string".to_owned(),
+            });
+        }
+    };
+    Ok(ParsedEvent {
+        customer_ref,
+        event,
+        event_id,
+    })
+}
+
+/// SHA-256 of the canonical body (keys sorted, no whitespace), plus the
+/// receive minute when the body has no timestamp of its own.
+fn digest_id(value: &serde_json::Value, received_minute: Option<i64>) -> EventId {
+    // serde_json's default map is a BTreeMap: to_vec writes keys sorted.
+    let canonical = serde_json::to_vec(value).unwrap_or_default();
+    let mut hasher = Sha256::new();
+    hasher.update(&canonical);
+    if let Some(minute) = received_minute {
+        hasher.update(b"\n");
+        hasher.update(minute.to_be_bytes());
+    }
+    EventId::from_digest(&hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC_MESSAGE: &str = r#"{"event":"message","customer_ref":"cust_8842","message_id":"ACE41E0F","contact_id":"15550001234@s.whatsapp.net","phone":"15550001234","chat_id":"15550001234@s.whatsapp.net","name":"Alice","body":"Hello!","type":"text","media_type":"","is_group":false,"from_me":false,"timestamp":1777180605}"#;
+
+    #[test]
+    fn the_documented_message_example_parses() {
+        let parsed = parse(DOC_MESSAGE.as_bytes(), 0).unwrap();
+        assert_eq!(parsed.customer_ref.as_deref(), Some("cust_8842"));
+        assert_eq!(parsed.event_id.as_str(), "ACE41E0F");
+        let WebhookEvent::Message(m) = parsed.event else {
+            panic!("not a message")
+        };
+        assert_eq!(m.body, "Hello!");
+        assert!(!m.from_me);
+    }
+
+    #[test]
+    fn a_message_missing_a_required_field_names_it() {
+        let err = parse(
+            br#"{"event":"message","message_id":"x","from_me":false,"timestamp":1}"#,
+            0,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("chat_id"), "{err}");
+    }
+
+    #[test]
+    fn unknown_event_types_are_kept() {
+        let parsed = parse(br#"{"event":"call_offer","from":"x"}"#, 0).unwrap();
+        assert_eq!(parsed.event.kind(), "unknown");
+    }
+
+    #[test]
+    fn non_objects_and_missing_event_fields_are_refused() {
+        for bad in [
+            &b"[1,2]"[..],
+            b"\"x\"",
+            b"{}",
+            br#"{"event":3}"#,
+            b"{not json",
+        ] {
+            assert!(parse(bad, 0).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn identical_disconnects_in_different_minutes_get_different_ids() {
+        let a = parse(br#"{"event":"disconnected"}"#, 100).unwrap().event_id;
+        let b = parse(br#"{"event":"disconnected"}"#, 101).unwrap().event_id;
+        let a2 = parse(br#"{ "event" : "disconnected" }"#, 100)
+            .unwrap()
+            .event_id;
+        assert_ne!(a, b);
+        assert_eq!(a, a2, "whitespace must not change the canonical digest");
+    }
+
+    #[test]
+    fn a_hostile_message_id_is_refused() {
+        let body =
+            r#"{"event":"message","message_id":"a b","chat_id":"c","from_me":false,"timestamp":1}"#;
+        assert!(matches!(
+            parse(body.as_bytes(), 0),
+            Err(EventError::InvalidMessageId(_))
+        ));
+    }
+}

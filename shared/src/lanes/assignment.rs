@@ -1,0 +1,209 @@
+//! Which replica reads which partition.
+//!
+//! The server's `pinned_client` policy guarantees one reader per partition
+//! but does not spread partitions: the pin goes to whichever replica pulled
+//! first. So replicas announce themselves in a KV bucket (one key each,
+//! refreshed well within the bucket's max age) and every replica derives the
+//! same assignment from the sorted member list: partition `p` belongs to
+//! member `p mod n`. A replica that leaves deletes its key (others react at
+//! once through a watch); one that dies ages out after `member_ttl`, and its
+//! pins time out after `priority_timeout`.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use async_nats::jetstream::{self, kv};
+use futures::StreamExt as _;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::subjects::Direction;
+
+/// Partitions owned by member `me` among `members` (sorted, deduplicated).
+pub fn owned_partitions(members: &BTreeSet<String>, me: &str, partitions: u16) -> BTreeSet<u16> {
+    let Some(rank) = members.iter().position(|m| m == me) else {
+        return BTreeSet::new();
+    };
+    let n = members.len();
+    (0..partitions)
+        .filter(|p| usize::from(*p) % n == rank)
+        .collect()
+}
+
+/// The KV bucket where the replicas of one direction announce themselves.
+pub fn bucket_name(direction: Direction) -> String {
+    format!("switchyard_members_{}", direction.as_str())
+}
+
+/// Keeps this replica's membership alive and publishes the partitions it owns.
+pub struct Membership {
+    pub owned: watch::Receiver<BTreeSet<u16>>,
+    store: kv::Store,
+    replica_id: String,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("replica_id", &self.replica_id)
+            .finish()
+    }
+}
+
+impl Membership {
+    /// Joins the member list and starts the refresh loop (ends with `shutdown`).
+    pub async fn join(
+        js: &jetstream::Context,
+        direction: Direction,
+        partitions: u16,
+        replica_id: String,
+        ttl: Duration,
+        shutdown: CancellationToken,
+        tasks: &tokio_util::task::TaskTracker,
+    ) -> Result<Self, async_nats::Error> {
+        let store = js
+            .create_or_update_key_value(kv::Config {
+                bucket: bucket_name(direction),
+                history: 1,
+                max_age: ttl,
+                storage: jetstream::stream::StorageType::Memory,
+                ..Default::default()
+            })
+            .await?;
+        // Watch first, then announce and list: no put is missed in between.
+        let mut watcher = store.watch_all().await?;
+        store.put(&replica_id, "alive".into()).await?;
+        // Members as last heard from. Listing the keys is not a consistent
+        // snapshot while others refresh (an overwritten entry can be missed),
+        // so the list is read once, then kept up to date from the watch, and a
+        // member is forgotten only after `ttl` of silence or when it leaves.
+        let mut seen: HashMap<String, Instant> = list_members(&store)
+            .await?
+            .into_iter()
+            .map(|m| (m, Instant::now()))
+            .collect();
+        seen.insert(replica_id.clone(), Instant::now());
+        let current = move |seen: &HashMap<String, Instant>| -> BTreeSet<String> {
+            seen.iter()
+                .filter(|(_, at)| at.elapsed() < ttl)
+                .map(|(m, _)| m.clone())
+                .collect()
+        };
+        let (tx, owned) =
+            watch::channel(owned_partitions(&current(&seen), &replica_id, partitions));
+        let refresh = {
+            let store = store.clone();
+            let replica_id = replica_id.clone();
+            async move {
+                let mut tick = tokio::time::interval(ttl / 3);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tick.tick() => {
+                            if let Err(e) = store.put(&replica_id, "alive".into()).await {
+                                tracing::warn!(error = %e, "cannot refresh lane membership");
+                            }
+                            // We are a member while we run, whatever the watch lags.
+                            seen.insert(replica_id.clone(), Instant::now());
+                        }
+                        change = watcher.next() => match change {
+                            Some(Ok(entry)) => match entry.operation {
+                                kv::Operation::Put => {
+                                    seen.insert(entry.key, Instant::now());
+                                }
+                                kv::Operation::Delete | kv::Operation::Purge => {
+                                    seen.remove(&entry.key);
+                                }
+                            },
+                            Some(Err(e)) => tracing::debug!(error = %e, "membership watch error"),
+                            None => {
+                                tracing::warn!("membership watch ended; watching again");
+                                if let Ok(w) = store.watch_all().await {
+                                    watcher = w;
+                                }
+                            }
+                        }
+                    }
+                    seen.retain(|_, at| at.elapsed() < ttl);
+                    let members = current(&seen);
+                    let owned = owned_partitions(&members, &replica_id, partitions);
+                    tx.send_if_modified(|current| {
+                        let changed = *current != owned;
+                        if changed {
+                            tracing::info!(
+                                members = members.len(),
+                                owned = owned.len(),
+                                "partition assignment changed"
+                            );
+                            metrics::counter!("switchyard_lane_assignment_changes_total")
+                                .increment(1);
+                            *current = owned.clone();
+                        }
+                        changed
+                    });
+                }
+            }
+        };
+        tasks.spawn(refresh);
+        Ok(Self {
+            owned,
+            store,
+            replica_id,
+        })
+    }
+
+    /// Leaves the member list so the others take over at once.
+    pub async fn leave(&self) {
+        if let Err(e) = self.store.delete(&self.replica_id).await {
+            tracing::warn!(error = %e, "cannot leave lane membership; peers will wait for it to age out");
+        }
+    }
+}
+
+async fn list_members(store: &kv::Store) -> Result<BTreeSet<String>, async_nats::Error> {
+    let mut keys = store.keys().await?;
+    let mut members = BTreeSet::new();
+    while let Some(key) = keys.next().await {
+        members.insert(key?);
+    }
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn partitions_are_spread_evenly_and_disjointly() {
+        let m = members(&["a", "b", "c"]);
+        let sets: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|me| owned_partitions(&m, me, 16))
+            .collect();
+        let total: usize = sets.iter().map(BTreeSet::len).sum();
+        assert_eq!(total, 16);
+        for s in &sets {
+            assert!((5..=6).contains(&s.len()));
+        }
+        assert!(sets[0].is_disjoint(&sets[1]) && sets[1].is_disjoint(&sets[2]));
+    }
+
+    #[test]
+    fn a_replica_missing_from_the_list_owns_nothing() {
+        assert!(owned_partitions(&members(&["a"]), "z", 8).is_empty());
+    }
+
+    #[test]
+    fn a_lone_replica_owns_every_partition() {
+        assert_eq!(owned_partitions(&members(&["a"]), "a", 8).len(), 8);
+    }
+}

@@ -1,0 +1,107 @@
+//! A message taken from a tenant's lane, wherever it came from (a partition
+//! consumer or the tenant's spill lane), with what a handler needs: the tenant
+//! (from the subject, never the payload), the payload and headers, and how
+//! often it was delivered.
+
+use async_nats::{HeaderMap, jetstream::AckKind};
+use bytes::Bytes;
+
+use crate::{ids::TenantId, subjects::Direction};
+
+/// Header that keeps a message's original subject when it is spilled or dead-lettered.
+pub const HEADER_ORIGINAL_SUBJECT: &str = "Switchyard-Original-Subject";
+
+/// One unit of a tenant's work.
+pub struct LaneMessage {
+    pub tenant: TenantId,
+    pub direction: Direction,
+    /// The plain per-tenant subject the publisher used (`inbound.<tenant>`).
+    pub subject: String,
+    pub payload: Bytes,
+    pub headers: HeaderMap,
+    /// JetStream deliveries of this copy (a crash-looping message climbs here).
+    pub delivered: u32,
+    /// Stable id: the publisher's `Nats-Msg-Id`, else the stream sequence.
+    pub message_id: String,
+    jetstream: async_nats::jetstream::Message,
+}
+
+impl std::fmt::Debug for LaneMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaneMessage")
+            .field("tenant", &self.tenant)
+            .field("subject", &self.subject)
+            .field("message_id", &self.message_id)
+            .field("delivered", &self.delivered)
+            .finish()
+    }
+}
+
+impl LaneMessage {
+    /// Wraps a JetStream message whose tenant was taken from its subject.
+    /// The lanes build these; the sender's FIFO baseline reads a plain consumer.
+    pub fn new(
+        tenant: TenantId,
+        direction: Direction,
+        jetstream: async_nats::jetstream::Message,
+    ) -> Self {
+        let headers = jetstream.headers.clone().unwrap_or_default();
+        let (delivered, sequence) = jetstream
+            .info()
+            .map(|i| {
+                (
+                    u32::try_from(i.delivered).unwrap_or(u32::MAX),
+                    i.stream_sequence,
+                )
+            })
+            .unwrap_or((1, 0));
+        let message_id = headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_else(|| format!("{}:{sequence}", direction.stream()));
+        let subject = headers
+            .get(HEADER_ORIGINAL_SUBJECT)
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_else(|| crate::subjects::work(direction, &tenant));
+        Self {
+            tenant,
+            direction,
+            subject,
+            payload: jetstream.payload.clone(),
+            headers,
+            delivered,
+            message_id,
+            jetstream,
+        }
+    }
+
+    /// A header's value, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.as_str())
+    }
+
+    /// Marks the message done. Errors are logged: an unacked message is
+    /// redelivered, which downstream idempotency absorbs.
+    pub async fn ack(&self) {
+        if let Err(e) = self.jetstream.double_ack().await {
+            tracing::warn!(tenant.id = %self.tenant, message.id = %self.message_id, error = %e, "ack failed; the message will be redelivered");
+        }
+    }
+
+    /// Resets the redelivery timer of a message that is waiting or being retried.
+    pub async fn keep_alive(&self) {
+        let _ = self.jetstream.ack_with(AckKind::Progress).await;
+    }
+
+    /// Ends the message for good (after it has been dead-lettered).
+    pub async fn terminate(&self) {
+        if let Err(e) = self.jetstream.ack_with(AckKind::Term).await {
+            tracing::warn!(tenant.id = %self.tenant, message.id = %self.message_id, error = %e, "terminate failed");
+        }
+    }
+
+    /// Gives the message back for redelivery after `delay` (shutdown, hand-over).
+    pub async fn release(&self, delay: std::time::Duration) {
+        let _ = self.jetstream.ack_with(AckKind::Nak(Some(delay))).await;
+    }
+}

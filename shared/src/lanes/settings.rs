@@ -1,0 +1,88 @@
+//! The knobs of the lane mechanism, with defaults that respect the measured
+//! pitfalls (pull `expires` well below `priority_timeout`, heartbeat below
+//! `expires`, explicit `max_ack_pending`).
+
+use std::time::Duration;
+
+use crate::config::{ConfigError, Env};
+
+/// Lane settings shared by router and sender.
+#[derive(Debug, Clone)]
+pub struct LaneSettings {
+    /// `SWITCHYARD_LANE_QUEUE` (default 64): messages a tenant may hold in
+    /// memory before its further messages spill to its own durable lane.
+    pub queue_bound: usize,
+    /// `SWITCHYARD_ACK_WAIT` (default 10s): redelivery delay of an unacked
+    /// message (e.g. one pulled by a replica that died); queued messages are
+    /// kept alive with progress acks.
+    pub ack_wait: Duration,
+    /// `SWITCHYARD_MAX_ACK_PENDING` (default 20000) per partition consumer.
+    pub max_ack_pending: i64,
+    /// `SWITCHYARD_PRIORITY_TIMEOUT` (default 5s): how long a dead replica keeps its pin.
+    pub priority_timeout: Duration,
+    /// `SWITCHYARD_PULL_EXPIRES` (default 2s): must stay well below `priority_timeout`.
+    pub pull_expires: Duration,
+    /// `SWITCHYARD_MAX_DELIVERIES` (default 5): attempts before a message is dead-lettered.
+    pub max_deliveries: u32,
+    /// `SWITCHYARD_SPILL_IDLE` (default 5m): a drained spill consumer is removed after this.
+    pub spill_idle: Duration,
+    /// `SWITCHYARD_MEMBER_TTL` (default 6s): a replica that stops refreshing its
+    /// membership for this long loses its partitions.
+    pub member_ttl: Duration,
+}
+
+impl Default for LaneSettings {
+    fn default() -> Self {
+        Self {
+            queue_bound: 64,
+            ack_wait: Duration::from_secs(10),
+            max_ack_pending: 20_000,
+            priority_timeout: Duration::from_secs(5),
+            pull_expires: Duration::from_secs(2),
+            max_deliveries: 5,
+            spill_idle: Duration::from_secs(300),
+            member_ttl: Duration::from_secs(6),
+        }
+    }
+}
+
+impl LaneSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let s = Self {
+            queue_bound: env.bounded("SWITCHYARD_LANE_QUEUE", d.queue_bound, 1..=100_000)?,
+            ack_wait: env.duration("SWITCHYARD_ACK_WAIT", d.ack_wait)?,
+            max_ack_pending: env.bounded(
+                "SWITCHYARD_MAX_ACK_PENDING",
+                d.max_ack_pending,
+                1..=10_000_000,
+            )?,
+            priority_timeout: env.duration("SWITCHYARD_PRIORITY_TIMEOUT", d.priority_timeout)?,
+            pull_expires: env.duration("SWITCHYARD_PULL_EXPIRES", d.pull_expires)?,
+            max_deliveries: env.bounded("SWITCHYARD_MAX_DELIVERIES", d.max_deliveries, 1..=1000)?,
+            spill_idle: env.duration("SWITCHYARD_SPILL_IDLE", d.spill_idle)?,
+            member_ttl: env.duration("SWITCHYARD_MEMBER_TTL", d.member_ttl)?,
+        };
+        if s.pull_expires * 2 > s.priority_timeout {
+            return Err(ConfigError {
+                variable: "SWITCHYARD_PULL_EXPIRES".to_owned(),
+                reason: format!(
+                    "{:?} must be at most half of SWITCHYARD_PRIORITY_TIMEOUT ({:?}), or pins flap",
+                    s.pull_expires, s.priority_timeout
+                ),
+            });
+        }
+        if s.pull_expires < Duration::from_millis(200) || s.ack_wait < Duration::from_secs(1) {
+            return Err(ConfigError {
+                variable: "SWITCHYARD_PULL_EXPIRES".to_owned(),
+                reason: "pull expiry must be >= 200ms and ack wait >= 1s".to_owned(),
+            });
+        }
+        Ok(s)
+    }
+
+    /// Idle heartbeat of a pull: below `expires`, or the server rejects every pull.
+    pub fn pull_heartbeat(&self) -> Duration {
+        self.pull_expires / 4
+    }
+}

@@ -1,0 +1,114 @@
+//! A tenant's own durable lane in the `SPILL` stream (`spill.<direction>.<tenant>`).
+//!
+//! The stream uses work-queue retention, so what is acked is gone and "the
+//! subject has a message" means "this tenant has a backlog". Spilling reuses
+//! the message's `Nats-Msg-Id`, so the stream's duplicate window makes a
+//! repeated spill of the same message (after a lost ack) harmless. The spill
+//! consumer is created on demand and removed by the server once it has been
+//! idle for `spill_idle`.
+
+use async_nats::{
+    HeaderMap,
+    jetstream::{self, consumer::pull},
+};
+use futures::StreamExt as _;
+
+use crate::{
+    ids::TenantId,
+    lanes::{LaneMessage, message::HEADER_ORIGINAL_SUBJECT, settings::LaneSettings},
+    subjects::{self, Direction},
+};
+
+/// Sends a copy of `message` to its tenant's spill lane; the returned future
+/// resolves once the stream has stored it. Sending in order and awaiting the
+/// acks later keeps a tenant's spills in order while the partition reader
+/// moves on (one spill at a time would hold the partition ~1 ms per message).
+pub async fn start_spill(
+    js: &jetstream::Context,
+    message: &LaneMessage,
+) -> Result<jetstream::context::PublishAckFuture, async_nats::Error> {
+    let mut headers: HeaderMap = message.headers.clone();
+    headers.insert(HEADER_ORIGINAL_SUBJECT, message.subject.as_str());
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        message.message_id.as_str(),
+    );
+    Ok(js
+        .publish_with_headers(
+            subjects::spill(message.direction, &message.tenant),
+            headers,
+            message.payload.clone(),
+        )
+        .await?)
+}
+
+/// Whether the tenant's spill lane holds anything (a backlog left by an
+/// earlier owner of its partition, for instance).
+pub async fn has_backlog(
+    js: &jetstream::Context,
+    direction: Direction,
+    tenant: &TenantId,
+) -> Result<bool, async_nats::Error> {
+    let stream = js.get_stream(subjects::SPILL_STREAM).await?;
+    match stream
+        .get_last_raw_message_by_subject(&subjects::spill(direction, tenant))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.kind()
+                == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The tenant's spill consumer, created if missing.
+pub async fn consumer(
+    js: &jetstream::Context,
+    direction: Direction,
+    tenant: &TenantId,
+    settings: &LaneSettings,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, async_nats::Error> {
+    let stream = js.get_stream(subjects::SPILL_STREAM).await?;
+    let name = subjects::spill_consumer(direction, tenant);
+    let consumer = stream
+        .get_or_create_consumer(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: subjects::spill(direction, tenant),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: settings.ack_wait,
+                max_ack_pending: settings.queue_bound as i64 * 4,
+                inactive_threshold: settings.spill_idle,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(consumer)
+}
+
+/// Takes up to `max` spilled messages without waiting for more.
+pub async fn fetch(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    direction: Direction,
+    tenant: &TenantId,
+    max: usize,
+) -> Result<Vec<LaneMessage>, async_nats::Error> {
+    let mut batch = consumer.fetch().max_messages(max).messages().await?;
+    let mut out = Vec::new();
+    while let Some(next) = batch.next().await {
+        out.push(LaneMessage::new(tenant.clone(), direction, next?));
+    }
+    Ok(out)
+}
+
+/// Whether every spilled message has been delivered to us.
+pub async fn fully_delivered(
+    consumer: &mut jetstream::consumer::Consumer<pull::Config>,
+) -> Result<bool, async_nats::Error> {
+    Ok(consumer.info().await?.num_pending == 0)
+}

@@ -1,0 +1,89 @@
+//! The contract between router and sender: one reply part, published to
+//! `outbound.<tenant>`.
+//!
+//! A reply carries content and the chat it answers, never a tenant, bridge or
+//! phone to send *from*: the sender takes the tenant from the subject and the
+//! bridge from that tenant's row. Its id is derived from the inbound event id
+//! and the part's index, so a redelivered inbound event yields the same ids,
+//! which JetStream's duplicate window and the sender's ledger both absorb.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ids::{EventId, TenantId},
+    subjects,
+};
+
+/// Longest reply body we publish (WhatsApp's own limit is 65,536 characters).
+pub const MAX_BODY_CHARS: usize = 4096;
+
+/// Header a dead-letter replay carries (the dead letter's sequence).
+pub const HEADER_REPLAY_OF: &str = "Switchyard-Replay-Of";
+/// Header a recovered event carries (its sequence in the event log).
+pub const HEADER_RECOVER_OF: &str = "Switchyard-Recover-Of";
+
+/// The lane of replies to an inbound event with these re-run headers: an
+/// event an operator re-runs (`dlq replay`, `recover`) is answered in bulk,
+/// so its replies never hold up the tenant's live ones.
+pub fn priority_of_rerun(header: impl Fn(&str) -> bool) -> Priority {
+    if header(HEADER_REPLAY_OF) || header(HEADER_RECOVER_OF) {
+        Priority::Bulk
+    } else {
+        Priority::Live
+    }
+}
+
+/// Which lane of the tenant a reply travels in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// An answer to a person waiting now.
+    #[default]
+    Live,
+    /// Re-runs: dead-letter replays, recovery.
+    Bulk,
+}
+
+/// One part of a bot's reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundReply {
+    /// Must equal the subject's tenant (checked by the sender).
+    pub tenant: TenantId,
+    /// `<event id>:<part>`; unique within the tenant.
+    pub reply_id: String,
+    /// The inbound event this answers.
+    pub event_id: EventId,
+    /// The chat to answer, as the webhook named it.
+    pub chat_id: String,
+    pub body: String,
+    /// 0-based position among the parts of one answer, and their count.
+    pub part: u16,
+    pub parts: u16,
+    #[serde(default)]
+    pub priority: Priority,
+    /// When the inbound webhook reached ingest (unix ms), for end-to-end latency.
+    #[serde(default)]
+    pub received_at_ms: Option<i64>,
+}
+
+impl OutboundReply {
+    /// The deterministic id of part `part` of the reply to `event_id`.
+    pub fn reply_id_for(event_id: &EventId, part: u16) -> String {
+        format!("{event_id}:{part}")
+    }
+
+    /// The subject to publish under: `outbound.<tenant>` for a live reply,
+    /// `bulk.<tenant>` for a bulk one.
+    pub fn subject(&self) -> String {
+        match self.priority {
+            Priority::Live => subjects::outbound(&self.tenant),
+            Priority::Bulk => subjects::bulk(&self.tenant),
+        }
+    }
+
+    /// The `Nats-Msg-Id` to publish under: tenant-scoped, since provider ids
+    /// are unique per account only.
+    pub fn msg_id(&self) -> String {
+        format!("out:{}:{}", self.tenant, self.reply_id)
+    }
+}

@@ -1,0 +1,186 @@
+//! The start-up and shutdown every binary shares, so `main` only wires things.
+//!
+//! [`Service::start`] installs the TLS provider, connects to NATS (refusing old
+//! servers), creates or updates the streams, opens the PostgreSQL pool, and
+//! serves `/healthz`, `/readyz` and `/metrics`. Tests call it in-process with
+//! port 0; the binaries call [`run_main`], which adds signal handling and exit codes.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use sqlx::PgPool;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    config::{CommonSettings, Env},
+    db, nats, ops_server,
+    ops_server::Readiness,
+    shutdown, streams, telemetry,
+};
+
+/// Connections and lifecycle handles of one running service.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: &'static str,
+    pub settings: CommonSettings,
+    pub nats: async_nats::Client,
+    pub jetstream: jetstream::Context,
+    pub db: PgPool,
+    pub readiness: Readiness,
+    /// Cancelled on SIGTERM/SIGINT (or by a test): stop taking new work.
+    pub shutdown: CancellationToken,
+    /// Every long-running task of the service, drained on shutdown.
+    pub tasks: TaskTracker,
+    ops_addr: SocketAddr,
+}
+
+impl Service {
+    /// Connects everything and starts the ops server. Fails fast, with the
+    /// reason, when NATS is unreachable or too old.
+    pub async fn start(
+        name: &'static str,
+        settings: CommonSettings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        crate::tls::install_crypto_provider();
+        let client = nats::connect(&settings.nats, name).await?;
+        let js = streams::context(client.clone(), Duration::from_secs(5));
+        streams::ensure_streams(&js, &settings.nats).await?;
+        let pool = db::pool(&settings.database).context("invalid DATABASE_URL")?;
+
+        let readiness = Readiness::default();
+        let tasks = TaskTracker::new();
+        let listener = tokio::net::TcpListener::bind(settings.ops_addr)
+            .await
+            .with_context(|| {
+                format!("cannot listen on SWITCHYARD_OPS_ADDR {}", settings.ops_addr)
+            })?;
+        let ops_addr = listener.local_addr()?;
+        tasks.spawn(ops_server::serve(
+            listener,
+            ops_server::router(readiness.clone()),
+            shutdown.clone(),
+        ));
+        tasks.spawn(probe_dependencies(
+            client.clone(),
+            pool.clone(),
+            readiness.clone(),
+            shutdown.clone(),
+        ));
+        tracing::info!(service = name, ops.addr = %ops_addr, "service started");
+        Ok(Self {
+            name,
+            settings,
+            nats: client,
+            jetstream: js,
+            db: pool,
+            readiness,
+            shutdown,
+            tasks,
+            ops_addr,
+        })
+    }
+
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops_addr
+    }
+
+    /// Waits for shutdown, then drains tracked tasks within the grace period
+    /// and flushes NATS. Returns whether everything drained in time.
+    pub async fn stopped(self) -> bool {
+        self.shutdown.cancelled().await;
+        let drained = shutdown::drain(&self.tasks, self.settings.shutdown_grace).await;
+        let _ = self.nats.flush().await;
+        self.db.close().await;
+        tracing::info!(service = self.name, drained, "service stopped");
+        drained
+    }
+}
+
+/// Keeps `/readyz` honest: NATS connected and PostgreSQL answering.
+async fn probe_dependencies(
+    client: async_nats::Client,
+    pool: PgPool,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let nats_up = client.connection_state() == async_nats::connection::State::Connected;
+        readiness.set("nats", nats_up);
+        let db_up = tokio::time::timeout(
+            Duration::from_secs(2),
+            sqlx::query("SELECT 1").execute(&pool),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        readiness.set("postgres", db_up);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// A binary's `main`: reads the environment, sets up logs and signals, starts
+/// the shared [`Service`], runs `app` on it, and maps failures to exit code 1
+/// with the reason on stderr.
+pub async fn run_main<S, F, Fut>(
+    name: &'static str,
+    default_ops_port: u16,
+    load_app_settings: impl FnOnce(&Env) -> anyhow::Result<S>,
+    app: F,
+) -> std::process::ExitCode
+where
+    F: FnOnce(Service, S) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let env = Env::from_process();
+    let loaded = CommonSettings::from_env(&env, default_ops_port)
+        .map_err(anyhow::Error::from)
+        .and_then(|common| Ok((common, load_app_settings(&env)?)));
+    let (common, app_settings) = match loaded {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    telemetry::init(common.log_format, &common.log_filter);
+    let token = CancellationToken::new();
+    shutdown::cancel_on_signal(token.clone());
+    let result = async {
+        let service = Service::start(name, common, token).await?;
+        app(service, app_settings).await
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "{name} failed");
+            eprintln!("{name}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+impl Service {
+    /// The pieces every tenant-scoped worker (router, sender) needs: a pool
+    /// that acts as the non-owner role (row-level security applies), and a
+    /// tenant cache on it that follows the operators' change announcements.
+    pub fn tenant_scope(
+        &self,
+        cache_ttl: Duration,
+    ) -> anyhow::Result<(PgPool, crate::tenant_cache::TenantCache)> {
+        let app_db = db::pool_with_role(&self.settings.database, db::APP_ROLE)
+            .context("invalid DATABASE_URL")?;
+        let tenants = crate::tenant_cache::TenantCache::new(app_db.clone(), cache_ttl);
+        self.tasks.spawn(
+            tenants
+                .clone()
+                .follow_changes(self.nats.clone(), self.shutdown.clone()),
+        );
+        Ok((app_db, tenants))
+    }
+}

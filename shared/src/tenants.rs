@@ -1,0 +1,323 @@
+//! The tenants table: who exists, whether they may be served, which bridge is
+//! theirs and how much of the fleet they may use. Router, sender and the
+//! operator CLI all read tenants through here; a tenant is always looked up by
+//! the id taken from a subject or an authenticated URL, never from a payload.
+
+use sqlx::{PgExecutor, Row, postgres::PgRow};
+
+use crate::ids::{BridgeId, TenantId};
+
+/// Whether a tenant may be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+}
+
+impl TenantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantStatus::Active => "active",
+            TenantStatus::Suspended => "suspended",
+        }
+    }
+}
+
+/// Which bot answers a tenant's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BotKind {
+    Rules,
+    Http,
+    Echo,
+}
+
+impl BotKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BotKind::Rules => "rules",
+            BotKind::Http => "http",
+            BotKind::Echo => "echo",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "rules" => Some(BotKind::Rules),
+            "http" => Some(BotKind::Http),
+            "echo" => Some(BotKind::Echo),
+            _ => None,
+        }
+    }
+}
+
+/// A tenant's share of the sending capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SendLimits {
+    /// Deficit round-robin weight among backlogged tenants.
+    pub weight: u32,
+    /// The tenant's own budget, under the fleet-wide one.
+    pub sends_per_minute: u32,
+    pub send_burst: u32,
+    /// Concurrent sends in flight for this tenant.
+    pub max_in_flight: u32,
+}
+
+/// One row of the tenants table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub display_name: String,
+    pub status: TenantStatus,
+    pub bridge_id: Option<BridgeId>,
+    pub bridge_state: String,
+    pub limits: SendLimits,
+    pub bot_kind: BotKind,
+    pub bot_config: serde_json::Value,
+    /// How the tenant's number behaves on WhatsApp (pacing, takeover, bursts).
+    pub whatsapp: WhatsAppSettings,
+}
+
+/// Per-tenant WhatsApp behaviour (migration 0004; `docs/whatsapp.md` gives
+/// each default and its reason). Zero means "off" where noted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WhatsAppSettings {
+    /// Minimum gap between two sends on the bridge (ms; 0 = off). Up to half
+    /// of it again is added as jitter.
+    pub min_send_gap_ms: u32,
+    /// Most sends to one chat per rolling hour (0 = no cap).
+    pub contact_hourly_cap: u32,
+    /// Bot silence in a chat after a person answered from the phone (0 = never).
+    pub takeover_minutes: u32,
+    /// A chat's burst gathered into one bot turn (ms; 0 = off).
+    pub debounce_ms: u32,
+    /// Most of the fleet budget bulk sends may take (1–100).
+    pub bulk_share_percent: u32,
+    /// When the number was first seen connected (unix seconds; `None`: unknown).
+    pub paired_at: Option<i64>,
+}
+
+impl Default for WhatsAppSettings {
+    /// The schema's defaults.
+    fn default() -> Self {
+        Self {
+            min_send_gap_ms: 0,
+            contact_hourly_cap: 0,
+            takeover_minutes: 30,
+            debounce_ms: 0,
+            bulk_share_percent: 50,
+            paired_at: None,
+        }
+    }
+}
+
+impl Tenant {
+    pub fn is_active(&self) -> bool {
+        self.status == TenantStatus::Active
+    }
+}
+
+const COLUMNS: &str = "id, display_name, status, bridge_id, bridge_state, weight, \
+     sends_per_minute, send_burst, max_in_flight, bot_kind, bot_config, min_send_gap_ms, \
+     contact_hourly_cap, takeover_minutes, debounce_ms, bulk_share_percent, \
+     EXTRACT(EPOCH FROM paired_at)::bigint AS paired_at";
+
+fn from_row(row: &PgRow) -> Result<Tenant, sqlx::Error> {
+    let decode = |column: &str, e: String| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: e.into(),
+    };
+    let id: String = row.try_get("id")?;
+    let status: String = row.try_get("status")?;
+    let bridge_id: Option<i64> = row.try_get("bridge_id")?;
+    let bot_kind: String = row.try_get("bot_kind")?;
+    let positive = |column: &str| -> Result<u32, sqlx::Error> {
+        let v: i32 = row.try_get(column)?;
+        u32::try_from(v).map_err(|e| decode(column, e.to_string()))
+    };
+    Ok(Tenant {
+        id: TenantId::parse(&id).map_err(|e| decode("id", e.to_string()))?,
+        display_name: row.try_get("display_name")?,
+        status: match status.as_str() {
+            "active" => TenantStatus::Active,
+            "suspended" => TenantStatus::Suspended,
+            other => return Err(decode("status", format!("unknown status {other:?}"))),
+        },
+        bridge_id: bridge_id
+            .map(BridgeId::new)
+            .transpose()
+            .map_err(|e| decode("bridge_id", e.to_string()))?,
+        bridge_state: row.try_get("bridge_state")?,
+        limits: SendLimits {
+            weight: positive("weight")?,
+            sends_per_minute: positive("sends_per_minute")?,
+            send_burst: positive("send_burst")?,
+            max_in_flight: positive("max_in_flight")?,
+        },
+        bot_kind: BotKind::parse(&bot_kind)
+            .ok_or_else(|| decode("bot_kind", format!("unknown bot kind {bot_kind:?}")))?,
+        bot_config: row.try_get("bot_config")?,
+        whatsapp: WhatsAppSettings {
+            min_send_gap_ms: positive("min_send_gap_ms")?,
+            contact_hourly_cap: positive("contact_hourly_cap")?,
+            takeover_minutes: positive("takeover_minutes")?,
+            debounce_ms: positive("debounce_ms")?,
+            bulk_share_percent: positive("bulk_share_percent")?,
+            paired_at: row.try_get("paired_at")?,
+        },
+    })
+}
+
+/// Reads one tenant; `None` when no such tenant exists.
+pub async fn fetch(
+    db: impl PgExecutor<'_>,
+    tenant: &TenantId,
+) -> Result<Option<Tenant>, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tenants WHERE id = $1"))
+        .bind(tenant.as_str())
+        .fetch_optional(db)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Every tenant, ordered by id.
+pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<Tenant>, sqlx::Error> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM tenants ORDER BY id"))
+        .fetch_all(db)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// What a new tenant starts with.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub id: TenantId,
+    pub display_name: String,
+    pub limits: SendLimits,
+    pub bot_kind: BotKind,
+    pub bot_config: serde_json::Value,
+}
+
+impl NewTenant {
+    /// An active tenant with default limits and the rules bot.
+    pub fn with_defaults(id: TenantId) -> Self {
+        Self {
+            id,
+            display_name: String::new(),
+            limits: SendLimits {
+                weight: 1,
+                sends_per_minute: 60,
+                send_burst: 10,
+                max_in_flight: 4,
+            },
+            bot_kind: BotKind::Rules,
+            bot_config: serde_json::json!({}),
+        }
+    }
+}
+
+/// Inserts a tenant; `Ok(false)` when the id is already taken (nothing changed).
+pub async fn insert(db: impl PgExecutor<'_>, tenant: &NewTenant) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO tenants (id, display_name, weight, sends_per_minute, send_burst, \
+         max_in_flight, bot_kind, bot_config) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(tenant.id.as_str())
+    .bind(&tenant.display_name)
+    .bind(tenant.limits.weight as i32)
+    .bind(tenant.limits.sends_per_minute as i32)
+    .bind(tenant.limits.send_burst as i32)
+    .bind(tenant.limits.max_in_flight as i32)
+    .bind(tenant.bot_kind.as_str())
+    .bind(&tenant.bot_config)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sets a tenant's status; `Ok(false)` when no such tenant exists.
+pub async fn set_status(
+    db: impl PgExecutor<'_>,
+    tenant: &TenantId,
+    status: TenantStatus,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE tenants SET status = $2, updated_at = now() WHERE id = $1")
+        .bind(tenant.as_str())
+        .bind(status.as_str())
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records the bridge's last known state; `Ok(false)` when no such tenant exists.
+pub async fn set_bridge_state(
+    db: impl PgExecutor<'_>,
+    tenant: &TenantId,
+    state: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE tenants SET bridge_state = $2, bridge_state_at = now(), updated_at = now() \
+         WHERE id = $1",
+    )
+    .bind(tenant.as_str())
+    .bind(state)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Changes a tenant's WhatsApp behaviour (`paired_at` is not touched: the
+/// router records it); `Ok(false)` when no such tenant exists.
+pub async fn set_whatsapp(
+    db: impl PgExecutor<'_>,
+    tenant: &TenantId,
+    settings: &WhatsAppSettings,
+) -> Result<bool, sqlx::Error> {
+    let as_int = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+    let done = sqlx::query(
+        "UPDATE tenants SET min_send_gap_ms = $2, contact_hourly_cap = $3, \
+         takeover_minutes = $4, debounce_ms = $5, bulk_share_percent = $6, updated_at = now() \
+         WHERE id = $1",
+    )
+    .bind(tenant.as_str())
+    .bind(as_int(settings.min_send_gap_ms))
+    .bind(as_int(settings.contact_hourly_cap))
+    .bind(as_int(settings.takeover_minutes))
+    .bind(as_int(settings.debounce_ms))
+    .bind(as_int(settings.bulk_share_percent))
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records that the tenant's number is paired, the first time it is seen
+/// connected (later calls change nothing). Returns whether it was recorded now.
+pub async fn mark_paired(db: impl PgExecutor<'_>, tenant: &TenantId) -> Result<bool, sqlx::Error> {
+    let done =
+        sqlx::query("UPDATE tenants SET paired_at = now() WHERE id = $1 AND paired_at IS NULL")
+            .bind(tenant.as_str())
+            .execute(db)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stores the provider's bridge id and state for a tenant.
+pub async fn set_bridge(
+    db: impl PgExecutor<'_>,
+    tenant: &TenantId,
+    bridge: BridgeId,
+    state: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE tenants SET bridge_id = $2, bridge_state = $3, bridge_state_at = now(), \
+         updated_at = now() WHERE id = $1",
+    )
+    .bind(tenant.as_str())
+    .bind(bridge.get())
+    .bind(state)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,36 @@
+//! Test support: real dependencies, isolated per test.
+//!
+//! - [`nats_server`]: a private nats-server (the pinned binary from
+//!   `.tools/`, random port, temporary store, killed on drop), a TLS variant,
+//!   and a 3-node cluster on loopback ports;
+//! - [`old_nats`]: a stand-in that introduces itself as nats-server 2.9, to
+//!   prove the services refuse it;
+//! - [`pipeline`]: the whole pipeline (nats, simulator, ingest, router, sender) for end-to-end suites;
+//! - [`fixtures`]: tenants with bridges on the simulator, streams, a sender's test environment;
+//! - [`procstat`]: CPU and memory of processes, read from /proc (benchmarks, load tests);
+//! - [`scratch_db`]: a database of its own for a benchmark;
+//! - [`poll`]: waiting for a condition with a deadline instead of sleeping;
+//! - [`services`]: the services started in-process on port 0 through their real start-up path;
+//! - [`traffic`]: inbound events published as ingest does, and readers of what came out.
+//!
+//! PostgreSQL comes from `#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]`,
+//! which creates a fresh, migrated database per test.
+
+pub mod fixtures;
+pub mod lifecycle;
+pub mod nats_server;
+pub mod old_nats;
+pub mod pipeline;
+pub mod poll;
+pub mod procstat;
+pub mod scratch_db;
+pub mod services;
+pub mod traffic;
+
+/// The repository root (where `.tools/` lives).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| std::path::PathBuf::from("."))
+}

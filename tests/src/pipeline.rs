@@ -1,0 +1,230 @@
+//! The whole pipeline in one process, for the end-to-end suites: a private
+//! nats-server, the bridge simulator, and ingest, router and sender started
+//! through their real start-up paths over the test's own database.
+//!
+//! Traffic enters as the provider sends it: [`Pipeline::post`] makes the
+//! simulator post an event to a bridge's webhook URL; [`Pipeline::post_raw`]
+//! sends what the simulator never would (forged URLs, mismatched bodies)
+//! straight to ingest. What comes out is read from the simulator's record of
+//! sends, bridge by bridge.
+
+use std::{net::SocketAddr, time::Duration};
+
+use async_nats::jetstream;
+use futures::StreamExt as _;
+use serde_json::Value;
+use sqlx::PgPool;
+use switchyard_bridge_sim::{Limits, RecordedSend, SimConfig, SimHandle};
+use switchyard_shared::{
+    ids::{BridgeId, TenantId},
+    streams, subjects,
+    tenants::{self, BotKind, NewTenant},
+    webhook_auth::WebhookKeys,
+};
+
+use crate::{
+    nats_server::NatsServer,
+    services::{self, RunningService},
+};
+
+/// The server secret every webhook URL of the pipeline is derived from.
+pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
+/// The simulator's API key.
+pub const API_KEY: &str = "sk_e2e";
+
+/// A tenant to create: its id and bot.
+#[derive(Debug, Clone)]
+pub struct TenantSpec {
+    pub id: String,
+    pub bot: BotKind,
+    pub bot_config: Value,
+}
+
+impl TenantSpec {
+    /// A tenant answered by the echo bot (`echo: <body>`).
+    pub fn echo(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            bot: BotKind::Echo,
+            bot_config: serde_json::json!({}),
+        }
+    }
+
+    /// A tenant answered by the rules bot with `config`.
+    pub fn rules(id: &str, config: Value) -> Self {
+        Self {
+            id: id.to_owned(),
+            bot: BotKind::Rules,
+            bot_config: config,
+        }
+    }
+}
+
+/// A running pipeline; every part stops when it is dropped.
+pub struct Pipeline {
+    pub sim: SimHandle,
+    pub js: jetstream::Context,
+    pub keys: WebhookKeys,
+    /// Where ingest's webhook route listens.
+    pub ingest_addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub ingest: RunningService,
+    pub router: RunningService,
+    pub sender: RunningService,
+    // Declared last: dropped after the services that use it.
+    pub nats: NatsServer,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("ingest_addr", &self.ingest_addr)
+            .finish()
+    }
+}
+
+fn tenant_id(raw: &str) -> TenantId {
+    TenantId::parse(raw).expect("valid tenant id")
+}
+
+impl Pipeline {
+    /// Starts everything over `pool` and creates `tenants`, each with a
+    /// connected bridge whose webhook URL points at this ingest.
+    pub async fn start(pool: &PgPool, tenants: &[TenantSpec]) -> Self {
+        let nats = NatsServer::start();
+        let mut config = SimConfig::new(API_KEY);
+        config.limits = Limits::unlimited();
+        let sim = SimHandle::start(config).await.expect("simulator");
+        let db_url = services::database_url(pool);
+        let sim_url = sim.base_url();
+        let env = |extra: &[(&str, &str)]| {
+            let mut vars = vec![
+                ("SWITCHYARD_WEBHOOK_SECRET", WEBHOOK_SECRET),
+                ("SWITCHYARD_HTTP_ADDR", "127.0.0.1:0"),
+                ("WA_API_URL", sim_url.as_str()),
+                ("WA_API_KEY", API_KEY),
+                ("SWITCHYARD_FLEET_MODE", "local"),
+                ("SWITCHYARD_FLEET_CALLS_PER_MINUTE", "600000"),
+                ("SWITCHYARD_SEND_RETRY_MIN_DELAY", "50ms"),
+                ("SWITCHYARD_SEND_RETRY_MAX_DELAY", "200ms"),
+                ("SWITCHYARD_TENANT_REFRESH", "1s"),
+            ];
+            vars.extend_from_slice(extra);
+            services::env(&nats.url(), &db_url, &vars)
+        };
+        // Ingest first: its Service::start creates the streams.
+        let (ingest, ingest_addr) = services::start_ingest(&env(&[])).await;
+        let keys = WebhookKeys::new(WEBHOOK_SECRET.into(), None);
+        let public = format!("http://{ingest_addr}");
+        for spec in tenants {
+            let id = tenant_id(&spec.id);
+            let mut new = NewTenant::with_defaults(id.clone());
+            new.bot_kind = spec.bot;
+            new.bot_config = spec.bot_config.clone();
+            new.limits.sends_per_minute = 100_000;
+            new.limits.send_burst = 1000;
+            assert!(
+                tenants::insert(pool, &new).await.expect("insert tenant"),
+                "tenant {} exists already",
+                spec.id
+            );
+            let bridge = sim.seed_bridge(&spec.id, &keys.webhook_url(&public, &id));
+            tenants::set_bridge(
+                pool,
+                &id,
+                BridgeId::new(bridge.id).expect("bridge id"),
+                "connected",
+            )
+            .await
+            .expect("set bridge");
+        }
+        let router = services::start_router(&env(&[])).await;
+        let sender = services::start_sender(&env(&[])).await;
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let js = streams::context(client, Duration::from_secs(5));
+        Self {
+            sim,
+            js,
+            keys,
+            ingest_addr,
+            http: reqwest::Client::new(),
+            ingest,
+            router,
+            sender,
+            nats,
+        }
+    }
+
+    /// The provider's side: the simulator posts `event` to `tenant`'s
+    /// bridge's webhook URL (adding `customer_ref`); returns ingest's status.
+    pub async fn post(&self, tenant: &str, event: Value) -> Option<u16> {
+        self.sim
+            .post_webhook(tenant, event)
+            .await
+            .expect("the bridge exists")
+            .status
+    }
+
+    /// Posts `body` straight to `/hook/<url_tenant>/<token>`; returns the status.
+    pub async fn post_raw(&self, url_tenant: &str, token: &str, body: String) -> u16 {
+        self.http
+            .post(format!(
+                "http://{}/hook/{url_tenant}/{token}",
+                self.ingest_addr
+            ))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("ingest answers")
+            .status()
+            .as_u16()
+    }
+
+    /// The valid webhook token of a tenant id, whether or not the tenant exists.
+    pub fn token_for(&self, tenant: &str) -> String {
+        self.keys.token_for(&tenant_id(tenant))
+    }
+
+    /// Every accepted send so far, in arrival order.
+    pub fn sends(&self) -> Vec<RecordedSend> {
+        self.sim.sends()
+    }
+
+    /// Waits until nothing is pending or unacknowledged on any consumer of the
+    /// inbound, spill and outbound streams, twice in a row: after that no
+    /// further send can happen for what was accepted so far.
+    pub async fn settled(&self, deadline: Duration) {
+        let clean_passes = std::cell::Cell::new(0u32);
+        let clean_passes = &clean_passes;
+        crate::poll::until("the pipeline to settle", deadline, || async move {
+            let idle = self.all_consumers_idle().await;
+            clean_passes.set(if idle { clean_passes.get() + 1 } else { 0 });
+            (clean_passes.get() >= 2).then_some(())
+        })
+        .await;
+    }
+
+    async fn all_consumers_idle(&self) -> bool {
+        // Upstream first: a message leaves a stream only after it reached the next one.
+        for name in [
+            subjects::INBOUND_STREAM,
+            subjects::SPILL_STREAM,
+            subjects::OUTBOUND_STREAM,
+        ] {
+            let Ok(stream) = self.js.get_stream(name).await else {
+                return false;
+            };
+            let mut consumers = stream.consumers();
+            while let Some(info) = consumers.next().await {
+                match info {
+                    Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => {}
+                    Ok(_) => return false,
+                    // A drained spill consumer may vanish while listed.
+                    Err(_) => return false,
+                }
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,141 @@
+//! The foundation against real servers: TLS with the single rustls provider,
+//! streams created idempotently with their limits and partition transform,
+//! a 3-node cluster with R3 streams, and the tenants schema.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use switchyard_shared::{
+    config::{Env, NatsSettings},
+    ids::TenantId,
+    nats, streams, subjects,
+    tenants::{self, NewTenant},
+};
+use switchyard_tests::{
+    nats_server::{NatsCluster, NatsServer},
+    poll,
+};
+
+fn settings(url: &str, extra: &[(&str, &str)]) -> NatsSettings {
+    let mut vars = vec![("NATS_URL".to_owned(), url.to_owned())];
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    NatsSettings::from_env(&Env::from_map(vars)).unwrap()
+}
+
+#[tokio::test]
+async fn connects_to_a_tls_nats_server_with_the_one_crypto_provider() {
+    let (server, tls) = NatsServer::start_tls();
+    let ca = tls.ca.display().to_string();
+    let settings = settings(&server.url(), &[("SWITCHYARD_NATS_CA_FILE", &ca)]);
+    let client = nats::connect(&settings, "tls-test")
+        .await
+        .expect("TLS connect");
+    let js = streams::context(client.clone(), Duration::from_secs(5));
+    streams::ensure_streams(&js, &settings)
+        .await
+        .expect("streams over TLS");
+    client.publish("tls.check", "ok".into()).await.unwrap();
+    client.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_tls_server_is_refused_without_its_certificate_trusted() {
+    let (server, _tls) = NatsServer::start_tls();
+    let settings = settings(&server.url(), &[]);
+    let err = nats::connect(&settings, "tls-test").await.unwrap_err();
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+}
+
+#[tokio::test]
+async fn streams_are_created_idempotently_with_explicit_limits_and_partitions() {
+    let server = NatsServer::start();
+    let settings = settings(
+        &server.url(),
+        &[
+            ("SWITCHYARD_PARTITIONS", "8"),
+            ("SWITCHYARD_STREAM_MAX_AGE", "3days"),
+        ],
+    );
+    let client = nats::connect(&settings, "streams-test").await.unwrap();
+    let js = streams::context(client, Duration::from_secs(5));
+    streams::ensure_streams(&js, &settings).await.unwrap();
+    streams::ensure_streams(&js, &settings)
+        .await
+        .expect("a second run changes nothing and succeeds");
+
+    let mut inbound = js.get_stream(subjects::INBOUND_STREAM).await.unwrap();
+    let config = inbound.info().await.unwrap().config.clone();
+    assert_eq!(config.max_age, Duration::from_secs(3 * 86_400));
+    assert_eq!(config.duplicate_window, Duration::from_secs(120));
+    assert_eq!(config.max_consumers, 4096);
+    assert_eq!(
+        config.subject_transform.map(|t| t.destination),
+        Some("inbound.{{partition(8,1)}}.{{wildcard(1)}}".to_owned())
+    );
+
+    let acme = TenantId::parse("acme").unwrap();
+    js.publish(subjects::inbound(&acme), "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let stored = inbound
+        .get_last_raw_message_by_subject("inbound.*.acme")
+        .await
+        .unwrap();
+    let partition: u16 = stored.subject.split('.').nth(1).unwrap().parse().unwrap();
+    assert!(partition < 8, "stored as {}", stored.subject);
+
+    // A subject with an extra token matches no stream: the publish is refused.
+    let extra_token = js.publish("inbound.acme.extra", "x".into()).await;
+    let refused = match extra_token {
+        Err(_) => true,
+        Ok(ack) => ack.await.is_err(),
+    };
+    assert!(refused);
+}
+
+#[tokio::test]
+async fn a_three_node_cluster_carries_replicated_streams() {
+    let cluster = NatsCluster::start();
+    let settings = settings(&cluster.urls(), &[("SWITCHYARD_STREAM_REPLICAS", "3")]);
+    let client = nats::connect(&settings, "cluster-test").await.unwrap();
+    let js = streams::context(client, Duration::from_secs(10));
+    // The cluster elects its JetStream meta leader shortly after start.
+    poll::until(
+        "R3 streams to be created",
+        Duration::from_secs(30),
+        || async { streams::ensure_streams(&js, &settings).await.ok() },
+    )
+    .await;
+    let mut outbound = js.get_stream(subjects::OUTBOUND_STREAM).await.unwrap();
+    assert_eq!(outbound.info().await.unwrap().config.num_replicas, 3);
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn the_tenants_table_stores_and_refuses_what_it_should(pool: PgPool) {
+    let acme = TenantId::parse("acme").unwrap();
+    assert!(
+        tenants::insert(&pool, &NewTenant::with_defaults(acme.clone()))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tenants::insert(&pool, &NewTenant::with_defaults(acme.clone()))
+            .await
+            .unwrap(),
+        "ids are unique"
+    );
+    let row = tenants::fetch(&pool, &acme).await.unwrap().unwrap();
+    assert!(row.is_active());
+    assert_eq!(row.bridge_state, "unprovisioned");
+    // The database refuses an id the type would have refused, should one slip past.
+    let bad = sqlx::query("INSERT INTO tenants (id) VALUES ('a.b')")
+        .execute(&pool)
+        .await;
+    assert!(bad.is_err());
+    let bad_weight = sqlx::query("UPDATE tenants SET weight = 0 WHERE id = 'acme'")
+        .execute(&pool)
+        .await;
+    assert!(bad_weight.is_err());
+}

@@ -1,0 +1,156 @@
+//! Ingest when a dependency fails: PostgreSQL down or slow never costs an
+//! event (ingest publishes anyway and says so); JetStream down is answered 503
+//! at once, and nothing is kept that was refused.
+
+mod ingest_support;
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use ingest_support::{Harness, message};
+use reqwest::StatusCode;
+use sqlx::{PgPool, postgres::PgPoolOptions};
+use switchyard_tests::{nats_server::free_port, poll};
+
+/// A pool of its own over the test database, which the test may close.
+async fn closable_pool(db: &PgPool) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_with((*db.connect_options()).clone())
+        .await
+        .expect("second pool")
+}
+
+fn stored_ids(messages: &[async_nats::jetstream::message::StreamMessage]) -> Vec<String> {
+    let mut ids: Vec<String> = messages
+        .iter()
+        .filter_map(|m| m.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_owned()))
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn closing_the_database_mid_test_loses_no_accepted_event(db: PgPool) {
+    let ingest_pool = closable_pool(&db).await;
+    let h = Harness::start_with(
+        ingest_pool.clone(),
+        &[("SWITCHYARD_DB_CLAIM_TIMEOUT", "300ms")],
+    )
+    .await;
+    let ids: Vec<String> = (0..40).map(|i| format!("PG-{i:02}")).collect();
+
+    let before = join_all(ids[..20].iter().map(|id| h.post("acme", message(id)))).await;
+    ingest_pool.close().await; // PostgreSQL is gone for ingest from here on.
+    let after = join_all(ids[20..].iter().map(|id| h.post("acme", message(id)))).await;
+    // Redeliveries while the database is away: JetStream's window still deduplicates.
+    let again = join_all(ids[..5].iter().map(|id| h.post("acme", message(id)))).await;
+
+    for (status, text) in before.iter().chain(&after).chain(&again) {
+        assert_eq!(*status, StatusCode::OK, "{text}");
+    }
+    let stored = h.inbound_messages().await;
+    let expected: Vec<String> = ids.iter().map(|id| format!("acme:{id}")).collect();
+    assert_eq!(stored_ids(&stored), expected, "every accepted event, once");
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM inbound_event_keys")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(keys, 20, "only the events before the outage have keys");
+    let degraded = switchyard_shared::ops_server::metrics_handle().render();
+    assert!(
+        degraded.contains("switchyard_ingest_db_degraded_total"),
+        "the outage shows in metrics"
+    );
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn an_unreachable_database_still_accepts_events_within_the_bound(db: PgPool) {
+    drop(db);
+    let nowhere = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(&format!(
+            "postgres://postgres@127.0.0.1:{}/nowhere",
+            free_port()
+        ))
+        .unwrap();
+    let h = Harness::start_with(nowhere, &[("SWITCHYARD_DB_CLAIM_TIMEOUT", "200ms")]).await;
+
+    let started = Instant::now();
+    let answers = join_all((0..10).map(|i| h.post("acme", message(&format!("DOWN-{i}"))))).await;
+    let elapsed = started.elapsed();
+
+    for (status, text) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{text}");
+    }
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+    assert_eq!(h.inbound_count().await, 10);
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_database_slower_than_the_bound_does_not_hold_events_back(db: PgPool) {
+    let h = Harness::start_with(db.clone(), &[("SWITCHYARD_DB_CLAIM_TIMEOUT", "300ms")]).await;
+    // Another session holds the keys table: every claim blocks behind it.
+    let mut blocker = db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE inbound_event_keys IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let (status, text) = h.post("acme", message("SLOW-1")).await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+    assert_eq!(h.inbound_count().await, 1);
+    blocker.rollback().await.unwrap();
+    // Once the lock is gone the claim written late still lands, and is marked.
+    poll::until(
+        "the late claim to be marked published",
+        Duration::from_secs(10),
+        || {
+            let db = db.clone();
+            async move {
+                (Harness::key_state(&db, "acme", "SLOW-1").await.as_deref() == Some("published"))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn jetstream_unavailable_is_answered_503_quickly_and_nothing_is_kept(db: PgPool) {
+    let mut h = Harness::start_with(db.clone(), &[("SWITCHYARD_PUBLISH_TIMEOUT", "1s")]).await;
+    let (ok, _) = h.post("acme", message("BEFORE-1")).await;
+    assert_eq!(ok, StatusCode::OK);
+
+    h.nats.kill();
+    let started = Instant::now();
+    let (status, text) = h.post("acme", message("DURING-1")).await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(elapsed < Duration::from_millis(1500), "took {elapsed:?}");
+
+    // Back up: ingest recovers by itself, and the refused event was not kept.
+    h.nats.restart();
+    poll::until(
+        "ingest to accept again",
+        Duration::from_secs(15),
+        || async {
+            let (status, _) = h.post("acme", message("AFTER-1")).await;
+            (status == StatusCode::OK).then_some(())
+        },
+    )
+    .await;
+    let stored = stored_ids(&h.inbound_messages().await);
+    assert_eq!(
+        stored,
+        vec!["acme:AFTER-1".to_owned(), "acme:BEFORE-1".to_owned()]
+    );
+    let rendered = switchyard_shared::ops_server::metrics_handle().render();
+    assert!(rendered.contains(r#"switchyard_ingest_rejected_total{reason="unavailable"}"#));
+}

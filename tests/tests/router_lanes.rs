@@ -1,0 +1,222 @@
+//! Lanes under load: per-chat order holds with three router replicas, also
+//! across a spill and its drain; a poison message ends in the dead-letter
+//! stream after the attempt limit, without holding up other tenants.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use sqlx::PgPool;
+use switchyard_shared::{ids::TenantId, streams, subjects::Direction, tenants::BotKind};
+use switchyard_tests::{fixtures, nats_server::NatsServer, poll, services, traffic};
+
+fn t(raw: &str) -> TenantId {
+    fixtures::tenant(raw)
+}
+
+async fn add_tenant(pool: &PgPool, id: &str, bot: BotKind, config: serde_json::Value) {
+    fixtures::add_tenant(pool, id, |new| {
+        new.bot_kind = bot;
+        new.bot_config = config;
+    })
+    .await;
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn per_chat_order_holds_with_three_replicas_across_a_spill_and_its_drain(pool: PgPool) {
+    let nats = NatsServer::start();
+    // alpha's bot takes 10 ms a turn, so a burst outruns it and alpha spills.
+    let bot_url = slow_echo_bot(Duration::from_millis(10)).await;
+    add_tenant(
+        &pool,
+        "alpha",
+        BotKind::Http,
+        serde_json::json!({"url": bot_url}),
+    )
+    .await;
+    for id in ["bravo", "charlie"] {
+        add_tenant(&pool, id, BotKind::Echo, serde_json::json!({})).await;
+    }
+    let db_url = services::database_url(&pool);
+    let mut replicas = Vec::new();
+    for r in 0..3 {
+        let replica_id = format!("replica-{r}");
+        // A tiny queue bound forces the busy tenant to spill.
+        let env = services::env(
+            &nats.url(),
+            &db_url,
+            &[
+                ("SWITCHYARD_LANE_QUEUE", "4"),
+                ("SWITCHYARD_REPLICA_ID", replica_id.as_str()),
+            ],
+        );
+        replicas.push(services::start_router(&env).await);
+    }
+    let js = streams::context(
+        async_nats::connect(nats.url()).await.unwrap(),
+        Duration::from_secs(5),
+    );
+    // Order is promised within a stable assignment (a hand-over may reorder
+    // what the leaving replica had pulled): wait until the three replicas
+    // split the 4 partitions between them.
+    poll::until(
+        "the partitions to be spread over three replicas",
+        Duration::from_secs(20),
+        || async {
+            let mut owned = Vec::new();
+            for r in 0..3 {
+                let label = format!("replica=\"replica-{r}\"");
+                owned.push(
+                    traffic::metric(
+                        replicas[0].ops_addr,
+                        "switchyard_lane_partitions_owned",
+                        &label,
+                    )
+                    .await,
+                );
+            }
+            (owned.iter().sum::<f64>() == 4.0 && owned.iter().all(|o| *o >= 1.0)).then_some(())
+        },
+    )
+    .await;
+
+    let chats = ["1@s.whatsapp.net", "2@s.whatsapp.net", "3@s.whatsapp.net"];
+    let per_chat = 60;
+    for i in 0..per_chat {
+        let mut burst = Vec::new();
+        for (c, chat) in chats.iter().enumerate() {
+            let id = format!("a-{c}-{i:03}");
+            let body = traffic::message_body(Some("alpha"), &id, chat, &format!("{c}:{i:03}"));
+            burst.push((id, body));
+        }
+        traffic::publish_burst(&js, &t("alpha"), burst).await;
+        if i % 10 == 0 {
+            for quiet in ["bravo", "charlie"] {
+                let id = format!("{quiet}-{i}");
+                let body =
+                    traffic::message_body(Some(quiet), &id, "9@s.whatsapp.net", &format!("{i}"));
+                traffic::publish_inbound(&js, &t(quiet), &id, body).await;
+            }
+        }
+    }
+    let total = per_chat * chats.len();
+    let all = poll::until("every reply of alpha", Duration::from_secs(60), || async {
+        let all = traffic::replies_by_tenant(&js).await;
+        (all.get("alpha").map_or(0, Vec::len) >= total).then_some(all)
+    })
+    .await;
+
+    let mut by_chat: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for reply in &all["alpha"] {
+        by_chat
+            .entry(reply.chat_id.as_str())
+            .or_default()
+            .push(reply.body.clone());
+        assert_eq!(reply.tenant, t("alpha"));
+    }
+    for (chat, bodies) in &by_chat {
+        let mut sorted = bodies.clone();
+        sorted.sort();
+        assert_eq!(bodies, &sorted, "chat {chat} answered out of order");
+        assert_eq!(
+            bodies.len(),
+            per_chat,
+            "chat {chat} lost or duplicated replies"
+        );
+    }
+    let spills = traffic::metric(
+        replicas[0].ops_addr,
+        "switchyard_lane_spill_started_total",
+        "inbound",
+    )
+    .await;
+    assert!(spills >= 1.0, "the scenario must have made alpha spill");
+    for quiet in ["bravo", "charlie"] {
+        let replies = poll::until(
+            "quiet tenants' replies",
+            Duration::from_secs(20),
+            || async {
+                let all = traffic::replies_by_tenant(&js).await;
+                let got = all.get(quiet).cloned().unwrap_or_default();
+                (got.len() >= 6).then_some(got)
+            },
+        )
+        .await;
+        assert_eq!(replies.len(), 6);
+    }
+    for r in replicas {
+        r.stop().await;
+    }
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_poison_message_is_dead_lettered_after_the_attempt_limit(pool: PgPool) {
+    let nats = NatsServer::start();
+    // An HTTP bot whose endpoint always fails with 500: transient, retried in place.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bot_url = format!("http://{}/bot", listener.local_addr().unwrap());
+    let failing = axum::Router::new().route(
+        "/bot",
+        axum::routing::post(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+    );
+    tokio::spawn(async move { axum::serve(listener, failing).await });
+    add_tenant(
+        &pool,
+        "alpha",
+        BotKind::Http,
+        serde_json::json!({"url": bot_url, "timeout_ms": 500}),
+    )
+    .await;
+    add_tenant(&pool, "bravo", BotKind::Echo, serde_json::json!({})).await;
+    let env = services::env(
+        &nats.url(),
+        &services::database_url(&pool),
+        &[
+            ("SWITCHYARD_MAX_DELIVERIES", "3"),
+            ("SWITCHYARD_RETRY_DELAY", "10ms"),
+        ],
+    );
+    let router = services::start_router(&env).await;
+    let js = streams::context(
+        async_nats::connect(nats.url()).await.unwrap(),
+        Duration::from_secs(5),
+    );
+
+    let body = traffic::message_body(Some("alpha"), "poison", "1@s.whatsapp.net", "hello");
+    traffic::publish_inbound(&js, &t("alpha"), "poison", body).await;
+    let body = traffic::message_body(Some("bravo"), "fine", "1@s.whatsapp.net", "hello");
+    traffic::publish_inbound(&js, &t("bravo"), "fine", body).await;
+
+    let dlq = traffic::wait_dead_letters(&js, Direction::Inbound, Duration::from_secs(20)).await;
+    assert_eq!(
+        dlq,
+        vec![("alpha".to_owned(), "attempts_exhausted".to_owned(), 3)]
+    );
+    let all = traffic::replies_by_tenant(&js).await;
+    assert_eq!(
+        all.get("bravo").map(Vec::len),
+        Some(1),
+        "another tenant is not held up"
+    );
+    assert!(!all.contains_key("alpha"));
+    router.stop().await;
+}
+
+/// A tenant bot endpoint that answers `{"replies": ["echo: <body>"]}` after `delay`.
+async fn slow_echo_bot(delay: Duration) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/bot", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/bot",
+        axum::routing::post(
+            move |axum::Json(call): axum::Json<serde_json::Value>| async move {
+                tokio::time::sleep(delay).await; // the bot's own latency, not synchronisation
+                let body = call["message"]["body"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                axum::Json(serde_json::json!({"replies": [format!("echo: {body}")]}))
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
