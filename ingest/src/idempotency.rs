@@ -200,11 +200,18 @@ LEFT JOIN fresh USING (tenant_id, event_id)
 LEFT JOIN inbound_event_keys known USING (tenant_id, event_id)
 "#;
 
+/// An upsert, not an update: a claim that timed out (the event was published
+/// degraded) may still be waiting on a lock and commit after its mark ran;
+/// the mark then writes the key as published and the late claim finds it so.
+/// Sorted like the claims, so the two writers cannot deadlock.
 const MARK_SQL: &str = r#"
-UPDATE inbound_event_keys AS k
-SET state = 'published', published_at = now()
+INSERT INTO inbound_event_keys AS k (tenant_id, event_id, state, published_at)
+SELECT DISTINCT tenant_id, event_id, 'published', now()
 FROM unnest($1::text[], $2::text[]) AS t(tenant_id, event_id)
-WHERE k.tenant_id = t.tenant_id AND k.event_id = t.event_id AND k.state = 'claimed'
+ORDER BY tenant_id, event_id
+ON CONFLICT (tenant_id, event_id) DO UPDATE
+SET state = 'published', published_at = now()
+WHERE k.state = 'claimed'
 "#;
 
 async fn write_claims(

@@ -99,7 +99,9 @@ impl Membership {
             let store = store.clone();
             let replica_id = replica_id.clone();
             async move {
-                let mut tick = tokio::time::interval(ttl / 3);
+                // Refresh and re-check every quarter of the TTL: a dead member is
+                // dropped at most `ttl * 5 / 4` after its last refresh.
+                let mut tick = tokio::time::interval(ttl / 4);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {

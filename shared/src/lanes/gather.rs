@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::lanes::{
     LaneMessage,
+    message::KEEP_ALIVE_EVERY,
     runner::{ChatQueues, Handler},
 };
 
@@ -40,8 +41,6 @@ pub const MAX_WINDOWS: u32 = 5;
 pub const MAX_TURN: usize = 50;
 /// How often the chat's queue is looked at while gathering.
 const LOOK_EVERY: Duration = Duration::from_millis(25);
-/// How often gathered messages are kept alive (well below any `ack_wait`).
-const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(2);
 
 /// Gathers the burst that starts with `first` from chat `key`'s queue.
 /// Returns the turn in chat order, or nothing when shutting down (every

@@ -3,6 +3,8 @@
 //! (from the subject, never the payload), the payload and headers, and how
 //! often it was delivered.
 
+use std::{future::Future, time::Duration};
+
 use async_nats::{HeaderMap, jetstream::AckKind};
 use bytes::Bytes;
 
@@ -10,6 +12,32 @@ use crate::{ids::TenantId, subjects::Direction};
 
 /// Header that keeps a message's original subject when it is spilled or dead-lettered.
 pub const HEADER_ORIGINAL_SUBJECT: &str = "Switchyard-Original-Subject";
+
+/// How often a message that is held (gathered, being handled, waiting for an
+/// in-place retry) is kept alive: well below the smallest `ack_wait` allowed,
+/// so a slow bot or provider call never gets its message redelivered meanwhile.
+pub const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs `work` while keeping `messages` alive every [`KEEP_ALIVE_EVERY`].
+pub async fn keep_alive_during<F: Future>(messages: &[LaneMessage], work: F) -> F::Output {
+    let work = std::pin::pin!(work);
+    let mut work = work;
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + KEEP_ALIVE_EVERY,
+        KEEP_ALIVE_EVERY,
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => {
+                for message in messages {
+                    message.keep_alive().await;
+                }
+            }
+        }
+    }
+}
 
 /// One unit of a tenant's work.
 pub struct LaneMessage {
@@ -101,7 +129,7 @@ impl LaneMessage {
     }
 
     /// Gives the message back for redelivery after `delay` (shutdown, hand-over).
-    pub async fn release(&self, delay: std::time::Duration) {
+    pub async fn release(&self, delay: Duration) {
         let _ = self.jetstream.ack_with(AckKind::Nak(Some(delay))).await;
     }
 }

@@ -27,6 +27,7 @@ use crate::{
     lanes::{
         LaneMessage, TenantLane,
         dead_letter::{self, DeadLetterReason},
+        message::keep_alive_during,
     },
 };
 
@@ -224,10 +225,14 @@ impl<H: Handler> TenantWorker<H> {
                 }
                 return;
             }
-            let outcome = match turn.as_slice() {
-                [one] => self.handler.handle(one, attempt).await,
-                burst => self.handler.handle_turn(burst, attempt).await,
-            };
+            // A slow bot or provider call must not outlive the ack wait.
+            let outcome = keep_alive_during(&turn, async {
+                match turn.as_slice() {
+                    [one] => self.handler.handle(one, attempt).await,
+                    burst => self.handler.handle_turn(burst, attempt).await,
+                }
+            })
+            .await;
             match outcome {
                 Outcome::Done => {
                     // Last member first: if acking stops half-way (a crash),
@@ -246,18 +251,19 @@ impl<H: Handler> TenantWorker<H> {
                 }
                 Outcome::Retry { after, reason } => {
                     tracing::info!(tenant.id = %first.tenant, message.id = %first.message_id, turn.messages = turn.len(), delivery.attempt = attempt, retry.reason = %reason, "transient failure; retrying in place");
-                    for message in &turn {
-                        message.keep_alive().await;
-                    }
-                    tokio::select! {
-                        // Shutting down: hand the turn back for redelivery.
-                        _ = self.shutdown.cancelled() => {
-                            for message in &turn {
-                                message.release(Duration::ZERO).await;
-                            }
-                            return;
+                    let shutting_down = keep_alive_during(&turn, async {
+                        tokio::select! {
+                            _ = self.shutdown.cancelled() => true,
+                            _ = tokio::time::sleep(after) => false,
                         }
-                        _ = tokio::time::sleep(after) => {}
+                    })
+                    .await;
+                    if shutting_down {
+                        // Hand the turn back for redelivery.
+                        for message in &turn {
+                            message.release(Duration::ZERO).await;
+                        }
+                        return;
                     }
                     attempt += 1;
                 }

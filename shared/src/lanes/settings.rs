@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use crate::config::{ConfigError, Env};
+use crate::{
+    config::{ConfigError, Env},
+    lanes::message::KEEP_ALIVE_EVERY,
+};
 
 /// Lane settings shared by router and sender.
 #[derive(Debug, Clone)]
@@ -12,9 +15,11 @@ pub struct LaneSettings {
     /// `SWITCHYARD_LANE_QUEUE` (default 64): messages a tenant may hold in
     /// memory before its further messages spill to its own durable lane.
     pub queue_bound: usize,
-    /// `SWITCHYARD_ACK_WAIT` (default 10s): redelivery delay of an unacked
-    /// message (e.g. one pulled by a replica that died); queued messages are
-    /// kept alive with progress acks.
+    /// `SWITCHYARD_ACK_WAIT` (default 5s, at least 2s): redelivery delay of an
+    /// unacked message, i.e. how long what a dead replica had pulled waits
+    /// before a survivor gets it (a failover must finish within 10 s). Held
+    /// messages (queued, gathered, being handled) are kept alive with
+    /// progress acks, so a slow bot does not need a longer wait.
     pub ack_wait: Duration,
     /// `SWITCHYARD_MAX_ACK_PENDING` (default 20000) per partition consumer.
     pub max_ack_pending: i64,
@@ -26,8 +31,9 @@ pub struct LaneSettings {
     pub max_deliveries: u32,
     /// `SWITCHYARD_SPILL_IDLE` (default 5m): a drained spill consumer is removed after this.
     pub spill_idle: Duration,
-    /// `SWITCHYARD_MEMBER_TTL` (default 6s): a replica that stops refreshing its
-    /// membership for this long loses its partitions.
+    /// `SWITCHYARD_MEMBER_TTL` (default 4s): a replica that stops refreshing its
+    /// membership for this long loses its partitions (refreshed every quarter
+    /// of it, so three refreshes can be late before a live replica is dropped).
     pub member_ttl: Duration,
 }
 
@@ -35,13 +41,13 @@ impl Default for LaneSettings {
     fn default() -> Self {
         Self {
             queue_bound: 64,
-            ack_wait: Duration::from_secs(10),
+            ack_wait: Duration::from_secs(5),
             max_ack_pending: 20_000,
             priority_timeout: Duration::from_secs(5),
             pull_expires: Duration::from_secs(2),
             max_deliveries: 5,
             spill_idle: Duration::from_secs(300),
-            member_ttl: Duration::from_secs(6),
+            member_ttl: Duration::from_secs(4),
         }
     }
 }
@@ -72,10 +78,20 @@ impl LaneSettings {
                 ),
             });
         }
-        if s.pull_expires < Duration::from_millis(200) || s.ack_wait < Duration::from_secs(1) {
+        if s.pull_expires < Duration::from_millis(200) {
             return Err(ConfigError {
                 variable: "SWITCHYARD_PULL_EXPIRES".to_owned(),
-                reason: "pull expiry must be >= 200ms and ack wait >= 1s".to_owned(),
+                reason: format!("{:?} is below the 200ms minimum", s.pull_expires),
+            });
+        }
+        if s.ack_wait < 2 * KEEP_ALIVE_EVERY {
+            return Err(ConfigError {
+                variable: "SWITCHYARD_ACK_WAIT".to_owned(),
+                reason: format!(
+                    "{:?} is below {:?}: held messages are kept alive every {KEEP_ALIVE_EVERY:?}",
+                    s.ack_wait,
+                    2 * KEEP_ALIVE_EVERY
+                ),
             });
         }
         Ok(s)
