@@ -58,6 +58,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         RunnerSettings {
             chats_in_flight: settings.chats_in_flight,
             max_attempts: settings.lanes.max_deliveries,
+            backlog_chats_in_flight: settings.backlog_chats_in_flight,
         },
         service.shutdown.clone(),
         service.tasks.clone(),

@@ -13,6 +13,10 @@ pub struct Settings {
     pub lanes: LaneSettings,
     /// `SWITCHYARD_CHATS_IN_FLIGHT` (default 4): chats of one tenant handled at once.
     pub chats_in_flight: usize,
+    /// `SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT` (default 1): chats of a tenant
+    /// handled at once while it is backlogged (its lane spilled), so a flood
+    /// drains without taking the CPU and database from tenants that keep up.
+    pub backlog_chats_in_flight: usize,
     /// `SWITCHYARD_TENANT_CACHE_TTL` (default 2s): the longest a tenant change
     /// (e.g. a suspension) takes to reach this replica if its notification is lost.
     pub tenant_cache_ttl: Duration,
@@ -36,6 +40,11 @@ impl Settings {
         Ok(Self {
             lanes: LaneSettings::from_env(env)?,
             chats_in_flight: env.bounded("SWITCHYARD_CHATS_IN_FLIGHT", 4, 1..=1000)?,
+            backlog_chats_in_flight: env.bounded(
+                "SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT",
+                1,
+                1..=1000,
+            )?,
             tenant_cache_ttl: env
                 .duration("SWITCHYARD_TENANT_CACHE_TTL", Duration::from_secs(2))?,
             retry_delay: env.duration("SWITCHYARD_RETRY_DELAY", Duration::from_millis(500))?,

@@ -3,9 +3,10 @@
 //! Prints idle CPU and RSS (nats-server, and the three routers, which run in
 //! this process), throughput and latency (publish on `inbound.<tenant>` →
 //! reply seen on `outbound.<tenant>`, echo bot) at 500 and 2,000 msg/s and
-//! at the maximum rate, and, while one tenant holds a 20,000-message backlog,
+//! at the maximum rate, and, while one tenant has a 20,000-message backlog,
 //! the p99 of the other tenants of its partition next to their p99 without
-//! it (goal ≤ 1.5×). Run: `cargo bench -p switchyard-tests --bench router`.
+//! it (goal ≤ 1.5×), for three ways the backlog can come about (see
+//! [`Scenario`]). Run: `cargo bench -p switchyard-tests --bench router`.
 
 use std::{
     collections::HashMap,
@@ -63,6 +64,10 @@ async fn run(nats: &NatsServer, db: PgConnectOptions, db_url: &str) -> anyhow::R
     .execute(&pool)
     .await?;
 
+    // The router's default unless the caller sets it (to compare settings).
+    let backlog_chats =
+        std::env::var("SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT").unwrap_or_else(|_| "1".to_owned());
+    println!("routers: SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT={backlog_chats}");
     let mut routers = Vec::new();
     for r in 0..3 {
         let replica = format!("bench-router-{r}");
@@ -73,6 +78,7 @@ async fn run(nats: &NatsServer, db: PgConnectOptions, db_url: &str) -> anyhow::R
                 ("SWITCHYARD_PARTITIONS", PARTITIONS),
                 ("SWITCHYARD_REPLICA_ID", replica.as_str()),
                 ("SWITCHYARD_DB_MAX_CONNECTIONS", "8"),
+                ("SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT", backlog_chats.as_str()),
             ],
         );
         routers.push(services::start_router(&env).await);
@@ -149,66 +155,103 @@ async fn run(nats: &NatsServer, db: PgConnectOptions, db_url: &str) -> anyhow::R
 
     let mut seq = 0u64;
     let all: Vec<usize> = (0..TENANTS).collect();
-    let steady_500 = phase(&js, &sent, &seen, &mut seq, 500.0, &all, "500 msg/s").await?;
+    phase(&js, &sent, &seen, &mut seq, 500.0, &all, "500 msg/s").await?;
     phase(&js, &sent, &seen, &mut seq, 2000.0, &all, "2,000 msg/s").await?;
     max_rate(&js, &sent, &seen, &mut seq).await?;
 
-    // The noisy tenant's partition neighbours, from where the stream put them.
-    let noisy = 0usize;
-    let stream = js.get_stream(subjects::INBOUND_STREAM).await?;
-    let partition_of = |subject: &str| subject.split('.').nth(1).map(str::to_owned);
-    let noisy_partition = partition_of(
-        &stream
-            .get_last_raw_message_by_subject(&format!("inbound.*.{}", tenant(noisy)))
-            .await?
-            .subject,
-    );
-    let mut neighbours = Vec::new();
-    for i in 1..TENANTS {
-        let last = stream
-            .get_last_raw_message_by_subject(&format!("inbound.*.{}", tenant(i)))
-            .await?;
-        if partition_of(&last.subject) == noisy_partition {
-            neighbours.push(i);
-        }
-    }
-    let before = percentile_for(&steady_500, &neighbours, 99.0);
-    println!(
-        "\nbacklog: tenant {} gets {BACKLOG} messages at once; {} tenants share its partition",
-        tenant(noisy),
-        neighbours.len()
-    );
-    let mut acks = Vec::new();
-    for _ in 0..BACKLOG {
-        seq += 1;
-        acks.push(publish(&js, &tenant(noisy), seq).await?);
-        if acks.len() >= 256 {
-            for ack in acks.drain(..) {
-                ack.await?;
+    // One tenant with a 20,000-message backlog, three ways it can come about.
+    // Each scenario takes a fresh noisy tenant from a partition no earlier
+    // scenario used, measures its partition neighbours at 500 msg/s just
+    // before (the baseline), then with the backlog, and waits for the backlog
+    // to drain before the next scenario.
+    let mut used_partitions = Vec::new();
+    for scenario in [Scenario::Held, Scenario::Flood, Scenario::Burst] {
+        let (noisy, partition, neighbours) = pick_noisy(&js, &used_partitions).await?;
+        used_partitions.push(partition);
+        let others: Vec<usize> = (0..TENANTS).filter(|t| *t != noisy).collect();
+        let quiet = phase(
+            &js,
+            &sent,
+            &seen,
+            &mut seq,
+            500.0,
+            &others,
+            "500 msg/s, no backlog",
+        )
+        .await?;
+        let before = percentile_for(&quiet, &neighbours, 99.0);
+        println!(
+            "\n{}: tenant {} (partition {partition}, {} neighbours), {BACKLOG} messages over {NOISY_CHATS} chats",
+            scenario.describe(),
+            tenant(noisy),
+            neighbours.len()
+        );
+        let noisy_first = NOISY_SEQ_BASE * (used_partitions.len() as u64);
+        let during = match scenario {
+            Scenario::Held => {
+                publish_backlog(&js, &sent, noisy, noisy_first).await?;
+                wait_partition_passed(&js, partition).await?;
+                let left = backlog_left(&seen, noisy_first);
+                println!("  partition reader past the backlog; {left} of it still to answer");
+                phase(
+                    &js,
+                    &sent,
+                    &seen,
+                    &mut seq,
+                    500.0,
+                    &others,
+                    "500 msg/s beside the backlog",
+                )
+                .await?
             }
-        }
+            Scenario::Burst => {
+                publish_backlog(&js, &sent, noisy, noisy_first).await?;
+                phase(
+                    &js,
+                    &sent,
+                    &seen,
+                    &mut seq,
+                    500.0,
+                    &others,
+                    "500 msg/s right behind the burst",
+                )
+                .await?
+            }
+            Scenario::Flood => {
+                let flood = tokio::spawn(flood(js.clone(), sent.clone(), noisy, noisy_first));
+                let during = phase(
+                    &js,
+                    &sent,
+                    &seen,
+                    &mut seq,
+                    500.0,
+                    &others,
+                    "500 msg/s beside the flood",
+                )
+                .await?;
+                flood.await??;
+                during
+            }
+        };
+        println!(
+            "  backlog still to answer at the end of the measurement: {}",
+            backlog_left(&seen, noisy_first)
+        );
+        let after = percentile_for(&during, &neighbours, 99.0);
+        println!(
+            "  neighbours' p99: {after:.1} ms with the backlog vs {before:.1} ms without = {:.2}x (goal <= 1.5x)",
+            after / before.max(0.001)
+        );
+        let drained = Instant::now();
+        poll::until("the backlog to drain", Duration::from_secs(300), || async {
+            (backlog_left(&seen, noisy_first) == 0).then_some(())
+        })
+        .await;
+        println!(
+            "  backlog fully answered {:.1} s after the measurement",
+            drained.elapsed().as_secs_f64()
+        );
     }
-    for ack in acks {
-        ack.await?;
-    }
-    let others: Vec<usize> = (1..TENANTS).collect();
-    let during = phase(
-        &js,
-        &sent,
-        &seen,
-        &mut seq,
-        500.0,
-        &others,
-        "500 msg/s beside the backlog",
-    )
-    .await?;
-    let after = percentile_for(&during, &neighbours, 99.0);
-    println!(
-        "  neighbours' p99: {:.1} ms with the backlog vs {:.1} ms without = {:.2}x (goal <= 1.5x)",
-        after,
-        before,
-        after / before.max(0.001)
-    );
     let changes = traffic::metric(
         routers[0].ops_addr,
         "switchyard_lane_assignment_changes_total",
@@ -229,10 +272,19 @@ async fn publish(
     tenant: &TenantId,
     seq: u64,
 ) -> anyhow::Result<async_nats::jetstream::context::PublishAckFuture> {
+    publish_from(js, tenant, seq, "15550001111@s.whatsapp.net").await
+}
+
+async fn publish_from(
+    js: &async_nats::jetstream::Context,
+    tenant: &TenantId,
+    seq: u64,
+    chat: &str,
+) -> anyhow::Result<async_nats::jetstream::context::PublishAckFuture> {
     let body = traffic::message_body(
         Some(tenant.as_str()),
         &format!("m{seq}"),
-        "15550001111@s.whatsapp.net",
+        chat,
         &seq.to_string(),
     );
     let mut headers = async_nats::HeaderMap::new();
@@ -371,6 +423,168 @@ async fn max_rate(
         total as f64 / elapsed.as_secs_f64()
     );
     Ok(())
+}
+
+/// How the noisy tenant's backlog comes about.
+#[derive(Debug, Clone, Copy)]
+enum Scenario {
+    /// Published at once; measured once the partition reader is past it, so
+    /// the backlog sits in the tenant's own lane while the others are served.
+    Held,
+    /// Arrives while the others are measured, at four times their rate.
+    Flood,
+    /// Published at once, the others measured right behind it: their first
+    /// messages sit behind it in the partition's stream order.
+    Burst,
+}
+
+impl Scenario {
+    fn describe(self) -> &'static str {
+        match self {
+            Scenario::Held => "backlog held (published, then spilled to its lane)",
+            Scenario::Flood => "backlog arriving (flood at 2,000 msg/s while measured)",
+            Scenario::Burst => "backlog arriving all at once, others right behind it",
+        }
+    }
+}
+
+/// The noisy tenant's messages are numbered from here (per scenario), apart
+/// from the measured traffic's sequence.
+const NOISY_SEQ_BASE: u64 = 1_000_000_000;
+/// Chats the noisy tenant's messages spread over (a busy number, not one
+/// chatty contact: its lane then runs several chats at once).
+const NOISY_CHATS: u64 = 500;
+/// Rate of the flood scenario.
+const FLOOD_RATE: f64 = 2_000.0;
+
+/// A tenant whose partition no earlier scenario used, its partition and its
+/// partition neighbours (from where the stream put each tenant's messages).
+async fn pick_noisy(
+    js: &async_nats::jetstream::Context,
+    used: &[u16],
+) -> anyhow::Result<(usize, u16, Vec<usize>)> {
+    let stream = js.get_stream(subjects::INBOUND_STREAM).await?;
+    let mut by_partition: HashMap<u16, Vec<usize>> = HashMap::new();
+    for i in 0..TENANTS {
+        let last = stream
+            .get_last_raw_message_by_subject(&format!("inbound.*.{}", tenant(i)))
+            .await?;
+        let partition = last
+            .subject
+            .split('.')
+            .nth(1)
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| anyhow::anyhow!("unexpected subject {}", last.subject))?;
+        by_partition.entry(partition).or_default().push(i);
+    }
+    let (partition, mut members) = by_partition
+        .into_iter()
+        .filter(|(p, _)| !used.contains(p))
+        .min_by_key(|(p, _)| *p)
+        .ok_or_else(|| anyhow::anyhow!("no unused partition left"))?;
+    let noisy = members.remove(0);
+    Ok((noisy, partition, members))
+}
+
+async fn publish_noisy(
+    js: &async_nats::jetstream::Context,
+    sent: &Sent,
+    noisy: usize,
+    seq: u64,
+) -> anyhow::Result<async_nats::jetstream::context::PublishAckFuture> {
+    if let Ok(mut s) = sent.lock() {
+        s.insert(seq, Instant::now());
+    }
+    let chat = format!("1555{:07}@s.whatsapp.net", seq % NOISY_CHATS);
+    publish_from(js, &tenant(noisy), seq, &chat).await
+}
+
+/// The whole backlog as fast as it can be published (acks awaited in batches).
+async fn publish_backlog(
+    js: &async_nats::jetstream::Context,
+    sent: &Sent,
+    noisy: usize,
+    first: u64,
+) -> anyhow::Result<()> {
+    let mut acks = Vec::new();
+    for k in 0..BACKLOG as u64 {
+        acks.push(publish_noisy(js, sent, noisy, first + k).await?);
+        if acks.len() >= 256 {
+            for ack in acks.drain(..) {
+                ack.await?;
+            }
+        }
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    Ok(())
+}
+
+/// The backlog at [`FLOOD_RATE`], for as long as it takes.
+async fn flood(
+    js: async_nats::jetstream::Context,
+    sent: Sent,
+    noisy: usize,
+    first: u64,
+) -> anyhow::Result<()> {
+    let interval = Duration::from_secs_f64(1.0 / FLOOD_RATE);
+    let start = tokio::time::Instant::now();
+    let mut acks = Vec::new();
+    for k in 0..BACKLOG as u64 {
+        tokio::time::sleep_until(start + interval.mul_f64(k as f64)).await;
+        acks.push(publish_noisy(&js, &sent, noisy, first + k).await?);
+        if acks.len() >= 128 {
+            for ack in acks.drain(..) {
+                ack.await?;
+            }
+        }
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    Ok(())
+}
+
+/// Waits until the partition's reader has taken every message stored so far.
+async fn wait_partition_passed(
+    js: &async_nats::jetstream::Context,
+    partition: u16,
+) -> anyhow::Result<()> {
+    let stream = js.get_stream(subjects::INBOUND_STREAM).await?;
+    let name =
+        subjects::partition_consumer(switchyard_shared::subjects::Direction::Inbound, partition);
+    let started = Instant::now();
+    poll::until(
+        "the partition reader to pass the backlog",
+        Duration::from_secs(60),
+        || {
+            let stream = stream.clone();
+            let name = name.clone();
+            async move {
+                let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                    stream.get_consumer(&name).await.ok()?;
+                let info = consumer.info().await.ok()?;
+                (info.num_pending == 0 && info.num_ack_pending < 64).then_some(())
+            }
+        },
+    )
+    .await;
+    println!(
+        "  the partition reader passed the backlog {:.2} s after it was stored",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Messages of the backlog numbered from `first` not answered yet.
+fn backlog_left(seen: &Seen, first: u64) -> usize {
+    let answered = seen.lock().map_or(0, |seen| {
+        seen.iter()
+            .filter(|(s, _)| (first..first + BACKLOG as u64).contains(s))
+            .count()
+    });
+    BACKLOG.saturating_sub(answered)
 }
 
 fn percentile_for(latencies: &PhaseLatencies, tenants: &[usize], q: f64) -> f64 {

@@ -1,8 +1,16 @@
 //! Lanes under load: per-chat order holds with three router replicas, also
 //! across a spill and its drain; a poison message ends in the dead-letter
-//! stream after the attempt limit, without holding up other tenants.
+//! stream after the attempt limit, without holding up other tenants; a
+//! backlogged tenant drains at its reduced concurrency.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use sqlx::PgPool;
 use switchyard_shared::{ids::TenantId, streams, subjects::Direction, tenants::BotKind};
@@ -219,4 +227,125 @@ async fn slow_echo_bot(delay: Duration) -> String {
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_backlogged_tenant_drains_one_chat_at_a_time_while_one_that_keeps_up_runs_its_chats_at_once(
+    pool: PgPool,
+) {
+    let nats = NatsServer::start();
+    let (flood_bot, flood_calls) = counting_bot(Duration::from_millis(20)).await;
+    let (steady_bot, steady_calls) = counting_bot(Duration::from_millis(300)).await;
+    add_tenant(
+        &pool,
+        "flood",
+        BotKind::Http,
+        serde_json::json!({"url": flood_bot}),
+    )
+    .await;
+    add_tenant(
+        &pool,
+        "steady",
+        BotKind::Http,
+        serde_json::json!({"url": steady_bot}),
+    )
+    .await;
+    let env = services::env(
+        &nats.url(),
+        &services::database_url(&pool),
+        &[
+            ("SWITCHYARD_LANE_QUEUE", "4"),
+            ("SWITCHYARD_CHATS_IN_FLIGHT", "4"),
+            ("SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT", "1"),
+        ],
+    );
+    let router = services::start_router(&env).await;
+    let js = streams::context(
+        async_nats::connect(nats.url()).await.unwrap(),
+        Duration::from_secs(5),
+    );
+
+    // steady: four chats, one message each, fewer than its queue holds.
+    let steady: Vec<_> = (0..4)
+        .map(|c| {
+            let id = format!("s-{c}");
+            let chat = format!("{c}@s.whatsapp.net");
+            (
+                id.clone(),
+                traffic::message_body(Some("steady"), &id, &chat, &id),
+            )
+        })
+        .collect();
+    traffic::publish_burst(&js, &t("steady"), steady).await;
+    // flood: 160 messages over 8 chats at once, far past its queue bound of 4.
+    let flood: Vec<_> = (0..160)
+        .map(|i| {
+            let id = format!("f-{i:03}");
+            let chat = format!("{}@s.whatsapp.net", i % 8);
+            (
+                id.clone(),
+                traffic::message_body(Some("flood"), &id, &chat, &id),
+            )
+        })
+        .collect();
+    traffic::publish_burst(&js, &t("flood"), flood).await;
+
+    poll::until("every reply", Duration::from_secs(60), || async {
+        let all = traffic::replies_by_tenant(&js).await;
+        (all.get("flood").map_or(0, Vec::len) >= 160 && all.get("steady").map_or(0, Vec::len) >= 4)
+            .then_some(())
+    })
+    .await;
+    let spills = traffic::metric(
+        router.ops_addr,
+        "switchyard_lane_spill_started_total",
+        "inbound",
+    )
+    .await;
+    assert!(spills >= 1.0, "the flood must have spilled");
+    // The first calls may start before the lane spills; once it has, the
+    // flood's chats run one at a time.
+    let flood_calls = flood_calls.lock().unwrap().clone();
+    assert_eq!(flood_calls.len(), 160);
+    let while_backlogged = &flood_calls[16..150];
+    assert!(
+        while_backlogged.iter().all(|running| *running == 1),
+        "a backlogged tenant ran chats at once: {while_backlogged:?}"
+    );
+    let steady_calls = steady_calls.lock().unwrap().clone();
+    assert_eq!(
+        steady_calls.iter().max(),
+        Some(&4),
+        "a tenant that keeps up runs its chats at once: {steady_calls:?}"
+    );
+    router.stop().await;
+}
+
+/// A bot endpoint that answers after `delay` and records, for every call in
+/// order of arrival, how many calls (itself included) were running then.
+async fn counting_bot(delay: Duration) -> (String, Arc<Mutex<Vec<usize>>>) {
+    let running = Arc::new(AtomicUsize::new(0));
+    let calls: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/bot", listener.local_addr().unwrap());
+    let recorded = calls.clone();
+    let app = axum::Router::new().route(
+        "/bot",
+        axum::routing::post(move |axum::Json(call): axum::Json<serde_json::Value>| {
+            let (running, calls) = (running.clone(), recorded.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                calls.lock().unwrap().push(now);
+                tokio::time::sleep(delay).await; // the bot's own latency, not synchronisation
+                running.fetch_sub(1, Ordering::SeqCst);
+                let body = call["message"]["body"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                axum::Json(serde_json::json!({"replies": [format!("echo: {body}")]}))
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, calls)
 }

@@ -83,6 +83,12 @@ pub struct RunnerSettings {
     pub chats_in_flight: usize,
     /// Attempts (deliveries plus in-place retries) before a dead letter.
     pub max_attempts: u32,
+    /// Chats of a backlogged tenant (one whose lane spilled) processed at the
+    /// same time, instead of `chats_in_flight`: a tenant that fell behind
+    /// drains at this concurrency, so its backlog cannot take the machine's
+    /// CPU and database connections from the tenants that keep up. Per
+    /// tenant, so a backlogged tenant with a slow bot holds up only itself.
+    pub backlog_chats_in_flight: usize,
 }
 
 /// Starts a worker for every lane that reports work, until `shutdown`.
@@ -140,6 +146,7 @@ pub(crate) type ChatQueues = Arc<Mutex<HashMap<String, VecDeque<Taken>>>>;
 impl<H: Handler> TenantWorker<H> {
     async fn run(self) {
         let slots = Arc::new(Semaphore::new(self.settings.chats_in_flight.max(1)));
+        let backlog = Arc::new(Semaphore::new(self.settings.backlog_chats_in_flight.max(1)));
         let taken = Arc::new(Semaphore::new(self.settings.chats_in_flight.max(1) * 2));
         let chats: ChatQueues = Arc::new(Mutex::new(HashMap::new()));
         let this = Arc::new(self);
@@ -168,14 +175,15 @@ impl<H: Handler> TenantWorker<H> {
             };
             let worker = this.clone();
             let chats = chats.clone();
+            let backlog = backlog.clone();
             this.tasks.spawn(async move {
-                worker.drain_chat(&chats, &key).await;
+                worker.drain_chat(&chats, &key, &backlog).await;
                 drop(permit);
             });
         }
     }
 
-    async fn drain_chat(&self, chats: &ChatQueues, key: &str) {
+    async fn drain_chat(&self, chats: &ChatQueues, key: &str, backlog: &Arc<Semaphore>) {
         loop {
             let (next, permit) = {
                 let mut queues = chats.lock().await;
@@ -202,6 +210,20 @@ impl<H: Handler> TenantWorker<H> {
                 }
             };
             drop(permit);
+            // While the tenant is backlogged, fewer of its chats run at once.
+            let _backlogged = if self.lane.is_spilling().await {
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => {
+                        for message in &turn {
+                            message.release(Duration::ZERO).await;
+                        }
+                        return;
+                    }
+                    p = keep_alive_during(&turn, backlog.clone().acquire_owned()) => p.ok(),
+                }
+            } else {
+                None
+            };
             self.process(turn).await;
         }
     }
