@@ -246,12 +246,7 @@ async fn flush_claims(pool: &PgPool, claims: Vec<Claim>) {
         .iter()
         .map(|c| (c.key.tenant.as_str(), c.key.event.as_str()))
         .unzip();
-    let rows: Result<Vec<(i64, bool, Option<String>)>, _> = sqlx::query_as(CLAIM_SQL)
-        .bind(&tenants)
-        .bind(&events)
-        .fetch_all(pool)
-        .await;
-    let rows = match rows {
+    let rows = match claim_batch(pool, &tenants, &events).await {
         Ok(rows) => rows,
         Err(e) => {
             // Dropping the reply senders tells every waiter "degraded: error".
@@ -274,6 +269,31 @@ async fn flush_claims(pool: &PgPool, claims: Vec<Claim>) {
         // The requester may have stopped waiting (timeout): nothing to do then.
         let _ = claim.reply.send(action);
     }
+}
+
+/// Claims in a transaction that does not wait for its WAL flush. What the
+/// claim protects is already guarded twice more (the stream's duplicate
+/// window and the sender's delivery ledger), and what it answers is durable
+/// in JetStream before the 200, so a PostgreSQL crash that forgets the last
+/// few hundred milliseconds of claims costs nothing but the first guard for
+/// those keys; the disk's fsync tail, which every request used to wait for,
+/// leaves the request path.
+async fn claim_batch(
+    pool: &PgPool,
+    tenants: &[&str],
+    events: &[&str],
+) -> Result<Vec<(i64, bool, Option<String>)>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    let rows = sqlx::query_as(CLAIM_SQL)
+        .bind(tenants)
+        .bind(events)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 async fn write_marks(pool: PgPool, mut queue: mpsc::Receiver<Key>) {

@@ -147,6 +147,27 @@ async fn run_phases(nats: &NatsServer, db_options: PgConnectOptions) -> anyhow::
         "{}",
         describe("ingest at its maximum (HTTP, closed loop)", &max)
     );
+    // Marks are written asynchronously: check they kept up with the maximum
+    // rate (a backlog of them would also load the next phase).
+    let settled = Instant::now();
+    switchyard_tests::poll::until(
+        "the marks of the maximum-rate phase to land",
+        Duration::from_secs(120),
+        || async {
+            let claimed: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM inbound_event_keys WHERE state = 'claimed' AND event_id LIKE 'http-%'",
+            )
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (claimed == 0).then_some(())
+        },
+    )
+    .await;
+    println!(
+        "marks of that phase all written {:.2} s after it ended",
+        settled.elapsed().as_secs_f64()
+    );
     let half_rate = max.rate / 2.0;
     let half = ingest_open_loop(&http, &urls, &tenants, half_rate).await;
     println!(
