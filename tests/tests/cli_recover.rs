@@ -1,6 +1,6 @@
 //! `switchyard recover`: re-runs a tenant's events from the inbound event log
 //! after its bot is fixed, without a dead letter, without touching other
-//! tenants, and a second recovery sends nothing twice.
+//! tenants, and a second recovery sends nothing twice; it keeps to its rate.
 
 mod cli_support;
 
@@ -137,4 +137,72 @@ async fn recover_reruns_a_tenants_events_once_after_its_bot_is_fixed_and_leaves_
     let bravo_log = traffic::read_stream(&js, subjects::INBOUND_STREAM, "inbound.*.bravo").await;
     assert_eq!(bravo_log.len(), 2, "nothing republished for bravo");
     router.stop().await;
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn recover_keeps_to_its_rate_so_a_large_recovery_does_not_land_at_once(pool: PgPool) {
+    let nats = NatsServer::start();
+    let db_url = services::database_url(&pool);
+    let (_client, js) = switchyard_tests::fixtures::jetstream_with_streams(&nats.url(), 4).await;
+    let since = time::OffsetDateTime::now_utc() - time::Duration::seconds(5);
+    for i in 0..20 {
+        let id = format!("alpha-{i}");
+        let body = traffic::message_body(Some("alpha"), &id, "1@s.whatsapp.net", "hi");
+        traffic::publish_inbound(&js, &t("alpha"), &id, body).await;
+    }
+    let since_arg = since
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let env = vars(&db_url, Some(&nats.url()), None);
+    let (exit, report) = run_json(
+        &[
+            "recover", "--tenant", "alpha", "--since", &since_arg, "--rate", "10", "--batch", "5",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(exit, Exit::Ok, "{report}");
+    assert_eq!(report["republished"], 20);
+
+    // The copies' stored times: four batches of five, 0.5 s apart at 10/s.
+    let copies = stored_times_of_recovered_copies(&js).await;
+    assert_eq!(copies.len(), 20);
+    let spread = *copies.iter().max().unwrap() - *copies.iter().min().unwrap();
+    assert!(
+        spread >= time::Duration::milliseconds(1450),
+        "20 events at 10/s in batches of 5 must span at least 1.5 s, spanned {spread}"
+    );
+}
+
+/// When each recovered copy in `INBOUND` was stored.
+async fn stored_times_of_recovered_copies(
+    js: &async_nats::jetstream::Context,
+) -> Vec<time::OffsetDateTime> {
+    use futures::StreamExt as _;
+    let stream = js.get_stream(subjects::INBOUND_STREAM).await.unwrap();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: "inbound.>".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pending = consumer.cached_info().num_pending as usize;
+    let mut messages = consumer.messages().await.unwrap();
+    let mut times = Vec::new();
+    for _ in 0..pending {
+        let message = tokio::time::timeout(Duration::from_secs(5), messages.next())
+            .await
+            .expect("a stored message")
+            .unwrap()
+            .unwrap();
+        let recovered = message
+            .headers
+            .as_ref()
+            .is_some_and(|h| h.get(switchyard_cli::recover::HEADER_RECOVER_OF).is_some());
+        if recovered {
+            times.push(message.info().unwrap().published);
+        }
+    }
+    times
 }
