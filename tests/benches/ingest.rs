@@ -202,7 +202,8 @@ async fn run_phases(nats: &NatsServer, db_options: PgConnectOptions) -> anyhow::
         .lines()
         .filter(|l| l.starts_with(switchyard_ingest::metrics::DEGRADED))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+        // An empty float sum is -0.0, which would print as "-0".
+        .fold(0.0, |total, v| total + v);
     let batch = switchyard_shared::ops_server::metrics_handle()
         .render()
         .lines()
