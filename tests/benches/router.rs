@@ -189,7 +189,7 @@ async fn run(nats: &NatsServer, db: PgConnectOptions, db_url: &str) -> anyhow::R
         let noisy_first = NOISY_SEQ_BASE * (used_partitions.len() as u64);
         let during = match scenario {
             Scenario::Held => {
-                publish_backlog(&js, &sent, noisy, noisy_first).await?;
+                publish_backlog(js.clone(), sent.clone(), noisy, noisy_first, None).await?;
                 wait_partition_passed(&js, partition).await?;
                 let left = backlog_left(&seen, noisy_first);
                 println!("  partition reader past the backlog; {left} of it still to answer");
@@ -205,7 +205,7 @@ async fn run(nats: &NatsServer, db: PgConnectOptions, db_url: &str) -> anyhow::R
                 .await?
             }
             Scenario::Burst => {
-                publish_backlog(&js, &sent, noisy, noisy_first).await?;
+                publish_backlog(js.clone(), sent.clone(), noisy, noisy_first, None).await?;
                 phase(
                     &js,
                     &sent,
@@ -218,7 +218,13 @@ async fn run(nats: &NatsServer, db: PgConnectOptions, db_url: &str) -> anyhow::R
                 .await?
             }
             Scenario::Flood => {
-                let flood = tokio::spawn(flood(js.clone(), sent.clone(), noisy, noisy_first));
+                let flood = tokio::spawn(publish_backlog(
+                    js.clone(),
+                    sent.clone(),
+                    noisy,
+                    noisy_first,
+                    Some(FLOOD_RATE),
+                ));
                 let during = phase(
                     &js,
                     &sent,
@@ -499,42 +505,23 @@ async fn publish_noisy(
     publish_from(js, &tenant(noisy), seq, &chat).await
 }
 
-/// The whole backlog as fast as it can be published (acks awaited in batches).
+/// The whole backlog, as fast as it can be published or at `rate` per
+/// second (acks awaited in batches either way).
 async fn publish_backlog(
-    js: &async_nats::jetstream::Context,
-    sent: &Sent,
-    noisy: usize,
-    first: u64,
-) -> anyhow::Result<()> {
-    let mut acks = Vec::new();
-    for k in 0..BACKLOG as u64 {
-        acks.push(publish_noisy(js, sent, noisy, first + k).await?);
-        if acks.len() >= 256 {
-            for ack in acks.drain(..) {
-                ack.await?;
-            }
-        }
-    }
-    for ack in acks {
-        ack.await?;
-    }
-    Ok(())
-}
-
-/// The backlog at [`FLOOD_RATE`], for as long as it takes.
-async fn flood(
     js: async_nats::jetstream::Context,
     sent: Sent,
     noisy: usize,
     first: u64,
+    rate: Option<f64>,
 ) -> anyhow::Result<()> {
-    let interval = Duration::from_secs_f64(1.0 / FLOOD_RATE);
     let start = tokio::time::Instant::now();
     let mut acks = Vec::new();
     for k in 0..BACKLOG as u64 {
-        tokio::time::sleep_until(start + interval.mul_f64(k as f64)).await;
+        if let Some(rate) = rate {
+            tokio::time::sleep_until(start + Duration::from_secs_f64(k as f64 / rate)).await;
+        }
         acks.push(publish_noisy(&js, &sent, noisy, first + k).await?);
-        if acks.len() >= 128 {
+        if acks.len() >= 256 {
             for ack in acks.drain(..) {
                 ack.await?;
             }

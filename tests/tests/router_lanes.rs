@@ -210,23 +210,7 @@ async fn a_poison_message_is_dead_lettered_after_the_attempt_limit(pool: PgPool)
 
 /// A tenant bot endpoint that answers `{"replies": ["echo: <body>"]}` after `delay`.
 async fn slow_echo_bot(delay: Duration) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/bot", listener.local_addr().unwrap());
-    let app = axum::Router::new().route(
-        "/bot",
-        axum::routing::post(
-            move |axum::Json(call): axum::Json<serde_json::Value>| async move {
-                tokio::time::sleep(delay).await; // the bot's own latency, not synchronisation
-                let body = call["message"]["body"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                axum::Json(serde_json::json!({"replies": [format!("echo: {body}")]}))
-            },
-        ),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+    counting_bot(delay).await.0
 }
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
@@ -321,8 +305,9 @@ async fn a_backlogged_tenant_drains_one_chat_at_a_time_while_one_that_keeps_up_r
     router.stop().await;
 }
 
-/// A bot endpoint that answers after `delay` and records, for every call in
-/// order of arrival, how many calls (itself included) were running then.
+/// A bot endpoint that answers `{"replies": ["echo: <body>"]}` after `delay`
+/// and records, for every call in order of arrival, how many calls (itself
+/// included) were running then.
 async fn counting_bot(delay: Duration) -> (String, Arc<Mutex<Vec<usize>>>) {
     let running = Arc::new(AtomicUsize::new(0));
     let calls: Arc<Mutex<Vec<usize>>> = Arc::default();
