@@ -188,11 +188,13 @@ async fn run(nats: &NatsServer, db: PgConnectOptions, db_url: &str) -> anyhow::R
         );
         let noisy_first = NOISY_SEQ_BASE * (used_partitions.len() as u64);
         let during = match scenario {
-            Scenario::Held => {
+            Scenario::Held | Scenario::Burst => {
                 publish_backlog(js.clone(), sent.clone(), noisy, noisy_first, None).await?;
-                wait_partition_passed(&js, partition).await?;
-                let left = backlog_left(&seen, noisy_first);
-                println!("  partition reader past the backlog; {left} of it still to answer");
+                if matches!(scenario, Scenario::Held) {
+                    wait_partition_passed(&js, partition).await?;
+                    let left = backlog_left(&seen, noisy_first);
+                    println!("  partition reader past the backlog; {left} of it still to answer");
+                }
                 phase(
                     &js,
                     &sent,
@@ -200,20 +202,7 @@ async fn run(nats: &NatsServer, db: PgConnectOptions, db_url: &str) -> anyhow::R
                     &mut seq,
                     500.0,
                     &others,
-                    "500 msg/s beside the backlog",
-                )
-                .await?
-            }
-            Scenario::Burst => {
-                publish_backlog(js.clone(), sent.clone(), noisy, noisy_first, None).await?;
-                phase(
-                    &js,
-                    &sent,
-                    &seen,
-                    &mut seq,
-                    500.0,
-                    &others,
-                    "500 msg/s right behind the burst",
+                    scenario.label(),
                 )
                 .await?
             }
@@ -232,7 +221,7 @@ async fn run(nats: &NatsServer, db: PgConnectOptions, db_url: &str) -> anyhow::R
                     &mut seq,
                     500.0,
                     &others,
-                    "500 msg/s beside the flood",
+                    scenario.label(),
                 )
                 .await?;
                 flood.await??;
@@ -450,6 +439,15 @@ impl Scenario {
             Scenario::Held => "backlog held (published, then spilled to its lane)",
             Scenario::Flood => "backlog arriving (flood at 2,000 msg/s while measured)",
             Scenario::Burst => "backlog arriving all at once, others right behind it",
+        }
+    }
+
+    /// The measured phase's label.
+    fn label(self) -> &'static str {
+        match self {
+            Scenario::Held => "500 msg/s beside the backlog",
+            Scenario::Flood => "500 msg/s beside the flood",
+            Scenario::Burst => "500 msg/s right behind the burst",
         }
     }
 }

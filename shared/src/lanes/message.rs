@@ -20,8 +20,7 @@ pub const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs `work` while keeping `messages` alive every [`KEEP_ALIVE_EVERY`].
 pub async fn keep_alive_during<F: Future>(messages: &[LaneMessage], work: F) -> F::Output {
-    let work = std::pin::pin!(work);
-    let mut work = work;
+    let mut work = std::pin::pin!(work);
     let mut tick = tokio::time::interval_at(
         tokio::time::Instant::now() + KEEP_ALIVE_EVERY,
         KEEP_ALIVE_EVERY,
