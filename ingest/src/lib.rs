@@ -9,12 +9,14 @@
 //! - [`verify`]: untrusted URL and body → `VerifiedWebhook` (token, signature, parse, tenant agreement);
 //! - [`single_flight`]: identical deliveries in flight in this process share one outcome;
 //! - [`idempotency`]: the `(tenant, event id)` claim in PostgreSQL, group-committed, degradable;
+//! - [`key_writer`]: the statements that write the keys, on connections of their own;
 //! - [`publish`]: the JetStream publish, acked before 200;
 //! - [`rejection`], [`metrics`], [`traceparent`], [`openapi`], [`settings`]: answers, counters, trace context, the API document, configuration;
 //! - [`prune`]: forgets idempotency keys once their events have left the inbound stream.
 
 pub mod handler;
 pub mod idempotency;
+pub mod key_writer;
 pub mod metrics;
 pub mod openapi;
 pub mod prune;
@@ -29,6 +31,7 @@ pub mod verify;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use sqlx::PgPool;
 use switchyard_shared::service::Service;
 use tokio::net::TcpListener;
@@ -90,7 +93,7 @@ pub async fn build(deps: Deps, settings: Settings) -> anyhow::Result<Ingest> {
     let state = handler::AppState {
         verifier: verify::Verifier::new(settings.webhook_keys, settings.signing_secret),
         keys: idempotency::Keys::start(
-            deps.db,
+            &deps.db.connect_options(),
             settings.db_claim_timeout,
             settings.claim_batch,
             &deps.tasks,
@@ -123,7 +126,14 @@ impl Ingest {
         let addr = self.local_addr();
         tracing::info!(http.addr = %addr, "ingest listening");
         let shutdown = self.shutdown.clone();
-        let serve = axum::serve(self.listener, self.router)
+        // Answers are small and must leave at once: no Nagle delay behind an
+        // unacknowledged segment.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a webhook connection");
+            }
+        });
+        let serve = axum::serve(listener, self.router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let deadline = async {
             shutdown.cancelled().await;

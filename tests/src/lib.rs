@@ -7,8 +7,9 @@
 //!   prove the services refuse it;
 //! - [`pipeline`]: the whole pipeline (nats, simulator, ingest, router, sender) for end-to-end suites;
 //! - [`fixtures`]: tenants with bridges on the simulator, streams, a sender's test environment;
-//! - [`procstat`]: CPU and memory of processes, read from /proc (benchmarks, load tests);
+//! - [`procstat`]: CPU and memory of processes, and the machine's busy and stolen CPU, read from /proc (benchmarks, load tests);
 //! - [`scratch_db`]: a database of its own for a benchmark;
+//! - [`tcp_proxy`]: a forwarder a test can cut, to take a server away from one client;
 //! - [`poll`]: waiting for a condition with a deadline instead of sleeping;
 //! - [`services`]: the services started in-process on port 0 through their real start-up path;
 //! - [`traffic`]: inbound events published as ingest does, and readers of what came out.
@@ -25,6 +26,7 @@ pub mod poll;
 pub mod procstat;
 pub mod scratch_db;
 pub mod services;
+pub mod tcp_proxy;
 pub mod traffic;
 
 /// The repository root (where `.tools/` lives).

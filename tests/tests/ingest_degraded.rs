@@ -10,16 +10,33 @@ use futures::future::join_all;
 use ingest_support::{Harness, message};
 use reqwest::StatusCode;
 use sqlx::{PgPool, postgres::PgPoolOptions};
-use switchyard_tests::{nats_server::free_port, poll};
+use switchyard_tests::{nats_server::free_port, poll, tcp_proxy::TcpProxy};
 
-/// A pool of its own over the test database, which the test may close.
-async fn closable_pool(db: &PgPool) -> PgPool {
+/// A pool over the test database that reaches PostgreSQL through `proxy`, so
+/// cutting the proxy takes the database away from whoever uses the pool (and
+/// from every connection opened with its options, as ingest's key writers are).
+async fn pool_through(proxy: &TcpProxy, db: &PgPool) -> PgPool {
     PgPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(2))
-        .connect_with((*db.connect_options()).clone())
+        .connect_with(
+            (*db.connect_options())
+                .clone()
+                .host("127.0.0.1")
+                .port(proxy.port()),
+        )
         .await
-        .expect("second pool")
+        .expect("pool through the proxy")
+}
+
+/// The address of the test's PostgreSQL server.
+async fn postgres_addr(db: &PgPool) -> std::net::SocketAddr {
+    let options = db.connect_options();
+    tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await
+        .expect("resolve the PostgreSQL host")
+        .next()
+        .expect("PostgreSQL over TCP (DATABASE_URL with a host and port)")
 }
 
 fn stored_ids(messages: &[async_nats::jetstream::message::StreamMessage]) -> Vec<String> {
@@ -32,8 +49,9 @@ fn stored_ids(messages: &[async_nats::jetstream::message::StreamMessage]) -> Vec
 }
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
-async fn closing_the_database_mid_test_loses_no_accepted_event(db: PgPool) {
-    let ingest_pool = closable_pool(&db).await;
+async fn losing_the_database_mid_test_loses_no_accepted_event(db: PgPool) {
+    let proxy = TcpProxy::start(postgres_addr(&db).await).await;
+    let ingest_pool = pool_through(&proxy, &db).await;
     let h = Harness::start_with(
         ingest_pool.clone(),
         &[("SWITCHYARD_DB_CLAIM_TIMEOUT", "300ms")],
@@ -42,7 +60,9 @@ async fn closing_the_database_mid_test_loses_no_accepted_event(db: PgPool) {
     let ids: Vec<String> = (0..40).map(|i| format!("PG-{i:02}")).collect();
 
     let before = join_all(ids[..20].iter().map(|id| h.post("acme", message(id)))).await;
-    ingest_pool.close().await; // PostgreSQL is gone for ingest from here on.
+    // PostgreSQL is gone for ingest from here on: its open connections are
+    // closed under it (a statement may be in flight) and new ones refused.
+    proxy.cut();
     let after = join_all(ids[20..].iter().map(|id| h.post("acme", message(id)))).await;
     // Redeliveries while the database is away: JetStream's window still deduplicates.
     let again = join_all(ids[..5].iter().map(|id| h.post("acme", message(id)))).await;
@@ -153,4 +173,99 @@ async fn jetstream_unavailable_is_answered_503_quickly_and_nothing_is_kept(db: P
     );
     let rendered = switchyard_shared::ops_server::metrics_handle().render();
     assert!(rendered.contains(r#"switchyard_ingest_rejected_total{reason="unavailable"}"#));
+}
+
+/// Claims skipped so far because PostgreSQL was down, slow or saturated.
+fn degraded_claims() -> f64 {
+    switchyard_shared::ops_server::metrics_handle()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with(switchyard_ingest::metrics::DEGRADED))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn key_writers_whose_connections_are_killed_reconnect_and_claim_again(db: PgPool) {
+    let h = Harness::start(db.clone()).await;
+    let (status, text) = h.post("acme", message("BEFORE-KILL")).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    poll::until(
+        "the first key to be published",
+        Duration::from_secs(10),
+        || {
+            let db = db.clone();
+            async move {
+                (Harness::key_state(&db, "acme", "BEFORE-KILL")
+                    .await
+                    .as_deref()
+                    == Some("published"))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+
+    // PostgreSQL ends the writers' sessions, as a restart or an operator would.
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name = 'switchyard-ingest-keys'",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert!(
+        !killed.is_empty() && killed.iter().all(|k| *k),
+        "the key writers had sessions of their own to kill: {killed:?}"
+    );
+
+    // Every event is accepted meanwhile. The next claim meets a dead session
+    // and is skipped (published without a claim, counted)...
+    let mut posted = 1;
+    let post_next = |posted: &mut usize| {
+        *posted += 1;
+        let id = format!("AFTER-KILL-{posted}");
+        let h = &h;
+        async move {
+            let degraded_before = degraded_claims();
+            let (status, text) = h.post("acme", message(&id)).await;
+            assert_eq!(status, StatusCode::OK, "{text}");
+            (id, degraded_claims() > degraded_before)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !post_next(&mut posted).await.1 {
+        assert!(
+            Instant::now() < deadline,
+            "no claim ever met a killed session"
+        );
+    }
+    // ...then every writer opens a new session and claims go through again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let reclaimed = loop {
+        let (id, degraded) = post_next(&mut posted).await;
+        let sessions: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'switchyard-ingest-keys'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if !degraded && sessions == 3 {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writers did not reconnect: {sessions} sessions, last claim degraded: {degraded}"
+        );
+    };
+    assert!(
+        Harness::key_state(&db, "acme", &reclaimed).await.is_some(),
+        "the reconnected writer stored the key of {reclaimed}"
+    );
+    assert_eq!(
+        h.inbound_messages().await.len(),
+        posted,
+        "every accepted event stored once"
+    );
 }
