@@ -22,7 +22,12 @@ pub struct Usage {
 
 /// utime + stime in ticks.
 fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_ticks_of(&format!("/proc/{pid}/stat"))
+}
+
+/// utime + stime in ticks, from a `stat` file of a process or a thread.
+fn cpu_ticks_of(path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name may hold spaces: fields are counted after its closing ')'.
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -30,6 +35,32 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// CPU time (user + system) a process has used so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    cpu_ticks(pid).map(|ticks| ticks as f64 / TICKS_PER_SECOND)
+}
+
+/// CPU time, in seconds, of the threads of `pid` whose name starts with
+/// `prefix` (threads are named by their creator, e.g. a tokio runtime's
+/// `thread_name`), so two parts of one process can be measured apart.
+pub fn threads_cpu_seconds(pid: u32, prefix: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            if !comm.trim_end().starts_with(prefix) {
+                return None;
+            }
+            let tid: u32 = task.file_name().to_str()?.parse().ok()?;
+            cpu_ticks_of(&format!("/proc/{pid}/task/{tid}/stat"))
+        })
+        .map(|ticks| ticks as f64 / TICKS_PER_SECOND)
+        .sum()
 }
 
 fn rss_mib(pid: u32) -> Option<f64> {
@@ -111,5 +142,46 @@ impl Sampler {
                 (name, t.usage)
             })
             .collect()
+    }
+}
+
+/// Machine-wide CPU time from the first line of /proc/stat, in ticks. On a
+/// virtual machine `steal` is time the hypervisor gave our virtual CPUs to
+/// someone else: every process here stalled for it, whatever it was doing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MachineTicks {
+    pub busy: u64,
+    pub idle: u64,
+    pub steal: u64,
+}
+
+impl MachineTicks {
+    /// The counters now, or `None` where /proc/stat cannot be read.
+    pub fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let fields: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        // user nice system idle iowait irq softirq steal [guest guest_nice]:
+        // guest time is already counted in user.
+        let field = |i: usize| fields.get(i).copied().unwrap_or(0);
+        Some(Self {
+            busy: field(0) + field(1) + field(2) + field(5) + field(6),
+            idle: field(3) + field(4),
+            steal: field(7),
+        })
+    }
+
+    /// Shares of the time between `earlier` and `self`: (busy, steal), each in
+    /// percent of all CPU time of the machine.
+    pub fn shares_since(&self, earlier: &Self) -> (f64, f64) {
+        let busy = self.busy.saturating_sub(earlier.busy) as f64;
+        let idle = self.idle.saturating_sub(earlier.idle) as f64;
+        let steal = self.steal.saturating_sub(earlier.steal) as f64;
+        let total = (busy + idle + steal).max(1.0);
+        (busy / total * 100.0, steal / total * 100.0)
     }
 }
