@@ -19,6 +19,14 @@ use switchyard_shared::{
 use whatsapp_support::{Rig, WITHIN, t};
 
 const GAP_MS: u64 = 250;
+/// Replies of the paced tenant: at least (n - 1) gaps, about 5.75 s.
+const PACED_SENDS: usize = 24;
+/// Chats and replies per chat of the free tenant. Held to the paced rhythm its
+/// 100 sends would need 25 s; unpaced they take well under a second on a quiet
+/// machine and a few on a loaded one (300 sends took 4.3–4.7 s on a 2-core box
+/// with other VMs stealing CPU, which outlasted the paced tenant's 12 sends).
+const FREE_CHATS: usize = 10;
+const FREE_SENDS_PER_CHAT: usize = 10;
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn with_a_minimum_gap_no_two_sends_on_one_bridge_are_closer_than_it_while_others_keep_their_throughput(
@@ -28,19 +36,20 @@ async fn with_a_minimum_gap_no_two_sends_on_one_bridge_are_closer_than_it_while_
     rig.set_whatsapp("paced", |w| w.min_send_gap_ms = GAP_MS as u32)
         .await;
     let sender = rig.sender(&[]).await;
-    rig.replies("paced", "p", "15550004001@s.whatsapp.net", 12)
+    rig.replies("paced", "p", "15550004001@s.whatsapp.net", PACED_SENDS)
         .await;
-    for chat in 0..10 {
+    for chat in 0..FREE_CHATS {
         rig.replies(
             "free",
             &format!("f{chat}"),
             &format!("1555000500{chat}@s.whatsapp.net"),
-            30,
+            FREE_SENDS_PER_CHAT,
         )
         .await;
     }
+    let free_sends = FREE_CHATS * FREE_SENDS_PER_CHAT;
     rig.sim
-        .wait_for_sends(12 + 300, Duration::from_secs(30))
+        .wait_for_sends(PACED_SENDS + free_sends, Duration::from_secs(30))
         .await
         .unwrap();
 
@@ -54,12 +63,12 @@ async fn with_a_minimum_gap_no_two_sends_on_one_bridge_are_closer_than_it_while_
     );
     let free = rig.sends_for("free");
     whatsapp_support::once_each(&free);
-    // The free tenant is not held to the paced one's rhythm: all 300 of its
-    // sends are done before the paced tenant's 12 (which need >= 11 gaps).
+    // The free tenant is not held to the paced one's rhythm: all its sends are
+    // done before the paced tenant's (which need PACED_SENDS - 1 gaps).
     let free_done = free.iter().map(|s| s.at_ms).max().unwrap();
     let paced_done = paced.iter().map(|s| s.at_ms).max().unwrap();
     eprintln!(
-        "free: 300 sends in {} ms; paced: 12 sends in {} ms",
+        "free: {free_sends} sends in {} ms; paced: {PACED_SENDS} sends in {} ms",
         free_done - free.iter().map(|s| s.at_ms).min().unwrap(),
         paced_done - paced[0].at_ms
     );
