@@ -127,18 +127,7 @@ async fn a_database_slower_than_the_bound_does_not_hold_events_back(db: PgPool) 
     assert_eq!(h.inbound_count().await, 1);
     blocker.rollback().await.unwrap();
     // Once the lock is gone the claim written late still lands, and is marked.
-    poll::until(
-        "the late claim to be marked published",
-        Duration::from_secs(10),
-        || {
-            let db = db.clone();
-            async move {
-                (Harness::key_state(&db, "acme", "SLOW-1").await.as_deref() == Some("published"))
-                    .then_some(())
-            }
-        },
-    )
-    .await;
+    Harness::until_published(&db, "acme", "SLOW-1", Duration::from_secs(10)).await;
 }
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
@@ -190,21 +179,7 @@ async fn key_writers_whose_connections_are_killed_reconnect_and_claim_again(db: 
     let h = Harness::start(db.clone()).await;
     let (status, text) = h.post("acme", message("BEFORE-KILL")).await;
     assert_eq!(status, StatusCode::OK, "{text}");
-    poll::until(
-        "the first key to be published",
-        Duration::from_secs(10),
-        || {
-            let db = db.clone();
-            async move {
-                (Harness::key_state(&db, "acme", "BEFORE-KILL")
-                    .await
-                    .as_deref()
-                    == Some("published"))
-                .then_some(())
-            }
-        },
-    )
-    .await;
+    Harness::until_published(&db, "acme", "BEFORE-KILL", Duration::from_secs(10)).await;
 
     // PostgreSQL ends the writers' sessions, as a restart or an operator would.
     let killed: Vec<bool> = sqlx::query_scalar(

@@ -11,7 +11,6 @@ use ingest_support::{Harness, message, tenant};
 use reqwest::StatusCode;
 use sqlx::PgPool;
 use switchyard_shared::{events, subjects};
-use switchyard_tests::poll;
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn a_hundred_concurrent_identical_deliveries_publish_exactly_one_message(db: PgPool) {
@@ -43,18 +42,7 @@ async fn a_hundred_concurrent_identical_deliveries_publish_exactly_one_message(d
     }
     assert_eq!(on_the_wire, vec!["inbound.acme".to_owned()]);
     assert_eq!(h.inbound_count().await, 2);
-    poll::until(
-        "the key to be marked published",
-        Duration::from_secs(5),
-        || {
-            let db = db.clone();
-            async move {
-                (Harness::key_state(&db, "acme", "SAME-1").await.as_deref() == Some("published"))
-                    .then_some(())
-            }
-        },
-    )
-    .await;
+    Harness::until_published(&db, "acme", "SAME-1", Duration::from_secs(5)).await;
 }
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
@@ -126,21 +114,7 @@ async fn a_key_claimed_but_never_published_is_published_on_the_next_delivery(db:
     assert_eq!(status, StatusCode::OK);
     assert_eq!(text, r#"{"status":"accepted"}"#);
     assert_eq!(h.inbound_count().await, 1);
-    poll::until(
-        "the claimed key to become published",
-        Duration::from_secs(5),
-        || {
-            let db = db.clone();
-            async move {
-                (Harness::key_state(&db, "acme", "CRASHED-1")
-                    .await
-                    .as_deref()
-                    == Some("published"))
-                .then_some(())
-            }
-        },
-    )
-    .await;
+    Harness::until_published(&db, "acme", "CRASHED-1", Duration::from_secs(5)).await;
 }
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]

@@ -184,6 +184,19 @@ impl Harness {
     }
 
     /// The state of an idempotency key, if it exists.
+    /// Waits (at most `deadline`) until the key of `(tenant, event)` is marked published.
+    pub async fn until_published(db: &PgPool, tenant: &str, event: &str, deadline: Duration) {
+        switchyard_tests::poll::until(
+            &format!("the key of {tenant}:{event} to be marked published"),
+            deadline,
+            || async {
+                (Self::key_state(db, tenant, event).await.as_deref() == Some("published"))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
     pub async fn key_state(db: &PgPool, tenant: &str, event: &str) -> Option<String> {
         sqlx::query_scalar(
             "SELECT state FROM inbound_event_keys WHERE tenant_id = $1 AND event_id = $2",
