@@ -133,6 +133,13 @@ impl WriterConnection {
         }
     }
 
+    /// Ends the session politely (PostgreSQL then logs no lost client).
+    async fn close(self) {
+        if let Some(connection) = self.connection {
+            let _ = tokio::time::timeout(CONNECT_BOUND, connection.close()).await;
+        }
+    }
+
     /// Runs `statement` with `tenants` and `events` as its two array
     /// parameters. On any failure the connection is dropped, so a broken or
     /// wedged one is never reused.
@@ -180,6 +187,7 @@ pub async fn write_claims(
         // writing or wait here, so a batch is everything queued meanwhile.
         let received = queue.lock().await.recv_many(&mut batch, max_batch).await;
         if received == 0 {
+            connection.close().await;
             return;
         }
         flush_claims(&mut connection, std::mem::take(&mut batch)).await;
@@ -255,4 +263,5 @@ pub async fn write_marks(
         }
         batch.clear();
     }
+    connection.close().await;
 }
