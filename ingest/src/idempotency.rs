@@ -159,8 +159,12 @@ impl Keys {
         if self.claims.try_send(claim).is_err() {
             return NextAction::Degraded(Degraded::Saturated);
         }
+        let queued = Instant::now();
         let degraded = match tokio::time::timeout(self.timeout, answer).await {
-            Ok(Ok(action)) => return action,
+            Ok(Ok(action)) => {
+                metrics::claim_latency(queued.elapsed());
+                return action;
+            }
             Ok(Err(_dropped)) => Degraded::Error,
             Err(_elapsed) => Degraded::Timeout,
         };

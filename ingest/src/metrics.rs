@@ -20,6 +20,9 @@ pub const UNKNOWN_EVENT: &str = "switchyard_ingest_unknown_event_total";
 pub const DEGRADED: &str = "switchyard_ingest_db_degraded_total";
 /// Marks 'published' that could not be queued (the key stays 'claimed').
 pub const MARK_DROPPED: &str = "switchyard_ingest_mark_dropped_total";
+/// Time from queueing a claim to its answer (waiting for a flush slot, the
+/// statement, the round trip); claims that went degraded are not in it.
+pub const CLAIM_SECONDS: &str = "switchyard_ingest_claim_seconds";
 /// Time from publish to JetStream ack.
 pub const PUBLISH_SECONDS: &str = "switchyard_ingest_publish_seconds";
 /// Time to answer a webhook, by status code.
@@ -86,6 +89,10 @@ pub fn degraded(reason: &'static str) {
 
 pub fn mark_dropped() {
     metrics::counter!(MARK_DROPPED).increment(1);
+}
+
+pub fn claim_latency(elapsed: Duration) {
+    metrics::histogram!(CLAIM_SECONDS).record(elapsed.as_secs_f64());
 }
 
 pub fn publish_latency(elapsed: Duration) {

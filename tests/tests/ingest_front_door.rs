@@ -431,7 +431,8 @@ async fn refusals_and_acceptances_are_counted(db: PgPool) {
             && has(r#"switchyard_ingest_rejected_total{reason="malformed"}"#)
             && has(r#"switchyard_ingest_accepted_total{event="message"}"#)
             && has("switchyard_ingest_request_seconds")
-            && has("switchyard_ingest_publish_seconds"))
+            && has("switchyard_ingest_publish_seconds")
+            && has("switchyard_ingest_claim_seconds_count 1"))
         .then_some(text)
     })
     .await;
