@@ -48,6 +48,18 @@ const MARK_BATCH: usize = 2048;
 /// How long the mark writer gathers marks before writing them.
 const MARK_LINGER: Duration = Duration::from_millis(100);
 
+/// How claims are written (from ingest's settings).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimPolicy {
+    /// Past this, a claim is skipped and the event published anyway.
+    pub timeout: Duration,
+    /// Most keys one statement writes.
+    pub max_batch: usize,
+    /// How long a flush slot keeps gathering claims after the first one,
+    /// while claims arrive faster than one per statement.
+    pub linger: Duration,
+}
+
 /// What to do with a delivery after its claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NextAction {
@@ -111,12 +123,7 @@ impl Keys {
     /// Starts the claim and mark writers on `tasks`. They open their own
     /// connections ([`key_writer::connect_options`] of `database`: one per claim
     /// slot plus one for marks), lazily, so ingest starts while PostgreSQL is down.
-    pub fn start(
-        database: &PgConnectOptions,
-        timeout: Duration,
-        max_batch: usize,
-        tasks: &TaskTracker,
-    ) -> Self {
+    pub fn start(database: &PgConnectOptions, policy: ClaimPolicy, tasks: &TaskTracker) -> Self {
         let options = key_writer::connect_options(database);
         let (claims, claim_rx) = mpsc::channel(CLAIM_QUEUE);
         let claim_rx = Arc::new(Mutex::new(claim_rx));
@@ -124,7 +131,8 @@ impl Keys {
             tasks.spawn(key_writer::write_claims(
                 options.clone(),
                 claim_rx.clone(),
-                max_batch.max(1),
+                policy.max_batch.max(1),
+                policy.linger,
             ));
         }
         let (marks, mark_rx) = mpsc::channel(MARK_QUEUE);
@@ -137,7 +145,7 @@ impl Keys {
         Self {
             claims,
             marks,
-            timeout,
+            timeout: policy.timeout,
             skip_until_ms: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),
         }

@@ -94,8 +94,11 @@ pub async fn build(deps: Deps, settings: Settings) -> anyhow::Result<Ingest> {
         verifier: verify::Verifier::new(settings.webhook_keys, settings.signing_secret),
         keys: idempotency::Keys::start(
             &deps.db.connect_options(),
-            settings.db_claim_timeout,
-            settings.claim_batch,
+            idempotency::ClaimPolicy {
+                timeout: settings.db_claim_timeout,
+                max_batch: settings.claim_batch,
+                linger: settings.claim_linger,
+            },
             &deps.tasks,
         ),
         publisher: publish::Publisher::new(deps.nats, settings.publish_timeout),
