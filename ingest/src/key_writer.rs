@@ -7,14 +7,15 @@
 //! statement three more: six round trips and six PostgreSQL wake-ups per batch,
 //! most of PostgreSQL's CPU at moderate rates, where batches are small. So each
 //! writer holds one connection of its own, opened with
-//! `synchronous_commit=off` for the whole session, and a batch is exactly one
-//! statement in one round trip (autocommit).
+//! `synchronous_commit=off` and a generic plan for the whole session, and a
+//! batch is exactly one statement in one round trip (autocommit).
 //!
 //! [`write_claims`] runs once per flush slot; the slots share one queue, and a
 //! slot takes everything queued when it becomes free, so at most
-//! `slots` statements are in flight while the next batch accumulates.
-//! [`write_marks`] is a single writer. A connection that fails or hangs
-//! past [`STATEMENT_BOUND`] is dropped and opened afresh for the next batch;
+//! `slots` statements are in flight while the next batch accumulates. A slot
+//! whose last batch had company gathers a little longer (`claim_linger`).
+//! [`write_marks`] is a single writer that gathers for a fixed while. A connection that fails or hangs
+//! past `STATEMENT_BOUND` is dropped and opened afresh for the next batch;
 //! the waiters of a failed batch are told by their dropped reply channel.
 
 use std::{sync::Arc, time::Duration};
