@@ -12,7 +12,7 @@
 //! | `SWITCHYARD_DB_CLAIM_TIMEOUT` | `500ms` | past this, the idempotency claim is skipped and the event published anyway |
 //! | `SWITCHYARD_PUBLISH_TIMEOUT` | `3s` | longest wait for a JetStream ack before answering 503 |
 //! | `SWITCHYARD_DB_CLAIM_BATCH` | `256` | most keys written by one group-commit statement |
-//! | `SWITCHYARD_DB_CLAIM_LINGER` | `2ms` | how long a busy claim writer gathers claims before writing them (0 turns it off) |
+//! | `SWITCHYARD_DB_CLAIM_LINGER` | `2ms` | how long a busy claim writer gathers claims before writing them (`0ms` turns it off) |
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -91,7 +91,7 @@ impl Settings {
             return Err(ConfigError {
                 variable: "SWITCHYARD_DB_CLAIM_LINGER".to_owned(),
                 reason: format!(
-                    "{} is outside 0ms..={}ms and below half of SWITCHYARD_DB_CLAIM_TIMEOUT ({})",
+                    "{} must be within 0ms..={}ms and below half of SWITCHYARD_DB_CLAIM_TIMEOUT ({})",
                     humantime_like(claim_linger),
                     MAX_CLAIM_LINGER.as_millis(),
                     humantime_like(db_claim_timeout)

@@ -38,6 +38,7 @@ use switchyard_tests::{
     nats_server::NatsServer,
     procstat::{self, MachineTicks},
     scratch_db::ScratchDatabase,
+    traffic,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -241,13 +242,11 @@ async fn run_phases(
     shutdown.cancel();
     let _ = served.await;
     // Claims skipped because PostgreSQL was slow or saturated would flatter the figures.
-    let degraded: f64 = switchyard_shared::ops_server::metrics_handle()
-        .render()
-        .lines()
-        .filter(|l| l.starts_with(switchyard_ingest::metrics::DEGRADED))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        // An empty float sum is -0.0, which would print as "-0".
-        .fold(0.0, |total, v| total + v);
+    let degraded = traffic::metric_sum(
+        &switchyard_shared::ops_server::metrics_handle().render(),
+        switchyard_ingest::metrics::DEGRADED,
+        "",
+    );
     let batch = switchyard_shared::ops_server::metrics_handle()
         .render()
         .lines()

@@ -181,10 +181,18 @@ pub async fn metric(ops: std::net::SocketAddr, name: &str, labels: &str) -> f64 
         .text()
         .await
         .expect("metrics text");
-    text.lines()
+    metric_sum(&text, name, labels)
+}
+
+/// The sum of every sample of `name` whose label set contains `labels`, in
+/// Prometheus text as `/metrics` (or an in-process recorder) renders it.
+pub fn metric_sum(rendered: &str, name: &str, labels: &str) -> f64 {
+    rendered
+        .lines()
         .filter(|l| l.starts_with(name) && l.contains(labels))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        // An empty float sum is -0.0, which would print as "-0".
+        .fold(0.0, |total, v| total + v)
 }
 
 /// Publishes reply parts for `tenant` as the router would (one per body, in

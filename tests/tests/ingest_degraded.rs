@@ -10,7 +10,7 @@ use futures::future::join_all;
 use ingest_support::{Harness, message};
 use reqwest::StatusCode;
 use sqlx::{PgPool, postgres::PgPoolOptions};
-use switchyard_tests::{nats_server::free_port, poll, tcp_proxy::TcpProxy};
+use switchyard_tests::{nats_server::free_port, poll, tcp_proxy::TcpProxy, traffic};
 
 /// A pool over the test database that reaches PostgreSQL through `proxy`, so
 /// cutting the proxy takes the database away from whoever uses the pool (and
@@ -166,12 +166,11 @@ async fn jetstream_unavailable_is_answered_503_quickly_and_nothing_is_kept(db: P
 
 /// Claims skipped so far because PostgreSQL was down, slow or saturated.
 fn degraded_claims() -> f64 {
-    switchyard_shared::ops_server::metrics_handle()
-        .render()
-        .lines()
-        .filter(|l| l.starts_with(switchyard_ingest::metrics::DEGRADED))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    traffic::metric_sum(
+        &switchyard_shared::ops_server::metrics_handle().render(),
+        switchyard_ingest::metrics::DEGRADED,
+        "",
+    )
 }
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
