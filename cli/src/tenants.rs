@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use sqlx::PgPool;
 use switchyard_shared::{
+    bot_config::BotConfig,
     ids::TenantId,
     tenants::{self, BotKind, NewTenant, SendLimits, Tenant, TenantStatus},
 };
@@ -144,22 +145,12 @@ pub fn apply_limits(base: SendLimits, patch: LimitArgs) -> CliResult<SendLimits>
     })
 }
 
-/// Refuses a bot configuration the router could not use.
+/// Refuses a bot configuration the router could not use: the same parse the
+/// router's tenant loader runs ([`BotConfig::parse`]).
 pub fn check_bot(kind: BotKind, config: &serde_json::Value) -> CliResult<()> {
-    if !config.is_object() {
-        return Err(CliError::bad_input(
-            "bot configuration must be a JSON object",
-        ));
-    }
-    if kind == BotKind::Http {
-        let url = config.get("url").and_then(|u| u.as_str()).unwrap_or("");
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(CliError::bad_input(
-                "the http bot needs {\"url\": \"http(s)://…\"} in its configuration",
-            ));
-        }
-    }
-    Ok(())
+    BotConfig::parse(kind, config).map(drop).map_err(|e| {
+        CliError::bad_input(format!("invalid {} bot configuration: {e}", kind.as_str()))
+    })
 }
 
 /// Reads a tenant or refuses with "unknown tenant" (exit 2).
@@ -308,7 +299,7 @@ fn write_list(w: &mut dyn Write, rows: &[TenantView]) -> std::io::Result<()> {
             r.status.as_str().to_owned(),
             r.bridge_id
                 .map_or_else(|| "-".to_owned(), |b| b.to_string()),
-            r.bridge_state.clone(),
+            r.bridge_state.to_string(),
             r.bot_kind.as_str().to_owned(),
             limits_cell(&r.limits),
         ]);
@@ -328,7 +319,7 @@ fn write_one(w: &mut dyn Write, v: &TenantView) -> std::io::Result<()> {
         r.bridge_id
             .map_or_else(|| "-".to_owned(), |b| b.to_string()),
     ]);
-    t.add_row(vec!["bridge state".to_owned(), r.bridge_state.clone()]);
+    t.add_row(vec!["bridge state".to_owned(), r.bridge_state.to_string()]);
     t.add_row(vec!["weight".to_owned(), r.limits.weight.to_string()]);
     t.add_row(vec![
         "sends/minute".to_owned(),

@@ -18,7 +18,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use switchyard_shared::events::{HEADER_TRACEPARENT, WebhookEvent};
+use switchyard_shared::{
+    events::{HEADER_TRACEPARENT, WebhookEvent},
+    webhook_auth::HOOK_PATH_PREFIX,
+};
 
 use crate::{
     idempotency::{Keys, NextAction},
@@ -84,7 +87,11 @@ pub async fn receive(
 /// Any other path: under `/hook/` it is a webhook URL that cannot carry a
 /// valid token (401, like a bad token); elsewhere, 404.
 pub async fn unrouted(uri: axum::http::Uri) -> Response {
-    if uri.path().starts_with("/hook/") || uri.path() == "/hook" {
+    let under_hook = uri
+        .path()
+        .strip_prefix(HOOK_PATH_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if under_hook {
         tracing::warn!(
             reason = "invalid_tenant",
             "webhook refused: not /hook/<tenant>/<token>"
@@ -95,6 +102,7 @@ pub async fn unrouted(uri: axum::http::Uri) -> Response {
     axum::http::StatusCode::NOT_FOUND.into_response()
 }
 
+#[tracing::instrument(name = "ingest.handle", skip_all, fields(tenant.id, event.id))]
 async fn handle(
     app: &AppState,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -119,6 +127,8 @@ async fn handle(
             let shown: String = raw_tenant.chars().take(80).collect();
             tracing::warn!(tenant.raw = ?shown, reason = rejection.reason().as_str(), "webhook refused");
         })?;
+    let span = tracing::Span::current();
+    span.record("tenant.id", tracing::field::display(tenant.id()));
     let (parts, body) = request.into_parts();
     let trace_in = parts
         .headers
@@ -143,6 +153,10 @@ async fn handle(
             }
         })?;
 
+    span.record(
+        "event.id",
+        tracing::field::display(&webhook.event().event_id),
+    );
     let kind = webhook.event().event.kind();
     match &webhook.event().event {
         WebhookEvent::Typing(_) if app.drop_typing => {

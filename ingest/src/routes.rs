@@ -9,13 +9,18 @@ use axum::{
     routing::{get, post},
 };
 
+use switchyard_shared::webhook_auth::HOOK_PATH_PREFIX;
+
 use crate::{handler, openapi};
 
 /// The ingest routes over `state`.
 pub fn router(state: Arc<handler::AppState>) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
-        .route("/hook/{tenant}/{token}", post(handler::receive))
+        .route(
+            &format!("{HOOK_PATH_PREFIX}/{{tenant}}/{{token}}"),
+            post(handler::receive),
+        )
         // Anything else under /hook (an empty tenant or token, extra segments)
         // cannot carry a valid token: the same 401 as a bad one.
         .fallback(handler::unrouted)

@@ -188,7 +188,13 @@ impl Deployment {
             new.limits.max_in_flight = 8;
             tenants::insert(&pool, &new).await?;
             let bridge = sim.seed_bridge(&t.id, &keys.webhook_url(&ingest_base, &id));
-            tenants::set_bridge(&pool, &id, BridgeId::new(bridge.id)?, "connected").await?;
+            tenants::set_bridge(
+                &pool,
+                &id,
+                BridgeId::new(bridge.id)?,
+                &switchyard_shared::bridge_state::BridgeState::Connected,
+            )
+            .await?;
         }
         for fault in &scenario.faults {
             match fault {

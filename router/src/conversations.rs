@@ -3,12 +3,12 @@
 //! explicit tenant filter (belt and braces).
 
 use sqlx::{Postgres, Row, Transaction};
-use switchyard_shared::ids::TenantId;
+use switchyard_shared::{ids::TenantId, message_ids::ChatId};
 
 /// What the bot may know about a chat between turns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conversation {
-    pub chat_id: String,
+    pub chat_id: ChatId,
     /// Whether this is the first message we have seen in this chat.
     pub is_new: bool,
     /// Option ids of the menu last shown, in display order (for numeric answers).
@@ -21,7 +21,7 @@ pub struct Conversation {
 pub async fn touch(
     tx: &mut Transaction<'static, Postgres>,
     tenant: &TenantId,
-    chat_id: &str,
+    chat_id: &ChatId,
 ) -> Result<Conversation, sqlx::Error> {
     let row = sqlx::query(
         "INSERT INTO conversations (tenant_id, chat_id) VALUES ($1, $2) \
@@ -30,12 +30,12 @@ pub async fn touch(
            coalesce(silenced_until > now(), false) AS silenced",
     )
     .bind(tenant.as_str())
-    .bind(chat_id)
+    .bind(chat_id.as_str())
     .fetch_one(&mut **tx)
     .await?;
     let last_menu: Option<serde_json::Value> = row.try_get("last_menu")?;
     Ok(Conversation {
-        chat_id: chat_id.to_owned(),
+        chat_id: chat_id.clone(),
         is_new: row.try_get("is_new")?,
         last_menu: last_menu
             .and_then(|v| serde_json::from_value(v).ok())
@@ -49,7 +49,7 @@ pub async fn touch(
 pub async fn silence(
     tx: &mut Transaction<'static, Postgres>,
     tenant: &TenantId,
-    chat_id: &str,
+    chat_id: &ChatId,
     minutes: u32,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -59,7 +59,7 @@ pub async fn silence(
            greatest(coalesce(conversations.silenced_until, now()), EXCLUDED.silenced_until)",
     )
     .bind(tenant.as_str())
-    .bind(chat_id)
+    .bind(chat_id.as_str())
     .bind(i32::try_from(minutes).unwrap_or(i32::MAX))
     .execute(&mut **tx)
     .await?;
@@ -70,12 +70,12 @@ pub async fn silence(
 pub async fn set_last_menu(
     tx: &mut Transaction<'static, Postgres>,
     tenant: &TenantId,
-    chat_id: &str,
+    chat_id: &ChatId,
     menu: Option<&[String]>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE conversations SET last_menu = $3 WHERE tenant_id = $1 AND chat_id = $2")
         .bind(tenant.as_str())
-        .bind(chat_id)
+        .bind(chat_id.as_str())
         .bind(menu.map(|m| serde_json::json!(m)))
         .execute(&mut **tx)
         .await?;

@@ -14,6 +14,7 @@
 use std::{sync::Arc, time::Duration};
 
 use switchyard_shared::{
+    bridge_state::BridgeState,
     db,
     events::{self, MessageEvent, WebhookEvent},
     ids::{EventId, TenantId},
@@ -91,7 +92,7 @@ impl Handler for InboundHandler {
         let WebhookEvent::Message(m) = &parsed.event else {
             return None;
         };
-        if m.from_me || m.chat_id.is_empty() {
+        if m.from_me {
             return None;
         }
         if parsed
@@ -205,10 +206,12 @@ impl InboundHandler {
                 self.on_message(message, &row, &event_id, &m, attempt).await
             }
             WebhookEvent::Connected { .. } => {
-                self.on_bridge_state(tenant, "connected", attempt).await
+                self.on_bridge_state(tenant, BridgeState::Connected, attempt)
+                    .await
             }
             WebhookEvent::Disconnected => {
-                self.on_bridge_state(tenant, "disconnected", attempt).await
+                self.on_bridge_state(tenant, BridgeState::Disconnected, attempt)
+                    .await
             }
             WebhookEvent::Typing(_) => dropped("typing"),
             WebhookEvent::PollVote(_) => dropped("poll_vote"),
@@ -228,12 +231,8 @@ impl InboundHandler {
             // Never answered: our own echo, or a person on the phone.
             return self.on_from_me(tenant, message, attempt).await;
         }
-        if message.is_group || message.chat_id.ends_with("@g.us") {
-            let groups_enabled = tenant
-                .bot_config
-                .get("groups_enabled")
-                .and_then(|g| g.as_bool())
-                .unwrap_or(false);
+        if message.is_group || message.chat_id.is_group() {
+            let groups_enabled = tenant.bot.as_ref().is_ok_and(|b| b.groups_enabled);
             if !groups_enabled {
                 return dropped("group_chat");
             }
@@ -302,13 +301,18 @@ impl InboundHandler {
     }
 
     /// Records the bridge's state and tells the senders to pause or resume.
-    async fn on_bridge_state(&self, tenant: &TenantId, state: &str, attempt: u32) -> Outcome {
+    async fn on_bridge_state(
+        &self,
+        tenant: &TenantId,
+        state: BridgeState,
+        attempt: u32,
+    ) -> Outcome {
         let updated = async {
             let mut tx = db::begin_for_tenant(&self.db, tenant).await?;
-            tenants::set_bridge_state(&mut *tx, tenant, state).await?;
+            tenants::set_bridge_state(&mut *tx, tenant, &state).await?;
             // The first `connected` of a number never seen paired starts its
             // warm-up (numbers paired before 0005 were backfilled).
-            if state == "connected" && tenants::mark_paired(&mut *tx, tenant).await? {
+            if state == BridgeState::Connected && tenants::mark_paired(&mut *tx, tenant).await? {
                 tracing::info!(tenant.id = %tenant, "number paired; warm-up starts");
             }
             tx.commit().await
@@ -322,15 +326,15 @@ impl InboundHandler {
             .nats
             .publish(
                 subjects::bridge_state_changed(tenant),
-                state.to_owned().into(),
+                state.as_str().to_owned().into(),
             )
             .await;
         if let Err(e) = announce {
             // The sender also re-reads the tenant row periodically.
             tracing::warn!(tenant.id = %tenant, error = %e, "cannot announce bridge state");
         }
-        tracing::info!(tenant.id = %tenant, bridge.state = state, "bridge state changed");
-        metrics::counter!("switchyard_router_bridge_state_total", "state" => state.to_owned())
+        tracing::info!(tenant.id = %tenant, bridge.state = %state, "bridge state changed");
+        metrics::counter!("switchyard_router_bridge_state_total", "state" => state.as_str().to_owned())
             .increment(1);
         Outcome::Done
     }

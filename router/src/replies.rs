@@ -7,6 +7,7 @@ use async_nats::HeaderMap;
 use switchyard_shared::{
     events,
     ids::{EventId, TenantId},
+    message_ids::ChatId,
     replies::{MAX_BODY_CHARS, OutboundReply, Priority},
 };
 
@@ -16,7 +17,7 @@ pub use switchyard_shared::replies::priority_of_rerun;
 pub fn build(
     tenant: &TenantId,
     event_id: &EventId,
-    chat_id: &str,
+    chat_id: &ChatId,
     bodies: &[String],
     received_at_ms: Option<i64>,
     priority: Priority,
@@ -30,7 +31,7 @@ pub fn build(
             tenant: tenant.clone(),
             reply_id: OutboundReply::reply_id_for(event_id, part),
             event_id: event_id.clone(),
-            chat_id: chat_id.to_owned(),
+            chat_id: chat_id.clone(),
             body: body.chars().take(MAX_BODY_CHARS).collect(),
             part,
             parts,

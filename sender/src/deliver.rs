@@ -109,16 +109,22 @@ impl Deliverer {
                 )
                 .await;
         }
-        let (attempts, age) =
-            match ledger::claim(&self.db, &tenant.id, &reply.reply_id, &reply.chat_id).await {
-                Ok(Claim::Send { attempts, age }) => (attempts, age),
-                Ok(Claim::AlreadyDone) => {
-                    metrics::counter!("switchyard_sender_already_sent_total").increment(1);
-                    message.ack().await;
-                    return StepResult::Finished(Outcome::NotAttempted);
-                }
-                Err(e) => return self.local_trouble(message, format!("ledger: {e}")),
-            };
+        let (attempts, age) = match ledger::claim(
+            &self.db,
+            &tenant.id,
+            reply.reply_id.as_str(),
+            reply.chat_id.as_str(),
+        )
+        .await
+        {
+            Ok(Claim::Send { attempts, age }) => (attempts, age),
+            Ok(Claim::AlreadyDone) => {
+                metrics::counter!("switchyard_sender_already_sent_total").increment(1);
+                message.ack().await;
+                return StepResult::Finished(Outcome::NotAttempted);
+            }
+            Err(e) => return self.local_trouble(message, format!("ledger: {e}")),
+        };
         let message = match self
             .check_contact_cap(&tenant, &reply, message, attempts)
             .await
@@ -129,7 +135,7 @@ impl Deliverer {
         let started = std::time::Instant::now();
         let result = self
             .client
-            .send_text(&tenant.id, &reply.chat_id, &reply.body)
+            .send_text(&tenant.id, reply.chat_id.as_str(), &reply.body)
             .await;
         metrics::histogram!("switchyard_sender_send_seconds")
             .record(started.elapsed().as_secs_f64());
@@ -145,11 +151,12 @@ impl Deliverer {
         match action {
             Action::Done { confirmed } => {
                 let provider_id = match &result {
-                    Ok(receipt) if confirmed => receipt.message_id.clone(),
+                    Ok(receipt) if confirmed => receipt.message_id.as_str().to_owned(),
                     _ => format!("unconfirmed:{}", reply.reply_id),
                 };
                 if let Err(e) =
-                    ledger::mark_wired(&self.db, &tenant.id, &reply.reply_id, &provider_id).await
+                    ledger::mark_wired(&self.db, &tenant.id, reply.reply_id.as_str(), &provider_id)
+                        .await
                 {
                     // Acking anyway: an unacked message would be sent again.
                     tracing::error!(tenant.id = %tenant.id, error = %e, "sent, but the ledger update failed");
@@ -206,7 +213,9 @@ impl Deliverer {
                         Outcome::Failed,
                     )
                     .await;
-                if let Err(e) = ledger::mark_dead(&self.db, &tenant.id, &reply.reply_id).await {
+                if let Err(e) =
+                    ledger::mark_dead(&self.db, &tenant.id, reply.reply_id.as_str()).await
+                {
                     tracing::warn!(tenant.id = %tenant.id, error = %e, "cannot mark the ledger row dead");
                 }
                 dead
@@ -232,7 +241,7 @@ impl Deliverer {
             return Ok(message);
         }
         let (sent, frees_in) =
-            match deliveries::wired_last_hour(&self.db, &tenant.id, &reply.chat_id).await {
+            match deliveries::wired_last_hour(&self.db, &tenant.id, reply.chat_id.as_str()).await {
                 Ok(counted) => counted,
                 Err(e) => return Err(self.local_trouble(message, format!("contact cap: {e}"))),
             };
@@ -250,7 +259,7 @@ impl Deliverer {
                 Outcome::NotAttempted,
             )
             .await;
-        if let Err(e) = ledger::mark_dead(&self.db, &tenant.id, &reply.reply_id).await {
+        if let Err(e) = ledger::mark_dead(&self.db, &tenant.id, reply.reply_id.as_str()).await {
             tracing::warn!(tenant.id = %tenant.id, error = %e, "cannot mark the ledger row dead");
         }
         Err(finished)
@@ -267,8 +276,14 @@ impl Deliverer {
             .as_ref()
             .err()
             .map_or_else(String::new, ToString::to_string);
-        if let Err(e) =
-            ledger::record_failure(&self.db, &message.tenant, &reply.reply_id, spent, &error).await
+        if let Err(e) = ledger::record_failure(
+            &self.db,
+            &message.tenant,
+            reply.reply_id.as_str(),
+            spent,
+            &error,
+        )
+        .await
         {
             tracing::warn!(tenant.id = %message.tenant, error = %e, "cannot record the failed attempt");
         }

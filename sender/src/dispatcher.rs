@@ -31,6 +31,7 @@ use std::{
 
 use futures::StreamExt as _;
 use switchyard_shared::{
+    bridge_state::BridgeState,
     ids::TenantId,
     lanes::TenantLane,
     subjects,
@@ -282,7 +283,7 @@ impl Dispatcher {
             });
         self.scheduler.upsert_tenant(tenant.clone(), limits);
         if let Some(row) = &row {
-            self.on_bridge_state(&tenant, row.bridge_state != "disconnected");
+            self.on_bridge_state(&tenant, !row.bridge_state.holds_sends());
             let _ = self.scheduler.set_pacing(&tenant, gap);
         }
         let share = row.as_ref().map_or(100, |r| {
@@ -595,9 +596,9 @@ pub async fn follow_bridge_states(
         subjects::BRIDGE_STATE_FILTER,
         events,
         shutdown,
-        |tenant, payload| match payload {
-            b"connected" => Some(Event::BridgeState(tenant, true)),
-            b"disconnected" => Some(Event::BridgeState(tenant, false)),
+        |tenant, payload| match BridgeState::parse_bytes(payload) {
+            BridgeState::Connected => Some(Event::BridgeState(tenant, true)),
+            BridgeState::Disconnected => Some(Event::BridgeState(tenant, false)),
             _ => None,
         },
     )

@@ -9,7 +9,10 @@
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::ids::{EventId, IdError};
+use crate::{
+    ids::{EventId, IdError},
+    message_ids::{ChatId, ProviderMessageId},
+};
 
 /// Header carrying the (tenant-scoped) event id; also sent as `Nats-Msg-Id`.
 pub const HEADER_EVENT_ID: &str = "Switchyard-Event-Id";
@@ -34,12 +37,12 @@ pub enum EventError {
 /// `message`: an inbound (or, with `from_me`, our own echoed) WhatsApp message.
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 pub struct MessageEvent {
-    pub message_id: String,
+    pub message_id: ProviderMessageId,
     #[serde(default)]
     pub contact_id: Option<String>,
     #[serde(default)]
     pub phone: Option<String>,
-    pub chat_id: String,
+    pub chat_id: ChatId,
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
@@ -63,7 +66,7 @@ fn default_message_type() -> String {
 pub struct TypingEvent {
     #[serde(default)]
     pub contact_id: Option<String>,
-    pub chat_id: String,
+    pub chat_id: ChatId,
     #[serde(default)]
     pub state: Option<String>,
     #[serde(default)]

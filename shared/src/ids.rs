@@ -168,9 +168,16 @@ impl<'de> Deserialize<'de> for EventId {
 }
 
 /// The provider's numeric id of a bridge (`POST /api/instances` answers `{"id":42}`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Positive; deserialising goes through [`BridgeId::new`] too.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct BridgeId(i64);
+
+impl<'de> Deserialize<'de> for BridgeId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::new(i64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
 
 impl BridgeId {
     pub fn new(raw: i64) -> Result<Self, IdError> {
@@ -201,6 +208,14 @@ impl fmt::Debug for BridgeId {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_bridge_id_is_deserialised_through_its_constructor() {
+        assert_eq!(serde_json::from_str::<BridgeId>("42").unwrap().get(), 42);
+        for bad in ["0", "-3"] {
+            assert!(serde_json::from_str::<BridgeId>(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn ordinary_customer_refs_are_accepted() {

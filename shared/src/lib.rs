@@ -2,6 +2,9 @@
 //!
 //! Layout, from the domain outwards:
 //! - [`ids`]: newtypes that cannot hold an invalid tenant, event or bridge id;
+//! - [`message_ids`]: chat, reply and provider message ids, checked like their columns;
+//! - [`bridge_state`]: a bridge's state, one type from provider, webhook and table;
+//! - [`bot_config`]: a tenant's bot configuration, parsed once (router) and checked (CLI);
 //! - [`subjects`]: every NATS subject and stream name, built only from those types;
 //! - [`events`]: the WA Bridges webhook event model and the headers ingest publishes with;
 //! - [`replies`]: the reply envelope the router publishes and the sender delivers;
@@ -11,16 +14,21 @@
 //! - [`telemetry`], [`shutdown`], [`ops_server`]: logs, graceful stop, `/healthz` `/readyz` `/metrics`;
 //! - [`service`]: the start-up and shutdown every binary shares;
 //! - [`lanes`]: per-tenant lanes over partitioned JetStream consumers (router and sender);
+//! - [`admission`]: the tenant check every worker step opens with;
 //! - [`tls`], [`nats`], [`streams`], [`db`], [`tenants`], [`tenant_cache`]: the connections and stores;
 //! - [`deliveries`]: reading the sender's delivery ledger (is a `from_me` event our own echo?);
 //! - [`wabridges`]: the one client of the WA Bridges HTTP API (bridges, status, sends, error classes).
 
+pub mod admission;
+pub mod bot_config;
+pub mod bridge_state;
 pub mod config;
 pub mod db;
 pub mod deliveries;
 pub mod events;
 pub mod ids;
 pub mod lanes;
+pub mod message_ids;
 pub mod nats;
 pub mod ops_server;
 pub mod replies;

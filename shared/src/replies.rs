@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     ids::{EventId, TenantId},
+    message_ids::{ChatId, ReplyId},
     subjects,
 };
 
@@ -50,11 +51,11 @@ pub struct OutboundReply {
     /// Must equal the subject's tenant (checked by the sender).
     pub tenant: TenantId,
     /// `<event id>:<part>`; unique within the tenant.
-    pub reply_id: String,
+    pub reply_id: ReplyId,
     /// The inbound event this answers.
     pub event_id: EventId,
     /// The chat to answer, as the webhook named it.
-    pub chat_id: String,
+    pub chat_id: ChatId,
     pub body: String,
     /// 0-based position among the parts of one answer, and their count.
     pub part: u16,
@@ -68,8 +69,8 @@ pub struct OutboundReply {
 
 impl OutboundReply {
     /// The deterministic id of part `part` of the reply to `event_id`.
-    pub fn reply_id_for(event_id: &EventId, part: u16) -> String {
-        format!("{event_id}:{part}")
+    pub fn reply_id_for(event_id: &EventId, part: u16) -> ReplyId {
+        ReplyId::for_part(event_id, part)
     }
 
     /// The subject to publish under: `outbound.<tenant>` for a live reply,

@@ -46,6 +46,18 @@ impl std::fmt::Debug for SigningSecret {
     }
 }
 
+/// Constant-time: comparing secrets must not leak them through timing.
+impl PartialEq for SigningSecret {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.key
+            .expose_secret()
+            .as_bytes()
+            .ct_eq(other.key.expose_secret().as_bytes())
+            .into()
+    }
+}
+
 impl SigningSecret {
     /// Accepts `whsec_<base64>` (the spec's form) or bare base64.
     pub fn parse(raw: &SecretString) -> Result<Self, SignatureError> {

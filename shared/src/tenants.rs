@@ -5,7 +5,11 @@
 
 use sqlx::{PgExecutor, Row, postgres::PgRow};
 
-use crate::ids::{BridgeId, TenantId};
+use crate::{
+    bot_config::{BotConfig, BotConfigError},
+    bridge_state::BridgeState,
+    ids::{BridgeId, TenantId},
+};
 
 /// Whether a tenant may be served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -71,10 +75,15 @@ pub struct Tenant {
     pub display_name: String,
     pub status: TenantStatus,
     pub bridge_id: Option<BridgeId>,
-    pub bridge_state: String,
+    pub bridge_state: BridgeState,
     pub limits: SendLimits,
     pub bot_kind: BotKind,
+    /// The configuration as stored (shown, redacted, by the CLI).
     pub bot_config: serde_json::Value,
+    /// The same, parsed once when the row was loaded: what the router runs,
+    /// or why the stored configuration no longer parses.
+    #[serde(skip)]
+    pub bot: Result<BotConfig, BotConfigError>,
     /// How the tenant's number behaves on WhatsApp (pacing, takeover, bursts).
     pub whatsapp: WhatsAppSettings,
 }
@@ -132,6 +141,9 @@ fn from_row(row: &PgRow) -> Result<Tenant, sqlx::Error> {
     let status: String = row.try_get("status")?;
     let bridge_id: Option<i64> = row.try_get("bridge_id")?;
     let bot_kind: String = row.try_get("bot_kind")?;
+    let bot_kind = BotKind::parse(&bot_kind)
+        .ok_or_else(|| decode("bot_kind", format!("unknown bot kind {bot_kind:?}")))?;
+    let bot_config: serde_json::Value = row.try_get("bot_config")?;
     let positive = |column: &str| -> Result<u32, sqlx::Error> {
         let v: i32 = row.try_get(column)?;
         u32::try_from(v).map_err(|e| decode(column, e.to_string()))
@@ -148,16 +160,16 @@ fn from_row(row: &PgRow) -> Result<Tenant, sqlx::Error> {
             .map(BridgeId::new)
             .transpose()
             .map_err(|e| decode("bridge_id", e.to_string()))?,
-        bridge_state: row.try_get("bridge_state")?,
+        bridge_state: BridgeState::parse(row.try_get("bridge_state")?),
         limits: SendLimits {
             weight: positive("weight")?,
             sends_per_minute: positive("sends_per_minute")?,
             send_burst: positive("send_burst")?,
             max_in_flight: positive("max_in_flight")?,
         },
-        bot_kind: BotKind::parse(&bot_kind)
-            .ok_or_else(|| decode("bot_kind", format!("unknown bot kind {bot_kind:?}")))?,
-        bot_config: row.try_get("bot_config")?,
+        bot_kind,
+        bot: load_bot(&id, bot_kind, &bot_config),
+        bot_config,
         whatsapp: WhatsAppSettings {
             min_send_gap_ms: positive("min_send_gap_ms")?,
             contact_hourly_cap: positive("contact_hourly_cap")?,
@@ -167,6 +179,20 @@ fn from_row(row: &PgRow) -> Result<Tenant, sqlx::Error> {
             paired_at: row.try_get("paired_at")?,
         },
     })
+}
+
+/// Parses a stored bot configuration; one that no longer parses is reported
+/// here, with the tenant and the field, and kept as its error.
+fn load_bot(
+    tenant: &str,
+    kind: BotKind,
+    raw: &serde_json::Value,
+) -> Result<BotConfig, BotConfigError> {
+    let bot = BotConfig::parse(kind, raw);
+    if let Err(e) = &bot {
+        tracing::warn!(tenant.id = %tenant, bot.kind = kind.as_str(), bot.field = %e.field, error = %e.reason, "stored bot configuration does not parse; this tenant's messages will be refused");
+    }
+    bot
 }
 
 /// Reads one tenant; `None` when no such tenant exists.
@@ -255,14 +281,14 @@ pub async fn set_status(
 pub async fn set_bridge_state(
     db: impl PgExecutor<'_>,
     tenant: &TenantId,
-    state: &str,
+    state: &BridgeState,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE tenants SET bridge_state = $2, bridge_state_at = now(), updated_at = now() \
          WHERE id = $1",
     )
     .bind(tenant.as_str())
-    .bind(state)
+    .bind(state.as_str())
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -308,7 +334,7 @@ pub async fn set_bridge(
     db: impl PgExecutor<'_>,
     tenant: &TenantId,
     bridge: BridgeId,
-    state: &str,
+    state: &BridgeState,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE tenants SET bridge_id = $2, bridge_state = $3, bridge_state_at = now(), \
@@ -316,7 +342,7 @@ pub async fn set_bridge(
     )
     .bind(tenant.as_str())
     .bind(bridge.get())
-    .bind(state)
+    .bind(state.as_str())
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -67,7 +67,13 @@ async fn run(nats: &NatsServer, db: PgConnectOptions, db_url: &str) -> anyhow::R
     let sim = fixtures::start_sim().await;
     for i in 0..TENANTS {
         let bridge = sim.seed_bridge(tenant(i).as_str(), "http://127.0.0.1:9/hook/unused");
-        tenants::set_bridge(&pool, &tenant(i), BridgeId::new(bridge.id)?, "connected").await?;
+        tenants::set_bridge(
+            &pool,
+            &tenant(i),
+            BridgeId::new(bridge.id)?,
+            &switchyard_shared::bridge_state::BridgeState::Connected,
+        )
+        .await?;
     }
     let (_client, js) = fixtures::jetstream_with_streams(&nats.url(), 16).await;
     let env = fixtures::sender_env(

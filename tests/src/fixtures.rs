@@ -60,7 +60,7 @@ pub async fn add_tenant_with_bridge(
         pool,
         &tenant(id),
         BridgeId::new(bridge.id).expect("bridge id"),
-        "connected",
+        &switchyard_shared::bridge_state::BridgeState::Connected,
     )
     .await
     .expect("set bridge");

@@ -133,7 +133,7 @@ impl Pipeline {
                 pool,
                 &id,
                 BridgeId::new(bridge.id).expect("bridge id"),
-                "connected",
+                &switchyard_shared::bridge_state::BridgeState::Connected,
             )
             .await
             .expect("set bridge");

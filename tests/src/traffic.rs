@@ -220,7 +220,7 @@ pub async fn publish_replies(
             tenant: tenant.clone(),
             reply_id: OutboundReply::reply_id_for(&event_id, 0),
             event_id,
-            chat_id: chat.to_owned(),
+            chat_id: switchyard_shared::message_ids::ChatId::parse(chat).expect("chat id"),
             body,
             part: 0,
             parts: 1,

@@ -217,7 +217,7 @@ fn reply(tenant: &str, event: &str) -> OutboundReply {
         tenant: t(tenant),
         reply_id: OutboundReply::reply_id_for(&EventId::parse(event).unwrap(), 0),
         event_id: EventId::parse(event).unwrap(),
-        chat_id: "1@s.whatsapp.net".to_owned(),
+        chat_id: switchyard_shared::message_ids::ChatId::parse("1@s.whatsapp.net").unwrap(),
         body: "hello".to_owned(),
         part: 0,
         parts: 1,
@@ -359,7 +359,8 @@ async fn outbound_replay_republishes_as_bulk_under_a_replay_id_and_refuses_a_let
     let replayed: OutboundReply = serde_json::from_slice(payload).unwrap();
     assert_eq!(replayed.priority, Priority::Bulk);
     assert_eq!(
-        replayed.reply_id, "ev-1:0",
+        replayed.reply_id.as_str(),
+        "ev-1:0",
         "the reply id (the ledger key) is unchanged"
     );
     let h = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());

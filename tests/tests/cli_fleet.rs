@@ -72,7 +72,7 @@ async fn provisioning_twice_leaves_one_bridge_with_the_tenants_own_webhook_url(p
     );
     let stored = row(&pool, "acme").await;
     assert_eq!(stored.bridge_id.map(BridgeId::get), Some(bridges[0].id));
-    assert_eq!(stored.bridge_state, "running");
+    assert_eq!(stored.bridge_state.as_str(), "running");
     let printed = serde_json::to_string(&[first, second, third]).unwrap();
     assert!(
         !printed.contains(&keys.token_for(&t("acme"))),
@@ -181,14 +181,18 @@ async fn reconcile_reports_orphans_missing_bridges_and_drift_records_state_and_d
     let env = vars(&services::database_url(&pool), None, Some(&sim.base_url()));
     let (exit, _) = run_json(&["fleet", "provision", "in-sync", "connected"], &env).await;
     assert_eq!(exit, Exit::Ok);
-    tenants::set_bridge_state(&pool, &t("connected"), "connected")
-        .await
-        .unwrap();
+    tenants::set_bridge_state(
+        &pool,
+        &t("connected"),
+        &switchyard_shared::bridge_state::BridgeState::Connected,
+    )
+    .await
+    .unwrap();
     tenants::set_bridge(
         &pool,
         &t("gone"),
         BridgeId::new(9_999).unwrap(),
-        "connected",
+        &switchyard_shared::bridge_state::BridgeState::Connected,
     )
     .await
     .unwrap();
@@ -217,9 +221,12 @@ async fn reconcile_reports_orphans_missing_bridges_and_drift_records_state_and_d
         row(&pool, "adopt").await.bridge_id.map(BridgeId::get),
         Some(adopted.id)
     );
-    assert_eq!(row(&pool, "gone").await.bridge_state, reconcile::MISSING);
     assert_eq!(
-        row(&pool, "connected").await.bridge_state,
+        row(&pool, "gone").await.bridge_state,
+        switchyard_shared::bridge_state::BridgeState::Missing
+    );
+    assert_eq!(
+        row(&pool, "connected").await.bridge_state.as_str(),
         "connected",
         "session state kept"
     );
@@ -299,12 +306,20 @@ async fn summary_counts_bridges_by_state_and_prices_the_active_ones(pool: PgPool
     tenants_named(&pool, &["up", "down", "new", "none"]).await;
     let env = vars(&services::database_url(&pool), None, Some(&sim.base_url()));
     run_json(&["fleet", "provision", "up", "down", "new"], &env).await;
-    tenants::set_bridge_state(&pool, &t("up"), "connected")
-        .await
-        .unwrap();
-    tenants::set_bridge_state(&pool, &t("down"), "disconnected")
-        .await
-        .unwrap();
+    tenants::set_bridge_state(
+        &pool,
+        &t("up"),
+        &switchyard_shared::bridge_state::BridgeState::Connected,
+    )
+    .await
+    .unwrap();
+    tenants::set_bridge_state(
+        &pool,
+        &t("down"),
+        &switchyard_shared::bridge_state::BridgeState::Disconnected,
+    )
+    .await
+    .unwrap();
     sim.seed_bridge("stranger", "https://elsewhere.example/hook");
 
     let (exit, s) = run_json(&["fleet", "summary"], &env).await;

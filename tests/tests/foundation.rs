@@ -128,7 +128,7 @@ async fn the_tenants_table_stores_and_refuses_what_it_should(pool: PgPool) {
     );
     let row = tenants::fetch(&pool, &acme).await.unwrap().unwrap();
     assert!(row.is_active());
-    assert_eq!(row.bridge_state, "unprovisioned");
+    assert_eq!(row.bridge_state.as_str(), "unprovisioned");
     // The database refuses an id the type would have refused, should one slip past.
     let bad = sqlx::query("INSERT INTO tenants (id) VALUES ('a.b')")
         .execute(&pool)

@@ -323,9 +323,13 @@ async fn a_401_stops_the_tenant_without_losing_its_messages_until_an_operator_re
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn a_disconnected_bridge_holds_its_messages_until_it_reconnects(pool: PgPool) {
     let rig = Rig::new(&pool, &[("alpha", 1), ("bravo", 1)]).await;
-    tenants::set_bridge_state(&pool, &t("alpha"), "disconnected")
-        .await
-        .unwrap();
+    tenants::set_bridge_state(
+        &pool,
+        &t("alpha"),
+        &switchyard_shared::bridge_state::BridgeState::Disconnected,
+    )
+    .await
+    .unwrap();
     rig.sim.set_connected("alpha", false, false).await.unwrap();
     let sender = services::start_sender(&rig.env(&[])).await;
     rig.replies("alpha", 3, "r").await;
@@ -341,9 +345,13 @@ async fn a_disconnected_bridge_holds_its_messages_until_it_reconnects(pool: PgPo
 
     // The bridge comes back: the router records it and announces it.
     rig.sim.set_connected("alpha", true, false).await.unwrap();
-    tenants::set_bridge_state(&pool, &t("alpha"), "connected")
-        .await
-        .unwrap();
+    tenants::set_bridge_state(
+        &pool,
+        &t("alpha"),
+        &switchyard_shared::bridge_state::BridgeState::Connected,
+    )
+    .await
+    .unwrap();
     rig.client
         .publish(
             subjects::bridge_state_changed(&t("alpha")),

@@ -111,7 +111,7 @@ async fn a_send_lands_on_its_tenants_bridge_and_is_recorded_with_the_returned_id
     assert_eq!(sends[0].customer_ref, "acme");
     assert_eq!(sends[0].chat, "15559876543");
     assert_eq!(sends[0].body, "Hello");
-    assert_eq!(sends[0].message_id, receipt.message_id);
+    assert_eq!(sends[0].message_id, receipt.message_id.as_str());
     assert!(receipt.timestamp.is_some());
     assert!(sim.sends_for("globex").is_empty());
 }

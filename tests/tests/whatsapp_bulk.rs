@@ -18,6 +18,7 @@ use switchyard_shared::{
     events,
     ids::EventId,
     lanes::{dead_letter, message::HEADER_ORIGINAL_SUBJECT},
+    message_ids::ChatId,
     replies::{OutboundReply, Priority},
     subjects::{self, Direction},
 };
@@ -46,7 +47,7 @@ async fn seed_dead_letters(rig: &Rig, tenant: &str, n: usize) {
             tenant: t(tenant),
             reply_id: OutboundReply::reply_id_for(&event_id, 0),
             event_id: event_id.clone(),
-            chat_id: format!("1555100{:04}@s.whatsapp.net", i % 20),
+            chat_id: ChatId::parse(&format!("1555100{:04}@s.whatsapp.net", i % 20)).unwrap(),
             body: format!("{tenant}:bulk:{i:05}"),
             part: 0,
             parts: 1,

@@ -88,7 +88,7 @@ async fn publish_turn(rig: &Rig, tenant: &str, event: &str, chat: &str, parts: &
             tenant: t(tenant),
             reply_id: OutboundReply::reply_id_for(&event_id, part),
             event_id: event_id.clone(),
-            chat_id: chat.to_owned(),
+            chat_id: switchyard_shared::message_ids::ChatId::parse(chat).unwrap(),
             body: body.clone(),
             part,
             parts: u16::try_from(parts.len()).unwrap(),

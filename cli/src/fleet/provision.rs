@@ -152,7 +152,7 @@ pub async fn provision(
         let outcome = loop {
             match client.provision(tenant, &url).await {
                 Ok(bridge) => {
-                    tenants::set_bridge(pool, tenant, bridge.id, bridge.state.as_str()).await?;
+                    tenants::set_bridge(pool, tenant, bridge.id, &bridge.state).await?;
                     break Some(TenantOutcome::Provisioned {
                         bridge_id: bridge.id.get(),
                         state: bridge.state.as_str().to_owned(),

@@ -32,10 +32,13 @@ use crate::{
     output::{self, Output},
 };
 
-/// Stored states a `running` bridge agrees with.
-const RUNNING_COMPATIBLE: [&str; 3] = ["running", "connected", "disconnected"];
-/// What we record for a bridge id the provider does not know.
-pub const MISSING: &str = "missing";
+/// Whether a stored state agrees with a bridge the provider says is `running`.
+fn agrees_with_running(stored: &BridgeState) -> bool {
+    matches!(
+        stored,
+        BridgeState::Running | BridgeState::Connected | BridgeState::Disconnected
+    )
+}
 
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
@@ -52,14 +55,14 @@ pub struct ReconcileArgs {
 pub struct Orphan {
     pub bridge_id: i64,
     pub customer_ref: String,
-    pub state: String,
+    pub state: BridgeState,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Missing {
     pub tenant: TenantId,
     pub stored_bridge_id: Option<i64>,
-    pub stored_state: String,
+    pub stored_state: BridgeState,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -67,10 +70,10 @@ pub struct Drift {
     pub tenant: TenantId,
     pub stored_bridge_id: Option<i64>,
     pub bridge_id: i64,
-    pub stored_state: String,
-    pub provider_state: String,
+    pub stored_state: BridgeState,
+    pub provider_state: BridgeState,
     /// What the row should now say.
-    pub recorded_state: String,
+    pub recorded_state: BridgeState,
 }
 
 /// The pure difference between the provider's bridges and the tenants table.
@@ -94,7 +97,7 @@ pub fn diff(rows: &[Tenant], bridges: &[Bridge]) -> FleetDiff {
             out.orphans.push(Orphan {
                 bridge_id: bridge.id.get(),
                 customer_ref: bridge.customer_ref.clone(),
-                state: bridge.state.as_str().to_owned(),
+                state: bridge.state.clone(),
             });
         }
     }
@@ -108,12 +111,10 @@ pub fn diff(rows: &[Tenant], bridges: &[Bridge]) -> FleetDiff {
             }),
             Some(bridge) => {
                 let recorded_state = match &bridge.state {
-                    BridgeState::Running
-                        if RUNNING_COMPATIBLE.contains(&row.bridge_state.as_str()) =>
-                    {
+                    BridgeState::Running if agrees_with_running(&row.bridge_state) => {
                         row.bridge_state.clone()
                     }
-                    other => other.as_str().to_owned(),
+                    other => other.clone(),
                 };
                 if stored_bridge_id != Some(bridge.id.get()) || recorded_state != row.bridge_state {
                     out.drift.push(Drift {
@@ -121,7 +122,7 @@ pub fn diff(rows: &[Tenant], bridges: &[Bridge]) -> FleetDiff {
                         stored_bridge_id,
                         bridge_id: bridge.id.get(),
                         stored_state: row.bridge_state.clone(),
-                        provider_state: bridge.state.as_str().to_owned(),
+                        provider_state: bridge.state.clone(),
                         recorded_state,
                     });
                 }
@@ -172,8 +173,8 @@ pub async fn reconcile(pool: &PgPool, client: &WaBridgesClient) -> CliResult<Rec
         )
         .bind(d.tenant.as_str())
         .bind(d.bridge_id)
-        .bind(&d.recorded_state)
-        .bind(&d.stored_state)
+        .bind(d.recorded_state.as_str())
+        .bind(d.stored_state.as_str())
         .bind(d.stored_bridge_id)
         .execute(pool)
         .await;
@@ -183,7 +184,7 @@ pub async fn reconcile(pool: &PgPool, client: &WaBridgesClient) -> CliResult<Rec
         }
     }
     for m in &diff.missing {
-        if m.stored_bridge_id.is_none() || m.stored_state == MISSING {
+        if m.stored_bridge_id.is_none() || m.stored_state == BridgeState::Missing {
             continue;
         }
         let done = sqlx::query(
@@ -191,8 +192,8 @@ pub async fn reconcile(pool: &PgPool, client: &WaBridgesClient) -> CliResult<Rec
              WHERE id = $1 AND bridge_state = $3 AND bridge_id IS NOT DISTINCT FROM $4",
         )
         .bind(m.tenant.as_str())
-        .bind(MISSING)
-        .bind(&m.stored_state)
+        .bind(BridgeState::Missing.as_str())
+        .bind(m.stored_state.as_str())
         .bind(m.stored_bridge_id)
         .execute(pool)
         .await?;
@@ -225,7 +226,7 @@ fn render(out: &mut Output, report: &ReconcileReport) -> anyhow::Result<()> {
                 o.customer_ref.clone(),
                 o.bridge_id.to_string(),
                 "-".to_owned(),
-                o.state.clone(),
+                o.state.to_string(),
                 "-".to_owned(),
             ]);
         }
@@ -234,9 +235,14 @@ fn render(out: &mut Output, report: &ReconcileReport) -> anyhow::Result<()> {
                 "no bridge".to_owned(),
                 m.tenant.to_string(),
                 m.stored_bridge_id.map_or_else(|| "-".to_owned(), |b| b.to_string()),
-                m.stored_state.clone(),
+                m.stored_state.to_string(),
                 "-".to_owned(),
-                if m.stored_bridge_id.is_some() { MISSING } else { "-" }.to_owned(),
+                if m.stored_bridge_id.is_some() {
+                    BridgeState::Missing.as_str()
+                } else {
+                    "-"
+                }
+                .to_owned(),
             ]);
         }
         for d in &report.diff.drift {
@@ -249,8 +255,8 @@ fn render(out: &mut Output, report: &ReconcileReport) -> anyhow::Result<()> {
                     d.stored_bridge_id.map_or_else(|| "-".to_owned(), |b| b.to_string()),
                     d.stored_state
                 ),
-                d.provider_state.clone(),
-                d.recorded_state.clone(),
+                d.provider_state.to_string(),
+                d.recorded_state.to_string(),
             ]);
         }
         if report.has_drift() {

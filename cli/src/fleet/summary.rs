@@ -58,11 +58,12 @@ pub async fn summarise(pool: &PgPool, client: &WaBridgesClient) -> CliResult<Fle
         let Some(row) = rows.iter().find(|r| r.id.as_str() == bridge.customer_ref) else {
             continue;
         };
-        match (&bridge.state, row.bridge_state.as_str()) {
-            (BridgeState::Running, "connected") => s.paired_healthy += 1,
-            (BridgeState::Running, "disconnected") => s.disconnected += 1,
+        match (&bridge.state, &row.bridge_state) {
+            (BridgeState::Running, BridgeState::Connected) => s.paired_healthy += 1,
+            (BridgeState::Running, BridgeState::Disconnected) => s.disconnected += 1,
             (BridgeState::Running, _) => s.awaiting_pairing += 1,
-            (BridgeState::Other(_), _) => s.other += 1,
+            // The provider's `state` is only ever `running` or a value it did not document.
+            (_, _) => s.other += 1,
         }
     }
     s.monthly_cost_cents = s.active_bridges as u64 * CENTS_PER_BRIDGE_MONTH;

@@ -1,19 +1,17 @@
 //! The HTTP bot: POSTs the message to the tenant's own endpoint
 //! (`bot_config.url`), signed with the tenant's Standard Webhooks secret
-//! (`bot_config.signing_secret`), within a timeout; the JSON answer
+//! (`bot_config.signing_secret`), within a timeout (all parsed with the
+//! tenant row: `switchyard_shared::bot_config::HttpBotConfig`); the JSON answer
 //! `{"replies": ["…"]}` is the list of reply parts. Timeouts, connection
 //! errors and 5xx are transient; 4xx and malformed answers are permanent.
 
-use std::time::Duration;
-
 use serde::Deserialize;
-use switchyard_shared::standard_webhooks::{self, SigningSecret};
+use switchyard_shared::{
+    bot_config::{BotSpec, HttpBotConfig},
+    standard_webhooks,
+};
 
 use super::{Bot, BotError, BotInput, BotTurn, MAX_PARTS};
-
-/// Default and upper bound of the call's timeout (`bot_config.timeout_ms`).
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Deserialize)]
 struct Answer {
@@ -47,16 +45,21 @@ impl Default for HttpBot {
 
 impl Bot for HttpBot {
     async fn respond(&self, input: BotInput<'_>) -> Result<BotTurn, BotError> {
-        let config = &input.tenant.bot_config;
-        let url = config
-            .get("url")
-            .and_then(|u| u.as_str())
-            .ok_or_else(|| BotError::Permanent("http bot has no bot_config.url".to_owned()))?;
-        let timeout = config
-            .get("timeout_ms")
-            .and_then(|t| t.as_u64())
-            .map_or(DEFAULT_TIMEOUT, Duration::from_millis)
-            .min(MAX_TIMEOUT);
+        let HttpBotConfig {
+            url,
+            timeout,
+            signing_secret,
+        } = match input.tenant.bot.as_ref() {
+            Ok(config) => match &config.spec {
+                BotSpec::Http(http) => http,
+                _ => {
+                    return Err(BotError::Permanent(
+                        "the tenant's bot configuration is not an http bot's".to_owned(),
+                    ));
+                }
+            },
+            Err(e) => return Err(BotError::Permanent(format!("invalid http bot config: {e}"))),
+        };
         let body = serde_json::to_vec(&serde_json::json!({
             "tenant": input.tenant.id,
             "message": input.message,
@@ -65,12 +68,10 @@ impl Bot for HttpBot {
         .map_err(|e| BotError::Permanent(e.to_string()))?;
         let mut request = self
             .client
-            .post(url)
-            .timeout(timeout)
+            .post(url.as_str())
+            .timeout(*timeout)
             .header("content-type", "application/json");
-        if let Some(secret) = config.get("signing_secret").and_then(|s| s.as_str()) {
-            let secret = SigningSecret::parse(&secret.to_owned().into())
-                .map_err(|e| BotError::Permanent(format!("bot signing secret: {e}")))?;
+        if let Some(secret) = signing_secret {
             let msg_id = format!("{}:{}", input.tenant.id, input.message.message_id);
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             request = request

@@ -1,93 +1,41 @@
-//! Stateless menus. An option id carries its kind and resource
-//! (`sel:<uuid>`), at most 256 characters; titles at most 20 characters. Ids
-//! that come back are looked up only among the *current* tenant's options, so
-//! an id forged from another tenant's menu matches nothing. WA Bridges has no
+//! Showing a tenant's menu and reading answers to it. WA Bridges has no
 //! native buttons, so a menu renders as numbered text and a numeric answer
-//! maps to the option the conversation was last shown.
+//! maps to the option the conversation was last shown. Ids that come back are
+//! looked up only among the *current* tenant's options, so an id forged from
+//! another tenant's menu matches nothing. The menu's configuration and its
+//! limits live in `switchyard_shared::bot_config::menu`.
 
-use serde::Deserialize;
+use switchyard_shared::bot_config::{Menu, MenuOption, menu::OPTION_ID_PREFIX};
 
-pub const MAX_OPTION_ID_CHARS: usize = 256;
-pub const MAX_OPTION_TITLE_CHARS: usize = 20;
-pub const OPTION_ID_PREFIX: &str = "sel:";
-
-/// One menu option as configured for a tenant.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct MenuOption {
-    pub id: String,
-    pub title: String,
-    pub reply: String,
-}
-
-/// A tenant's menu.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Menu {
-    #[serde(default)]
-    pub title: String,
-    pub options: Vec<MenuOption>,
-}
-
-/// Why a configured menu is unusable.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum MenuError {
-    #[error("option id {0:?} must start with \"sel:\" and be 5..=256 characters")]
-    BadId(String),
-    #[error("option title {0:?} is longer than 20 characters")]
-    TitleTooLong(String),
-    #[error("option id {0:?} appears twice")]
-    DuplicateId(String),
-}
-
-impl Menu {
-    /// Checks every option against the limits.
-    pub fn validate(&self) -> Result<(), MenuError> {
-        let mut seen = std::collections::HashSet::new();
-        for option in &self.options {
-            let len = option.id.chars().count();
-            if !option.id.starts_with(OPTION_ID_PREFIX) || !(5..=MAX_OPTION_ID_CHARS).contains(&len)
-            {
-                return Err(MenuError::BadId(option.id.clone()));
-            }
-            if option.title.chars().count() > MAX_OPTION_TITLE_CHARS {
-                return Err(MenuError::TitleTooLong(option.title.clone()));
-            }
-            if !seen.insert(option.id.as_str()) {
-                return Err(MenuError::DuplicateId(option.id.clone()));
-            }
+/// The numbered-text rendering.
+pub fn render(menu: &Menu) -> String {
+    let mut text = menu.title.clone();
+    for (i, option) in menu.options.iter().enumerate() {
+        if !text.is_empty() {
+            text.push('\n');
         }
-        Ok(())
+        text.push_str(&format!("{}. {}", i + 1, option.title));
     }
+    text
+}
 
-    /// The numbered-text rendering.
-    pub fn render(&self) -> String {
-        let mut text = self.title.clone();
-        for (i, option) in self.options.iter().enumerate() {
-            if !text.is_empty() {
-                text.push('\n');
-            }
-            text.push_str(&format!("{}. {}", i + 1, option.title));
+/// The option an answer selects, looked up only within this (the current
+/// tenant's) menu: a number refers to `last_shown`, an id must be one of ours.
+pub fn select<'m>(menu: &'m Menu, answer: &str, last_shown: &[String]) -> Selection<'m> {
+    let answer = answer.trim();
+    let id = if let Ok(n) = answer.parse::<usize>() {
+        match n.checked_sub(1).and_then(|i| last_shown.get(i)) {
+            Some(id) => id.as_str(),
+            None => return Selection::NotAnOption,
         }
-        text
-    }
-
-    /// The option an answer selects, looked up only within this (the current
-    /// tenant's) menu: a number refers to `last_shown`, an id must be one of ours.
-    pub fn select(&self, answer: &str, last_shown: &[String]) -> Selection<'_> {
-        let answer = answer.trim();
-        let id = if let Ok(n) = answer.parse::<usize>() {
-            match n.checked_sub(1).and_then(|i| last_shown.get(i)) {
-                Some(id) => id.as_str(),
-                None => return Selection::NotAnOption,
-            }
-        } else if answer.starts_with(OPTION_ID_PREFIX) {
-            answer
-        } else {
-            return Selection::NotAnOption;
-        };
-        match self.options.iter().find(|o| o.id == id) {
-            Some(option) => Selection::Chosen(option),
-            None => Selection::Foreign,
-        }
+    } else if answer.starts_with(OPTION_ID_PREFIX) {
+        answer
+    } else {
+        return Selection::NotAnOption;
+    };
+    match menu.options.iter().find(|o| o.id == id) {
+        Some(option) => Selection::Chosen(option),
+        None => Selection::Foreign,
     }
 }
 
@@ -126,41 +74,29 @@ mod tests {
     #[test]
     fn a_number_maps_to_the_option_last_shown() {
         let shown = vec!["sel:bbb".to_owned(), "sel:aaa".to_owned()];
-        assert_eq!(
-            menu().select("1", &shown),
-            Selection::Chosen(&menu().options[1])
-        );
+        let m = menu();
+        assert_eq!(select(&m, "1", &shown), Selection::Chosen(&m.options[1]));
     }
 
     #[test]
     fn an_id_from_another_tenants_menu_is_refused() {
-        assert_eq!(menu().select("sel:from-tenant-b", &[]), Selection::Foreign);
+        assert_eq!(
+            select(&menu(), "sel:from-tenant-b", &[]),
+            Selection::Foreign
+        );
     }
 
     #[test]
     fn a_number_without_a_shown_menu_is_not_an_option() {
         assert_eq!(
-            menu().select("3", &["sel:aaa".to_owned()]),
+            select(&menu(), "3", &["sel:aaa".to_owned()]),
             Selection::NotAnOption
         );
-        assert_eq!(menu().select("hello", &[]), Selection::NotAnOption);
-    }
-
-    #[test]
-    fn long_titles_and_bad_ids_are_rejected() {
-        let mut m = menu();
-        m.options[0].title = "x".repeat(21);
-        assert!(matches!(m.validate(), Err(MenuError::TitleTooLong(_))));
-        let mut m = menu();
-        m.options[0].id = format!("sel:{}", "x".repeat(300));
-        assert!(matches!(m.validate(), Err(MenuError::BadId(_))));
-        let mut m = menu();
-        m.options[1].id = "sel:aaa".into();
-        assert!(matches!(m.validate(), Err(MenuError::DuplicateId(_))));
+        assert_eq!(select(&menu(), "hello", &[]), Selection::NotAnOption);
     }
 
     #[test]
     fn menus_render_as_numbered_text() {
-        assert_eq!(menu().render(), "Pick one\n1. Hours\n2. Prices");
+        assert_eq!(render(&menu()), "Pick one\n1. Hours\n2. Prices");
     }
 }

@@ -1,33 +1,31 @@
-//! The built-in rules bot, configured per tenant in `bot_config`:
-//! `greeting` (first message of a chat), `keywords` (`[{"match","reply"}]`,
-//! case-insensitive substring), `menu` (see [`super::menu`]), `fallback`.
+//! The built-in rules bot, configured per tenant in `bot_config`
+//! (`switchyard_shared::bot_config::RulesConfig`, parsed when the tenant row
+//! was loaded): `greeting` (first message of a chat), `keywords`
+//! (`[{"match","reply"}]`, case-insensitive substring), `menu` (see
+//! [`super::menu`]), `fallback`.
 //! Staff messages get no answer.
 
-use serde::Deserialize;
+use switchyard_shared::bot_config::{BotSpec, RulesConfig};
 
 use super::{
     Bot, BotError, BotInput, BotTurn,
-    menu::{Menu, Selection},
+    menu::{self, Selection},
     sender_role::SenderRole,
 };
 
-#[derive(Debug, Default, Deserialize)]
-struct RulesConfig {
-    #[serde(default)]
-    greeting: Option<String>,
-    #[serde(default)]
-    keywords: Vec<KeywordRule>,
-    #[serde(default)]
-    menu: Option<Menu>,
-    #[serde(default)]
-    fallback: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct KeywordRule {
-    #[serde(rename = "match")]
-    pattern: String,
-    reply: String,
+/// The rules a tenant's row was loaded with, or why it cannot be answered.
+fn rules_of<'t>(input: &BotInput<'t>) -> Result<&'t RulesConfig, BotError> {
+    match input.tenant.bot.as_ref() {
+        Ok(config) => match &config.spec {
+            BotSpec::Rules(rules) => Ok(rules),
+            _ => Err(BotError::Permanent(
+                "the tenant's bot configuration is not a rules bot's".to_owned(),
+            )),
+        },
+        Err(e) => Err(BotError::Permanent(format!(
+            "invalid rules bot config: {e}"
+        ))),
+    }
 }
 
 /// Answers from the tenant's configured rules.
@@ -40,12 +38,7 @@ impl Bot for RulesBot {
             SenderRole::Staff => return Ok(BotTurn::default()),
             SenderRole::Customer => {}
         }
-        let config: RulesConfig = serde_json::from_value(input.tenant.bot_config.clone())
-            .map_err(|e| BotError::Permanent(format!("invalid rules bot config: {e}")))?;
-        if let Some(menu) = &config.menu {
-            menu.validate()
-                .map_err(|e| BotError::Permanent(format!("invalid menu: {e}")))?;
-        }
+        let config = rules_of(&input)?;
         let text = input.message.body.trim();
         let mut turn = BotTurn::default();
         if let Some(greeting) = config
@@ -55,8 +48,8 @@ impl Bot for RulesBot {
         {
             turn.replies.push(greeting.clone());
         }
-        if let Some(menu) = &config.menu {
-            match menu.select(text, &input.conversation.last_menu) {
+        if let Some(shown) = &config.menu {
+            match menu::select(shown, text, &input.conversation.last_menu) {
                 Selection::Chosen(option) => {
                     turn.replies.push(option.reply.clone());
                     return Ok(turn);
@@ -80,9 +73,9 @@ impl Bot for RulesBot {
             turn.replies.push(rule.reply.clone());
             return Ok(turn);
         }
-        if let Some(menu) = &config.menu {
-            turn.replies.push(menu.render());
-            turn.menu_shown = Some(menu.options.iter().map(|o| o.id.clone()).collect());
+        if let Some(shown) = &config.menu {
+            turn.replies.push(menu::render(shown));
+            turn.menu_shown = Some(shown.options.iter().map(|o| o.id.clone()).collect());
             return Ok(turn);
         }
         if let Some(fallback) = &config.fallback {

@@ -183,7 +183,7 @@ impl WaBridgesClient {
             )
             .await?;
         let receipt: SendReceipt = decode("send_text", &answer)?;
-        if receipt.message_id.trim().is_empty() {
+        if receipt.message_id.as_str().trim().is_empty() {
             return Err(WaError::InvalidResponse {
                 status: answer.status,
                 message: "send accepted without a message_id".to_owned(),

@@ -24,7 +24,5 @@ pub use chat::{ChatTarget, normalise_chat};
 pub use classify::{ClassifyRules, classify};
 pub use client::{BuildError, WaBridgesClient};
 pub use error::WaError;
-pub use model::{
-    Bridge, BridgeDetail, BridgeState, BridgeStatus, Manager, SendReceipt, SessionStatus,
-};
+pub use model::{Bridge, BridgeDetail, BridgeState, BridgeStatus, Manager, SendReceipt};
 pub use settings::WaBridgesSettings;

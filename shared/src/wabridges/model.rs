@@ -6,41 +6,11 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::ids::{BridgeId, IdError, TenantId};
-
-/// The `state` of a bridge; only `running` is documented.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "String", into = "String")]
-pub enum BridgeState {
-    Running,
-    /// A value the reference does not document, kept verbatim.
-    Other(String),
-}
-
-impl BridgeState {
-    pub fn as_str(&self) -> &str {
-        match self {
-            BridgeState::Running => "running",
-            BridgeState::Other(s) => s,
-        }
-    }
-}
-
-impl From<String> for BridgeState {
-    fn from(s: String) -> Self {
-        if s == "running" {
-            BridgeState::Running
-        } else {
-            BridgeState::Other(s)
-        }
-    }
-}
-
-impl From<BridgeState> for String {
-    fn from(s: BridgeState) -> Self {
-        s.as_str().to_owned()
-    }
-}
+pub use crate::bridge_state::BridgeState;
+use crate::{
+    ids::{BridgeId, IdError, TenantId},
+    message_ids::ProviderMessageId,
+};
 
 /// One bridge as `POST /api/instances` and `GET /api/instances` return it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,44 +52,11 @@ pub struct BridgeDetail {
     pub manager: Manager,
 }
 
-/// The WhatsApp session's `status`; only `connected` is documented.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "String", into = "String")]
-pub enum SessionStatus {
-    Connected,
-    /// Any other value (the simulator uses `disconnected` and `unpaired`).
-    Other(String),
-}
-
-impl SessionStatus {
-    pub fn as_str(&self) -> &str {
-        match self {
-            SessionStatus::Connected => "connected",
-            SessionStatus::Other(s) => s,
-        }
-    }
-}
-
-impl From<String> for SessionStatus {
-    fn from(s: String) -> Self {
-        if s == "connected" {
-            SessionStatus::Connected
-        } else {
-            SessionStatus::Other(s)
-        }
-    }
-}
-
-impl From<SessionStatus> for String {
-    fn from(s: SessionStatus) -> Self {
-        s.as_str().to_owned()
-    }
-}
-
 /// `GET .../proxy/status`: phone, jid and name only while connected.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BridgeStatus {
-    pub status: SessionStatus,
+    /// `connected` is documented; the simulator also says `disconnected`, `unpaired`.
+    pub status: BridgeState,
     #[serde(default)]
     pub phone: Option<String>,
     #[serde(default)]
@@ -130,7 +67,7 @@ pub struct BridgeStatus {
 
 impl BridgeStatus {
     pub fn is_connected(&self) -> bool {
-        self.status == SessionStatus::Connected
+        self.status == BridgeState::Connected
     }
 }
 
@@ -138,7 +75,7 @@ impl BridgeStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendReceipt {
     /// The provider's id of the sent message; its `from_me` echo carries the same id.
-    pub message_id: String,
+    pub message_id: ProviderMessageId,
     /// Unix seconds. Optional so that an accepted send is never reported as failed
     /// only because the provider left it out.
     #[serde(default, deserialize_with = "lenient_i64")]

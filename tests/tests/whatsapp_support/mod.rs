@@ -96,9 +96,14 @@ impl Rig {
             new.limits.send_burst = 1000;
             assert!(tenants::insert(pool, &new).await.unwrap());
             let bridge = sim.seed_bridge(id, &keys.webhook_url(&base, &t(id)));
-            tenants::set_bridge(pool, &t(id), BridgeId::new(bridge.id).unwrap(), "connected")
-                .await
-                .unwrap();
+            tenants::set_bridge(
+                pool,
+                &t(id),
+                BridgeId::new(bridge.id).unwrap(),
+                &switchyard_shared::bridge_state::BridgeState::Connected,
+            )
+            .await
+            .unwrap();
         }
         Self {
             pool: pool.clone(),
