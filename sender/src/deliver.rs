@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use switchyard_shared::{
-    deliveries,
+    deliveries::{self, Claim},
     lanes::{
         LaneMessage,
         dead_letter::{self, DeadLetterReason},
@@ -22,8 +22,7 @@ use switchyard_shared::{
 };
 
 use crate::{
-    fair_share::{Outcome, PauseReason},
-    ledger::{self, Claim},
+    fair_share::{GrantOutcome as Outcome, PauseReason},
     retry_policy::{Action, AttemptContext, RetryPolicy},
 };
 
@@ -110,7 +109,7 @@ impl Deliverer {
                 .await;
         }
         let (attempts, age) =
-            match ledger::claim(&self.db, &tenant.id, &reply.reply_id, &reply.chat_id).await {
+            match deliveries::claim(&self.db, &tenant.id, &reply.reply_id, &reply.chat_id).await {
                 Ok(Claim::Send { attempts, age }) => (attempts, age),
                 Ok(Claim::AlreadyDone) => {
                     metrics::counter!("switchyard_sender_already_sent_total").increment(1);
@@ -149,7 +148,8 @@ impl Deliverer {
                     _ => format!("unconfirmed:{}", reply.reply_id),
                 };
                 if let Err(e) =
-                    ledger::mark_wired(&self.db, &tenant.id, &reply.reply_id, &provider_id).await
+                    deliveries::mark_wired(&self.db, &tenant.id, &reply.reply_id, &provider_id)
+                        .await
                 {
                     // Acking anyway: an unacked message would be sent again.
                     tracing::error!(tenant.id = %tenant.id, error = %e, "sent, but the ledger update failed");
@@ -206,7 +206,7 @@ impl Deliverer {
                         Outcome::Failed,
                     )
                     .await;
-                if let Err(e) = ledger::mark_dead(&self.db, &tenant.id, &reply.reply_id).await {
+                if let Err(e) = deliveries::mark_dead(&self.db, &tenant.id, &reply.reply_id).await {
                     tracing::warn!(tenant.id = %tenant.id, error = %e, "cannot mark the ledger row dead");
                 }
                 dead
@@ -250,7 +250,7 @@ impl Deliverer {
                 Outcome::NotAttempted,
             )
             .await;
-        if let Err(e) = ledger::mark_dead(&self.db, &tenant.id, &reply.reply_id).await {
+        if let Err(e) = deliveries::mark_dead(&self.db, &tenant.id, &reply.reply_id).await {
             tracing::warn!(tenant.id = %tenant.id, error = %e, "cannot mark the ledger row dead");
         }
         Err(finished)
@@ -268,7 +268,8 @@ impl Deliverer {
             .err()
             .map_or_else(String::new, ToString::to_string);
         if let Err(e) =
-            ledger::record_failure(&self.db, &message.tenant, &reply.reply_id, spent, &error).await
+            deliveries::record_failure(&self.db, &message.tenant, &reply.reply_id, spent, &error)
+                .await
         {
             tracing::warn!(tenant.id = %message.tenant, error = %e, "cannot record the failed attempt");
         }

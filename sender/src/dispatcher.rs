@@ -409,7 +409,7 @@ impl Dispatcher {
         let class = grant.class();
         let Some(lane) = self.lane(&tenant, class) else {
             self.scheduler
-                .completed(grant, crate::fair_share::Outcome::NotAttempted);
+                .completed(grant, crate::fair_share::GrantOutcome::NotAttempted);
             self.emptied(&tenant, class);
             return;
         };
@@ -417,7 +417,7 @@ impl Dispatcher {
             Ok(Some(m)) => m,
             Ok(None) | Err(_) => {
                 self.scheduler
-                    .completed(grant, crate::fair_share::Outcome::NotAttempted);
+                    .completed(grant, crate::fair_share::GrantOutcome::NotAttempted);
                 self.emptied(&tenant, class);
                 if lane.is_spilling().await {
                     self.probe_later(tenant, Duration::from_millis(200));
@@ -433,7 +433,7 @@ impl Dispatcher {
             lane.push_front(message).await;
             self.scheduler.completed_at(
                 grant,
-                crate::fair_share::Outcome::NotAttempted,
+                crate::fair_share::GrantOutcome::NotAttempted,
                 Instant::now(),
             );
             self.emptied(&tenant, class);

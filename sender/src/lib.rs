@@ -13,7 +13,6 @@ pub mod dispatcher;
 pub mod fair_share;
 pub mod fifo;
 pub mod fleet_budget;
-pub mod ledger;
 pub mod retry_policy;
 pub mod settings;
 
