@@ -102,6 +102,7 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// A dispatcher with no lanes yet, and its bounded event channel.
     pub fn new(parts: DispatcherParts) -> Self {
         let DispatcherParts {
             scheduler,
