@@ -46,8 +46,8 @@ impl InboundHandler {
         let origin = deliveries::echo_origin(
             &self.db,
             &tenant.id,
-            message.chat_id.as_str(),
-            message.message_id.as_str(),
+            &message.chat_id,
+            &message.message_id,
             self.echo_wait,
         )
         .await;

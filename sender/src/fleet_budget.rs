@@ -3,7 +3,7 @@
 //! WA Bridges limits calls per API key, i.e. for the whole fleet (120 a
 //! minute by default). Each replica leases a few permits at a time from one
 //! JetStream KV key ([`switchyard_shared::subjects::BUDGET_BUCKET`]) holding a
-//! sliding window of per-slot counts ([`ledger`]), updated with
+//! sliding window of per-slot counts ([`budget_ledger`]), updated with
 //! compare-and-swap, so the fleet together never exceeds the limit in any
 //! window-long span while any replica may use whatever the others leave.
 //! The same key carries the fleet pause a 429 imposes, so every replica
@@ -13,7 +13,7 @@
 //! mode: when it answers `NeedFleetPermits { wanted }`, call
 //! [`FleetBudget::acquire`] and hand the lease over.
 
-pub mod ledger;
+pub mod budget_ledger;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,7 +28,7 @@ use switchyard_shared::{
 };
 use tokio::time::Instant;
 
-use self::ledger::{Ledger, Take, Window};
+use self::budget_ledger::{BudgetLedger, Take, Window};
 use crate::fair_share::Scheduler;
 
 /// Compare-and-swap rounds before giving up on one lease (each round is one
@@ -287,7 +287,7 @@ impl FleetBudget {
     /// fresh clock, so a retry decides on the winner's ledger.
     async fn modify<T>(
         &self,
-        mut change: impl FnMut(&mut Ledger, u64) -> (T, bool),
+        mut change: impl FnMut(&mut BudgetLedger, u64) -> (T, bool),
     ) -> Result<((Instant, u64), T), FleetBudgetError> {
         for _ in 0..MAX_CAS_ROUNDS {
             let (mut ledger, revision) = self.read().await?;
@@ -332,19 +332,19 @@ impl FleetBudget {
     }
 
     /// The ledger and its revision (`None`: no ledger yet).
-    async fn read(&self) -> Result<(Ledger, Option<u64>), FleetBudgetError> {
+    async fn read(&self) -> Result<(BudgetLedger, Option<u64>), FleetBudgetError> {
         let Some(entry) = self.kv.entry(&self.key).await? else {
-            return Ok((Ledger::default(), None));
+            return Ok((BudgetLedger::default(), None));
         };
         if entry.operation != kv::Operation::Put {
             // Deleted or purged by an operator: start afresh on top of the marker.
-            return Ok((Ledger::default(), Some(entry.revision)));
+            return Ok((BudgetLedger::default(), Some(entry.revision)));
         }
         let ledger = serde_json::from_slice(&entry.value).unwrap_or_else(|error| {
             // Refusing every send over a bad document would stop the fleet;
             // starting a fresh window risks at most one window's overshoot.
             tracing::error!(%error, budget.key = %self.key, "unreadable fleet budget ledger; starting afresh");
-            Ledger::default()
+            BudgetLedger::default()
         });
         Ok((ledger, Some(entry.revision)))
     }

@@ -3,17 +3,17 @@
 //!
 //! Layout: [`settings`]; [`fair_share`] (the scheduler: who sends next);
 //! [`fleet_budget`] (the budget shared by replicas); [`retry_policy`] (what a
-//! send's result means); [`ledger`] (sent at most once); [`deliver`] (one
-//! send); [`dispatcher`] (the loop that ties them to the tenant lanes). The
-//! lanes and the WA Bridges client live in `switchyard_shared`. `main.rs`
-//! only wires things up; [`run`] is what tests start in-process.
+//! send's result means); [`deliver`] (one send); [`dispatcher`] (the loop
+//! that ties them to the tenant lanes); [`fifo`] (the unfair baseline). The
+//! lanes, the delivery ledger (`deliveries`: sent at most once) and the WA
+//! Bridges client live in `switchyard_shared`. `main.rs` only wires things
+//! up; [`run`] is what tests start in-process.
 
 pub mod deliver;
 pub mod dispatcher;
 pub mod fair_share;
 pub mod fifo;
 pub mod fleet_budget;
-pub mod ledger;
 pub mod retry_policy;
 pub mod settings;
 
@@ -21,9 +21,9 @@ use std::sync::Arc;
 
 pub use settings::Settings;
 use switchyard_shared::{lanes, service::Service, subjects::Direction, wabridges::WaBridgesClient};
-use tokio::sync::mpsc;
 
 use crate::{
+    dispatcher::{Dispatcher, DispatcherParts},
     fair_share::{GlobalLimits, Scheduler},
     settings::{FleetMode, SchedulerMode},
 };
@@ -98,37 +98,37 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         &service.tasks,
     )
     .await?;
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let dispatcher = Dispatcher::new(DispatcherParts {
+        scheduler: Scheduler::new(limits),
+        deliverer,
+        fleet,
+        tenants,
+        refresh_every: settings.tenant_refresh,
+        flaps: settings.flaps,
+        fleet_per_minute: settings.fleet.limit,
+        warmup: settings.warmup,
+        shutdown: service.shutdown.clone(),
+        tasks: service.tasks.clone(),
+    });
+    // The forwarders wait when the loop's bounded channel is full; the loop
+    // never waits on them (see `dispatcher::events`).
+    let events = dispatcher.events();
     service
         .tasks
-        .spawn(dispatcher::forward_work(work, events_tx.clone()));
+        .spawn(dispatcher::forward_work(work, events.clone()));
     service
         .tasks
-        .spawn(dispatcher::forward_work(bulk_work, events_tx.clone()));
+        .spawn(dispatcher::forward_work(bulk_work, events.clone()));
     service.tasks.spawn(dispatcher::follow_operator_resumes(
         service.nats.clone(),
-        events_tx.clone(),
+        events.clone(),
         service.shutdown.clone(),
     ));
     service.tasks.spawn(dispatcher::follow_bridge_states(
         service.nats.clone(),
-        events_tx.clone(),
+        events,
         service.shutdown.clone(),
     ));
-    let dispatcher = dispatcher::Dispatcher::new(
-        Scheduler::new(limits),
-        deliverer,
-        fleet,
-        tenants,
-        settings.tenant_refresh,
-        events_tx,
-        events_rx,
-        service.shutdown.clone(),
-        service.tasks.clone(),
-    )
-    .with_flaps(settings.flaps)
-    .with_fleet_per_minute(settings.fleet.limit)
-    .with_warmup(settings.warmup);
     service.tasks.spawn(dispatcher.run());
     drop((lanes, bulk_lanes));
     service.readiness.set("lanes", true);

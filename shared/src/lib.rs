@@ -16,7 +16,7 @@
 //! - [`lanes`]: per-tenant lanes over partitioned JetStream consumers (router and sender);
 //! - [`admission`]: the tenant check every worker step opens with;
 //! - [`tls`], [`nats`], [`streams`], [`db`], [`tenants`], [`tenant_cache`]: the connections and stores;
-//! - [`deliveries`]: reading the sender's delivery ledger (is a `from_me` event our own echo?);
+//! - [`deliveries`]: the delivery ledger, every query on it (sent at most once; our own echo?);
 //! - [`wabridges`]: the one client of the WA Bridges HTTP API (bridges, status, sends, error classes).
 
 pub mod admission;

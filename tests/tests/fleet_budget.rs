@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use switchyard_sender::{
-    fair_share::{Decision, GlobalLimits, Outcome, Scheduler},
+    fair_share::{Decision, GlobalLimits, GrantOutcome, Scheduler},
     fleet_budget::{FleetBudget, FleetBudgetConfig, Lease},
 };
 use switchyard_shared::{ids::TenantId, tenants::SendLimits};
@@ -148,7 +148,7 @@ async fn send_loop(budget: FleetBudget, end: Instant) -> Vec<Instant> {
         match scheduler.next(Instant::now()) {
             Decision::Send(grant) => {
                 sent.push(Instant::now());
-                scheduler.completed(grant, Outcome::Delivered);
+                scheduler.completed(grant, GrantOutcome::Delivered);
             }
             Decision::NeedFleetPermits { wanted } => {
                 budget

@@ -43,7 +43,7 @@ fn live_replies_arriving_during_a_replay_are_granted_before_any_more_bulk() {
             panic!("bulk alone is served")
         };
         assert_eq!(g.class(), LaneClass::Bulk);
-        s.completed_at(g, Outcome::Delivered, now);
+        s.completed_at(g, GrantOutcome::Delivered, now);
     }
     s.work_arrived(&a, 3).unwrap();
     for _ in 0..3 {
@@ -51,7 +51,7 @@ fn live_replies_arriving_during_a_replay_are_granted_before_any_more_bulk() {
             panic!("live is served")
         };
         assert_eq!(g.class(), LaneClass::Live, "live goes before bulk");
-        s.completed_at(g, Outcome::Delivered, now);
+        s.completed_at(g, GrantOutcome::Delivered, now);
     }
     let Decision::Send(g) = s.next(now) else {
         panic!("bulk resumes")
@@ -80,7 +80,7 @@ fn a_tenants_bulk_never_takes_more_than_its_share_of_the_fleet_budget() {
             Decision::Send(g) => {
                 assert_eq!(g.class(), LaneClass::Bulk);
                 bulk += 1;
-                s.completed_at(g, Outcome::Delivered, now);
+                s.completed_at(g, GrantOutcome::Delivered, now);
             }
             Decision::WaitUntil(at) => now = at,
             other => panic!("unexpected {other:?}"),
@@ -112,7 +112,7 @@ fn live_work_uses_the_fleet_budget_bulk_leaves_over() {
                     LaneClass::Bulk => bulk += 1,
                     LaneClass::Live => live += 1,
                 }
-                s.completed_at(g, Outcome::Delivered, now);
+                s.completed_at(g, GrantOutcome::Delivered, now);
             }
             Decision::WaitUntil(at) => now = at,
             other => panic!("unexpected {other:?}"),
@@ -137,7 +137,7 @@ fn another_tenants_live_reply_is_granted_at_once_beside_a_replay() {
     let Decision::Send(first) = s.next(now) else {
         panic!("bulk alone is served")
     };
-    s.completed_at(first, Outcome::Delivered, now);
+    s.completed_at(first, GrantOutcome::Delivered, now);
     s.work_arrived(&b, 1).unwrap();
     let mut granted = Vec::new();
     for _ in 0..2 {
@@ -145,7 +145,7 @@ fn another_tenants_live_reply_is_granted_at_once_beside_a_replay() {
             panic!("someone can send")
         };
         granted.push(g.tenant().clone());
-        s.completed_at(g, Outcome::Delivered, now);
+        s.completed_at(g, GrantOutcome::Delivered, now);
     }
     assert!(
         granted.contains(&b),
@@ -171,9 +171,9 @@ fn bulk_leaves_a_tenants_last_in_flight_slot_to_live_replies() {
         panic!("the last slot is there for a live reply")
     };
     assert_eq!(live.class(), LaneClass::Live);
-    s.completed_at(live, Outcome::Delivered, now);
+    s.completed_at(live, GrantOutcome::Delivered, now);
     for g in held {
-        s.completed_at(g, Outcome::Delivered, now);
+        s.completed_at(g, GrantOutcome::Delivered, now);
     }
 }
 
@@ -191,14 +191,14 @@ fn a_paced_tenant_waits_at_most_one_gap_for_a_live_reply_during_a_replay() {
     };
     // The bulk send is answered 100 ms later; a live reply arrives then.
     let answered = start + Duration::from_millis(100);
-    s.completed_at(g, Outcome::Delivered, answered);
+    s.completed_at(g, GrantOutcome::Delivered, answered);
     s.work_arrived(&a, 1).unwrap();
     let mut now = answered;
     let live_at = loop {
         match s.next(now) {
             Decision::Send(g) => {
                 assert_eq!(g.class(), LaneClass::Live, "no bulk goes before it");
-                s.completed_at(g, Outcome::Delivered, now);
+                s.completed_at(g, GrantOutcome::Delivered, now);
                 break now;
             }
             Decision::WaitUntil(at) => now = at,

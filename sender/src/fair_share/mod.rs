@@ -34,5 +34,7 @@ mod proptests;
 mod tests;
 
 pub use fleet_gate::FleetLimit;
-pub use scheduler::{Decision, GlobalLimits, Grant, LaneClass, Outcome, Scheduler, UnknownTenant};
+pub use scheduler::{
+    Decision, GlobalLimits, Grant, GrantOutcome, LaneClass, Scheduler, UnknownTenant,
+};
 pub use tenant_state::PauseReason;

@@ -47,7 +47,7 @@ fn a_paced_tenants_grants_are_at_least_the_gap_and_at_most_one_and_a_half_gaps_a
         match s.next(now) {
             Decision::Send(grant) => {
                 granted.push(now);
-                s.completed_at(grant, Outcome::Delivered, now);
+                s.completed_at(grant, GrantOutcome::Delivered, now);
             }
             Decision::WaitUntil(at) => {
                 assert!(at > now, "a wait moves time forward");
@@ -74,7 +74,7 @@ fn the_gap_counts_from_the_answer_so_a_slow_send_pushes_the_next_one_later() {
     // One at a time: nothing while the first send is in flight.
     assert!(matches!(s.next(start + GAP * 5), Decision::Idle));
     let answered = start + Duration::from_secs(3);
-    s.completed_at(grant, Outcome::Delivered, answered);
+    s.completed_at(grant, GrantOutcome::Delivered, answered);
     match s.next(answered) {
         Decision::WaitUntil(at) => {
             assert!(at >= answered + GAP && at <= answered + GAP + GAP / 2)
@@ -91,7 +91,7 @@ fn a_grant_never_used_for_a_call_reopens_the_gate() {
         Decision::Send(g) => g,
         other => panic!("{other:?}"),
     };
-    s.completed_at(grant, Outcome::NotAttempted, now);
+    s.completed_at(grant, GrantOutcome::NotAttempted, now);
     assert!(matches!(s.next(now), Decision::Send(_)));
 }
 
@@ -110,7 +110,7 @@ fn while_one_tenants_gate_is_closed_the_others_get_every_send() {
                 } else {
                     fast += 1;
                 }
-                s.completed_at(grant, Outcome::Delivered, now);
+                s.completed_at(grant, GrantOutcome::Delivered, now);
                 now += Duration::from_millis(100);
             }
             Decision::WaitUntil(at) => now = at,
@@ -130,7 +130,7 @@ fn the_wait_names_the_instant_the_gate_opens_when_only_a_gated_tenant_has_work()
         Decision::Send(g) => g,
         other => panic!("{other:?}"),
     };
-    s.completed_at(grant, Outcome::Delivered, now);
+    s.completed_at(grant, GrantOutcome::Delivered, now);
     let Decision::WaitUntil(at) = s.next(now) else {
         panic!("expected a wait");
     };
@@ -154,6 +154,6 @@ fn turning_pacing_off_opens_the_gate_at_once_and_restores_the_in_flight_cap() {
         Decision::Send(g) => g,
         other => panic!("expected a second concurrent send, got {other:?}"),
     };
-    s.completed(first, Outcome::Delivered);
-    s.completed(second, Outcome::Delivered);
+    s.completed(first, GrantOutcome::Delivered);
+    s.completed(second, GrantOutcome::Delivered);
 }

@@ -27,7 +27,7 @@ enum Op {
     PauseFleet(u64),
     Advance(u64),
     Next,
-    Complete(usize, Outcome),
+    Complete(usize, GrantOutcome),
 }
 
 fn reason() -> impl Strategy<Value = PauseReason> {
@@ -40,12 +40,12 @@ fn reason() -> impl Strategy<Value = PauseReason> {
     ]
 }
 
-fn outcome() -> impl Strategy<Value = Outcome> {
+fn outcome() -> impl Strategy<Value = GrantOutcome> {
     prop_oneof![
-        Just(Outcome::Delivered),
-        Just(Outcome::Failed),
-        Just(Outcome::RateLimited),
-        Just(Outcome::NotAttempted),
+        Just(GrantOutcome::Delivered),
+        Just(GrantOutcome::Failed),
+        Just(GrantOutcome::RateLimited),
+        Just(GrantOutcome::NotAttempted),
     ]
 }
 
@@ -184,11 +184,14 @@ fn run(
                 let (i, grant) = outstanding.swap_remove(k % outstanding.len());
                 s.completed(grant, outcome);
                 models[i].in_flight -= 1;
-                if matches!(outcome, Outcome::RateLimited | Outcome::NotAttempted) {
+                if matches!(
+                    outcome,
+                    GrantOutcome::RateLimited | GrantOutcome::NotAttempted
+                ) {
                     buckets[i].refund();
                     tenant_logs[i].refunds.push(now);
                 }
-                if outcome == Outcome::NotAttempted {
+                if outcome == GrantOutcome::NotAttempted {
                     fleet_bucket.refund();
                     fleet_log.refunds.push(now);
                 }

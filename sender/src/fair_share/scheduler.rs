@@ -124,7 +124,7 @@ impl Grant {
 
 /// How a granted send ended, as far as budgets are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum GrantOutcome {
     /// The provider accepted it (2xx).
     Delivered,
     /// The call reached, or may have reached, the provider and failed (4xx,
@@ -431,16 +431,19 @@ impl Scheduler {
     /// Releases a grant's in-flight slots and refunds tokens as `outcome`
     /// says. A message to be retried later must be reported again with
     /// [`Scheduler::work_arrived`] once the caller holds it again.
-    pub fn completed(&mut self, grant: Grant, outcome: Outcome) {
+    pub fn completed(&mut self, grant: Grant, outcome: GrantOutcome) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        if outcome == Outcome::NotAttempted {
+        if outcome == GrantOutcome::NotAttempted {
             self.fleet.refund(grant.fleet);
         }
         if let Some(state) = self.tenants.get_mut(&grant.tenant)
             && state.generation == grant.generation
         {
             state.in_flight = state.in_flight.saturating_sub(1);
-            let refund = matches!(outcome, Outcome::RateLimited | Outcome::NotAttempted);
+            let refund = matches!(
+                outcome,
+                GrantOutcome::RateLimited | GrantOutcome::NotAttempted
+            );
             if refund {
                 state.bucket.refund();
             }
@@ -457,13 +460,13 @@ impl Scheduler {
     /// then counts from this answer (so two sends are at least the gap apart
     /// as the provider sees them, whatever the call took). A grant never used
     /// for a call reopens the gate it closed.
-    pub fn completed_at(&mut self, grant: Grant, outcome: Outcome, now: Instant) {
+    pub fn completed_at(&mut self, grant: Grant, outcome: GrantOutcome, now: Instant) {
         let (tenant, generation) = (grant.tenant.clone(), grant.generation);
         self.completed(grant, outcome);
         if let Some(state) = self.tenants.get_mut(&tenant)
             && state.generation == generation
         {
-            if outcome == Outcome::NotAttempted {
+            if outcome == GrantOutcome::NotAttempted {
                 // The previous gate had opened before this grant was made.
                 state.next_send_at = None;
             } else {

@@ -47,7 +47,7 @@ fn drive(
         match s.next(now) {
             Decision::Send(grant) => {
                 out.push((now, grant.tenant().clone()));
-                s.completed(grant, Outcome::Delivered);
+                s.completed(grant, GrantOutcome::Delivered);
             }
             Decision::WaitUntil(at) => {
                 assert!(at > now, "a wait must move time forward");
@@ -267,7 +267,7 @@ fn the_global_in_flight_cap_holds() {
     assert_eq!(s.in_flight(), 3);
 
     let mut grants = grants.into_iter();
-    s.completed(grants.next().unwrap(), Outcome::Delivered);
+    s.completed(grants.next().unwrap(), GrantOutcome::Delivered);
     let _again = expect_send(&mut s, now);
     assert!(matches!(s.next(now), Decision::Idle));
 }
@@ -287,7 +287,7 @@ fn a_tenant_in_flight_cap_holds_while_others_go_on() {
         if grant.tenant() == &t("slow") {
             held.push(grant); // the slow bridge never answers
         } else {
-            s.completed(grant, Outcome::Delivered);
+            s.completed(grant, GrantOutcome::Delivered);
         }
     }
 
@@ -327,7 +327,7 @@ fn wait_until_reports_the_earliest_possible_instant() {
 
     let first = expect_send(&mut s, now);
     assert_eq!(first.tenant(), &t("a"));
-    s.completed(first, Outcome::Delivered);
+    s.completed(first, GrantOutcome::Delivered);
     // The fleet has a token again at +1 s, but A's comes at +10 s and B's pause ends at +4 s.
     assert!(matches!(s.next(now), Decision::WaitUntil(at) if at == now + secs(4.0)));
 
@@ -358,12 +358,12 @@ fn a_rate_limited_send_gives_back_the_tenant_token_but_not_the_fleet_token() {
     s.work_arrived(&t("a"), 10).unwrap();
 
     let grant = expect_send(&mut s, now);
-    s.completed(grant, Outcome::RateLimited);
+    s.completed(grant, GrantOutcome::RateLimited);
     s.work_arrived(&t("a"), 1).unwrap();
 
     // The tenant can go again at once; the fleet has one token left.
     let grant = expect_send(&mut s, now);
-    s.completed(grant, Outcome::RateLimited);
+    s.completed(grant, GrantOutcome::RateLimited);
     s.work_arrived(&t("a"), 1).unwrap();
     assert!(matches!(s.next(now), Decision::WaitUntil(_)));
 }
@@ -377,10 +377,10 @@ fn a_grant_not_attempted_gives_back_both_tokens() {
 
     for _ in 0..5 {
         let grant = expect_send(&mut s, now);
-        s.completed(grant, Outcome::NotAttempted);
+        s.completed(grant, GrantOutcome::NotAttempted);
     }
     let grant = expect_send(&mut s, now);
-    s.completed(grant, Outcome::Failed);
+    s.completed(grant, GrantOutcome::Failed);
     assert!(matches!(s.next(now), Decision::WaitUntil(_)));
     assert_eq!(s.ready(&t("a")), Some(4));
 }
@@ -422,7 +422,7 @@ fn leased_permits_expire_and_a_fleet_pause_drops_them() {
 
     s.add_fleet_permits(3, now + secs(5.0));
     let grant = expect_send(&mut s, now);
-    s.completed(grant, Outcome::NotAttempted);
+    s.completed(grant, GrantOutcome::NotAttempted);
     assert_eq!(s.fleet_permits_held(now), 3, "an unused permit comes back");
     s.pause_fleet_until(now + secs(2.0));
     assert_eq!(s.fleet_permits_held(now), 0);
@@ -443,10 +443,10 @@ fn a_removed_tenant_keeps_its_global_slots_until_its_grants_complete() {
     assert_eq!(s.in_flight(), 2);
 
     // The old grant must not free the new tenant's only slot.
-    s.completed(old, Outcome::Delivered);
+    s.completed(old, GrantOutcome::Delivered);
     assert_eq!(s.tenant_in_flight(&t("a")), Some(1));
     assert_eq!(s.in_flight(), 1);
-    s.completed(new, Outcome::Delivered);
+    s.completed(new, GrantOutcome::Delivered);
     assert_eq!(s.in_flight(), 0);
 }
 
@@ -457,7 +457,7 @@ fn changing_limits_keeps_the_tenants_work_and_spending() {
     s.upsert_tenant(t("a"), limits(1, 60, 1, 10));
     s.work_arrived(&t("a"), 10).unwrap();
     let grant = expect_send(&mut s, now);
-    s.completed(grant, Outcome::Delivered);
+    s.completed(grant, GrantOutcome::Delivered);
 
     s.upsert_tenant(t("a"), limits(3, 60, 1, 10));
 

@@ -1,17 +1,18 @@
-//! The shared budget's state and its one transition, free of I/O.
+//! The budget ledger: the shared budget's state and its one transition, free
+//! of I/O. (Not the delivery ledger, which is `switchyard_shared::deliveries`.)
 //!
-//! The ledger is a sliding window of time slots: how many permits were handed
-//! out in each recent slot, plus the fleet pause. A take succeeds while the
-//! last `span_slots` slots together stay within the limit, where the span is
-//! the provider's window plus guard slots (see [`Window`]). Every replica
-//! applies this function to the same stored document under compare-and-swap,
-//! so the document is the fleet's single source of truth.
+//! The budget ledger is a sliding window of time slots: how many permits
+//! were handed out in each recent slot, plus the fleet pause. A take succeeds
+//! while the last `span_slots` slots together stay within the limit, where
+//! the span is the provider's window plus guard slots (see [`Window`]). Every
+//! replica applies this function to the same stored document under
+//! compare-and-swap, so the document is the fleet's single source of truth.
 
 use serde::{Deserialize, Serialize};
 
 /// The stored document (JSON in one KV key).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ledger {
+pub struct BudgetLedger {
     /// `(slot start, permits)` in unix milliseconds, oldest first; only
     /// slots with permits, only within the span.
     #[serde(default)]
@@ -54,7 +55,7 @@ pub enum Take {
     Paused { until_ms: u64 },
 }
 
-impl Ledger {
+impl BudgetLedger {
     /// Takes up to `want` permits at `now_ms`, recording them in the ledger.
     pub fn take(&mut self, window: &Window, now_ms: u64, want: u32) -> Take {
         if self.paused_until_ms > now_ms {
@@ -152,7 +153,7 @@ mod tests {
     #[test]
     fn takes_are_chunked_and_stop_at_the_limit() {
         let w = window();
-        let mut ledger = Ledger::default();
+        let mut ledger = BudgetLedger::default();
         assert_eq!(granted(ledger.take(&w, 5_000, 100)), 4);
         assert_eq!(granted(ledger.take(&w, 5_100, 1)), 1);
         assert_eq!(granted(ledger.take(&w, 5_200, 4)), 4);
@@ -169,7 +170,7 @@ mod tests {
     #[test]
     fn permits_come_back_when_their_slot_leaves_the_span() {
         let w = window();
-        let mut ledger = Ledger::default();
+        let mut ledger = BudgetLedger::default();
         for _ in 0..3 {
             ledger.take(&w, 0, 4);
         }
@@ -189,7 +190,7 @@ mod tests {
             max_per_slot: 5,
             ..window()
         };
-        let mut ledger = Ledger::default();
+        let mut ledger = BudgetLedger::default();
         assert_eq!(granted(ledger.take(&w, 5_000, 4)), 4);
         assert_eq!(granted(ledger.take(&w, 5_100, 4)), 1);
         assert_eq!(
@@ -202,7 +203,7 @@ mod tests {
     #[test]
     fn a_lease_expires_at_the_end_of_its_slot_plus_grace() {
         let w = window();
-        let mut ledger = Ledger::default();
+        let mut ledger = BudgetLedger::default();
         assert_eq!(
             ledger.take(&w, 5_300, 1),
             Take::Granted {
@@ -215,7 +216,7 @@ mod tests {
     #[test]
     fn a_late_clock_counts_in_the_latest_slot_and_gets_a_short_lease() {
         let w = window();
-        let mut ledger = Ledger::default();
+        let mut ledger = BudgetLedger::default();
         ledger.take(&w, 9_000, 1);
         // This replica's clock is 2 s behind.
         assert_eq!(
@@ -231,7 +232,7 @@ mod tests {
     #[test]
     fn a_pause_stops_takes_and_only_extends() {
         let w = window();
-        let mut ledger = Ledger::default();
+        let mut ledger = BudgetLedger::default();
         ledger.pause_until(30_000);
         ledger.pause_until(20_000);
         assert_eq!(
@@ -251,7 +252,7 @@ mod tests {
             max_per_slot: 7,
             grace_ms: 50,
         };
-        let mut ledger = Ledger::default();
+        let mut ledger = BudgetLedger::default();
         let mut log: Vec<(u64, u32)> = Vec::new();
         // A deterministic, irregular walk of instants and demands.
         let mut now = 1_000_000u64;
@@ -299,7 +300,7 @@ mod tests {
             max_per_slot,
             grace_ms: 500,
         };
-        let mut ledger = Ledger::default();
+        let mut ledger = BudgetLedger::default();
         let mut uses = Vec::new();
         // The slow replica's clock reads `skew_ms` behind true time.
         let true_at = 100_900;
@@ -354,15 +355,18 @@ mod tests {
 
     #[test]
     fn the_document_survives_a_round_trip_and_tolerates_missing_fields() {
-        let ledger = Ledger {
+        let ledger = BudgetLedger {
             slots: vec![(1_000, 3)],
             paused_until_ms: 7,
         };
         let json = serde_json::to_vec(&ledger).unwrap();
-        assert_eq!(serde_json::from_slice::<Ledger>(&json).unwrap(), ledger);
         assert_eq!(
-            serde_json::from_slice::<Ledger>(b"{}").unwrap(),
-            Ledger::default()
+            serde_json::from_slice::<BudgetLedger>(&json).unwrap(),
+            ledger
+        );
+        assert_eq!(
+            serde_json::from_slice::<BudgetLedger>(b"{}").unwrap(),
+            BudgetLedger::default()
         );
     }
 }

@@ -1,0 +1,140 @@
+//! Step 3 of a delivery: carrying out what the retry policy makes of the
+//! provider's answer (record and ack, back to the lane with a pause, or dead
+//! letter), and what the ledger is told of it.
+
+use switchyard_shared::{
+    deliveries,
+    lanes::LaneMessage,
+    replies::OutboundReply,
+    wabridges::{SendReceipt, WaError},
+};
+
+use super::{Deliverer, Sent, StepResult, admit::Admission, push_back, reason};
+use crate::{
+    fair_share::{GrantOutcome, PauseReason},
+    retry_policy::Action,
+};
+
+impl Deliverer {
+    /// Step 3: carries out what the retry policy makes of the answer.
+    pub(super) async fn apply(
+        &self,
+        message: LaneMessage,
+        admission: Admission,
+        sent: Sent,
+    ) -> StepResult {
+        match self
+            .policy
+            .decide(sent.result.as_ref().map(|_| ()), sent.ctx)
+        {
+            Action::Done { confirmed } => self.wired(message, &admission, &sent, confirmed).await,
+            Action::Requeue { pause_fleet_for } => {
+                self.note_failure(&message, &admission.reply, false, &sent)
+                    .await;
+                push_back(
+                    message,
+                    GrantOutcome::RateLimited,
+                    None,
+                    Some(pause_fleet_for),
+                )
+            }
+            Action::Retry { delay, .. } => {
+                self.note_failure(&message, &admission.reply, true, &sent)
+                    .await;
+                push_back(
+                    message,
+                    GrantOutcome::Failed,
+                    Some((PauseReason::Backoff, Some(delay))),
+                    None,
+                )
+            }
+            Action::HoldTenant {
+                reason: why,
+                for_at_most,
+                alert,
+            } => {
+                self.note_failure(&message, &admission.reply, false, &sent)
+                    .await;
+                if alert {
+                    metrics::counter!("switchyard_sender_tenant_held_total", "reason" => why.as_str()).increment(1);
+                    tracing::error!(tenant.id = %admission.tenant.id, hold.reason = why.as_str(), "sending held for this tenant until an operator resumes it; messages are kept");
+                }
+                push_back(
+                    message,
+                    GrantOutcome::Failed,
+                    Some((why, for_at_most)),
+                    None,
+                )
+            }
+            Action::DeadLetter { reason: why } => {
+                let detail = error_text(&sent.result);
+                self.dead_in_ledger(
+                    message,
+                    &admission.reply.reply_id,
+                    reason(why.as_str(), detail),
+                    sent.ctx.attempt,
+                    GrantOutcome::Failed,
+                )
+                .await
+            }
+        }
+    }
+
+    /// The provider accepted the send: record it, then ack.
+    async fn wired(
+        &self,
+        message: LaneMessage,
+        admission: &Admission,
+        sent: &Sent,
+        confirmed: bool,
+    ) -> StepResult {
+        let Admission { reply, tenant, .. } = admission;
+        let provider_id = match &sent.result {
+            Ok(receipt) if confirmed => Some(&receipt.message_id),
+            _ => None,
+        };
+        if let Err(e) =
+            deliveries::mark_wired(&self.db, &tenant.id, &reply.reply_id, provider_id).await
+        {
+            // Acking anyway: an unacked message would be sent again.
+            tracing::error!(tenant.id = %tenant.id, error = %e, "sent, but the ledger update failed");
+        }
+        message.ack().await;
+        record_latency(reply);
+        StepResult::Finished(GrantOutcome::Delivered)
+    }
+
+    /// Records a failed attempt in the ledger; `spent`: it counts towards the limit.
+    async fn note_failure(
+        &self,
+        message: &LaneMessage,
+        reply: &OutboundReply,
+        spent: bool,
+        sent: &Sent,
+    ) {
+        let tenant = &message.tenant;
+        let error = error_text(&sent.result);
+        if let Err(e) =
+            deliveries::record_failure(&self.db, tenant, &reply.reply_id, spent, &error).await
+        {
+            tracing::warn!(tenant.id = %tenant, error = %e, "cannot record the failed attempt");
+        }
+    }
+}
+
+/// The provider error as text (empty for a success).
+fn error_text(result: &Result<SendReceipt, WaError>) -> String {
+    result
+        .as_ref()
+        .err()
+        .map_or_else(String::new, ToString::to_string)
+}
+
+/// End-to-end latency, webhook received → provider accepted the reply.
+fn record_latency(reply: &OutboundReply) {
+    if let Some(received) = reply.received_at_ms {
+        let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let ms = (now_ms - i128::from(received)).max(0) as f64;
+        metrics::histogram!("switchyard_end_to_end_seconds").record(ms / 1000.0);
+    }
+}

@@ -1,0 +1,185 @@
+//! Delivering one reply part: the step the dispatcher runs for each grant.
+//!
+//! [`Deliverer::deliver`] reads as three steps: admit the message (`admit`;
+//! or finish it without a provider call), send it, and apply what the retry
+//! policy makes of the answer (`apply`). This file holds the step itself and the ways a
+//! message can end that all three share (dead letter, back to the lane).
+//!
+//! The tenant is the subject's; the reply must agree. The bridge is the
+//! tenant's own (the tenant row's, addressed by its `customer_ref`), never
+//! anything named in the payload. The ledger is checked before and written
+//! after the provider call; the retry policy turns the call's result into an
+//! action, and this step carries it out except for what only the dispatcher
+//! may do (scheduler pauses, putting the message back at the head of its lane).
+
+mod admit;
+mod apply;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use switchyard_shared::{
+    deliveries,
+    ids::TenantId,
+    lanes::{
+        LaneMessage,
+        dead_letter::{self, DeadLetterReason},
+    },
+    message_ids::ReplyId,
+    tenant_cache::TenantCache,
+    wabridges::{SendReceipt, WaBridgesClient, WaError},
+};
+
+use self::admit::Admission;
+use crate::{
+    fair_share::{GrantOutcome, PauseReason},
+    retry_policy::{AttemptContext, RetryPolicy},
+};
+
+/// What became of one grant's message.
+#[derive(Debug)]
+pub enum StepResult {
+    /// Acked, dropped or dead-lettered: the message is gone from the lane.
+    Finished(GrantOutcome),
+    /// Not finished: put it back at the head of its tenant's lane.
+    PushBack {
+        message: Box<LaneMessage>,
+        outcome: GrantOutcome,
+        /// Hold the tenant for this reason, until lifted or for at most this long.
+        tenant_pause: Option<(PauseReason, Option<Duration>)>,
+        /// Hold every send of every replica this long (a 429).
+        fleet_pause: Option<Duration>,
+    },
+}
+
+/// Everything a delivery needs.
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    pub db: PgPool,
+    pub tenants: TenantCache,
+    pub client: WaBridgesClient,
+    pub js: async_nats::jetstream::Context,
+    pub policy: RetryPolicy,
+}
+
+/// A short pause for our own transient trouble (database, NATS).
+const LOCAL_TROUBLE_PAUSE: Duration = Duration::from_secs(1);
+
+/// The provider's answer to one call, and the attempt it was.
+struct Sent {
+    result: Result<SendReceipt, WaError>,
+    ctx: AttemptContext,
+}
+
+impl Deliverer {
+    /// Runs one message to a result.
+    pub async fn deliver(&self, message: LaneMessage) -> StepResult {
+        let admission = match self.admit(&message).await {
+            Ok(admission) => admission,
+            Err(refusal) => return self.refuse(message, refusal).await,
+        };
+        let sent = self.send(&message, &admission).await;
+        self.apply(message, admission, sent).await
+    }
+
+    /// Step 2: one provider call on the tenant's own bridge.
+    async fn send(&self, message: &LaneMessage, admission: &Admission) -> Sent {
+        let Admission {
+            reply,
+            tenant,
+            attempts,
+            age,
+        } = admission;
+        let started = std::time::Instant::now();
+        let result = self
+            .client
+            .send_text(&tenant.id, reply.chat_id.as_str(), &reply.body)
+            .await;
+        metrics::histogram!("switchyard_sender_send_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let class = result.as_ref().err().map_or("ok", WaError::class);
+        metrics::counter!("switchyard_sender_attempts_total", "result" => class).increment(1);
+        let spent = result.as_ref().err().is_some_and(WaError::spends_attempt);
+        let ctx = AttemptContext {
+            attempt: attempts + u32::from(spent || result.is_ok()),
+            age: *age,
+            jitter_seed: seed(&message.message_id),
+        };
+        Sent { result, ctx }
+    }
+
+    /// Dead-letters a message whose reply has a ledger row, and marks the row dead.
+    async fn dead_in_ledger(
+        &self,
+        message: LaneMessage,
+        reply_id: &ReplyId,
+        why: DeadLetterReason,
+        attempts: u32,
+        outcome: GrantOutcome,
+    ) -> StepResult {
+        let tenant: TenantId = message.tenant.clone();
+        let finished = self.dead(message, why, attempts, outcome).await;
+        if let Err(e) = deliveries::mark_dead(&self.db, &tenant, reply_id).await {
+            tracing::warn!(tenant.id = %tenant, error = %e, "cannot mark the ledger row dead");
+        }
+        finished
+    }
+
+    /// Publishes a dead letter, then terminates the message.
+    async fn dead(
+        &self,
+        message: LaneMessage,
+        why: DeadLetterReason,
+        attempts: u32,
+        outcome: GrantOutcome,
+    ) -> StepResult {
+        match dead_letter::publish(&self.js, &message, &why, attempts).await {
+            Ok(()) => {
+                message.terminate().await;
+                StepResult::Finished(outcome)
+            }
+            Err(e) => local_trouble(message, format!("dead letter: {e}")),
+        }
+    }
+}
+
+/// The message goes back to the head of its lane; the dispatcher applies the pauses.
+fn push_back(
+    message: LaneMessage,
+    outcome: GrantOutcome,
+    tenant_pause: Option<(PauseReason, Option<Duration>)>,
+    fleet_pause: Option<Duration>,
+) -> StepResult {
+    StepResult::PushBack {
+        message: Box::new(message),
+        outcome,
+        tenant_pause,
+        fleet_pause,
+    }
+}
+
+/// Our own transient trouble: back to the lane, the tenant held briefly.
+fn local_trouble(message: LaneMessage, detail: String) -> StepResult {
+    tracing::warn!(tenant.id = %message.tenant, error = %detail, "cannot deliver now; will retry");
+    push_back(
+        message,
+        GrantOutcome::NotAttempted,
+        Some((PauseReason::Backoff, Some(LOCAL_TROUBLE_PAUSE))),
+        None,
+    )
+}
+
+/// A dead-letter reason from its code and a human detail.
+fn reason(code: &'static str, detail: impl Into<String>) -> DeadLetterReason {
+    DeadLetterReason {
+        code,
+        detail: detail.into(),
+    }
+}
+
+/// A stable jitter seed from a message id (FNV-1a).
+fn seed(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}

@@ -1,0 +1,144 @@
+//! The dispatcher: one task owns the fair-share scheduler and turns its
+//! decisions into deliveries; everything else reaches it as an [`Event`].
+//!
+//! Lanes announce work (one event per message they take); the scheduler says
+//! which tenant sends next; the delivery runs in its own task and comes back
+//! as a completion. Bridge state announcements pause and resume tenants; a
+//! periodic refresh re-reads limits and bridge state from the tenants table,
+//! in case an announcement was lost. WhatsApp behaviour (`docs/whatsapp.md`)
+//! lives here too: each tenant's pacing gap is handed to the scheduler, a
+//! chat's messages go one at a time, bridge flaps are held and resumed with
+//! jitter.
+//!
+//! Each tenant has two lanes here: live replies (`OUTBOUND`) and bulk
+//! (`BULK`: dead-letter replays and the router's answers to recovered
+//! events). The scheduler's grant names the lane to take from; bulk goes only
+//! when the tenant has no live reply ready, within `bulk_share_percent` of the
+//! fleet budget. The ledger is keyed by (tenant, reply id) whatever the lane,
+//! so a reply that reaches both lanes is still sent once.
+//!
+//! Layout, one role per file:
+//! - `events`: what reaches the loop, on a bounded channel (and why a full
+//!   one cannot deadlock);
+//! - `send_loop`: the loop itself, grants to deliveries, completions back;
+//! - `lane_work`: the lanes sent from and the scheduler's count of their work;
+//! - `tenant_refresh`: tenant rows read into the scheduler;
+//! - `bridge_flaps`: holding and resuming tenants whose bridge flaps;
+//! - `announcements`: the tasks forwarding lane work and NATS announcements.
+
+mod announcements;
+mod bridge_flaps;
+mod events;
+mod lane_work;
+mod send_loop;
+mod tenant_refresh;
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use switchyard_shared::{ids::TenantId, lanes::TenantLane, tenant_cache::TenantCache};
+use tokio::sync::mpsc;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use self::bridge_flaps::BridgeFlaps;
+pub use self::{
+    announcements::{follow_bridge_states, follow_operator_resumes, forward_work},
+    bridge_flaps::FlapSettings,
+    events::{Completion, EVENT_QUEUE_CAPACITY, Event, EventSender},
+};
+use crate::{
+    deliver::Deliverer,
+    fair_share::{Scheduler, warmup::WarmUp},
+    fleet_budget::FleetBudget,
+};
+
+/// What the dispatcher is built from.
+pub struct DispatcherParts {
+    pub scheduler: Scheduler,
+    pub deliverer: Arc<Deliverer>,
+    /// The shared fleet budget (`None`: the scheduler counts it locally).
+    pub fleet: Option<FleetBudget>,
+    pub tenants: TenantCache,
+    /// How often every known tenant's row is read again.
+    pub refresh_every: Duration,
+    /// How bridge flaps are handled.
+    pub flaps: FlapSettings,
+    /// The fleet budget (calls a minute) bulk shares are taken of.
+    pub fleet_per_minute: u32,
+    /// Lower limits for newly paired numbers.
+    pub warmup: WarmUp,
+    pub shutdown: CancellationToken,
+    /// Where deliveries, refreshes and delayed probes run.
+    pub tasks: TaskTracker,
+}
+
+/// The send loop's state.
+pub struct Dispatcher {
+    scheduler: Scheduler,
+    deliverer: Arc<Deliverer>,
+    fleet: Option<FleetBudget>,
+    tenants: TenantCache,
+    refresh_every: Duration,
+    /// Handed to the tasks that report back; the loop itself never sends.
+    events_tx: EventSender,
+    events: mpsc::Receiver<Event>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    /// Live and bulk lanes by tenant, and work (live, bulk) announced before
+    /// the tenant's row was read.
+    lanes: HashMap<TenantId, Arc<TenantLane>>,
+    bulk_lanes: HashMap<TenantId, Arc<TenantLane>>,
+    waiting_for_row: HashMap<TenantId, (u64, u64)>,
+    /// The fleet budget a tenant's `bulk_share_percent` is a share of.
+    fleet_per_minute: u32,
+    /// Lower limits for newly paired numbers.
+    warmup: WarmUp,
+    /// Chats with a send in flight, per tenant.
+    chats_in_flight: HashSet<(TenantId, String)>,
+    flaps: BridgeFlaps,
+}
+
+impl Dispatcher {
+    /// A dispatcher with no lanes yet, and its bounded event channel.
+    pub fn new(parts: DispatcherParts) -> Self {
+        let DispatcherParts {
+            scheduler,
+            deliverer,
+            fleet,
+            tenants,
+            refresh_every,
+            flaps,
+            fleet_per_minute,
+            warmup,
+            shutdown,
+            tasks,
+        } = parts;
+        let (events_tx, events) = events::channel();
+        Self {
+            scheduler,
+            deliverer,
+            fleet,
+            tenants,
+            refresh_every,
+            events_tx,
+            events,
+            shutdown,
+            tasks,
+            lanes: HashMap::new(),
+            bulk_lanes: HashMap::new(),
+            waiting_for_row: HashMap::new(),
+            fleet_per_minute,
+            warmup,
+            chats_in_flight: HashSet::new(),
+            flaps: BridgeFlaps::new(flaps),
+        }
+    }
+
+    /// Where other tasks send the loop their events.
+    pub fn events(&self) -> EventSender {
+        self.events_tx.clone()
+    }
+}

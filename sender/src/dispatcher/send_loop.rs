@@ -1,0 +1,217 @@
+//! The send loop: asks the scheduler who sends next, starts that delivery on
+//! a task of its own, and applies every event that comes back.
+//!
+//! A delivery's completion releases its grant and, for a message that must
+//! wait, puts it back at the head of its lane and pauses the tenant (or the
+//! whole fleet, for a 429). The messages of one chat are sent one at a time,
+//! in lane order: a multi-part reply goes out in order, and a failed part is
+//! retried before the next part goes.
+
+use std::{sync::Arc, time::Duration};
+
+use switchyard_shared::lanes::TenantLane;
+use tokio::time::Instant;
+
+use super::{
+    Dispatcher,
+    events::{Completion, Event},
+    lane_work::class_of,
+};
+use crate::{
+    deliver::StepResult,
+    fair_share::{Decision, Grant, GrantOutcome, PauseReason},
+};
+
+impl Dispatcher {
+    /// Runs until shutdown; in-flight deliveries finish on their own tasks.
+    pub async fn run(mut self) {
+        let mut refresh = tokio::time::interval(self.refresh_every);
+        loop {
+            while let Ok(event) = self.events.try_recv() {
+                self.apply(event).await;
+            }
+            let wake = match self.scheduler.next(Instant::now()) {
+                Decision::Send(grant) => {
+                    self.start_delivery(grant).await;
+                    continue;
+                }
+                Decision::NeedFleetPermits { wanted } => {
+                    self.lease(wanted).await;
+                    continue;
+                }
+                Decision::WaitUntil(at) => Some(at),
+                Decision::Idle => None,
+            };
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                event = self.events.recv() => match event {
+                    Some(event) => self.apply(event).await,
+                    None => return,
+                },
+                _ = refresh.tick() => {
+                    self.refresh_all();
+                    self.flaps.alert_long_disconnections();
+                }
+                _ = sleep => {}
+            }
+        }
+    }
+
+    async fn apply(&mut self, event: Event) {
+        match event {
+            Event::Work(lane) => self.on_work(lane),
+            Event::Refreshed(tenant, row) => self.on_refreshed(tenant, row),
+            Event::BridgeState(tenant, connected) => {
+                self.flaps
+                    .on_bridge_state(&mut self.scheduler, &tenant, connected);
+            }
+            Event::Probe(tenant) => self.probe(&tenant).await,
+            Event::OperatorResume(tenant) => {
+                for reason in [
+                    PauseReason::Unauthorized,
+                    PauseReason::Restricted,
+                    PauseReason::Operator,
+                    PauseReason::Backoff,
+                ] {
+                    let _ = self.scheduler.resume(&tenant, reason);
+                }
+                tracing::info!(tenant.id = %tenant, "operator resumed sending");
+            }
+            Event::Completed(done) => {
+                let Completion {
+                    grant,
+                    lane,
+                    result,
+                    chat,
+                } = *done;
+                self.on_completed(grant, lane, result, chat).await;
+            }
+        }
+    }
+
+    async fn start_delivery(&mut self, grant: Grant) {
+        let tenant = grant.tenant().clone();
+        let class = grant.class();
+        let Some(lane) = self.lane(&tenant, class) else {
+            self.scheduler.completed(grant, GrantOutcome::NotAttempted);
+            self.emptied(&tenant, class);
+            return;
+        };
+        let message = match lane.try_next().await {
+            Ok(Some(m)) => m,
+            Ok(None) | Err(_) => {
+                self.scheduler.completed(grant, GrantOutcome::NotAttempted);
+                self.emptied(&tenant, class);
+                if lane.is_spilling().await {
+                    self.probe_later(tenant, Duration::from_millis(200));
+                }
+                return;
+            }
+        };
+        let chat = chat_of(&message.payload);
+        let key = (tenant.clone(), chat.clone());
+        if self.chats_in_flight.contains(&key) {
+            // That chat's previous message is still being sent: keep the
+            // lane's order and wait for its completion (which probes again).
+            lane.push_front(message).await;
+            self.scheduler
+                .completed_at(grant, GrantOutcome::NotAttempted, Instant::now());
+            self.emptied(&tenant, class);
+            return;
+        }
+        self.chats_in_flight.insert(key);
+        let deliverer = self.deliverer.clone();
+        let events = self.events_tx.clone();
+        self.tasks.spawn(async move {
+            let result = deliverer.deliver(message).await;
+            let completion = Completion {
+                grant,
+                lane,
+                result,
+                chat,
+            };
+            let _ = events.send(Event::Completed(Box::new(completion))).await;
+        });
+    }
+
+    async fn on_completed(
+        &mut self,
+        grant: Grant,
+        lane: Arc<TenantLane>,
+        result: StepResult,
+        chat: String,
+    ) {
+        let tenant = grant.tenant().clone();
+        let now = Instant::now();
+        match result {
+            StepResult::Finished(outcome) => self.scheduler.completed_at(grant, outcome, now),
+            StepResult::PushBack {
+                message,
+                outcome,
+                tenant_pause,
+                fleet_pause,
+            } => {
+                self.scheduler.completed_at(grant, outcome, now);
+                lane.push_front(*message).await;
+                let _ = self.arrived(&tenant, class_of(&lane), 1);
+                if let Some((reason, for_at_most)) = tenant_pause {
+                    let until = for_at_most.map(|d| Instant::now() + d);
+                    let _ = self.scheduler.pause(&tenant, reason, until);
+                }
+                if let Some(pause) = fleet_pause {
+                    self.pause_fleet(pause);
+                }
+            }
+        }
+        // Only now, with a failed message back at the head of its lane, may
+        // the chat's next message go.
+        self.chats_in_flight.remove(&(tenant.clone(), chat));
+        // The scheduler's count is a hint; the lane is the truth.
+        self.probe(&tenant).await;
+    }
+
+    /// Holds every send here at once, and shares the pause with the other
+    /// replicas through the fleet budget (on a task of its own).
+    fn pause_fleet(&mut self, pause: Duration) {
+        self.scheduler.pause_fleet_until(Instant::now() + pause);
+        if let Some(fleet) = self.fleet.clone() {
+            self.tasks.spawn(async move {
+                if let Err(e) = fleet.pause_for(pause).await {
+                    tracing::warn!(error = %e, "cannot share the fleet pause with other replicas");
+                }
+            });
+        }
+    }
+
+    async fn lease(&mut self, wanted: u32) {
+        let Some(fleet) = self.fleet.clone() else {
+            return;
+        };
+        match fleet.acquire(wanted).await {
+            Ok(lease) => lease.apply_to(&mut self.scheduler),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot lease from the fleet budget; waiting");
+                self.scheduler
+                    .pause_fleet_until(Instant::now() + Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// The chat a reply is for, read cheaply (empty when unreadable: such a
+/// message is dead-lettered by the delivery step, and orders nothing).
+fn chat_of(payload: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Chat {
+        chat_id: String,
+    }
+    serde_json::from_slice::<Chat>(payload)
+        .map(|c| c.chat_id)
+        .unwrap_or_default()
+}

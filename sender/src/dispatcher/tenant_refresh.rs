@@ -1,0 +1,107 @@
+//! Tenant refresh: the scheduler's view of each tenant (limits, warm-up,
+//! pacing gap, bulk share, bridge state) comes from the tenant's row, read
+//! when its first work arrives and again every refresh period, in case an
+//! announcement was lost or an operator changed the row.
+//!
+//! Work announced before the row is read is counted here and handed to the
+//! scheduler once the row arrives. Rows are read on tasks of their own, which
+//! report back as [`Event::Refreshed`].
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use switchyard_shared::{
+    ids::TenantId,
+    tenants::{SendLimits, Tenant},
+};
+
+use super::{Dispatcher, events::Event};
+use crate::fair_share::LaneClass;
+
+/// Limits used for a tenant whose row is not known (yet): its messages flow
+/// to the delivery step, which drops them and counts.
+const UNKNOWN_TENANT_LIMITS: SendLimits = SendLimits {
+    weight: 1,
+    sends_per_minute: 60,
+    send_burst: 10,
+    max_in_flight: 1,
+};
+
+impl Dispatcher {
+    /// Counts work of a tenant the scheduler does not know yet; the first
+    /// such work asks for the tenant's row.
+    pub(super) fn wait_for_row(&mut self, tenant: TenantId, class: LaneClass) {
+        let pending = self.waiting_for_row.entry(tenant.clone()).or_insert((0, 0));
+        let first = *pending == (0, 0);
+        match class {
+            LaneClass::Live => pending.0 += 1,
+            LaneClass::Bulk => pending.1 += 1,
+        }
+        if first {
+            self.refresh(tenant);
+        }
+    }
+
+    /// A tenant's row was read: hand its limits and state to the scheduler.
+    pub(super) fn on_refreshed(&mut self, tenant: TenantId, row: Option<Arc<Tenant>>) {
+        let now_unix = time::OffsetDateTime::now_utc().unix_timestamp();
+        let (limits, gap) = row
+            .as_ref()
+            .map_or((UNKNOWN_TENANT_LIMITS, Duration::ZERO), |r| {
+                // A newly paired number gets lower limits (re-read every refresh).
+                self.warmup.apply(
+                    r.limits,
+                    Duration::from_millis(u64::from(r.whatsapp.min_send_gap_ms)),
+                    r.whatsapp.paired_at,
+                    now_unix,
+                )
+            });
+        self.scheduler.upsert_tenant(tenant.clone(), limits);
+        if let Some(row) = &row {
+            self.flaps.on_bridge_state(
+                &mut self.scheduler,
+                &tenant,
+                !row.bridge_state.holds_sends(),
+            );
+            let _ = self.scheduler.set_pacing(&tenant, gap);
+        }
+        let share = row.as_ref().map_or(100, |r| {
+            u64::from(r.whatsapp.bulk_share_percent.clamp(1, 100))
+        });
+        let per_minute = (u64::from(self.fleet_per_minute) * share / 100).max(1);
+        let per_minute = u32::try_from(per_minute).unwrap_or(u32::MAX);
+        let _ = self
+            .scheduler
+            .set_bulk_rate(&tenant, Some((per_minute, per_minute.div_ceil(20).max(1))));
+        if let Some((live, bulk)) = self.waiting_for_row.remove(&tenant) {
+            let _ = self.scheduler.work_arrived(&tenant, live);
+            let _ = self.scheduler.bulk_arrived(&tenant, bulk);
+        }
+    }
+
+    /// Reads the tenant's row afresh, on a task of its own.
+    pub(super) fn refresh(&self, tenant: TenantId) {
+        let tenants = self.tenants.clone();
+        let events = self.events_tx.clone();
+        self.tasks.spawn(async move {
+            tenants.invalidate(&tenant).await;
+            match tenants.resolve(&tenant).await {
+                Ok(row) => {
+                    let _ = events.send(Event::Refreshed(tenant, row)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(tenant.id = %tenant, error = %e, "cannot read tenant; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = events.send(Event::Probe(tenant)).await;
+                }
+            }
+        });
+    }
+
+    /// Re-reads the row of every tenant this replica holds a lane of.
+    pub(super) fn refresh_all(&self) {
+        let tenants: HashSet<&TenantId> = self.lanes.keys().chain(self.bulk_lanes.keys()).collect();
+        for tenant in tenants {
+            self.refresh(tenant.clone());
+        }
+    }
+}
