@@ -17,11 +17,7 @@ use switchyard_shared::{
     db,
     events::{self, MessageEvent, WebhookEvent},
     ids::{EventId, TenantId},
-    lanes::{
-        LaneMessage,
-        dead_letter::DeadLetterReason,
-        runner::{Handler, Outcome},
-    },
+    lanes::{LaneMessage, dead_letter::DeadLetterReason},
     subjects,
     tenant_cache::TenantCache,
     tenants,
@@ -31,6 +27,7 @@ use switchyard_shared::{
 use crate::{
     bots::{BotError, BotInput, Bots, sender_role},
     conversations, replies,
+    runner::{Handler, Outcome},
 };
 
 /// Everything the step needs, shared by all workers.

@@ -2,26 +2,29 @@
 //! event's tenant and runs that tenant's bot, publishing its replies to
 //! `outbound.<tenant>`.
 //!
-//! Layout: [`settings`]; [`handler`] (the per-event step); [`conversations`];
-//! [`bots`]; [`replies`]; [`takeover`] (what a `from_me` message means). The lanes and the tenant cache live in
-//! `switchyard_shared` (`lanes`, `tenant_cache`), shared with the sender. `main.rs` only wires things up; [`run`] is what
-//! tests start in-process.
+//! Layout: [`settings`]; [`runner`] (one worker per tenant lane, outcomes to
+//! ack / in-place retry / dead letter) and [`gather`] (a chat's burst as one
+//! turn); [`handler`] (the per-event step); [`takeover`] (what a `from_me`
+//! message means); [`conversations`]; [`bots`]; [`replies`]. The lanes and the
+//! tenant cache live in `switchyard_shared` (`lanes`, `tenant_cache`), shared
+//! with the sender. `main.rs` only wires things up; [`run`] is what tests
+//! start in-process.
 
 pub mod bots;
 pub mod conversations;
+pub mod gather;
 pub mod handler;
 pub mod replies;
+pub mod runner;
 pub mod settings;
 pub mod takeover;
 
 use std::sync::Arc;
 
 pub use settings::Settings;
-use switchyard_shared::{
-    lanes::{self, runner::RunnerSettings},
-    service::Service,
-    subjects::Direction,
-};
+use switchyard_shared::{lanes, service::Service, subjects::Direction};
+
+use crate::runner::RunnerSettings;
 
 /// Default port of the ops server (`/healthz`, `/readyz`, `/metrics`).
 pub const DEFAULT_OPS_PORT: u16 = 9102;
@@ -51,7 +54,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         // The runner dead-letters past max_deliveries: decide before that.
         echo_attempts: settings.lanes.max_deliveries.saturating_sub(1).max(1),
     });
-    service.tasks.spawn(lanes::runner::run(
+    service.tasks.spawn(runner::run(
         handler,
         service.jetstream.clone(),
         work,

@@ -20,11 +20,10 @@ use switchyard_shared::{
     db,
     deliveries::{self, EchoOrigin},
     events::MessageEvent,
-    lanes::runner::Outcome,
     tenants::Tenant,
 };
 
-use crate::{conversations, handler::InboundHandler};
+use crate::{conversations, handler::InboundHandler, runner::Outcome};
 
 /// First re-check delay of an undecided echo; doubled per attempt, capped.
 const RECHECK_FIRST: Duration = Duration::from_millis(200);

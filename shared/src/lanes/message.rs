@@ -3,7 +3,7 @@
 //! (from the subject, never the payload), the payload and headers, and how
 //! often it was delivered.
 
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 use async_nats::{HeaderMap, jetstream::AckKind};
 use bytes::Bytes;
@@ -17,26 +17,6 @@ pub const HEADER_ORIGINAL_SUBJECT: &str = "Switchyard-Original-Subject";
 /// in-place retry) is kept alive: well below the smallest `ack_wait` allowed,
 /// so a slow bot or provider call never gets its message redelivered meanwhile.
 pub const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(1);
-
-/// Runs `work` while keeping `messages` alive every [`KEEP_ALIVE_EVERY`].
-pub async fn keep_alive_during<F: Future>(messages: &[LaneMessage], work: F) -> F::Output {
-    let mut work = std::pin::pin!(work);
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + KEEP_ALIVE_EVERY,
-        KEEP_ALIVE_EVERY,
-    );
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            out = &mut work => return out,
-            _ = tick.tick() => {
-                for message in messages {
-                    message.keep_alive().await;
-                }
-            }
-        }
-    }
-}
 
 /// One unit of a tenant's work.
 pub struct LaneMessage {

@@ -16,16 +16,14 @@
 //! partition is read by one replica at a time, and moves to a standby about
 //! `priority_timeout` after its replica dies.
 //!
-//! Router and sender both build on this: the router runs each lane's messages
-//! through its bot ([`runner`]), the sender lets its fair-share scheduler pick
-//! which lane sends next.
+//! Router and sender both build on this and nothing here knows either: the
+//! router runs each lane's messages through its bot (its `runner`), the
+//! sender lets its fair-share scheduler pick which lane sends next.
 
 pub mod assignment;
 pub mod dead_letter;
-pub mod gather;
 pub mod message;
 pub mod partition;
-pub mod runner;
 pub mod settings;
 pub mod spill;
 pub mod tenant_lane;

@@ -29,11 +29,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::lanes::{
-    LaneMessage,
-    message::KEEP_ALIVE_EVERY,
-    runner::{ChatQueues, Handler},
-};
+use switchyard_shared::lanes::{LaneMessage, message::KEEP_ALIVE_EVERY};
+
+use crate::runner::{ChatQueues, Handler};
 
 /// A burst is cut after this many windows from its first message.
 pub const MAX_WINDOWS: u32 = 5;

@@ -1,5 +1,4 @@
-//! Running each tenant's lane through a handler, the router's way: one worker
-//! per tenant, chats of a tenant processed concurrently up to a bound, and the
+//! Running each tenant's lane through a handler: one worker per tenant, chats of a tenant processed concurrently up to a bound, and the
 //! messages of one chat strictly in order.
 //!
 //! The handler exposes one step returning an [`Outcome`]; this module maps
@@ -9,7 +8,7 @@
 //!
 //! Bursts: a handler may ask for a chat's messages to be gathered into one
 //! turn ([`Handler::gather_window`]); the chat's task then waits for the
-//! chat to go quiet ([`super::gather`]) and hands the whole burst to
+//! chat to go quiet ([`crate::gather`]) and hands the whole burst to
 //! [`Handler::handle_turn`], acking its members only once the turn is done.
 
 use std::{
@@ -22,12 +21,12 @@ use std::{
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{
+use switchyard_shared::{
     ids::TenantId,
     lanes::{
         LaneMessage, TenantLane,
         dead_letter::{self, DeadLetterReason},
-        message::keep_alive_during,
+        message::KEEP_ALIVE_EVERY,
     },
 };
 
@@ -71,6 +70,27 @@ pub trait Handler: Send + Sync + 'static {
             match messages.first() {
                 Some(first) => self.handle(first, attempt).await,
                 None => Outcome::Done,
+            }
+        }
+    }
+}
+
+/// Runs `work` while keeping `messages` alive every [`KEEP_ALIVE_EVERY`], so
+/// a slow bot or provider call never gets its messages redelivered meanwhile.
+pub async fn keep_alive_during<F: Future>(messages: &[LaneMessage], work: F) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + KEEP_ALIVE_EVERY,
+        KEEP_ALIVE_EVERY,
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => {
+                for message in messages {
+                    message.keep_alive().await;
+                }
             }
         }
     }
@@ -198,7 +218,7 @@ impl<H: Handler> TenantWorker<H> {
             let turn = match self.handler.gather_window(&next).await {
                 None => vec![next],
                 Some(window) => {
-                    super::gather::burst(
+                    crate::gather::burst(
                         self.handler.as_ref(),
                         chats,
                         key,
