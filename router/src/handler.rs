@@ -17,7 +17,10 @@ use switchyard_shared::{
     db,
     events::{self, MessageEvent, WebhookEvent},
     ids::{EventId, TenantId},
-    lanes::{LaneMessage, dead_letter::DeadLetterReason},
+    lanes::{
+        LaneMessage,
+        dead_letter::{DeadLetter, DeadLetterCode},
+    },
     subjects,
     tenant_cache::TenantCache,
     tenants,
@@ -45,11 +48,8 @@ pub struct InboundHandler {
     pub echo_attempts: u32,
 }
 
-fn dead(code: &'static str, detail: impl Into<String>) -> Outcome {
-    Outcome::DeadLetter(DeadLetterReason {
-        code,
-        detail: detail.into(),
-    })
+fn dead(code: DeadLetterCode, detail: impl Into<String>) -> Outcome {
+    Outcome::DeadLetter(DeadLetter::new(code, detail))
 }
 
 fn retry(delay: Duration, attempt: u32, reason: impl Into<String>) -> Outcome {
@@ -130,11 +130,11 @@ impl InboundHandler {
         for message in messages {
             let parsed = match parse(message) {
                 Ok(p) => p,
-                Err(e) => return dead("malformed_event", e.to_string()),
+                Err(e) => return dead(DeadLetterCode::MalformedEvent, e.to_string()),
             };
             let WebhookEvent::Message(m) = parsed.event else {
                 return dead(
-                    "malformed_turn",
+                    DeadLetterCode::MalformedTurn,
                     "a gathered burst holds a non-message event",
                 );
             };
@@ -167,7 +167,7 @@ impl InboundHandler {
         let tenant = &message.tenant;
         let parsed = match parse(message) {
             Ok(p) => p,
-            Err(e) => return dead("malformed_event", e.to_string()),
+            Err(e) => return dead(DeadLetterCode::MalformedEvent, e.to_string()),
         };
         if let Some(body_ref) = &parsed.customer_ref
             && body_ref != tenant.as_str()
@@ -176,7 +176,7 @@ impl InboundHandler {
                 metrics::counter!("switchyard_router_tenant_mismatch_total").increment(1);
                 tracing::error!(tenant.id = %tenant, "payload customer_ref disagrees with the subject's tenant; dead-lettered");
                 return dead(
-                    "tenant_mismatch",
+                    DeadLetterCode::TenantMismatch,
                     "payload customer_ref disagrees with the subject",
                 );
             }
@@ -259,7 +259,7 @@ impl InboundHandler {
         let turn = match self.bots.respond(input).await {
             Ok(turn) => turn,
             Err(BotError::Transient(e)) => return retry(self.retry_delay, attempt, e),
-            Err(BotError::Permanent(e)) => return dead("bot_failed", e),
+            Err(BotError::Permanent(e)) => return dead(DeadLetterCode::BotFailed, e),
         };
         let received_at_ms = lane_message
             .header(events::HEADER_RECEIVED_AT_MS)

@@ -25,7 +25,7 @@ use switchyard_shared::{
     ids::TenantId,
     lanes::{
         LaneMessage, TenantLane,
-        dead_letter::{self, DeadLetterReason},
+        dead_letter::{self, DeadLetter, DeadLetterCode},
         message::KEEP_ALIVE_EVERY,
     },
 };
@@ -38,7 +38,7 @@ pub enum Outcome {
     /// A transient failure: try again after `after` (bounded by the attempt limit).
     Retry { after: Duration, reason: String },
     /// Can never succeed: dead-letter, then terminate.
-    DeadLetter(DeadLetterReason),
+    DeadLetter(DeadLetter),
 }
 
 /// Processes one message of a tenant. `chat_key` groups messages that must
@@ -258,10 +258,10 @@ impl<H: Handler> TenantWorker<H> {
         let mut attempt = turn.iter().map(|m| m.delivered).max().unwrap_or(1).max(1);
         loop {
             if attempt > self.settings.max_attempts {
-                let reason = DeadLetterReason {
-                    code: "attempts_exhausted",
-                    detail: format!("gave up after {} attempts", attempt - 1),
-                };
+                let reason = DeadLetter::new(
+                    DeadLetterCode::AttemptsExhausted,
+                    format!("gave up after {} attempts", attempt - 1),
+                );
                 for message in &turn {
                     self.dead_letter(message, &reason, attempt - 1).await;
                 }
@@ -313,7 +313,7 @@ impl<H: Handler> TenantWorker<H> {
         }
     }
 
-    async fn dead_letter(&self, message: &LaneMessage, reason: &DeadLetterReason, attempts: u32) {
+    async fn dead_letter(&self, message: &LaneMessage, reason: &DeadLetter, attempts: u32) {
         match dead_letter::publish(&self.js, message, reason, attempts).await {
             Ok(()) => message.terminate().await,
             Err(e) => {

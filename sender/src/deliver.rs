@@ -14,7 +14,7 @@ use switchyard_shared::{
     deliveries,
     lanes::{
         LaneMessage,
-        dead_letter::{self, DeadLetterReason},
+        dead_letter::{self, DeadLetter, DeadLetterCode},
     },
     replies::OutboundReply,
     tenant_cache::TenantCache,
@@ -53,13 +53,6 @@ pub struct Deliverer {
     pub policy: RetryPolicy,
 }
 
-fn reason(code: &'static str, detail: impl Into<String>) -> DeadLetterReason {
-    DeadLetterReason {
-        code,
-        detail: detail.into(),
-    }
-}
-
 /// A short pause for our own transient trouble (database, NATS).
 const LOCAL_TROUBLE_PAUSE: Duration = Duration::from_secs(1);
 
@@ -72,7 +65,7 @@ impl Deliverer {
                 return self
                     .dead(
                         message,
-                        reason("malformed_reply", e.to_string()),
+                        DeadLetter::new(DeadLetterCode::MalformedReply, e.to_string()),
                         0,
                         Outcome::NotAttempted,
                     )
@@ -85,7 +78,10 @@ impl Deliverer {
             return self
                 .dead(
                     message,
-                    reason("tenant_mismatch", "reply tenant disagrees with the subject"),
+                    DeadLetter::new(
+                        DeadLetterCode::TenantMismatch,
+                        "reply tenant disagrees with the subject",
+                    ),
                     0,
                     Outcome::NotAttempted,
                 )
@@ -103,7 +99,10 @@ impl Deliverer {
             return self
                 .dead(
                     message,
-                    reason("no_bridge", "the tenant has no provisioned bridge"),
+                    DeadLetter::new(
+                        DeadLetterCode::NoBridge,
+                        "the tenant has no provisioned bridge",
+                    ),
                     0,
                     Outcome::NotAttempted,
                 )
@@ -201,7 +200,7 @@ impl Deliverer {
                 let dead = self
                     .dead(
                         message,
-                        reason(why.as_str(), detail),
+                        DeadLetter::new(why.code(), detail),
                         ctx.attempt,
                         Outcome::Failed,
                     )
@@ -245,7 +244,7 @@ impl Deliverer {
         let finished = self
             .dead(
                 message,
-                reason("contact_cap", detail),
+                DeadLetter::new(DeadLetterCode::ContactCap, detail),
                 attempts,
                 Outcome::NotAttempted,
             )
@@ -294,7 +293,7 @@ impl Deliverer {
     async fn dead(
         &self,
         message: LaneMessage,
-        why: DeadLetterReason,
+        why: DeadLetter,
         attempts: u32,
         outcome: Outcome,
     ) -> StepResult {

@@ -19,6 +19,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use switchyard_shared::{
     config::{ConfigError, Env},
+    lanes::dead_letter::DeadLetterCode,
     wabridges::WaError,
 };
 
@@ -125,12 +126,13 @@ pub enum Action {
         alert: bool,
     },
     /// Publish to the dead-letter queue with the reason, then terminate it.
-    DeadLetter { reason: DeadLetterReason },
+    DeadLetter { reason: GiveUp },
 }
 
-/// Why a message was dead-lettered.
+/// Why the sender gives a message up (it is then dead-lettered with
+/// [`GiveUp::code`]), with the facts behind it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeadLetterReason {
+pub enum GiveUp {
     /// The provider refused this request (400/404/422, other 4xx) or we
     /// could not build one (an invalid chat): it will never succeed.
     Rejected { status: Option<u16> },
@@ -143,14 +145,14 @@ pub enum DeadLetterReason {
     TooOld { age: Duration },
 }
 
-impl DeadLetterReason {
-    /// A stable label for the dead letter's headers and metrics.
-    pub fn as_str(&self) -> &'static str {
+impl GiveUp {
+    /// The dead letter's code (its header, metric label and CLI filter).
+    pub fn code(&self) -> DeadLetterCode {
         match self {
-            DeadLetterReason::Rejected { .. } => "rejected",
-            DeadLetterReason::UnexpectedAnswer { .. } => "unexpected_answer",
-            DeadLetterReason::AttemptsExhausted { .. } => "attempts_exhausted",
-            DeadLetterReason::TooOld { .. } => "too_old",
+            GiveUp::Rejected { .. } => DeadLetterCode::Rejected,
+            GiveUp::UnexpectedAnswer { .. } => DeadLetterCode::UnexpectedAnswer,
+            GiveUp::AttemptsExhausted { .. } => DeadLetterCode::AttemptsExhausted,
+            GiveUp::TooOld { .. } => DeadLetterCode::TooOld,
         }
     }
 }
@@ -181,18 +183,18 @@ impl RetryPolicy {
                 alert: false,
             },
             WaError::Rejected { status, .. } => Action::DeadLetter {
-                reason: DeadLetterReason::Rejected {
+                reason: GiveUp::Rejected {
                     status: Some(*status),
                 },
             },
             WaError::InvalidChat { .. } => Action::DeadLetter {
-                reason: DeadLetterReason::Rejected { status: None },
+                reason: GiveUp::Rejected { status: None },
             },
             WaError::InvalidResponse { status, .. } if (200..300).contains(status) => {
                 Action::Done { confirmed: false }
             }
             WaError::InvalidResponse { status, .. } => Action::DeadLetter {
-                reason: DeadLetterReason::UnexpectedAnswer { status: *status },
+                reason: GiveUp::UnexpectedAnswer { status: *status },
             },
             WaError::Transient { .. } | WaError::Timeout { .. } => {
                 self.retry_or_give_up(ctx, error.retry_after())
@@ -205,7 +207,7 @@ impl RetryPolicy {
     fn retry_or_give_up(&self, ctx: AttemptContext, retry_after: Option<Duration>) -> Action {
         if ctx.attempt >= self.max_attempts {
             return Action::DeadLetter {
-                reason: DeadLetterReason::AttemptsExhausted {
+                reason: GiveUp::AttemptsExhausted {
                     attempts: ctx.attempt,
                 },
             };
@@ -213,7 +215,7 @@ impl RetryPolicy {
         let delay = self.retry_delay(ctx.attempt, retry_after, ctx.jitter_seed);
         if ctx.age.saturating_add(delay) > self.max_age {
             return Action::DeadLetter {
-                reason: DeadLetterReason::TooOld { age: ctx.age },
+                reason: GiveUp::TooOld { age: ctx.age },
             };
         }
         Action::Retry {
@@ -396,7 +398,7 @@ mod tests {
             assert_eq!(
                 policy().decide(Err(&e), ctx(1)),
                 Action::DeadLetter {
-                    reason: DeadLetterReason::Rejected {
+                    reason: GiveUp::Rejected {
                         status: Some(status)
                     }
                 }
@@ -406,7 +408,7 @@ mod tests {
         assert!(matches!(
             policy().decide(Err(&e), ctx(1)),
             Action::DeadLetter {
-                reason: DeadLetterReason::Rejected { status: None }
+                reason: GiveUp::Rejected { status: None }
             }
         ));
     }
@@ -475,7 +477,7 @@ mod tests {
         assert!(matches!(
             policy().decide(Err(&e), ctx(1)),
             Action::DeadLetter {
-                reason: DeadLetterReason::UnexpectedAnswer { status: 302 }
+                reason: GiveUp::UnexpectedAnswer { status: 302 }
             }
         ));
     }
@@ -485,7 +487,7 @@ mod tests {
         assert_eq!(
             policy().decide(Err(&transient()), ctx(8)),
             Action::DeadLetter {
-                reason: DeadLetterReason::AttemptsExhausted { attempts: 8 }
+                reason: GiveUp::AttemptsExhausted { attempts: 8 }
             }
         );
         assert!(matches!(
@@ -504,7 +506,7 @@ mod tests {
         assert_eq!(
             policy().decide(Err(&transient()), old),
             Action::DeadLetter {
-                reason: DeadLetterReason::TooOld {
+                reason: GiveUp::TooOld {
                     age: Duration::from_secs(3599)
                 }
             }
