@@ -30,6 +30,7 @@ use switchyard_shared::{
 use crate::{
     bots::{BotError, BotInput, Bots, sender_role},
     conversations, replies,
+    retries::Retries,
     runner::{Handler, Outcome},
 };
 
@@ -41,7 +42,8 @@ pub struct InboundHandler {
     pub db: sqlx::PgPool,
     pub tenants: TenantCache,
     pub bots: Bots,
-    pub retry_delay: Duration,
+    /// How long a failed step waits before it is tried again in place.
+    pub retries: Retries,
     /// How recent a `sending` ledger row must be to hold back an unknown echo.
     pub echo_wait: Duration,
     /// Attempts an undecided echo gets before it is taken as ours.
@@ -52,9 +54,9 @@ fn dead(code: DeadLetterCode, detail: impl Into<String>) -> Outcome {
     Outcome::DeadLetter(DeadLetter::new(code, detail))
 }
 
-fn retry(delay: Duration, attempt: u32, reason: impl Into<String>) -> Outcome {
+fn retry(retries: &Retries, attempt: u32, reason: impl Into<String>) -> Outcome {
     Outcome::Retry {
-        after: delay.saturating_mul(1 << attempt.min(6)),
+        after: retries.transient_delay(attempt),
         reason: reason.into(),
     }
 }
@@ -150,7 +152,7 @@ impl InboundHandler {
         let row = match self.tenants.resolve(&first.tenant).await {
             Ok(Some(row)) => row,
             Ok(None) => return dropped("unknown_tenant"),
-            Err(e) => return retry(self.retry_delay, attempt, format!("tenant lookup: {e}")),
+            Err(e) => return retry(&self.retries, attempt, format!("tenant lookup: {e}")),
         };
         if !row.is_active() {
             return dropped("inactive_tenant");
@@ -187,7 +189,7 @@ impl InboundHandler {
                 tracing::warn!(tenant.id = %tenant, "event for an unknown tenant dropped");
                 return dropped("unknown_tenant");
             }
-            Err(e) => return retry(self.retry_delay, attempt, format!("tenant lookup: {e}")),
+            Err(e) => return retry(&self.retries, attempt, format!("tenant lookup: {e}")),
         };
         if !row.is_active() {
             tracing::warn!(tenant.id = %tenant, "event for an inactive tenant dropped");
@@ -237,16 +239,16 @@ impl InboundHandler {
         }
         let mut tx = match db::begin_for_tenant(&self.db, &tenant.id).await {
             Ok(tx) => tx,
-            Err(e) => return retry(self.retry_delay, attempt, format!("database: {e}")),
+            Err(e) => return retry(&self.retries, attempt, format!("database: {e}")),
         };
         let conversation = match conversations::touch(&mut tx, &tenant.id, &message.chat_id).await {
             Ok(c) => c,
-            Err(e) => return retry(self.retry_delay, attempt, format!("conversation: {e}")),
+            Err(e) => return retry(&self.retries, attempt, format!("conversation: {e}")),
         };
         if conversation.silenced {
             // A person took over this chat from the phone: no bot turn.
             if let Err(e) = tx.commit().await {
-                return retry(self.retry_delay, attempt, format!("commit: {e}"));
+                return retry(&self.retries, attempt, format!("commit: {e}"));
             }
             return dropped("silenced");
         }
@@ -258,7 +260,7 @@ impl InboundHandler {
         };
         let turn = match self.bots.respond(input).await {
             Ok(turn) => turn,
-            Err(BotError::Transient(e)) => return retry(self.retry_delay, attempt, e),
+            Err(BotError::Transient(e)) => return retry(&self.retries, attempt, e),
             Err(BotError::Permanent(e)) => return dead(DeadLetterCode::BotFailed, e),
         };
         let received_at_ms = lane_message
@@ -282,17 +284,17 @@ impl InboundHandler {
         )
         .await
         {
-            return retry(self.retry_delay, attempt, format!("publish replies: {e}"));
+            return retry(&self.retries, attempt, format!("publish replies: {e}"));
         }
         if let Some(menu) = &turn.menu_shown
             && let Err(e) =
                 conversations::set_last_menu(&mut tx, &tenant.id, &message.chat_id, Some(menu))
                     .await
         {
-            return retry(self.retry_delay, attempt, format!("conversation: {e}"));
+            return retry(&self.retries, attempt, format!("conversation: {e}"));
         }
         if let Err(e) = tx.commit().await {
-            return retry(self.retry_delay, attempt, format!("commit: {e}"));
+            return retry(&self.retries, attempt, format!("commit: {e}"));
         }
         metrics::counter!("switchyard_router_replies_total").increment(parts.len() as u64);
         Outcome::Done
@@ -312,7 +314,7 @@ impl InboundHandler {
         }
         .await;
         if let Err(e) = updated {
-            return retry(self.retry_delay, attempt, format!("bridge state: {e}"));
+            return retry(&self.retries, attempt, format!("bridge state: {e}"));
         }
         self.tenants.invalidate(tenant).await;
         let announce = self

@@ -4,7 +4,8 @@
 //!
 //! Layout: [`settings`]; [`runner`] (one worker per tenant lane, outcomes to
 //! ack / in-place retry / dead letter) and [`gather`] (a chat's burst as one
-//! turn); [`handler`] (the per-event step); [`takeover`] (what a `from_me`
+//! turn); [`handler`] (the per-event step) and [`retries`] (how long it waits
+//! before an in-place retry); [`takeover`] (what a `from_me`
 //! message means); [`conversations`]; [`bots`]; [`replies`]. The lanes and the
 //! tenant cache live in `switchyard_shared` (`lanes`, `tenant_cache`), shared
 //! with the sender. `main.rs` only wires things up; [`run`] is what tests
@@ -15,6 +16,7 @@ pub mod conversations;
 pub mod gather;
 pub mod handler;
 pub mod replies;
+pub mod retries;
 pub mod runner;
 pub mod settings;
 pub mod takeover;
@@ -49,7 +51,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         db: app_db,
         tenants,
         bots: bots::Bots::new(),
-        retry_delay: settings.retry_delay,
+        retries: retries::Retries::from_base(settings.retry_delay),
         echo_wait: settings.echo_wait,
         // The runner dead-letters past max_deliveries: decide before that.
         echo_attempts: settings.lanes.max_deliveries.saturating_sub(1).max(1),

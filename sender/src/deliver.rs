@@ -24,7 +24,7 @@ use switchyard_shared::{
 use crate::{
     fair_share::{Outcome, PauseReason},
     ledger::{self, Claim},
-    retry_policy::{Action, AttemptContext, RetryPolicy},
+    retry_policy::{Action, AttemptContext, SendPolicy},
 };
 
 /// What became of one grant's message.
@@ -50,7 +50,7 @@ pub struct Deliverer {
     pub tenants: TenantCache,
     pub client: WaBridgesClient,
     pub js: async_nats::jetstream::Context,
-    pub policy: RetryPolicy,
+    pub policy: SendPolicy,
 }
 
 /// A short pause for our own transient trouble (database, NATS).

@@ -11,6 +11,7 @@
 //! - [`telemetry`], [`shutdown`], [`ops_server`]: logs, graceful stop, `/healthz` `/readyz` `/metrics`;
 //! - [`service`]: the start-up and shutdown every binary shares;
 //! - [`lanes`]: per-tenant lanes over partitioned JetStream consumers (router and sender);
+//! - [`retry`]: the retry policy both workers use (schedule, jitter, limits; pure);
 //! - [`tls`], [`nats`], [`streams`], [`db`], [`tenants`], [`tenant_cache`]: the connections and stores;
 //! - [`deliveries`]: reading the sender's delivery ledger (is a `from_me` event our own echo?);
 //! - [`wabridges`]: the one client of the WA Bridges HTTP API (bridges, status, sends, error classes).
@@ -24,6 +25,7 @@ pub mod lanes;
 pub mod nats;
 pub mod ops_server;
 pub mod replies;
+pub mod retry;
 pub mod service;
 pub mod shutdown;
 pub mod standard_webhooks;
