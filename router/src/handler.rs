@@ -29,7 +29,9 @@ use switchyard_shared::{
 
 use crate::{
     bots::{BotError, BotInput, Bots, sender_role},
-    conversations, replies,
+    conversations,
+    inbound::InboundMessage,
+    replies,
     retries::Retries,
     runner::{Handler, Outcome},
 };
@@ -67,15 +69,11 @@ fn dropped(reason: &'static str) -> Outcome {
 }
 
 impl Handler for InboundHandler {
-    fn chat_key(&self, message: &LaneMessage) -> String {
-        // Cheap pre-parse: only the chat id matters for ordering.
-        serde_json::from_slice::<serde_json::Value>(&message.payload)
-            .ok()
-            .and_then(|v| v.get("chat_id").and_then(|c| c.as_str()).map(str::to_owned))
-            .unwrap_or_default()
+    fn chat_key(&self, message: &InboundMessage) -> String {
+        message.chat_id().to_owned()
     }
 
-    async fn handle(&self, message: &LaneMessage, attempt: u32) -> Outcome {
+    async fn handle(&self, message: &InboundMessage, attempt: u32) -> Outcome {
         let started = std::time::Instant::now();
         let outcome = self.step(message, attempt).await;
         metrics::histogram!("switchyard_router_step_seconds")
@@ -83,10 +81,11 @@ impl Handler for InboundHandler {
         outcome
     }
 
-    async fn gather_window(&self, message: &LaneMessage) -> Option<Duration> {
+    async fn gather_window(&self, message: &InboundMessage) -> Option<Duration> {
         // Only a customer's own message in a chat is gathered; anything else
         // (an echo, a person on the phone, a bridge event) ends a burst.
-        let parsed = parse(message).ok()?;
+        let parsed = message.event().ok()?;
+        let tenant = message.lane().tenant();
         let WebhookEvent::Message(m) = &parsed.event else {
             return None;
         };
@@ -96,16 +95,16 @@ impl Handler for InboundHandler {
         if parsed
             .customer_ref
             .as_deref()
-            .is_some_and(|r| r != message.tenant.as_str())
+            .is_some_and(|r| r != tenant.as_str())
         {
             return None;
         }
-        let row = self.tenants.resolve(&message.tenant).await.ok()??;
+        let row = self.tenants.resolve(tenant).await.ok()??;
         let debounce = row.whatsapp.debounce_ms;
         (debounce > 0).then(|| Duration::from_millis(u64::from(debounce)))
     }
 
-    async fn handle_turn(&self, messages: &[LaneMessage], attempt: u32) -> Outcome {
+    async fn handle_turn(&self, messages: &[InboundMessage], attempt: u32) -> Outcome {
         let started = std::time::Instant::now();
         let outcome = self.turn(messages, attempt).await;
         metrics::histogram!("switchyard_router_step_seconds")
@@ -115,26 +114,21 @@ impl Handler for InboundHandler {
     }
 }
 
-fn parse(message: &LaneMessage) -> Result<events::ParsedEvent, events::EventError> {
-    let minute = time::OffsetDateTime::now_utc().unix_timestamp() / 60;
-    events::parse(&message.payload, minute)
-}
-
 impl InboundHandler {
     /// A gathered burst as one bot turn: the first message's event (and its
     /// headers, id, chat) with the bodies of every member, in order.
-    async fn turn(&self, messages: &[LaneMessage], attempt: u32) -> Outcome {
-        let Some(first) = messages.first() else {
+    async fn turn(&self, messages: &[InboundMessage], attempt: u32) -> Outcome {
+        let Some(first) = messages.first().map(InboundMessage::lane) else {
             return Outcome::Done;
         };
         let mut bodies = Vec::with_capacity(messages.len());
         let mut head = None;
         for message in messages {
-            let parsed = match parse(message) {
+            let parsed = match message.event() {
                 Ok(p) => p,
                 Err(e) => return dead(DeadLetterCode::MalformedEvent, e.to_string()),
             };
-            let WebhookEvent::Message(m) = parsed.event else {
+            let WebhookEvent::Message(m) = &parsed.event else {
                 return dead(
                     DeadLetterCode::MalformedTurn,
                     "a gathered burst holds a non-message event",
@@ -143,13 +137,16 @@ impl InboundHandler {
             if !m.body.trim().is_empty() {
                 bodies.push(m.body.clone());
             }
-            head.get_or_insert((parsed.event_id, m));
+            head.get_or_insert((&parsed.event_id, m));
         }
-        let Some((parsed_id, mut combined)) = head else {
+        let Some((parsed_id, head)) = head else {
             return Outcome::Done;
         };
-        combined.body = bodies.join("\n");
-        let row = match self.tenants.resolve(&first.tenant).await {
+        let combined = MessageEvent {
+            body: bodies.join("\n"),
+            ..head.clone()
+        };
+        let row = match self.tenants.resolve(first.tenant()).await {
             Ok(Some(row)) => row,
             Ok(None) => return dropped("unknown_tenant"),
             Err(e) => return retry(&self.retries, attempt, format!("tenant lookup: {e}")),
@@ -160,14 +157,15 @@ impl InboundHandler {
         let event_id = first
             .header(events::HEADER_EVENT_ID)
             .and_then(|id| EventId::parse(id).ok())
-            .unwrap_or(parsed_id);
+            .unwrap_or_else(|| parsed_id.clone());
         self.on_message(first, &row, &event_id, &combined, attempt)
             .await
     }
 
-    async fn step(&self, message: &LaneMessage, attempt: u32) -> Outcome {
-        let tenant = &message.tenant;
-        let parsed = match parse(message) {
+    async fn step(&self, inbound: &InboundMessage, attempt: u32) -> Outcome {
+        let message = inbound.lane();
+        let tenant = message.tenant();
+        let parsed = match inbound.event() {
             Ok(p) => p,
             Err(e) => return dead(DeadLetterCode::MalformedEvent, e.to_string()),
         };
@@ -198,11 +196,9 @@ impl InboundHandler {
         let event_id = message
             .header(events::HEADER_EVENT_ID)
             .and_then(|id| EventId::parse(id).ok())
-            .unwrap_or(parsed.event_id);
-        match parsed.event {
-            WebhookEvent::Message(m) => {
-                self.on_message(message, &row, &event_id, &m, attempt).await
-            }
+            .unwrap_or_else(|| parsed.event_id.clone());
+        match &parsed.event {
+            WebhookEvent::Message(m) => self.on_message(message, &row, &event_id, m, attempt).await,
             WebhookEvent::Connected { .. } => {
                 self.on_bridge_state(tenant, "connected", attempt).await
             }

@@ -3,7 +3,8 @@
 //! `outbound.<tenant>`.
 //!
 //! Layout: [`settings`]; [`runner`] (one worker per tenant lane, outcomes to
-//! ack / in-place retry / dead letter) and [`gather`] (a chat's burst as one
+//! ack / in-place retry / dead letter), [`inbound`] (a lane message read
+//! once) and [`gather`] (a chat's burst as one
 //! turn); [`handler`] (the per-event step) and [`retries`] (how long it waits
 //! before an in-place retry); [`takeover`] (what a `from_me`
 //! message means); [`conversations`]; [`bots`]; [`replies`]. The lanes and the
@@ -15,6 +16,7 @@ pub mod bots;
 pub mod conversations;
 pub mod gather;
 pub mod handler;
+pub mod inbound;
 pub mod replies;
 pub mod retries;
 pub mod runner;

@@ -24,6 +24,7 @@ use switchyard_shared::{
 use crate::{
     fair_share::{Outcome, PauseReason},
     ledger::{self, Claim},
+    outbound::OutboundMessage,
     retry_policy::{Action, AttemptContext, SendPolicy},
 };
 
@@ -58,8 +59,9 @@ const LOCAL_TROUBLE_PAUSE: Duration = Duration::from_secs(1);
 
 impl Deliverer {
     /// Runs one message to a result.
-    pub async fn deliver(&self, message: LaneMessage) -> StepResult {
-        let reply: OutboundReply = match serde_json::from_slice(&message.payload) {
+    pub async fn deliver(&self, message: OutboundMessage) -> StepResult {
+        let (message, reply) = message.into_parts();
+        let reply: OutboundReply = match reply {
             Ok(r) => r,
             Err(e) => {
                 return self
@@ -72,9 +74,9 @@ impl Deliverer {
                     .await;
             }
         };
-        if reply.tenant != message.tenant {
+        if &reply.tenant != message.tenant() {
             metrics::counter!("switchyard_sender_tenant_mismatch_total").increment(1);
-            tracing::error!(tenant.id = %message.tenant, "reply names another tenant than its subject; dead-lettered");
+            tracing::error!(tenant.id = %message.tenant(), "reply names another tenant than its subject; dead-lettered");
             return self
                 .dead(
                     message,
@@ -87,7 +89,7 @@ impl Deliverer {
                 )
                 .await;
         }
-        let tenant = match self.tenants.resolve(&message.tenant).await {
+        let tenant = match self.tenants.resolve(message.tenant()).await {
             Ok(Some(t)) => t,
             Ok(None) => return self.drop_message(message, "unknown_tenant").await,
             Err(e) => return self.local_trouble(message, format!("tenant lookup: {e}")),
@@ -136,7 +138,7 @@ impl Deliverer {
         let ctx = AttemptContext {
             attempt: attempts + u32::from(spent || result.is_ok()),
             age,
-            jitter_seed: seed(&message.message_id),
+            jitter_seed: seed(message.message_id()),
         };
         let action = self.policy.decide(result.as_ref().map(|_| ()), ctx);
         let class = result.as_ref().err().map_or("ok", WaError::class);
@@ -267,21 +269,21 @@ impl Deliverer {
             .err()
             .map_or_else(String::new, ToString::to_string);
         if let Err(e) =
-            ledger::record_failure(&self.db, &message.tenant, &reply.reply_id, spent, &error).await
+            ledger::record_failure(&self.db, message.tenant(), &reply.reply_id, spent, &error).await
         {
-            tracing::warn!(tenant.id = %message.tenant, error = %e, "cannot record the failed attempt");
+            tracing::warn!(tenant.id = %message.tenant(), error = %e, "cannot record the failed attempt");
         }
     }
 
     async fn drop_message(&self, message: LaneMessage, why: &'static str) -> StepResult {
         metrics::counter!("switchyard_sender_dropped_total", "reason" => why).increment(1);
-        tracing::warn!(tenant.id = %message.tenant, drop.reason = why, "reply dropped");
+        tracing::warn!(tenant.id = %message.tenant(), drop.reason = why, "reply dropped");
         message.ack().await;
         StepResult::Finished(Outcome::NotAttempted)
     }
 
     fn local_trouble(&self, message: LaneMessage, detail: String) -> StepResult {
-        tracing::warn!(tenant.id = %message.tenant, error = %detail, "cannot deliver now; will retry");
+        tracing::warn!(tenant.id = %message.tenant(), error = %detail, "cannot deliver now; will retry");
         StepResult::PushBack {
             message: Box::new(message),
             outcome: Outcome::NotAttempted,

@@ -44,6 +44,7 @@ use crate::{
     deliver::{Deliverer, StepResult},
     fair_share::{Decision, Grant, LaneClass, PauseReason, Scheduler},
     fleet_budget::FleetBudget,
+    outbound::OutboundMessage,
 };
 
 /// What the send loop hears about.
@@ -425,12 +426,13 @@ impl Dispatcher {
                 return;
             }
         };
-        let chat = chat_of(&message.payload);
+        let message = OutboundMessage::read(message);
+        let chat = message.chat_id().to_owned();
         let key = (tenant.clone(), chat.clone());
         if self.chats_in_flight.contains(&key) {
             // That chat's previous message is still being sent: keep the
             // lane's order and wait for its completion (which probes again).
-            lane.push_front(message).await;
+            lane.push_front(message.into_parts().0).await;
             self.scheduler.completed_at(
                 grant,
                 crate::fair_share::Outcome::NotAttempted,
@@ -554,18 +556,6 @@ fn class_of(lane: &TenantLane) -> LaneClass {
 fn random_fraction() -> f64 {
     let bits = (uuid::Uuid::new_v4().as_u128() as u64 & ((1 << 62) - 1)) >> 9;
     bits as f64 / (1u64 << 53) as f64
-}
-
-/// The chat a reply is for, read cheaply (empty when unreadable: such a
-/// message is dead-lettered by the delivery step, and orders nothing).
-fn chat_of(payload: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Chat {
-        chat_id: String,
-    }
-    serde_json::from_slice::<Chat>(payload)
-        .map(|c| c.chat_id)
-        .unwrap_or_default()
 }
 
 /// Forwards operators' resume announcements into the send loop.

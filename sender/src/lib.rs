@@ -3,9 +3,10 @@
 //!
 //! Layout: [`settings`]; [`fair_share`] (the scheduler: who sends next);
 //! [`fleet_budget`] (the budget shared by replicas); [`retry_policy`] (what a
-//! send's result means); [`ledger`] (sent at most once); [`deliver`] (one
-//! send); [`dispatcher`] (the loop that ties them to the tenant lanes). The
-//! lanes and the WA Bridges client live in `switchyard_shared`. `main.rs`
+//! send's result means); [`ledger`] (sent at most once); [`outbound`] (a
+//! reply lane message read once); [`deliver`] (one send); [`dispatcher`]
+//! (the loop that ties them to the tenant lanes). The lanes, the retry
+//! schedule and the WA Bridges client live in `switchyard_shared`. `main.rs`
 //! only wires things up; [`run`] is what tests start in-process.
 
 pub mod deliver;
@@ -14,6 +15,7 @@ pub mod fair_share;
 pub mod fifo;
 pub mod fleet_budget;
 pub mod ledger;
+pub mod outbound;
 pub mod retry_policy;
 pub mod settings;
 

@@ -136,13 +136,13 @@ pub async fn publish(
     attempts: u32,
 ) -> Result<(), async_nats::Error> {
     let mut headers = HeaderMap::new();
-    for (name, values) in message.headers.iter() {
+    for (name, values) in message.headers().iter() {
         for value in values {
             headers.append(name.clone(), value.clone());
         }
     }
-    headers.insert(HEADER_ORIGINAL_SUBJECT, message.subject.as_str());
-    headers.insert(HEADER_ORIGINAL_MSG_ID, message.message_id.as_str());
+    headers.insert(HEADER_ORIGINAL_SUBJECT, message.subject());
+    headers.insert(HEADER_ORIGINAL_MSG_ID, message.message_id());
     headers.insert(HEADER_REASON, reason.code.as_str());
     headers.insert(HEADER_ATTEMPTS, attempts.to_string().as_str());
     let detail: String = reason.detail.chars().take(512).collect();
@@ -156,14 +156,14 @@ pub async fn publish(
     // dead-lettering after a crash does not duplicate it.
     headers.insert(
         async_nats::header::NATS_MESSAGE_ID,
-        format!("dlq:{}:{attempts}", message.message_id).as_str(),
+        format!("dlq:{}:{attempts}", message.message_id()).as_str(),
     );
-    let subject = subjects::dead_letter(message.direction, &message.tenant);
-    js.publish_with_headers(subject, headers, message.payload.clone())
+    let subject = subjects::dead_letter(message.direction(), message.tenant());
+    js.publish_with_headers(subject, headers, message.payload().clone())
         .await?
         .await?;
-    metrics::counter!("switchyard_dead_letters_total", "direction" => message.direction.as_str(), "reason" => reason.code.to_string()).increment(1);
-    tracing::warn!(tenant.id = %message.tenant, message.id = %message.message_id, dlq.reason = reason.code.as_str(), dlq.detail = %reason.detail, delivery.attempts = attempts, "message dead-lettered");
+    metrics::counter!("switchyard_dead_letters_total", "direction" => message.direction().as_str(), "reason" => reason.code.to_string()).increment(1);
+    tracing::warn!(tenant.id = %message.tenant(), message.id = %message.message_id(), dlq.reason = reason.code.as_str(), dlq.detail = %reason.detail, delivery.attempts = attempts, "message dead-lettered");
     Ok(())
 }
 

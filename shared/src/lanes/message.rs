@@ -1,7 +1,8 @@
 //! A message taken from a tenant's lane, wherever it came from (a partition
 //! consumer or the tenant's spill lane), with what a handler needs: the tenant
 //! (from the subject, never the payload), the payload and headers, and how
-//! often it was delivered.
+//! often it was delivered. Its fields are read-only: only the lanes build one,
+//! from the stored message, so the tenant cannot be swapped on the way.
 
 use std::time::Duration;
 
@@ -20,16 +21,13 @@ pub const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(1);
 
 /// One unit of a tenant's work.
 pub struct LaneMessage {
-    pub tenant: TenantId,
-    pub direction: Direction,
-    /// The plain per-tenant subject the publisher used (`inbound.<tenant>`).
-    pub subject: String,
-    pub payload: Bytes,
-    pub headers: HeaderMap,
-    /// JetStream deliveries of this copy (a crash-looping message climbs here).
-    pub delivered: u32,
-    /// Stable id: the publisher's `Nats-Msg-Id`, else the stream sequence.
-    pub message_id: String,
+    tenant: TenantId,
+    direction: Direction,
+    subject: String,
+    payload: Bytes,
+    headers: HeaderMap,
+    delivered: u32,
+    message_id: String,
     jetstream: async_nats::jetstream::Message,
 }
 
@@ -80,6 +78,41 @@ impl LaneMessage {
             message_id,
             jetstream,
         }
+    }
+
+    /// The tenant, taken from the stored subject (never from the payload).
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// The work stream it came from.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// The plain per-tenant subject the publisher used (`inbound.<tenant>`).
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The body exactly as published.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// Every header, as published.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// JetStream deliveries of this copy (a crash-looping message climbs here).
+    pub fn delivered(&self) -> u32 {
+        self.delivered
+    }
+
+    /// Stable id: the publisher's `Nats-Msg-Id`, else the stream sequence.
+    pub fn message_id(&self) -> &str {
+        &self.message_id
     }
 
     /// A header's value, if present.

@@ -367,7 +367,7 @@ impl Lanes {
             }
             Err((message, e)) => {
                 drop(slot);
-                tracing::warn!(tenant.id = %message.tenant, error = %e, "cannot spill; message released for redelivery");
+                tracing::warn!(tenant.id = %message.tenant(), error = %e, "cannot spill; message released for redelivery");
                 message.release(Duration::from_secs(1)).await;
             }
         }
