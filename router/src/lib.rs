@@ -26,7 +26,11 @@ pub mod takeover;
 use std::sync::Arc;
 
 pub use settings::Settings;
-use switchyard_shared::{lanes, service::Service, subjects::Direction};
+use switchyard_shared::{
+    lanes::{Lanes, LanesParts},
+    service::Service,
+    subjects::Direction,
+};
 
 use crate::runner::RunnerSettings;
 
@@ -37,15 +41,15 @@ pub const DEFAULT_OPS_PORT: u16 = 9102;
 pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
     // Tenant-scoped work runs as the non-owner role: row-level security applies.
     let (app_db, tenants) = service.tenant_scope(settings.tenant_cache_ttl)?;
-    let (_lanes, work) = lanes::Lanes::start(
-        service.jetstream.clone(),
-        Direction::Inbound,
-        service.settings.nats.partitions,
-        settings.lanes.clone(),
-        settings.replica_id.clone(),
-        service.shutdown.clone(),
-        &service.tasks,
-    )
+    let work = Lanes::start(LanesParts {
+        js: service.jetstream.clone(),
+        direction: Direction::Inbound,
+        partitions: service.settings.nats.partitions,
+        settings: settings.lanes.clone(),
+        replica_id: settings.replica_id.clone(),
+        shutdown: service.shutdown.clone(),
+        tasks: service.tasks.clone(),
+    })
     .await?;
     let handler = Arc::new(handler::InboundHandler {
         js: service.jetstream.clone(),

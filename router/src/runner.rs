@@ -18,13 +18,13 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use switchyard_shared::{
     ids::TenantId,
     lanes::{
-        LaneMessage, TenantLane,
+        LaneMessage, LaneWork, TenantLane,
         dead_letter::{self, DeadLetter, DeadLetterCode},
         message::KEEP_ALIVE_EVERY,
     },
@@ -124,7 +124,7 @@ pub struct RunnerSettings {
 pub async fn run<H: Handler>(
     handler: Arc<H>,
     js: async_nats::jetstream::Context,
-    mut work: mpsc::UnboundedReceiver<Arc<TenantLane>>,
+    mut work: LaneWork,
     settings: RunnerSettings,
     shutdown: CancellationToken,
     tasks: TaskTracker,

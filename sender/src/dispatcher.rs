@@ -32,7 +32,7 @@ use std::{
 use futures::StreamExt as _;
 use switchyard_shared::{
     ids::TenantId,
-    lanes::TenantLane,
+    lanes::{LaneWork, TenantLane},
     subjects,
     tenant_cache::TenantCache,
     tenants::{SendLimits, Tenant},
@@ -629,10 +629,7 @@ async fn forward_announcements(
 }
 
 /// Forwards lane work announcements into the send loop.
-pub async fn forward_work(
-    mut work: mpsc::UnboundedReceiver<Arc<TenantLane>>,
-    events: mpsc::UnboundedSender<Event>,
-) {
+pub async fn forward_work(mut work: LaneWork, events: mpsc::UnboundedSender<Event>) {
     while let Some(lane) = work.recv().await {
         if events.send(Event::Work(lane)).is_err() {
             return;

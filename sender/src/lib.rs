@@ -22,7 +22,12 @@ pub mod settings;
 use std::sync::Arc;
 
 pub use settings::Settings;
-use switchyard_shared::{lanes, service::Service, subjects::Direction, wabridges::WaBridgesClient};
+use switchyard_shared::{
+    lanes::{Lanes, LanesParts},
+    service::Service,
+    subjects::Direction,
+    wabridges::WaBridgesClient,
+};
 use tokio::sync::mpsc;
 
 use crate::{
@@ -78,28 +83,23 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         service.stopped().await;
         return Ok(());
     }
-    let (lanes, work) = lanes::Lanes::start(
-        service.jetstream.clone(),
-        Direction::Outbound,
-        service.settings.nats.partitions,
-        settings.lanes.clone(),
-        settings.replica_id.clone(),
-        service.shutdown.clone(),
-        &service.tasks,
-    )
-    .await?;
+    let live = LanesParts {
+        js: service.jetstream.clone(),
+        direction: Direction::Outbound,
+        partitions: service.settings.nats.partitions,
+        settings: settings.lanes.clone(),
+        replica_id: settings.replica_id.clone(),
+        shutdown: service.shutdown.clone(),
+        tasks: service.tasks.clone(),
+    };
     // The bulk lanes (replays, recovery): same partitions and settings, read
     // by a second set of partition consumers on the BULK stream.
-    let (bulk_lanes, bulk_work) = lanes::Lanes::start(
-        service.jetstream.clone(),
-        Direction::Bulk,
-        service.settings.nats.partitions,
-        settings.lanes.clone(),
-        settings.replica_id.clone(),
-        service.shutdown.clone(),
-        &service.tasks,
-    )
-    .await?;
+    let bulk = LanesParts {
+        direction: Direction::Bulk,
+        ..live.clone()
+    };
+    let work = Lanes::start(live).await?;
+    let bulk_work = Lanes::start(bulk).await?;
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     service
         .tasks
@@ -132,7 +132,6 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
     .with_fleet_per_minute(settings.fleet.limit)
     .with_warmup(settings.warmup);
     service.tasks.spawn(dispatcher.run());
-    drop((lanes, bulk_lanes));
     service.readiness.set("lanes", true);
     service.stopped().await;
     Ok(())
