@@ -12,7 +12,10 @@
 //! from a reader. An announcement is sent after its message is in the lane
 //! and outside every lock, so a waiting reader holds nothing a worker needs,
 //! and what it already put in a lane is kept alive there (`ack_wait` / 3).
-//! A reader waits only until its partition is revoked or the service stops.
+//! A reader waits only until there is room, its partition is revoked or the
+//! service stops. What it has pulled but not yet dispatched (at most one
+//! small pull batch) is not kept alive meanwhile: a wait past `ack_wait`
+//! gets those redelivered, which the downstream idempotency absorbs.
 
 use std::sync::Arc;
 
