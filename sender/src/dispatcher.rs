@@ -432,7 +432,7 @@ impl Dispatcher {
         if self.chats_in_flight.contains(&key) {
             // That chat's previous message is still being sent: keep the
             // lane's order and wait for its completion (which probes again).
-            lane.push_front(message.into_parts().0).await;
+            lane.push_front(message.into_lane()).await;
             self.scheduler.completed_at(
                 grant,
                 crate::fair_share::Outcome::NotAttempted,

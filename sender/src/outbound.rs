@@ -19,9 +19,9 @@ impl OutboundMessage {
         Self { lane, reply }
     }
 
-    /// The message as it sits in the lane (tenant, headers, ack and friends).
-    pub fn lane(&self) -> &LaneMessage {
-        &self.lane
+    /// The lane message alone, to put it back in its lane.
+    pub fn into_lane(self) -> LaneMessage {
+        self.lane
     }
 
     /// The chat the reply is for; empty when the body is not a reply (such a
@@ -32,7 +32,7 @@ impl OutboundMessage {
             .map_or("", |reply| reply.chat_id.as_str())
     }
 
-    /// The lane message (to put it back in its lane) and the reply.
+    /// The lane message and the reply, for the delivery step.
     pub fn into_parts(self) -> (LaneMessage, Result<OutboundReply, serde_json::Error>) {
         (self.lane, self.reply)
     }
