@@ -10,7 +10,10 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use switchyard_shared::{
     ids::TenantId,
-    lanes::{dead_letter, message::HEADER_ORIGINAL_SUBJECT},
+    lanes::{
+        dead_letter::{self, DeadLetterCode},
+        message::HEADER_ORIGINAL_SUBJECT,
+    },
     subjects::{self, Direction},
 };
 use time::OffsetDateTime;
@@ -61,7 +64,7 @@ pub struct Filter {
     pub until: Option<OffsetDateTime>,
     /// Only letters with this reason code (e.g. attempts_exhausted).
     #[arg(long)]
-    pub reason: Option<String>,
+    pub reason: Option<DeadLetterCode>,
 }
 
 fn parse_direction(raw: &str) -> Result<Direction, String> {
@@ -109,7 +112,8 @@ pub struct DeadLetter {
     /// From the DLQ subject's tenant token (the only source of the tenant).
     pub tenant: Option<TenantId>,
     pub direction: Option<Direction>,
-    pub reason: String,
+    /// The `Switchyard-Dlq-Reason` header (empty when missing).
+    pub reason: DeadLetterCode,
     pub attempts: u32,
     pub last_error: String,
     pub original_subject: Option<String>,
@@ -133,7 +137,7 @@ impl DeadLetter {
             subject: stored.subject.clone(),
             tenant: subjects::tenant_of(&stored.subject),
             direction,
-            reason: get(dead_letter::HEADER_REASON).unwrap_or_default(),
+            reason: DeadLetterCode::parse(&get(dead_letter::HEADER_REASON).unwrap_or_default()),
             attempts: get(dead_letter::HEADER_ATTEMPTS)
                 .and_then(|a| a.parse().ok())
                 .unwrap_or(0),
@@ -256,7 +260,7 @@ fn write_list(w: &mut dyn std::io::Write, letters: &[DeadLetter]) -> std::io::Re
                 .as_ref()
                 .map_or_else(|| "?".to_owned(), |t| t.to_string()),
             l.direction.map_or("?", Direction::as_str).to_owned(),
-            l.reason.clone(),
+            l.reason.to_string(),
             l.attempts.to_string(),
             fmt_time(l.dead_at),
             opt(&l.event_id),

@@ -20,8 +20,7 @@ use switchyard_shared::{
     ids::{EventId, TenantId},
     lanes::{
         LaneMessage,
-        dead_letter::DeadLetterReason,
-        runner::{Handler, Outcome},
+        dead_letter::{DeadLetter, DeadLetterCode},
     },
     subjects,
     tenant_cache::TenantCache,
@@ -31,7 +30,11 @@ use switchyard_shared::{
 
 use crate::{
     bots::{BotError, BotInput, Bots, sender_role},
-    conversations, replies,
+    conversations,
+    inbound::InboundMessage,
+    replies,
+    retries::Retries,
+    runner::{Handler, Outcome},
 };
 
 /// Everything the step needs, shared by all workers.
@@ -42,23 +45,21 @@ pub struct InboundHandler {
     pub db: sqlx::PgPool,
     pub tenants: TenantCache,
     pub bots: Bots,
-    pub retry_delay: Duration,
+    /// How long a failed step waits before it is tried again in place.
+    pub retries: Retries,
     /// How recent a `sending` ledger row must be to hold back an unknown echo.
     pub echo_wait: Duration,
     /// Attempts an undecided echo gets before it is taken as ours.
     pub echo_attempts: u32,
 }
 
-fn dead(code: &'static str, detail: impl Into<String>) -> Outcome {
-    Outcome::DeadLetter(DeadLetterReason {
-        code,
-        detail: detail.into(),
-    })
+fn dead(code: DeadLetterCode, detail: impl Into<String>) -> Outcome {
+    Outcome::DeadLetter(DeadLetter::new(code, detail))
 }
 
-fn retry(delay: Duration, attempt: u32, reason: impl Into<String>) -> Outcome {
+fn retry(retries: &Retries, attempt: u32, reason: impl Into<String>) -> Outcome {
     Outcome::Retry {
-        after: delay.saturating_mul(1 << attempt.min(6)),
+        after: retries.transient_delay(attempt),
         reason: reason.into(),
     }
 }
@@ -69,15 +70,11 @@ fn dropped(reason: &'static str) -> Outcome {
 }
 
 impl Handler for InboundHandler {
-    fn chat_key(&self, message: &LaneMessage) -> String {
-        // Cheap pre-parse: only the chat id matters for ordering.
-        serde_json::from_slice::<serde_json::Value>(&message.payload)
-            .ok()
-            .and_then(|v| v.get("chat_id").and_then(|c| c.as_str()).map(str::to_owned))
-            .unwrap_or_default()
+    fn chat_key(&self, message: &InboundMessage) -> String {
+        message.chat_id().to_owned()
     }
 
-    async fn handle(&self, message: &LaneMessage, attempt: u32) -> Outcome {
+    async fn handle(&self, message: &InboundMessage, attempt: u32) -> Outcome {
         let started = std::time::Instant::now();
         let outcome = self.step(message, attempt).await;
         metrics::histogram!("switchyard_router_step_seconds")
@@ -85,10 +82,11 @@ impl Handler for InboundHandler {
         outcome
     }
 
-    async fn gather_window(&self, message: &LaneMessage) -> Option<Duration> {
+    async fn gather_window(&self, message: &InboundMessage) -> Option<Duration> {
         // Only a customer's own message in a chat is gathered; anything else
         // (an echo, a person on the phone, a bridge event) ends a burst.
-        let parsed = parse(message).ok()?;
+        let parsed = message.event().ok()?;
+        let tenant = message.lane().tenant();
         let WebhookEvent::Message(m) = &parsed.event else {
             return None;
         };
@@ -98,16 +96,16 @@ impl Handler for InboundHandler {
         if parsed
             .customer_ref
             .as_deref()
-            .is_some_and(|r| r != message.tenant.as_str())
+            .is_some_and(|r| r != tenant.as_str())
         {
             return None;
         }
-        let row = self.tenants.resolve(&message.tenant).await.ok()??;
+        let row = self.tenants.resolve(tenant).await.ok()??;
         let debounce = row.whatsapp.debounce_ms;
         (debounce > 0).then(|| Duration::from_millis(u64::from(debounce)))
     }
 
-    async fn handle_turn(&self, messages: &[LaneMessage], attempt: u32) -> Outcome {
+    async fn handle_turn(&self, messages: &[InboundMessage], attempt: u32) -> Outcome {
         let started = std::time::Instant::now();
         let outcome = self.turn(messages, attempt).await;
         metrics::histogram!("switchyard_router_step_seconds")
@@ -117,44 +115,42 @@ impl Handler for InboundHandler {
     }
 }
 
-fn parse(message: &LaneMessage) -> Result<events::ParsedEvent, events::EventError> {
-    let minute = time::OffsetDateTime::now_utc().unix_timestamp() / 60;
-    events::parse(&message.payload, minute)
-}
-
 impl InboundHandler {
     /// A gathered burst as one bot turn: the first message's event (and its
     /// headers, id, chat) with the bodies of every member, in order.
-    async fn turn(&self, messages: &[LaneMessage], attempt: u32) -> Outcome {
-        let Some(first) = messages.first() else {
+    async fn turn(&self, messages: &[InboundMessage], attempt: u32) -> Outcome {
+        let Some(first) = messages.first().map(InboundMessage::lane) else {
             return Outcome::Done;
         };
         let mut bodies = Vec::with_capacity(messages.len());
         let mut head = None;
         for message in messages {
-            let parsed = match parse(message) {
+            let parsed = match message.event() {
                 Ok(p) => p,
-                Err(e) => return dead("malformed_event", e.to_string()),
+                Err(e) => return dead(DeadLetterCode::MalformedEvent, e.to_string()),
             };
-            let WebhookEvent::Message(m) = parsed.event else {
+            let WebhookEvent::Message(m) = &parsed.event else {
                 return dead(
-                    "malformed_turn",
+                    DeadLetterCode::MalformedTurn,
                     "a gathered burst holds a non-message event",
                 );
             };
             if !m.body.trim().is_empty() {
                 bodies.push(m.body.clone());
             }
-            head.get_or_insert((parsed.event_id, m));
+            head.get_or_insert((&parsed.event_id, m));
         }
-        let Some((parsed_id, mut combined)) = head else {
+        let Some((parsed_id, head)) = head else {
             return Outcome::Done;
         };
-        combined.body = bodies.join("\n");
-        let row = match self.tenants.resolve(&first.tenant).await {
+        let combined = MessageEvent {
+            body: bodies.join("\n"),
+            ..head.clone()
+        };
+        let row = match self.tenants.resolve(first.tenant()).await {
             Ok(Some(row)) => row,
             Ok(None) => return dropped("unknown_tenant"),
-            Err(e) => return retry(self.retry_delay, attempt, format!("tenant lookup: {e}")),
+            Err(e) => return retry(&self.retries, attempt, format!("tenant lookup: {e}")),
         };
         if !row.is_active() {
             return dropped("inactive_tenant");
@@ -162,16 +158,17 @@ impl InboundHandler {
         let event_id = first
             .header(events::HEADER_EVENT_ID)
             .and_then(|id| EventId::parse(id).ok())
-            .unwrap_or(parsed_id);
+            .unwrap_or_else(|| parsed_id.clone());
         self.on_message(first, &row, &event_id, &combined, attempt)
             .await
     }
 
-    async fn step(&self, message: &LaneMessage, attempt: u32) -> Outcome {
-        let tenant = &message.tenant;
-        let parsed = match parse(message) {
+    async fn step(&self, inbound: &InboundMessage, attempt: u32) -> Outcome {
+        let message = inbound.lane();
+        let tenant = message.tenant();
+        let parsed = match inbound.event() {
             Ok(p) => p,
-            Err(e) => return dead("malformed_event", e.to_string()),
+            Err(e) => return dead(DeadLetterCode::MalformedEvent, e.to_string()),
         };
         if let Some(body_ref) = &parsed.customer_ref
             && body_ref != tenant.as_str()
@@ -180,7 +177,7 @@ impl InboundHandler {
                 metrics::counter!("switchyard_router_tenant_mismatch_total").increment(1);
                 tracing::error!(tenant.id = %tenant, "payload customer_ref disagrees with the subject's tenant; dead-lettered");
                 return dead(
-                    "tenant_mismatch",
+                    DeadLetterCode::TenantMismatch,
                     "payload customer_ref disagrees with the subject",
                 );
             }
@@ -191,7 +188,7 @@ impl InboundHandler {
                 tracing::warn!(tenant.id = %tenant, "event for an unknown tenant dropped");
                 return dropped("unknown_tenant");
             }
-            Err(e) => return retry(self.retry_delay, attempt, format!("tenant lookup: {e}")),
+            Err(e) => return retry(&self.retries, attempt, format!("tenant lookup: {e}")),
         };
         if !row.is_active() {
             tracing::warn!(tenant.id = %tenant, "event for an inactive tenant dropped");
@@ -200,11 +197,9 @@ impl InboundHandler {
         let event_id = message
             .header(events::HEADER_EVENT_ID)
             .and_then(|id| EventId::parse(id).ok())
-            .unwrap_or(parsed.event_id);
-        match parsed.event {
-            WebhookEvent::Message(m) => {
-                self.on_message(message, &row, &event_id, &m, attempt).await
-            }
+            .unwrap_or_else(|| parsed.event_id.clone());
+        match &parsed.event {
+            WebhookEvent::Message(m) => self.on_message(message, &row, &event_id, m, attempt).await,
             WebhookEvent::Connected { .. } => {
                 self.on_bridge_state(tenant, BridgeState::Connected, attempt)
                     .await
@@ -239,16 +234,16 @@ impl InboundHandler {
         }
         let mut tx = match db::begin_for_tenant(&self.db, &tenant.id).await {
             Ok(tx) => tx,
-            Err(e) => return retry(self.retry_delay, attempt, format!("database: {e}")),
+            Err(e) => return retry(&self.retries, attempt, format!("database: {e}")),
         };
         let conversation = match conversations::touch(&mut tx, &tenant.id, &message.chat_id).await {
             Ok(c) => c,
-            Err(e) => return retry(self.retry_delay, attempt, format!("conversation: {e}")),
+            Err(e) => return retry(&self.retries, attempt, format!("conversation: {e}")),
         };
         if conversation.silenced {
             // A person took over this chat from the phone: no bot turn.
             if let Err(e) = tx.commit().await {
-                return retry(self.retry_delay, attempt, format!("commit: {e}"));
+                return retry(&self.retries, attempt, format!("commit: {e}"));
             }
             return dropped("silenced");
         }
@@ -260,8 +255,8 @@ impl InboundHandler {
         };
         let turn = match self.bots.respond(input).await {
             Ok(turn) => turn,
-            Err(BotError::Transient(e)) => return retry(self.retry_delay, attempt, e),
-            Err(BotError::Permanent(e)) => return dead("bot_failed", e),
+            Err(BotError::Transient(e)) => return retry(&self.retries, attempt, e),
+            Err(BotError::Permanent(e)) => return dead(DeadLetterCode::BotFailed, e),
         };
         let received_at_ms = lane_message
             .header(events::HEADER_RECEIVED_AT_MS)
@@ -284,17 +279,17 @@ impl InboundHandler {
         )
         .await
         {
-            return retry(self.retry_delay, attempt, format!("publish replies: {e}"));
+            return retry(&self.retries, attempt, format!("publish replies: {e}"));
         }
         if let Some(menu) = &turn.menu_shown
             && let Err(e) =
                 conversations::set_last_menu(&mut tx, &tenant.id, &message.chat_id, Some(menu))
                     .await
         {
-            return retry(self.retry_delay, attempt, format!("conversation: {e}"));
+            return retry(&self.retries, attempt, format!("conversation: {e}"));
         }
         if let Err(e) = tx.commit().await {
-            return retry(self.retry_delay, attempt, format!("commit: {e}"));
+            return retry(&self.retries, attempt, format!("commit: {e}"));
         }
         metrics::counter!("switchyard_router_replies_total").increment(parts.len() as u64);
         Outcome::Done
@@ -319,7 +314,7 @@ impl InboundHandler {
         }
         .await;
         if let Err(e) = updated {
-            return retry(self.retry_delay, attempt, format!("bridge state: {e}"));
+            return retry(&self.retries, attempt, format!("bridge state: {e}"));
         }
         self.tenants.invalidate(tenant).await;
         let announce = self

@@ -2,15 +2,24 @@
 //! event's tenant and runs that tenant's bot, publishing its replies to
 //! `outbound.<tenant>`.
 //!
-//! Layout: [`settings`]; [`handler`] (the per-event step); [`conversations`];
-//! [`bots`]; [`replies`]; [`takeover`] (what a `from_me` message means). The lanes and the tenant cache live in
-//! `switchyard_shared` (`lanes`, `tenant_cache`), shared with the sender. `main.rs` only wires things up; [`run`] is what
-//! tests start in-process.
+//! Layout: [`settings`]; [`runner`] (one worker per tenant lane, outcomes to
+//! ack / in-place retry / dead letter), [`inbound`] (a lane message read
+//! once) and [`gather`] (a chat's burst as one
+//! turn); [`handler`] (the per-event step) and [`retries`] (how long it waits
+//! before an in-place retry); [`takeover`] (what a `from_me`
+//! message means); [`conversations`]; [`bots`]; [`replies`]. The lanes and the
+//! tenant cache live in `switchyard_shared` (`lanes`, `tenant_cache`), shared
+//! with the sender. `main.rs` only wires things up; [`run`] is what tests
+//! start in-process.
 
 pub mod bots;
 pub mod conversations;
+pub mod gather;
 pub mod handler;
+pub mod inbound;
 pub mod replies;
+pub mod retries;
+pub mod runner;
 pub mod settings;
 pub mod takeover;
 
@@ -18,10 +27,12 @@ use std::sync::Arc;
 
 pub use settings::Settings;
 use switchyard_shared::{
-    lanes::{self, runner::RunnerSettings},
+    lanes::{Lanes, LanesParts},
     service::Service,
     subjects::Direction,
 };
+
+use crate::runner::RunnerSettings;
 
 /// Default port of the ops server (`/healthz`, `/readyz`, `/metrics`).
 pub const DEFAULT_OPS_PORT: u16 = 9102;
@@ -30,15 +41,15 @@ pub const DEFAULT_OPS_PORT: u16 = 9102;
 pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
     // Tenant-scoped work runs as the non-owner role: row-level security applies.
     let (app_db, tenants) = service.tenant_scope(settings.tenant_cache_ttl)?;
-    let (_lanes, work) = lanes::Lanes::start(
-        service.jetstream.clone(),
-        Direction::Inbound,
-        service.settings.nats.partitions,
-        settings.lanes.clone(),
-        settings.replica_id.clone(),
-        service.shutdown.clone(),
-        &service.tasks,
-    )
+    let work = Lanes::start(LanesParts {
+        js: service.jetstream.clone(),
+        direction: Direction::Inbound,
+        partitions: service.settings.nats.partitions,
+        settings: settings.lanes.clone(),
+        replica_id: settings.replica_id.clone(),
+        shutdown: service.shutdown.clone(),
+        tasks: service.tasks.clone(),
+    })
     .await?;
     let handler = Arc::new(handler::InboundHandler {
         js: service.jetstream.clone(),
@@ -46,12 +57,12 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         db: app_db,
         tenants,
         bots: bots::Bots::new(),
-        retry_delay: settings.retry_delay,
+        retries: retries::Retries::from_base(settings.retry_delay),
         echo_wait: settings.echo_wait,
         // The runner dead-letters past max_deliveries: decide before that.
         echo_attempts: settings.lanes.max_deliveries.saturating_sub(1).max(1),
     });
-    service.tasks.spawn(lanes::runner::run(
+    service.tasks.spawn(runner::run(
         handler,
         service.jetstream.clone(),
         work,

@@ -8,10 +8,19 @@ use switchyard_shared::{
     events,
     ids::{EventId, TenantId},
     message_ids::ChatId,
-    replies::{MAX_BODY_CHARS, OutboundReply, Priority},
+    replies::{HEADER_RECOVER_OF, HEADER_REPLAY_OF, MAX_BODY_CHARS, OutboundReply, Priority},
 };
 
-pub use switchyard_shared::replies::priority_of_rerun;
+/// The lane of replies to an inbound event with these re-run headers: an
+/// event an operator re-runs (`dlq replay`, `recover`) is answered in bulk,
+/// so its replies never hold up the tenant's live ones.
+pub fn priority_of_rerun(header: impl Fn(&str) -> bool) -> Priority {
+    if header(HEADER_REPLAY_OF) || header(HEADER_RECOVER_OF) {
+        Priority::Bulk
+    } else {
+        Priority::Live
+    }
+}
 
 /// Builds the reply parts of one turn (bodies cut to the size limit).
 pub fn build(

@@ -20,8 +20,8 @@ pub struct Settings {
     /// `SWITCHYARD_TENANT_CACHE_TTL` (default 2s): the longest a tenant change
     /// (e.g. a suspension) takes to reach this replica if its notification is lost.
     pub tenant_cache_ttl: Duration,
-    /// `SWITCHYARD_RETRY_DELAY` (default 500ms): first in-place retry delay,
-    /// doubled per attempt.
+    /// `SWITCHYARD_RETRY_DELAY` (default 500ms): base of the in-place retry
+    /// delays (see [`crate::retries::Retries`]).
     pub retry_delay: Duration,
     /// `SWITCHYARD_ECHO_WAIT` (default 30s): a `from_me` event with an unknown
     /// id is held back while a send to its chat started this recently and is

@@ -20,15 +20,15 @@ use switchyard_shared::{
     db,
     deliveries::{self, EchoOrigin},
     events::MessageEvent,
-    lanes::runner::Outcome,
+    retry::RetryPolicy,
     tenants::Tenant,
 };
 
-use crate::{conversations, handler::InboundHandler};
+use crate::{conversations, handler::InboundHandler, runner::Outcome};
 
-/// First re-check delay of an undecided echo; doubled per attempt, capped.
-const RECHECK_FIRST: Duration = Duration::from_millis(200);
-const RECHECK_CAP: Duration = Duration::from_secs(2);
+/// Re-checks of an undecided echo: 200 ms, doubled per attempt, at most 2 s.
+const ECHO_RECHECK: RetryPolicy =
+    RetryPolicy::exponential(Duration::from_millis(200), Duration::from_secs(2));
 
 fn counted(kind: &'static str) -> Outcome {
     metrics::counter!("switchyard_router_from_me_total", "origin" => kind).increment(1);
@@ -55,7 +55,7 @@ impl InboundHandler {
             Ok(o) => o,
             Err(e) => {
                 return Outcome::Retry {
-                    after: self.retry_delay,
+                    after: self.retries.from_me_store.retry_delay(attempt, None, 0),
                     reason: format!("ledger: {e}"),
                 };
             }
@@ -63,17 +63,15 @@ impl InboundHandler {
         match origin {
             EchoOrigin::Ours => counted("ours"),
             EchoOrigin::Undecided if attempt < self.echo_attempts => Outcome::Retry {
-                after: RECHECK_FIRST
-                    .saturating_mul(1 << attempt.saturating_sub(1).min(8))
-                    .min(RECHECK_CAP),
+                after: ECHO_RECHECK.retry_delay(attempt, None, 0),
                 reason: "from_me echo may have overtaken its send; re-checking".into(),
             },
             EchoOrigin::Undecided => counted("assumed_ours"),
-            EchoOrigin::Human => self.take_over(tenant, message).await,
+            EchoOrigin::Human => self.take_over(tenant, message, attempt).await,
         }
     }
 
-    async fn take_over(&self, tenant: &Tenant, message: &MessageEvent) -> Outcome {
+    async fn take_over(&self, tenant: &Tenant, message: &MessageEvent, attempt: u32) -> Outcome {
         let minutes = tenant.whatsapp.takeover_minutes;
         if minutes == 0 {
             return counted("human");
@@ -86,7 +84,7 @@ impl InboundHandler {
         .await;
         if let Err(e) = silenced {
             return Outcome::Retry {
-                after: self.retry_delay,
+                after: self.retries.from_me_store.retry_delay(attempt, None, 0),
                 reason: format!("takeover: {e}"),
             };
         }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     deliver::{Deliverer, StepResult},
     fair_share::token_bucket::TokenBucket,
+    outbound::OutboundMessage,
 };
 
 /// Name of the baseline's durable consumer.
@@ -81,7 +82,7 @@ pub async fn run(
             let mut message = lane_message;
             // Head-of-line retries: the baseline waits wherever it is told to.
             loop {
-                match deliverer.deliver(message).await {
+                match deliverer.deliver(OutboundMessage::read(message)).await {
                     StepResult::Finished(_) => break,
                     StepResult::PushBack {
                         message: back,

@@ -3,10 +3,11 @@
 //!
 //! Layout: [`settings`]; [`fair_share`] (the scheduler: who sends next);
 //! [`fleet_budget`] (the budget shared by replicas); [`retry_policy`] (what a
-//! send's result means); [`deliver`] (one send); [`dispatcher`] (the loop
-//! that ties them to the tenant lanes); [`fifo`] (the unfair baseline). The
-//! lanes, the delivery ledger (`deliveries`: sent at most once) and the WA
-//! Bridges client live in `switchyard_shared`. `main.rs` only wires things
+//! send's result means); [`outbound`] (a reply lane message read once);
+//! [`deliver`] (one send); [`dispatcher`] (the loop that ties them to the
+//! tenant lanes); [`fifo`] (the unfair baseline). The lanes, the retry
+//! schedule, the delivery ledger (`deliveries`: sent at most once) and the
+//! WA Bridges client live in `switchyard_shared`. `main.rs` only wires things
 //! up; [`run`] is what tests start in-process.
 
 pub mod deliver;
@@ -14,13 +15,19 @@ pub mod dispatcher;
 pub mod fair_share;
 pub mod fifo;
 pub mod fleet_budget;
+pub mod outbound;
 pub mod retry_policy;
 pub mod settings;
 
 use std::sync::Arc;
 
 pub use settings::Settings;
-use switchyard_shared::{lanes, service::Service, subjects::Direction, wabridges::WaBridgesClient};
+use switchyard_shared::{
+    lanes::{Lanes, LanesParts},
+    service::Service,
+    subjects::Direction,
+    wabridges::WaBridgesClient,
+};
 
 use crate::{
     dispatcher::{Dispatcher, DispatcherParts},
@@ -76,28 +83,23 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         service.stopped().await;
         return Ok(());
     }
-    let (lanes, work) = lanes::Lanes::start(
-        service.jetstream.clone(),
-        Direction::Outbound,
-        service.settings.nats.partitions,
-        settings.lanes.clone(),
-        settings.replica_id.clone(),
-        service.shutdown.clone(),
-        &service.tasks,
-    )
-    .await?;
+    let live = LanesParts {
+        js: service.jetstream.clone(),
+        direction: Direction::Outbound,
+        partitions: service.settings.nats.partitions,
+        settings: settings.lanes.clone(),
+        replica_id: settings.replica_id.clone(),
+        shutdown: service.shutdown.clone(),
+        tasks: service.tasks.clone(),
+    };
     // The bulk lanes (replays, recovery): same partitions and settings, read
     // by a second set of partition consumers on the BULK stream.
-    let (bulk_lanes, bulk_work) = lanes::Lanes::start(
-        service.jetstream.clone(),
-        Direction::Bulk,
-        service.settings.nats.partitions,
-        settings.lanes.clone(),
-        settings.replica_id.clone(),
-        service.shutdown.clone(),
-        &service.tasks,
-    )
-    .await?;
+    let bulk = LanesParts {
+        direction: Direction::Bulk,
+        ..live.clone()
+    };
+    let work = Lanes::start(live).await?;
+    let bulk_work = Lanes::start(bulk).await?;
     let dispatcher = Dispatcher::new(DispatcherParts {
         scheduler: Scheduler::new(limits),
         deliverer,
@@ -130,7 +132,6 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         service.shutdown.clone(),
     ));
     service.tasks.spawn(dispatcher.run());
-    drop((lanes, bulk_lanes));
     service.readiness.set("lanes", true);
     service.stopped().await;
     Ok(())

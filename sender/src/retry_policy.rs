@@ -1,12 +1,15 @@
-//! What to do with a message after one send attempt: retry policy as data
-//! plus one pure function, [`RetryPolicy::decide`].
+//! What a WA Bridges answer means for the message it was about: the
+//! provider-specific classification of one send's result, as data plus one
+//! pure function, [`SendPolicy::decide`]. The schedule and limits of the
+//! retries themselves are the shared [`RetryPolicy`].
 //!
-//! The send loop maps the returned [`Action`] to JetStream verbs (ack, a
-//! delayed nak, a dead letter) and scheduler calls (fleet pause, tenant
-//! pause) and nothing else, so every branch is tested here without a clock,
-//! a network or a server. Jitter comes from a seed the caller derives from
-//! the message (its id), so a decision is reproducible, yet replicas that
-//! fail together spread their retries.
+//! The send loop maps the returned [`Action`] to what it does with the
+//! message (ack, put it back at the head of its tenant's lane with the tenant
+//! paused, dead-letter it) and scheduler calls (fleet pause, tenant pause)
+//! and nothing else, so every branch is tested here without a clock, a
+//! network or a server. Jitter comes from a seed the caller derives from the
+//! message (its id), so a decision is reproducible, yet replicas that fail
+//! together spread their retries.
 //!
 //! Only failures the message could be at fault for spend an attempt and age
 //! towards the dead-letter queue. Waits imposed on us (429, a refused key, a
@@ -16,90 +19,83 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+pub use switchyard_shared::retry::AttemptContext;
 use switchyard_shared::{
     config::{ConfigError, Env},
+    lanes::dead_letter::DeadLetterCode,
+    retry::{Exhausted, NextAttempt, RetryPolicy},
     wabridges::WaError,
 };
 
 use crate::fair_share::PauseReason;
 
-/// The retry knobs (environment variables and defaults in parentheses).
+/// The sender's retry knobs (environment variables and defaults in parentheses).
 #[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    /// First retry delay before jitter (`SWITCHYARD_SEND_RETRY_MIN_DELAY`, default 2s).
-    pub min_delay: Duration,
-    /// Largest delay before jitter; jitter adds up to as much again
-    /// (`SWITCHYARD_SEND_RETRY_MAX_DELAY`, default 5m).
-    pub max_delay: Duration,
-    /// Growth per attempt.
-    pub factor: f32,
-    /// Attempts that may fail before the message is dead-lettered
-    /// (`SWITCHYARD_SEND_MAX_ATTEMPTS`, default 8).
-    pub max_attempts: u32,
-    /// No retry is scheduled past this age; a reply this late is dead-lettered
-    /// (`SWITCHYARD_SEND_MAX_AGE`, default 1h).
-    pub max_age: Duration,
-    /// The longest Retry-After honoured; a larger one is clamped
-    /// (`SWITCHYARD_SEND_MAX_RETRY_AFTER`, default 5m).
-    pub max_retry_after: Duration,
+pub struct SendPolicy {
+    /// Schedule and limits of the retries of a failed send:
+    /// `min_delay` (`SWITCHYARD_SEND_RETRY_MIN_DELAY`, default 2s),
+    /// `max_delay` before jitter, which adds up to as much again
+    /// (`SWITCHYARD_SEND_RETRY_MAX_DELAY`, default 5m), doubling, with jitter;
+    /// `max_attempts` that may fail before the message is dead-lettered
+    /// (`SWITCHYARD_SEND_MAX_ATTEMPTS`, default 8); `max_age` past which no
+    /// retry is scheduled and a reply this late is dead-lettered
+    /// (`SWITCHYARD_SEND_MAX_AGE`, default 1h); `max_retry_after`, the longest
+    /// Retry-After honoured (`SWITCHYARD_SEND_MAX_RETRY_AFTER`, default 5m).
+    pub retry: RetryPolicy,
     /// How long a tenant whose bridge reported "not connected" on a send is
     /// held before one probe send, in case the `connected` event is lost
     /// (`SWITCHYARD_SEND_DISCONNECTED_HOLD`, default 2m).
     pub disconnected_hold: Duration,
 }
 
-impl Default for RetryPolicy {
+impl Default for SendPolicy {
     fn default() -> Self {
         Self {
-            min_delay: Duration::from_secs(2),
-            max_delay: Duration::from_secs(300),
-            factor: 2.0,
-            max_attempts: 8,
-            max_age: Duration::from_secs(3600),
-            max_retry_after: Duration::from_secs(300),
+            retry: RetryPolicy {
+                jitter: true,
+                max_attempts: 8,
+                max_age: Duration::from_secs(3600),
+                max_retry_after: Duration::from_secs(300),
+                ..RetryPolicy::exponential(Duration::from_secs(2), Duration::from_secs(300))
+            },
             disconnected_hold: Duration::from_secs(120),
         }
     }
 }
 
-impl RetryPolicy {
+impl SendPolicy {
     /// The defaults, overridden by the environment.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let d = Self::default();
-        let policy = Self {
-            min_delay: env.duration("SWITCHYARD_SEND_RETRY_MIN_DELAY", d.min_delay)?,
-            max_delay: env.duration("SWITCHYARD_SEND_RETRY_MAX_DELAY", d.max_delay)?,
-            factor: d.factor,
-            max_attempts: env.bounded("SWITCHYARD_SEND_MAX_ATTEMPTS", d.max_attempts, 1..=100)?,
-            max_age: env.duration("SWITCHYARD_SEND_MAX_AGE", d.max_age)?,
-            max_retry_after: env.duration("SWITCHYARD_SEND_MAX_RETRY_AFTER", d.max_retry_after)?,
-            disconnected_hold: env
-                .duration("SWITCHYARD_SEND_DISCONNECTED_HOLD", d.disconnected_hold)?,
+        let retry = RetryPolicy {
+            min_delay: env.duration("SWITCHYARD_SEND_RETRY_MIN_DELAY", d.retry.min_delay)?,
+            max_delay: env.duration("SWITCHYARD_SEND_RETRY_MAX_DELAY", d.retry.max_delay)?,
+            max_attempts: env.bounded(
+                "SWITCHYARD_SEND_MAX_ATTEMPTS",
+                d.retry.max_attempts,
+                1..=100,
+            )?,
+            max_age: env.duration("SWITCHYARD_SEND_MAX_AGE", d.retry.max_age)?,
+            max_retry_after: env
+                .duration("SWITCHYARD_SEND_MAX_RETRY_AFTER", d.retry.max_retry_after)?,
+            ..d.retry
         };
-        if policy.min_delay.is_zero() || policy.min_delay > policy.max_delay {
+        let disconnected_hold =
+            env.duration("SWITCHYARD_SEND_DISCONNECTED_HOLD", d.disconnected_hold)?;
+        if retry.min_delay.is_zero() || retry.min_delay > retry.max_delay {
             return Err(ConfigError {
                 variable: "SWITCHYARD_SEND_RETRY_MIN_DELAY".to_owned(),
                 reason: format!(
                     "{:?} must be above zero and at most SWITCHYARD_SEND_RETRY_MAX_DELAY ({:?})",
-                    policy.min_delay, policy.max_delay
+                    retry.min_delay, retry.max_delay
                 ),
             });
         }
-        Ok(policy)
+        Ok(Self {
+            retry,
+            disconnected_hold,
+        })
     }
-}
-
-/// Where a message stands when its attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttemptContext {
-    /// Attempts spent so far, this one included (1 after the first try).
-    /// Waits that spend no attempt (429, pauses) are not counted.
-    pub attempt: u32,
-    /// Time since the message was first accepted (its stream timestamp).
-    pub age: Duration,
-    /// Seed for the jitter; derive it from the message id.
-    pub jitter_seed: u64,
 }
 
 /// What the send loop does with the message (and the fleet, and the tenant).
@@ -112,8 +108,9 @@ pub enum Action {
     /// 429: put the message back at the head of its tenant's queue without
     /// spending an attempt, and pause every replica for `pause_fleet_for`.
     Requeue { pause_fleet_for: Duration },
-    /// Redeliver after `delay` (a delayed nak); `attempt` is the number the
-    /// next try will carry.
+    /// Put the message back at the head of its tenant's lane and pause the
+    /// tenant for `delay` (the lane keeps its order); `attempt` is the number
+    /// the next try will carry.
     Retry { delay: Duration, attempt: u32 },
     /// Pause the tenant for `reason` and keep the message (no attempt spent):
     /// it waits in the tenant's lane. `for_at_most: None` lasts until lifted
@@ -125,12 +122,13 @@ pub enum Action {
         alert: bool,
     },
     /// Publish to the dead-letter queue with the reason, then terminate it.
-    DeadLetter { reason: DeadLetterReason },
+    DeadLetter { reason: GiveUp },
 }
 
-/// Why a message was dead-lettered.
+/// Why the sender gives a message up (it is then dead-lettered with
+/// [`GiveUp::code`]), with the facts behind it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeadLetterReason {
+pub enum GiveUp {
     /// The provider refused this request (400/404/422, other 4xx) or we
     /// could not build one (an invalid chat): it will never succeed.
     Rejected { status: Option<u16> },
@@ -143,19 +141,19 @@ pub enum DeadLetterReason {
     TooOld { age: Duration },
 }
 
-impl DeadLetterReason {
-    /// A stable label for the dead letter's headers and metrics.
-    pub fn as_str(&self) -> &'static str {
+impl GiveUp {
+    /// The dead letter's code (its header, metric label and CLI filter).
+    pub fn code(&self) -> DeadLetterCode {
         match self {
-            DeadLetterReason::Rejected { .. } => "rejected",
-            DeadLetterReason::UnexpectedAnswer { .. } => "unexpected_answer",
-            DeadLetterReason::AttemptsExhausted { .. } => "attempts_exhausted",
-            DeadLetterReason::TooOld { .. } => "too_old",
+            GiveUp::Rejected { .. } => DeadLetterCode::Rejected,
+            GiveUp::UnexpectedAnswer { .. } => DeadLetterCode::UnexpectedAnswer,
+            GiveUp::AttemptsExhausted { .. } => DeadLetterCode::AttemptsExhausted,
+            GiveUp::TooOld { .. } => DeadLetterCode::TooOld,
         }
     }
 }
 
-impl RetryPolicy {
+impl SendPolicy {
     /// The action for the result of one send attempt.
     pub fn decide(&self, result: Result<(), &WaError>, ctx: AttemptContext) -> Action {
         let Err(error) = result else {
@@ -163,7 +161,7 @@ impl RetryPolicy {
         };
         match error {
             WaError::RateLimited { retry_after } => Action::Requeue {
-                pause_fleet_for: (*retry_after).min(self.max_retry_after),
+                pause_fleet_for: self.retry.clamp_retry_after(*retry_after),
             },
             WaError::Unauthorized { .. } => Action::HoldTenant {
                 reason: PauseReason::Unauthorized,
@@ -181,18 +179,18 @@ impl RetryPolicy {
                 alert: false,
             },
             WaError::Rejected { status, .. } => Action::DeadLetter {
-                reason: DeadLetterReason::Rejected {
+                reason: GiveUp::Rejected {
                     status: Some(*status),
                 },
             },
             WaError::InvalidChat { .. } => Action::DeadLetter {
-                reason: DeadLetterReason::Rejected { status: None },
+                reason: GiveUp::Rejected { status: None },
             },
             WaError::InvalidResponse { status, .. } if (200..300).contains(status) => {
                 Action::Done { confirmed: false }
             }
             WaError::InvalidResponse { status, .. } => Action::DeadLetter {
-                reason: DeadLetterReason::UnexpectedAnswer { status: *status },
+                reason: GiveUp::UnexpectedAnswer { status: *status },
             },
             WaError::Transient { .. } | WaError::Timeout { .. } => {
                 self.retry_or_give_up(ctx, error.retry_after())
@@ -203,48 +201,14 @@ impl RetryPolicy {
     /// A failure that spends an attempt: retry with backoff while attempts
     /// and age allow.
     fn retry_or_give_up(&self, ctx: AttemptContext, retry_after: Option<Duration>) -> Action {
-        if ctx.attempt >= self.max_attempts {
-            return Action::DeadLetter {
-                reason: DeadLetterReason::AttemptsExhausted {
-                    attempts: ctx.attempt,
-                },
-            };
-        }
-        let delay = self.retry_delay(ctx.attempt, retry_after, ctx.jitter_seed);
-        if ctx.age.saturating_add(delay) > self.max_age {
-            return Action::DeadLetter {
-                reason: DeadLetterReason::TooOld { age: ctx.age },
-            };
-        }
-        Action::Retry {
-            delay,
-            attempt: ctx.attempt + 1,
-        }
-    }
-
-    /// The wait after failed attempt number `attempt` (1-based): exponential
-    /// from `min_delay`, capped at `max_delay`, plus up to 100 % jitter; never
-    /// shorter than the provider's Retry-After (itself capped).
-    pub fn retry_delay(
-        &self,
-        attempt: u32,
-        retry_after: Option<Duration>,
-        jitter_seed: u64,
-    ) -> Duration {
-        let step = usize::try_from(attempt.max(1) - 1).unwrap_or(usize::MAX);
-        let backoff = ExponentialBuilder::new()
-            .with_min_delay(self.min_delay)
-            .with_max_delay(self.max_delay)
-            .with_factor(self.factor)
-            .with_jitter()
-            .with_jitter_seed(jitter_seed)
-            .without_max_times()
-            .build()
-            .nth(step)
-            .unwrap_or(self.max_delay);
-        match retry_after {
-            Some(asked) => backoff.max(asked.min(self.max_retry_after)),
-            None => backoff,
+        match self.retry.after_failure(ctx, retry_after) {
+            NextAttempt::Retry { delay, attempt } => Action::Retry { delay, attempt },
+            NextAttempt::GiveUp(Exhausted::Attempts { attempts }) => Action::DeadLetter {
+                reason: GiveUp::AttemptsExhausted { attempts },
+            },
+            NextAttempt::GiveUp(Exhausted::Age { age }) => Action::DeadLetter {
+                reason: GiveUp::TooOld { age },
+            },
         }
     }
 }
@@ -261,8 +225,8 @@ mod tests {
         }
     }
 
-    fn policy() -> RetryPolicy {
-        RetryPolicy::default()
+    fn policy() -> SendPolicy {
+        SendPolicy::default()
     }
 
     fn msg() -> String {
@@ -345,48 +309,6 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_exponentially_up_to_the_cap_with_bounded_jitter() {
-        let p = policy();
-        for attempt in 1..=12u32 {
-            let base = p
-                .min_delay
-                .saturating_mul(2u32.saturating_pow(attempt - 1))
-                .min(p.max_delay);
-            for seed in 0..50 {
-                let d = p.retry_delay(attempt, None, seed);
-                assert!(
-                    d >= base && d <= base * 2,
-                    "attempt {attempt}: {d:?} vs {base:?}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn jitter_is_reproducible_per_seed_and_spreads_across_seeds() {
-        let p = policy();
-        assert_eq!(p.retry_delay(3, None, 7), p.retry_delay(3, None, 7));
-        let distinct: std::collections::HashSet<Duration> =
-            (0..20).map(|seed| p.retry_delay(3, None, seed)).collect();
-        assert!(distinct.len() > 15);
-    }
-
-    #[test]
-    fn a_retry_after_longer_than_the_backoff_wins_and_is_capped() {
-        let p = policy();
-        assert_eq!(
-            p.retry_delay(1, Some(Duration::from_secs(90)), 1),
-            Duration::from_secs(90)
-        );
-        assert_eq!(
-            p.retry_delay(1, Some(Duration::from_secs(10_000)), 1),
-            Duration::from_secs(300)
-        );
-        let short = p.retry_delay(1, Some(Duration::from_millis(1)), 1);
-        assert!(short >= p.min_delay);
-    }
-
-    #[test]
     fn a_400_404_or_422_is_dead_lettered_at_once() {
         for status in [400, 404, 422] {
             let e = WaError::Rejected {
@@ -396,7 +318,7 @@ mod tests {
             assert_eq!(
                 policy().decide(Err(&e), ctx(1)),
                 Action::DeadLetter {
-                    reason: DeadLetterReason::Rejected {
+                    reason: GiveUp::Rejected {
                         status: Some(status)
                     }
                 }
@@ -406,7 +328,7 @@ mod tests {
         assert!(matches!(
             policy().decide(Err(&e), ctx(1)),
             Action::DeadLetter {
-                reason: DeadLetterReason::Rejected { status: None }
+                reason: GiveUp::Rejected { status: None }
             }
         ));
     }
@@ -475,7 +397,7 @@ mod tests {
         assert!(matches!(
             policy().decide(Err(&e), ctx(1)),
             Action::DeadLetter {
-                reason: DeadLetterReason::UnexpectedAnswer { status: 302 }
+                reason: GiveUp::UnexpectedAnswer { status: 302 }
             }
         ));
     }
@@ -485,7 +407,7 @@ mod tests {
         assert_eq!(
             policy().decide(Err(&transient()), ctx(8)),
             Action::DeadLetter {
-                reason: DeadLetterReason::AttemptsExhausted { attempts: 8 }
+                reason: GiveUp::AttemptsExhausted { attempts: 8 }
             }
         );
         assert!(matches!(
@@ -504,7 +426,7 @@ mod tests {
         assert_eq!(
             policy().decide(Err(&transient()), old),
             Action::DeadLetter {
-                reason: DeadLetterReason::TooOld {
+                reason: GiveUp::TooOld {
                     age: Duration::from_secs(3599)
                 }
             }
@@ -534,13 +456,13 @@ mod tests {
             ("SWITCHYARD_SEND_RETRY_MIN_DELAY", "500ms"),
             ("SWITCHYARD_SEND_MAX_AGE", "10m"),
         ]);
-        let p = RetryPolicy::from_env(&env).unwrap();
-        assert_eq!(p.max_attempts, 3);
-        assert_eq!(p.min_delay, Duration::from_millis(500));
-        assert_eq!(p.max_age, Duration::from_secs(600));
+        let p = SendPolicy::from_env(&env).unwrap();
+        assert_eq!(p.retry.max_attempts, 3);
+        assert_eq!(p.retry.min_delay, Duration::from_millis(500));
+        assert_eq!(p.retry.max_age, Duration::from_secs(600));
 
         let bad = Env::from_map([("SWITCHYARD_SEND_RETRY_MIN_DELAY", "10m")]);
-        let err = RetryPolicy::from_env(&bad).unwrap_err();
+        let err = SendPolicy::from_env(&bad).unwrap_err();
         assert_eq!(err.variable, "SWITCHYARD_SEND_RETRY_MIN_DELAY");
     }
 }

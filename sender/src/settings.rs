@@ -8,7 +8,7 @@ use switchyard_shared::{
     wabridges::WaBridgesSettings,
 };
 
-use crate::{dispatcher::FlapSettings, fleet_budget::FleetBudgetConfig, retry_policy::RetryPolicy};
+use crate::{dispatcher::FlapSettings, fleet_budget::FleetBudgetConfig, retry_policy::SendPolicy};
 
 /// How the next send is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub enum FleetMode {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub lanes: LaneSettings,
-    pub retry: RetryPolicy,
+    pub retry: SendPolicy,
     pub wa: WaBridgesSettings,
     pub fleet: FleetBudgetConfig,
     /// `SWITCHYARD_FLEET_MODE` (`shared` or `local`, default shared).
@@ -64,7 +64,7 @@ impl Settings {
         let replicas = env.bounded("SWITCHYARD_STREAM_REPLICAS", 1, 1..=5)?;
         Ok(Self {
             lanes: LaneSettings::from_env(env)?,
-            retry: RetryPolicy::from_env(env)?,
+            retry: SendPolicy::from_env(env)?,
             wa: WaBridgesSettings::from_env(env)?,
             fleet: FleetBudgetConfig::from_env(env, replicas)?,
             fleet_mode: match env.string("SWITCHYARD_FLEET_MODE", "shared").as_str() {

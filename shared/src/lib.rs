@@ -15,6 +15,7 @@
 //! - [`service`]: the start-up and shutdown every binary shares;
 //! - [`lanes`]: per-tenant lanes over partitioned JetStream consumers (router and sender);
 //! - [`admission`]: the tenant check every worker step opens with;
+//! - [`retry`]: the retry policy both workers use (schedule, jitter, limits; pure);
 //! - [`tls`], [`nats`], [`streams`], [`db`], [`tenants`], [`tenant_cache`]: the connections and stores;
 //! - [`deliveries`]: the delivery ledger, every query on it (sent at most once; our own echo?);
 //! - [`wabridges`]: the one client of the WA Bridges HTTP API (bridges, status, sends, error classes).
@@ -32,6 +33,7 @@ pub mod message_ids;
 pub mod nats;
 pub mod ops_server;
 pub mod replies;
+pub mod retry;
 pub mod service;
 pub mod shutdown;
 pub mod standard_webhooks;

@@ -23,17 +23,6 @@ pub const HEADER_REPLAY_OF: &str = "Switchyard-Replay-Of";
 /// Header a recovered event carries (its sequence in the event log).
 pub const HEADER_RECOVER_OF: &str = "Switchyard-Recover-Of";
 
-/// The lane of replies to an inbound event with these re-run headers: an
-/// event an operator re-runs (`dlq replay`, `recover`) is answered in bulk,
-/// so its replies never hold up the tenant's live ones.
-pub fn priority_of_rerun(header: impl Fn(&str) -> bool) -> Priority {
-    if header(HEADER_REPLAY_OF) || header(HEADER_RECOVER_OF) {
-        Priority::Bulk
-    } else {
-        Priority::Live
-    }
-}
-
 /// Which lane of the tenant a reply travels in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

@@ -8,20 +8,24 @@
 use std::{sync::Arc, time::Duration};
 
 use switchyard_shared::{
+    admission::{self, Admission},
     deliveries::{self, Claim},
-    lanes::{LaneMessage, dead_letter::DeadLetterReason},
+    lanes::{
+        LaneMessage,
+        dead_letter::{DeadLetter, DeadLetterCode},
+    },
     message_ids::ReplyId,
     replies::OutboundReply,
     tenants::Tenant,
 };
 
-use super::{Deliverer, StepResult, local_trouble, reason};
+use super::{Deliverer, StepResult, local_trouble};
 use crate::fair_share::GrantOutcome;
 
 /// What clears a message for a provider call: its reply is readable and
 /// agrees with the subject, its tenant is active with a bridge, the ledger
 /// claimed it and the per-contact cap leaves room.
-pub(super) struct Admission {
+pub(super) struct Cleared {
     pub(super) reply: OutboundReply,
     pub(super) tenant: Arc<Tenant>,
     /// Failed tries before this one, and the time since the first.
@@ -34,7 +38,7 @@ pub(super) enum Refusal {
     /// Dead-letter it, counting `attempts`; `ledger_row`: the ledger holds a
     /// row for the reply (by this id), to be marked dead too.
     DeadLetter {
-        why: DeadLetterReason,
+        why: DeadLetter,
         attempts: u32,
         ledger_row: Option<ReplyId>,
     },
@@ -46,14 +50,34 @@ pub(super) enum Refusal {
     LocalTrouble(String),
 }
 
+impl Refusal {
+    /// Dead-letter at once: nothing was attempted, the ledger holds no row.
+    fn dead(why: DeadLetter) -> Self {
+        Self::DeadLetter {
+            why,
+            attempts: 0,
+            ledger_row: None,
+        }
+    }
+}
+
 impl Deliverer {
     /// Step 1: the checks before a send, in order; the first that fails decides.
-    pub(super) async fn admit(&self, message: &LaneMessage) -> Result<Admission, Refusal> {
-        let reply = read_reply(message)?;
-        let tenant = self.sending_tenant(message).await?;
+    pub(super) async fn admit(
+        &self,
+        message: &LaneMessage,
+        reply: Result<OutboundReply, serde_json::Error>,
+    ) -> Result<Cleared, Refusal> {
+        let reply = reply.map_err(|e| {
+            Refusal::dead(DeadLetter::new(
+                DeadLetterCode::MalformedReply,
+                e.to_string(),
+            ))
+        })?;
+        let tenant = self.sending_tenant(message, &reply).await?;
         let (attempts, age) = self.claim(&tenant, &reply).await?;
         self.check_contact_cap(&tenant, &reply, attempts).await?;
-        Ok(Admission {
+        Ok(Cleared {
             reply,
             tenant,
             attempts,
@@ -61,22 +85,38 @@ impl Deliverer {
         })
     }
 
-    /// The subject's tenant, if it exists, is active and has a bridge.
-    async fn sending_tenant(&self, message: &LaneMessage) -> Result<Arc<Tenant>, Refusal> {
-        let tenant = match self.tenants.resolve(&message.tenant).await {
-            Ok(Some(t)) => t,
-            Ok(None) => return Err(Refusal::Drop("unknown_tenant")),
-            Err(e) => return Err(Refusal::LocalTrouble(format!("tenant lookup: {e}"))),
+    /// The subject's tenant, if the reply agrees with it, it exists, is
+    /// active and has a bridge.
+    async fn sending_tenant(
+        &self,
+        message: &LaneMessage,
+        reply: &OutboundReply,
+    ) -> Result<Arc<Tenant>, Refusal> {
+        let subject = message.tenant();
+        let tenant = match admission::admit(&self.tenants, subject, Some(reply.tenant.as_str()))
+            .await
+        {
+            Admission::Serve(tenant) => tenant,
+            Admission::Mismatch => {
+                metrics::counter!("switchyard_sender_tenant_mismatch_total").increment(1);
+                tracing::error!(tenant.id = %subject, "reply names another tenant than its subject; dead-lettered");
+                return Err(Refusal::dead(DeadLetter::new(
+                    DeadLetterCode::TenantMismatch,
+                    "reply tenant disagrees with the subject",
+                )));
+            }
+            Admission::LookupFailed(e) => {
+                return Err(Refusal::LocalTrouble(format!("tenant lookup: {e}")));
+            }
+            refused @ (Admission::Unknown | Admission::Inactive) => {
+                return Err(Refusal::Drop(refused.drop_reason().unwrap_or("refused")));
+            }
         };
-        if !tenant.is_active() {
-            return Err(Refusal::Drop("inactive_tenant"));
-        }
         if tenant.bridge_id.is_none() {
-            return Err(Refusal::DeadLetter {
-                why: reason("no_bridge", "the tenant has no provisioned bridge"),
-                attempts: 0,
-                ledger_row: None,
-            });
+            return Err(Refusal::dead(DeadLetter::new(
+                DeadLetterCode::NoBridge,
+                "the tenant has no provisioned bridge",
+            )));
         }
         Ok(tenant)
     }
@@ -123,7 +163,7 @@ impl Deliverer {
         tracing::warn!(tenant.id = %tenant.id, contact.sent_last_hour = sent, contact.frees_in_s = frees_in.map_or(0, |d| d.as_secs()), "per-contact hourly cap reached; reply dead-lettered");
         let detail = format!("{sent} sends to this chat in the last hour (cap {cap})");
         Err(Refusal::DeadLetter {
-            why: reason("contact_cap", detail),
+            why: DeadLetter::new(DeadLetterCode::ContactCap, detail),
             attempts,
             ledger_row: Some(reply.reply_id.clone()),
         })
@@ -148,7 +188,7 @@ impl Deliverer {
             }
             Refusal::Drop(why) => {
                 metrics::counter!("switchyard_sender_dropped_total", "reason" => why).increment(1);
-                tracing::warn!(tenant.id = %message.tenant, drop.reason = why, "reply dropped");
+                tracing::warn!(tenant.id = %message.tenant(), drop.reason = why, "reply dropped");
                 message.ack().await;
                 StepResult::Finished(outcome)
             }
@@ -160,24 +200,4 @@ impl Deliverer {
             Refusal::LocalTrouble(detail) => local_trouble(message, detail),
         }
     }
-}
-
-/// The reply in a message, if it can be read and names the subject's tenant.
-fn read_reply(message: &LaneMessage) -> Result<OutboundReply, Refusal> {
-    let dead = |why| Refusal::DeadLetter {
-        why,
-        attempts: 0,
-        ledger_row: None,
-    };
-    let reply: OutboundReply = serde_json::from_slice(&message.payload)
-        .map_err(|e| dead(reason("malformed_reply", e.to_string())))?;
-    if reply.tenant != message.tenant {
-        metrics::counter!("switchyard_sender_tenant_mismatch_total").increment(1);
-        tracing::error!(tenant.id = %message.tenant, "reply names another tenant than its subject; dead-lettered");
-        return Err(dead(reason(
-            "tenant_mismatch",
-            "reply tenant disagrees with the subject",
-        )));
-    }
-    Ok(reply)
 }

@@ -4,12 +4,12 @@
 
 use switchyard_shared::{
     deliveries,
-    lanes::LaneMessage,
+    lanes::{LaneMessage, dead_letter::DeadLetter},
     replies::OutboundReply,
     wabridges::{SendReceipt, WaError},
 };
 
-use super::{Deliverer, Sent, StepResult, admit::Admission, push_back, reason};
+use super::{Deliverer, Sent, StepResult, admit::Cleared, push_back};
 use crate::{
     fair_share::{GrantOutcome, PauseReason},
     retry_policy::Action,
@@ -20,16 +20,16 @@ impl Deliverer {
     pub(super) async fn apply(
         &self,
         message: LaneMessage,
-        admission: Admission,
+        cleared: Cleared,
         sent: Sent,
     ) -> StepResult {
         match self
             .policy
             .decide(sent.result.as_ref().map(|_| ()), sent.ctx)
         {
-            Action::Done { confirmed } => self.wired(message, &admission, &sent, confirmed).await,
+            Action::Done { confirmed } => self.wired(message, &cleared, &sent, confirmed).await,
             Action::Requeue { pause_fleet_for } => {
-                self.note_failure(&message, &admission.reply, false, &sent)
+                self.note_failure(&message, &cleared.reply, false, &sent)
                     .await;
                 push_back(
                     message,
@@ -39,7 +39,7 @@ impl Deliverer {
                 )
             }
             Action::Retry { delay, .. } => {
-                self.note_failure(&message, &admission.reply, true, &sent)
+                self.note_failure(&message, &cleared.reply, true, &sent)
                     .await;
                 push_back(
                     message,
@@ -53,11 +53,11 @@ impl Deliverer {
                 for_at_most,
                 alert,
             } => {
-                self.note_failure(&message, &admission.reply, false, &sent)
+                self.note_failure(&message, &cleared.reply, false, &sent)
                     .await;
                 if alert {
                     metrics::counter!("switchyard_sender_tenant_held_total", "reason" => why.as_str()).increment(1);
-                    tracing::error!(tenant.id = %admission.tenant.id, hold.reason = why.as_str(), "sending held for this tenant until an operator resumes it; messages are kept");
+                    tracing::error!(tenant.id = %cleared.tenant.id, hold.reason = why.as_str(), "sending held for this tenant until an operator resumes it; messages are kept");
                 }
                 push_back(
                     message,
@@ -70,8 +70,8 @@ impl Deliverer {
                 let detail = error_text(&sent.result);
                 self.dead_in_ledger(
                     message,
-                    &admission.reply.reply_id,
-                    reason(why.as_str(), detail),
+                    &cleared.reply.reply_id,
+                    DeadLetter::new(why.code(), detail),
                     sent.ctx.attempt,
                     GrantOutcome::Failed,
                 )
@@ -84,11 +84,11 @@ impl Deliverer {
     async fn wired(
         &self,
         message: LaneMessage,
-        admission: &Admission,
+        cleared: &Cleared,
         sent: &Sent,
         confirmed: bool,
     ) -> StepResult {
-        let Admission { reply, tenant, .. } = admission;
+        let Cleared { reply, tenant, .. } = cleared;
         let provider_id = match &sent.result {
             Ok(receipt) if confirmed => Some(&receipt.message_id),
             _ => None,
@@ -112,7 +112,7 @@ impl Deliverer {
         spent: bool,
         sent: &Sent,
     ) {
-        let tenant = &message.tenant;
+        let tenant = message.tenant();
         let error = error_text(&sent.result);
         if let Err(e) =
             deliveries::record_failure(&self.db, tenant, &reply.reply_id, spent, &error).await

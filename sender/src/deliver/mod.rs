@@ -23,17 +23,18 @@ use switchyard_shared::{
     ids::TenantId,
     lanes::{
         LaneMessage,
-        dead_letter::{self, DeadLetterReason},
+        dead_letter::{self, DeadLetter},
     },
     message_ids::ReplyId,
     tenant_cache::TenantCache,
     wabridges::{SendReceipt, WaBridgesClient, WaError},
 };
 
-use self::admit::Admission;
+use self::admit::Cleared;
 use crate::{
     fair_share::{GrantOutcome, PauseReason},
-    retry_policy::{AttemptContext, RetryPolicy},
+    outbound::OutboundMessage,
+    retry_policy::{AttemptContext, SendPolicy},
 };
 
 /// What became of one grant's message.
@@ -59,7 +60,7 @@ pub struct Deliverer {
     pub tenants: TenantCache,
     pub client: WaBridgesClient,
     pub js: async_nats::jetstream::Context,
-    pub policy: RetryPolicy,
+    pub policy: SendPolicy,
 }
 
 /// A short pause for our own transient trouble (database, NATS).
@@ -73,23 +74,25 @@ struct Sent {
 
 impl Deliverer {
     /// Runs one message to a result.
-    pub async fn deliver(&self, message: LaneMessage) -> StepResult {
-        let admission = match self.admit(&message).await {
-            Ok(admission) => admission,
+    #[tracing::instrument(name = "sender.deliver", skip_all, fields(tenant.id = %message.tenant(), message.id = %message.message_id()))]
+    pub async fn deliver(&self, message: OutboundMessage) -> StepResult {
+        let (message, reply) = message.into_parts();
+        let cleared = match self.admit(&message, reply).await {
+            Ok(cleared) => cleared,
             Err(refusal) => return self.refuse(message, refusal).await,
         };
-        let sent = self.send(&message, &admission).await;
-        self.apply(message, admission, sent).await
+        let sent = self.send(&message, &cleared).await;
+        self.apply(message, cleared, sent).await
     }
 
     /// Step 2: one provider call on the tenant's own bridge.
-    async fn send(&self, message: &LaneMessage, admission: &Admission) -> Sent {
-        let Admission {
+    async fn send(&self, message: &LaneMessage, cleared: &Cleared) -> Sent {
+        let Cleared {
             reply,
             tenant,
             attempts,
             age,
-        } = admission;
+        } = cleared;
         let started = std::time::Instant::now();
         let result = self
             .client
@@ -103,7 +106,7 @@ impl Deliverer {
         let ctx = AttemptContext {
             attempt: attempts + u32::from(spent || result.is_ok()),
             age: *age,
-            jitter_seed: seed(&message.message_id),
+            jitter_seed: seed(message.message_id()),
         };
         Sent { result, ctx }
     }
@@ -113,11 +116,11 @@ impl Deliverer {
         &self,
         message: LaneMessage,
         reply_id: &ReplyId,
-        why: DeadLetterReason,
+        why: DeadLetter,
         attempts: u32,
         outcome: GrantOutcome,
     ) -> StepResult {
-        let tenant: TenantId = message.tenant.clone();
+        let tenant: TenantId = message.tenant().clone();
         let finished = self.dead(message, why, attempts, outcome).await;
         if let Err(e) = deliveries::mark_dead(&self.db, &tenant, reply_id).await {
             tracing::warn!(tenant.id = %tenant, error = %e, "cannot mark the ledger row dead");
@@ -129,7 +132,7 @@ impl Deliverer {
     async fn dead(
         &self,
         message: LaneMessage,
-        why: DeadLetterReason,
+        why: DeadLetter,
         attempts: u32,
         outcome: GrantOutcome,
     ) -> StepResult {
@@ -160,21 +163,13 @@ fn push_back(
 
 /// Our own transient trouble: back to the lane, the tenant held briefly.
 fn local_trouble(message: LaneMessage, detail: String) -> StepResult {
-    tracing::warn!(tenant.id = %message.tenant, error = %detail, "cannot deliver now; will retry");
+    tracing::warn!(tenant.id = %message.tenant(), error = %detail, "cannot deliver now; will retry");
     push_back(
         message,
         GrantOutcome::NotAttempted,
         Some((PauseReason::Backoff, Some(LOCAL_TROUBLE_PAUSE))),
         None,
     )
-}
-
-/// A dead-letter reason from its code and a human detail.
-fn reason(code: &'static str, detail: impl Into<String>) -> DeadLetterReason {
-    DeadLetterReason {
-        code,
-        detail: detail.into(),
-    }
 }
 
 /// A stable jitter seed from a message id (FNV-1a).

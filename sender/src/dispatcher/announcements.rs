@@ -6,17 +6,14 @@
 //! announcements. Each forwarder waits when the loop's channel is full
 //! (see [`super::events`]) and stops when the loop is gone.
 
-use std::sync::Arc;
-
 use futures::StreamExt as _;
-use switchyard_shared::{bridge_state::BridgeState, ids::TenantId, lanes::TenantLane, subjects};
-use tokio::sync::mpsc;
+use switchyard_shared::{bridge_state::BridgeState, ids::TenantId, lanes::LaneWork, subjects};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, EventSender};
 
 /// Forwards lane work announcements into the send loop.
-pub async fn forward_work(mut work: mpsc::UnboundedReceiver<Arc<TenantLane>>, events: EventSender) {
+pub async fn forward_work(mut work: LaneWork, events: EventSender) {
     while let Some(lane) = work.recv().await {
         if events.send(Event::Work(lane)).await.is_err() {
             return;

@@ -20,6 +20,7 @@ use super::{
 use crate::{
     deliver::StepResult,
     fair_share::{Decision, Grant, GrantOutcome, PauseReason},
+    outbound::OutboundMessage,
 };
 
 impl Dispatcher {
@@ -114,12 +115,13 @@ impl Dispatcher {
                 return;
             }
         };
-        let chat = chat_of(&message.payload);
+        let message = OutboundMessage::read(message);
+        let chat = message.chat_id().to_owned();
         let key = (tenant.clone(), chat.clone());
         if self.chats_in_flight.contains(&key) {
             // That chat's previous message is still being sent: keep the
             // lane's order and wait for its completion (which probes again).
-            lane.push_front(message).await;
+            lane.push_front(message.into_lane()).await;
             self.scheduler
                 .completed_at(grant, GrantOutcome::NotAttempted, Instant::now());
             self.emptied(&tenant, class);
@@ -202,16 +204,4 @@ impl Dispatcher {
             }
         }
     }
-}
-
-/// The chat a reply is for, read cheaply (empty when unreadable: such a
-/// message is dead-lettered by the delivery step, and orders nothing).
-fn chat_of(payload: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Chat {
-        chat_id: String,
-    }
-    serde_json::from_slice::<Chat>(payload)
-        .map(|c| c.chat_id)
-        .unwrap_or_default()
 }

@@ -13,13 +13,118 @@ pub const HEADER_LAST_ERROR: &str = "Switchyard-Dlq-Last-Error";
 pub const HEADER_DEAD_AT_MS: &str = "Switchyard-Dlq-At-Ms";
 pub const HEADER_ORIGINAL_MSG_ID: &str = "Switchyard-Original-Msg-Id";
 
-/// Why a message was dead-lettered (a metric label and a header value).
+/// Why a message was dead-lettered, as a fixed vocabulary. Its text form
+/// ([`DeadLetterCode::as_str`]) is stored in the `Switchyard-Dlq-Reason`
+/// header, labels the `switchyard_dead_letters_total` metric and is what the
+/// CLI filters on: the texts never change, since stored letters carry them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DeadLetterCode {
+    /// The payload names another tenant than its subject (router and sender).
+    TenantMismatch,
+    /// The attempt limit was reached (router and sender).
+    AttemptsExhausted,
+    /// An inbound body that is not a webhook event we can read (router).
+    MalformedEvent,
+    /// A gathered burst holds a non-message event (router).
+    MalformedTurn,
+    /// The tenant's bot failed for good on this message (router).
+    BotFailed,
+    /// A reply that is not an `OutboundReply` (sender).
+    MalformedReply,
+    /// The tenant has no provisioned bridge to send from (sender).
+    NoBridge,
+    /// The tenant's per-contact hourly cap was reached (sender).
+    ContactCap,
+    /// The provider refused the request, or we could not build one (sender).
+    Rejected,
+    /// The provider answered neither a success nor an error we know (sender).
+    UnexpectedAnswer,
+    /// The next retry would have fallen past the age limit (sender).
+    TooOld,
+    /// A text this version does not know, as read back from a stored letter
+    /// (written by another version, or by hand): kept, never refused.
+    Unknown(String),
+}
+
+impl DeadLetterCode {
+    /// Every code this version writes.
+    pub const KNOWN: [DeadLetterCode; 11] = [
+        DeadLetterCode::TenantMismatch,
+        DeadLetterCode::AttemptsExhausted,
+        DeadLetterCode::MalformedEvent,
+        DeadLetterCode::MalformedTurn,
+        DeadLetterCode::BotFailed,
+        DeadLetterCode::MalformedReply,
+        DeadLetterCode::NoBridge,
+        DeadLetterCode::ContactCap,
+        DeadLetterCode::Rejected,
+        DeadLetterCode::UnexpectedAnswer,
+        DeadLetterCode::TooOld,
+    ];
+
+    /// The stable text form (header value, metric label, CLI filter).
+    pub fn as_str(&self) -> &str {
+        match self {
+            DeadLetterCode::TenantMismatch => "tenant_mismatch",
+            DeadLetterCode::AttemptsExhausted => "attempts_exhausted",
+            DeadLetterCode::MalformedEvent => "malformed_event",
+            DeadLetterCode::MalformedTurn => "malformed_turn",
+            DeadLetterCode::BotFailed => "bot_failed",
+            DeadLetterCode::MalformedReply => "malformed_reply",
+            DeadLetterCode::NoBridge => "no_bridge",
+            DeadLetterCode::ContactCap => "contact_cap",
+            DeadLetterCode::Rejected => "rejected",
+            DeadLetterCode::UnexpectedAnswer => "unexpected_answer",
+            DeadLetterCode::TooOld => "too_old",
+            DeadLetterCode::Unknown(text) => text,
+        }
+    }
+
+    /// The code a text names; a text no version of ours wrote is kept as
+    /// [`DeadLetterCode::Unknown`].
+    pub fn parse(text: &str) -> Self {
+        Self::KNOWN
+            .into_iter()
+            .find(|code| code.as_str() == text)
+            .unwrap_or_else(|| DeadLetterCode::Unknown(text.to_owned()))
+    }
+}
+
+impl std::fmt::Display for DeadLetterCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for DeadLetterCode {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self::parse(text))
+    }
+}
+
+impl serde::Serialize for DeadLetterCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A dead letter's reason: its code and a human detail.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetterReason {
-    /// Short, fixed vocabulary: `tenant_mismatch`, `attempts_exhausted`, `rejected`, …
-    pub code: &'static str,
+pub struct DeadLetter {
+    pub code: DeadLetterCode,
     /// Human detail (no secrets, no payload).
     pub detail: String,
+}
+
+impl DeadLetter {
+    pub fn new(code: DeadLetterCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+        }
+    }
 }
 
 /// Publishes `message` to its tenant's dead-letter subject and waits for the
@@ -27,18 +132,18 @@ pub struct DeadLetterReason {
 pub async fn publish(
     js: &async_nats::jetstream::Context,
     message: &LaneMessage,
-    reason: &DeadLetterReason,
+    reason: &DeadLetter,
     attempts: u32,
 ) -> Result<(), async_nats::Error> {
     let mut headers = HeaderMap::new();
-    for (name, values) in message.headers.iter() {
+    for (name, values) in message.headers().iter() {
         for value in values {
             headers.append(name.clone(), value.clone());
         }
     }
-    headers.insert(HEADER_ORIGINAL_SUBJECT, message.subject.as_str());
-    headers.insert(HEADER_ORIGINAL_MSG_ID, message.message_id.as_str());
-    headers.insert(HEADER_REASON, reason.code);
+    headers.insert(HEADER_ORIGINAL_SUBJECT, message.subject());
+    headers.insert(HEADER_ORIGINAL_MSG_ID, message.message_id());
+    headers.insert(HEADER_REASON, reason.code.as_str());
     headers.insert(HEADER_ATTEMPTS, attempts.to_string().as_str());
     let detail: String = reason.detail.chars().take(512).collect();
     headers.insert(
@@ -51,13 +156,63 @@ pub async fn publish(
     // dead-lettering after a crash does not duplicate it.
     headers.insert(
         async_nats::header::NATS_MESSAGE_ID,
-        format!("dlq:{}:{attempts}", message.message_id).as_str(),
+        format!("dlq:{}:{attempts}", message.message_id()).as_str(),
     );
-    let subject = subjects::dead_letter(message.direction, &message.tenant);
-    js.publish_with_headers(subject, headers, message.payload.clone())
+    let subject = subjects::dead_letter(message.direction(), message.tenant());
+    js.publish_with_headers(subject, headers, message.payload().clone())
         .await?
         .await?;
-    metrics::counter!("switchyard_dead_letters_total", "direction" => message.direction.as_str(), "reason" => reason.code).increment(1);
-    tracing::warn!(tenant.id = %message.tenant, message.id = %message.message_id, dlq.reason = reason.code, dlq.detail = %reason.detail, delivery.attempts = attempts, "message dead-lettered");
+    metrics::counter!("switchyard_dead_letters_total", "direction" => message.direction().as_str(), "reason" => reason.code.to_string()).increment(1);
+    tracing::warn!(tenant.id = %message.tenant(), message.id = %message.message_id(), dlq.reason = reason.code.as_str(), dlq.detail = %reason.detail, delivery.attempts = attempts, "message dead-lettered");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_code_reads_back_from_its_text() {
+        for code in DeadLetterCode::KNOWN {
+            assert_eq!(DeadLetterCode::parse(code.as_str()), code);
+        }
+    }
+
+    #[test]
+    fn the_stored_texts_never_change() {
+        let texts: Vec<&str> = DeadLetterCode::KNOWN
+            .iter()
+            .map(DeadLetterCode::as_str)
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "tenant_mismatch",
+                "attempts_exhausted",
+                "malformed_event",
+                "malformed_turn",
+                "bot_failed",
+                "malformed_reply",
+                "no_bridge",
+                "contact_cap",
+                "rejected",
+                "unexpected_answer",
+                "too_old",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_text_is_kept_as_is() {
+        let code = DeadLetterCode::parse("written_by_a_newer_version");
+        assert_eq!(
+            code,
+            DeadLetterCode::Unknown("written_by_a_newer_version".to_owned())
+        );
+        assert_eq!(code.to_string(), "written_by_a_newer_version");
+        assert_eq!(
+            serde_json::to_string(&DeadLetterCode::TooOld).unwrap(),
+            "\"too_old\""
+        );
+    }
 }

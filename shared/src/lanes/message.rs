@@ -1,9 +1,10 @@
 //! A message taken from a tenant's lane, wherever it came from (a partition
 //! consumer or the tenant's spill lane), with what a handler needs: the tenant
 //! (from the subject, never the payload), the payload and headers, and how
-//! often it was delivered.
+//! often it was delivered. Its fields are read-only: only the lanes build one,
+//! from the stored message, so the tenant cannot be swapped on the way.
 
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 use async_nats::{HeaderMap, jetstream::AckKind};
 use bytes::Bytes;
@@ -18,38 +19,15 @@ pub const HEADER_ORIGINAL_SUBJECT: &str = "Switchyard-Original-Subject";
 /// so a slow bot or provider call never gets its message redelivered meanwhile.
 pub const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs `work` while keeping `messages` alive every [`KEEP_ALIVE_EVERY`].
-pub async fn keep_alive_during<F: Future>(messages: &[LaneMessage], work: F) -> F::Output {
-    let mut work = std::pin::pin!(work);
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + KEEP_ALIVE_EVERY,
-        KEEP_ALIVE_EVERY,
-    );
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            out = &mut work => return out,
-            _ = tick.tick() => {
-                for message in messages {
-                    message.keep_alive().await;
-                }
-            }
-        }
-    }
-}
-
 /// One unit of a tenant's work.
 pub struct LaneMessage {
-    pub tenant: TenantId,
-    pub direction: Direction,
-    /// The plain per-tenant subject the publisher used (`inbound.<tenant>`).
-    pub subject: String,
-    pub payload: Bytes,
-    pub headers: HeaderMap,
-    /// JetStream deliveries of this copy (a crash-looping message climbs here).
-    pub delivered: u32,
-    /// Stable id: the publisher's `Nats-Msg-Id`, else the stream sequence.
-    pub message_id: String,
+    tenant: TenantId,
+    direction: Direction,
+    subject: String,
+    payload: Bytes,
+    headers: HeaderMap,
+    delivered: u32,
+    message_id: String,
     jetstream: async_nats::jetstream::Message,
 }
 
@@ -100,6 +78,41 @@ impl LaneMessage {
             message_id,
             jetstream,
         }
+    }
+
+    /// The tenant, taken from the stored subject (never from the payload).
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// The work stream it came from.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// The plain per-tenant subject the publisher used (`inbound.<tenant>`).
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The body exactly as published.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// Every header, as published.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// JetStream deliveries of this copy (a crash-looping message climbs here).
+    pub fn delivered(&self) -> u32 {
+        self.delivered
+    }
+
+    /// Stable id: the publisher's `Nats-Msg-Id`, else the stream sequence.
+    pub fn message_id(&self) -> &str {
+        &self.message_id
     }
 
     /// A header's value, if present.

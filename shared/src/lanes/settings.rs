@@ -15,6 +15,10 @@ pub struct LaneSettings {
     /// `SWITCHYARD_LANE_QUEUE` (default 64): messages a tenant may hold in
     /// memory before its further messages spill to its own durable lane.
     pub queue_bound: usize,
+    /// `SWITCHYARD_LANE_WORK_BUFFER` (default 1024): work announcements
+    /// (one per message a lane took) waiting for the workers, per direction;
+    /// when it is full the partition readers wait (see [`super::work`]).
+    pub work_buffer: usize,
     /// `SWITCHYARD_ACK_WAIT` (default 5s, at least 2s): redelivery delay of an
     /// unacked message, i.e. how long what a dead replica had pulled waits
     /// before a survivor gets it (a failover must finish within 10 s). Held
@@ -41,6 +45,7 @@ impl Default for LaneSettings {
     fn default() -> Self {
         Self {
             queue_bound: 64,
+            work_buffer: 1024,
             ack_wait: Duration::from_secs(5),
             max_ack_pending: 20_000,
             priority_timeout: Duration::from_secs(5),
@@ -57,6 +62,11 @@ impl LaneSettings {
         let d = Self::default();
         let s = Self {
             queue_bound: env.bounded("SWITCHYARD_LANE_QUEUE", d.queue_bound, 1..=100_000)?,
+            work_buffer: env.bounded(
+                "SWITCHYARD_LANE_WORK_BUFFER",
+                d.work_buffer,
+                1..=1_000_000,
+            )?,
             ack_wait: env.duration("SWITCHYARD_ACK_WAIT", d.ack_wait)?,
             max_ack_pending: env.bounded(
                 "SWITCHYARD_MAX_ACK_PENDING",

@@ -27,17 +27,14 @@ pub async fn start_spill(
     js: &jetstream::Context,
     message: &LaneMessage,
 ) -> Result<jetstream::context::PublishAckFuture, async_nats::Error> {
-    let mut headers: HeaderMap = message.headers.clone();
-    headers.insert(HEADER_ORIGINAL_SUBJECT, message.subject.as_str());
-    headers.insert(
-        async_nats::header::NATS_MESSAGE_ID,
-        message.message_id.as_str(),
-    );
+    let mut headers: HeaderMap = message.headers().clone();
+    headers.insert(HEADER_ORIGINAL_SUBJECT, message.subject());
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, message.message_id());
     Ok(js
         .publish_with_headers(
-            subjects::spill(message.direction, &message.tenant),
+            subjects::spill(message.direction(), message.tenant()),
             headers,
-            message.payload.clone(),
+            message.payload().clone(),
         )
         .await?)
 }

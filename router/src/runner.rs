@@ -1,5 +1,4 @@
-//! Running each tenant's lane through a handler, the router's way: one worker
-//! per tenant, chats of a tenant processed concurrently up to a bound, and the
+//! Running each tenant's lane through a handler: one worker per tenant, chats of a tenant processed concurrently up to a bound, and the
 //! messages of one chat strictly in order.
 //!
 //! The handler exposes one step returning an [`Outcome`]; this module maps
@@ -9,7 +8,7 @@
 //!
 //! Bursts: a handler may ask for a chat's messages to be gathered into one
 //! turn ([`Handler::gather_window`]); the chat's task then waits for the
-//! chat to go quiet ([`super::gather`]) and hands the whole burst to
+//! chat to go quiet ([`crate::gather`]) and hands the whole burst to
 //! [`Handler::handle_turn`], acking its members only once the turn is done.
 
 use std::{
@@ -19,17 +18,19 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{
+use switchyard_shared::{
     ids::TenantId,
     lanes::{
-        LaneMessage, TenantLane,
-        dead_letter::{self, DeadLetterReason},
-        message::keep_alive_during,
+        LaneMessage, LaneWork, TenantLane,
+        dead_letter::{self, DeadLetter, DeadLetterCode},
+        message::KEEP_ALIVE_EVERY,
     },
 };
+
+use crate::inbound::InboundMessage;
 
 /// What a handler decided about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,21 +40,25 @@ pub enum Outcome {
     /// A transient failure: try again after `after` (bounded by the attempt limit).
     Retry { after: Duration, reason: String },
     /// Can never succeed: dead-letter, then terminate.
-    DeadLetter(DeadLetterReason),
+    DeadLetter(DeadLetter),
 }
 
 /// Processes one message of a tenant. `chat_key` groups messages that must
 /// stay in order (e.g. one WhatsApp chat).
 pub trait Handler: Send + Sync + 'static {
-    fn chat_key(&self, message: &LaneMessage) -> String;
-    fn handle(&self, message: &LaneMessage, attempt: u32) -> impl Future<Output = Outcome> + Send;
+    fn chat_key(&self, message: &InboundMessage) -> String;
+    fn handle(
+        &self,
+        message: &InboundMessage,
+        attempt: u32,
+    ) -> impl Future<Output = Outcome> + Send;
 
     /// How long a chat must stay quiet before a burst starting with (or
     /// continuing with) `message` is handled as one turn; `None`: this
     /// message is not gathered (the default).
     fn gather_window(
         &self,
-        message: &LaneMessage,
+        message: &InboundMessage,
     ) -> impl Future<Output = Option<Duration>> + Send {
         let _ = message;
         async { None }
@@ -64,13 +69,37 @@ pub trait Handler: Send + Sync + 'static {
     /// first message only; a handler that gathers must override it.
     fn handle_turn(
         &self,
-        messages: &[LaneMessage],
+        messages: &[InboundMessage],
         attempt: u32,
     ) -> impl Future<Output = Outcome> + Send {
         async move {
             match messages.first() {
                 Some(first) => self.handle(first, attempt).await,
                 None => Outcome::Done,
+            }
+        }
+    }
+}
+
+/// Runs `work` while keeping `messages` alive every [`KEEP_ALIVE_EVERY`], so
+/// a slow bot or provider call never gets its messages redelivered meanwhile.
+pub async fn keep_alive_during<M: AsRef<LaneMessage>, F: Future>(
+    messages: &[M],
+    work: F,
+) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + KEEP_ALIVE_EVERY,
+        KEEP_ALIVE_EVERY,
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => {
+                for message in messages {
+                    message.as_ref().keep_alive().await;
+                }
             }
         }
     }
@@ -95,7 +124,7 @@ pub struct RunnerSettings {
 pub async fn run<H: Handler>(
     handler: Arc<H>,
     js: async_nats::jetstream::Context,
-    mut work: mpsc::UnboundedReceiver<Arc<TenantLane>>,
+    mut work: LaneWork,
     settings: RunnerSettings,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -138,7 +167,7 @@ struct TenantWorker<H> {
 /// A message taken from the lane, holding one of the tenant's "taken" permits
 /// until it is finished, so the worker never holds more than a bounded number
 /// in memory (the rest stays in the lane, which spills when it fills).
-pub(crate) type Taken = (LaneMessage, OwnedSemaphorePermit);
+pub(crate) type Taken = (InboundMessage, OwnedSemaphorePermit);
 
 /// Per-chat queues of one tenant: a chat runs in one task at a time.
 pub(crate) type ChatQueues = Arc<Mutex<HashMap<String, VecDeque<Taken>>>>;
@@ -158,7 +187,7 @@ impl<H: Handler> TenantWorker<H> {
             };
             let message = tokio::select! {
                 _ = this.shutdown.cancelled() => return,
-                m = this.lane.next() => match m { Some(m) => m, None => return },
+                m = this.lane.next() => match m { Some(m) => InboundMessage::read(m), None => return },
             };
             let key = this.handler.chat_key(&message);
             let mut queues = chats.lock().await;
@@ -198,7 +227,7 @@ impl<H: Handler> TenantWorker<H> {
             let turn = match self.handler.gather_window(&next).await {
                 None => vec![next],
                 Some(window) => {
-                    super::gather::burst(
+                    crate::gather::burst(
                         self.handler.as_ref(),
                         chats,
                         key,
@@ -215,7 +244,7 @@ impl<H: Handler> TenantWorker<H> {
                 tokio::select! {
                     _ = self.shutdown.cancelled() => {
                         for message in &turn {
-                            message.release(Duration::ZERO).await;
+                            message.lane().release(Duration::ZERO).await;
                         }
                         return;
                     }
@@ -230,20 +259,25 @@ impl<H: Handler> TenantWorker<H> {
 
     /// One turn (a message, or a gathered burst) to a final state: every
     /// member acked, or dead-lettered and terminated.
-    async fn process(&self, turn: Vec<LaneMessage>) {
+    async fn process(&self, turn: Vec<InboundMessage>) {
         let Some(first) = turn.first() else {
             return;
         };
         // Deliveries beyond the first were earlier attempts (a crash counts).
-        let mut attempt = turn.iter().map(|m| m.delivered).max().unwrap_or(1).max(1);
+        let mut attempt = turn
+            .iter()
+            .map(|m| m.lane().delivered())
+            .max()
+            .unwrap_or(1)
+            .max(1);
         loop {
             if attempt > self.settings.max_attempts {
-                let reason = DeadLetterReason {
-                    code: "attempts_exhausted",
-                    detail: format!("gave up after {} attempts", attempt - 1),
-                };
+                let reason = DeadLetter::new(
+                    DeadLetterCode::AttemptsExhausted,
+                    format!("gave up after {} attempts", attempt - 1),
+                );
                 for message in &turn {
-                    self.dead_letter(message, &reason, attempt - 1).await;
+                    self.dead_letter(message.lane(), &reason, attempt - 1).await;
                 }
                 return;
             }
@@ -261,18 +295,18 @@ impl<H: Handler> TenantWorker<H> {
                     // what is redelivered is a prefix of the burst, starting
                     // with the message the turn's reply ids derive from.
                     for message in turn.iter().rev() {
-                        message.ack().await;
+                        message.lane().ack().await;
                     }
                     return;
                 }
                 Outcome::DeadLetter(reason) => {
                     for message in &turn {
-                        self.dead_letter(message, &reason, attempt).await;
+                        self.dead_letter(message.lane(), &reason, attempt).await;
                     }
                     return;
                 }
                 Outcome::Retry { after, reason } => {
-                    tracing::info!(tenant.id = %first.tenant, message.id = %first.message_id, turn.messages = turn.len(), delivery.attempt = attempt, retry.reason = %reason, "transient failure; retrying in place");
+                    tracing::info!(tenant.id = %first.lane().tenant(), message.id = %first.lane().message_id(), turn.messages = turn.len(), delivery.attempt = attempt, retry.reason = %reason, "transient failure; retrying in place");
                     let shutting_down = keep_alive_during(&turn, async {
                         tokio::select! {
                             _ = self.shutdown.cancelled() => true,
@@ -283,7 +317,7 @@ impl<H: Handler> TenantWorker<H> {
                     if shutting_down {
                         // Hand the turn back for redelivery.
                         for message in &turn {
-                            message.release(Duration::ZERO).await;
+                            message.lane().release(Duration::ZERO).await;
                         }
                         return;
                     }
@@ -293,11 +327,11 @@ impl<H: Handler> TenantWorker<H> {
         }
     }
 
-    async fn dead_letter(&self, message: &LaneMessage, reason: &DeadLetterReason, attempts: u32) {
+    async fn dead_letter(&self, message: &LaneMessage, reason: &DeadLetter, attempts: u32) {
         match dead_letter::publish(&self.js, message, reason, attempts).await {
             Ok(()) => message.terminate().await,
             Err(e) => {
-                tracing::error!(tenant.id = %message.tenant, error = %e, "cannot store dead letter; message released for redelivery");
+                tracing::error!(tenant.id = %message.tenant(), error = %e, "cannot store dead letter; message released for redelivery");
                 message.release(Duration::from_secs(5)).await;
             }
         }

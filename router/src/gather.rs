@@ -29,9 +29,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::lanes::{
-    LaneMessage,
-    message::KEEP_ALIVE_EVERY,
+use switchyard_shared::lanes::message::KEEP_ALIVE_EVERY;
+
+use crate::{
+    inbound::InboundMessage,
     runner::{ChatQueues, Handler},
 };
 
@@ -49,13 +50,13 @@ pub async fn burst<H: Handler>(
     handler: &H,
     chats: &ChatQueues,
     key: &str,
-    first: LaneMessage,
+    first: InboundMessage,
     window: Duration,
     shutdown: &CancellationToken,
-) -> Vec<LaneMessage> {
+) -> Vec<InboundMessage> {
     let started = Instant::now();
     let cut_at = started + window.saturating_mul(MAX_WINDOWS);
-    let redelivered = first.delivered > 1;
+    let redelivered = first.lane().delivered() > 1;
     let mut quiet_at = started + window;
     let mut kept_alive_at = started;
     let mut turn = vec![first];
@@ -71,14 +72,14 @@ pub async fn burst<H: Handler>(
         if now.duration_since(kept_alive_at) >= KEEP_ALIVE_EVERY {
             kept_alive_at = now;
             for message in &turn {
-                message.keep_alive().await;
+                message.lane().keep_alive().await;
             }
         }
         let wake = quiet_at.min(cut_at).min(now + LOOK_EVERY);
         tokio::select! {
             _ = shutdown.cancelled() => {
                 for message in &turn {
-                    message.release(Duration::ZERO).await;
+                    message.lane().release(Duration::ZERO).await;
                 }
                 return Vec::new();
             }
@@ -95,7 +96,7 @@ async fn take_joining<H: Handler>(
     chats: &ChatQueues,
     key: &str,
     redelivered: bool,
-    turn: &mut Vec<LaneMessage>,
+    turn: &mut Vec<InboundMessage>,
 ) -> (usize, bool) {
     let mut taken = 0;
     while turn.len() < MAX_TURN {
@@ -107,7 +108,7 @@ async fn take_joining<H: Handler>(
         let Some((message, permit)) = next else {
             return (taken, false);
         };
-        let joins = (!redelivered || message.delivered > 1)
+        let joins = (!redelivered || message.lane().delivered() > 1)
             && handler.gather_window(&message).await.is_some();
         if !joins {
             chats

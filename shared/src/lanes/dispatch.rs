@@ -1,0 +1,174 @@
+//! Reading one partition and handing each message to its tenant's lane: the
+//! lane queues it, or spills it to the tenant's own durable lane when the
+//! tenant's queue is full, and the worker side is told
+//! ([`super::work`]).
+//!
+//! The tenant is taken from the stored subject (`inbound.<p>.<tenant>`), which
+//! ingest built from an authenticated, validated id. A subject whose tenant
+//! token is not a valid id cannot come from our publishers: it is terminated
+//! and counted, never routed.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream::{self, AckKind};
+use futures::StreamExt as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    ids::TenantId,
+    lanes::{LaneMessage, Lanes, TenantLane, consumer::PRIORITY_GROUP, tenant_lane::Offered},
+    subjects,
+};
+
+impl Lanes {
+    /// Reads `partition` until `stop` (its revocation, or shutdown).
+    pub(super) async fn read_partition(
+        self,
+        partition: u16,
+        stream: jetstream::stream::Stream,
+        stop: CancellationToken,
+    ) {
+        let direction = self.inner.direction;
+        let name = subjects::partition_consumer(direction, partition);
+        let settings = &self.inner.settings;
+        while !stop.is_cancelled() {
+            let consumer: jetstream::consumer::PullConsumer = match stream.get_consumer(&name).await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(lane.partition = partition, error = %e, "cannot open partition consumer; retrying");
+                    pause(&stop, Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let messages = consumer
+                .stream()
+                .group(PRIORITY_GROUP)
+                .expires(settings.pull_expires)
+                .heartbeat(settings.pull_heartbeat())
+                // Small batches: what a replica has pulled but not dispatched when its
+                // partition moves away waits for `ack_wait` before redelivery.
+                .max_messages_per_batch(settings.queue_bound.clamp(8, 64))
+                .messages()
+                .await;
+            let mut messages = match messages {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(lane.partition = partition, error = %e, "cannot pull from partition; retrying");
+                    pause(&stop, Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    next = messages.next() => match next {
+                        Some(Ok(message)) => self.dispatch(partition, message, &stop).await,
+                        Some(Err(e)) => {
+                            tracing::debug!(lane.partition = partition, error = %e, "pull error");
+                            pause(&stop, Duration::from_millis(100)).await;
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands one message to its tenant's lane and announces it.
+    async fn dispatch(
+        &self,
+        partition: u16,
+        message: jetstream::Message,
+        stop: &CancellationToken,
+    ) {
+        let direction = self.inner.direction;
+        let Some(tenant) = subjects::tenant_of(&message.subject) else {
+            metrics::counter!("switchyard_lane_invalid_subject_total", "direction" => direction.as_str()).increment(1);
+            tracing::warn!(
+                lane.partition = partition,
+                "message with an invalid tenant token in its subject; terminated"
+            );
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        };
+        let lane = match self.lane_for(&tenant, partition, stop).await {
+            Ok(lane) => lane,
+            Err(e) => {
+                tracing::warn!(tenant.id = %tenant, error = %e, "cannot open tenant lane; message released");
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await;
+                return;
+            }
+        };
+        let message = LaneMessage::new(tenant, direction, message);
+        // Bounds the spills on their way at once (their acks share one inbox).
+        let Ok(slot) = self.inner.spill_slots.clone().acquire_owned().await else {
+            return;
+        };
+        match lane.offer(message).await {
+            Ok(Offered::Queued) => {
+                drop(slot);
+                self.inner.announcer.announce(lane, stop).await;
+            }
+            Ok(Offered::Spilling(pending)) => {
+                // The spill is finished on its own task before announcing,
+                // so a wait for room in the work channel never delays it.
+                let spilling = lane.clone();
+                self.inner.tasks.spawn(async move {
+                    spilling.finish_spill(pending).await;
+                    drop(slot);
+                });
+                self.inner.announcer.announce(lane, stop).await;
+            }
+            Err((message, e)) => {
+                drop(slot);
+                tracing::warn!(tenant.id = %message.tenant(), error = %e, "cannot spill; message released for redelivery");
+                message.release(Duration::from_secs(1)).await;
+            }
+        }
+    }
+
+    /// The tenant's lane, opened on first sight (announced at once when it
+    /// starts with a spill backlog).
+    async fn lane_for(
+        &self,
+        tenant: &TenantId,
+        partition: u16,
+        stop: &CancellationToken,
+    ) -> Result<Arc<TenantLane>, async_nats::Error> {
+        if let Some(lane) = self.inner.lanes.lock().await.get(tenant) {
+            return Ok(lane.clone());
+        }
+        // Opening asks the server about a spill backlog: do it without holding
+        // the map, so first sight of many tenants does not serialise every
+        // partition. Only this tenant's partition reader opens its lane, so
+        // nobody can insert it meanwhile.
+        let lane = TenantLane::open(
+            tenant.clone(),
+            self.inner.direction,
+            partition,
+            self.inner.js.clone(),
+            self.inner.settings.clone(),
+        )
+        .await?;
+        self.inner
+            .lanes
+            .lock()
+            .await
+            .insert(tenant.clone(), lane.clone());
+        if lane.is_spilling().await {
+            // A backlog left by the partition's previous owner: announce it.
+            self.inner.announcer.announce(lane.clone(), stop).await;
+        }
+        Ok(lane)
+    }
+}
+
+async fn pause(stop: &CancellationToken, delay: Duration) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(delay) => {}
+    }
+}

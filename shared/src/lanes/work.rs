@@ -1,0 +1,67 @@
+//! The bounded channel between the partition readers and the workers: one
+//! announcement per message a tenant lane took (queued or spilled), and one
+//! for a lane opened with a spill backlog. The router starts a tenant worker
+//! on it; the sender counts it as work for its scheduler.
+//!
+//! Bounded by `SWITCHYARD_LANE_WORK_BUFFER`, so memory is capped by
+//! configuration, not by traffic: when the workers fall behind, a partition
+//! reader waits for room and stops pulling (backpressure). That cannot
+//! deadlock, because nobody waits on the readers: the receivers (the
+//! router's runner loop, the sender's forwarder into its send loop) only
+//! spawn or forward, and a worker takes its messages from the lane, never
+//! from a reader. An announcement is sent after its message is in the lane
+//! and outside every lock, so a waiting reader holds nothing a worker needs,
+//! and what it already put in a lane is kept alive there (`ack_wait` / 3).
+//! A reader waits only until there is room, its partition is revoked or the
+//! service stops. What it has pulled but not yet dispatched (at most one
+//! small pull batch) is not kept alive meanwhile: a wait past `ack_wait`
+//! gets those redelivered, which the downstream idempotency absorbs.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::lanes::TenantLane;
+
+/// What the lanes of one direction announce: read with [`LaneWork::recv`].
+#[derive(Debug)]
+pub struct LaneWork {
+    announcements: mpsc::Receiver<Arc<TenantLane>>,
+}
+
+impl LaneWork {
+    /// The next lane that took work; `None` once the lanes have stopped.
+    pub async fn recv(&mut self) -> Option<Arc<TenantLane>> {
+        self.announcements.recv().await
+    }
+}
+
+/// The partition readers' end of the channel.
+#[derive(Debug, Clone)]
+pub(crate) struct Announcer {
+    announcements: mpsc::Sender<Arc<TenantLane>>,
+}
+
+impl Announcer {
+    /// Announces that `lane` took work, waiting for room unless `stop` (the
+    /// reader's revocation or the service's shutdown) comes first. An
+    /// announcement nobody will read any more is dropped.
+    pub(crate) async fn announce(&self, lane: Arc<TenantLane>, stop: &CancellationToken) {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = self.announcements.send(lane) => {}
+        }
+    }
+}
+
+/// A channel holding at most `bound` announcements.
+pub(crate) fn channel(bound: usize) -> (Announcer, LaneWork) {
+    let (announcements, received) = mpsc::channel(bound.max(1));
+    (
+        Announcer { announcements },
+        LaneWork {
+            announcements: received,
+        },
+    )
+}
