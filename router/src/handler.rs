@@ -14,6 +14,7 @@
 use std::{sync::Arc, time::Duration};
 
 use switchyard_shared::{
+    admission::{self, Admission},
     bridge_state::BridgeState,
     db,
     events::{self, MessageEvent, WebhookEvent},
@@ -147,14 +148,11 @@ impl InboundHandler {
             body: bodies.join("\n"),
             ..head.clone()
         };
-        let row = match self.tenants.resolve(first.tenant()).await {
-            Ok(Some(row)) => row,
-            Ok(None) => return dropped("unknown_tenant"),
-            Err(e) => return retry(&self.retries, attempt, format!("tenant lookup: {e}")),
+        // Only messages whose `customer_ref` agrees were gathered (`gather_window`).
+        let row = match self.admitted(first.tenant(), None, attempt).await {
+            Ok(row) => row,
+            Err(finished) => return finished,
         };
-        if !row.is_active() {
-            return dropped("inactive_tenant");
-        }
         let event_id = first
             .header(events::HEADER_EVENT_ID)
             .and_then(|id| EventId::parse(id).ok())
@@ -163,6 +161,40 @@ impl InboundHandler {
             .await
     }
 
+    /// The subject's tenant, when the payload agrees with it and it may be
+    /// served; otherwise the outcome that ends the message.
+    async fn admitted(
+        &self,
+        tenant: &TenantId,
+        claimed: Option<&str>,
+        attempt: u32,
+    ) -> Result<Arc<Tenant>, Outcome> {
+        match admission::admit(&self.tenants, tenant, claimed).await {
+            Admission::Serve(row) => Ok(row),
+            Admission::Mismatch => {
+                metrics::counter!("switchyard_router_tenant_mismatch_total").increment(1);
+                tracing::error!(tenant.id = %tenant, "payload customer_ref disagrees with the subject's tenant; dead-lettered");
+                Err(dead(
+                    DeadLetterCode::TenantMismatch,
+                    "payload customer_ref disagrees with the subject",
+                ))
+            }
+            Admission::LookupFailed(e) => {
+                Err(retry(&self.retries, attempt, format!("tenant lookup: {e}")))
+            }
+            refused @ (Admission::Unknown | Admission::Inactive) => {
+                let reason = refused.drop_reason().unwrap_or("refused");
+                tracing::warn!(tenant.id = %tenant, drop.reason = reason, "event dropped");
+                Err(dropped(reason))
+            }
+        }
+    }
+
+    #[tracing::instrument(
+        name = "router.step",
+        skip_all,
+        fields(tenant.id = %inbound.lane().tenant(), message.id = %inbound.lane().message_id())
+    )]
     async fn step(&self, inbound: &InboundMessage, attempt: u32) -> Outcome {
         let message = inbound.lane();
         let tenant = message.tenant();
@@ -170,30 +202,13 @@ impl InboundHandler {
             Ok(p) => p,
             Err(e) => return dead(DeadLetterCode::MalformedEvent, e.to_string()),
         };
-        if let Some(body_ref) = &parsed.customer_ref
-            && body_ref != tenant.as_str()
+        let row = match self
+            .admitted(tenant, parsed.customer_ref.as_deref(), attempt)
+            .await
         {
-            {
-                metrics::counter!("switchyard_router_tenant_mismatch_total").increment(1);
-                tracing::error!(tenant.id = %tenant, "payload customer_ref disagrees with the subject's tenant; dead-lettered");
-                return dead(
-                    DeadLetterCode::TenantMismatch,
-                    "payload customer_ref disagrees with the subject",
-                );
-            }
-        }
-        let row = match self.tenants.resolve(tenant).await {
-            Ok(Some(row)) => row,
-            Ok(None) => {
-                tracing::warn!(tenant.id = %tenant, "event for an unknown tenant dropped");
-                return dropped("unknown_tenant");
-            }
-            Err(e) => return retry(&self.retries, attempt, format!("tenant lookup: {e}")),
+            Ok(row) => row,
+            Err(finished) => return finished,
         };
-        if !row.is_active() {
-            tracing::warn!(tenant.id = %tenant, "event for an inactive tenant dropped");
-            return dropped("inactive_tenant");
-        }
         let event_id = message
             .header(events::HEADER_EVENT_ID)
             .and_then(|id| EventId::parse(id).ok())
