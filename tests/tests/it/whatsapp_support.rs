@@ -2,9 +2,7 @@
 //! the real streams, the bridge simulator, ingest (so the simulator's echoes,
 //! `connected` and `disconnected` webhooks come in as the provider's would),
 //! and the router and sender started through their real start-up paths.
-//! Included by each `whatsapp_*.rs` file.
-
-#![allow(dead_code)]
+//! Used by the `whatsapp_*` suites.
 
 use std::time::Duration;
 
@@ -38,7 +36,6 @@ pub struct Rig {
     pub pool: PgPool,
     pub sim: SimHandle,
     pub js: async_nats::jetstream::Context,
-    pub client: async_nats::Client,
     pub db_url: String,
     ingest_stop: CancellationToken,
     // Last: dropped after everything that talks to it.
@@ -71,7 +68,7 @@ impl Rig {
         let ingest_stop = CancellationToken::new();
         let ingest = switchyard_ingest::build(
             switchyard_ingest::Deps {
-                nats: client.clone(),
+                nats: client,
                 db: pool.clone(),
                 shutdown: ingest_stop.clone(),
                 tasks: TaskTracker::new(),
@@ -104,7 +101,6 @@ impl Rig {
             pool: pool.clone(),
             sim,
             js,
-            client,
             db_url: services::database_url(pool),
             ingest_stop,
             nats,
