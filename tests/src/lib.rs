@@ -1,7 +1,7 @@
 //! Test support: real dependencies, isolated per test.
 //!
 //! - [`nats_server`]: a private nats-server (the pinned binary from
-//!   `.tools/`, random port, temporary store, killed on drop), a TLS variant,
+//!   `.tools/`, on a port it picks and reports, temporary store, killed on drop), a TLS variant,
 //!   and a 3-node cluster on loopback ports;
 //! - [`old_nats`]: a stand-in that introduces itself as nats-server 2.9, to
 //!   prove the services refuse it;
