@@ -24,10 +24,7 @@ use std::{
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use hdrhistogram::Histogram;
-use sqlx::{
-    PgPool,
-    postgres::{PgConnectOptions, PgPoolOptions},
-};
+use sqlx::PgPool;
 use switchyard_shared::{
     config::{Env, NatsSettings},
     ids::TenantId,
@@ -37,7 +34,6 @@ use switchyard_shared::{
 use switchyard_tests::{
     nats_server::NatsServer,
     procstat::{self, MachineTicks},
-    scratch_db::ScratchDatabase,
     traffic,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -103,23 +99,19 @@ fn body(tenant: &TenantId, id: &str) -> String {
 }
 
 async fn bench(load: tokio::runtime::Handle) -> anyhow::Result<()> {
-    let nats = NatsServer::start();
-    let db = ScratchDatabase::create("switchyard_bench_ingest").await?;
-    let result = run_phases(&nats, db.options.clone(), load).await;
-    db.drop_database().await?;
-    result
+    switchyard_tests::bench::with_dependencies(
+        "switchyard_bench_ingest",
+        DB_CONNECTIONS,
+        async |nats, pool, _| run_phases(nats, pool, load).await,
+    )
+    .await
 }
 
 async fn run_phases(
     nats: &NatsServer,
-    db_options: PgConnectOptions,
+    pool: PgPool,
     load: tokio::runtime::Handle,
 ) -> anyhow::Result<()> {
-    let pool = PgPoolOptions::new()
-        .max_connections(DB_CONNECTIONS)
-        .connect_with(db_options)
-        .await?;
-    switchyard_shared::db::migrate(&pool).await?;
     let nats_settings = NatsSettings::from_env(&Env::from_map([("NATS_URL", nats.url())]))?;
     let client = switchyard_shared::nats::connect(&nats_settings, "bench").await?;
     let js = streams::context(client.clone(), Duration::from_secs(5));

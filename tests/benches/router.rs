@@ -16,12 +16,9 @@ use std::{
 
 use futures::StreamExt as _;
 use hdrhistogram::Histogram;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
 use switchyard_shared::{ids::TenantId, subjects};
-use switchyard_tests::{
-    nats_server::NatsServer, poll, procstat::Sampler, scratch_db::ScratchDatabase, services,
-    traffic,
-};
+use switchyard_tests::{nats_server::NatsServer, poll, procstat::Sampler, services, traffic};
 
 const TENANTS: usize = 1000;
 const PARTITIONS: &str = "16";
@@ -43,19 +40,10 @@ fn tenant(i: usize) -> TenantId {
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let nats = NatsServer::start();
-    let db = ScratchDatabase::create("switchyard_bench_router").await?;
-    let result = run(&nats, db.options.clone(), &db.url).await;
-    db.drop_database().await?;
-    result
+    switchyard_tests::bench::with_dependencies("switchyard_bench_router", 4, run).await
 }
 
-async fn run(nats: &NatsServer, db: PgConnectOptions, db_url: &str) -> anyhow::Result<()> {
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(db)
-        .await?;
-    switchyard_shared::db::migrate(&pool).await?;
+async fn run(nats: &NatsServer, pool: PgPool, db_url: &str) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO tenants (id, bot_kind) SELECT 't' || lpad(i::text, 4, '0'), 'echo' \
          FROM generate_series(0, $1 - 1) AS i",

@@ -11,15 +11,14 @@
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
 use switchyard_bridge_sim::SimHandle;
 use switchyard_shared::{
     ids::{BridgeId, TenantId},
     tenants,
 };
 use switchyard_tests::{
-    fixtures, nats_server::NatsServer, poll, procstat::Sampler, scratch_db::ScratchDatabase,
-    services, traffic,
+    fixtures, nats_server::NatsServer, poll, procstat::Sampler, services, traffic,
 };
 
 const TENANTS: usize = 1000;
@@ -42,19 +41,10 @@ fn now_ms() -> u64 {
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let nats = NatsServer::start();
-    let db = ScratchDatabase::create("switchyard_bench_sender").await?;
-    let result = run(&nats, db.options.clone(), &db.url).await;
-    db.drop_database().await?;
-    result
+    switchyard_tests::bench::with_dependencies("switchyard_bench_sender", 4, run).await
 }
 
-async fn run(nats: &NatsServer, db: PgConnectOptions, db_url: &str) -> anyhow::Result<()> {
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(db)
-        .await?;
-    switchyard_shared::db::migrate(&pool).await?;
+async fn run(nats: &NatsServer, pool: PgPool, db_url: &str) -> anyhow::Result<()> {
     // 10 sends a second per tenant: far above the steady traffic of one
     // tenant, far below a 20,000-reply backlog.
     sqlx::query(

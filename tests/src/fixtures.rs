@@ -42,11 +42,25 @@ pub async fn add_tenant(pool: &PgPool, id: &str, customize: impl FnOnce(&mut New
 }
 
 /// Inserts a tenant whose own budget is out of the way, gives it a bridge on
-/// the simulator and records that bridge on its row.
+/// the simulator and records that bridge on its row. The bridge's webhooks go
+/// nowhere (see [`add_tenant_with_bridge_posting_to`] for a running ingest).
 pub async fn add_tenant_with_bridge(
     pool: &PgPool,
     sim: &SimHandle,
     id: &str,
+    customize: impl FnOnce(&mut NewTenant),
+) {
+    add_tenant_with_bridge_posting_to(pool, sim, id, "http://127.0.0.1:9/hook/unused", customize)
+        .await;
+}
+
+/// [`add_tenant_with_bridge`], with a bridge that posts its webhooks (the
+/// simulator's events, echoes, state changes) to `webhook_url`.
+pub async fn add_tenant_with_bridge_posting_to(
+    pool: &PgPool,
+    sim: &SimHandle,
+    id: &str,
+    webhook_url: &str,
     customize: impl FnOnce(&mut NewTenant),
 ) {
     add_tenant(pool, id, |new| {
@@ -55,7 +69,7 @@ pub async fn add_tenant_with_bridge(
         customize(new);
     })
     .await;
-    let bridge = sim.seed_bridge(id, "http://127.0.0.1:9/hook/unused");
+    let bridge = sim.seed_bridge(id, webhook_url);
     tenants::set_bridge(
         pool,
         &tenant(id),
@@ -85,7 +99,8 @@ pub async fn jetstream_with_streams(
     (client, js)
 }
 
-/// The environment of a sender (or router) under test: the simulator as the
+/// The environment of a sender (or router, or ingest) under test, used by
+/// every suite that starts one: the simulator of [`start_sim`] as the
 /// provider, a local fleet budget far above what tests send, fast retries
 /// and refreshes; `extra` comes last and wins.
 pub fn sender_env(nats_url: &str, db_url: &str, sim: &SimHandle, extra: &[(&str, &str)]) -> Env {

@@ -1,7 +1,7 @@
 //! Test support: real dependencies, isolated per test.
 //!
 //! - [`nats_server`]: a private nats-server (the pinned binary from
-//!   `.tools/`, random port, temporary store, killed on drop), a TLS variant,
+//!   `.tools/`, on a port it picks and reports, temporary store, killed on drop), a TLS variant,
 //!   and a 3-node cluster on loopback ports;
 //! - [`old_nats`]: a stand-in that introduces itself as nats-server 2.9, to
 //!   prove the services refuse it;
@@ -9,6 +9,7 @@
 //! - [`fixtures`]: tenants with bridges on the simulator, streams, a sender's test environment;
 //! - [`procstat`]: CPU and memory of processes, and the machine's busy and stolen CPU, read from /proc (benchmarks, load tests);
 //! - [`scratch_db`]: a database of its own for a benchmark;
+//! - [`bench`]: a benchmark's start-up (nats-server, migrated scratch database);
 //! - [`tcp_proxy`]: a forwarder a test can cut, to take a server away from one client;
 //! - [`poll`]: waiting for a condition with a deadline instead of sleeping;
 //! - [`services`]: the services started in-process on port 0 through their real start-up path;
@@ -17,6 +18,7 @@
 //! PostgreSQL comes from `#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]`,
 //! which creates a fresh, migrated database per test.
 
+pub mod bench;
 pub mod fixtures;
 pub mod lifecycle;
 pub mod nats_server;

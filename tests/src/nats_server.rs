@@ -6,7 +6,7 @@
 use std::{
     fs,
     net::TcpListener,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -30,7 +30,10 @@ pub fn binary() -> PathBuf {
     path
 }
 
-/// A free loopback TCP port (bound then released; good enough for tests).
+/// A free loopback TCP port (bound then released), for a test's own
+/// listeners and unreachable addresses. Not for nats-servers: they bind port
+/// `-1` (their own pick) and report it, so no other test can take it between
+/// the pick and the bind.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -51,7 +54,11 @@ pub struct TlsFiles {
 pub struct NatsServer {
     child: Child,
     dir: TempDir,
+    /// The client port the server picked on its first start.
     port: u16,
+    /// Its `server_name`, unique to this test.
+    name: String,
+    /// Its configuration but for the `listen` line.
     config: String,
     scheme: &'static str,
 }
@@ -67,7 +74,7 @@ impl std::fmt::Debug for NatsServer {
 impl NatsServer {
     /// A single JetStream server on a random loopback port.
     pub fn start() -> Self {
-        Self::start_with(|_, _| String::new(), "nats")
+        Self::start_with(|_| String::new(), "nats")
     }
 
     /// A JetStream server that requires TLS, with a self-signed certificate for
@@ -75,7 +82,7 @@ impl NatsServer {
     pub fn start_tls() -> (Self, TlsFiles) {
         let mut tls_files = None;
         let server = Self::start_with(
-            |dir, _| {
+            |dir| {
                 let files = write_self_signed(dir);
                 let block = format!(
                     "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
@@ -91,28 +98,26 @@ impl NatsServer {
         (server, files)
     }
 
-    fn start_with(
-        extra: impl FnOnce(&std::path::Path, u16) -> String,
-        scheme: &'static str,
-    ) -> Self {
+    fn start_with(extra: impl FnOnce(&Path) -> String, scheme: &'static str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
+        let name = unique_name("switchyard-test", &dir);
         let store = dir.path().join("store");
         let config = format!(
-            "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 256MB\n  max_file_store: 4GB\n}}\n{}",
+            "server_name: {name}\njetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 256MB\n  max_file_store: 4GB\n}}\n{}",
             store.display(),
-            extra(dir.path(), port)
+            extra(dir.path())
         );
-        let child = spawn(&dir, &config, "server");
-        let server = Self {
-            child,
+        // Port -1: the server picks a free one and reports it.
+        let child = spawn(&dir, &listen_on("-1", &config), "server");
+        let ports = wait_for_ports(child, &dir, "server", &name);
+        Self {
+            child: ports.child,
+            port: ports.client,
             dir,
-            port,
+            name,
             config,
             scheme,
-        };
-        server.wait_until_listening();
-        server
+        }
     }
 
     /// `nats://127.0.0.1:<port>` (or `tls://localhost:<port>`).
@@ -141,12 +146,15 @@ impl NatsServer {
     /// Starts the same server again on the same port and store.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn(&self.dir, &self.config, "server");
-        self.wait_until_listening();
-    }
-
-    fn wait_until_listening(&self) {
-        wait_for_port(self.port, &self.dir, "server");
+        let config = listen_on(&self.port.to_string(), &self.config);
+        let child = spawn(&self.dir, &config, "server");
+        let ports = wait_for_ports(child, &self.dir, "server", &self.name);
+        assert_eq!(
+            ports.client, self.port,
+            "nats-server {} came back on another port",
+            self.name
+        );
+        self.child = ports.child;
     }
 }
 
@@ -156,6 +164,11 @@ impl Drop for NatsServer {
     }
 }
 
+/// `config` with a client listener on loopback port `port`.
+fn listen_on(port: &str, config: &str) -> String {
+    format!("listen: 127.0.0.1:{port}\n{config}")
+}
+
 fn spawn(dir: &TempDir, config: &str, name: &str) -> Child {
     let conf_path = dir.path().join(format!("{name}.conf"));
     fs::write(&conf_path, config).expect("write nats config");
@@ -163,22 +176,122 @@ fn spawn(dir: &TempDir, config: &str, name: &str) -> Child {
     Command::new(binary())
         .arg("-c")
         .arg(&conf_path)
+        // The server writes the ports it listens on to `<exe>_<pid>.ports` here.
+        .arg("--ports_file_dir")
+        .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("spawn nats-server")
 }
 
-fn wait_for_port(port: u16, dir: &TempDir, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
+/// A `server_name` no other test's server has: `<prefix>-<the temp dir's name>`.
+fn unique_name(prefix: &str, dir: &TempDir) -> String {
+    let suffix = dir
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().trim_start_matches('.').to_owned())
+        .unwrap_or_default();
+    format!("{prefix}-{suffix}")
+}
+
+/// A started server and the ports it reported.
+struct Started {
+    child: Child,
+    client: u16,
+    /// The route port, for a cluster node.
+    cluster: Option<u16>,
+}
+
+/// Waits (at most 20 s) until the server `child` has written its ports file,
+/// then checks that the server answering on the client port is this one (its
+/// INFO names `server_name`). If not, kills it and panics with its log.
+fn wait_for_ports(mut child: Child, dir: &TempDir, name: &str, server_name: &str) -> Started {
+    match read_ports(&mut child, dir.path(), server_name) {
+        Ok((client, cluster)) => Started {
+            child,
+            client,
+            cluster,
+        },
+        Err(why) => {
+            let _ = child.kill();
+            let _ = child.wait();
             let log =
                 fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap_or_default();
-            panic!("nats-server did not listen on {port} within 20 s; its log:\n{log}");
+            panic!("nats-server {server_name} {why}; its log:\n{log}");
+        }
+    }
+}
+
+/// The client and route ports `child` reports in `<exe>_<pid>.ports` in `dir`.
+fn read_ports(
+    child: &mut Child,
+    dir: &Path,
+    server_name: &str,
+) -> Result<(u16, Option<u16>), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let suffix = format!("_{}.ports", child.id());
+    let ports = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Err(format!("exited ({status}) before it listened"));
+        }
+        let file = fs::read_dir(dir)
+            .map_err(|e| e.to_string())?
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().ends_with(&suffix));
+        // Read it again if we caught it half-written.
+        if let Some(ports) = file
+            .and_then(|f| fs::read(f.path()).ok())
+            .and_then(|bytes| serde_json::from_slice::<PortsFile>(&bytes).ok())
+        {
+            break ports;
+        }
+        if Instant::now() > deadline {
+            return Err("wrote no ports file within 20 s".to_owned());
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    let client = ports
+        .nats
+        .first()
+        .and_then(|url| port_of(url))
+        .ok_or_else(|| format!("reported no client port: {:?}", ports.nats))?;
+    let cluster = ports.cluster.first().and_then(|url| port_of(url));
+    match info_server_name(client) {
+        Ok(answered) if answered == server_name => Ok((client, cluster)),
+        Ok(other) => Err(format!(
+            "is not the server on port {client}: {other:?} answers there"
+        )),
+        Err(e) => Err(format!("did not introduce itself on port {client}: {e}")),
     }
+}
+
+/// What nats-server writes to its ports file (`--ports_file_dir`).
+#[derive(serde::Deserialize)]
+struct PortsFile {
+    #[serde(default)]
+    nats: Vec<String>,
+    #[serde(default)]
+    cluster: Vec<String>,
+}
+
+/// The port of `scheme://host:port`.
+fn port_of(url: &str) -> Option<u16> {
+    url.rsplit_once(':')?.1.parse().ok()
+}
+
+/// The `server_name` in the INFO line the server on `port` greets a client
+/// with (sent in plain text, also by a TLS server).
+fn info_server_name(port: u16) -> std::io::Result<String> {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stream), &mut line)?;
+    let info = line
+        .strip_prefix("INFO ")
+        .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an INFO line: {line:?}")))?;
+    Ok(info["server_name"].as_str().unwrap_or_default().to_owned())
 }
 
 fn write_self_signed(dir: &std::path::Path) -> TlsFiles {
@@ -197,7 +310,17 @@ fn write_self_signed(dir: &std::path::Path) -> TlsFiles {
 
 /// Three JetStream servers clustered on loopback ports, for fault tests.
 pub struct NatsCluster {
-    nodes: Vec<(Child, TempDir, u16, String)>,
+    /// The cluster's name, unique to this test.
+    name: String,
+    nodes: Vec<Node>,
+}
+
+struct Node {
+    child: Child,
+    dir: TempDir,
+    name: String,
+    client: u16,
+    route: u16,
 }
 
 impl std::fmt::Debug for NatsCluster {
@@ -209,62 +332,115 @@ impl std::fmt::Debug for NatsCluster {
 }
 
 impl NatsCluster {
+    /// Starts the nodes one after the other, each on ports of its own pick;
+    /// each names the route ports of those started before it (the first
+    /// names port 0, where nothing listens: JetStream wants a route to start
+    /// with, and the others route to it). A restarted node names the other
+    /// two.
     pub fn start() -> Self {
-        let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let routes = route_ports
-            .iter()
-            .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let nodes: Vec<_> = (0..3)
-            .map(|i| {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let config = format!(
-                    "server_name: n{i}\nlisten: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  max_file_store: 2GB\n}}\ncluster {{\n  name: switchyard-test\n  listen: 127.0.0.1:{}\n  routes: [{routes}]\n}}\n",
-                    client_ports[i],
-                    dir.path().join("store").display(),
-                    route_ports[i],
-                );
-                let child = spawn(&dir, &config, "server");
-                (child, dir, client_ports[i], config)
-            })
+        let dirs: Vec<TempDir> = (0..3)
+            .map(|_| tempfile::tempdir().expect("temp dir"))
             .collect();
-        for (_, dir, port, _) in &nodes {
-            wait_for_port(*port, dir, "server");
+        let cluster = unique_name("switchyard-test", &dirs[0]);
+        let mut nodes: Vec<Node> = Vec::new();
+        for (i, dir) in dirs.into_iter().enumerate() {
+            let name = format!("n{i}-{cluster}");
+            let mut routes: Vec<u16> = nodes.iter().map(|n| n.route).collect();
+            if routes.is_empty() {
+                routes.push(0);
+            }
+            let config = node_config(&name, &cluster, &dir, (None, None), &routes);
+            let started = wait_for_ports(spawn(&dir, &config, "server"), &dir, "server", &name);
+            let route = started
+                .cluster
+                .unwrap_or_else(|| panic!("nats-server {name} reported no route port"));
+            nodes.push(Node {
+                child: started.child,
+                dir,
+                name,
+                client: started.client,
+                route,
+            });
         }
-        Self { nodes }
+        Self {
+            name: cluster,
+            nodes,
+        }
     }
 
     /// Client URLs of every node, comma-separated as NATS_URL accepts.
     pub fn urls(&self) -> String {
         self.nodes
             .iter()
-            .map(|(_, _, port, _)| format!("nats://127.0.0.1:{port}"))
+            .map(|n| format!("nats://127.0.0.1:{}", n.client))
             .collect::<Vec<_>>()
             .join(",")
     }
 
     /// Kills node `i` (0..3).
     pub fn kill(&mut self, i: usize) {
-        let (child, _, _, _) = &mut self.nodes[i];
+        let child = &mut self.nodes[i].child;
         let _ = child.kill();
         let _ = child.wait();
     }
 
-    /// Restarts node `i` with its store.
+    /// Restarts node `i` with its store, on its ports, routed to the others.
     pub fn restart(&mut self, i: usize) {
         self.kill(i);
-        let (child, dir, port, config) = &mut self.nodes[i];
-        *child = spawn(dir, config, "server");
-        wait_for_port(*port, dir, "server");
+        let routes: Vec<u16> = (0..self.nodes.len())
+            .filter(|&j| j != i)
+            .map(|j| self.nodes[j].route)
+            .collect();
+        let node = &mut self.nodes[i];
+        let config = node_config(
+            &node.name,
+            &self.name,
+            &node.dir,
+            (Some(node.client), Some(node.route)),
+            &routes,
+        );
+        let started = wait_for_ports(
+            spawn(&node.dir, &config, "server"),
+            &node.dir,
+            "server",
+            &node.name,
+        );
+        assert_eq!(
+            (started.client, started.cluster),
+            (node.client, Some(node.route)),
+            "nats-server {} came back on other ports",
+            node.name
+        );
+        node.child = started.child;
     }
 }
 
-impl Drop for NatsCluster {
+/// A cluster node's configuration: its client and route ports (`None`: its
+/// own pick) and the route ports it connects to.
+fn node_config(
+    name: &str,
+    cluster: &str,
+    dir: &TempDir,
+    (client, route): (Option<u16>, Option<u16>),
+    routes: &[u16],
+) -> String {
+    let port = |p: Option<u16>| p.map_or("-1".to_owned(), |p| p.to_string());
+    let routes = routes
+        .iter()
+        .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "server_name: {name}\nlisten: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  max_file_store: 2GB\n}}\ncluster {{\n  name: {cluster}\n  listen: 127.0.0.1:{}\n  routes: [{routes}]\n}}\n",
+        port(client),
+        dir.path().join("store").display(),
+        port(route),
+    )
+}
+
+impl Drop for Node {
     fn drop(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.kill(i);
-        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

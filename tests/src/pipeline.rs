@@ -14,23 +14,19 @@ use async_nats::jetstream;
 use futures::StreamExt as _;
 use serde_json::Value;
 use sqlx::PgPool;
-use switchyard_bridge_sim::{Limits, RecordedSend, SimConfig, SimHandle};
+use switchyard_bridge_sim::{RecordedSend, SimHandle};
 use switchyard_shared::{
-    ids::{BridgeId, TenantId},
-    streams, subjects,
-    tenants::{self, BotKind, NewTenant},
-    webhook_auth::WebhookKeys,
+    ids::TenantId, streams, subjects, tenants::BotKind, webhook_auth::WebhookKeys,
 };
 
 use crate::{
+    fixtures,
     nats_server::NatsServer,
     services::{self, RunningService},
 };
 
 /// The server secret every webhook URL of the pipeline is derived from.
 pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
-/// The simulator's API key.
-pub const API_KEY: &str = "sk_e2e";
 
 /// A tenant to create: its id and bot.
 #[derive(Debug, Clone)]
@@ -92,54 +88,31 @@ impl Pipeline {
     /// connected bridge whose webhook URL points at this ingest.
     pub async fn start(pool: &PgPool, tenants: &[TenantSpec]) -> Self {
         let nats = NatsServer::start();
-        let mut config = SimConfig::new(API_KEY);
-        config.limits = Limits::unlimited();
-        let sim = SimHandle::start(config).await.expect("simulator");
+        let sim = fixtures::start_sim().await;
         let db_url = services::database_url(pool);
-        let sim_url = sim.base_url();
-        let env = |extra: &[(&str, &str)]| {
-            let mut vars = vec![
+        let env = fixtures::sender_env(
+            &nats.url(),
+            &db_url,
+            &sim,
+            &[
                 ("SWITCHYARD_WEBHOOK_SECRET", WEBHOOK_SECRET),
                 ("SWITCHYARD_HTTP_ADDR", "127.0.0.1:0"),
-                ("WA_API_URL", sim_url.as_str()),
-                ("WA_API_KEY", API_KEY),
-                ("SWITCHYARD_FLEET_MODE", "local"),
-                ("SWITCHYARD_FLEET_CALLS_PER_MINUTE", "600000"),
-                ("SWITCHYARD_SEND_RETRY_MIN_DELAY", "50ms"),
-                ("SWITCHYARD_SEND_RETRY_MAX_DELAY", "200ms"),
-                ("SWITCHYARD_TENANT_REFRESH", "1s"),
-            ];
-            vars.extend_from_slice(extra);
-            services::env(&nats.url(), &db_url, &vars)
-        };
+            ],
+        );
         // Ingest first: its Service::start creates the streams.
-        let (ingest, ingest_addr) = services::start_ingest(&env(&[])).await;
+        let (ingest, ingest_addr) = services::start_ingest(&env).await;
         let keys = WebhookKeys::new(WEBHOOK_SECRET.into(), None);
         let public = format!("http://{ingest_addr}");
         for spec in tenants {
-            let id = tenant_id(&spec.id);
-            let mut new = NewTenant::with_defaults(id.clone());
-            new.bot_kind = spec.bot;
-            new.bot_config = spec.bot_config.clone();
-            new.limits.sends_per_minute = 100_000;
-            new.limits.send_burst = 1000;
-            assert!(
-                tenants::insert(pool, &new).await.expect("insert tenant"),
-                "tenant {} exists already",
-                spec.id
-            );
-            let bridge = sim.seed_bridge(&spec.id, &keys.webhook_url(&public, &id));
-            tenants::set_bridge(
-                pool,
-                &id,
-                BridgeId::new(bridge.id).expect("bridge id"),
-                &switchyard_shared::bridge_state::BridgeState::Connected,
-            )
-            .await
-            .expect("set bridge");
+            let hook = keys.webhook_url(&public, &tenant_id(&spec.id));
+            fixtures::add_tenant_with_bridge_posting_to(pool, &sim, &spec.id, &hook, |new| {
+                new.bot_kind = spec.bot;
+                new.bot_config = spec.bot_config.clone();
+            })
+            .await;
         }
-        let router = services::start_router(&env(&[])).await;
-        let sender = services::start_sender(&env(&[])).await;
+        let router = services::start_router(&env).await;
+        let sender = services::start_sender(&env).await;
         let client = async_nats::connect(nats.url()).await.expect("connect");
         let js = streams::context(client, Duration::from_secs(5));
         Self {

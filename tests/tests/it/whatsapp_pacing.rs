@@ -4,10 +4,9 @@
 //! throughput; a multi-part reply goes out in order and, after a failure,
 //! resumes from the failed part without resending earlier parts.
 
-mod whatsapp_support;
-
 use std::{collections::BTreeMap, time::Duration};
 
+use crate::whatsapp_support::{self, Rig, WITHIN, t};
 use async_nats::HeaderMap;
 use sqlx::PgPool;
 use switchyard_bridge_sim::Fault;
@@ -16,7 +15,6 @@ use switchyard_shared::{
     replies::{OutboundReply, Priority},
     subjects,
 };
-use whatsapp_support::{Rig, WITHIN, t};
 
 const GAP_MS: u64 = 250;
 /// Replies of the paced tenant: at least (n - 1) gaps, about 5.75 s.

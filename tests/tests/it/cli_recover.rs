@@ -2,11 +2,9 @@
 //! after its bot is fixed, without a dead letter, without touching other
 //! tenants, and a second recovery sends nothing twice; it keeps to its rate.
 
-mod cli_support;
-
 use std::time::Duration;
 
-use cli_support::{add_tenant, failing_bot, run_json, t, vars};
+use crate::cli_support::{add_tenant, failing_bot, run_json, t, vars};
 use sqlx::PgPool;
 use switchyard_cli::exit::Exit;
 use switchyard_shared::{

@@ -1,8 +1,6 @@
 //! Driving the operator CLI in-process: parse real arguments, run them with
 //! the test's own environment, capture what it prints.
 
-#![allow(dead_code)]
-
 use std::{
     io::Write,
     sync::{Arc, Mutex},

@@ -2,12 +2,10 @@
 //! documented answer (docs/ingest.md) and nothing refused is ever published;
 //! what the provider documents is accepted.
 
-mod ingest_support;
-
 use std::time::Duration;
 
+use crate::ingest_support::{self, DOC_MESSAGE, Harness, message, tenant};
 use futures::StreamExt as _;
-use ingest_support::{DOC_MESSAGE, Harness, message, tenant};
 use reqwest::StatusCode;
 use sqlx::PgPool;
 use switchyard_shared::{standard_webhooks::SigningSecret, subjects, webhook_auth::WebhookKeys};

@@ -3,11 +3,9 @@
 //! a suspension reaches a running router through the announcement long
 //! before its cache would expire.
 
-mod cli_support;
-
 use std::time::Duration;
 
-use cli_support::{add_tenant, run, run_json, t, vars};
+use crate::cli_support::{add_tenant, run, run_json, t, vars};
 use sqlx::PgPool;
 use switchyard_cli::exit::Exit;
 use switchyard_shared::{

@@ -2,12 +2,10 @@
 //! event (ingest publishes anyway and says so); JetStream down is answered 503
 //! at once, and nothing is kept that was refused.
 
-mod ingest_support;
-
 use std::time::{Duration, Instant};
 
+use crate::ingest_support::{Harness, message};
 use futures::future::join_all;
-use ingest_support::{Harness, message};
 use reqwest::StatusCode;
 use sqlx::{PgPool, postgres::PgPoolOptions};
 use switchyard_tests::{nats_server::free_port, poll, tcp_proxy::TcpProxy, traffic};

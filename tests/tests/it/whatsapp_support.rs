@@ -2,22 +2,21 @@
 //! the real streams, the bridge simulator, ingest (so the simulator's echoes,
 //! `connected` and `disconnected` webhooks come in as the provider's would),
 //! and the router and sender started through their real start-up paths.
-//! Included by each `whatsapp_*.rs` file.
-
-#![allow(dead_code)]
+//! Used by the `whatsapp_*` suites.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
-use switchyard_bridge_sim::{Limits, RecordedSend, SimConfig, SimHandle, events::TextMessage};
+use switchyard_bridge_sim::{RecordedSend, SimHandle, events::TextMessage};
 use switchyard_shared::{
     config::{Env, NatsSettings},
-    ids::{BridgeId, TenantId},
+    ids::TenantId,
     streams,
-    tenants::{self, BotKind, NewTenant, WhatsAppSettings},
+    tenants::{self, BotKind, WhatsAppSettings},
     webhook_auth::WebhookKeys,
 };
 use switchyard_tests::{
+    fixtures,
     nats_server::NatsServer,
     poll,
     services::{self, RunningService},
@@ -25,7 +24,6 @@ use switchyard_tests::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-pub const API_KEY: &str = "sk_whatsapp_test";
 pub const SECRET: &str = "whatsapp-test-secret";
 pub const WITHIN: Duration = Duration::from_secs(20);
 
@@ -38,7 +36,6 @@ pub struct Rig {
     pub pool: PgPool,
     pub sim: SimHandle,
     pub js: async_nats::jetstream::Context,
-    pub client: async_nats::Client,
     pub db_url: String,
     ingest_stop: CancellationToken,
     // Last: dropped after everything that talks to it.
@@ -56,9 +53,7 @@ impl Rig {
     /// a connected bridge whose webhook URL points at this ingest).
     pub async fn start(pool: &PgPool, tenants: &[&str]) -> Self {
         let nats = NatsServer::start();
-        let mut config = SimConfig::new(API_KEY);
-        config.limits = Limits::unlimited();
-        let sim = SimHandle::start(config).await.unwrap();
+        let sim = fixtures::start_sim().await;
         let client = async_nats::connect(nats.url()).await.unwrap();
         let js = streams::context(client.clone(), Duration::from_secs(5));
         let nats_settings = NatsSettings::from_env(&Env::from_map([
@@ -71,7 +66,7 @@ impl Rig {
         let ingest_stop = CancellationToken::new();
         let ingest = switchyard_ingest::build(
             switchyard_ingest::Deps {
-                nats: client.clone(),
+                nats: client,
                 db: pool.clone(),
                 shutdown: ingest_stop.clone(),
                 tasks: TaskTracker::new(),
@@ -90,48 +85,31 @@ impl Rig {
         let keys = WebhookKeys::new(SECRET.into(), None);
 
         for id in tenants {
-            let mut new = NewTenant::with_defaults(t(id));
-            new.bot_kind = BotKind::Echo;
-            new.limits.sends_per_minute = 100_000;
-            new.limits.send_burst = 1000;
-            assert!(tenants::insert(pool, &new).await.unwrap());
-            let bridge = sim.seed_bridge(id, &keys.webhook_url(&base, &t(id)));
-            tenants::set_bridge(
-                pool,
-                &t(id),
-                BridgeId::new(bridge.id).unwrap(),
-                &switchyard_shared::bridge_state::BridgeState::Connected,
-            )
-            .await
-            .unwrap();
+            let hook = keys.webhook_url(&base, &t(id));
+            fixtures::add_tenant_with_bridge_posting_to(pool, &sim, id, &hook, |new| {
+                new.bot_kind = BotKind::Echo;
+            })
+            .await;
         }
         Self {
             pool: pool.clone(),
             sim,
             js,
-            client,
             db_url: services::database_url(pool),
             ingest_stop,
             nats,
         }
     }
 
-    /// Environment for router and sender (fast retries and refreshes) plus `extra`.
+    /// Environment for router and sender (the shared sender environment, with
+    /// the router's tenant cache and retries fast too) plus `extra`.
     pub fn env(&self, extra: &[(&str, &str)]) -> Env {
-        let base_url = self.sim.base_url();
         let mut vars = vec![
-            ("WA_API_URL", base_url.as_str()),
-            ("WA_API_KEY", API_KEY),
-            ("SWITCHYARD_FLEET_MODE", "local"),
-            ("SWITCHYARD_FLEET_CALLS_PER_MINUTE", "600000"),
-            ("SWITCHYARD_SEND_RETRY_MIN_DELAY", "50ms"),
-            ("SWITCHYARD_SEND_RETRY_MAX_DELAY", "200ms"),
-            ("SWITCHYARD_TENANT_REFRESH", "1s"),
             ("SWITCHYARD_TENANT_CACHE_TTL", "500ms"),
             ("SWITCHYARD_RETRY_DELAY", "50ms"),
         ];
         vars.extend_from_slice(extra);
-        services::env(&self.nats.url(), &self.db_url, &vars)
+        fixtures::sender_env(&self.nats.url(), &self.db_url, &self.sim, &vars)
     }
 
     pub async fn router(&self, extra: &[(&str, &str)]) -> RunningService {

@@ -4,10 +4,9 @@
 //! live replies wait at most about one pacing gap, and another tenant's
 //! replies do not wait at all.
 
-mod whatsapp_support;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::whatsapp_support::{self, Rig, WITHIN, t};
 use async_nats::HeaderMap;
 use sqlx::PgPool;
 use switchyard_cli::{
@@ -23,7 +22,6 @@ use switchyard_shared::{
     subjects::{self, Direction},
 };
 use switchyard_tests::poll;
-use whatsapp_support::{Rig, WITHIN, t};
 
 const GAP_MS: u64 = 200;
 const LETTERS: usize = 1_000;

@@ -1,8 +1,6 @@
 //! Shared arrangement for the ingest tests: a private nats-server with the
 //! real streams, the test's fresh database, and ingest started in-process on
-//! port 0 through its real `build` path. Included by each `ingest_*.rs` file.
-
-#![allow(dead_code)]
+//! port 0 through its real `build` path. Used by the `ingest_*` suites.
 
 use std::time::Duration;
 
@@ -49,13 +47,11 @@ pub fn tenant(raw: &str) -> TenantId {
 /// A running ingest with its own NATS server.
 pub struct Harness {
     pub nats: NatsServer,
-    pub client: async_nats::Client,
     pub js: jetstream::Context,
     pub base: String,
     pub keys: WebhookKeys,
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
-    pub served: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Harness {
@@ -83,7 +79,7 @@ impl Harness {
         let settings = settings(vars);
         let shutdown = CancellationToken::new();
         let deps = Deps {
-            nats: client.clone(),
+            nats: client,
             db,
             shutdown: shutdown.clone(),
             tasks: TaskTracker::new(),
@@ -93,16 +89,14 @@ impl Harness {
             .await
             .expect("build ingest");
         let base = format!("http://{}", ingest.local_addr());
-        let served = tokio::spawn(ingest.run_until_stopped());
+        tokio::spawn(ingest.run_until_stopped());
         Self {
             nats,
-            client,
             js,
             base,
             keys: WebhookKeys::new(SECRET.into(), None),
             http: reqwest::Client::new(),
             shutdown,
-            served,
         }
     }
 

@@ -4,15 +4,14 @@
 //! answering from the phone silences the bot in that chat only, for that
 //! tenant only, visibly and resettably from the operator CLI.
 
-mod cli_support;
-mod whatsapp_support;
+use crate::cli_support;
 
 use std::time::Duration;
 
+use crate::whatsapp_support::{self, Rig, WITHIN};
 use sqlx::PgPool;
 use switchyard_bridge_sim::EchoMode;
 use switchyard_tests::poll;
-use whatsapp_support::{Rig, WITHIN};
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn no_bot_answers_its_own_echo_even_when_the_echo_arrives_before_the_send_returns(

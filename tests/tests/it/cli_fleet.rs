@@ -4,11 +4,9 @@
 //! nothing, and serves its counts on /metrics; summary counts and prices the
 //! fleet; delete removes exactly the named tenant's bridge.
 
-mod cli_support;
-
 use std::time::Duration;
 
-use cli_support::{SIM_KEY, add_tenant, run_json, t, vars};
+use crate::cli_support::{SIM_KEY, add_tenant, run_json, t, vars};
 use sqlx::PgPool;
 use switchyard_bridge_sim::{Limits, SimConfig, SimHandle};
 use switchyard_cli::{

@@ -4,12 +4,10 @@
 //! tenant's bulk lane, `bulk.<tenant>`) under a replay id; letters that disagree about their tenant are refused; purge
 //! and list keep to the named tenant.
 
-mod cli_support;
-
 use std::time::Duration;
 
+use crate::cli_support::{add_tenant, failing_bot, run_json, t, vars};
 use async_nats::{HeaderMap, jetstream};
-use cli_support::{add_tenant, failing_bot, run_json, t, vars};
 use sqlx::PgPool;
 use switchyard_cli::{dlq::HEADER_REPLAY_OF, exit::Exit};
 use switchyard_shared::{

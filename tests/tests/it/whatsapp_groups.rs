@@ -1,11 +1,9 @@
 //! Group chats are ignored by default; a per-tenant setting
 //! (`bot_config.groups_enabled`) enables them. Whole pipeline.
 
-mod whatsapp_support;
-
+use crate::whatsapp_support::{Rig, WITHIN};
 use sqlx::PgPool;
 use switchyard_bridge_sim::events::TextMessage;
-use whatsapp_support::{Rig, WITHIN};
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn group_chats_are_ignored_unless_the_tenant_enables_them(pool: PgPool) {

@@ -3,14 +3,12 @@
 //! whose answer holds them in order (also when the burst is larger than the
 //! router's in-memory bound); without one, each line is its own turn.
 
-mod whatsapp_support;
-
 use std::time::Duration;
 
+use crate::whatsapp_support::{Rig, WITHIN};
 use sqlx::PgPool;
 use switchyard_bridge_sim::RecordedSend;
 use switchyard_tests::poll;
-use whatsapp_support::{Rig, WITHIN};
 
 const PHONE: &str = "15557000001";
 

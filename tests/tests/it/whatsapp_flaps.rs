@@ -4,14 +4,12 @@
 //! jitter, when it is back. Whole pipeline: the simulator's `disconnected`
 //! and `connected` webhooks go through ingest and the router to the sender.
 
-mod whatsapp_support;
-
 use std::time::Duration;
 
+use crate::whatsapp_support::{self, Rig};
 use sqlx::PgPool;
 use switchyard_shared::subjects::Direction;
 use switchyard_tests::traffic;
-use whatsapp_support::Rig;
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn a_bridge_that_flaps_every_second_loses_and_duplicates_nothing(pool: PgPool) {

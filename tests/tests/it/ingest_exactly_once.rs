@@ -2,12 +2,10 @@
 //! a crash between claim and publish, two replicas at once; and what it
 //! publishes carries the documented subject, body and headers.
 
-mod ingest_support;
-
 use std::time::Duration;
 
+use crate::ingest_support::{Harness, message, tenant};
 use futures::{StreamExt as _, future::join_all};
-use ingest_support::{Harness, message, tenant};
 use reqwest::StatusCode;
 use sqlx::PgPool;
 use switchyard_shared::{events, subjects};

@@ -2,14 +2,13 @@
 //! tenant only, keeps every message, is never retried blindly, alerts, and
 //! sending resumes on the operator's word (`switchyard tenants resume-sending`).
 
-mod cli_support;
-mod whatsapp_support;
+use crate::cli_support;
 
+use crate::whatsapp_support::{self, Rig, WITHIN};
 use sqlx::PgPool;
 use switchyard_bridge_sim::Fault;
 use switchyard_shared::subjects::Direction;
 use switchyard_tests::{poll, traffic};
-use whatsapp_support::{Rig, WITHIN};
 
 const CHAT: &str = "15550003001@s.whatsapp.net";
 

@@ -1,0 +1,40 @@
+//! The integration and end-to-end tests of the workspace, in one test binary
+//! (`cargo nextest run -p switchyard-tests --test it`): one link step for all
+//! of them instead of one per file. Each module is one former test file and
+//! keeps its name, so `-E 'test(/^e2e_property::/)'` selects one suite; the
+//! `*_support` modules hold what several suites of one area share.
+//!
+//! Add a suite as a module here, not as a new file under `tests/tests/`
+//! (that would be a test binary of its own).
+
+// Shared arrangements.
+mod cli_support;
+mod ingest_support;
+mod whatsapp_support;
+
+// Suites.
+mod cli_dlq;
+mod cli_fleet;
+mod cli_recover;
+mod cli_tenants;
+mod e2e_isolation;
+mod e2e_property;
+mod fleet_budget;
+mod foundation;
+mod ingest_degraded;
+mod ingest_exactly_once;
+mod ingest_front_door;
+mod router_isolation;
+mod router_lanes;
+mod sender_delivery;
+mod sender_replicas;
+mod wabridges_client;
+mod wabridges_errors;
+mod wabridges_webhooks;
+mod whatsapp_bulk;
+mod whatsapp_bursts;
+mod whatsapp_flaps;
+mod whatsapp_groups;
+mod whatsapp_pacing;
+mod whatsapp_restrictions;
+mod whatsapp_takeover;
