@@ -297,7 +297,10 @@ mod tests {
             let env = Env::from_map([("SWITCHYARD_LOG", bad)]);
             let err = CommonSettings::from_env(&env, 1).unwrap_err();
             assert_eq!(err.variable, "SWITCHYARD_LOG", "{bad}: {err}");
-            assert!(err.to_string().contains("invalid setting SWITCHYARD_LOG"), "{err}");
+            assert!(
+                err.to_string().contains("invalid setting SWITCHYARD_LOG"),
+                "{err}"
+            );
         }
         for good in ["debug", "warn,switchyard_router=debug,async_nats=off"] {
             let env = Env::from_map([("SWITCHYARD_LOG", good)]);
