@@ -6,7 +6,8 @@
 //! start instead of running with a surprise. `NATS_URL` and `DATABASE_URL` keep
 //! their conventional names; everything else is `SWITCHYARD_*`. Secrets are
 //! read into [`SecretString`], whose `Debug` prints a placeholder.
-//! `docs/configuration.md` lists every variable with its default.
+//! `docs/configuration.md` lists every variable with its default
+//! (`tests/tests/settings_docs.rs` fails when a variable read here is missing there).
 
 use std::{collections::HashMap, fmt, net::SocketAddr, str::FromStr, time::Duration};
 
