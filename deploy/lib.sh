@@ -8,6 +8,8 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS_DIR="$REPO_ROOT/.tools"
 NATS_VERSION="2.15.1"
 NATS_SERVER="$TOOLS_DIR/nats-server/bin/nats-server"
+# The unused-dependency check run by .ci/run (from crates.io, built once).
+CARGO_MACHETE_VERSION="0.9.2"
 
 # The cargo target directory lives outside the clone so rebuilds can reuse it.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchyard-target}"
@@ -59,4 +61,14 @@ ensure_nextest() {
     log "installing cargo-nextest"
     cargo install --locked cargo-nextest >/dev/null
   fi
+}
+
+# cargo-machete at the pinned version (reinstalled if another version is found).
+ensure_cargo_machete() {
+  if [[ "$(cargo machete --version 2>/dev/null)" == "$CARGO_MACHETE_VERSION" ]]; then
+    return 0
+  fi
+  log "installing cargo-machete $CARGO_MACHETE_VERSION from crates.io"
+  cargo install --locked --version "$CARGO_MACHETE_VERSION" cargo-machete >/dev/null \
+    || die "could not install cargo-machete $CARGO_MACHETE_VERSION from crates.io"
 }

@@ -49,13 +49,17 @@ struct Args {
     /// Log format: human or json.
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", default_value = "human")]
     log_format: LogFormat,
-    /// Log filter.
-    #[arg(long, env = "SWITCHYARD_LOG", default_value = "info")]
+    /// Log filter (`EnvFilter` directives, e.g. `info,switchyard_bridge_sim=debug`).
+    #[arg(long, env = "SWITCHYARD_LOG", default_value = "info", value_parser = log_filter)]
     log: String,
 }
 
 fn humantime_duration(raw: &str) -> Result<Duration, String> {
     humantime::parse_duration(raw).map_err(|e| e.to_string())
+}
+
+fn log_filter(raw: &str) -> Result<String, String> {
+    switchyard_shared::telemetry::parse_filter(raw).map(|_| raw.to_owned())
 }
 
 fn echo_mode(raw: &str) -> Result<EchoMode, String> {

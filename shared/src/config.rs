@@ -6,7 +6,8 @@
 //! start instead of running with a surprise. `NATS_URL` and `DATABASE_URL` keep
 //! their conventional names; everything else is `SWITCHYARD_*`. Secrets are
 //! read into [`SecretString`], whose `Debug` prints a placeholder.
-//! `docs/configuration.md` lists every variable with its default.
+//! `docs/configuration.md` lists every variable with its default
+//! (`tests/tests/settings_docs.rs` fails when a variable read here is missing there).
 
 use std::{collections::HashMap, fmt, net::SocketAddr, str::FromStr, time::Duration};
 
@@ -231,7 +232,8 @@ pub struct CommonSettings {
     pub ops_addr: SocketAddr,
     /// `SWITCHYARD_LOG_FORMAT` (`human` or `json`, default human).
     pub log_format: LogFormat,
-    /// `SWITCHYARD_LOG` (default `info`): a tracing filter directive.
+    /// `SWITCHYARD_LOG` (default `info`): a tracing filter, checked with
+    /// [`crate::telemetry::parse_filter`] when read.
     pub log_filter: String,
     /// `SWITCHYARD_SHUTDOWN_GRACE` (default 10s): how long in-flight work may drain.
     pub shutdown_grace: Duration,
@@ -241,6 +243,11 @@ impl CommonSettings {
     /// Reads the shared settings; `default_ops_port` differs per binary so all
     /// three can run on one machine.
     pub fn from_env(env: &Env, default_ops_port: u16) -> Result<Self, ConfigError> {
+        let log_filter = env.string("SWITCHYARD_LOG", "info");
+        crate::telemetry::parse_filter(&log_filter).map_err(|reason| ConfigError {
+            variable: "SWITCHYARD_LOG".to_owned(),
+            reason,
+        })?;
         Ok(Self {
             nats: NatsSettings::from_env(env)?,
             database: DatabaseSettings::from_env(env)?,
@@ -249,7 +256,7 @@ impl CommonSettings {
                 SocketAddr::from(([127, 0, 0, 1], default_ops_port)),
             )?,
             log_format: env.parse("SWITCHYARD_LOG_FORMAT", LogFormat::Human)?,
-            log_filter: env.string("SWITCHYARD_LOG", "info"),
+            log_filter,
             shutdown_grace: env.duration("SWITCHYARD_SHUTDOWN_GRACE", Duration::from_secs(10))?,
         })
     }
@@ -283,6 +290,24 @@ mod tests {
         let env = Env::from_map([("SWITCHYARD_SHUTDOWN_GRACE", "soon")]);
         let err = CommonSettings::from_env(&env, 1).unwrap_err();
         assert_eq!(err.variable, "SWITCHYARD_SHUTDOWN_GRACE");
+    }
+
+    #[test]
+    fn a_log_filter_that_does_not_parse_stops_start_up() {
+        for bad in ["info,switchyard_router=verbose", "info,%", "[unclosed"] {
+            let env = Env::from_map([("SWITCHYARD_LOG", bad)]);
+            let err = CommonSettings::from_env(&env, 1).unwrap_err();
+            assert_eq!(err.variable, "SWITCHYARD_LOG", "{bad}: {err}");
+            assert!(
+                err.to_string().contains("invalid setting SWITCHYARD_LOG"),
+                "{err}"
+            );
+        }
+        for good in ["debug", "warn,switchyard_router=debug,async_nats=off"] {
+            let env = Env::from_map([("SWITCHYARD_LOG", good)]);
+            let s = CommonSettings::from_env(&env, 1).unwrap();
+            assert_eq!(s.log_filter, good);
+        }
     }
 
     #[test]
