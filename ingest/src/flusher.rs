@@ -173,7 +173,7 @@ impl Flusher {
             } else if !self.publisher.is_connected() {
                 Round::Failed
             } else {
-                self.round().await
+                self.round(&shutdown).await
             };
             let pause = match round {
                 Round::Progress => {
@@ -249,7 +249,7 @@ impl Flusher {
     }
 
     /// Leases tenants and flushes one batch of each.
-    async fn round(&self) -> Round {
+    async fn round(&self, shutdown: &CancellationToken) -> Round {
         let leased = tokio::time::timeout(
             STATEMENT_BOUND,
             sqlx::query_scalar::<_, String>(LEASE_SQL)
@@ -275,7 +275,7 @@ impl Flusher {
             return Round::Idle;
         }
         let outcomes: Vec<Round> = stream::iter(tenants)
-            .map(|tenant| self.flush_tenant(tenant))
+            .map(|tenant| self.flush_tenant(tenant, shutdown))
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
@@ -289,8 +289,9 @@ impl Flusher {
     }
 
     /// Publishes the oldest waiting events of one leased tenant, in order,
-    /// stopping at the first failure.
-    async fn flush_tenant(&self, raw_tenant: String) -> Round {
+    /// stopping at the first failure (or at shutdown, after deleting what
+    /// was published).
+    async fn flush_tenant(&self, raw_tenant: String, shutdown: &CancellationToken) -> Round {
         let started = Instant::now();
         let Ok(tenant) = TenantId::parse(&raw_tenant) else {
             // The table's CHECK makes this impossible; never publish it.
@@ -321,7 +322,7 @@ impl Flusher {
         let mut failed = false;
         for row in &rows {
             // Never publish beside a replica that may take the lease over.
-            if started.elapsed() >= self.policy.lease / 2 {
+            if started.elapsed() >= self.policy.lease / 2 || shutdown.is_cancelled() {
                 break;
             }
             let (Ok(seq), Ok(event_id), Ok(payload), Ok(received_at_ms), Ok(traceparent)) = (
@@ -384,6 +385,8 @@ impl Flusher {
             }
         }
         let drained = !failed && done.len() == rows.len() && (rows.len() as i64) < BATCH;
+        // Otherwise the lease stays: renewed next round, or given back at
+        // shutdown, or left to expire if this replica dies.
         if drained {
             let _ = tokio::time::timeout(
                 STATEMENT_BOUND,

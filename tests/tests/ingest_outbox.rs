@@ -534,6 +534,21 @@ async fn a_paused_server_stores_each_event_once_and_refuses_none(db: PgPool) {
         metric(switchyard_ingest::metrics::OUTBOXED, "") >= 2.0,
         "the first event of each tenant waited for an ack that did not come"
     );
+    // Those first events were written to the paused server and stored when
+    // it resumed: the flusher's publish of them was a duplicate.
+    assert!(
+        metric(
+            switchyard_ingest::metrics::OUTBOX_FLUSHED,
+            r#"result="duplicate""#
+        ) >= 1.0
+    );
+    assert_eq!(
+        metric(
+            switchyard_ingest::metrics::REJECTED,
+            r#"reason="unavailable""#
+        ),
+        0.0
+    );
     ingest.stop().await;
 }
 
@@ -742,12 +757,14 @@ async fn losing_the_stream_leader_refuses_no_webhook(db: PgPool) {
     let stored = wait_for_inbound(&js, 25).await;
     wait_until_flushed(&db).await;
     assert_once_each_in_order(&stored, &expected);
-    let m = switchyard_ingest::metrics::OUTBOXED;
+    let outboxed = switchyard_ingest::metrics::OUTBOXED;
     eprintln!(
-        "leader {leader} lost: {} publish retries, {} published after a retry, {} outboxed",
+        "stream leader {leader} lost: {} publish retries, {} publishes acked after a retry, \
+         outboxed: {} after the publish budget, {} behind their tenant's backlog",
         metric(switchyard_ingest::metrics::PUBLISH_RETRIES, ""),
         metric(switchyard_ingest::metrics::PUBLISH_RECOVERED, ""),
-        metric(m, ""),
+        metric(outboxed, r#"cause="publish_failed""#),
+        metric(outboxed, r#"cause="backlog""#),
     );
     ingest.stop().await;
 }
