@@ -5,7 +5,8 @@
 //! Order matters for the front door: the token is checked before the body is
 //! read, so an unauthenticated caller learns nothing but 401 and cannot make
 //! us buffer a body. 200 is only ever answered once the event is durable in
-//! JetStream (or was already).
+//! JetStream or, when JetStream cannot take it, in the PostgreSQL outbox (or
+//! was already); 503 only when neither took it.
 
 use std::{
     sync::Arc,
@@ -25,8 +26,9 @@ use switchyard_shared::{
 
 use crate::{
     idempotency::{Keys, NextAction},
-    metrics,
-    publish::{Published, Publisher},
+    metrics::{self, OutboxCause},
+    outbox::{NotStored, Outbox, Stored},
+    publish::{InboundMessage, Published, Publisher},
     rejection::Rejection,
     single_flight::{InFlight, Settled, Turn},
     traceparent,
@@ -39,6 +41,7 @@ pub struct AppState {
     pub verifier: Verifier,
     pub keys: Keys,
     pub publisher: Publisher,
+    pub outbox: Outbox,
     pub in_flight: InFlight,
     pub max_body_bytes: usize,
     pub drop_typing: bool,
@@ -49,6 +52,8 @@ pub struct AppState {
 pub enum Accepted {
     /// Newly durable in JetStream.
     Published,
+    /// Newly durable in the outbox; the flusher publishes it later.
+    Outboxed,
     /// Already durable: nothing new was stored.
     Duplicate,
     /// Deliberately not forwarded (e.g. `typing`).
@@ -58,7 +63,7 @@ pub enum Accepted {
 impl IntoResponse for Accepted {
     fn into_response(self) -> Response {
         let status = match self {
-            Accepted::Published => "accepted",
+            Accepted::Published | Accepted::Outboxed => "accepted",
             Accepted::Duplicate => "duplicate",
             Accepted::Dropped => "dropped",
         };
@@ -169,7 +174,7 @@ async fn handle(
     let traceparent = traceparent::for_publish(trace_in.as_deref());
     let accepted = deliver(app, &webhook, received_at.as_millis() as i64, &traceparent).await?;
     match accepted {
-        Accepted::Published => metrics::accepted(kind),
+        Accepted::Published | Accepted::Outboxed => metrics::accepted(kind),
         Accepted::Duplicate => metrics::duplicate(),
         Accepted::Dropped => {}
     }
@@ -234,8 +239,11 @@ async fn claim_and_publish(
 ) -> Result<Accepted, Rejection> {
     let tenant = webhook.tenant();
     let event_id = &webhook.event().event_id;
-    match app.keys.claim(tenant, event_id).await {
-        NextAction::AlreadyPublished => return Ok(Accepted::Duplicate),
+    let claimed = app.keys.claim(tenant, event_id).await;
+    match claimed.next {
+        NextAction::AlreadyPublished | NextAction::AlreadyOutboxed => {
+            return Ok(Accepted::Duplicate);
+        }
         NextAction::Publish | NextAction::Republish => {}
         NextAction::Degraded(why) => {
             metrics::degraded(why.as_str());
@@ -247,17 +255,85 @@ async fn claim_and_publish(
             );
         }
     }
-    let published = app
-        .publisher
-        .publish(webhook, received_at_ms, traceparent)
-        .await
-        .map_err(|e| {
-            tracing::error!(tenant.id = %tenant, event.id = %event_id, error = %e, "event not accepted: JetStream unavailable");
-            Rejection::Unavailable
-        })?;
-    app.keys.mark_published(tenant, event_id);
-    Ok(match published {
-        Published::Stored => Accepted::Published,
-        Published::Duplicate => Accepted::Duplicate,
-    })
+    let message = InboundMessage::from_webhook(webhook, received_at_ms, traceparent);
+
+    // While the tenant has events in the outbox, a new one queues behind
+    // them rather than overtake them in the stream (per-chat order).
+    let backlog = claimed
+        .tenant_backlog
+        .unwrap_or_else(|| app.outbox.has_backlog(tenant));
+    let mut refused_by_outbox = None;
+    if backlog && app.outbox.enabled() {
+        match app.outbox.store(&message).await {
+            Ok(stored) => return Ok(outboxed(stored, OutboxCause::Backlog)),
+            Err(not_stored) => {
+                // Losing the event would be worse than letting it overtake.
+                metrics::outbox_refused(not_stored.why.as_str());
+                tracing::warn!(
+                    tenant.id = %tenant,
+                    event.id = %event_id,
+                    error = %not_stored.why,
+                    "the tenant has outboxed events but the outbox refused this one; publishing it directly"
+                );
+                refused_by_outbox = Some(not_stored);
+            }
+        }
+    }
+
+    // A retry stops early when this replica has meanwhile outboxed an event
+    // of the same tenant: this one must then follow it into the outbox.
+    let give_up = || refused_by_outbox.is_none() && app.outbox.has_backlog(tenant);
+    let failure = match app.publisher.publish(&message, give_up).await {
+        Ok(published) => {
+            app.keys.mark_published(tenant, event_id);
+            return Ok(match published {
+                Published::Stored => Accepted::Published,
+                Published::Duplicate => Accepted::Duplicate,
+            });
+        }
+        Err(failure) => failure,
+    };
+
+    let refusal: NotStored = match refused_by_outbox {
+        Some(refusal) => refusal,
+        None => match app.outbox.store(&message).await {
+            Ok(stored) => {
+                tracing::info!(
+                    tenant.id = %tenant,
+                    event.id = %event_id,
+                    error = %failure,
+                    "JetStream did not take the event; kept in the outbox"
+                );
+                return Ok(outboxed(stored, OutboxCause::PublishFailed));
+            }
+            Err(refusal) => {
+                metrics::outbox_refused(refusal.why.as_str());
+                refusal
+            }
+        },
+    };
+    let may_be_stored = failure.may_be_stored || refusal.may_be_stored;
+    if may_be_stored {
+        metrics::unavailable_uncertain();
+    }
+    tracing::error!(
+        tenant.id = %tenant,
+        event.id = %event_id,
+        error = %failure,
+        outbox = %refusal.why,
+        may_be_stored,
+        "event not accepted: neither JetStream nor the outbox took it"
+    );
+    Err(Rejection::Unavailable)
+}
+
+/// The answer for an event the outbox took.
+fn outboxed(stored: Stored, cause: OutboxCause) -> Accepted {
+    match stored {
+        Stored::New => {
+            metrics::outboxed(cause);
+            Accepted::Outboxed
+        }
+        Stored::Duplicate => Accepted::Duplicate,
+    }
 }

@@ -7,6 +7,10 @@
 //! delivery publishes again under the same `Nats-Msg-Id` (the stream's
 //! duplicate window absorbs the overlap).
 //!
+//! A key whose event JetStream could not take is `outboxed`: the event waits
+//! in `inbound_outbox` (see [`crate::outbox`]) and a repeated delivery is a
+//! duplicate. The claim also says whether the tenant has such events waiting.
+//!
 //! Claims from concurrent requests are queued to writers that turn whatever
 //! has accumulated into one statement (group commit: one round trip for many
 //! keys; see [`crate::key_writer`]). PostgreSQL is a guard, not a gate: when it is
@@ -71,8 +75,29 @@ pub enum NextAction {
     Republish,
     /// Already durable in JetStream: answer 200, publish nothing.
     AlreadyPublished,
+    /// Already durable in the outbox (JetStream could not take it; the
+    /// flusher will): answer 200, publish nothing.
+    AlreadyOutboxed,
     /// PostgreSQL could not decide: publish anyway, and say so.
     Degraded(Degraded),
+}
+
+/// A claim's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimed {
+    pub next: NextAction,
+    /// Whether the tenant had events in the outbox when the claim ran;
+    /// `None` when PostgreSQL could not say (degraded).
+    pub tenant_backlog: Option<bool>,
+}
+
+impl Claimed {
+    fn degraded(why: Degraded) -> Self {
+        Self {
+            next: NextAction::Degraded(why),
+            tenant_backlog: None,
+        }
+    }
 }
 
 /// Why the claim was skipped.
@@ -152,9 +177,9 @@ impl Keys {
     }
 
     /// Claims `(tenant, event)`; never takes longer than the configured bound.
-    pub async fn claim(&self, tenant: &TenantId, event: &EventId) -> NextAction {
+    pub async fn claim(&self, tenant: &TenantId, event: &EventId) -> Claimed {
         if self.now_ms() < self.skip_until_ms.load(Ordering::Relaxed) {
-            return NextAction::Degraded(Degraded::CoolingDown);
+            return Claimed::degraded(Degraded::CoolingDown);
         }
         let (reply, answer) = oneshot::channel();
         let claim = Claim {
@@ -165,7 +190,7 @@ impl Keys {
             reply,
         };
         if self.claims.try_send(claim).is_err() {
-            return NextAction::Degraded(Degraded::Saturated);
+            return Claimed::degraded(Degraded::Saturated);
         }
         let queued = Instant::now();
         let degraded = match tokio::time::timeout(self.timeout, answer).await {
@@ -180,7 +205,7 @@ impl Keys {
             self.now_ms() + COOLDOWN.as_millis() as u64,
             Ordering::Relaxed,
         );
-        NextAction::Degraded(degraded)
+        Claimed::degraded(degraded)
     }
 
     /// Records that `(tenant, event)` is durable in JetStream. Best effort and

@@ -21,12 +21,16 @@
 use std::{sync::Arc, time::Duration};
 
 use sqlx::{
-    Connection, PgConnection,
-    postgres::{PgConnectOptions, PgRow},
+    Connection, PgConnection, Postgres,
+    postgres::{PgArguments, PgConnectOptions, PgRow},
+    query::Query,
 };
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::{idempotency::NextAction, metrics};
+use crate::{
+    idempotency::{Claimed, NextAction},
+    metrics,
+};
 
 /// Longest a writer waits to open its connection.
 const CONNECT_BOUND: Duration = Duration::from_secs(5);
@@ -48,10 +52,12 @@ pub struct Key {
 #[derive(Debug)]
 pub struct Claim {
     pub key: Key,
-    pub reply: oneshot::Sender<NextAction>,
+    pub reply: oneshot::Sender<Claimed>,
 }
 
-/// One statement per batch: insert what is new, report the state of the rest.
+/// One statement per batch: insert what is new, report the state of the rest,
+/// and whether the key's tenant has events waiting in the outbox (a new event
+/// of that tenant must then queue behind them; see [`crate::outbox`]).
 /// Keys are inserted in sorted order so two concurrent batches cannot deadlock
 /// on each other's uncommitted inserts. The data-modifying CTE's rows are not
 /// visible to the outer join, which is why `fresh` comes from `RETURNING`; a
@@ -67,7 +73,8 @@ WITH input AS (
     ON CONFLICT (tenant_id, event_id) DO NOTHING
     RETURNING tenant_id, event_id
 )
-SELECT input.n, fresh.event_id IS NOT NULL AS fresh, known.state
+SELECT input.n, fresh.event_id IS NOT NULL AS fresh, known.state,
+       EXISTS (SELECT 1 FROM inbound_outbox o WHERE o.tenant_id = input.tenant_id) AS backlog
 FROM input
 LEFT JOIN fresh USING (tenant_id, event_id)
 LEFT JOIN inbound_event_keys known USING (tenant_id, event_id)
@@ -109,7 +116,7 @@ pub fn connect_options(service_db: &PgConnectOptions) -> PgConnectOptions {
 
 /// Why a statement did not run.
 #[derive(Debug, thiserror::Error)]
-enum WriteError {
+pub(crate) enum WriteError {
     #[error("cannot connect: {0}")]
     Connect(sqlx::Error),
     #[error("no connection within {CONNECT_BOUND:?}")]
@@ -121,13 +128,13 @@ enum WriteError {
 }
 
 /// One connection, opened on first use and after any failure.
-struct WriterConnection {
+pub(crate) struct WriterConnection {
     options: PgConnectOptions,
     connection: Option<PgConnection>,
 }
 
 impl WriterConnection {
-    fn new(options: PgConnectOptions) -> Self {
+    pub(crate) fn new(options: PgConnectOptions) -> Self {
         Self {
             options,
             connection: None,
@@ -135,20 +142,29 @@ impl WriterConnection {
     }
 
     /// Ends the session politely (PostgreSQL then logs no lost client).
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         if let Some(connection) = self.connection {
             let _ = tokio::time::timeout(CONNECT_BOUND, connection.close()).await;
         }
     }
 
     /// Runs `statement` with `tenants` and `events` as its two array
-    /// parameters. On any failure the connection is dropped, so a broken or
-    /// wedged one is never reused.
+    /// parameters.
     async fn run(
         &mut self,
         statement: &'static str,
         tenants: &[&str],
         events: &[&str],
+    ) -> Result<Vec<PgRow>, WriteError> {
+        self.fetch_all(sqlx::query(statement).bind(tenants).bind(events))
+            .await
+    }
+
+    /// Runs one query and returns its rows. On any failure the connection
+    /// is dropped, so a broken or wedged one is never reused.
+    pub(crate) async fn fetch_all<'q>(
+        &mut self,
+        query: Query<'q, Postgres, PgArguments>,
     ) -> Result<Vec<PgRow>, WriteError> {
         if self.connection.is_none() {
             let opened =
@@ -161,7 +177,6 @@ impl WriterConnection {
         let Some(connection) = self.connection.as_mut() else {
             return Err(WriteError::ConnectTimedOut);
         };
-        let query = sqlx::query(statement).bind(tenants).bind(events);
         let result = match tokio::time::timeout(STATEMENT_BOUND, query.fetch_all(connection)).await
         {
             Ok(Ok(rows)) => return Ok(rows),
@@ -217,7 +232,7 @@ fn claim_linger(previous_batch: usize, linger: Duration) -> Duration {
 /// Waits for the first item, then keeps receiving for `linger` (or until
 /// `max_batch` items). Returns how many arrived: 0 once the queue is closed
 /// and drained.
-async fn gather<T>(
+pub(crate) async fn gather<T>(
     queue: &mut mpsc::Receiver<T>,
     batch: &mut Vec<T>,
     max_batch: usize,
@@ -251,25 +266,42 @@ async fn flush_claims(connection: &mut WriterConnection, claims: Vec<Claim>) {
             return;
         }
     };
-    let mut actions = vec![NextAction::Republish; claims.len()];
+    // A row that does not come back (it cannot happen) is republished, and
+    // its tenant treated as backlogged: the safe side of both.
+    let mut actions = vec![
+        Claimed {
+            next: NextAction::Republish,
+            tenant_backlog: Some(true),
+        };
+        claims.len()
+    ];
     for row in &rows {
-        let Ok((n, fresh, state)) =
-            <(i64, bool, Option<String>) as sqlx::FromRow<PgRow>>::from_row(row)
+        let Ok((n, fresh, state, backlog)) =
+            <(i64, bool, Option<String>, bool) as sqlx::FromRow<PgRow>>::from_row(row)
         else {
             continue;
         };
         let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| actions.get_mut(i)) else {
             continue;
         };
-        *slot = match (fresh, state.as_deref()) {
-            (true, _) => NextAction::Publish,
-            (false, Some("published")) => NextAction::AlreadyPublished,
-            (false, _) => NextAction::Republish,
+        *slot = Claimed {
+            next: next_action(fresh, state.as_deref()),
+            tenant_backlog: Some(backlog),
         };
     }
     for (claim, action) in claims.into_iter().zip(actions) {
         // The requester may have stopped waiting (timeout): nothing to do then.
         let _ = claim.reply.send(action);
+    }
+}
+
+/// What a claim row says about its delivery.
+fn next_action(fresh: bool, state: Option<&str>) -> NextAction {
+    match (fresh, state) {
+        (true, _) => NextAction::Publish,
+        (false, Some("published")) => NextAction::AlreadyPublished,
+        (false, Some("outboxed")) => NextAction::AlreadyOutboxed,
+        (false, _) => NextAction::Republish,
     }
 }
 
@@ -304,6 +336,25 @@ pub async fn write_marks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claim_row_maps_to_what_the_delivery_does_next() {
+        assert_eq!(next_action(true, Some("claimed")), NextAction::Publish);
+        assert_eq!(next_action(false, Some("claimed")), NextAction::Republish);
+        assert_eq!(
+            next_action(false, None),
+            NextAction::Republish,
+            "committed elsewhere after our snapshot"
+        );
+        assert_eq!(
+            next_action(false, Some("published")),
+            NextAction::AlreadyPublished
+        );
+        assert_eq!(
+            next_action(false, Some("outboxed")),
+            NextAction::AlreadyOutboxed
+        );
+    }
 
     #[test]
     fn a_slot_lingers_only_after_a_batch_that_had_company() {

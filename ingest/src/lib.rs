@@ -1,4 +1,4 @@
-//! switchyard-ingest. Webhook intake: authenticates, validates and deduplicates WA Bridges events, then makes them durable in JetStream.
+//! switchyard-ingest. Webhook intake: authenticates, validates and deduplicates WA Bridges events, then makes them durable in JetStream (or, while JetStream cannot take them, in a PostgreSQL outbox it flushes later).
 //!
 //! The binary (`main.rs`) only wires things up; [`run`] is what it runs, and
 //! [`build`] is what tests start in-process (port 0, their own NATS and database).
@@ -10,15 +10,19 @@
 //! - [`single_flight`]: identical deliveries in flight in this process share one outcome;
 //! - [`idempotency`]: the `(tenant, event id)` claim in PostgreSQL, group-committed, degradable;
 //! - [`key_writer`]: the statements that write the keys, on connections of their own;
-//! - [`publish`]: the JetStream publish, acked before 200;
+//! - [`publish`]: the JetStream publish, acked before 200, retried within its budget;
+//! - [`outbox`]: where an event goes, durably, when JetStream cannot take it;
+//! - [`flusher`]: publishes outboxed events later, in order per tenant, one replica per tenant;
 //! - [`rejection`], [`metrics`], [`traceparent`], [`openapi`], [`settings`]: answers, counters, trace context, the API document, configuration;
 //! - [`prune`]: forgets idempotency keys once their events have left the inbound stream.
 
+pub mod flusher;
 pub mod handler;
 pub mod idempotency;
 pub mod key_writer;
 pub mod metrics;
 pub mod openapi;
+pub mod outbox;
 pub mod prune;
 pub mod publish;
 pub mod rejection;
@@ -77,8 +81,9 @@ pub struct Ingest {
     grace: Duration,
 }
 
-/// Binds the webhook listener and starts the key writers. The streams must
-/// exist already ([`Service::start`] creates them).
+/// Binds the webhook listener and starts the key writers, the outbox writer
+/// and the outbox flusher. The streams must exist already ([`Service::start`]
+/// creates them).
 pub async fn build(deps: Deps, settings: Settings) -> anyhow::Result<Ingest> {
     // Installs the recorder if nobody has, so in-process instances count too.
     switchyard_shared::ops_server::metrics_handle();
@@ -90,6 +95,26 @@ pub async fn build(deps: Deps, settings: Settings) -> anyhow::Result<Ingest> {
                 settings.http_addr
             )
         })?;
+    let publisher = publish::Publisher::new(deps.nats, settings.publish_timeout);
+    let outbox = outbox::Outbox::start(
+        &deps.db.connect_options(),
+        outbox::OutboxPolicy {
+            max_events: settings.outbox_max_events,
+            max_per_tenant: settings.outbox_max_per_tenant,
+            write_timeout: settings.outbox_write_timeout,
+        },
+        &deps.tasks,
+    );
+    let flusher = flusher::Flusher::new(
+        deps.db.clone(),
+        publisher.clone(),
+        outbox.clone(),
+        flusher::FlushPolicy {
+            poll: settings.outbox_poll,
+            lease: settings.outbox_lease,
+        },
+    );
+    deps.tasks.spawn(flusher.run(deps.shutdown.clone()));
     let state = handler::AppState {
         verifier: verify::Verifier::new(settings.webhook_keys, settings.signing_secret),
         keys: idempotency::Keys::start(
@@ -101,7 +126,8 @@ pub async fn build(deps: Deps, settings: Settings) -> anyhow::Result<Ingest> {
             },
             &deps.tasks,
         ),
-        publisher: publish::Publisher::new(deps.nats, settings.publish_timeout),
+        publisher,
+        outbox,
         in_flight: single_flight::InFlight::default(),
         max_body_bytes: settings.max_body_bytes,
         drop_typing: settings.drop_typing,

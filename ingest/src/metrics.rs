@@ -29,6 +29,38 @@ pub const PUBLISH_SECONDS: &str = "switchyard_ingest_publish_seconds";
 pub const REQUEST_SECONDS: &str = "switchyard_ingest_request_seconds";
 /// Keys written per group-commit statement.
 pub const CLAIM_BATCH_SIZE: &str = "switchyard_ingest_claim_batch_size";
+/// Publish attempts that failed and were tried again within the publish
+/// budget, by the failure (`disconnected`, `timeout`, `no_responders`,
+/// `refused`, `failed`).
+pub const PUBLISH_RETRIES: &str = "switchyard_ingest_publish_retries_total";
+/// Publishes acked after at least one retry.
+pub const PUBLISH_RECOVERED: &str = "switchyard_ingest_publish_recovered_total";
+/// Events kept in the PostgreSQL outbox and answered 200, by cause:
+/// `publish_failed` (JetStream did not take it within the budget) or
+/// `backlog` (its tenant had events in the outbox, which it must not overtake).
+pub const OUTBOXED: &str = "switchyard_ingest_outboxed_total";
+/// Outboxed events published by the flusher, by result (`stored`,
+/// `duplicate`: the stream already had the `Nats-Msg-Id`).
+pub const OUTBOX_FLUSHED: &str = "switchyard_ingest_outbox_flushed_total";
+/// Events the outbox did not take, by reason (`disabled`, `full`,
+/// `tenant_full`, `saturated`, `timeout`, `error`).
+pub const OUTBOX_REFUSED: &str = "switchyard_ingest_outbox_refused_total";
+/// Events in the outbox, fleet-wide, as this replica last estimated
+/// (every replica reports the same figure: aggregate with `max`, not `sum`).
+pub const OUTBOX_DEPTH: &str = "switchyard_ingest_outbox_depth";
+/// Tenants with events in the outbox (same caveat as the depth).
+pub const OUTBOX_TENANTS: &str = "switchyard_ingest_outbox_tenants";
+/// Time for an outbox write (queue, statement, synchronous commit).
+pub const OUTBOX_WRITE_SECONDS: &str = "switchyard_ingest_outbox_write_seconds";
+/// Events written per outbox statement.
+pub const OUTBOX_BATCH_SIZE: &str = "switchyard_ingest_outbox_batch_size";
+/// Flusher rounds that stopped on a failure, by step (`publish`, `database`).
+pub const OUTBOX_FLUSH_FAILURES: &str = "switchyard_ingest_outbox_flush_failures_total";
+/// 503 answers for an event that may be stored all the same: a publish
+/// handed to the client and neither acked nor refused, or an outbox write
+/// still running when its request gave up. Only when neither JetStream nor
+/// PostgreSQL took the event in time.
+pub const UNAVAILABLE_UNCERTAIN: &str = "switchyard_ingest_unavailable_uncertain_total";
 
 /// Why a delivery was refused (the `reason` label of [`REJECTED`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +77,7 @@ pub enum Reason {
     Malformed,
     /// The body's `customer_ref` differs from the URL's tenant (400).
     TenantMismatch,
-    /// JetStream could not take the event (503).
+    /// Neither JetStream nor the outbox could take the event (503).
     Unavailable,
 }
 
@@ -115,4 +147,57 @@ pub fn request_latency(status: u16, elapsed: Duration) {
 
 pub fn claim_batch(size: usize) {
     metrics::histogram!(CLAIM_BATCH_SIZE).record(size as f64);
+}
+
+pub fn publish_retry(error: &'static str) {
+    metrics::counter!(PUBLISH_RETRIES, "error" => error).increment(1);
+}
+
+pub fn publish_retried_ok() {
+    metrics::counter!(PUBLISH_RECOVERED).increment(1);
+}
+
+/// Why an event went to the outbox (the `cause` label of [`OUTBOXED`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxCause {
+    PublishFailed,
+    Backlog,
+}
+
+pub fn outboxed(cause: OutboxCause) {
+    let cause = match cause {
+        OutboxCause::PublishFailed => "publish_failed",
+        OutboxCause::Backlog => "backlog",
+    };
+    metrics::counter!(OUTBOXED, "cause" => cause).increment(1);
+}
+
+pub fn outbox_flushed(duplicate: bool) {
+    let result = if duplicate { "duplicate" } else { "stored" };
+    metrics::counter!(OUTBOX_FLUSHED, "result" => result).increment(1);
+}
+
+pub fn outbox_refused(reason: &'static str) {
+    metrics::counter!(OUTBOX_REFUSED, "reason" => reason).increment(1);
+}
+
+pub fn outbox_depth(events: u64, tenants: usize) {
+    metrics::gauge!(OUTBOX_DEPTH).set(events as f64);
+    metrics::gauge!(OUTBOX_TENANTS).set(tenants as f64);
+}
+
+pub fn outbox_write_latency(elapsed: Duration) {
+    metrics::histogram!(OUTBOX_WRITE_SECONDS).record(elapsed.as_secs_f64());
+}
+
+pub fn outbox_batch(size: usize) {
+    metrics::histogram!(OUTBOX_BATCH_SIZE).record(size as f64);
+}
+
+pub fn outbox_flush_failed(step: &'static str) {
+    metrics::counter!(OUTBOX_FLUSH_FAILURES, "step" => step).increment(1);
+}
+
+pub fn unavailable_uncertain() {
+    metrics::counter!(UNAVAILABLE_UNCERTAIN).increment(1);
 }

@@ -2,6 +2,9 @@
 //! stream. The provider never redelivers (it does not retry), so a key older
 //! than the stream's max age protects nothing and only grows the table.
 //! Every ingest replica prunes; deleting the same old rows twice is harmless.
+//! Keys of events still in the outbox (`outboxed`) are kept whatever their
+//! age: they are what answers a repeated delivery as a duplicate until the
+//! flusher has published the event.
 
 use std::time::Duration;
 
@@ -18,7 +21,8 @@ pub async fn prune_once(db: &PgPool, older_than: Duration) -> Result<u64, sqlx::
         let deleted = sqlx::query(
             "DELETE FROM inbound_event_keys WHERE ctid IN ( \
                SELECT ctid FROM inbound_event_keys \
-               WHERE claimed_at < now() - make_interval(secs => $1) LIMIT $2)",
+               WHERE claimed_at < now() - make_interval(secs => $1) AND state <> 'outboxed' \
+               LIMIT $2)",
         )
         .bind(older_than.as_secs_f64())
         .bind(BATCH)

@@ -13,6 +13,11 @@
 //! | `SWITCHYARD_PUBLISH_TIMEOUT` | `3s` | longest wait for a JetStream ack before answering 503 |
 //! | `SWITCHYARD_DB_CLAIM_BATCH` | `256` | most keys written by one group-commit statement |
 //! | `SWITCHYARD_DB_CLAIM_LINGER` | `2ms` | how long a busy claim writer gathers claims before writing them (`0ms` turns it off) |
+//! | `SWITCHYARD_OUTBOX_MAX_EVENTS` | `100000` | most events kept in the PostgreSQL outbox while JetStream cannot take them (`0` turns the outbox off) |
+//! | `SWITCHYARD_OUTBOX_MAX_PER_TENANT` | `10000` | most outboxed events of one tenant |
+//! | `SWITCHYARD_OUTBOX_WRITE_TIMEOUT` | `2s` | longest wait for the outbox write before answering 503 |
+//! | `SWITCHYARD_OUTBOX_POLL` | `1s` | how often the flusher counts the outbox and looks for other replicas' events |
+//! | `SWITCHYARD_OUTBOX_LEASE` | `15s` | how long a tenant's outbox stays with one replica's flusher without renewal |
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -29,6 +34,9 @@ use switchyard_shared::{
 const DEFAULT_CLAIM_LINGER: Duration = Duration::from_millis(2);
 /// Beyond this the wait would be a visible part of the answer time.
 const MAX_CLAIM_LINGER: Duration = Duration::from_millis(50);
+/// The claim, the publish budget and the outbox write together: the provider
+/// gives up after 10 s, and the answer still has to travel.
+const MAX_REQUEST_WAITS: Duration = Duration::from_secs(8);
 
 /// Settings of the ingest service beyond the common ones.
 #[derive(Debug, Clone)]
@@ -51,6 +59,16 @@ pub struct Settings {
     pub claim_batch: usize,
     /// How long a busy claim writer gathers claims before writing them.
     pub claim_linger: Duration,
+    /// Most events in the outbox (0: no outbox, 503 when JetStream fails).
+    pub outbox_max_events: u64,
+    /// Most outboxed events of one tenant.
+    pub outbox_max_per_tenant: u64,
+    /// The bound on an outbox write.
+    pub outbox_write_timeout: Duration,
+    /// How often the flusher counts the outbox.
+    pub outbox_poll: Duration,
+    /// How long a tenant's outbox stays with one flusher without renewal.
+    pub outbox_lease: Duration,
 }
 
 impl Settings {
@@ -68,10 +86,13 @@ impl Settings {
         let db_claim_timeout =
             env.duration("SWITCHYARD_DB_CLAIM_TIMEOUT", Duration::from_millis(500))?;
         let publish_timeout = env.duration("SWITCHYARD_PUBLISH_TIMEOUT", Duration::from_secs(3))?;
-        // The provider gives up after 10 s: both waits together must fit well inside it.
+        let outbox_write_timeout =
+            env.duration("SWITCHYARD_OUTBOX_WRITE_TIMEOUT", Duration::from_secs(2))?;
+        // The provider gives up after 10 s: the waits together must fit well inside it.
         for (variable, value) in [
             ("SWITCHYARD_DB_CLAIM_TIMEOUT", db_claim_timeout),
             ("SWITCHYARD_PUBLISH_TIMEOUT", publish_timeout),
+            ("SWITCHYARD_OUTBOX_WRITE_TIMEOUT", outbox_write_timeout),
         ] {
             if value.is_zero() || value > Duration::from_secs(4) {
                 return Err(ConfigError {
@@ -83,6 +104,54 @@ impl Settings {
                 }
                 .into());
             }
+        }
+        let waits = db_claim_timeout + publish_timeout + outbox_write_timeout;
+        if waits > MAX_REQUEST_WAITS {
+            return Err(ConfigError {
+                variable: "SWITCHYARD_OUTBOX_WRITE_TIMEOUT".to_owned(),
+                reason: format!(
+                    "SWITCHYARD_DB_CLAIM_TIMEOUT + SWITCHYARD_PUBLISH_TIMEOUT + SWITCHYARD_OUTBOX_WRITE_TIMEOUT is {}, above {} (the provider gives up after 10 s)",
+                    humantime_like(waits),
+                    humantime_like(MAX_REQUEST_WAITS)
+                ),
+            }
+            .into());
+        }
+        let outbox_max_events =
+            env.bounded("SWITCHYARD_OUTBOX_MAX_EVENTS", 100_000, 0..=10_000_000)?;
+        let outbox_max_per_tenant =
+            env.bounded("SWITCHYARD_OUTBOX_MAX_PER_TENANT", 10_000, 1..=10_000_000)?;
+        if outbox_max_events > 0 && outbox_max_per_tenant > outbox_max_events {
+            return Err(ConfigError {
+                variable: "SWITCHYARD_OUTBOX_MAX_PER_TENANT".to_owned(),
+                reason: format!(
+                    "{outbox_max_per_tenant} is above SWITCHYARD_OUTBOX_MAX_EVENTS ({outbox_max_events})"
+                ),
+            }
+            .into());
+        }
+        let outbox_poll = env.duration("SWITCHYARD_OUTBOX_POLL", Duration::from_secs(1))?;
+        if outbox_poll < Duration::from_millis(10) || outbox_poll > Duration::from_secs(60) {
+            return Err(ConfigError {
+                variable: "SWITCHYARD_OUTBOX_POLL".to_owned(),
+                reason: format!("{} is outside 10ms..=60s", humantime_like(outbox_poll)),
+            }
+            .into());
+        }
+        let outbox_lease = env.duration("SWITCHYARD_OUTBOX_LEASE", Duration::from_secs(15))?;
+        // A flusher stops a batch at half its lease, and the publish in
+        // flight then may take the whole publish budget: it must end before
+        // the lease can pass to another replica.
+        if outbox_lease <= publish_timeout * 2 || outbox_lease > Duration::from_secs(600) {
+            return Err(ConfigError {
+                variable: "SWITCHYARD_OUTBOX_LEASE".to_owned(),
+                reason: format!(
+                    "{} must be above twice SWITCHYARD_PUBLISH_TIMEOUT ({}) and at most 10m",
+                    humantime_like(outbox_lease),
+                    humantime_like(publish_timeout)
+                ),
+            }
+            .into());
         }
         let claim_linger = env.duration("SWITCHYARD_DB_CLAIM_LINGER", DEFAULT_CLAIM_LINGER)?;
         // Every claim waits at most this long for its batch to close: it
@@ -115,6 +184,11 @@ impl Settings {
             publish_timeout,
             claim_batch: env.bounded("SWITCHYARD_DB_CLAIM_BATCH", 256, 1..=10_000)?,
             claim_linger,
+            outbox_max_events,
+            outbox_max_per_tenant,
+            outbox_write_timeout,
+            outbox_poll,
+            outbox_lease,
         })
     }
 
@@ -131,6 +205,11 @@ impl Settings {
             publish_timeout: Duration::from_secs(3),
             claim_batch: 256,
             claim_linger: DEFAULT_CLAIM_LINGER,
+            outbox_max_events: 100_000,
+            outbox_max_per_tenant: 10_000,
+            outbox_write_timeout: Duration::from_secs(2),
+            outbox_poll: Duration::from_secs(1),
+            outbox_lease: Duration::from_secs(15),
         }
     }
 }
@@ -161,6 +240,70 @@ mod tests {
         assert!(s.signing_secret.is_none());
         assert_eq!(s.db_claim_timeout, Duration::from_millis(500));
         assert_eq!(s.claim_linger, Duration::from_millis(2));
+        assert_eq!(s.outbox_max_events, 100_000);
+        assert_eq!(s.outbox_max_per_tenant, 10_000);
+        assert_eq!(s.outbox_write_timeout, Duration::from_secs(2));
+        assert_eq!(s.outbox_poll, Duration::from_secs(1));
+        assert_eq!(s.outbox_lease, Duration::from_secs(15));
+        let in_process = Settings::for_secret("s".into());
+        assert_eq!(
+            (
+                in_process.outbox_max_events,
+                in_process.outbox_max_per_tenant,
+                in_process.outbox_write_timeout,
+                in_process.outbox_poll,
+                in_process.outbox_lease
+            ),
+            (
+                s.outbox_max_events,
+                s.outbox_max_per_tenant,
+                s.outbox_write_timeout,
+                s.outbox_poll,
+                s.outbox_lease
+            )
+        );
+    }
+
+    #[test]
+    fn the_outbox_can_be_turned_off_and_its_limits_must_agree() {
+        let env = |pairs: &[(&'static str, &'static str)]| {
+            let mut vars = vec![("SWITCHYARD_WEBHOOK_SECRET", "s")];
+            vars.extend_from_slice(pairs);
+            Settings::from_env(&Env::from_map(vars))
+        };
+        assert_eq!(
+            env(&[("SWITCHYARD_OUTBOX_MAX_EVENTS", "0")])
+                .unwrap()
+                .outbox_max_events,
+            0
+        );
+        for (pairs, named) in [
+            (
+                &[
+                    ("SWITCHYARD_OUTBOX_MAX_EVENTS", "10"),
+                    ("SWITCHYARD_OUTBOX_MAX_PER_TENANT", "11"),
+                ][..],
+                "SWITCHYARD_OUTBOX_MAX_PER_TENANT",
+            ),
+            (
+                &[
+                    ("SWITCHYARD_PUBLISH_TIMEOUT", "4s"),
+                    ("SWITCHYARD_OUTBOX_WRITE_TIMEOUT", "4s"),
+                ][..],
+                "SWITCHYARD_OUTBOX_WRITE_TIMEOUT",
+            ),
+            (
+                &[("SWITCHYARD_OUTBOX_LEASE", "6s")][..],
+                "SWITCHYARD_OUTBOX_LEASE",
+            ),
+            (
+                &[("SWITCHYARD_OUTBOX_POLL", "2m")][..],
+                "SWITCHYARD_OUTBOX_POLL",
+            ),
+        ] {
+            let err = env(pairs).unwrap_err();
+            assert!(err.to_string().contains(named), "{pairs:?}: {err}");
+        }
     }
 
     #[test]
@@ -171,6 +314,11 @@ mod tests {
             ("SWITCHYARD_DB_CLAIM_TIMEOUT", "20s"),
             ("SWITCHYARD_DB_CLAIM_LINGER", "51ms"),
             ("SWITCHYARD_DB_CLAIM_LINGER", "soon"),
+            ("SWITCHYARD_OUTBOX_MAX_EVENTS", "-1"),
+            ("SWITCHYARD_OUTBOX_MAX_PER_TENANT", "0"),
+            ("SWITCHYARD_OUTBOX_WRITE_TIMEOUT", "0ms"),
+            ("SWITCHYARD_OUTBOX_POLL", "1ms"),
+            ("SWITCHYARD_OUTBOX_LEASE", "later"),
             ("SWITCHYARD_SIGNING_SECRET", "whsec_not base64!"),
             ("SWITCHYARD_HTTP_ADDR", "nowhere"),
         ] {
