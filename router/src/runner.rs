@@ -323,8 +323,16 @@ impl<H: Handler> TenantWorker<H> {
 
     /// One turn (a message, or a gathered burst) to a final state: every
     /// member acked, or dead-lettered and terminated (or, on shutdown,
-    /// handed back for redelivery).
+    /// handed back for redelivery). The turn is kept alive in one scope
+    /// from start to end: a scope per try would restart the keep-alive
+    /// interval each time, and tries shorter than [`KEEP_ALIVE_EVERY`] in a
+    /// row (a pool timeout, then a short backoff, again and again) would
+    /// never keep it alive at all.
     async fn process(&self, turn: Vec<InboundMessage>) {
+        keep_alive_during(&turn, self.finish(&turn)).await;
+    }
+
+    async fn finish(&self, turn: &[InboundMessage]) {
         let Some(first) = turn.first() else {
             return;
         };
@@ -336,7 +344,7 @@ impl<H: Handler> TenantWorker<H> {
                     "delivered {delivered} times without being finished (does it crash the router?)"
                 ),
             );
-            self.dead_letter(&turn, &reason, delivered.saturating_sub(1))
+            self.dead_letter(turn, &reason, delivered.saturating_sub(1))
                 .await;
             return;
         }
@@ -344,14 +352,12 @@ impl<H: Handler> TenantWorker<H> {
         let mut attempt = 1;
         let mut stalls = 0u32;
         loop {
-            // A slow bot or provider call must not outlive the ack wait.
-            let outcome = keep_alive_during(&turn, async {
-                match turn.as_slice() {
-                    [one] => self.handler.handle(one, attempt).await,
-                    burst => self.handler.handle_turn(burst, attempt).await,
-                }
-            })
-            .await;
+            // Kept alive (by `process`): a slow bot or provider call, or a
+            // wait for our infrastructure, never outlives the ack wait.
+            let outcome = match turn {
+                [one] => self.handler.handle(one, attempt).await,
+                burst => self.handler.handle_turn(burst, attempt).await,
+            };
             if !matches!(outcome, Outcome::Backpressure { .. }) {
                 self.pressure.relief();
             }
@@ -366,7 +372,7 @@ impl<H: Handler> TenantWorker<H> {
                     return;
                 }
                 Outcome::DeadLetter(reason) => {
-                    self.dead_letter(&turn, &reason, attempt).await;
+                    self.dead_letter(turn, &reason, attempt).await;
                     return;
                 }
                 Outcome::Retry { after, reason } => {
@@ -375,11 +381,11 @@ impl<H: Handler> TenantWorker<H> {
                             DeadLetterCode::AttemptsExhausted,
                             format!("gave up after {attempt} attempts; last: {reason}"),
                         );
-                        self.dead_letter(&turn, &reason, attempt).await;
+                        self.dead_letter(turn, &reason, attempt).await;
                         return;
                     }
                     tracing::info!(tenant.id = %first.lane().tenant(), message.id = %first.lane().message_id(), turn.messages = turn.len(), delivery.attempt = attempt, retry.reason = %reason, "transient failure; retrying in place");
-                    if !self.wait_in_place(&turn, after).await {
+                    if !self.wait_in_place(turn, after).await {
                         return;
                     }
                     attempt += 1;
@@ -390,7 +396,7 @@ impl<H: Handler> TenantWorker<H> {
                     metrics::counter!("switchyard_router_backpressure_total").increment(1);
                     let after = backpressure_delay(&self.settings.backpressure, stalls, seed);
                     tracing::debug!(tenant.id = %first.lane().tenant(), message.id = %first.lane().message_id(), turn.messages = turn.len(), backpressure.stalls = stalls, backpressure.reason = %reason, retry.after_ms = after.as_millis() as u64, "infrastructure trouble; holding the turn (no attempt spent)");
-                    if !self.wait_in_place(&turn, after).await {
+                    if !self.wait_in_place(turn, after).await {
                         return;
                     }
                 }
@@ -398,16 +404,13 @@ impl<H: Handler> TenantWorker<H> {
         }
     }
 
-    /// Waits `after` with the turn kept alive. On shutdown hands the turn
-    /// back for redelivery and returns `false`.
+    /// Waits `after` (inside `process`, so the turn is kept alive). On
+    /// shutdown hands the turn back for redelivery and returns `false`.
     async fn wait_in_place(&self, turn: &[InboundMessage], after: Duration) -> bool {
-        let shutting_down = keep_alive_during(turn, async {
-            tokio::select! {
-                _ = self.shutdown.cancelled() => true,
-                _ = tokio::time::sleep(after) => false,
-            }
-        })
-        .await;
+        let shutting_down = tokio::select! {
+            _ = self.shutdown.cancelled() => true,
+            _ = tokio::time::sleep(after) => false,
+        };
         if shutting_down {
             for message in turn {
                 message.lane().release(Duration::ZERO).await;
@@ -418,20 +421,16 @@ impl<H: Handler> TenantWorker<H> {
 
     /// Dead-letters every member of `turn`, each terminated once its letter
     /// is stored. A letter that cannot be stored is our trouble, not the
-    /// message's: it is tried again in place, without limit and kept alive,
-    /// like any backpressure (on shutdown what is left is handed back).
+    /// message's: it is tried again in place (kept alive by `process`),
+    /// without limit, like any backpressure; on shutdown what is left is
+    /// handed back.
     async fn dead_letter(&self, turn: &[InboundMessage], reason: &DeadLetter, attempts: u32) {
         for (i, message) in turn.iter().enumerate() {
             let message = message.lane();
             let seed = jitter_seed(message.message_id());
             let mut stalls = 0u32;
             loop {
-                let stored = keep_alive_during(
-                    &turn[i..],
-                    dead_letter::publish(&self.js, message, reason, attempts),
-                )
-                .await;
-                match stored {
+                match dead_letter::publish(&self.js, message, reason, attempts).await {
                     Ok(()) => {
                         message.terminate().await;
                         break;

@@ -24,6 +24,7 @@ mod foundation;
 mod ingest_degraded;
 mod ingest_exactly_once;
 mod ingest_front_door;
+mod router_backpressure;
 mod router_isolation;
 mod router_lanes;
 mod sender_delivery;
