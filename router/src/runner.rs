@@ -389,6 +389,9 @@ impl<H: Handler> TenantWorker<H> {
                         return;
                     }
                     attempt += 1;
+                    // The step got past our infrastructure: a later trouble
+                    // starts its backoff afresh.
+                    stalls = 0;
                 }
                 Outcome::Backpressure { reason } => {
                     stalls = stalls.saturating_add(1);
