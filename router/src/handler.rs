@@ -1,5 +1,18 @@
 //! Processing one inbound event: the step the lane runner calls, returning an
-//! outcome (ack, retry in place, or dead letter).
+//! outcome (ack, retry in place, backpressure, or dead letter).
+//!
+//! Whose fault each failure is (see [`crate::backpressure`]):
+//! - the message's, dead-lettered at once: an unreadable body
+//!   (`malformed_event`), a burst holding a non-message (`malformed_turn`),
+//!   a payload naming another tenant (`tenant_mismatch`), the bot refusing
+//!   it for good (`bot_failed`: a 4xx, bad output, bad configuration);
+//! - the message's, retried and counted (`attempts_exhausted` at the
+//!   limit): the bot's transient failures (unreachable, 5xx, 429, timeout),
+//!   and a database error PostgreSQL blames on the data (SQLSTATE 22, 23);
+//! - ours, backpressure (retried without limit, never counted): the tenant
+//!   lookup, every other database error (pool timeout, connection, commit,
+//!   statement timeout, ...) on the conversation and the bridge state, and
+//!   the replies not stored by JetStream (publish error or timeout).
 //!
 //! The tenant is the subject's; the payload must agree. Everything else
 //! (status, bot, limits) comes from that tenant's row. Unknown and inactive
@@ -30,6 +43,7 @@ use switchyard_shared::{
 };
 
 use crate::{
+    backpressure::{self, Fault},
     bots::{BotError, BotInput, Bots, sender_role},
     conversations,
     inbound::InboundMessage,
@@ -62,6 +76,27 @@ fn retry(retries: &Retries, attempt: u32, reason: impl Into<String>) -> Outcome 
     Outcome::Retry {
         after: retries.transient_delay(attempt),
         reason: reason.into(),
+    }
+}
+
+/// Trouble in our own infrastructure: held and retried without limit.
+pub(crate) fn ours(reason: impl Into<String>) -> Outcome {
+    Outcome::Backpressure {
+        reason: reason.into(),
+    }
+}
+
+/// A failed database call: backpressure, unless PostgreSQL blames the
+/// message's data (then an attempt of the message's own).
+pub(crate) fn db_failed(
+    retries: &Retries,
+    attempt: u32,
+    what: &str,
+    error: &sqlx::Error,
+) -> Outcome {
+    match backpressure::db_fault(error) {
+        Fault::Ours => ours(format!("{what}: {error}")),
+        Fault::Message => retry(retries, attempt, format!("{what}: {error}")),
     }
 }
 
@@ -149,7 +184,7 @@ impl InboundHandler {
             ..head.clone()
         };
         // Only messages whose `customer_ref` agrees were gathered (`gather_window`).
-        let row = match self.admitted(first.tenant(), None, attempt).await {
+        let row = match self.admitted(first.tenant(), None).await {
             Ok(row) => row,
             Err(finished) => return finished,
         };
@@ -167,7 +202,6 @@ impl InboundHandler {
         &self,
         tenant: &TenantId,
         claimed: Option<&str>,
-        attempt: u32,
     ) -> Result<Arc<Tenant>, Outcome> {
         match admission::admit(&self.tenants, tenant, claimed).await {
             Admission::Serve(row) => Ok(row),
@@ -179,9 +213,8 @@ impl InboundHandler {
                     "payload customer_ref disagrees with the subject",
                 ))
             }
-            Admission::LookupFailed(e) => {
-                Err(retry(&self.retries, attempt, format!("tenant lookup: {e}")))
-            }
+            // The tenants table is read by key only: whatever fails is ours.
+            Admission::LookupFailed(e) => Err(ours(format!("tenant lookup: {e}"))),
             refused @ (Admission::Unknown | Admission::Inactive) => {
                 let reason = refused.drop_reason().unwrap_or("refused");
                 tracing::warn!(tenant.id = %tenant, drop.reason = reason, "event dropped");
@@ -202,10 +235,7 @@ impl InboundHandler {
             Ok(p) => p,
             Err(e) => return dead(DeadLetterCode::MalformedEvent, e.to_string()),
         };
-        let row = match self
-            .admitted(tenant, parsed.customer_ref.as_deref(), attempt)
-            .await
-        {
+        let row = match self.admitted(tenant, parsed.customer_ref.as_deref()).await {
             Ok(row) => row,
             Err(finished) => return finished,
         };
@@ -249,16 +279,16 @@ impl InboundHandler {
         }
         let mut tx = match db::begin_for_tenant(&self.db, &tenant.id).await {
             Ok(tx) => tx,
-            Err(e) => return retry(&self.retries, attempt, format!("database: {e}")),
+            Err(e) => return db_failed(&self.retries, attempt, "database", &e),
         };
         let conversation = match conversations::touch(&mut tx, &tenant.id, &message.chat_id).await {
             Ok(c) => c,
-            Err(e) => return retry(&self.retries, attempt, format!("conversation: {e}")),
+            Err(e) => return db_failed(&self.retries, attempt, "conversation", &e),
         };
         if conversation.silenced {
             // A person took over this chat from the phone: no bot turn.
             if let Err(e) = tx.commit().await {
-                return retry(&self.retries, attempt, format!("commit: {e}"));
+                return db_failed(&self.retries, attempt, "commit", &e);
             }
             return dropped("silenced");
         }
@@ -294,17 +324,18 @@ impl InboundHandler {
         )
         .await
         {
-            return retry(&self.retries, attempt, format!("publish replies: {e}"));
+            // JetStream did not store them (an error, or no ack in time): ours.
+            return ours(format!("publish replies: {e}"));
         }
         if let Some(menu) = &turn.menu_shown
             && let Err(e) =
                 conversations::set_last_menu(&mut tx, &tenant.id, &message.chat_id, Some(menu))
                     .await
         {
-            return retry(&self.retries, attempt, format!("conversation: {e}"));
+            return db_failed(&self.retries, attempt, "conversation", &e);
         }
         if let Err(e) = tx.commit().await {
-            return retry(&self.retries, attempt, format!("commit: {e}"));
+            return db_failed(&self.retries, attempt, "commit", &e);
         }
         metrics::counter!("switchyard_router_replies_total").increment(parts.len() as u64);
         Outcome::Done
@@ -329,7 +360,7 @@ impl InboundHandler {
         }
         .await;
         if let Err(e) = updated {
-            return retry(&self.retries, attempt, format!("bridge state: {e}"));
+            return db_failed(&self.retries, attempt, "bridge state", &e);
         }
         self.tenants.invalidate(tenant).await;
         let announce = self

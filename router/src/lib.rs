@@ -3,15 +3,17 @@
 //! `outbound.<tenant>`.
 //!
 //! Layout: [`settings`]; [`runner`] (one worker per tenant lane, outcomes to
-//! ack / in-place retry / dead letter), [`inbound`] (a lane message read
-//! once) and [`gather`] (a chat's burst as one
-//! turn); [`handler`] (the per-event step) and [`retries`] (how long it waits
-//! before an in-place retry); [`takeover`] (what a `from_me`
+//! ack / in-place retry / backpressure / dead letter), [`inbound`] (a lane
+//! message read once) and [`gather`] (a chat's burst as one
+//! turn); [`handler`] (the per-event step), [`backpressure`] (trouble in our
+//! own infrastructure: whose fault an error is, and slowing intake) and
+//! [`retries`] (how long it waits before an in-place retry); [`takeover`] (what a `from_me`
 //! message means); [`conversations`]; [`bots`]; [`replies`]. The lanes and the
 //! tenant cache live in `switchyard_shared` (`lanes`, `tenant_cache`), shared
 //! with the sender. `main.rs` only wires things up; [`run`] is what tests
 //! start in-process.
 
+pub mod backpressure;
 pub mod bots;
 pub mod conversations;
 pub mod gather;
@@ -51,13 +53,14 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         tasks: service.tasks.clone(),
     })
     .await?;
+    let retries = retries::Retries::from_base(settings.retry_delay);
     let handler = Arc::new(handler::InboundHandler {
         js: service.jetstream.clone(),
         nats: service.nats.clone(),
         db: app_db,
         tenants,
         bots: bots::Bots::new(),
-        retries: retries::Retries::from_base(settings.retry_delay),
+        retries,
         echo_wait: settings.echo_wait,
         // The runner dead-letters past max_deliveries: decide before that.
         echo_attempts: settings.lanes.max_deliveries.saturating_sub(1).max(1),
@@ -69,6 +72,8 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         RunnerSettings {
             chats_in_flight: settings.chats_in_flight,
             max_attempts: settings.lanes.max_deliveries,
+            max_redeliveries: settings.max_redeliveries,
+            backpressure: retries.backpressure,
             backlog_chats_in_flight: settings.backlog_chats_in_flight,
         },
         service.shutdown.clone(),

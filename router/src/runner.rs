@@ -6,6 +6,18 @@
 //! tenant waits) or dead letter. Retrying in place rather than through a
 //! delayed redelivery is what keeps a chat's order across a transient failure.
 //!
+//! Two kinds of in-place retry: [`Outcome::Retry`] is the message's own
+//! transient failure (the bot's) and counts towards its attempts;
+//! [`Outcome::Backpressure`] is trouble in our own infrastructure and never
+//! does: it is retried without limit on a capped backoff, and slows every
+//! worker's intake while it lasts ([`crate::backpressure`]).
+//!
+//! Every message the worker holds is kept alive (queued behind its chat,
+//! gathered, being handled, waiting for a retry, waiting for its dead letter
+//! to be stored), so waiting for the infrastructure, however long, never
+//! gets a message redelivered while it is held. The server's delivery count
+//! is therefore not an attempt count: see [`RunnerSettings::max_redeliveries`].
+//!
 //! Bursts: a handler may ask for a chat's messages to be gathered into one
 //! turn ([`Handler::gather_window`]); the chat's task then waits for the
 //! chat to go quiet ([`crate::gather`]) and hands the whole burst to
@@ -14,7 +26,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     future::Future,
-    sync::Arc,
+    sync::{Arc, Weak},
     time::Duration,
 };
 
@@ -30,15 +42,23 @@ use switchyard_shared::{
     },
 };
 
-use crate::inbound::InboundMessage;
+use switchyard_shared::retry::RetryPolicy;
+
+use crate::{backpressure::Pressure, inbound::InboundMessage};
 
 /// What a handler decided about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Fully handled (its effects are durable): ack.
     Done,
-    /// A transient failure: try again after `after` (bounded by the attempt limit).
+    /// A transient failure of the message's own (the bot's): try again after
+    /// `after`; counts as an attempt, and past the attempt limit the message
+    /// is dead-lettered (`attempts_exhausted`).
     Retry { after: Duration, reason: String },
+    /// Trouble in our own infrastructure (database, pool, tenant lookup,
+    /// NATS): try again after the runner's backpressure backoff, without
+    /// limit; never counts as an attempt, never leads to a dead letter.
+    Backpressure { reason: String },
     /// Can never succeed: dead-letter, then terminate.
     DeadLetter(DeadLetter),
 }
@@ -110,8 +130,29 @@ pub async fn keep_alive_during<M: AsRef<LaneMessage>, F: Future>(
 pub struct RunnerSettings {
     /// Chats of one tenant processed at the same time.
     pub chats_in_flight: usize,
-    /// Attempts (deliveries plus in-place retries) before a dead letter.
+    /// Attempts of the message's own (handler runs ending in
+    /// [`Outcome::Retry`], in one delivery) before a dead letter.
     pub max_attempts: u32,
+    /// Deliveries by the server after which a message is dead-lettered
+    /// before it is handled (`attempts_exhausted`): the guard against a
+    /// message that crashes the process whenever it is handled, which is
+    /// redelivered without ever reaching an outcome.
+    ///
+    /// Why a limit of its own rather than the attempt limit: the server
+    /// counts every redelivery, and some are ours, not the message's: a
+    /// partition handed over or a replica stopped gives its messages back
+    /// (a nak), a killed replica's messages come back after `ack_wait`, and a
+    /// NATS outage longer than `ack_wait` loses the keep-alives of what is
+    /// held. None of those can be told apart from a crash afterwards, so the
+    /// count is compared with a limit well above what faults and deploys
+    /// add during one message's life (each adds one, at most), never with
+    /// the attempts. Waiting for our infrastructure adds nothing: held
+    /// messages are kept alive, however long the wait.
+    pub max_redeliveries: u32,
+    /// The wait after a turn met trouble in our infrastructure, by the
+    /// number of times in a row it did (never limited; see
+    /// [`crate::retries::Retries::backpressure`]).
+    pub backpressure: RetryPolicy,
     /// Chats of a backlogged tenant (one whose lane spilled) processed at the
     /// same time, instead of `chats_in_flight`: a tenant that fell behind
     /// drains at this concurrency, so its backlog cannot take the machine's
@@ -131,6 +172,7 @@ pub async fn run<H: Handler>(
 ) {
     let mut workers: HashMap<TenantId, (Arc<TenantLane>, tokio::task::JoinHandle<()>)> =
         HashMap::new();
+    let pressure = Arc::new(Pressure::new(settings.backpressure.max_delay));
     loop {
         let lane = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -147,6 +189,7 @@ pub async fn run<H: Handler>(
             handler: handler.clone(),
             js: js.clone(),
             settings: settings.clone(),
+            pressure: pressure.clone(),
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
         };
@@ -160,6 +203,7 @@ struct TenantWorker<H> {
     handler: Arc<H>,
     js: async_nats::jetstream::Context,
     settings: RunnerSettings,
+    pressure: Arc<Pressure>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -178,6 +222,10 @@ impl<H: Handler> TenantWorker<H> {
         let backlog = Arc::new(Semaphore::new(self.settings.backlog_chats_in_flight.max(1)));
         let taken = Arc::new(Semaphore::new(self.settings.chats_in_flight.max(1) * 2));
         let chats: ChatQueues = Arc::new(Mutex::new(HashMap::new()));
+        self.tasks.spawn(keep_queued_alive(
+            Arc::downgrade(&chats),
+            self.shutdown.clone(),
+        ));
         let this = Arc::new(self);
         loop {
             // Stop between messages: what is not taken stays for redelivery.
@@ -185,6 +233,15 @@ impl<H: Handler> TenantWorker<H> {
                 _ = this.shutdown.cancelled() => return,
                 p = taken.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             };
+            // While our infrastructure is in trouble, new work stays in the
+            // lane (which spills past its bound): one message per probe
+            // interval at most, until a step gets through.
+            if this.pressure.is_troubled() {
+                tokio::select! {
+                    _ = this.shutdown.cancelled() => return,
+                    _ = this.pressure.relieved_or_probe() => {}
+                }
+            }
             let message = tokio::select! {
                 _ = this.shutdown.cancelled() => return,
                 m = this.lane.next() => match m { Some(m) => InboundMessage::read(m), None => return },
@@ -224,7 +281,14 @@ impl<H: Handler> TenantWorker<H> {
                     }
                 }
             };
-            let turn = match self.handler.gather_window(&next).await {
+            // The window comes from the tenant row: a slow database must not
+            // let the message's ack wait run out meanwhile.
+            let window = keep_alive_during(
+                std::slice::from_ref(&next),
+                self.handler.gather_window(&next),
+            )
+            .await;
+            let turn = match window {
                 None => vec![next],
                 Some(window) => {
                     crate::gather::burst(
@@ -258,37 +322,45 @@ impl<H: Handler> TenantWorker<H> {
     }
 
     /// One turn (a message, or a gathered burst) to a final state: every
-    /// member acked, or dead-lettered and terminated.
+    /// member acked, or dead-lettered and terminated (or, on shutdown,
+    /// handed back for redelivery). The turn is kept alive in one scope
+    /// from start to end: a scope per try would restart the keep-alive
+    /// interval each time, and tries shorter than [`KEEP_ALIVE_EVERY`] in a
+    /// row (a pool timeout, then a short backoff, again and again) would
+    /// never keep it alive at all.
     async fn process(&self, turn: Vec<InboundMessage>) {
+        keep_alive_during(&turn, self.finish(&turn)).await;
+    }
+
+    async fn finish(&self, turn: &[InboundMessage]) {
         let Some(first) = turn.first() else {
             return;
         };
-        // Deliveries beyond the first were earlier attempts (a crash counts).
-        let mut attempt = turn
-            .iter()
-            .map(|m| m.lane().delivered())
-            .max()
-            .unwrap_or(1)
-            .max(1);
+        let delivered = turn.iter().map(|m| m.lane().delivered()).max().unwrap_or(1);
+        if delivered > self.settings.max_redeliveries {
+            let reason = DeadLetter::new(
+                DeadLetterCode::AttemptsExhausted,
+                format!(
+                    "delivered {delivered} times without being finished (does it crash the router?)"
+                ),
+            );
+            self.dead_letter(turn, &reason, delivered.saturating_sub(1))
+                .await;
+            return;
+        }
+        let seed = jitter_seed(first.lane().message_id());
+        let mut attempt = 1;
+        let mut stalls = 0u32;
         loop {
-            if attempt > self.settings.max_attempts {
-                let reason = DeadLetter::new(
-                    DeadLetterCode::AttemptsExhausted,
-                    format!("gave up after {} attempts", attempt - 1),
-                );
-                for message in &turn {
-                    self.dead_letter(message.lane(), &reason, attempt - 1).await;
-                }
-                return;
+            // Kept alive (by `process`): a slow bot or provider call, or a
+            // wait for our infrastructure, never outlives the ack wait.
+            let outcome = match turn {
+                [one] => self.handler.handle(one, attempt).await,
+                burst => self.handler.handle_turn(burst, attempt).await,
+            };
+            if !matches!(outcome, Outcome::Backpressure { .. }) {
+                self.pressure.relief();
             }
-            // A slow bot or provider call must not outlive the ack wait.
-            let outcome = keep_alive_during(&turn, async {
-                match turn.as_slice() {
-                    [one] => self.handler.handle(one, attempt).await,
-                    burst => self.handler.handle_turn(burst, attempt).await,
-                }
-            })
-            .await;
             match outcome {
                 Outcome::Done => {
                     // Last member first: if acking stops half-way (a crash),
@@ -300,40 +372,126 @@ impl<H: Handler> TenantWorker<H> {
                     return;
                 }
                 Outcome::DeadLetter(reason) => {
-                    for message in &turn {
-                        self.dead_letter(message.lane(), &reason, attempt).await;
-                    }
+                    self.dead_letter(turn, &reason, attempt).await;
                     return;
                 }
                 Outcome::Retry { after, reason } => {
+                    if attempt >= self.settings.max_attempts {
+                        let reason = DeadLetter::new(
+                            DeadLetterCode::AttemptsExhausted,
+                            format!("gave up after {attempt} attempts; last: {reason}"),
+                        );
+                        self.dead_letter(turn, &reason, attempt).await;
+                        return;
+                    }
                     tracing::info!(tenant.id = %first.lane().tenant(), message.id = %first.lane().message_id(), turn.messages = turn.len(), delivery.attempt = attempt, retry.reason = %reason, "transient failure; retrying in place");
-                    let shutting_down = keep_alive_during(&turn, async {
-                        tokio::select! {
-                            _ = self.shutdown.cancelled() => true,
-                            _ = tokio::time::sleep(after) => false,
-                        }
-                    })
-                    .await;
-                    if shutting_down {
-                        // Hand the turn back for redelivery.
-                        for message in &turn {
-                            message.lane().release(Duration::ZERO).await;
-                        }
+                    if !self.wait_in_place(turn, after).await {
                         return;
                     }
                     attempt += 1;
+                    // The step got past our infrastructure: a later trouble
+                    // starts its backoff afresh.
+                    stalls = 0;
+                }
+                Outcome::Backpressure { reason } => {
+                    stalls = stalls.saturating_add(1);
+                    self.pressure.trouble(&reason);
+                    metrics::counter!("switchyard_router_backpressure_total").increment(1);
+                    let after = backpressure_delay(&self.settings.backpressure, stalls, seed);
+                    tracing::debug!(tenant.id = %first.lane().tenant(), message.id = %first.lane().message_id(), turn.messages = turn.len(), backpressure.stalls = stalls, backpressure.reason = %reason, retry.after_ms = after.as_millis() as u64, "infrastructure trouble; holding the turn (no attempt spent)");
+                    if !self.wait_in_place(turn, after).await {
+                        return;
+                    }
                 }
             }
         }
     }
 
-    async fn dead_letter(&self, message: &LaneMessage, reason: &DeadLetter, attempts: u32) {
-        match dead_letter::publish(&self.js, message, reason, attempts).await {
-            Ok(()) => message.terminate().await,
-            Err(e) => {
-                tracing::error!(tenant.id = %message.tenant(), error = %e, "cannot store dead letter; message released for redelivery");
-                message.release(Duration::from_secs(5)).await;
+    /// Waits `after` (inside `process`, so the turn is kept alive). On
+    /// shutdown hands the turn back for redelivery and returns `false`.
+    async fn wait_in_place(&self, turn: &[InboundMessage], after: Duration) -> bool {
+        let shutting_down = tokio::select! {
+            _ = self.shutdown.cancelled() => true,
+            _ = tokio::time::sleep(after) => false,
+        };
+        if shutting_down {
+            for message in turn {
+                message.lane().release(Duration::ZERO).await;
             }
+        }
+        !shutting_down
+    }
+
+    /// Dead-letters every member of `turn`, each terminated once its letter
+    /// is stored. A letter that cannot be stored is our trouble, not the
+    /// message's: it is tried again in place (kept alive by `process`),
+    /// without limit, like any backpressure; on shutdown what is left is
+    /// handed back.
+    async fn dead_letter(&self, turn: &[InboundMessage], reason: &DeadLetter, attempts: u32) {
+        for (i, message) in turn.iter().enumerate() {
+            let message = message.lane();
+            let seed = jitter_seed(message.message_id());
+            let mut stalls = 0u32;
+            loop {
+                match dead_letter::publish(&self.js, message, reason, attempts).await {
+                    Ok(()) => {
+                        message.terminate().await;
+                        break;
+                    }
+                    Err(e) => {
+                        stalls = stalls.saturating_add(1);
+                        let why = format!("dead letter: {e}");
+                        self.pressure.trouble(&why);
+                        metrics::counter!("switchyard_router_backpressure_total").increment(1);
+                        tracing::warn!(tenant.id = %message.tenant(), message.id = %message.message_id(), error = %e, "cannot store the dead letter yet; holding the message");
+                        let after = backpressure_delay(&self.settings.backpressure, stalls, seed);
+                        if !self.wait_in_place(&turn[i..], after).await {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The wait after `stalls` backpressure outcomes in a row (the count is
+/// capped: the schedule reaches its cap long before).
+fn backpressure_delay(policy: &RetryPolicy, stalls: u32, seed: u64) -> Duration {
+    policy.retry_delay(stalls.min(32), None, seed)
+}
+
+/// A stable jitter seed from a message id (FNV-1a), so a decision is
+/// reproducible yet the held turns of a process spread their retries.
+fn jitter_seed(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Keeps alive every message queued in a worker's chat queues (taken from
+/// the lane, waiting behind its chat's turn or for a chat slot) every
+/// [`KEEP_ALIVE_EVERY`], until the worker and its chat tasks are gone.
+async fn keep_queued_alive(
+    chats: Weak<Mutex<HashMap<String, VecDeque<Taken>>>>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + KEEP_ALIVE_EVERY,
+        KEEP_ALIVE_EVERY,
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(chats) = chats.upgrade() else {
+            return;
+        };
+        let queues = chats.lock().await;
+        for (message, _) in queues.values().flatten() {
+            message.lane().keep_alive().await;
         }
     }
 }

@@ -23,6 +23,12 @@ pub struct Settings {
     /// `SWITCHYARD_RETRY_DELAY` (default 500ms): base of the in-place retry
     /// delays (see [`crate::retries::Retries`]).
     pub retry_delay: Duration,
+    /// `SWITCHYARD_MAX_REDELIVERIES` (default 20): deliveries by the server
+    /// after which a message that never reached an outcome is dead-lettered
+    /// unhandled (a message that crashes the router); see
+    /// [`crate::runner::RunnerSettings::max_redeliveries`] for why it is not
+    /// the attempt limit.
+    pub max_redeliveries: u32,
     /// `SWITCHYARD_ECHO_WAIT` (default 30s): a `from_me` event with an unknown
     /// id is held back while a send to its chat started this recently and is
     /// not yet recorded (the echo may have overtaken the send's answer).
@@ -48,6 +54,7 @@ impl Settings {
             tenant_cache_ttl: env
                 .duration("SWITCHYARD_TENANT_CACHE_TTL", Duration::from_secs(2))?,
             retry_delay: env.duration("SWITCHYARD_RETRY_DELAY", Duration::from_millis(500))?,
+            max_redeliveries: env.bounded("SWITCHYARD_MAX_REDELIVERIES", 20, 2..=10_000)?,
             echo_wait: env.duration("SWITCHYARD_ECHO_WAIT", Duration::from_secs(30))?,
             replica_id: env.string(
                 "SWITCHYARD_REPLICA_ID",

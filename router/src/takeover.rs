@@ -13,6 +13,11 @@
 //! growing delay until the send is recorded. If it is still undecided at the
 //! last attempt it is taken as ours: a send to that very chat was under way,
 //! and a wrong "human" would silence the bot for half an hour.
+//!
+//! A failed ledger read or takeover write is ours (backpressure, see
+//! [`crate::backpressure`]) unless PostgreSQL blames the data; the re-checks
+//! of an undecided echo are bounded attempts that end in "ours", never in a
+//! dead letter.
 
 use std::time::Duration;
 
@@ -24,7 +29,7 @@ use switchyard_shared::{
     tenants::Tenant,
 };
 
-use crate::{conversations, handler::InboundHandler, runner::Outcome};
+use crate::{conversations, handler, handler::InboundHandler, runner::Outcome};
 
 /// Re-checks of an undecided echo: 200 ms, doubled per attempt, at most 2 s.
 const ECHO_RECHECK: RetryPolicy =
@@ -53,12 +58,7 @@ impl InboundHandler {
         .await;
         let origin = match origin {
             Ok(o) => o,
-            Err(e) => {
-                return Outcome::Retry {
-                    after: self.retries.from_me_store.retry_delay(attempt, None, 0),
-                    reason: format!("ledger: {e}"),
-                };
-            }
+            Err(e) => return handler::db_failed(&self.retries, attempt, "ledger", &e),
         };
         match origin {
             EchoOrigin::Ours => counted("ours"),
@@ -83,10 +83,7 @@ impl InboundHandler {
         }
         .await;
         if let Err(e) = silenced {
-            return Outcome::Retry {
-                after: self.retries.from_me_store.retry_delay(attempt, None, 0),
-                reason: format!("takeover: {e}"),
-            };
+            return handler::db_failed(&self.retries, attempt, "takeover", &e);
         }
         tracing::info!(tenant.id = %tenant.id, takeover.minutes = minutes, "a person answered from the phone; the bot is silent in that chat");
         counted("human")

@@ -2,9 +2,13 @@
 //! one client mid-test without touching the server itself (PostgreSQL is
 //! shared by every test): after [`TcpProxy::cut`] every forwarded connection
 //! is closed under its client and new ones are refused, exactly what a
-//! client sees when the server behind it dies.
+//! client sees when the server behind it dies. [`TcpProxy::restore`] brings
+//! it back on the same port, as a server that restarts.
 
-use std::net::SocketAddr;
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -13,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug)]
 pub struct TcpProxy {
     addr: SocketAddr,
-    cut: CancellationToken,
+    upstream: SocketAddr,
+    /// Cancels the current listener and its connections.
+    cut: Arc<Mutex<CancellationToken>>,
 }
 
 impl TcpProxy {
@@ -25,7 +31,11 @@ impl TcpProxy {
         let addr = listener.local_addr().expect("the proxy's address");
         let cut = CancellationToken::new();
         tokio::spawn(accept(listener, upstream, cut.clone()));
-        Self { addr, cut }
+        Self {
+            addr,
+            upstream,
+            cut: Arc::new(Mutex::new(cut)),
+        }
     }
 
     /// The port clients should connect to instead of the upstream's.
@@ -36,13 +46,28 @@ impl TcpProxy {
     /// Closes every forwarded connection and stops listening: from now on a
     /// connection attempt is refused.
     pub fn cut(&self) {
-        self.cut.cancel();
+        self.current().cancel();
+    }
+
+    /// Listens again on the same port after [`TcpProxy::cut`]: new
+    /// connections are forwarded again (the cut ones stay closed).
+    pub async fn restore(&self) {
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .expect("bind the proxy's port again");
+        let cut = CancellationToken::new();
+        *self.cut.lock().expect("proxy lock") = cut.clone();
+        tokio::spawn(accept(listener, self.upstream, cut));
+    }
+
+    fn current(&self) -> CancellationToken {
+        self.cut.lock().expect("proxy lock").clone()
     }
 }
 
 impl Drop for TcpProxy {
     fn drop(&mut self) {
-        self.cut.cancel();
+        self.current().cancel();
     }
 }
 

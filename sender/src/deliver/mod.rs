@@ -111,7 +111,11 @@ impl Deliverer {
         Sent { result, ctx }
     }
 
-    /// Dead-letters a message whose reply has a ledger row, and marks the row dead.
+    /// Dead-letters a message whose reply has a ledger row, and marks the row
+    /// dead once the letter is stored. Not before: a letter that could not be
+    /// stored sends the message back to its lane (our trouble, no attempt
+    /// spent), and a row already marked dead would be claimed afresh
+    /// (attempts and age reset) and sent again.
     async fn dead_in_ledger(
         &self,
         message: LaneMessage,
@@ -122,7 +126,9 @@ impl Deliverer {
     ) -> StepResult {
         let tenant: TenantId = message.tenant().clone();
         let finished = self.dead(message, why, attempts, outcome).await;
-        if let Err(e) = deliveries::mark_dead(&self.db, &tenant, reply_id).await {
+        if matches!(finished, StepResult::Finished(_))
+            && let Err(e) = deliveries::mark_dead(&self.db, &tenant, reply_id).await
+        {
             tracing::warn!(tenant.id = %tenant, error = %e, "cannot mark the ledger row dead");
         }
         finished
