@@ -130,7 +130,7 @@ impl Keys {
         for _ in 0..CLAIM_FLUSH_SLOTS {
             tasks.spawn(key_writer::write_claims(
                 options.clone(),
-                claim_rx.clone(),
+                Arc::clone(&claim_rx),
                 policy.max_batch.max(1),
                 policy.linger,
             ));

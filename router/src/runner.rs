@@ -143,8 +143,8 @@ pub async fn run<H: Handler>(
             continue;
         }
         let worker = TenantWorker {
-            lane: lane.clone(),
-            handler: handler.clone(),
+            lane: Arc::clone(&lane),
+            handler: Arc::clone(&handler),
             js: js.clone(),
             settings: settings.clone(),
             shutdown: shutdown.clone(),
@@ -183,7 +183,7 @@ impl<H: Handler> TenantWorker<H> {
             // Stop between messages: what is not taken stays for redelivery.
             let permit = tokio::select! {
                 _ = this.shutdown.cancelled() => return,
-                p = taken.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                p = Arc::clone(&taken).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             };
             let message = tokio::select! {
                 _ = this.shutdown.cancelled() => return,
@@ -200,11 +200,11 @@ impl<H: Handler> TenantWorker<H> {
             drop(queues);
             let permit = tokio::select! {
                 _ = this.shutdown.cancelled() => return,
-                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             };
-            let worker = this.clone();
-            let chats = chats.clone();
-            let backlog = backlog.clone();
+            let worker = Arc::clone(&this);
+            let chats = Arc::clone(&chats);
+            let backlog = Arc::clone(&backlog);
             this.tasks.spawn(async move {
                 worker.drain_chat(&chats, &key, &backlog).await;
                 drop(permit);
@@ -248,7 +248,7 @@ impl<H: Handler> TenantWorker<H> {
                         }
                         return;
                     }
-                    p = keep_alive_during(&turn, backlog.clone().acquire_owned()) => p.ok(),
+                    p = keep_alive_during(&turn, Arc::clone(backlog).acquire_owned()) => p.ok(),
                 }
             } else {
                 None
