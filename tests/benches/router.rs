@@ -8,6 +8,10 @@
 //! it (goal ≤ 1.5×), for three ways the backlog can come about (see
 //! [`Scenario`]). Run: `cargo bench -p switchyard-tests --bench router`.
 
+// Benchmark tooling, not a service: a failed start-up stops the run loudly,
+// and the figures it prints on stdout are its report.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
+
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
