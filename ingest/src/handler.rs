@@ -25,7 +25,7 @@ use switchyard_shared::{
 
 use crate::{
     idempotency::{Keys, NextAction},
-    metrics,
+    metrics as m,
     publish::{Published, Publisher},
     rejection::Rejection,
     single_flight::{InFlight, Settled, Turn},
@@ -76,11 +76,11 @@ pub async fn receive(
     let response = match handle(&app, path, request).await {
         Ok(accepted) => accepted.into_response(),
         Err(rejection) => {
-            metrics::rejected(rejection.reason());
+            m::rejected(rejection.reason());
             rejection.into_response()
         }
     };
-    metrics::request_latency(response.status().as_u16(), started.elapsed());
+    m::request_latency(response.status().as_u16(), started.elapsed());
     response
 }
 
@@ -96,7 +96,7 @@ pub async fn unrouted(uri: axum::http::Uri) -> Response {
             reason = "invalid_tenant",
             "webhook refused: not /hook/<tenant>/<token>"
         );
-        metrics::rejected(Rejection::InvalidTenant.reason());
+        m::rejected(Rejection::InvalidTenant.reason());
         return Rejection::InvalidTenant.into_response();
     }
     axum::http::StatusCode::NOT_FOUND.into_response()
@@ -160,17 +160,17 @@ async fn handle(
     let kind = webhook.event().event.kind();
     match &webhook.event().event {
         WebhookEvent::Typing(_) if app.drop_typing => {
-            metrics::dropped(kind);
+            m::dropped(kind);
             return Ok(Accepted::Dropped);
         }
-        WebhookEvent::Unknown { .. } => metrics::unknown_event(),
+        WebhookEvent::Unknown { .. } => m::unknown_event(),
         _ => {}
     }
     let traceparent = traceparent::for_publish(trace_in.as_deref());
     let accepted = deliver(app, &webhook, received_at.as_millis() as i64, &traceparent).await?;
     match accepted {
-        Accepted::Published => metrics::accepted(kind),
-        Accepted::Duplicate => metrics::duplicate(),
+        Accepted::Published => m::accepted(kind),
+        Accepted::Duplicate => m::duplicate(),
         Accepted::Dropped => {}
     }
     tracing::debug!(
@@ -238,7 +238,7 @@ async fn claim_and_publish(
         NextAction::AlreadyPublished => return Ok(Accepted::Duplicate),
         NextAction::Publish | NextAction::Republish => {}
         NextAction::Degraded(why) => {
-            metrics::degraded(why.as_str());
+            m::degraded(why.as_str());
             tracing::warn!(
                 tenant.id = %tenant,
                 event.id = %event_id,

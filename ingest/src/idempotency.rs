@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::{
     key_writer::{self, Claim, Key},
-    metrics,
+    metrics as m,
 };
 
 /// How long claims bypass PostgreSQL after it failed or was too slow.
@@ -170,7 +170,7 @@ impl Keys {
         let queued = Instant::now();
         let degraded = match tokio::time::timeout(self.timeout, answer).await {
             Ok(Ok(action)) => {
-                metrics::claim_latency(queued.elapsed());
+                m::claim_latency(queued.elapsed());
                 return action;
             }
             Ok(Err(_dropped)) => Degraded::Error,
@@ -192,7 +192,7 @@ impl Keys {
             event: event.as_str().to_owned(),
         };
         if self.marks.try_send(key).is_err() {
-            metrics::mark_dropped();
+            m::mark_dropped();
         }
     }
 

@@ -26,7 +26,7 @@ use sqlx::{
 };
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::{idempotency::NextAction, metrics};
+use crate::{idempotency::NextAction, metrics as m};
 
 /// Longest a writer waits to open its connection.
 const CONNECT_BOUND: Duration = Duration::from_secs(5);
@@ -238,7 +238,7 @@ async fn gather<T>(
 }
 
 async fn flush_claims(connection: &mut WriterConnection, claims: Vec<Claim>) {
-    metrics::claim_batch(claims.len());
+    m::claim_batch(claims.len());
     let (tenants, events): (Vec<&str>, Vec<&str>) = claims
         .iter()
         .map(|c| (c.key.tenant.as_str(), c.key.event.as_str()))

@@ -18,7 +18,7 @@ use async_nats::{
 };
 use switchyard_shared::{events, subjects};
 
-use crate::{metrics, verify::VerifiedWebhook};
+use crate::{metrics as m, verify::VerifiedWebhook};
 
 /// How a successful publish ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +92,7 @@ impl Publisher {
         let ack = tokio::time::timeout(self.timeout, attempt)
             .await
             .map_err(|_| PublishError::TimedOut(self.timeout))??;
-        metrics::publish_latency(started.elapsed());
+        m::publish_latency(started.elapsed());
         Ok(if ack.duplicate {
             Published::Duplicate
         } else {

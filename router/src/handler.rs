@@ -33,7 +33,7 @@ use crate::{
     bots::{BotError, BotInput, Bots, sender_role},
     conversations,
     inbound::InboundMessage,
-    replies,
+    metrics as m, replies,
     retries::Retries,
     runner::{Handler, Outcome},
 };
@@ -66,7 +66,7 @@ fn retry(retries: &Retries, attempt: u32, reason: impl Into<String>) -> Outcome 
 }
 
 fn dropped(reason: &'static str) -> Outcome {
-    metrics::counter!("switchyard_router_dropped_total", "reason" => reason).increment(1);
+    metrics::counter!(m::DROPPED, "reason" => reason).increment(1);
     Outcome::Done
 }
 
@@ -78,8 +78,7 @@ impl Handler for InboundHandler {
     async fn handle(&self, message: &InboundMessage, attempt: u32) -> Outcome {
         let started = std::time::Instant::now();
         let outcome = self.step(message, attempt).await;
-        metrics::histogram!("switchyard_router_step_seconds")
-            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::STEP_SECONDS).record(started.elapsed().as_secs_f64());
         outcome
     }
 
@@ -109,9 +108,8 @@ impl Handler for InboundHandler {
     async fn handle_turn(&self, messages: &[InboundMessage], attempt: u32) -> Outcome {
         let started = std::time::Instant::now();
         let outcome = self.turn(messages, attempt).await;
-        metrics::histogram!("switchyard_router_step_seconds")
-            .record(started.elapsed().as_secs_f64());
-        metrics::histogram!("switchyard_router_turn_messages").record(messages.len() as f64);
+        metrics::histogram!(m::STEP_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::TURN_MESSAGES).record(messages.len() as f64);
         outcome
     }
 }
@@ -172,7 +170,7 @@ impl InboundHandler {
         match admission::admit(&self.tenants, tenant, claimed).await {
             Admission::Serve(row) => Ok(row),
             Admission::Mismatch => {
-                metrics::counter!("switchyard_router_tenant_mismatch_total").increment(1);
+                metrics::counter!(m::TENANT_MISMATCH).increment(1);
                 tracing::error!(tenant.id = %tenant, "payload customer_ref disagrees with the subject's tenant; dead-lettered");
                 Err(dead(
                     DeadLetterCode::TenantMismatch,
@@ -306,7 +304,7 @@ impl InboundHandler {
         if let Err(e) = tx.commit().await {
             return retry(&self.retries, attempt, format!("commit: {e}"));
         }
-        metrics::counter!("switchyard_router_replies_total").increment(parts.len() as u64);
+        metrics::counter!(m::REPLIES).increment(parts.len() as u64);
         Outcome::Done
     }
 
@@ -344,8 +342,7 @@ impl InboundHandler {
             tracing::warn!(tenant.id = %tenant, error = %e, "cannot announce bridge state");
         }
         tracing::info!(tenant.id = %tenant, bridge.state = %state, "bridge state changed");
-        metrics::counter!("switchyard_router_bridge_state_total", "state" => state.as_str().to_owned())
-            .increment(1);
+        metrics::counter!(m::BRIDGE_STATE, "state" => state.as_str().to_owned()).increment(1);
         Outcome::Done
     }
 }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     ids::TenantId,
     lanes::{LaneMessage, Lanes, TenantLane, consumer::PRIORITY_GROUP, tenant_lane::Offered},
-    subjects,
+    metrics as m, subjects,
 };
 
 impl Lanes {
@@ -84,7 +84,8 @@ impl Lanes {
     ) {
         let direction = self.inner.direction;
         let Some(tenant) = subjects::tenant_of(&message.subject) else {
-            metrics::counter!("switchyard_lane_invalid_subject_total", "direction" => direction.as_str()).increment(1);
+            metrics::counter!(m::LANE_INVALID_SUBJECT, "direction" => direction.as_str())
+                .increment(1);
             tracing::warn!(
                 lane.partition = partition,
                 "message with an invalid tenant token in its subject; terminated"
