@@ -42,7 +42,7 @@ pub(crate) fn start(
 ) -> Flapping {
     let stop = CancellationToken::new();
     let flips = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let (token, counter) = (stop.clone(), flips.clone());
+    let (token, counter) = (stop.clone(), Arc::clone(&flips));
     let up_for = period.saturating_sub(down_for);
     tokio::spawn(async move {
         loop {

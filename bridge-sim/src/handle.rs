@@ -67,7 +67,8 @@ impl SimHandle {
             .map_err(std::io::Error::other)?;
         let shutdown = CancellationToken::new();
         let shared = Arc::new(Shared::new(&config, webhook_http, shutdown.clone()));
-        let app = http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app =
+            http::router(Arc::clone(&shared)).into_make_service_with_connect_info::<SocketAddr>();
         let stop = shutdown.clone();
         let server = tokio::spawn(async move {
             let served = axum::serve(listener, app)
@@ -222,7 +223,7 @@ impl SimHandle {
         down_for: Duration,
     ) -> crate::Flapping {
         crate::flap::start(
-            self.inner.shared.clone(),
+            Arc::clone(&self.inner.shared),
             customer_ref.to_owned(),
             period,
             down_for,

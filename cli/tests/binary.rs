@@ -1,6 +1,10 @@
 //! The `switchyard` binary itself: help that reads well, and exit codes a
 //! script can rely on for refusals that happen before any store is touched.
 
+// A test crate: a helper that cannot run the binary stops the test loudly
+// (clippy's `allow-expect-in-tests` covers only the `#[test]` functions).
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::process::{Command, Output, Stdio};
 
 fn switchyard(args: &[&str], env: &[(&str, &str)]) -> Output {

@@ -33,7 +33,7 @@ use switchyard_shared::ids::TenantId;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    metrics,
+    metrics as m,
     outbox::Outbox,
     publish::{InboundMessage, Published, Publisher},
 };
@@ -239,7 +239,7 @@ impl Flusher {
             d.count_ended(counts);
             (d.total(), d.tenants())
         });
-        metrics::outbox_depth(total, tenants);
+        m::outbox_depth(total, tenants);
         let _ = tokio::time::timeout(
             STATEMENT_BOUND,
             sqlx::query(FORGET_LEASES_SQL).execute(&self.db),
@@ -263,11 +263,11 @@ impl Flusher {
             Ok(Ok(tenants)) => tenants,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cannot lease outbox tenants");
-                metrics::outbox_flush_failed("database");
+                m::outbox_flush_failed("database");
                 return Round::Failed;
             }
             Err(_) => {
-                metrics::outbox_flush_failed("database");
+                m::outbox_flush_failed("database");
                 return Round::Failed;
             }
         };
@@ -310,11 +310,11 @@ impl Flusher {
             Ok(Ok(rows)) => rows,
             Ok(Err(e)) => {
                 tracing::warn!(tenant.id = %tenant, error = %e, "cannot read the outbox");
-                metrics::outbox_flush_failed("database");
+                m::outbox_flush_failed("database");
                 return Round::Failed;
             }
             Err(_) => {
-                metrics::outbox_flush_failed("database");
+                m::outbox_flush_failed("database");
                 return Round::Failed;
             }
         };
@@ -344,7 +344,7 @@ impl Flusher {
             );
             match self.publisher.publish(&message, || false).await {
                 Ok(published) => {
-                    metrics::outbox_flushed(published == Published::Duplicate);
+                    m::outbox_flushed(published == Published::Duplicate);
                     done.push(seq);
                 }
                 Err(failure) => {
@@ -354,7 +354,7 @@ impl Flusher {
                         error = %failure,
                         "outboxed event not published yet; will retry"
                     );
-                    metrics::outbox_flush_failed("publish");
+                    m::outbox_flush_failed("publish");
                     failed = true;
                     break;
                 }
@@ -379,7 +379,7 @@ impl Flusher {
                     if let Ok(Err(e)) = other {
                         tracing::warn!(tenant.id = %tenant, error = %e, "cannot delete flushed outbox rows");
                     }
-                    metrics::outbox_flush_failed("database");
+                    m::outbox_flush_failed("database");
                     return Round::Failed;
                 }
             }

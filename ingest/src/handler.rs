@@ -26,7 +26,7 @@ use switchyard_shared::{
 
 use crate::{
     idempotency::{Keys, NextAction},
-    metrics::{self, OutboxCause},
+    metrics::{self as m, OutboxCause},
     outbox::{NotStored, Outbox, Stored},
     publish::{InboundMessage, Published, Publisher},
     rejection::Rejection,
@@ -81,11 +81,11 @@ pub async fn receive(
     let response = match handle(&app, path, request).await {
         Ok(accepted) => accepted.into_response(),
         Err(rejection) => {
-            metrics::rejected(rejection.reason());
+            m::rejected(rejection.reason());
             rejection.into_response()
         }
     };
-    metrics::request_latency(response.status().as_u16(), started.elapsed());
+    m::request_latency(response.status().as_u16(), started.elapsed());
     response
 }
 
@@ -101,7 +101,7 @@ pub async fn unrouted(uri: axum::http::Uri) -> Response {
             reason = "invalid_tenant",
             "webhook refused: not /hook/<tenant>/<token>"
         );
-        metrics::rejected(Rejection::InvalidTenant.reason());
+        m::rejected(Rejection::InvalidTenant.reason());
         return Rejection::InvalidTenant.into_response();
     }
     axum::http::StatusCode::NOT_FOUND.into_response()
@@ -165,17 +165,17 @@ async fn handle(
     let kind = webhook.event().event.kind();
     match &webhook.event().event {
         WebhookEvent::Typing(_) if app.drop_typing => {
-            metrics::dropped(kind);
+            m::dropped(kind);
             return Ok(Accepted::Dropped);
         }
-        WebhookEvent::Unknown { .. } => metrics::unknown_event(),
+        WebhookEvent::Unknown { .. } => m::unknown_event(),
         _ => {}
     }
     let traceparent = traceparent::for_publish(trace_in.as_deref());
     let accepted = deliver(app, &webhook, received_at.as_millis() as i64, &traceparent).await?;
     match accepted {
-        Accepted::Published | Accepted::Outboxed => metrics::accepted(kind),
-        Accepted::Duplicate => metrics::duplicate(),
+        Accepted::Published | Accepted::Outboxed => m::accepted(kind),
+        Accepted::Duplicate => m::duplicate(),
         Accepted::Dropped => {}
     }
     tracing::debug!(
@@ -246,7 +246,7 @@ async fn claim_and_publish(
         }
         NextAction::Publish | NextAction::Republish => {}
         NextAction::Degraded(why) => {
-            metrics::degraded(why.as_str());
+            m::degraded(why.as_str());
             tracing::warn!(
                 tenant.id = %tenant,
                 event.id = %event_id,
@@ -268,7 +268,7 @@ async fn claim_and_publish(
             Ok(stored) => return Ok(outboxed(stored, OutboxCause::Backlog)),
             Err(not_stored) => {
                 // Losing the event would be worse than letting it overtake.
-                metrics::outbox_refused(not_stored.why.as_str());
+                m::outbox_refused(not_stored.why.as_str());
                 tracing::warn!(
                     tenant.id = %tenant,
                     event.id = %event_id,
@@ -307,14 +307,14 @@ async fn claim_and_publish(
                 return Ok(outboxed(stored, OutboxCause::PublishFailed));
             }
             Err(refusal) => {
-                metrics::outbox_refused(refusal.why.as_str());
+                m::outbox_refused(refusal.why.as_str());
                 refusal
             }
         },
     };
     let may_be_stored = failure.may_be_stored || refusal.may_be_stored;
     if may_be_stored {
-        metrics::unavailable_uncertain();
+        m::unavailable_uncertain();
     }
     tracing::error!(
         tenant.id = %tenant,
@@ -331,7 +331,7 @@ async fn claim_and_publish(
 fn outboxed(stored: Stored, cause: OutboxCause) -> Accepted {
     match stored {
         Stored::New => {
-            metrics::outboxed(cause);
+            m::outboxed(cause);
             Accepted::Outboxed
         }
         Stored::Duplicate => Accepted::Duplicate,

@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::{
     key_writer::{self, Claim, Key},
-    metrics,
+    metrics as m,
 };
 
 /// How long claims bypass PostgreSQL after it failed or was too slow.
@@ -155,7 +155,7 @@ impl Keys {
         for _ in 0..CLAIM_FLUSH_SLOTS {
             tasks.spawn(key_writer::write_claims(
                 options.clone(),
-                claim_rx.clone(),
+                Arc::clone(&claim_rx),
                 policy.max_batch.max(1),
                 policy.linger,
             ));
@@ -195,7 +195,7 @@ impl Keys {
         let queued = Instant::now();
         let degraded = match tokio::time::timeout(self.timeout, answer).await {
             Ok(Ok(action)) => {
-                metrics::claim_latency(queued.elapsed());
+                m::claim_latency(queued.elapsed());
                 return action;
             }
             Ok(Err(_dropped)) => Degraded::Error,
@@ -217,7 +217,7 @@ impl Keys {
             event: event.as_str().to_owned(),
         };
         if self.marks.try_send(key).is_err() {
-            metrics::mark_dropped();
+            m::mark_dropped();
         }
     }
 

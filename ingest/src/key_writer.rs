@@ -29,7 +29,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::{
     idempotency::{Claimed, NextAction},
-    metrics,
+    metrics as m,
 };
 
 /// Longest a writer waits to open its connection.
@@ -253,7 +253,7 @@ pub(crate) async fn gather<T>(
 }
 
 async fn flush_claims(connection: &mut WriterConnection, claims: Vec<Claim>) {
-    metrics::claim_batch(claims.len());
+    m::claim_batch(claims.len());
     let (tenants, events): (Vec<&str>, Vec<&str>) = claims
         .iter()
         .map(|c| (c.key.tenant.as_str(), c.key.event.as_str()))

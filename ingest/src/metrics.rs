@@ -1,6 +1,8 @@
 //! Every metric ingest emits, named once here so dashboards and docs have one
 //! list. Labels come from closed sets (`&'static str`): a hostile sender can
-//! never grow the label space.
+//! never grow the label space. Call sites use the helpers through
+//! `use crate::metrics as m;` (`m::accepted(kind)`), which leaves `metrics`
+//! naming the facade crate.
 
 use std::time::Duration;
 

@@ -53,7 +53,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::{
     key_writer::{self, WriterConnection},
-    metrics,
+    metrics as m,
     publish::InboundMessage,
 };
 
@@ -198,8 +198,8 @@ impl Outbox {
         tasks.spawn(write_events(
             connect_options(database, policy.write_timeout),
             queue,
-            depth.clone(),
-            written.clone(),
+            Arc::clone(&depth),
+            Arc::clone(&written),
         ));
         Self {
             writes,
@@ -234,7 +234,7 @@ impl Outbox {
         let write = Write {
             message: message.clone(),
             deadline: started + self.policy.write_timeout,
-            taken: taken.clone(),
+            taken: Arc::clone(&taken),
             reply,
         };
         if self.writes.try_send(write).is_err() {
@@ -245,7 +245,7 @@ impl Outbox {
         // statement that outlived this wait committed.
         match tokio::time::timeout(self.policy.write_timeout, answer).await {
             Ok(Ok(Ok(stored))) => {
-                metrics::outbox_write_latency(started.elapsed());
+                m::outbox_write_latency(started.elapsed());
                 Ok(stored)
             }
             Ok(Ok(Err(why))) => Err(why.into()),
@@ -354,7 +354,7 @@ async fn write_batch(
     for &i in &rows {
         batch[i].taken.store(true, Ordering::Release);
     }
-    metrics::outbox_batch(rows.len());
+    m::outbox_batch(rows.len());
     let pick = |f: &dyn Fn(&InboundMessage) -> String| -> Vec<String> {
         rows.iter().map(|&i| f(&batch[i].message)).collect()
     };

@@ -31,7 +31,7 @@ use backon::{BackoffBuilder as _, ExponentialBuilder};
 use bytes::Bytes;
 use switchyard_shared::{events, ids::TenantId, subjects};
 
-use crate::{metrics, verify::VerifiedWebhook};
+use crate::{metrics as m, verify::VerifiedWebhook};
 
 /// First pause between two attempts; doubled (with jitter) up to [`MAX_RETRY_DELAY`].
 const MIN_RETRY_DELAY: Duration = Duration::from_millis(25);
@@ -256,9 +256,9 @@ impl Publisher {
                 .await;
             let error = match result {
                 Ok(published) => {
-                    metrics::publish_latency(started.elapsed());
+                    m::publish_latency(started.elapsed());
                     if attempts > 1 {
-                        metrics::publish_retried_ok();
+                        m::publish_retried_ok();
                     }
                     return Ok(published);
                 }
@@ -274,7 +274,7 @@ impl Publisher {
                     may_be_stored,
                 });
             }
-            metrics::publish_retry(error.as_str());
+            m::publish_retry(error.as_str());
             tokio::time::sleep(pause).await;
         }
     }

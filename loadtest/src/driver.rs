@@ -166,11 +166,11 @@ pub async fn run(
                 .unwrap_or_else(PoisonError::into_inner)
                 .sample();
         }
-        let permit = limit.clone().acquire_owned().await?;
+        let permit = Arc::clone(&limit).acquire_owned().await?;
         let (http, url, sent, progress) = (
             http.clone(),
             urls[p.tenant].clone(),
-            sent.clone(),
+            Arc::clone(&sent),
             progress.clone(),
         );
         let body = event_body(&scenario.tenants[p.tenant].id, p.event);

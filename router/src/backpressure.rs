@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::metrics as m;
+
 /// Whose fault a failed step is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -86,7 +88,7 @@ impl Pressure {
             .troubled
             .send_if_modified(|troubled| !std::mem::replace(troubled, true));
         if began {
-            metrics::gauge!("switchyard_router_backpressure").set(1.0);
+            metrics::gauge!(m::BACKPRESSURE).set(1.0);
             tracing::warn!(backpressure.reason = %reason, "our infrastructure is in trouble: holding messages and slowing intake until it recovers");
         }
     }
@@ -97,7 +99,7 @@ impl Pressure {
             .troubled
             .send_if_modified(|troubled| std::mem::replace(troubled, false));
         if ended {
-            metrics::gauge!("switchyard_router_backpressure").set(0.0);
+            metrics::gauge!(m::BACKPRESSURE).set(0.0);
             tracing::info!("our infrastructure answers again: intake resumes");
         }
     }

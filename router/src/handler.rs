@@ -47,7 +47,7 @@ use crate::{
     bots::{BotError, BotInput, Bots, sender_role},
     conversations,
     inbound::InboundMessage,
-    replies,
+    metrics as m, replies,
     retries::Retries,
     runner::{Handler, Outcome},
 };
@@ -101,7 +101,7 @@ pub(crate) fn db_failed(
 }
 
 fn dropped(reason: &'static str) -> Outcome {
-    metrics::counter!("switchyard_router_dropped_total", "reason" => reason).increment(1);
+    metrics::counter!(m::DROPPED, "reason" => reason).increment(1);
     Outcome::Done
 }
 
@@ -113,8 +113,7 @@ impl Handler for InboundHandler {
     async fn handle(&self, message: &InboundMessage, attempt: u32) -> Outcome {
         let started = std::time::Instant::now();
         let outcome = self.step(message, attempt).await;
-        metrics::histogram!("switchyard_router_step_seconds")
-            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::STEP_SECONDS).record(started.elapsed().as_secs_f64());
         outcome
     }
 
@@ -144,9 +143,8 @@ impl Handler for InboundHandler {
     async fn handle_turn(&self, messages: &[InboundMessage], attempt: u32) -> Outcome {
         let started = std::time::Instant::now();
         let outcome = self.turn(messages, attempt).await;
-        metrics::histogram!("switchyard_router_step_seconds")
-            .record(started.elapsed().as_secs_f64());
-        metrics::histogram!("switchyard_router_turn_messages").record(messages.len() as f64);
+        metrics::histogram!(m::STEP_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::TURN_MESSAGES).record(messages.len() as f64);
         outcome
     }
 }
@@ -206,7 +204,7 @@ impl InboundHandler {
         match admission::admit(&self.tenants, tenant, claimed).await {
             Admission::Serve(row) => Ok(row),
             Admission::Mismatch => {
-                metrics::counter!("switchyard_router_tenant_mismatch_total").increment(1);
+                metrics::counter!(m::TENANT_MISMATCH).increment(1);
                 tracing::error!(tenant.id = %tenant, "payload customer_ref disagrees with the subject's tenant; dead-lettered");
                 Err(dead(
                     DeadLetterCode::TenantMismatch,
@@ -337,7 +335,7 @@ impl InboundHandler {
         if let Err(e) = tx.commit().await {
             return db_failed(&self.retries, attempt, "commit", &e);
         }
-        metrics::counter!("switchyard_router_replies_total").increment(parts.len() as u64);
+        metrics::counter!(m::REPLIES).increment(parts.len() as u64);
         Outcome::Done
     }
 
@@ -375,8 +373,7 @@ impl InboundHandler {
             tracing::warn!(tenant.id = %tenant, error = %e, "cannot announce bridge state");
         }
         tracing::info!(tenant.id = %tenant, bridge.state = %state, "bridge state changed");
-        metrics::counter!("switchyard_router_bridge_state_total", "state" => state.as_str().to_owned())
-            .increment(1);
+        metrics::counter!(m::BRIDGE_STATE, "state" => state.as_str().to_owned()).increment(1);
         Outcome::Done
     }
 }

@@ -8,7 +8,8 @@
 //! turn); [`handler`] (the per-event step), [`backpressure`] (trouble in our
 //! own infrastructure: whose fault an error is, and slowing intake) and
 //! [`retries`] (how long it waits before an in-place retry); [`takeover`] (what a `from_me`
-//! message means); [`conversations`]; [`bots`]; [`replies`]. The lanes and the
+//! message means); [`conversations`]; [`bots`]; [`replies`]; [`metrics`] (every
+//! metric name the router emits). The lanes and the
 //! tenant cache live in `switchyard_shared` (`lanes`, `tenant_cache`), shared
 //! with the sender. `main.rs` only wires things up; [`run`] is what tests
 //! start in-process.
@@ -19,6 +20,7 @@ pub mod conversations;
 pub mod gather;
 pub mod handler;
 pub mod inbound;
+pub mod metrics;
 pub mod replies;
 pub mod retries;
 pub mod runner;

@@ -44,7 +44,7 @@ use switchyard_shared::{
 
 use switchyard_shared::retry::RetryPolicy;
 
-use crate::{backpressure::Pressure, inbound::InboundMessage};
+use crate::{backpressure::Pressure, inbound::InboundMessage, metrics as m};
 
 /// What a handler decided about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,11 +185,11 @@ pub async fn run<H: Handler>(
             continue;
         }
         let worker = TenantWorker {
-            lane: lane.clone(),
-            handler: handler.clone(),
+            lane: Arc::clone(&lane),
+            handler: Arc::clone(&handler),
             js: js.clone(),
             settings: settings.clone(),
-            pressure: pressure.clone(),
+            pressure: Arc::clone(&pressure),
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
         };
@@ -231,7 +231,7 @@ impl<H: Handler> TenantWorker<H> {
             // Stop between messages: what is not taken stays for redelivery.
             let permit = tokio::select! {
                 _ = this.shutdown.cancelled() => return,
-                p = taken.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                p = Arc::clone(&taken).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             };
             // While our infrastructure is in trouble, new work stays in the
             // lane (which spills past its bound): one message per probe
@@ -257,11 +257,11 @@ impl<H: Handler> TenantWorker<H> {
             drop(queues);
             let permit = tokio::select! {
                 _ = this.shutdown.cancelled() => return,
-                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             };
-            let worker = this.clone();
-            let chats = chats.clone();
-            let backlog = backlog.clone();
+            let worker = Arc::clone(&this);
+            let chats = Arc::clone(&chats);
+            let backlog = Arc::clone(&backlog);
             this.tasks.spawn(async move {
                 worker.drain_chat(&chats, &key, &backlog).await;
                 drop(permit);
@@ -312,7 +312,7 @@ impl<H: Handler> TenantWorker<H> {
                         }
                         return;
                     }
-                    p = keep_alive_during(&turn, backlog.clone().acquire_owned()) => p.ok(),
+                    p = keep_alive_during(&turn, Arc::clone(backlog).acquire_owned()) => p.ok(),
                 }
             } else {
                 None
@@ -396,7 +396,7 @@ impl<H: Handler> TenantWorker<H> {
                 Outcome::Backpressure { reason } => {
                     stalls = stalls.saturating_add(1);
                     self.pressure.trouble(&reason);
-                    metrics::counter!("switchyard_router_backpressure_total").increment(1);
+                    metrics::counter!(m::BACKPRESSURE_TOTAL).increment(1);
                     let after = backpressure_delay(&self.settings.backpressure, stalls, seed);
                     tracing::debug!(tenant.id = %first.lane().tenant(), message.id = %first.lane().message_id(), turn.messages = turn.len(), backpressure.stalls = stalls, backpressure.reason = %reason, retry.after_ms = after.as_millis() as u64, "infrastructure trouble; holding the turn (no attempt spent)");
                     if !self.wait_in_place(turn, after).await {
@@ -442,7 +442,7 @@ impl<H: Handler> TenantWorker<H> {
                         stalls = stalls.saturating_add(1);
                         let why = format!("dead letter: {e}");
                         self.pressure.trouble(&why);
-                        metrics::counter!("switchyard_router_backpressure_total").increment(1);
+                        metrics::counter!(m::BACKPRESSURE_TOTAL).increment(1);
                         tracing::warn!(tenant.id = %message.tenant(), message.id = %message.message_id(), error = %e, "cannot store the dead letter yet; holding the message");
                         let after = backpressure_delay(&self.settings.backpressure, stalls, seed);
                         if !self.wait_in_place(&turn[i..], after).await {

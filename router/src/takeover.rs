@@ -29,14 +29,14 @@ use switchyard_shared::{
     tenants::Tenant,
 };
 
-use crate::{conversations, handler, handler::InboundHandler, runner::Outcome};
+use crate::{conversations, handler, handler::InboundHandler, metrics as m, runner::Outcome};
 
 /// Re-checks of an undecided echo: 200 ms, doubled per attempt, at most 2 s.
 const ECHO_RECHECK: RetryPolicy =
     RetryPolicy::exponential(Duration::from_millis(200), Duration::from_secs(2));
 
 fn counted(kind: &'static str) -> Outcome {
-    metrics::counter!("switchyard_router_from_me_total", "origin" => kind).increment(1);
+    metrics::counter!(m::FROM_ME, "origin" => kind).increment(1);
     Outcome::Done
 }
 

@@ -75,8 +75,8 @@ pub async fn run(
             let at = bucket.ready_at(now).unwrap_or(now + Duration::from_secs(1));
             tokio::time::sleep_until(at.max(now + Duration::from_millis(1))).await;
         }
-        let permit = slots.clone().acquire_owned().await?;
-        let deliverer = deliverer.clone();
+        let permit = Arc::clone(&slots).acquire_owned().await?;
+        let deliverer = Arc::clone(&deliverer);
         let lane_message = LaneMessage::new(tenant, subjects::Direction::Outbound, message);
         tokio::spawn(async move {
             let mut message = lane_message;

@@ -5,7 +5,8 @@
 //! [`fleet_budget`] (the budget shared by replicas); [`retry_policy`] (what a
 //! send's result means); [`outbound`] (a reply lane message read once);
 //! [`deliver`] (one send); [`dispatcher`] (the loop that ties them to the
-//! tenant lanes); [`fifo`] (the unfair baseline). The lanes, the retry
+//! tenant lanes); [`fifo`] (the unfair baseline); [`metrics`] (every metric
+//! name the sender emits). The lanes, the retry
 //! schedule, the delivery ledger (`deliveries`: sent at most once) and the
 //! WA Bridges client live in `switchyard_shared`. `main.rs` only wires things
 //! up; [`run`] is what tests start in-process.
@@ -15,6 +16,7 @@ pub mod dispatcher;
 pub mod fair_share;
 pub mod fifo;
 pub mod fleet_budget;
+pub mod metrics;
 pub mod outbound;
 pub mod retry_policy;
 pub mod settings;

@@ -12,6 +12,7 @@
 //! - [`standard_webhooks`]: signing and verifying Standard Webhooks headers;
 //! - [`config`]: environment-driven settings, validated at start-up, secrets that never print;
 //! - [`telemetry`], [`shutdown`], [`ops_server`]: logs, graceful stop, `/healthz` `/readyz` `/metrics`;
+//! - [`metrics`]: every metric name shared code emits (lanes, dead letters, the WA Bridges client);
 //! - [`service`]: the start-up and shutdown every binary shares;
 //! - [`lanes`]: per-tenant lanes over partitioned JetStream consumers (router and sender);
 //! - [`admission`]: the tenant check every worker step opens with;
@@ -30,6 +31,7 @@ pub mod events;
 pub mod ids;
 pub mod lanes;
 pub mod message_ids;
+pub mod metrics;
 pub mod nats;
 pub mod ops_server;
 pub mod replies;

@@ -17,6 +17,8 @@ static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn metrics_handle() -> &'static PrometheusHandle {
     PROMETHEUS.get_or_init(|| {
+        // `set_buckets` only refuses an empty list, and this one is a constant.
+        #[allow(clippy::expect_used)]
         let recorder = PrometheusBuilder::new()
             .set_buckets(&[
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,

@@ -14,6 +14,10 @@
 //! 3. ingest at half that rate, open loop (requests start on a fixed schedule
 //!    and latency counts from the scheduled start, so a stall is not hidden).
 
+// Benchmark tooling, not a service: a failed start-up stops the run loudly,
+// and the figures it prints on stdout are its report.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
+
 use std::{
     sync::{
         Arc,
@@ -162,7 +166,7 @@ async fn run_phases(
 
     let meter = CpuMeter::start(&pool, nats).await;
     let max = {
-        let (http, urls, tenants) = (http.clone(), urls.clone(), tenants.clone());
+        let (http, urls, tenants) = (http.clone(), Arc::clone(&urls), Arc::clone(&tenants));
         load.spawn(async move { ingest_closed_loop(&http, &urls, &tenants).await })
             .await?
     };
@@ -196,7 +200,7 @@ async fn run_phases(
     let half_rate = max.rate / 2.0;
     let meter = CpuMeter::start(&pool, nats).await;
     let (half, timeline) = {
-        let (http, urls, tenants) = (http.clone(), urls.clone(), tenants.clone());
+        let (http, urls, tenants) = (http.clone(), Arc::clone(&urls), Arc::clone(&tenants));
         load.spawn(async move { ingest_open_loop(&http, &urls, &tenants, half_rate).await })
             .await?
     };
@@ -276,7 +280,7 @@ where
     let errors = Arc::new(AtomicU64::new(0));
     let workers = (0..CONCURRENCY).map(|w| {
         let work = work.clone();
-        let errors = errors.clone();
+        let errors = Arc::clone(&errors);
         tokio::spawn(async move {
             let mut latency = histogram();
             let mut n = 0u64;
@@ -318,9 +322,9 @@ async fn baseline(
     js: &jetstream::Context,
     tenants: &Arc<Vec<TenantId>>,
 ) -> anyhow::Result<Figures> {
-    let (pool, js, tenants) = (pool.clone(), js.clone(), tenants.clone());
+    let (pool, js, tenants) = (pool.clone(), js.clone(), Arc::clone(tenants));
     Ok(closed_loop(move |w, n| {
-        let (pool, js, tenants) = (pool.clone(), js.clone(), tenants.clone());
+        let (pool, js, tenants) = (pool.clone(), js.clone(), Arc::clone(&tenants));
         async move {
             let tenant = &tenants[(w * 7919 + n as usize) % tenants.len()];
             let id = format!("base-{w}-{n}");
@@ -348,9 +352,9 @@ async fn baseline(
 }
 
 async fn publish_only(js: &jetstream::Context, tenants: &Arc<Vec<TenantId>>) -> Figures {
-    let (js, tenants) = (js.clone(), tenants.clone());
+    let (js, tenants) = (js.clone(), Arc::clone(tenants));
     closed_loop(move |w, n| {
-        let (js, tenants) = (js.clone(), tenants.clone());
+        let (js, tenants) = (js.clone(), Arc::clone(&tenants));
         async move {
             let tenant = &tenants[(w * 7919 + n as usize) % tenants.len()];
             let id = format!("ceiling-{w}-{n}");
@@ -378,9 +382,9 @@ async fn ingest_closed_loop(
     urls: &Arc<Vec<String>>,
     tenants: &Arc<Vec<TenantId>>,
 ) -> Figures {
-    let (http, urls, tenants) = (http.clone(), urls.clone(), tenants.clone());
+    let (http, urls, tenants) = (http.clone(), Arc::clone(urls), Arc::clone(tenants));
     closed_loop(move |w, n| {
-        let (http, urls, tenants) = (http.clone(), urls.clone(), tenants.clone());
+        let (http, urls, tenants) = (http.clone(), Arc::clone(&urls), Arc::clone(&tenants));
         async move {
             let i = (w * 7919 + n as usize) % tenants.len();
             post(&http, &urls[i], body(&tenants[i], &format!("http-{w}-{n}"))).await
@@ -410,8 +414,8 @@ async fn ingest_open_loop(
             break;
         }
         tokio::time::sleep_until(scheduled.into()).await;
-        let (http, urls, tenants) = (http.clone(), urls.clone(), tenants.clone());
-        let (done_tx, errors) = (done_tx.clone(), errors.clone());
+        let (http, urls, tenants) = (http.clone(), Arc::clone(urls), Arc::clone(tenants));
+        let (done_tx, errors) = (done_tx.clone(), Arc::clone(&errors));
         tokio::spawn(async move {
             let i = (n as usize * 7919) % tenants.len();
             let ok = post(

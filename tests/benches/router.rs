@@ -8,6 +8,10 @@
 //! it (goal ≤ 1.5×), for three ways the backlog can come about (see
 //! [`Scenario`]). Run: `cargo bench -p switchyard-tests --bench router`.
 
+// Benchmark tooling, not a service: a failed start-up stops the run loudly,
+// and the figures it prints on stdout are its report.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
+
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -98,7 +102,7 @@ async fn run(nats: &NatsServer, pool: PgPool, db_url: &str) -> anyhow::Result<()
     let seen: Seen = Arc::default();
     let mut replies = client.subscribe("outbound.>").await?;
     {
-        let (sent, seen) = (sent.clone(), seen.clone());
+        let (sent, seen) = (Arc::clone(&sent), Arc::clone(&seen));
         tokio::spawn(async move {
             while let Some(reply) = replies.next().await {
                 let Ok(body) = serde_json::from_slice::<serde_json::Value>(&reply.payload) else {
@@ -177,7 +181,7 @@ async fn run(nats: &NatsServer, pool: PgPool, db_url: &str) -> anyhow::Result<()
         let noisy_first = NOISY_SEQ_BASE * (used_partitions.len() as u64);
         let during = match scenario {
             Scenario::Held | Scenario::Burst => {
-                publish_backlog(js.clone(), sent.clone(), noisy, noisy_first, None).await?;
+                publish_backlog(js.clone(), Arc::clone(&sent), noisy, noisy_first, None).await?;
                 if matches!(scenario, Scenario::Held) {
                     wait_partition_passed(&js, partition).await?;
                     let left = backlog_left(&seen, noisy_first);
@@ -197,7 +201,7 @@ async fn run(nats: &NatsServer, pool: PgPool, db_url: &str) -> anyhow::Result<()
             Scenario::Flood => {
                 let flood = tokio::spawn(publish_backlog(
                     js.clone(),
-                    sent.clone(),
+                    Arc::clone(&sent),
                     noisy,
                     noisy_first,
                     Some(FLOOD_RATE),

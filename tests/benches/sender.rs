@@ -8,6 +8,10 @@
 //! it, goal ≤ 1.5×); and the memory the process adds while 200 tenants are
 //! backlogged. Run: `cargo bench -p switchyard-tests --bench sender`.
 
+// Benchmark tooling, not a service: a failed start-up stops the run loudly,
+// and the figures it prints on stdout are its report.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
+
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;

@@ -18,6 +18,11 @@
 //! PostgreSQL comes from `#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]`,
 //! which creates a fresh, migrated database per test.
 
+// Test support, not a service: when an arrangement cannot be made (a server
+// that will not start, a database that cannot be created), the test must stop
+// loudly at that line rather than carry an error it has no use for.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 pub mod bench;
 pub mod fixtures;
 pub mod lifecycle;

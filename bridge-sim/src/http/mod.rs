@@ -50,7 +50,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(&format!("{proxy}/logout"), delete(proxy::logout))
         .route(&format!("{proxy}/send/text"), post(proxy::send_text))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not found") })
-        .layer(middleware::from_fn_with_state(shared.clone(), gate::gate));
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            gate::gate,
+        ));
     Router::new()
         .nest("/_sim", control::router())
         .merge(api)

@@ -278,7 +278,7 @@ pub(crate) fn spawn_webhook(
     url: &str,
     event: serde_json::Value,
 ) {
-    let shared = shared.clone();
+    let shared = Arc::clone(shared);
     let customer_ref = customer_ref.to_owned();
     let url = url.to_owned();
     tokio::spawn(async move {

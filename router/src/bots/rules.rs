@@ -12,6 +12,7 @@ use super::{
     menu::{self, Selection},
     sender_role::SenderRole,
 };
+use crate::metrics as m;
 
 /// The rules a tenant's row was loaded with, or why it cannot be answered.
 fn rules_of<'t>(input: &BotInput<'t>) -> Result<&'t RulesConfig, BotError> {
@@ -55,7 +56,7 @@ impl Bot for RulesBot {
                     return Ok(turn);
                 }
                 Selection::Foreign => {
-                    metrics::counter!("switchyard_router_foreign_menu_ids_total").increment(1);
+                    metrics::counter!(m::FOREIGN_MENU_IDS).increment(1);
                     tracing::warn!(tenant.id = %input.tenant.id, "refused a menu id that is not one of this tenant's options");
                     turn.replies
                         .push("Sorry, that option is not available.".to_owned());

@@ -20,7 +20,7 @@ use switchyard_shared::{
 };
 
 use super::{Deliverer, StepResult, local_trouble};
-use crate::fair_share::GrantOutcome;
+use crate::{fair_share::GrantOutcome, metrics as m};
 
 /// What clears a message for a provider call: its reply is readable and
 /// agrees with the subject, its tenant is active with a bridge, the ledger
@@ -98,7 +98,7 @@ impl Deliverer {
         {
             Admission::Serve(tenant) => tenant,
             Admission::Mismatch => {
-                metrics::counter!("switchyard_sender_tenant_mismatch_total").increment(1);
+                metrics::counter!(m::TENANT_MISMATCH).increment(1);
                 tracing::error!(tenant.id = %subject, "reply names another tenant than its subject; dead-lettered");
                 return Err(Refusal::dead(DeadLetter::new(
                     DeadLetterCode::TenantMismatch,
@@ -159,7 +159,7 @@ impl Deliverer {
         if sent < cap {
             return Ok(());
         }
-        metrics::counter!("switchyard_sender_contact_cap_total").increment(1);
+        metrics::counter!(m::CONTACT_CAP).increment(1);
         tracing::warn!(tenant.id = %tenant.id, contact.sent_last_hour = sent, contact.frees_in_s = frees_in.map_or(0, |d| d.as_secs()), "per-contact hourly cap reached; reply dead-lettered");
         let detail = format!("{sent} sends to this chat in the last hour (cap {cap})");
         Err(Refusal::DeadLetter {
@@ -187,13 +187,13 @@ impl Deliverer {
                     .await
             }
             Refusal::Drop(why) => {
-                metrics::counter!("switchyard_sender_dropped_total", "reason" => why).increment(1);
+                metrics::counter!(m::DROPPED, "reason" => why).increment(1);
                 tracing::warn!(tenant.id = %message.tenant(), drop.reason = why, "reply dropped");
                 message.ack().await;
                 StepResult::Finished(outcome)
             }
             Refusal::AlreadySent => {
-                metrics::counter!("switchyard_sender_already_sent_total").increment(1);
+                metrics::counter!(m::ALREADY_SENT).increment(1);
                 message.ack().await;
                 StepResult::Finished(outcome)
             }

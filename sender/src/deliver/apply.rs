@@ -12,6 +12,7 @@ use switchyard_shared::{
 use super::{Deliverer, Sent, StepResult, admit::Cleared, push_back};
 use crate::{
     fair_share::{GrantOutcome, PauseReason},
+    metrics as m,
     retry_policy::Action,
 };
 
@@ -56,7 +57,7 @@ impl Deliverer {
                 self.note_failure(&message, &cleared.reply, false, &sent)
                     .await;
                 if alert {
-                    metrics::counter!("switchyard_sender_tenant_held_total", "reason" => why.as_str()).increment(1);
+                    metrics::counter!(m::TENANT_HELD, "reason" => why.as_str()).increment(1);
                     tracing::error!(tenant.id = %cleared.tenant.id, hold.reason = why.as_str(), "sending held for this tenant until an operator resumes it; messages are kept");
                 }
                 push_back(
@@ -135,6 +136,6 @@ fn record_latency(reply: &OutboundReply) {
     if let Some(received) = reply.received_at_ms {
         let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
         let ms = (now_ms - i128::from(received)).max(0) as f64;
-        metrics::histogram!("switchyard_end_to_end_seconds").record(ms / 1000.0);
+        metrics::histogram!(m::END_TO_END_SECONDS).record(ms / 1000.0);
     }
 }

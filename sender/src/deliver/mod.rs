@@ -33,6 +33,7 @@ use switchyard_shared::{
 use self::admit::Cleared;
 use crate::{
     fair_share::{GrantOutcome, PauseReason},
+    metrics as m,
     outbound::OutboundMessage,
     retry_policy::{AttemptContext, SendPolicy},
 };
@@ -98,10 +99,9 @@ impl Deliverer {
             .client
             .send_text(&tenant.id, reply.chat_id.as_str(), &reply.body)
             .await;
-        metrics::histogram!("switchyard_sender_send_seconds")
-            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::SEND_SECONDS).record(started.elapsed().as_secs_f64());
         let class = result.as_ref().err().map_or("ok", WaError::class);
-        metrics::counter!("switchyard_sender_attempts_total", "result" => class).increment(1);
+        metrics::counter!(m::ATTEMPTS, "result" => class).increment(1);
         let spent = result.as_ref().err().is_some_and(WaError::spends_attempt);
         let ctx = AttemptContext {
             attempt: attempts + u32::from(spent || result.is_ok()),

@@ -12,7 +12,10 @@ use std::{collections::HashMap, time::Duration};
 use switchyard_shared::ids::TenantId;
 use tokio::time::Instant;
 
-use crate::fair_share::{PauseReason, Scheduler};
+use crate::{
+    fair_share::{PauseReason, Scheduler},
+    metrics as m,
+};
 
 /// How bridge flaps are handled.
 #[derive(Debug, Clone, Copy)]
@@ -71,8 +74,7 @@ impl BridgeFlaps {
             return;
         }
         if let Some((since, _)) = self.disconnected.remove(tenant) {
-            metrics::histogram!("switchyard_sender_bridge_down_seconds")
-                .record(since.elapsed().as_secs_f64());
+            metrics::histogram!(m::BRIDGE_DOWN_SECONDS).record(since.elapsed().as_secs_f64());
         }
         let held = scheduler
             .pause_reasons(tenant, now)
@@ -96,7 +98,7 @@ impl BridgeFlaps {
         for (tenant, (since, alerted)) in &mut self.disconnected {
             if !*alerted && since.elapsed() >= self.settings.grace {
                 *alerted = true;
-                metrics::counter!("switchyard_sender_bridge_down_alerts_total").increment(1);
+                metrics::counter!(m::BRIDGE_DOWN_ALERTS).increment(1);
                 tracing::error!(tenant.id = %tenant, down.seconds = since.elapsed().as_secs(), "bridge disconnected for longer than the grace period; sending stays held");
             }
         }

@@ -128,7 +128,7 @@ impl Dispatcher {
             return;
         }
         self.chats_in_flight.insert(key);
-        let deliverer = self.deliverer.clone();
+        let deliverer = Arc::clone(&self.deliverer);
         let events = self.events_tx.clone();
         self.tasks.spawn(async move {
             let result = deliverer.deliver(message).await;

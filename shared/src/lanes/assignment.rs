@@ -21,7 +21,7 @@ use futures::StreamExt as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::subjects::Direction;
+use crate::{metrics as m, subjects::Direction};
 
 /// Partitions owned by member `me` among `members` (sorted, deduplicated).
 pub fn owned_partitions(members: &BTreeSet<String>, me: &str, partitions: u16) -> BTreeSet<u16> {
@@ -142,8 +142,7 @@ impl Membership {
                                 owned = owned.len(),
                                 "partition assignment changed"
                             );
-                            metrics::counter!("switchyard_lane_assignment_changes_total")
-                                .increment(1);
+                            metrics::counter!(m::LANE_ASSIGNMENT_CHANGES).increment(1);
                             *current = owned.clone();
                         }
                         changed

@@ -5,7 +5,7 @@
 
 use async_nats::HeaderMap;
 
-use crate::{lanes::LaneMessage, lanes::message::HEADER_ORIGINAL_SUBJECT, subjects};
+use crate::{lanes::LaneMessage, lanes::message::HEADER_ORIGINAL_SUBJECT, metrics as m, subjects};
 
 pub const HEADER_REASON: &str = "Switchyard-Dlq-Reason";
 pub const HEADER_ATTEMPTS: &str = "Switchyard-Dlq-Attempts";
@@ -162,7 +162,7 @@ pub async fn publish(
     js.publish_with_headers(subject, headers, message.payload().clone())
         .await?
         .await?;
-    metrics::counter!("switchyard_dead_letters_total", "direction" => message.direction().as_str(), "reason" => reason.code.to_string()).increment(1);
+    metrics::counter!(m::DEAD_LETTERS, "direction" => message.direction().as_str(), "reason" => reason.code.to_string()).increment(1);
     tracing::warn!(tenant.id = %message.tenant(), message.id = %message.message_id(), dlq.reason = reason.code.as_str(), dlq.detail = %reason.detail, delivery.attempts = attempts, "message dead-lettered");
     Ok(())
 }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     ids::TenantId,
     lanes::{LaneMessage, Lanes, TenantLane, consumer::PRIORITY_GROUP, tenant_lane::Offered},
-    subjects,
+    metrics as m, subjects,
 };
 
 impl Lanes {
@@ -84,7 +84,8 @@ impl Lanes {
     ) {
         let direction = self.inner.direction;
         let Some(tenant) = subjects::tenant_of(&message.subject) else {
-            metrics::counter!("switchyard_lane_invalid_subject_total", "direction" => direction.as_str()).increment(1);
+            metrics::counter!(m::LANE_INVALID_SUBJECT, "direction" => direction.as_str())
+                .increment(1);
             tracing::warn!(
                 lane.partition = partition,
                 "message with an invalid tenant token in its subject; terminated"
@@ -104,7 +105,7 @@ impl Lanes {
         };
         let message = LaneMessage::new(tenant, direction, message);
         // Bounds the spills on their way at once (their acks share one inbox).
-        let Ok(slot) = self.inner.spill_slots.clone().acquire_owned().await else {
+        let Ok(slot) = Arc::clone(&self.inner.spill_slots).acquire_owned().await else {
             return;
         };
         match lane.offer(message).await {
@@ -115,7 +116,7 @@ impl Lanes {
             Ok(Offered::Spilling(pending)) => {
                 // The spill is finished on its own task before announcing,
                 // so a wait for room in the work channel never delays it.
-                let spilling = lane.clone();
+                let spilling = Arc::clone(&lane);
                 self.inner.tasks.spawn(async move {
                     spilling.finish_spill(pending).await;
                     drop(slot);
@@ -139,7 +140,7 @@ impl Lanes {
         stop: &CancellationToken,
     ) -> Result<Arc<TenantLane>, async_nats::Error> {
         if let Some(lane) = self.inner.lanes.lock().await.get(tenant) {
-            return Ok(lane.clone());
+            return Ok(Arc::clone(lane));
         }
         // Opening asks the server about a spill backlog: do it without holding
         // the map, so first sight of many tenants does not serialise every
@@ -157,10 +158,10 @@ impl Lanes {
             .lanes
             .lock()
             .await
-            .insert(tenant.clone(), lane.clone());
+            .insert(tenant.clone(), Arc::clone(&lane));
         if lane.is_spilling().await {
             // A backlog left by the partition's previous owner: announce it.
-            self.inner.announcer.announce(lane.clone(), stop).await;
+            self.inner.announcer.announce(Arc::clone(&lane), stop).await;
         }
         Ok(lane)
     }

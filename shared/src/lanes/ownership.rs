@@ -12,7 +12,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     ids::TenantId,
     lanes::{Lanes, TenantLane, assignment::Membership, consumer::PRIORITY_GROUP},
-    subjects,
+    metrics as m, subjects,
 };
 
 impl Lanes {
@@ -61,7 +61,7 @@ impl Lanes {
                 }
             }
             metrics::gauge!(
-                "switchyard_lane_partitions_owned",
+                m::LANE_PARTITIONS_OWNED,
                 "direction" => self.inner.direction.as_str(),
                 "replica" => self.inner.replica_id.clone()
             )
@@ -87,7 +87,7 @@ impl Lanes {
             self.unpin(&stream, p).await;
         }
         metrics::gauge!(
-            "switchyard_lane_partitions_owned",
+            m::LANE_PARTITIONS_OWNED,
             "direction" => self.inner.direction.as_str(),
             "replica" => self.inner.replica_id.clone()
         )

@@ -22,6 +22,7 @@ use tokio::sync::{Mutex, Notify};
 use crate::{
     ids::TenantId,
     lanes::{LaneMessage, settings::LaneSettings, spill},
+    metrics as m,
     subjects::Direction,
 };
 
@@ -159,7 +160,8 @@ impl TenantLane {
         self.spills_in_flight.fetch_add(1, Ordering::AcqRel);
         if state.spilling.is_none() {
             tracing::info!(tenant.id = %self.tenant, lane.direction = self.direction.as_str(), "tenant backlog passed the queue bound; spilling to its own lane");
-            metrics::counter!("switchyard_lane_spill_started_total", "direction" => self.direction.as_str()).increment(1);
+            metrics::counter!(m::LANE_SPILL_STARTED, "direction" => self.direction.as_str())
+                .increment(1);
             state.spilling = Some(SpillState {
                 consumer: None,
                 buffer: VecDeque::new(),
@@ -175,7 +177,7 @@ impl TenantLane {
         match pending.ack.await {
             Ok(_) => {
                 pending.message.ack().await;
-                metrics::counter!("switchyard_lane_spilled_total", "direction" => self.direction.as_str())
+                metrics::counter!(m::LANE_SPILLED, "direction" => self.direction.as_str())
                     .increment(1);
             }
             Err(e) => {

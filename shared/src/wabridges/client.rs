@@ -22,7 +22,10 @@ use super::{
     },
     settings::WaBridgesSettings,
 };
-use crate::ids::{BridgeId, TenantId};
+use crate::{
+    ids::{BridgeId, TenantId},
+    metrics as m,
+};
 
 /// How much of an error answer is read (its message is cut further, to 512 bytes).
 const MAX_ERROR_BODY_BYTES: usize = 4 * 1024;
@@ -260,9 +263,8 @@ impl WaBridgesClient {
             Err(e) => e.class(),
         };
         let elapsed = started.elapsed();
-        metrics::counter!("switchyard_wa_requests_total", "op" => op, "outcome" => outcome)
-            .increment(1);
-        metrics::histogram!("switchyard_wa_request_duration_seconds", "op" => op)
+        metrics::counter!(m::WA_REQUESTS, "op" => op, "outcome" => outcome).increment(1);
+        metrics::histogram!(m::WA_REQUEST_DURATION_SECONDS, "op" => op)
             .record(elapsed.as_secs_f64());
         tracing::debug!(
             wa.op = op,

@@ -7,6 +7,11 @@
 //! Add a suite as a module here, not as a new file under `tests/tests/`
 //! (that would be a test binary of its own).
 
+// The whole crate is tests: clippy's `allow-*-in-tests` covers `#[test]`
+// functions but not the helpers beside them, where a failed arrangement
+// should stop the test just as loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 // Shared arrangements.
 mod cli_support;
 mod ingest_support;

@@ -290,11 +290,11 @@ async fn picky_bot() -> (String, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/bot", listener.local_addr().unwrap());
-    let counted = calls.clone();
+    let counted = Arc::clone(&calls);
     let app = axum::Router::new().route(
         "/bot",
         axum::routing::post(move |axum::Json(call): axum::Json<serde_json::Value>| {
-            let calls = counted.clone();
+            let calls = Arc::clone(&counted);
             async move {
                 calls.fetch_add(1, Ordering::SeqCst);
                 let body = call["message"]["body"]

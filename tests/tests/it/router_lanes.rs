@@ -313,11 +313,11 @@ async fn counting_bot(delay: Duration) -> (String, Arc<Mutex<Vec<usize>>>) {
     let calls: Arc<Mutex<Vec<usize>>> = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/bot", listener.local_addr().unwrap());
-    let recorded = calls.clone();
+    let recorded = Arc::clone(&calls);
     let app = axum::Router::new().route(
         "/bot",
         axum::routing::post(move |axum::Json(call): axum::Json<serde_json::Value>| {
-            let (running, calls) = (running.clone(), recorded.clone());
+            let (running, calls) = (Arc::clone(&running), Arc::clone(&recorded));
             async move {
                 let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                 calls.lock().unwrap().push(now);

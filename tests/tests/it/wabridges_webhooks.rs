@@ -42,7 +42,7 @@ impl Receiver {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let app = Router::new()
             .route("/hook/{tenant}/{token}", post(record))
-            .with_state((seen.clone(), status));
+            .with_state((Arc::clone(&seen), status));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -1,0 +1,27 @@
+//! Every metric the router emits, named once here so dashboards and docs have
+//! one list. Call sites use the names through `use crate::metrics as m;` and
+//! the `metrics` facade's macros (`metrics::counter!(m::DROPPED, …)`).
+
+/// Events answered without a bot turn, by `reason` (`typing`, `poll_vote`,
+/// `unknown_event`, `group_chat`, `silenced`).
+pub const DROPPED: &str = "switchyard_router_dropped_total";
+/// Time to process one lane message or one gathered turn, outcome included.
+pub const STEP_SECONDS: &str = "switchyard_router_step_seconds";
+/// Messages in a gathered turn (a chat's burst answered as one).
+pub const TURN_MESSAGES: &str = "switchyard_router_turn_messages";
+/// Events whose payload `customer_ref` disagrees with the subject's tenant
+/// (dead-lettered).
+pub const TENANT_MISMATCH: &str = "switchyard_router_tenant_mismatch_total";
+/// Replies published to `outbound.<tenant>` (one per reply part).
+pub const REPLIES: &str = "switchyard_router_replies_total";
+/// Bridge state changes recorded, by `state`.
+pub const BRIDGE_STATE: &str = "switchyard_router_bridge_state_total";
+/// `from_me` messages, by `origin` (`ours`, `assumed_ours`, `human`).
+pub const FROM_ME: &str = "switchyard_router_from_me_total";
+/// Menu choices naming an id that is not one of the tenant's options.
+pub const FOREIGN_MENU_IDS: &str = "switchyard_router_foreign_menu_ids_total";
+/// 1 while the last finished try in this process met trouble in our own
+/// infrastructure (intake slowed), else 0.
+pub const BACKPRESSURE: &str = "switchyard_router_backpressure";
+/// Tries held back by our own infrastructure's trouble (never a message's attempt).
+pub const BACKPRESSURE_TOTAL: &str = "switchyard_router_backpressure_total";
