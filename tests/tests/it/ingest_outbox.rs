@@ -716,9 +716,10 @@ async fn losing_the_stream_leader_refuses_no_webhook(db: PgPool) {
         .and_then(|c| c.leader)
         .expect("the inbound stream has a leader");
     let node: usize = leader
-        .trim_start_matches('n')
-        .parse()
-        .expect("node names are n0..n2");
+        .strip_prefix('n')
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|index| index.parse().ok())
+        .expect("node names are n<index>-<cluster>");
     cluster.kill(node);
 
     let tenants = ["acme", "globex", "initech", "umbrella"];
