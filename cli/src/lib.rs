@@ -32,7 +32,7 @@ use crate::{
 
 /// Operate a Switchyard deployment: tenants, the bridge fleet, dead letters and replay.
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, after_help = EXIT_CODES_HELP)]
+#[command(name = "switchyard", version = switchyard_build_info::version!(), after_help = EXIT_CODES_HELP)]
 pub struct Cli {
     /// Print results as JSON (for scripts) instead of tables.
     #[arg(long, global = true)]

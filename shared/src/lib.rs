@@ -12,7 +12,8 @@
 //! - [`standard_webhooks`]: signing and verifying Standard Webhooks headers;
 //! - [`config`]: environment-driven settings, validated at start-up, secrets that never print;
 //! - [`telemetry`], [`shutdown`], [`ops_server`]: logs, graceful stop, `/healthz` `/readyz` `/metrics`;
-//! - [`service`]: the start-up and shutdown every binary shares;
+//! - [`service`]: the start-up and shutdown every binary shares (and its `--version`, `--probe`);
+//! - [`probe`]: a service's check of its own `/readyz` (`--probe`, for images without curl);
 //! - [`lanes`]: per-tenant lanes over partitioned JetStream consumers (router and sender);
 //! - [`admission`]: the tenant check every worker step opens with;
 //! - [`retry`]: the retry policy both workers use (schedule, jitter, limits; pure);
@@ -32,6 +33,7 @@ pub mod lanes;
 pub mod message_ids;
 pub mod nats;
 pub mod ops_server;
+pub mod probe;
 pub mod replies;
 pub mod retry;
 pub mod service;
