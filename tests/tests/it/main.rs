@@ -15,6 +15,7 @@ mod whatsapp_support;
 // Suites.
 mod cli_dlq;
 mod cli_fleet;
+mod cli_migrate;
 mod cli_recover;
 mod cli_tenants;
 mod e2e_isolation;
