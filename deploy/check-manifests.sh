@@ -3,7 +3,7 @@
 # tests):
 #   - yamllint on every YAML file of the repository (.yamllint);
 #   - hadolint on the Dockerfile;
-#   - each kustomize overlay rendered by `kubectl kustomize` and validated
+#   - the kustomize base and each overlay rendered by `kubectl kustomize` and validated
 #     against the Kubernetes $K8S_VERSION schemas (kubernetes-validate,
 #     strict: unknown fields fail); a kind it has no schema for fails, except
 #     KEDA's ScaledObject, validated against deploy/k8s/schemas/ (check-jsonschema);
@@ -63,7 +63,7 @@ PY
 
 validate_overlay() {
   local overlay="$1" dir="$2"
-  kubectl kustomize "$REPO_ROOT/deploy/k8s/overlays/$overlay" >"$dir/rendered.yaml" || return 1
+  kubectl kustomize "$REPO_ROOT/deploy/k8s/$overlay" >"$dir/rendered.yaml" || return 1
   split_rendered "$dir/rendered.yaml" "$dir" || return 1
   local report
   report="$("$VENV/bin/kubernetes-validate" -k "$K8S_VERSION" --strict "$dir/core.yaml" 2>&1)" || {
@@ -84,9 +84,9 @@ validate_overlay() {
 
 validate_overlays() {
   command -v kubectl >/dev/null || die "kubectl is needed to render the kustomize overlays"
-  kubectl kustomize "$REPO_ROOT/deploy/k8s/base" >/dev/null || return 1
   local overlay dir rc=0
-  for overlay in dev prod; do
+  # The base too: what an overlay patches away or over is still checked.
+  for overlay in base overlays/dev overlays/prod; do
     dir="$(mktemp -d)"
     validate_overlay "$overlay" "$dir" || rc=1
     rm -rf "$dir"

@@ -18,6 +18,7 @@ mod cli_fleet;
 mod cli_migrate;
 mod cli_recover;
 mod cli_tenants;
+mod deploy_manifests;
 mod e2e_isolation;
 mod e2e_property;
 mod fleet_budget;
