@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Serve a simulated WA Bridges API.
 #[derive(Parser)]
-#[command(name = "wabridges-sim", version, about)]
+#[command(name = "wabridges-sim", version = switchyard_build_info::version!(), about)]
 struct Args {
     /// Address to listen on.
     #[arg(long, env = "WABRIDGES_SIM_ADDR", default_value = "127.0.0.1:8090")]

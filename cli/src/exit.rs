@@ -6,7 +6,7 @@
 //! | 0 | done, nothing to report |
 //! | 1 | unexpected failure (a store unreachable, a provider error) |
 //! | 2 | usage or bad input: an invalid tenant id, an unknown tenant, a limit out of range; nothing was changed |
-//! | 3 | `fleet reconcile` found drift (orphans, tenants without a bridge, state drift) |
+//! | 3 | `fleet reconcile` found drift (orphans, tenants without a bridge, state drift); `migrate --check` found pending migrations |
 //! | 4 | partial failure: some items failed (provisioning, a refused replay) |
 //! | 130 | interrupted (Ctrl-C); re-running finishes the job |
 
@@ -43,7 +43,8 @@ Exit codes:
   0    done
   1    unexpected failure (store unreachable, provider error)
   2    usage or bad input (invalid tenant id, unknown tenant, limit out of range); nothing changed
-  3    drift found by `fleet reconcile` (orphans, tenants without a bridge, state drift)
+  3    drift found by `fleet reconcile` (orphans, tenants without a bridge, state drift),
+       or migrations pending (`migrate --check`)
   4    partial failure (some tenants failed to provision, some dead letters refused)
   130  interrupted; re-running finishes the job
 

@@ -32,7 +32,7 @@ use crate::{
 
 /// Operate a Switchyard deployment: tenants, the bridge fleet, dead letters and replay.
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, after_help = EXIT_CODES_HELP)]
+#[command(name = "switchyard", version = switchyard_build_info::version!(), after_help = EXIT_CODES_HELP)]
 pub struct Cli {
     /// Print results as JSON (for scripts) instead of tables.
     #[arg(long, global = true)]
@@ -43,8 +43,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Apply pending database migrations (reads DATABASE_URL).
-    Migrate,
+    /// Apply pending database migrations (reads DATABASE_URL); with --check, only report.
+    Migrate(MigrateArgs),
     /// Tenants: add, list, show, suspend, resume, set-limits, set-bot, set-whatsapp, resume-sending.
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
@@ -59,6 +59,20 @@ pub enum Command {
     /// Human takeovers: chats where the bot is silent because a person answered.
     #[command(subcommand)]
     Takeover(whatsapp::TakeoverCommand),
+}
+
+/// `switchyard migrate`: apply, or (`--check`) only tell whether the schema is
+/// current; the workers' init containers use `--check --wait` so they start
+/// only after the migration job (docs/operations.md, deploy/k8s).
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// Change nothing: exit 0 if every migration is applied, 3 if some are pending.
+    #[arg(long)]
+    pub check: bool,
+    /// With --check: keep checking (every 2s, also while the database is
+    /// unreachable) until the schema is current, for at most this long (e.g. 10m).
+    #[arg(long, requires = "check", value_parser = humantime::parse_duration)]
+    pub wait: Option<std::time::Duration>,
 }
 
 /// Runs one command against the stores `env` names; returns the exit code
@@ -76,7 +90,8 @@ pub async fn run(cli: Cli, env: Env, out: &mut Output) -> Exit {
 
 async fn dispatch(command: Command, ctx: &Context, out: &mut Output) -> CliResult<Exit> {
     match command {
-        Command::Migrate => {
+        Command::Migrate(args) if args.check => check_migrations(&args, ctx, out).await,
+        Command::Migrate(_) => {
             let pool = ctx.db()?;
             db::migrate(&pool).await?;
             out.note("migrations applied")?;
@@ -87,5 +102,28 @@ async fn dispatch(command: Command, ctx: &Context, out: &mut Output) -> CliResul
         Command::Dlq(c) => dlq::run(c, ctx, out).await,
         Command::Recover(args) => recover::run(args, ctx, out).await,
         Command::Takeover(c) => whatsapp::run_takeover(c, ctx, out).await,
+    }
+}
+
+/// `migrate --check [--wait D]`: 0 when current, 3 (drift) when migrations are
+/// pending, 1 when the database cannot be read (after `D`, with `--wait`).
+async fn check_migrations(args: &MigrateArgs, ctx: &Context, out: &mut Output) -> CliResult<Exit> {
+    let pool = ctx.db()?;
+    let deadline = args.wait.map(|wait| tokio::time::Instant::now() + wait);
+    loop {
+        let pending = db::pending_migrations(&pool).await;
+        let give_up = deadline.is_none_or(|d| tokio::time::Instant::now() >= d);
+        match pending {
+            Ok(pending) if pending.is_empty() => {
+                out.note("the schema is current")?;
+                return Ok(Exit::Ok);
+            }
+            Ok(pending) if give_up => {
+                out.note(&format!("migrations pending: {pending:?}"))?;
+                return Ok(Exit::Drift);
+            }
+            Err(e) if give_up => return Err(e.into()),
+            _ => tokio::time::sleep(std::time::Duration::from_secs(2)).await,
+        }
     }
 }

@@ -114,3 +114,17 @@ fn a_missing_api_key_is_named_without_any_secret() {
         "{err}"
     );
 }
+
+#[test]
+fn version_prints_the_crate_version_and_the_git_commit() {
+    let out = switchyard(&["--version"], &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!(
+            "switchyard {} (commit {})",
+            env!("CARGO_PKG_VERSION"),
+            switchyard_build_info::GIT_COMMIT
+        )
+    );
+}

@@ -32,7 +32,7 @@ use crate::{deployment::Deployment, scenario::Knobs};
 
 /// Noisy-neighbour load scenarios against a local Switchyard deployment.
 #[derive(Parser, Debug)]
-#[command(name = "switchyard-load", version, about)]
+#[command(name = "switchyard-load", version = switchyard_build_info::version!(), about)]
 struct Args {
     /// Scenarios to run: all, or any of steady, baseline, flood, slow-bridge,
     /// timeout-bridge, failing-bridge, replay-storm, weights, front-door.

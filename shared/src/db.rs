@@ -36,6 +36,33 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
 
+/// The embedded migrations the database has not applied (successfully, with
+/// the same checksum), by version; empty when the schema is current. A
+/// database never migrated (no `_sqlx_migrations` table) lacks them all.
+/// Reads only: workers may check with credentials that cannot change the schema.
+pub async fn pending_migrations(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+        .fetch_one(pool)
+        .await?;
+    let applied: Vec<(i64, Vec<u8>)> = if table.is_some() {
+        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?
+    } else {
+        Vec::new()
+    };
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .filter(|m| {
+            !applied
+                .iter()
+                .any(|(version, checksum)| *version == m.version && **checksum == *m.checksum)
+        })
+        .map(|m| m.version)
+        .collect())
+}
+
 /// Starts a transaction whose row-level security scope is `tenant`.
 pub async fn begin_for_tenant(
     pool: &PgPool,

@@ -13,7 +13,8 @@
 //! - [`config`]: environment-driven settings, validated at start-up, secrets that never print;
 //! - [`telemetry`], [`shutdown`], [`ops_server`]: logs, graceful stop, `/healthz` `/readyz` `/metrics`;
 //! - [`metrics`]: every metric name shared code emits (lanes, dead letters, the WA Bridges client);
-//! - [`service`]: the start-up and shutdown every binary shares;
+//! - [`service`]: the start-up and shutdown every binary shares (and its `--version`, `--probe`);
+//! - [`probe`]: a service's check of its own `/readyz` (`--probe`, for images without curl);
 //! - [`lanes`]: per-tenant lanes over partitioned JetStream consumers (router and sender);
 //! - [`admission`]: the tenant check every worker step opens with;
 //! - [`retry`]: the retry policy both workers use (schedule, jitter, limits; pure);
@@ -34,6 +35,7 @@ pub mod message_ids;
 pub mod metrics;
 pub mod nats;
 pub mod ops_server;
+pub mod probe;
 pub mod replies;
 pub mod retry;
 pub mod service;

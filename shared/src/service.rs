@@ -123,11 +123,90 @@ async fn probe_dependencies(
     }
 }
 
+/// What a service binary was asked to do by its command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Mode {
+    /// No arguments: run the service.
+    Run,
+    /// `--version` / `-V`: print the version line.
+    Version,
+    /// `--probe`: exit 0 if this service's own `/readyz` answers 200, else 1.
+    Probe,
+    /// `--help` / `-h`.
+    Help,
+    /// Anything else.
+    Unknown(String),
+}
+
+impl Mode {
+    fn from_args(mut args: impl Iterator<Item = String>) -> Self {
+        let Some(first) = args.next() else {
+            return Mode::Run;
+        };
+        if let Some(extra) = args.next() {
+            return Mode::Unknown(extra);
+        }
+        match first.as_str() {
+            "--version" | "-V" => Mode::Version,
+            "--probe" => Mode::Probe,
+            "--help" | "-h" => Mode::Help,
+            _ => Mode::Unknown(first),
+        }
+    }
+}
+
+fn usage(name: &str) -> String {
+    format!(
+        "{name}: configured by environment variables only (docs/configuration.md)\n\n\
+         usage: {name}            run the service\n       \
+         {name} --probe    exit 0 if this service's /readyz (on SWITCHYARD_OPS_ADDR) answers 200, else 1\n       \
+         {name} --version  print the version and the git commit\n"
+    )
+}
+
+fn print_stdout(text: &str) -> std::process::ExitCode {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}") {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(_) => std::process::ExitCode::FAILURE,
+    }
+}
+
+/// `--probe`: GET `/readyz` on the ops address this service would listen on
+/// (`SWITCHYARD_OPS_ADDR`, else its default port; `0.0.0.0` is probed on
+/// loopback). Exit 0 when it answers 200, else 1 with the reason on stderr.
+async fn probe(name: &str, env: &Env, default_ops_port: u16) -> std::process::ExitCode {
+    let listen = match env.parse(
+        "SWITCHYARD_OPS_ADDR",
+        SocketAddr::from(([127, 0, 0, 1], default_ops_port)),
+    ) {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("{name} --probe: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let target = crate::probe::target(listen);
+    match crate::probe::readyz(target, crate::probe::PROBE_TIMEOUT).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(reason) => {
+            eprintln!("{name} --probe: not ready: {reason}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// A binary's `main`: reads the environment, sets up logs and signals, starts
 /// the shared [`Service`], runs `app` on it, and maps failures to exit code 1
-/// with the reason on stderr.
+/// with the reason on stderr (2 for bad settings or arguments).
+///
+/// The command line takes no arguments but `--version` (the `version` line,
+/// from `switchyard_build_info::version!()`), `--probe` (this service's own
+/// `/readyz`, exit 0 or 1) and `--help`.
 pub async fn run_main<S, F, Fut>(
     name: &'static str,
+    version: &'static str,
     default_ops_port: u16,
     load_app_settings: impl FnOnce(&Env) -> anyhow::Result<S>,
     app: F,
@@ -137,6 +216,16 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let env = Env::from_process();
+    match Mode::from_args(std::env::args().skip(1)) {
+        Mode::Run => {}
+        Mode::Version => return print_stdout(&format!("{name} {version}")),
+        Mode::Help => return print_stdout(&usage(name)),
+        Mode::Probe => return probe(name, &env, default_ops_port).await,
+        Mode::Unknown(arg) => {
+            eprintln!("{name}: unexpected argument {arg:?}\n\n{}", usage(name));
+            return std::process::ExitCode::from(2);
+        }
+    }
     let loaded = CommonSettings::from_env(&env, default_ops_port)
         .map_err(anyhow::Error::from)
         .and_then(|common| Ok((common, load_app_settings(&env)?)));
@@ -182,5 +271,28 @@ impl Service {
                 .follow_changes(self.nats.clone(), self.shutdown.clone()),
         );
         Ok((app_db, tenants))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mode;
+
+    fn mode(args: &[&str]) -> Mode {
+        Mode::from_args(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn the_command_line_knows_version_probe_and_help_only() {
+        assert_eq!(mode(&[]), Mode::Run);
+        assert_eq!(mode(&["--version"]), Mode::Version);
+        assert_eq!(mode(&["-V"]), Mode::Version);
+        assert_eq!(mode(&["--probe"]), Mode::Probe);
+        assert_eq!(mode(&["--help"]), Mode::Help);
+        assert_eq!(mode(&["--port"]), Mode::Unknown("--port".to_owned()));
+        assert_eq!(
+            mode(&["--probe", "--version"]),
+            Mode::Unknown("--version".to_owned())
+        );
     }
 }

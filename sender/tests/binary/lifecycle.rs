@@ -1,5 +1,6 @@
 //! The switchyard-sender binary starts, reports healthy, exposes metrics, stops on
-//! SIGTERM, and refuses an old nats-server.
+//! SIGTERM, refuses an old nats-server, prints its version and probes its own
+//! readiness.
 
 use switchyard_tests::lifecycle;
 
@@ -11,4 +12,18 @@ async fn starts_reports_healthy_and_stops_cleanly_on_sigterm() {
 #[tokio::test]
 async fn refuses_a_nats_server_older_than_2_12_5() {
     lifecycle::assert_refuses_old_nats(env!("CARGO_BIN_EXE_switchyard-sender")).await;
+}
+
+#[tokio::test]
+async fn probe_exits_0_against_a_ready_instance_and_1_against_nothing() {
+    lifecycle::assert_probe_follows_readiness(env!("CARGO_BIN_EXE_switchyard-sender")).await;
+}
+
+#[test]
+fn version_prints_the_crate_version_and_the_git_commit() {
+    lifecycle::assert_prints_version(
+        env!("CARGO_BIN_EXE_switchyard-sender"),
+        "switchyard-sender",
+        env!("CARGO_PKG_VERSION"),
+    );
 }

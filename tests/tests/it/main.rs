@@ -20,8 +20,10 @@ mod whatsapp_support;
 // Suites.
 mod cli_dlq;
 mod cli_fleet;
+mod cli_migrate;
 mod cli_recover;
 mod cli_tenants;
+mod deploy_manifests;
 mod e2e_isolation;
 mod e2e_property;
 mod fleet_budget;

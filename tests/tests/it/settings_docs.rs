@@ -14,6 +14,8 @@
 //! every table in `docs/configuration.md`, one full name per row.
 //!
 //! Self-contained on purpose (only `std`): no test support, no services.
+//! [`settings_read_in`] is also what `deploy_manifests` checks the compose
+//! file and the Kubernetes manifests against.
 
 use std::{
     collections::BTreeSet,
@@ -129,7 +131,7 @@ fn the_page_reading_takes_first_columns_and_refuses_abbreviations() {
     );
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest
         .parent()
@@ -139,15 +141,24 @@ fn workspace_root() -> PathBuf {
 
 /// The settings read in every workspace member's `src/` but the test support's.
 fn settings_read_by_the_code(root: &Path) -> BTreeSet<String> {
+    let members: Vec<String> = workspace_members(root)
+        .into_iter()
+        .filter(|m| m != "tests")
+        .collect();
+    let members: Vec<&str> = members.iter().map(String::as_str).collect();
+    settings_read_in(root, &members)
+}
+
+/// The settings read in the `src/` of the given workspace members (directory
+/// names, e.g. `["shared", "router"]`), outside comments and tests.
+pub(crate) fn settings_read_in(root: &Path, members: &[&str]) -> BTreeSet<String> {
     let mut files = Vec::new();
-    for member in workspace_members(root) {
-        if member != "tests" {
-            rust_files(&root.join(&member).join("src"), &mut files);
-        }
+    for member in members {
+        rust_files(&root.join(member).join("src"), &mut files);
     }
     assert!(
         !files.is_empty(),
-        "no Rust sources found under {}",
+        "no Rust sources found for {members:?} under {}",
         root.display()
     );
     let scans: Vec<(PathBuf, Scan)> = files
