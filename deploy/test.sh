@@ -7,5 +7,7 @@ install_nats_server
 find_postgres
 ensure_nextest
 cd "$REPO_ROOT"
+log "checking the deployment artefacts (YAML, Dockerfile, Kubernetes, KEDA, compose)"
+bash "$REPO_ROOT/deploy/check-manifests.sh"
 log "running the test suite (DATABASE_URL points at $(sed -E 's#//[^@]*@#//***@#' <<<"$DATABASE_URL"))"
 cargo nextest run --workspace --no-fail-fast "$@"
