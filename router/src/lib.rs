@@ -7,13 +7,15 @@
 //! once) and [`gather`] (a chat's burst as one
 //! turn); [`handler`] (the per-event step) and [`retries`] (how long it waits
 //! before an in-place retry); [`takeover`] (what a `from_me`
-//! message means); [`conversations`]; [`bots`]; [`replies`]. The lanes and the
+//! message means); [`conversations`]; [`bots`] and [`egress`] (the connect-time
+//! guard on tenants' bot URLs); [`replies`]. The lanes and the
 //! tenant cache live in `switchyard_shared` (`lanes`, `tenant_cache`), shared
 //! with the sender. `main.rs` only wires things up; [`run`] is what tests
 //! start in-process.
 
 pub mod bots;
 pub mod conversations;
+pub mod egress;
 pub mod gather;
 pub mod handler;
 pub mod inbound;
@@ -56,7 +58,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         nats: service.nats.clone(),
         db: app_db,
         tenants,
-        bots: bots::Bots::new(),
+        bots: bots::Bots::new(settings.bots.clone())?,
         retries: retries::Retries::from_base(settings.retry_delay),
         echo_wait: settings.echo_wait,
         // The runner dead-letters past max_deliveries: decide before that.
