@@ -160,7 +160,7 @@ pub fn check_bot(
         CliError::bad_input(format!("invalid {} bot configuration: {e}", kind.as_str()))
     })?;
     if let BotSpec::Http(http) = &parsed.spec {
-        egress.check_url(&http.url).map_err(|e| {
+        egress.check_configured_url(&http.url).map_err(|e| {
             CliError::bad_input(format!("refused bot URL {}: {e}", redact_url(&http.url)))
         })?;
     }

@@ -98,22 +98,29 @@ fn chain(error: reqwest::Error) -> String {
     text
 }
 
+/// A bot error's text: the reason first (dead-letter headers keep 512
+/// characters), then the endpoint, redacted.
+fn at(shown: &str, reason: std::fmt::Arguments<'_>) -> String {
+    format!("{reason} (endpoint {shown})")
+}
+
 /// Why a call failed before an answer arrived.
 fn send_failed(shown: &str, timeout: Duration, error: reqwest::Error) -> BotError {
     if let Some(refused) = egress::refusal_in(&error) {
-        return BotError::Permanent(format!(
-            "bot endpoint {shown} refused by the egress guard: {refused}"
+        return BotError::Permanent(at(
+            shown,
+            format_args!("bot URL refused by the egress guard: {refused}"),
         ));
     }
     if error.is_timeout() {
-        return BotError::Transient(format!(
-            "bot endpoint {shown} did not answer within {}ms",
-            timeout.as_millis()
+        return BotError::Transient(at(
+            shown,
+            format_args!("bot did not answer within {}ms", timeout.as_millis()),
         ));
     }
-    BotError::Transient(format!(
-        "bot endpoint {shown} unreachable: {}",
-        chain(error)
+    BotError::Transient(at(
+        shown,
+        format_args!("bot endpoint unreachable: {}", chain(error)),
     ))
 }
 
@@ -182,8 +189,9 @@ impl HttpBot {
         let too_large = || {
             metrics::counter!("switchyard_router_bot_answers_refused_total", "reason" => "too_large")
                 .increment(1);
-            BotError::Permanent(format!(
-                "bot endpoint {shown} answered more than {limit} bytes; the answer was not read"
+            BotError::Permanent(at(
+                shown,
+                format_args!("bot answer is larger than {limit} bytes; the rest was not read"),
             ))
         };
         if response.content_length().is_some_and(|n| n > limit as u64) {
@@ -205,15 +213,18 @@ impl HttpBot {
                 }
                 Ok(None) => return Ok(body),
                 Err(e) if e.is_timeout() => {
-                    return Err(BotError::Transient(format!(
-                        "bot endpoint {shown} did not finish its answer within {}ms",
-                        timeout.as_millis()
+                    return Err(BotError::Transient(at(
+                        shown,
+                        format_args!(
+                            "bot did not finish its answer within {}ms",
+                            timeout.as_millis()
+                        ),
                     )));
                 }
                 Err(e) => {
-                    return Err(BotError::Transient(format!(
-                        "bot endpoint {shown}: answer cut off: {}",
-                        chain(e)
+                    return Err(BotError::Transient(at(
+                        shown,
+                        format_args!("bot answer cut off: {}", chain(e)),
                     )));
                 }
             }
@@ -244,8 +255,9 @@ impl Bot for HttpBot {
         self.policy.check_url(url).map_err(|refused| {
             metrics::counter!("switchyard_router_bot_answers_refused_total", "reason" => "egress")
                 .increment(1);
-            BotError::Permanent(format!(
-                "bot endpoint {shown} refused by the egress guard: {refused}"
+            BotError::Permanent(at(
+                &shown,
+                format_args!("bot URL refused by the egress guard: {refused}"),
             ))
         })?;
         let body = serde_json::to_vec(&serde_json::json!({
@@ -277,21 +289,26 @@ impl Bot for HttpBot {
             .map_err(|e| send_failed(&shown, *timeout, e))?;
         let status = response.status();
         if status.is_server_error() || status.as_u16() == 429 {
-            return Err(BotError::Transient(format!(
-                "bot endpoint {shown} answered {status}"
+            return Err(BotError::Transient(at(
+                &shown,
+                format_args!("bot answered {status}"),
             )));
         }
         if !status.is_success() {
-            return Err(BotError::Permanent(format!(
-                "bot endpoint {shown} answered {status}"
+            return Err(BotError::Permanent(at(
+                &shown,
+                format_args!("bot answered {status}"),
             )));
         }
         let bytes = self.read_limited(response, &shown, *timeout).await?;
         let replies = parse_answer(&bytes).map_err(|reason| {
             metrics::counter!("switchyard_router_bot_answers_refused_total", "reason" => "contract")
                 .increment(1);
-            BotError::Permanent(format!(
-                "bot endpoint {shown} broke the bot contract ({{\"replies\": [\"…\"]}}): {reason}"
+            BotError::Permanent(at(
+                &shown,
+                format_args!(
+                    "bot answer breaks the bot contract ({{\"replies\": [\"…\"]}}): {reason}"
+                ),
             ))
         })?;
         Ok(BotTurn {

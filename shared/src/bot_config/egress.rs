@@ -13,10 +13,12 @@
 //!
 //! This module is the pure policy ([`EgressPolicy::check_url`] for a URL as
 //! written, [`EgressPolicy::filter_resolved`] for the addresses a host name
-//! resolved to). The router applies the second at connect time, on every
-//! resolution (its HTTP client's DNS resolver), so a name that resolves to a
-//! public address when stored and to an internal one later (DNS rebinding)
-//! is still refused; the CLI can only judge what the URL says.
+//! resolved to). The router applies the first before each call and the
+//! second at connect time, on every resolution (its HTTP client's DNS
+//! resolver), so a name that resolves to a public address when stored and
+//! to an internal one later (DNS rebinding) is still refused. The CLI can
+//! only judge what the URL says ([`EgressPolicy::check_configured_url`]:
+//! scheme, address literals, `localhost` names).
 
 use std::{
     fmt,
@@ -351,9 +353,9 @@ impl EgressPolicy {
         Ok(allowed)
     }
 
-    /// Checks a URL as written: its scheme, and its host when that is an
-    /// address literal (which no resolver sees) or a name that always means
-    /// this machine. Other host names are checked when they are resolved.
+    /// Checks a URL as written, before a call: its scheme, and its host when
+    /// that is an address literal (which no resolver sees). Host names are
+    /// checked when they are resolved ([`Self::filter_resolved`]).
     pub fn check_url(&self, raw: &str) -> Result<(), EgressError> {
         let url = reqwest::Url::parse(raw).map_err(|_| EgressError::Invalid)?;
         match url.scheme() {
@@ -372,7 +374,17 @@ impl EgressPolicy {
         {
             return self.check_address(&ip.to_string(), ip);
         }
-        let name = normalize_host(host);
+        Ok(())
+    }
+
+    /// [`Self::check_url`] for a URL about to be stored, where nothing is
+    /// resolved (the CLI): also refuses the names that always mean this
+    /// machine (`localhost`, `*.localhost`, RFC 6761). Other names can only
+    /// be judged when they are resolved, at every call.
+    pub fn check_configured_url(&self, raw: &str) -> Result<(), EgressError> {
+        self.check_url(raw)?;
+        let url = reqwest::Url::parse(raw).map_err(|_| EgressError::Invalid)?;
+        let name = normalize_host(url.host_str().unwrap_or_default());
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
         if is_localhost_name(&name)
             && !self.host_allowed(&name)
@@ -467,7 +479,7 @@ mod tests {
             ("https://224.0.0.1/", AddressClass::Multicast),
             ("https://0.0.0.0/", AddressClass::Unspecified),
         ] {
-            match strict.check_url(url) {
+            match strict.check_configured_url(url) {
                 Err(e @ EgressError::Refused { class: got, .. }) => {
                     assert_eq!(got, class, "{url}");
                     assert!(e.to_string().contains(class.as_str()), "{e}");
@@ -482,7 +494,15 @@ mod tests {
     fn the_allowlist_and_the_development_setting_open_exactly_what_they_name() {
         let dev = EgressPolicy::new("127.0.0.0/8, ::1 10.1.2.3,bot.internal.", true).unwrap();
         assert_eq!(dev.check_url("http://127.0.0.1:8080/bot"), Ok(()));
-        assert_eq!(dev.check_url("http://localhost:8080/bot"), Ok(()));
+        assert_eq!(
+            dev.check_configured_url("http://localhost:8080/bot"),
+            Ok(())
+        );
+        // A name is left to the resolver at call time.
+        assert_eq!(
+            EgressPolicy::strict().check_url("https://localhost/"),
+            Ok(())
+        );
         assert_eq!(dev.check_url("https://[::1]/"), Ok(()));
         assert_eq!(dev.check_url("https://[::ffff:127.0.0.1]/"), Ok(()));
         assert_eq!(dev.check_url("https://10.1.2.3/"), Ok(()));
