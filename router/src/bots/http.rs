@@ -107,6 +107,8 @@ fn at(shown: &str, reason: std::fmt::Arguments<'_>) -> String {
 /// Why a call failed before an answer arrived.
 fn send_failed(shown: &str, timeout: Duration, error: reqwest::Error) -> BotError {
     if let Some(refused) = egress::refusal_in(&error) {
+        metrics::counter!("switchyard_router_bot_answers_refused_total", "reason" => "egress")
+            .increment(1);
         return BotError::Permanent(at(
             shown,
             format_args!("bot URL refused by the egress guard: {refused}"),
