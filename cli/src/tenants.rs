@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use sqlx::PgPool;
 use switchyard_shared::{
-    bot_config::BotConfig,
+    bot_config::{BotConfig, BotSpec, EgressPolicy, redact_json, redact_url},
     ids::TenantId,
     tenants::{self, BotKind, NewTenant, SendLimits, Tenant, TenantStatus},
 };
@@ -146,11 +146,25 @@ pub fn apply_limits(base: SendLimits, patch: LimitArgs) -> CliResult<SendLimits>
 }
 
 /// Refuses a bot configuration the router could not use: the same parse the
-/// router's tenant loader runs ([`BotConfig::parse`]).
-pub fn check_bot(kind: BotKind, config: &serde_json::Value) -> CliResult<()> {
-    BotConfig::parse(kind, config).map(drop).map_err(|e| {
+/// router's tenant loader runs ([`BotConfig::parse`]), and for an http bot the
+/// same egress guard the router applies at every call ([`EgressPolicy`], read
+/// from `SWITCHYARD_BOT_EGRESS_ALLOW` / `SWITCHYARD_BOT_ALLOW_HTTP`): scheme,
+/// address literals and `localhost` names are judged here; other host names
+/// are judged by the router each time it resolves them.
+pub fn check_bot(
+    kind: BotKind,
+    config: &serde_json::Value,
+    egress: &EgressPolicy,
+) -> CliResult<()> {
+    let parsed = BotConfig::parse(kind, config).map_err(|e| {
         CliError::bad_input(format!("invalid {} bot configuration: {e}", kind.as_str()))
-    })
+    })?;
+    if let BotSpec::Http(http) = &parsed.spec {
+        egress.check_configured_url(&http.url).map_err(|e| {
+            CliError::bad_input(format!("refused bot URL {}: {e}", redact_url(&http.url)))
+        })?;
+    }
+    Ok(())
 }
 
 /// Reads a tenant or refuses with "unknown tenant" (exit 2).
@@ -161,13 +175,13 @@ pub async fn require(pool: &PgPool, tenant: &TenantId) -> CliResult<Tenant> {
 }
 
 /// `tenants add`.
-pub async fn add(pool: &PgPool, args: AddArgs) -> CliResult<Tenant> {
+pub async fn add(pool: &PgPool, args: AddArgs, egress: &EgressPolicy) -> CliResult<Tenant> {
     let mut new = NewTenant::with_defaults(args.tenant.clone());
     new.display_name = args.name;
     new.limits = apply_limits(new.limits, args.limits)?;
     new.bot_kind = args.bot;
     new.bot_config = args.bot_config.unwrap_or_else(|| serde_json::json!({}));
-    check_bot(new.bot_kind, &new.bot_config)?;
+    check_bot(new.bot_kind, &new.bot_config, egress)?;
     if !tenants::insert(pool, &new).await? {
         return Err(CliError::bad_input(format!(
             "tenant {} already exists",
@@ -222,9 +236,10 @@ pub async fn set_bot(
     tenant: &TenantId,
     kind: BotKind,
     config: Option<serde_json::Value>,
+    egress: &EgressPolicy,
 ) -> CliResult<Tenant> {
     let config = config.unwrap_or_else(|| serde_json::json!({}));
-    check_bot(kind, &config)?;
+    check_bot(kind, &config, egress)?;
     let done = sqlx::query(
         "UPDATE tenants SET bot_kind = $2, bot_config = $3, updated_at = now() WHERE id = $1",
     )
@@ -239,7 +254,9 @@ pub async fn set_bot(
     require(pool, tenant).await
 }
 
-/// A tenant as printed: bot configuration values under secret-looking keys redacted.
+/// A tenant as printed: bot configuration values under secret-looking keys
+/// redacted, URLs without their query or user info ([`redact_json`], the
+/// same redaction as the tenant row's `Debug`).
 #[derive(Debug, Serialize)]
 pub struct TenantView {
     #[serde(flatten)]
@@ -248,29 +265,8 @@ pub struct TenantView {
 
 impl TenantView {
     pub fn new(mut tenant: Tenant) -> Self {
-        redact(&mut tenant.bot_config);
+        redact_json(&mut tenant.bot_config);
         Self { tenant }
-    }
-}
-
-/// Replaces the value of every key that looks like a secret.
-pub fn redact(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (key, v) in map.iter_mut() {
-                let k = key.to_ascii_lowercase();
-                if ["secret", "token", "password", "key", "authorization"]
-                    .iter()
-                    .any(|s| k.contains(s))
-                {
-                    *v = serde_json::Value::String("[redacted]".to_owned());
-                } else {
-                    redact(v);
-                }
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
-        _ => {}
     }
 }
 
@@ -362,7 +358,7 @@ pub async fn run(command: TenantsCommand, ctx: &Context, out: &mut Output) -> Cl
             out.emit(&view, |w| write_one(w, &view))?;
             return Ok(Exit::Ok);
         }
-        TenantsCommand::Add(args) => add(&pool, args).await?,
+        TenantsCommand::Add(args) => add(&pool, args, &EgressPolicy::from_env(ctx.env())?).await?,
         TenantsCommand::Suspend { tenant } => {
             set_status(&pool, &tenant, TenantStatus::Suspended).await?
         }
@@ -371,7 +367,8 @@ pub async fn run(command: TenantsCommand, ctx: &Context, out: &mut Output) -> Cl
         }
         TenantsCommand::SetLimits(args) => set_limits(&pool, &args.tenant, args.limits).await?,
         TenantsCommand::SetBot(args) => {
-            set_bot(&pool, &args.tenant, args.kind, args.config).await?
+            let egress = EgressPolicy::from_env(ctx.env())?;
+            set_bot(&pool, &args.tenant, args.kind, args.config, &egress).await?
         }
         TenantsCommand::SetWhatsapp(_) | TenantsCommand::ResumeSending { .. } => {
             return Ok(Exit::Ok);

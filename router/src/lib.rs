@@ -8,7 +8,8 @@
 //! turn); [`handler`] (the per-event step), [`backpressure`] (trouble in our
 //! own infrastructure: whose fault an error is, and slowing intake) and
 //! [`retries`] (how long it waits before an in-place retry); [`takeover`] (what a `from_me`
-//! message means); [`conversations`]; [`bots`]; [`replies`]; [`metrics`] (every
+//! message means); [`conversations`]; [`bots`] and [`egress`] (the connect-time
+//! guard on tenants' bot URLs); [`replies`]; [`metrics`] (every
 //! metric name the router emits). The lanes and the
 //! tenant cache live in `switchyard_shared` (`lanes`, `tenant_cache`), shared
 //! with the sender. `main.rs` only wires things up; [`run`] is what tests
@@ -17,6 +18,7 @@
 pub mod backpressure;
 pub mod bots;
 pub mod conversations;
+pub mod egress;
 pub mod gather;
 pub mod handler;
 pub mod inbound;
@@ -61,7 +63,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         nats: service.nats.clone(),
         db: app_db,
         tenants,
-        bots: bots::Bots::new(),
+        bots: bots::Bots::new(settings.bots.clone())?,
         retries,
         echo_wait: settings.echo_wait,
         // The runner dead-letters past max_deliveries: decide before that.

@@ -25,3 +25,5 @@ pub const FOREIGN_MENU_IDS: &str = "switchyard_router_foreign_menu_ids_total";
 pub const BACKPRESSURE: &str = "switchyard_router_backpressure";
 /// Tries held back by our own infrastructure's trouble (never a message's attempt).
 pub const BACKPRESSURE_TOTAL: &str = "switchyard_router_backpressure_total";
+/// HTTP bot answers refused, by `reason` (`contract`, `too_large`, `egress`).
+pub const BOT_ANSWERS_REFUSED: &str = "switchyard_router_bot_answers_refused_total";

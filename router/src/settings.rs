@@ -3,9 +3,12 @@
 use std::time::Duration;
 
 use switchyard_shared::{
+    bot_config::EgressPolicy,
     config::{ConfigError, Env},
     lanes::LaneSettings,
 };
+
+use crate::bots::http::{DEFAULT_MAX_ANSWER_BYTES, HttpBotSettings};
 
 /// Router settings.
 #[derive(Debug, Clone)]
@@ -35,6 +38,10 @@ pub struct Settings {
     pub echo_wait: Duration,
     /// `SWITCHYARD_REPLICA_ID` (default: random): this replica's name among its peers.
     pub replica_id: String,
+    /// How the HTTP bot reaches tenants' endpoints: the egress guard
+    /// (`SWITCHYARD_BOT_EGRESS_ALLOW`, `SWITCHYARD_BOT_ALLOW_HTTP`; strict
+    /// by default) and `SWITCHYARD_BOT_MAX_ANSWER_BYTES` (default 256 KiB).
+    pub bots: HttpBotSettings,
 }
 
 impl Settings {
@@ -60,6 +67,14 @@ impl Settings {
                 "SWITCHYARD_REPLICA_ID",
                 &format!("router-{}", uuid::Uuid::new_v4().simple()),
             ),
+            bots: HttpBotSettings {
+                egress: EgressPolicy::from_env(env)?,
+                max_answer_bytes: env.bounded(
+                    "SWITCHYARD_BOT_MAX_ANSWER_BYTES",
+                    DEFAULT_MAX_ANSWER_BYTES,
+                    1024..=16 * 1024 * 1024,
+                )?,
+            },
         })
     }
 }

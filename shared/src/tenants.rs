@@ -68,8 +68,10 @@ pub struct SendLimits {
     pub max_in_flight: u32,
 }
 
-/// One row of the tenants table.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// One row of the tenants table. Its `Debug` prints the bot configuration
+/// redacted ([`crate::bot_config::redact_json`]): a tenant row in a log line
+/// or a panic message never carries the bot's URL token or signing secret.
+#[derive(Clone, PartialEq, serde::Serialize)]
 pub struct Tenant {
     pub id: TenantId,
     pub display_name: String,
@@ -118,6 +120,25 @@ impl Default for WhatsAppSettings {
             bulk_share_percent: 50,
             paired_at: None,
         }
+    }
+}
+
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut bot_config = self.bot_config.clone();
+        crate::bot_config::redact_json(&mut bot_config);
+        f.debug_struct("Tenant")
+            .field("id", &self.id)
+            .field("display_name", &self.display_name)
+            .field("status", &self.status)
+            .field("bridge_id", &self.bridge_id)
+            .field("bridge_state", &self.bridge_state)
+            .field("limits", &self.limits)
+            .field("bot_kind", &self.bot_kind)
+            .field("bot_config", &format_args!("{bot_config}"))
+            .field("bot", &self.bot)
+            .field("whatsapp", &self.whatsapp)
+            .finish()
     }
 }
 

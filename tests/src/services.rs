@@ -67,7 +67,14 @@ impl Drop for RunningService {
 }
 
 /// Environment for a service under test: the given NATS and database, an
-/// ephemeral ops port, and `extra` on top.
+/// ephemeral ops port, and `extra` on top (a later value wins; an empty one
+/// counts as unset).
+///
+/// The tests' bot endpoints are axum servers on `127.0.0.1` over plain
+/// http, which the router's egress guard refuses by default; this
+/// environment opens exactly that, as development: `SWITCHYARD_BOT_ALLOW_HTTP`
+/// and loopback in `SWITCHYARD_BOT_EGRESS_ALLOW`. A suite that tests the
+/// guard's production defaults sets both to `""` in `extra`.
 pub fn env(nats_url: &str, database_url: &str, extra: &[(&str, &str)]) -> Env {
     let mut vars: Vec<(String, String)> = vec![
         ("NATS_URL".into(), nats_url.into()),
@@ -75,6 +82,11 @@ pub fn env(nats_url: &str, database_url: &str, extra: &[(&str, &str)]) -> Env {
         ("SWITCHYARD_OPS_ADDR".into(), "127.0.0.1:0".into()),
         ("SWITCHYARD_PARTITIONS".into(), "4".into()),
         ("SWITCHYARD_LOG".into(), "warn".into()),
+        ("SWITCHYARD_BOT_ALLOW_HTTP".into(), "true".into()),
+        (
+            "SWITCHYARD_BOT_EGRESS_ALLOW".into(),
+            "127.0.0.0/8,::1".into(),
+        ),
     ];
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Env::from_map(vars)

@@ -1,45 +1,237 @@
 //! The HTTP bot: POSTs the message to the tenant's own endpoint
 //! (`bot_config.url`), signed with the tenant's Standard Webhooks secret
 //! (`bot_config.signing_secret`), within a timeout (all parsed with the
-//! tenant row: `switchyard_shared::bot_config::HttpBotConfig`); the JSON answer
-//! `{"replies": ["…"]}` is the list of reply parts. Timeouts, connection
-//! errors and 5xx are transient; 4xx and malformed answers are permanent.
+//! tenant row: `switchyard_shared::bot_config::HttpBotConfig`).
+//!
+//! The bot contract: a 2xx answer whose body is a JSON object with a
+//! `replies` array of strings, the reply parts in order (`{"replies": []}`
+//! is a valid "no answer"). Anything else (not JSON, no `replies`, wrong
+//! types, more than [`MAX_PARTS`] parts, a body over the size limit) is that
+//! message's permanent error, dead-lettered with the reason: never acked as
+//! if the bot had said nothing. The body is read as a stream and reading
+//! stops at the limit, so an endpoint streaming gigabytes costs the router
+//! at most the limit.
+//!
+//! Timeouts, connection errors, 429 and 5xx are transient; other non-2xx
+//! answers, contract violations and URLs the egress guard refuses
+//! ([`crate::egress`]) are permanent. Every error names the endpoint only
+//! through [`redact_url`] (no query, no user info): errors reach the logs
+//! and the dead-letter headers.
 
-use serde::Deserialize;
+use std::{sync::Arc, time::Duration};
+
 use switchyard_shared::{
-    bot_config::{BotSpec, HttpBotConfig},
+    bot_config::{BotSpec, EgressPolicy, HttpBotConfig, redact_url},
     standard_webhooks,
 };
 
 use super::{Bot, BotError, BotInput, BotTurn, MAX_PARTS};
+use crate::{
+    egress::{self, GuardedResolver},
+    metrics as m,
+};
 
-#[derive(Debug, Deserialize)]
-struct Answer {
-    #[serde(default)]
-    replies: Vec<String>,
+/// Default of `SWITCHYARD_BOT_MAX_ANSWER_BYTES`.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// How the HTTP bot may reach tenants' endpoints.
+#[derive(Debug, Clone)]
+pub struct HttpBotSettings {
+    /// Where tenant endpoints may point (`SWITCHYARD_BOT_EGRESS_ALLOW`,
+    /// `SWITCHYARD_BOT_ALLOW_HTTP`).
+    pub egress: EgressPolicy,
+    /// Largest answer body read (`SWITCHYARD_BOT_MAX_ANSWER_BYTES`).
+    pub max_answer_bytes: usize,
+}
+
+impl Default for HttpBotSettings {
+    /// The production defaults: strict egress, 256 KiB answers.
+    fn default() -> Self {
+        Self {
+            egress: EgressPolicy::strict(),
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
+        }
+    }
 }
 
 /// Calls tenants' bot endpoints.
 #[derive(Debug, Clone)]
 pub struct HttpBot {
     client: reqwest::Client,
+    policy: Arc<EgressPolicy>,
+    max_answer_bytes: usize,
 }
 
 impl HttpBot {
-    pub fn new() -> Self {
+    /// A bot resolving names through the system resolver.
+    pub fn new(settings: HttpBotSettings) -> anyhow::Result<Self> {
+        Self::with_lookup(settings, egress::system_lookup())
+    }
+
+    /// A bot resolving names through `lookup` (tests), always guarded.
+    pub fn with_lookup(settings: HttpBotSettings, lookup: egress::Lookup) -> anyhow::Result<Self> {
         switchyard_shared::tls::install_crypto_provider();
-        Self {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default(),
-        }
+        let policy = Arc::new(settings.egress);
+        let client = reqwest::Client::builder()
+            // Every name resolves through the guard; nothing bypasses it:
+            // no redirects (a 3xx is the bot's answer), no proxy.
+            .dns_resolver(Arc::new(GuardedResolver::new(Arc::clone(&policy), lookup)))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot build the http bot client: {e}"))?;
+        Ok(Self {
+            client,
+            policy,
+            max_answer_bytes: settings.max_answer_bytes,
+        })
     }
 }
 
-impl Default for HttpBot {
-    fn default() -> Self {
-        Self::new()
+/// The error's text and its sources', without the URL reqwest adds.
+fn chain(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// A bot error's text: the reason first (dead-letter headers keep 512
+/// characters), then the endpoint, redacted.
+fn at(shown: &str, reason: std::fmt::Arguments<'_>) -> String {
+    format!("{reason} (endpoint {shown})")
+}
+
+/// Why a call failed before an answer arrived.
+fn send_failed(shown: &str, timeout: Duration, error: reqwest::Error) -> BotError {
+    if let Some(refused) = egress::refusal_in(&error) {
+        metrics::counter!(m::BOT_ANSWERS_REFUSED, "reason" => "egress").increment(1);
+        return BotError::Permanent(at(
+            shown,
+            format_args!("bot URL refused by the egress guard: {refused}"),
+        ));
+    }
+    if error.is_timeout() {
+        return BotError::Transient(at(
+            shown,
+            format_args!("bot did not answer within {}ms", timeout.as_millis()),
+        ));
+    }
+    BotError::Transient(at(
+        shown,
+        format_args!("bot endpoint unreachable: {}", chain(error)),
+    ))
+}
+
+/// The JSON type name of a value, for contract errors (never the value itself).
+fn kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Reads an answer body against the bot contract: the reply parts, or why
+/// the answer breaks the contract.
+pub fn parse_answer(body: &[u8]) -> Result<Vec<String>, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON ({e})"))?;
+    let serde_json::Value::Object(mut object) = value else {
+        return Err(format!(
+            "the answer is {}, not an object with a \"replies\" field",
+            kind(&value)
+        ));
+    };
+    let replies = match object.remove("replies") {
+        None => return Err("the answer has no \"replies\" field".to_owned()),
+        Some(serde_json::Value::Array(items)) => items,
+        Some(other) => {
+            return Err(format!(
+                "\"replies\" is {}, not an array of strings",
+                kind(&other)
+            ));
+        }
+    };
+    if replies.len() > MAX_PARTS {
+        return Err(format!(
+            "the answer has {} reply parts; at most {MAX_PARTS} are allowed",
+            replies.len()
+        ));
+    }
+    replies
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            serde_json::Value::String(text) => Ok(text),
+            other => Err(format!(
+                "\"replies\"[{i}] is {}, not a string",
+                kind(&other)
+            )),
+        })
+        .collect()
+}
+
+impl HttpBot {
+    /// Reads the body as a stream, refusing it as soon as it passes the limit
+    /// (the response is dropped, which closes the connection).
+    async fn read_limited(
+        &self,
+        mut response: reqwest::Response,
+        shown: &str,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, BotError> {
+        let limit = self.max_answer_bytes;
+        let too_large = || {
+            metrics::counter!(m::BOT_ANSWERS_REFUSED, "reason" => "too_large").increment(1);
+            BotError::Permanent(at(
+                shown,
+                format_args!("bot answer is larger than {limit} bytes; the rest was not read"),
+            ))
+        };
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::with_capacity(
+            response
+                .content_length()
+                .map_or(8 * 1024, |n| n as usize)
+                .min(limit),
+        );
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > limit {
+                        return Err(too_large());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body),
+                Err(e) if e.is_timeout() => {
+                    return Err(BotError::Transient(at(
+                        shown,
+                        format_args!(
+                            "bot did not finish its answer within {}ms",
+                            timeout.as_millis()
+                        ),
+                    )));
+                }
+                Err(e) => {
+                    return Err(BotError::Transient(at(
+                        shown,
+                        format_args!("bot answer cut off: {}", chain(e)),
+                    )));
+                }
+            }
+        }
     }
 }
 
@@ -60,6 +252,16 @@ impl Bot for HttpBot {
             },
             Err(e) => return Err(BotError::Permanent(format!("invalid http bot config: {e}"))),
         };
+        let shown = redact_url(url);
+        // The scheme and address literals (which no resolver sees); names are
+        // checked by the client's resolver on every connection.
+        self.policy.check_url(url).map_err(|refused| {
+            metrics::counter!(m::BOT_ANSWERS_REFUSED, "reason" => "egress").increment(1);
+            BotError::Permanent(at(
+                &shown,
+                format_args!("bot URL refused by the egress guard: {refused}"),
+            ))
+        })?;
         let body = serde_json::to_vec(&serde_json::json!({
             "tenant": input.tenant.id,
             "message": input.message,
@@ -82,37 +284,78 @@ impl Bot for HttpBot {
                     secret.sign(&msg_id, now, &body),
                 );
         }
-        let response = request.body(body).send().await.map_err(|e| {
-            // reqwest errors may include the URL; the tenant's own URL is not a secret.
-            BotError::Transient(format!("bot endpoint unreachable: {e}"))
-        })?;
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| send_failed(&shown, *timeout, e))?;
         let status = response.status();
         if status.is_server_error() || status.as_u16() == 429 {
-            return Err(BotError::Transient(format!(
-                "bot endpoint answered {status}"
+            return Err(BotError::Transient(at(
+                &shown,
+                format_args!("bot answered {status}"),
             )));
         }
         if !status.is_success() {
-            return Err(BotError::Permanent(format!(
-                "bot endpoint answered {status}"
+            return Err(BotError::Permanent(at(
+                &shown,
+                format_args!("bot answered {status}"),
             )));
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| BotError::Transient(format!("bot answer cut off: {e}")))?;
-        let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| {
-            BotError::Permanent(format!("bot answer is not {{\"replies\": [..]}}: {e}"))
+        let bytes = self.read_limited(response, &shown, *timeout).await?;
+        let replies = parse_answer(&bytes).map_err(|reason| {
+            metrics::counter!(m::BOT_ANSWERS_REFUSED, "reason" => "contract").increment(1);
+            BotError::Permanent(at(
+                &shown,
+                format_args!(
+                    "bot answer breaks the bot contract ({{\"replies\": [\"…\"]}}): {reason}"
+                ),
+            ))
         })?;
-        if answer.replies.len() > MAX_PARTS {
-            return Err(BotError::Permanent(format!(
-                "bot answered {} parts; at most {MAX_PARTS} are allowed",
-                answer.replies.len()
-            )));
-        }
         Ok(BotTurn {
-            replies: answer.replies,
+            replies,
             menu_shown: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contract_accepts_replies_and_an_explicit_empty_list_only() {
+        assert_eq!(
+            parse_answer(br#"{"replies": ["a", "b"], "extra": 1}"#),
+            Ok(vec!["a".to_owned(), "b".to_owned()])
+        );
+        assert_eq!(parse_answer(br#"{"replies": []}"#), Ok(vec![]));
+        for (body, reason) in [
+            (&br#"{}"#[..], "no \"replies\" field"),
+            (br#"{"replies": 5}"#, "\"replies\" is a number"),
+            (br#"{"replies": null}"#, "\"replies\" is null"),
+            (br#"{"replies": "hi"}"#, "\"replies\" is a string"),
+            (br#"{"replies": ["ok", 7]}"#, "\"replies\"[1] is a number"),
+            (br#"["hi"]"#, "the answer is an array"),
+            (b"<html>hello</html>", "not JSON"),
+            (b"", "not JSON"),
+        ] {
+            let e = parse_answer(body).unwrap_err();
+            assert!(e.contains(reason), "{}: {e}", String::from_utf8_lossy(body));
+        }
+        let many = serde_json::json!({"replies": vec!["x"; MAX_PARTS + 1]}).to_string();
+        assert!(
+            parse_answer(many.as_bytes())
+                .unwrap_err()
+                .contains("at most")
+        );
+    }
+
+    #[test]
+    fn a_refused_string_value_is_never_echoed() {
+        let secret = "s3cr3t-".repeat(1000);
+        let body = serde_json::json!({"replies": secret}).to_string();
+        let e = parse_answer(body.as_bytes()).unwrap_err();
+        assert!(!e.contains("s3cr3t"), "{e}");
     }
 }

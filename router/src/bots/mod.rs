@@ -20,7 +20,8 @@ use sender_role::SenderRole;
 /// Most reply parts one turn may produce.
 pub const MAX_PARTS: usize = 10;
 
-/// What a bot sees of one message.
+/// What a bot sees of one message. Its `Debug` is safe to log: the tenant
+/// row's prints its bot configuration redacted.
 #[derive(Debug, Clone, Copy)]
 pub struct BotInput<'a> {
     pub tenant: &'a Tenant,
@@ -63,10 +64,10 @@ pub struct Bots {
 }
 
 impl Bots {
-    pub fn new() -> Self {
-        Self {
-            http: http::HttpBot::new(),
-        }
+    pub fn new(http: http::HttpBotSettings) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: http::HttpBot::new(http)?,
+        })
     }
 
     /// Runs the tenant's bot on one message.
@@ -77,11 +78,5 @@ impl Bots {
             BotKind::Rules => rules::RulesBot.respond(input).await,
             BotKind::Http => self.http.respond(input).await,
         }
-    }
-}
-
-impl Default for Bots {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -7,7 +7,9 @@
 //! field: the tenant still loads, the loader reports it once, and each of
 //! that tenant's messages is refused with the same reason.
 
+pub mod egress;
 pub mod menu;
+mod redact;
 
 use std::time::Duration;
 
@@ -15,7 +17,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::{standard_webhooks::SigningSecret, tenants::BotKind};
+pub use egress::{EgressError, EgressPolicy};
 pub use menu::{Menu, MenuError, MenuOption};
+pub use redact::{redact_json, redact_url};
 
 /// Default and upper bound of an HTTP bot call (`bot_config.timeout_ms`).
 pub const HTTP_BOT_DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -88,15 +92,29 @@ pub struct KeywordRule {
     pub reply: String,
 }
 
-/// The tenant's own bot endpoint.
-#[derive(Debug, Clone, PartialEq)]
+/// The tenant's own bot endpoint. Its `Debug` shows the URL without its
+/// query or user info ([`redact_url`]) and never the secret.
+#[derive(Clone, PartialEq)]
 pub struct HttpBotConfig {
-    /// `http(s)://…`; the tenant's own endpoint.
+    /// `http(s)://…`; the tenant's own endpoint. May carry a token in its
+    /// query or user info: shown, logged and dead-lettered only through
+    /// [`redact_url`]. Where it may point is the egress guard's business
+    /// ([`EgressPolicy`]), checked by the CLI and at every call.
     pub url: String,
     /// The call's timeout, at most [`HTTP_BOT_MAX_TIMEOUT`].
     pub timeout: Duration,
     /// Standard Webhooks secret the call is signed with, if any.
     pub signing_secret: Option<SigningSecret>,
+}
+
+impl std::fmt::Debug for HttpBotConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpBotConfig")
+            .field("url", &redact_url(&self.url))
+            .field("timeout", &self.timeout)
+            .field("signing_secret", &self.signing_secret)
+            .finish()
+    }
 }
 
 impl BotConfig {
@@ -147,11 +165,17 @@ fn parse_http(
         Some(_) => return Err(BotConfigError::new("url", "must be a string")),
         None => return Err(BotConfigError::new("url", "is required for the http bot")),
     };
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+    // The URL itself is never echoed: it may hold a token.
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| BotConfigError::new("url", format!("is not a valid URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
         return Err(BotConfigError::new(
             "url",
             "must start with http:// or https://",
         ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(BotConfigError::new("url", "has no host"));
     }
     let timeout = match object.get("timeout_ms") {
         None | Some(serde_json::Value::Null) => HTTP_BOT_DEFAULT_TIMEOUT,

@@ -18,6 +18,7 @@ mod ingest_support;
 mod whatsapp_support;
 
 // Suites.
+mod bot_contract;
 mod cli_dlq;
 mod cli_fleet;
 mod cli_migrate;
