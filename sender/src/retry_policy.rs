@@ -24,7 +24,7 @@ use switchyard_shared::{
     config::{ConfigError, Env},
     lanes::dead_letter::DeadLetterCode,
     retry::{Exhausted, NextAttempt, RetryPolicy},
-    wabridges::WaError,
+    wabridges::{WaError, settings::DEFAULT_TIMEOUT},
 };
 
 use crate::fair_share::PauseReason;
@@ -46,7 +46,21 @@ pub struct SendPolicy {
     /// held before one probe send, in case the `connected` event is lost
     /// (`SWITCHYARD_SEND_DISCONNECTED_HOLD`, default 2m).
     pub disconnected_hold: Duration,
+    /// How long a claim on a reply part's ledger row keeps other senders off
+    /// it while one attempt runs (`SWITCHYARD_SEND_LEASE`, default 30s); at
+    /// least the provider call's timeout (`SWITCHYARD_WA_TIMEOUT`) plus
+    /// [`LEASE_MARGIN`]. A sender that dies mid-send holds its replies this
+    /// long before another takes them over.
+    pub lease: Duration,
+    /// How long the ledger write after an accepted send is retried before
+    /// the message goes back to its lane unacked (`SWITCHYARD_SEND_LEDGER_RETRY`,
+    /// default 30s); see `deliver::ledger`.
+    pub ledger_retry_for: Duration,
 }
+
+/// What a lease must exceed the provider call's timeout by: the claim, the
+/// per-contact check before the call and the ledger write after it.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 impl Default for SendPolicy {
     fn default() -> Self {
@@ -59,6 +73,8 @@ impl Default for SendPolicy {
                 ..RetryPolicy::exponential(Duration::from_secs(2), Duration::from_secs(300))
             },
             disconnected_hold: Duration::from_secs(120),
+            lease: Duration::from_secs(30),
+            ledger_retry_for: Duration::from_secs(30),
         }
     }
 }
@@ -91,9 +107,23 @@ impl SendPolicy {
                 ),
             });
         }
+        let lease = env.duration("SWITCHYARD_SEND_LEASE", d.lease)?;
+        let call_timeout = env.duration("SWITCHYARD_WA_TIMEOUT", DEFAULT_TIMEOUT)?;
+        if lease < call_timeout + LEASE_MARGIN {
+            return Err(ConfigError {
+                variable: "SWITCHYARD_SEND_LEASE".to_owned(),
+                reason: format!(
+                    "{lease:?} must be at least SWITCHYARD_WA_TIMEOUT ({call_timeout:?}) plus {LEASE_MARGIN:?}: \
+                     a send must end before another sender may take its reply over"
+                ),
+            });
+        }
+        let ledger_retry_for = env.duration("SWITCHYARD_SEND_LEDGER_RETRY", d.ledger_retry_for)?;
         Ok(Self {
             retry,
             disconnected_hold,
+            lease,
+            ledger_retry_for,
         })
     }
 }
