@@ -94,16 +94,18 @@ impl Deliverer {
                 e.to_string(),
             ))
         })?;
-        let tenant = self.sending_tenant(message, &reply).await?;
-        let Some(under_way) = self.ledger.begin(&tenant.id, &reply.reply_id) else {
-            return Err(Refusal::UnderWayElsewhere(LOCAL_TROUBLE_PAUSE));
-        };
-        if let Some(provider_id) = self.ledger.unrecorded(&tenant.id, &reply.reply_id) {
+        // Sent by this process already, only its ledger write is due: that
+        // needs nothing else (not even the tenant's row).
+        if let Some(provider_id) = self.ledger.unrecorded(message.tenant(), &reply.reply_id) {
             return Err(Refusal::Unrecorded {
                 reply_id: reply.reply_id,
                 provider_id,
             });
         }
+        let tenant = self.sending_tenant(message, &reply).await?;
+        let Some(under_way) = self.ledger.begin(&tenant.id, &reply.reply_id) else {
+            return Err(Refusal::UnderWayElsewhere(LOCAL_TROUBLE_PAUSE));
+        };
         let (attempts, age, in_doubt) = self.claim(&tenant, &reply).await?;
         if let Err(refusal) = self.check_contact_cap(&tenant, &reply, attempts).await {
             if matches!(refusal, Refusal::LocalTrouble(_)) {

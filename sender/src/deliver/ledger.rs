@@ -146,6 +146,7 @@ impl SendLedger {
                     attempt = next;
                 }
                 NextAttempt::GiveUp(_) => {
+                    metrics::counter!("switchyard_sender_ledger_write_deferred_total").increment(1);
                     lock(&self.unrecorded)
                         .insert((tenant.clone(), reply.clone()), provider_id.cloned());
                     tracing::error!(tenant.id = %tenant, error = %error, ledger.tries = attempt, "sent, but the ledger write keeps failing; the message stays unacked and its next turn writes the ledger instead of sending");

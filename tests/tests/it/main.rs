@@ -27,6 +27,7 @@ mod ingest_front_door;
 mod router_isolation;
 mod router_lanes;
 mod sender_delivery;
+mod sender_double_send;
 mod sender_replicas;
 mod settings_docs;
 mod wabridges_client;
