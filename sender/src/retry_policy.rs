@@ -24,7 +24,7 @@ use switchyard_shared::{
     config::{ConfigError, Env},
     lanes::dead_letter::DeadLetterCode,
     retry::{Exhausted, NextAttempt, RetryPolicy},
-    wabridges::{WaError, settings::DEFAULT_TIMEOUT},
+    wabridges::WaError,
 };
 
 use crate::fair_share::PauseReason;
@@ -47,10 +47,10 @@ pub struct SendPolicy {
     /// (`SWITCHYARD_SEND_DISCONNECTED_HOLD`, default 2m).
     pub disconnected_hold: Duration,
     /// How long a claim on a reply part's ledger row keeps other senders off
-    /// it while one attempt runs (`SWITCHYARD_SEND_LEASE`, default 30s); at
-    /// least the provider call's timeout (`SWITCHYARD_WA_TIMEOUT`) plus
-    /// [`LEASE_MARGIN`]. A sender that dies mid-send holds its replies this
-    /// long before another takes them over.
+    /// it (`SWITCHYARD_SEND_LEASE`, default 10s, at least [`MIN_LEASE`]); the
+    /// sender renews it every third of that while the attempt runs, so a
+    /// sender that dies mid-send holds its replies at most this long before
+    /// another takes them over.
     pub lease: Duration,
     /// How long the ledger write after an accepted send is retried before
     /// the message goes back to its lane unacked (`SWITCHYARD_SEND_LEDGER_RETRY`,
@@ -58,9 +58,9 @@ pub struct SendPolicy {
     pub ledger_retry_for: Duration,
 }
 
-/// What a lease must exceed the provider call's timeout by: the claim, the
-/// per-contact check before the call and the ledger write after it.
-pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// The shortest lease allowed: renewed every third of it, a shorter one
+/// would lapse on one slow database round trip.
+pub const MIN_LEASE: Duration = Duration::from_secs(2);
 
 impl Default for SendPolicy {
     fn default() -> Self {
@@ -73,7 +73,7 @@ impl Default for SendPolicy {
                 ..RetryPolicy::exponential(Duration::from_secs(2), Duration::from_secs(300))
             },
             disconnected_hold: Duration::from_secs(120),
-            lease: Duration::from_secs(30),
+            lease: Duration::from_secs(10),
             ledger_retry_for: Duration::from_secs(30),
         }
     }
@@ -108,13 +108,11 @@ impl SendPolicy {
             });
         }
         let lease = env.duration("SWITCHYARD_SEND_LEASE", d.lease)?;
-        let call_timeout = env.duration("SWITCHYARD_WA_TIMEOUT", DEFAULT_TIMEOUT)?;
-        if lease < call_timeout + LEASE_MARGIN {
+        if lease < MIN_LEASE {
             return Err(ConfigError {
                 variable: "SWITCHYARD_SEND_LEASE".to_owned(),
                 reason: format!(
-                    "{lease:?} must be at least SWITCHYARD_WA_TIMEOUT ({call_timeout:?}) plus {LEASE_MARGIN:?}: \
-                     a send must end before another sender may take its reply over"
+                    "{lease:?} is below {MIN_LEASE:?}: it is renewed every third of it"
                 ),
             });
         }
@@ -268,6 +266,20 @@ mod tests {
             status: Some(503),
             message: msg(),
         }
+    }
+
+    #[test]
+    fn the_lease_and_the_ledger_retry_are_read_and_a_lease_too_short_to_renew_is_refused() {
+        let env = Env::from_map([
+            ("SWITCHYARD_SEND_LEASE", "4s"),
+            ("SWITCHYARD_SEND_LEDGER_RETRY", "45s"),
+        ]);
+        let p = SendPolicy::from_env(&env).unwrap();
+        assert_eq!(p.lease, Duration::from_secs(4));
+        assert_eq!(p.ledger_retry_for, Duration::from_secs(45));
+        let short = Env::from_map([("SWITCHYARD_SEND_LEASE", "1s")]);
+        let e = SendPolicy::from_env(&short).unwrap_err();
+        assert_eq!(e.variable, "SWITCHYARD_SEND_LEASE");
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! unique per account only.
 //!
 //! **Leases.** A claim takes the row for one attempt: `lease_owner` names the
-//! sender instance, `lease_until` bounds the claim (longer than the provider
-//! call may take). While a live lease is held by another owner, [`claim`]
+//! sender instance, `lease_until` bounds the claim, and the owner extends it
+//! ([`renew`]) while the attempt runs. While a live lease is held by another owner, [`claim`]
 //! answers [`Claim::Leased`] and the caller waits: an attempt is under way
 //! elsewhere. A known outcome clears the lease. An unknown one leaves the row
 //! *in doubt*: its owner died mid-send (the lease runs out by itself) or the
@@ -43,7 +43,7 @@ pub struct Lease {
     /// The sender instance (a process, not only a replica name: a restarted
     /// replica is another owner, so it checks its predecessor's attempts).
     pub owner: String,
-    /// How long a claim holds the row: longer than a provider call can take.
+    /// How long a claim (or a renewal) holds the row.
     pub duration: Duration,
 }
 
@@ -220,6 +220,33 @@ pub async fn claim(
     };
     tx.commit().await?;
     Ok(claim)
+}
+
+/// Extends `owner`'s live lease on a reply part by `duration` from now, while
+/// its attempt runs. A lease that ended (a call that timed out leaves it
+/// ended on purpose), was given up or was taken by another owner stays as it
+/// is. Returns whether the lease was extended.
+pub async fn renew(
+    db: &PgPool,
+    tenant: &TenantId,
+    reply_id: &ReplyId,
+    lease: &Lease,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = db::begin_for_tenant(db, tenant).await?;
+    let renewed = sqlx::query(
+        "UPDATE deliveries SET lease_until = now() + make_interval(secs => $4) \
+         WHERE tenant_id = $1 AND reply_id = $2 AND status = 'sending' \
+           AND lease_owner = $3 AND lease_until > now()",
+    )
+    .bind(tenant.as_str())
+    .bind(reply_id.as_str())
+    .bind(&lease.owner)
+    .bind(lease.duration.as_secs_f64())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(renewed == 1)
 }
 
 /// The provider accepted the send, with the id it gave the message; `None`

@@ -4,7 +4,7 @@
 //! landed yet.
 //!
 //! The lease in the database keeps other senders off a reply part while one
-//! attempt runs; the set of attempts under way here keeps two copies of one
+//! attempt runs (renewed meanwhile, [`SendLedger::renewed_during`]); the set of attempts under way here keeps two copies of one
 //! message in this process apart (the lease lets its own owner back in, for
 //! an attempt that stopped before its call). A send the provider accepted is
 //! written to the ledger before its message is acked, retried for
@@ -14,6 +14,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    future::Future,
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
@@ -93,6 +94,35 @@ impl SendLedger {
             ledger: self.clone(),
             key,
         })
+    }
+
+    /// Runs `work` (an attempt's call and the recording of its outcome),
+    /// renewing this sender's lease on the reply every third of its duration,
+    /// so the lease can stay short (a dead sender's replies are taken over
+    /// soon) however long the call takes. A renewal that fails is logged and
+    /// retried at the next tick: the message itself is kept alive meanwhile,
+    /// so no other sender holds a copy to take the reply over with.
+    pub(super) async fn renewed_during<F: Future>(
+        &self,
+        db: &PgPool,
+        tenant: &TenantId,
+        reply: &ReplyId,
+        work: F,
+    ) -> F::Output {
+        let every = self.lease.duration / 3;
+        let mut work = std::pin::pin!(work);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tick.tick() => {
+                    if let Err(e) = deliveries::renew(db, tenant, reply, &self.lease).await {
+                        tracing::warn!(tenant.id = %tenant, error = %e, "cannot renew the ledger lease");
+                    }
+                }
+            }
+        }
     }
 
     /// The provider's id of an accepted send of `key` not yet written, if any.

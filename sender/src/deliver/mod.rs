@@ -101,8 +101,13 @@ impl Deliverer {
                 Ok(cleared) => cleared,
                 Err(refusal) => return self.refuse(&message, refusal).await,
             };
-            let sent = self.send(&message, &cleared).await;
-            self.apply(&message, cleared, sent).await
+            let (tenant, reply_id) = (cleared.tenant.id.clone(), cleared.reply.reply_id.clone());
+            self.ledger
+                .renewed_during(&self.db, &tenant, &reply_id, async {
+                    let sent = self.send(&message, &cleared).await;
+                    self.apply(&message, cleared, sent).await
+                })
+                .await
         })
         .await;
         match end {

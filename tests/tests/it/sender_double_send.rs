@@ -112,16 +112,15 @@ impl Rig {
     }
 
     async fn wait_settled(&self, what: &str, deadline: Duration) {
-        poll::until(what, deadline, || async { self.settled().await.then_some(()) }).await;
+        poll::until(what, deadline, || async {
+            self.settled().await.then_some(())
+        })
+        .await;
     }
 
     /// How often the partition consumers delivered messages, redeliveries included.
     async fn deliveries_made(&self) -> u64 {
-        let stream = self
-            .js
-            .get_stream(subjects::OUTBOUND_STREAM)
-            .await
-            .unwrap();
+        let stream = self.js.get_stream(subjects::OUTBOUND_STREAM).await.unwrap();
         let mut total = 0;
         for p in 0..self.partitions {
             let name = subjects::partition_consumer(Direction::Outbound, p);
@@ -191,9 +190,36 @@ async fn a_send_slower_than_ack_wait_is_sent_once_and_never_redelivered(pool: Pg
     rig.sim
         .set_latency("alpha", Duration::from_millis(4500))
         .unwrap();
-    let sender = services::start_sender(&rig.env(&rig.db_url(), &[])).await;
+    // A lease shorter than the call: renewed while it runs.
+    let sender =
+        services::start_sender(&rig.env(&rig.db_url(), &[("SWITCHYARD_SEND_LEASE", "2s")])).await;
 
     rig.reply("alpha", "slow", "alpha:slow").await;
+    let id = reply_id("slow", 0);
+    poll::until(
+        "the lease to be renewed during the call",
+        Duration::from_secs(10),
+        || async {
+            let (renewed,): (bool,) = sqlx::query_as(
+                "SELECT coalesce(lease_until > last_attempt_at + interval '2 s', false) \
+                 FROM deliveries WHERE tenant_id = 'alpha' AND reply_id = $1",
+            )
+            .bind(id.as_str())
+            .fetch_optional(&pool)
+            .await
+            .unwrap()?;
+            renewed.then_some(())
+        },
+    )
+    .await;
+    let other = lease("sender-other/1", Duration::from_secs(60));
+    let claim = deliveries::claim(&pool, &t("alpha"), &id, &chat(), &other)
+        .await
+        .unwrap();
+    assert!(
+        matches!(claim, Claim::Leased { .. }),
+        "another sender may not take a reply whose send is under way: {claim:?}"
+    );
     rig.sim
         .wait_for_sends(1, Duration::from_secs(20))
         .await
@@ -207,7 +233,7 @@ async fn a_send_slower_than_ack_wait_is_sent_once_and_never_redelivered(pool: Pg
         1,
         "kept alive for the whole send: JetStream never delivered it again"
     );
-    let row = row(&pool, "alpha", &reply_id("slow", 0)).await.unwrap();
+    let row = row(&pool, "alpha", &id).await.unwrap();
     assert_eq!(row.status, "wired");
     assert_eq!(row.lease_owner, None, "a recorded send ends its lease");
     sender.stop().await;
@@ -224,10 +250,9 @@ async fn replies_whose_partition_moves_to_a_new_replica_during_slow_sends_are_ea
     for name in names {
         rig.sim.set_latency(name, Duration::from_secs(5)).unwrap();
     }
-    let a = services::start_sender(
-        &rig.env(&rig.db_url(), &[("SWITCHYARD_REPLICA_ID", "sender-a")]),
-    )
-    .await;
+    let a =
+        services::start_sender(&rig.env(&rig.db_url(), &[("SWITCHYARD_REPLICA_ID", "sender-a")]))
+            .await;
     for name in names {
         rig.reply(name, "move", &format!("{name}:move")).await;
     }
@@ -237,11 +262,18 @@ async fn replies_whose_partition_moves_to_a_new_replica_during_slow_sends_are_ea
     let mut moving = Vec::new();
     for name in names {
         let subject = format!("outbound.1.{name}");
-        if stream.get_last_raw_message_by_subject(&subject).await.is_ok() {
+        if stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .is_ok()
+        {
             moving.push(name);
         }
     }
-    assert!(!moving.is_empty(), "no tenant on partition 1: pick other names");
+    assert!(
+        !moving.is_empty(),
+        "no tenant on partition 1: pick other names"
+    );
     // Every send is under way on A (claimed under A's lease) ...
     poll::until(
         "every reply claimed by sender-a",
@@ -261,10 +293,9 @@ async fn replies_whose_partition_moves_to_a_new_replica_during_slow_sends_are_ea
     )
     .await;
     // ... when B joins and partition 1 moves to it.
-    let b = services::start_sender(
-        &rig.env(&rig.db_url(), &[("SWITCHYARD_REPLICA_ID", "sender-b")]),
-    )
-    .await;
+    let b =
+        services::start_sender(&rig.env(&rig.db_url(), &[("SWITCHYARD_REPLICA_ID", "sender-b")]))
+            .await;
     let members = rig
         .js
         .get_key_value(switchyard_shared::lanes::assignment::bucket_name(
@@ -339,7 +370,10 @@ async fn a_reply_another_sender_is_sending_waits_and_is_acked_unsent_once_that_s
         },
     )
     .await;
-    assert!(rig.sim.sends().is_empty(), "sent while another sender held it");
+    assert!(
+        rig.sim.sends().is_empty(),
+        "sent while another sender held it"
+    );
 
     // The other sender's answer comes: recorded as wired.
     let theirs = ProviderMessageId::parse("THEIRS-1").unwrap();
@@ -348,7 +382,10 @@ async fn a_reply_another_sender_is_sending_waits_and_is_acked_unsent_once_that_s
         .unwrap();
     rig.wait_settled("the waiting copy to be acked", Duration::from_secs(10))
         .await;
-    assert!(rig.sim.sends().is_empty(), "a recorded reply was sent again");
+    assert!(
+        rig.sim.sends().is_empty(),
+        "a recorded reply was sent again"
+    );
     sender.stop().await;
 }
 
@@ -390,9 +427,7 @@ async fn a_lease_whose_sender_died_is_taken_over_only_when_it_ends(pool: PgPool)
 }
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
-async fn an_attempt_left_in_doubt_whose_echo_arrived_is_recorded_and_not_sent_again(
-    pool: PgPool,
-) {
+async fn an_attempt_left_in_doubt_whose_echo_arrived_is_recorded_and_not_sent_again(pool: PgPool) {
     let rig = Rig::new(&pool, &["alpha"], 1).await;
     let tenant = t("alpha");
     let id = reply_id("echoed", 0);
@@ -417,10 +452,14 @@ async fn an_attempt_left_in_doubt_whose_echo_arrived_is_recorded_and_not_sent_ag
     rig.reply("alpha", "echoed", "alpha:echoed").await;
     rig.wait_settled("the reply acked", Duration::from_secs(20))
         .await;
-    poll::until("the ledger to record it", Duration::from_secs(5), || async {
-        let r = row(&pool, "alpha", &id).await?;
-        (r.status == "wired").then_some(())
-    })
+    poll::until(
+        "the ledger to record it",
+        Duration::from_secs(5),
+        || async {
+            let r = row(&pool, "alpha", &id).await?;
+            (r.status == "wired").then_some(())
+        },
+    )
     .await;
     assert!(rig.sim.sends().is_empty(), "sent again despite its echo");
     let r = row(&pool, "alpha", &id).await.unwrap();
@@ -457,9 +496,11 @@ async fn a_ledger_write_that_fails_after_the_send_is_retried_before_the_ack_and_
     let id = reply_id("cut", 0);
 
     rig.reply("alpha", "cut", "alpha:cut").await;
-    poll::until("the reply to be claimed", Duration::from_secs(10), || async {
-        row(&pool, "alpha", &id).await?.lease_owner.map(|_| ())
-    })
+    poll::until(
+        "the reply to be claimed",
+        Duration::from_secs(10),
+        || async { row(&pool, "alpha", &id).await?.lease_owner.map(|_| ()) },
+    )
     .await;
     // The call is under way (1.5 s of latency): PostgreSQL goes away before
     // the provider accepts it, so the ledger write after it fails.
@@ -485,7 +526,10 @@ async fn a_ledger_write_that_fails_after_the_send_is_retried_before_the_ack_and_
     )
     .await;
     assert_eq!(row(&pool, "alpha", &id).await.unwrap().status, "sending");
-    assert!(!rig.settled().await, "acked before the ledger held the send");
+    assert!(
+        !rig.settled().await,
+        "acked before the ledger held the send"
+    );
     gate.open();
 
     rig.wait_settled("the reply acked once recorded", Duration::from_secs(20))
@@ -523,13 +567,19 @@ async fn a_ledger_write_that_fails_after_the_send_is_retried_before_the_ack_and_
         .unwrap()
         .await
         .unwrap();
-    poll::until("the replay to be taken", Duration::from_secs(10), || async {
-        (rig.deliveries_made().await >= 2).then_some(())
-    })
+    poll::until(
+        "the replay to be taken",
+        Duration::from_secs(10),
+        || async { (rig.deliveries_made().await >= 2).then_some(()) },
+    )
     .await;
     rig.wait_settled("the replay acked", Duration::from_secs(10))
         .await;
-    assert_eq!(assert_each_sent_once(&rig.sim), 1, "the replay sent it again");
+    assert_eq!(
+        assert_each_sent_once(&rig.sim),
+        1,
+        "the replay sent it again"
+    );
     sender.stop().await;
 }
 
@@ -578,7 +628,11 @@ async fn a_ledger_lease_keeps_other_senders_off_until_an_outcome_or_its_end(pool
             ..
         }
     ));
-    // B's call times out: the row is in doubt, open to anyone at once.
+    // Renewed while B's attempt runs; not by A, whose lease ended.
+    assert!(deliveries::renew(&pool, &tenant, &id, &b).await.unwrap());
+    assert!(!deliveries::renew(&pool, &tenant, &id, &a).await.unwrap());
+    // B's call times out: the row is in doubt, open to anyone at once, and
+    // a late renewal of B's cannot close it again.
     let timed_out = Failure {
         spent: true,
         in_doubt: true,
@@ -586,6 +640,7 @@ async fn a_ledger_lease_keeps_other_senders_off_until_an_outcome_or_its_end(pool
     deliveries::record_failure(&pool, &tenant, &id, &b.owner, timed_out, "timeout")
         .await
         .unwrap();
+    assert!(!deliveries::renew(&pool, &tenant, &id, &b).await.unwrap());
     assert!(matches!(
         claim(&a).await,
         Claim::Send {
@@ -723,16 +778,12 @@ impl Gate {
         let host_at = authority.rfind('@').map_or(0, |i| i + 1);
         let host = &authority[host_at..];
         assert!(
-            self.upstream.starts_with(host.split(':').next().unwrap_or(host)),
+            self.upstream
+                .starts_with(host.split(':').next().unwrap_or(host)),
             "{host} is not {}",
             self.upstream
         );
-        format!(
-            "{}{}{}",
-            &url[..start + host_at],
-            self.addr,
-            &url[end..]
-        )
+        format!("{}{}{}", &url[..start + host_at], self.addr, &url[end..])
     }
 
     fn close(&self) {
