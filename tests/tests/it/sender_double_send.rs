@@ -132,7 +132,7 @@ impl Rig {
 }
 
 /// A reply's ledger row as the table holds it (read as the owner, past RLS).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 struct Row {
     status: String,
     lease_owner: Option<String>,
@@ -141,7 +141,7 @@ struct Row {
 }
 
 async fn row(pool: &PgPool, tenant: &str, reply: &ReplyId) -> Option<Row> {
-    let found: Option<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+    sqlx::query_as(
         "SELECT status, lease_owner, provider_message_id, echo_message_id \
          FROM deliveries WHERE tenant_id = $1 AND reply_id = $2",
     )
@@ -149,15 +149,7 @@ async fn row(pool: &PgPool, tenant: &str, reply: &ReplyId) -> Option<Row> {
     .bind(reply.as_str())
     .fetch_optional(pool)
     .await
-    .unwrap();
-    found.map(
-        |(status, lease_owner, provider_message_id, echo_message_id)| Row {
-            status,
-            lease_owner,
-            provider_message_id,
-            echo_message_id,
-        },
-    )
+    .unwrap()
 }
 
 /// Each body sent exactly once, and how many bodies there were.
