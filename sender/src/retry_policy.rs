@@ -56,6 +56,55 @@ pub struct SendPolicy {
     /// the message goes back to its lane unacked (`SWITCHYARD_SEND_LEDGER_RETRY`,
     /// default 30s); see `deliver::ledger`.
     pub ledger_retry_for: Duration,
+    /// When failures look provider-wide rather than one bridge's, and how
+    /// the sender probes for the provider's return.
+    pub outage: OutagePolicy,
+}
+
+/// Provider-wide trouble (`dispatcher::provider_outage`): after
+/// `trip_after` consecutive provider failures (5xx, 408, timeouts, connection
+/// errors; any other answer resets the count) from at least `min_tenants`
+/// different tenants, every send of this replica is held and one probe send
+/// goes out every `probe_every`; the first answer that is not a provider
+/// failure resumes every tenant at once, paced by the fleet budget.
+/// Probes spend no attempts: the provider being down is no message's fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutagePolicy {
+    /// `SWITCHYARD_OUTAGE_TRIP_AFTER` (default 5).
+    pub trip_after: u32,
+    /// `SWITCHYARD_OUTAGE_MIN_TENANTS` (default 3): one tenant's failing
+    /// bridge, however often it fails, never holds the others.
+    pub min_tenants: u32,
+    /// `SWITCHYARD_OUTAGE_PROBE_EVERY` (default 3s).
+    pub probe_every: Duration,
+}
+
+impl Default for OutagePolicy {
+    fn default() -> Self {
+        Self {
+            trip_after: 5,
+            min_tenants: 3,
+            probe_every: Duration::from_secs(3),
+        }
+    }
+}
+
+impl OutagePolicy {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let policy = Self {
+            trip_after: env.bounded("SWITCHYARD_OUTAGE_TRIP_AFTER", d.trip_after, 1..=10_000)?,
+            min_tenants: env.bounded("SWITCHYARD_OUTAGE_MIN_TENANTS", d.min_tenants, 2..=10_000)?,
+            probe_every: env.duration("SWITCHYARD_OUTAGE_PROBE_EVERY", d.probe_every)?,
+        };
+        if policy.probe_every < Duration::from_millis(100) {
+            return Err(ConfigError {
+                variable: "SWITCHYARD_OUTAGE_PROBE_EVERY".to_owned(),
+                reason: format!("{:?} is below 100ms", policy.probe_every),
+            });
+        }
+        Ok(policy)
+    }
 }
 
 /// The shortest lease allowed: renewed every third of it, a shorter one
@@ -75,6 +124,7 @@ impl Default for SendPolicy {
             disconnected_hold: Duration::from_secs(120),
             lease: Duration::from_secs(10),
             ledger_retry_for: Duration::from_secs(30),
+            outage: OutagePolicy::default(),
         }
     }
 }
@@ -122,6 +172,7 @@ impl SendPolicy {
             disconnected_hold,
             lease,
             ledger_retry_for,
+            outage: OutagePolicy::from_env(env)?,
         })
     }
 }

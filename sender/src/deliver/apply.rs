@@ -71,6 +71,19 @@ impl Deliverer {
         }
     }
 
+    /// A probe met provider trouble again: back to its lane, no attempt
+    /// spent and no tenant paused (the outage holds every tenant).
+    pub(super) async fn probe_failed(
+        &self,
+        message: &LaneMessage,
+        cleared: &Cleared,
+        sent: &Sent,
+    ) -> End {
+        self.note_failure(message, &cleared.reply, false, sent)
+            .await;
+        push_back(GrantOutcome::Failed, None, None)
+    }
+
     /// The provider accepted the send: record it, then ack.
     async fn wired(
         &self,

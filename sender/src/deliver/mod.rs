@@ -91,11 +91,55 @@ enum End {
     },
 }
 
+/// What a delivery is, for the provider-outage detector (`dispatcher::provider_outage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// A send like any other.
+    Normal,
+    /// The one send let through while the provider looks down: if it meets
+    /// provider trouble again it spends no attempt and pauses no tenant (the
+    /// outage holds everyone).
+    Probe,
+}
+
+/// What one delivery says about the provider as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderSignal {
+    /// No call was made.
+    NoCall,
+    /// The provider answered (a success, or a 4xx, a 429, "not connected":
+    /// its API works, whatever it thought of this request).
+    Answered,
+    /// A 5xx, a 408, a timeout or a connection error.
+    Trouble,
+}
+
+impl ProviderSignal {
+    fn of(result: &Result<SendReceipt, WaError>) -> Self {
+        match result {
+            Err(WaError::Transient { .. } | WaError::Timeout { .. }) => Self::Trouble,
+            Err(WaError::InvalidChat { .. }) => Self::NoCall,
+            _ => Self::Answered,
+        }
+    }
+}
+
 impl Deliverer {
     /// Runs one message to a result, keeping it alive until then.
-    #[tracing::instrument(name = "sender.deliver", skip_all, fields(tenant.id = %message.tenant(), message.id = %message.message_id()))]
     pub async fn deliver(&self, message: OutboundMessage) -> StepResult {
+        self.deliver_as(message, Attempt::Normal).await.0
+    }
+
+    /// [`Deliverer::deliver`], as a normal send or as a provider probe, and
+    /// what it showed of the provider.
+    #[tracing::instrument(name = "sender.deliver", skip_all, fields(tenant.id = %message.tenant(), message.id = %message.message_id()))]
+    pub async fn deliver_as(
+        &self,
+        message: OutboundMessage,
+        attempt: Attempt,
+    ) -> (StepResult, ProviderSignal) {
         let (message, reply) = message.into_parts();
+        let mut signal = ProviderSignal::NoCall;
         let end = keep_alive_during(&message, async {
             let cleared = match self.admit(&message, reply).await {
                 Ok(cleared) => cleared,
@@ -105,12 +149,16 @@ impl Deliverer {
             self.ledger
                 .renewed_during(&self.db, &tenant, &reply_id, async {
                     let sent = self.send(&message, &cleared).await;
+                    signal = ProviderSignal::of(&sent.result);
+                    if attempt == Attempt::Probe && signal == ProviderSignal::Trouble {
+                        return self.probe_failed(&message, &cleared, &sent).await;
+                    }
                     self.apply(&message, cleared, sent).await
                 })
                 .await
         })
         .await;
-        match end {
+        let step = match end {
             End::Finished(outcome) => StepResult::Finished(outcome),
             End::Back {
                 outcome,
@@ -122,7 +170,8 @@ impl Deliverer {
                 tenant_pause,
                 fleet_pause,
             },
-        }
+        };
+        (step, signal)
     }
 
     /// Step 2: one provider call on the tenant's own bridge.
