@@ -4,8 +4,9 @@
 //! - a partition that moves to a new replica during slow sends: each reply once;
 //! - a reply whose ledger row another sender holds under a live lease waits,
 //!   and is acked without a send once that sender records it;
-//! - an attempt left in doubt (its sender died mid-send) is settled by its
-//!   echo when one was recorded, and resent only without one;
+//! - an attempt left in doubt (its sender died mid-send, or its call timed
+//!   out but went out) is settled by its echo when one was recorded (through
+//!   the real router, for the timeout), and resent only without one;
 //! - a ledger write that fails after the provider accepted a send (PostgreSQL
 //!   cut under the sender) is retried before the ack: one send, and a replay
 //!   of the reply afterwards sends nothing.
@@ -18,7 +19,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use async_nats::jetstream::{self, consumer::pull};
 use sqlx::PgPool;
-use switchyard_bridge_sim::SimHandle;
+use switchyard_bridge_sim::{EchoMode, SimHandle};
 use switchyard_shared::{
     config::Env,
     deliveries::{self, Claim, EchoOrigin, Failure, Lease},
@@ -90,25 +91,8 @@ impl Rig {
         traffic::publish_replies(&self.js, &t(tenant), prefix, CHAT, [body.to_owned()]).await;
     }
 
-    /// Every partition consumer of `OUTBOUND` exists and holds nothing
-    /// pending or unacked: every copy of every message is finished.
     async fn settled(&self) -> bool {
-        let Ok(stream) = self.js.get_stream(subjects::OUTBOUND_STREAM).await else {
-            return false;
-        };
-        for p in 0..self.partitions {
-            let name = subjects::partition_consumer(Direction::Outbound, p);
-            let Ok(mut consumer) = stream.get_consumer::<pull::Config>(&name).await else {
-                return false;
-            };
-            let Ok(info) = consumer.info().await else {
-                return false;
-            };
-            if info.num_ack_pending > 0 || info.num_pending > 0 {
-                return false;
-            }
-        }
-        true
+        outbound_settled(&self.js, self.partitions).await
     }
 
     async fn wait_settled(&self, what: &str, deadline: Duration) {
@@ -129,6 +113,27 @@ impl Rig {
         }
         total
     }
+}
+
+/// Every partition consumer of `OUTBOUND` exists and holds nothing pending
+/// or unacked: every copy of every message is finished.
+async fn outbound_settled(js: &jetstream::Context, partitions: u16) -> bool {
+    let Ok(stream) = js.get_stream(subjects::OUTBOUND_STREAM).await else {
+        return false;
+    };
+    for p in 0..partitions {
+        let name = subjects::partition_consumer(Direction::Outbound, p);
+        let Ok(mut consumer) = stream.get_consumer::<pull::Config>(&name).await else {
+            return false;
+        };
+        let Ok(info) = consumer.info().await else {
+            return false;
+        };
+        if info.num_ack_pending > 0 || info.num_pending > 0 {
+            return false;
+        }
+    }
+    true
 }
 
 /// A reply's ledger row as the table holds it (read as the owner, past RLS).
@@ -573,6 +578,126 @@ async fn a_ledger_write_that_fails_after_the_send_is_retried_before_the_ack_and_
         "the replay sent it again"
     );
     sender.stop().await;
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_send_that_timed_out_but_went_out_is_settled_by_its_echo_through_the_router(
+    pool: PgPool,
+) {
+    // The whole pipeline: simulator, ingest, router (which sees the echo), sender.
+    let nats = NatsServer::start();
+    let sim = fixtures::start_sim().await;
+    let (_client, js) = fixtures::jetstream_with_streams(&nats.url(), 4).await;
+    let db_url = services::database_url(&pool);
+    let env = |extra: &[(&str, &str)]| {
+        let mut vars = vec![
+            ("SWITCHYARD_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("SWITCHYARD_HTTP_ADDR", "127.0.0.1:0"),
+            ("SWITCHYARD_TENANT_CACHE_TTL", "500ms"),
+            ("SWITCHYARD_RETRY_DELAY", "50ms"),
+        ];
+        vars.extend_from_slice(extra);
+        fixtures::sender_env(&nats.url(), &db_url, &sim, &vars)
+    };
+    let (_ingest, ingest_addr) = services::start_ingest(&env(&[])).await;
+    // The bridge's webhooks pass a relay that hands them to ingest at once but
+    // answers the provider 3 s late. The simulator posts a send's echo before
+    // answering the send: so the send is accepted, its echo ingested, and the
+    // answer comes after the sender's 2 s timeout.
+    let relay = LateRelay::start(format!("http://{ingest_addr}"), Duration::from_secs(3)).await;
+    let keys = switchyard_shared::webhook_auth::WebhookKeys::new(WEBHOOK_SECRET.into(), None);
+    let hook = keys.webhook_url(&relay.base_url(), &t("alpha"));
+    fixtures::add_tenant_with_bridge_posting_to(&pool, &sim, "alpha", &hook, |new| {
+        new.bot_kind = switchyard_shared::tenants::BotKind::Echo;
+    })
+    .await;
+    sim.set_echo("alpha", EchoMode::Before).unwrap();
+    let _router = services::start_router(&env(&[])).await;
+    let sender = services::start_sender(&env(&[
+        ("SWITCHYARD_WA_TIMEOUT", "2s"),
+        // The retry comes 3-6 s after the timeout, as in production.
+        ("SWITCHYARD_SEND_RETRY_MIN_DELAY", "3s"),
+        ("SWITCHYARD_SEND_RETRY_MAX_DELAY", "5m"),
+    ]))
+    .await;
+
+    let hello = switchyard_bridge_sim::events::TextMessage::new("15550002222", "hello");
+    sim.post_webhook("alpha", hello.to_json()).await.unwrap();
+    poll::until(
+        "the timed-out send to be settled by its echo",
+        Duration::from_secs(20),
+        || async {
+            let found = traffic::metric(
+                sender.ops_addr,
+                "switchyard_sender_in_doubt_total",
+                "resolution=\"echo_found\"",
+            )
+            .await;
+            (found >= 1.0).then_some(())
+        },
+    )
+    .await;
+    poll::until("the reply to be acked", Duration::from_secs(10), || async {
+        outbound_settled(&js, 4).await.then_some(())
+    })
+    .await;
+
+    let sends = sim.sends_for("alpha");
+    assert_eq!(
+        sends.len(),
+        1,
+        "the timed-out send went out; it was sent again"
+    );
+    let (status, provider_id): (String, Option<String>) = sqlx::query_as(
+        "SELECT status, provider_message_id FROM deliveries WHERE tenant_id = 'alpha'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(status, "wired");
+    assert_eq!(provider_id.as_deref(), Some(sends[0].message_id.as_str()));
+}
+
+const WEBHOOK_SECRET: &str = "double-send-test-secret";
+
+/// A webhook relay in front of ingest: forwards each request at once and
+/// answers with ingest's status only after `hold`.
+struct LateRelay {
+    addr: SocketAddr,
+}
+
+impl LateRelay {
+    async fn start(upstream: String, hold: Duration) -> Self {
+        let client = reqwest::Client::new();
+        let app =
+            axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
+                let (client, upstream) = (client.clone(), upstream.clone());
+                async move {
+                    let forwarded = client
+                        .post(format!("{upstream}{uri}"))
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await;
+                    tokio::time::sleep(hold).await;
+                    match forwarded {
+                        Ok(answer) => axum::http::StatusCode::from_u16(answer.status().as_u16())
+                            .unwrap_or(axum::http::StatusCode::BAD_GATEWAY),
+                        Err(_) => axum::http::StatusCode::BAD_GATEWAY,
+                    }
+                }
+            });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr }
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
 }
 
 // ----- the ledger's leases ---------------------------------------------------
