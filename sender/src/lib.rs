@@ -64,6 +64,10 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         client: WaBridgesClient::new(settings.wa.clone())?,
         js: service.jetstream.clone(),
         policy: settings.retry.clone(),
+        ledger: Arc::new(deliver::ledger::SendLedger::new(
+            &settings.replica_id,
+            &settings.retry,
+        )),
     });
     if settings.scheduler == SchedulerMode::Fifo {
         tracing::warn!("running the fifo baseline scheduler: no fairness between tenants");

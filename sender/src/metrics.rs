@@ -22,3 +22,17 @@ pub const TENANT_HELD: &str = "switchyard_sender_tenant_held_total";
 pub const BRIDGE_DOWN_SECONDS: &str = "switchyard_sender_bridge_down_seconds";
 /// Bridges down for longer than the grace period (one alert per disconnection).
 pub const BRIDGE_DOWN_ALERTS: &str = "switchyard_sender_bridge_down_alerts_total";
+/// Provider-wide outages noticed (consecutive failures across tenants).
+pub const PROVIDER_OUTAGES: &str = "switchyard_sender_provider_outages_total";
+/// 1 while this replica holds every send for a provider-wide outage, else 0.
+pub const PROVIDER_DOWN: &str = "switchyard_sender_provider_down";
+/// How long provider-wide outages lasted, from trip to the first answered probe.
+pub const PROVIDER_OUTAGE_SECONDS: &str = "switchyard_sender_provider_outage_seconds";
+/// Ledger writes after an accepted send that failed (retried before the ack).
+pub const LEDGER_WRITE_FAILURES: &str = "switchyard_sender_ledger_write_failures_total";
+/// Accepted sends whose ledger write outlasted its retries (message back to the lane unacked).
+pub const LEDGER_WRITE_DEFERRED: &str = "switchyard_sender_ledger_write_deferred_total";
+/// In-doubt ledger rows (lease expired or call timed out), by `resolution` (`resent`, `echo_found`).
+pub const IN_DOUBT: &str = "switchyard_sender_in_doubt_total";
+/// Messages put back because another sender holds the reply's live lease.
+pub const LEASE_WAITS: &str = "switchyard_sender_lease_waits_total";

@@ -46,7 +46,70 @@ pub struct SendPolicy {
     /// held before one probe send, in case the `connected` event is lost
     /// (`SWITCHYARD_SEND_DISCONNECTED_HOLD`, default 2m).
     pub disconnected_hold: Duration,
+    /// How long a claim on a reply part's ledger row keeps other senders off
+    /// it (`SWITCHYARD_SEND_LEASE`, default 10s, at least [`MIN_LEASE`]); the
+    /// sender renews it every third of that while the attempt runs, so a
+    /// sender that dies mid-send holds its replies at most this long before
+    /// another takes them over.
+    pub lease: Duration,
+    /// How long the ledger write after an accepted send is retried before
+    /// the message goes back to its lane unacked (`SWITCHYARD_SEND_LEDGER_RETRY`,
+    /// default 30s); see `deliver::ledger`.
+    pub ledger_retry_for: Duration,
+    /// When failures look provider-wide rather than one bridge's, and how
+    /// the sender probes for the provider's return.
+    pub outage: OutagePolicy,
 }
+
+/// Provider-wide trouble (`dispatcher::provider_outage`): after
+/// `trip_after` consecutive provider failures (5xx, 408, timeouts, connection
+/// errors; any other answer resets the count) from at least `min_tenants`
+/// different tenants, every send of this replica is held and one probe send
+/// goes out every `probe_every`; the first answer that is not a provider
+/// failure resumes every tenant at once, paced by the fleet budget.
+/// Probes spend no attempts: the provider being down is no message's fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutagePolicy {
+    /// `SWITCHYARD_OUTAGE_TRIP_AFTER` (default 5).
+    pub trip_after: u32,
+    /// `SWITCHYARD_OUTAGE_MIN_TENANTS` (default 3): one tenant's failing
+    /// bridge, however often it fails, never holds the others.
+    pub min_tenants: u32,
+    /// `SWITCHYARD_OUTAGE_PROBE_EVERY` (default 3s).
+    pub probe_every: Duration,
+}
+
+impl Default for OutagePolicy {
+    fn default() -> Self {
+        Self {
+            trip_after: 5,
+            min_tenants: 3,
+            probe_every: Duration::from_secs(3),
+        }
+    }
+}
+
+impl OutagePolicy {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let policy = Self {
+            trip_after: env.bounded("SWITCHYARD_OUTAGE_TRIP_AFTER", d.trip_after, 1..=10_000)?,
+            min_tenants: env.bounded("SWITCHYARD_OUTAGE_MIN_TENANTS", d.min_tenants, 2..=10_000)?,
+            probe_every: env.duration("SWITCHYARD_OUTAGE_PROBE_EVERY", d.probe_every)?,
+        };
+        if policy.probe_every < Duration::from_millis(100) {
+            return Err(ConfigError {
+                variable: "SWITCHYARD_OUTAGE_PROBE_EVERY".to_owned(),
+                reason: format!("{:?} is below 100ms", policy.probe_every),
+            });
+        }
+        Ok(policy)
+    }
+}
+
+/// The shortest lease allowed: renewed every third of it, a shorter one
+/// would lapse on one slow database round trip.
+pub const MIN_LEASE: Duration = Duration::from_secs(2);
 
 impl Default for SendPolicy {
     fn default() -> Self {
@@ -59,6 +122,9 @@ impl Default for SendPolicy {
                 ..RetryPolicy::exponential(Duration::from_secs(2), Duration::from_secs(300))
             },
             disconnected_hold: Duration::from_secs(120),
+            lease: Duration::from_secs(10),
+            ledger_retry_for: Duration::from_secs(30),
+            outage: OutagePolicy::default(),
         }
     }
 }
@@ -91,9 +157,22 @@ impl SendPolicy {
                 ),
             });
         }
+        let lease = env.duration("SWITCHYARD_SEND_LEASE", d.lease)?;
+        if lease < MIN_LEASE {
+            return Err(ConfigError {
+                variable: "SWITCHYARD_SEND_LEASE".to_owned(),
+                reason: format!(
+                    "{lease:?} is below {MIN_LEASE:?}: it is renewed every third of it"
+                ),
+            });
+        }
+        let ledger_retry_for = env.duration("SWITCHYARD_SEND_LEDGER_RETRY", d.ledger_retry_for)?;
         Ok(Self {
             retry,
             disconnected_hold,
+            lease,
+            ledger_retry_for,
+            outage: OutagePolicy::from_env(env)?,
         })
     }
 }
@@ -238,6 +317,20 @@ mod tests {
             status: Some(503),
             message: msg(),
         }
+    }
+
+    #[test]
+    fn the_lease_and_the_ledger_retry_are_read_and_a_lease_too_short_to_renew_is_refused() {
+        let env = Env::from_map([
+            ("SWITCHYARD_SEND_LEASE", "4s"),
+            ("SWITCHYARD_SEND_LEDGER_RETRY", "45s"),
+        ]);
+        let p = SendPolicy::from_env(&env).unwrap();
+        assert_eq!(p.lease, Duration::from_secs(4));
+        assert_eq!(p.ledger_retry_for, Duration::from_secs(45));
+        let short = Env::from_map([("SWITCHYARD_SEND_LEASE", "1s")]);
+        let e = SendPolicy::from_env(&short).unwrap_err();
+        assert_eq!(e.variable, "SWITCHYARD_SEND_LEASE");
     }
 
     #[test]

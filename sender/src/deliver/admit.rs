@@ -2,8 +2,10 @@
 //! how a message that fails one is finished without a call.
 //!
 //! The reply must be readable and name the subject's tenant; the tenant must
-//! exist, be active and have a bridge; the ledger must not hold the reply as
-//! sent already; the per-contact cap must leave room.
+//! exist, be active and have a bridge; no attempt at the same reply may be
+//! under way in this process, nor an accepted send of it be waiting for its
+//! ledger write; the ledger must not hold the reply as sent already, nor
+//! leased to another sender; the per-contact cap must leave room.
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,13 +16,21 @@ use switchyard_shared::{
         LaneMessage,
         dead_letter::{DeadLetter, DeadLetterCode},
     },
-    message_ids::ReplyId,
+    message_ids::{ProviderMessageId, ReplyId},
     replies::OutboundReply,
     tenants::Tenant,
 };
 
-use super::{Deliverer, StepResult, local_trouble};
-use crate::{fair_share::GrantOutcome, metrics as m};
+use super::{Deliverer, End, LOCAL_TROUBLE_PAUSE, ledger::UnderWay, local_trouble, push_back};
+use crate::{
+    fair_share::{GrantOutcome, PauseReason},
+    metrics as m,
+};
+
+/// The longest a message waits before looking again at a reply leased to
+/// another sender (that sender's answer usually comes well before its lease ends).
+const LEASED_RECHECK_MAX: Duration = Duration::from_secs(2);
+const LEASED_RECHECK_MIN: Duration = Duration::from_millis(100);
 
 /// What clears a message for a provider call: its reply is readable and
 /// agrees with the subject, its tenant is active with a bridge, the ledger
@@ -31,6 +41,8 @@ pub(super) struct Cleared {
     /// Failed tries before this one, and the time since the first.
     pub(super) attempts: u32,
     pub(super) age: Duration,
+    /// This attempt, under way in this process until the delivery ends.
+    pub(super) _under_way: UnderWay,
 }
 
 /// Why a message does not reach the provider, and so what becomes of it.
@@ -46,6 +58,17 @@ pub(super) enum Refusal {
     Drop(&'static str),
     /// The ledger says the provider already accepted it: ack it.
     AlreadySent,
+    /// An earlier attempt in doubt was settled by its echo: ack it.
+    EchoArrived,
+    /// Another sender holds the reply's lease (or another attempt at it is
+    /// under way here): wait, at most this long, and look again.
+    UnderWayElsewhere(Duration),
+    /// This process sent it and its ledger write is still due: write it
+    /// (with this provider id), then ack; never send again.
+    Unrecorded {
+        reply_id: ReplyId,
+        provider_id: Option<ProviderMessageId>,
+    },
     /// Our own trouble (database, NATS): try again shortly.
     LocalTrouble(String),
 }
@@ -74,14 +97,44 @@ impl Deliverer {
                 e.to_string(),
             ))
         })?;
+        // Sent by this process already, only its ledger write is due: that
+        // needs nothing else (not even the tenant's row).
+        if let Some(provider_id) = self.ledger.unrecorded(message.tenant(), &reply.reply_id) {
+            return Err(Refusal::Unrecorded {
+                reply_id: reply.reply_id,
+                provider_id,
+            });
+        }
         let tenant = self.sending_tenant(message, &reply).await?;
-        let (attempts, age) = self.claim(&tenant, &reply).await?;
-        self.check_contact_cap(&tenant, &reply, attempts).await?;
+        let Some(under_way) = self.ledger.begin(&tenant.id, &reply.reply_id) else {
+            return Err(Refusal::UnderWayElsewhere(LOCAL_TROUBLE_PAUSE));
+        };
+        let (attempts, age, in_doubt) = self.claim(&tenant, &reply).await?;
+        if let Err(refusal) = self.check_contact_cap(&tenant, &reply, attempts).await {
+            if matches!(refusal, Refusal::LocalTrouble(_)) {
+                // No call was made: let the lease go (an earlier attempt in
+                // doubt stays in doubt). If this fails too, the lease lets
+                // this sender back in and others after it ends.
+                let released = deliveries::release(
+                    &self.db,
+                    &tenant.id,
+                    &reply.reply_id,
+                    &self.ledger.lease().owner,
+                    in_doubt,
+                )
+                .await;
+                if let Err(e) = released {
+                    tracing::warn!(tenant.id = %tenant.id, error = %e, "cannot release the ledger lease");
+                }
+            }
+            return Err(refusal);
+        }
         Ok(Cleared {
             reply,
             tenant,
             attempts,
             age,
+            _under_way: under_way,
         })
     }
 
@@ -121,16 +174,33 @@ impl Deliverer {
         Ok(tenant)
     }
 
-    /// Records the attempt in the ledger: failed tries so far and the time
-    /// since the first, unless the reply was already sent.
+    /// Claims the reply in the ledger under this sender's lease: failed tries
+    /// so far, the time since the first and whether an earlier attempt is in
+    /// doubt; unless the reply was already sent or another sender is sending it.
     async fn claim(
         &self,
         tenant: &Tenant,
         reply: &OutboundReply,
-    ) -> Result<(u32, Duration), Refusal> {
-        match deliveries::claim(&self.db, &tenant.id, &reply.reply_id, &reply.chat_id).await {
-            Ok(Claim::Send { attempts, age }) => Ok((attempts, age)),
+    ) -> Result<(u32, Duration, bool), Refusal> {
+        let lease = self.ledger.lease();
+        match deliveries::claim(&self.db, &tenant.id, &reply.reply_id, &reply.chat_id, lease).await
+        {
+            Ok(Claim::Send {
+                attempts,
+                age,
+                in_doubt,
+            }) => {
+                if in_doubt {
+                    metrics::counter!(m::IN_DOUBT, "resolution" => "resent").increment(1);
+                    tracing::warn!(tenant.id = %tenant.id, delivery.attempts = attempts, "an earlier attempt's outcome is unknown (its sender died or its call timed out) and no echo of it arrived; sending again");
+                }
+                Ok((attempts, age, in_doubt))
+            }
             Ok(Claim::AlreadyDone) => Err(Refusal::AlreadySent),
+            Ok(Claim::EchoArrived) => Err(Refusal::EchoArrived),
+            Ok(Claim::Leased { expires_in }) => Err(Refusal::UnderWayElsewhere(
+                expires_in.clamp(LEASED_RECHECK_MIN, LEASED_RECHECK_MAX),
+            )),
             Err(e) => Err(Refusal::LocalTrouble(format!("ledger: {e}"))),
         }
     }
@@ -170,7 +240,7 @@ impl Deliverer {
     }
 
     /// Finishes a message that was not admitted (no provider call was made).
-    pub(super) async fn refuse(&self, message: LaneMessage, refusal: Refusal) -> StepResult {
+    pub(super) async fn refuse(&self, message: &LaneMessage, refusal: Refusal) -> End {
         let outcome = GrantOutcome::NotAttempted;
         match refusal {
             Refusal::DeadLetter {
@@ -190,12 +260,40 @@ impl Deliverer {
                 metrics::counter!(m::DROPPED, "reason" => why).increment(1);
                 tracing::warn!(tenant.id = %message.tenant(), drop.reason = why, "reply dropped");
                 message.ack().await;
-                StepResult::Finished(outcome)
+                End::Finished(outcome)
             }
             Refusal::AlreadySent => {
                 metrics::counter!(m::ALREADY_SENT).increment(1);
                 message.ack().await;
-                StepResult::Finished(outcome)
+                End::Finished(outcome)
+            }
+            Refusal::EchoArrived => {
+                metrics::counter!(m::IN_DOUBT, "resolution" => "echo_found").increment(1);
+                tracing::info!(tenant.id = %message.tenant(), "an earlier attempt in doubt was settled by its echo; not sent again");
+                message.ack().await;
+                End::Finished(outcome)
+            }
+            Refusal::UnderWayElsewhere(wait) => {
+                metrics::counter!(m::LEASE_WAITS).increment(1);
+                tracing::debug!(tenant.id = %message.tenant(), wait_ms = wait.as_millis() as u64, "another attempt at this reply is under way; waiting");
+                push_back(outcome, Some((PauseReason::Backoff, Some(wait))), None)
+            }
+            Refusal::Unrecorded {
+                reply_id,
+                provider_id,
+            } => {
+                let tenant = message.tenant();
+                let written = self
+                    .ledger
+                    .record_wired(&self.db, tenant, &reply_id, provider_id.as_ref())
+                    .await;
+                match written {
+                    Ok(()) => {
+                        message.ack().await;
+                        End::Finished(outcome)
+                    }
+                    Err(e) => local_trouble(message, format!("ledger write after a send: {e}")),
+                }
             }
             Refusal::LocalTrouble(detail) => local_trouble(message, detail),
         }

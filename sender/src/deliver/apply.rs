@@ -1,15 +1,22 @@
 //! Step 3 of a delivery: carrying out what the retry policy makes of the
 //! provider's answer (record and ack, back to the lane with a pause, or dead
 //! letter), and what the ledger is told of it.
+//!
+//! A send the provider accepted is acked only once the ledger holds it: an
+//! acked message whose row still says `sending` would be sent again by a
+//! later replay. The write is retried (`ledger::SendLedger::record_wired`)
+//! while the message is kept alive; if PostgreSQL stays away longer, the
+//! message goes back to its lane unacked and its next turn writes the ledger
+//! instead of sending.
 
 use switchyard_shared::{
-    deliveries,
+    deliveries::{self, Failure},
     lanes::{LaneMessage, dead_letter::DeadLetter},
     replies::OutboundReply,
     wabridges::{SendReceipt, WaError},
 };
 
-use super::{Deliverer, Sent, StepResult, admit::Cleared, push_back};
+use super::{Deliverer, End, LOCAL_TROUBLE_PAUSE, Sent, admit::Cleared, push_back};
 use crate::{
     fair_share::{GrantOutcome, PauseReason},
     metrics as m,
@@ -18,32 +25,21 @@ use crate::{
 
 impl Deliverer {
     /// Step 3: carries out what the retry policy makes of the answer.
-    pub(super) async fn apply(
-        &self,
-        message: LaneMessage,
-        cleared: Cleared,
-        sent: Sent,
-    ) -> StepResult {
+    pub(super) async fn apply(&self, message: &LaneMessage, cleared: Cleared, sent: Sent) -> End {
         match self
             .policy
             .decide(sent.result.as_ref().map(|_| ()), sent.ctx)
         {
             Action::Done { confirmed } => self.wired(message, &cleared, &sent, confirmed).await,
             Action::Requeue { pause_fleet_for } => {
-                self.note_failure(&message, &cleared.reply, false, &sent)
+                self.note_failure(message, &cleared.reply, false, &sent)
                     .await;
-                push_back(
-                    message,
-                    GrantOutcome::RateLimited,
-                    None,
-                    Some(pause_fleet_for),
-                )
+                push_back(GrantOutcome::RateLimited, None, Some(pause_fleet_for))
             }
             Action::Retry { delay, .. } => {
-                self.note_failure(&message, &cleared.reply, true, &sent)
+                self.note_failure(message, &cleared.reply, true, &sent)
                     .await;
                 push_back(
-                    message,
                     GrantOutcome::Failed,
                     Some((PauseReason::Backoff, Some(delay))),
                     None,
@@ -54,18 +50,13 @@ impl Deliverer {
                 for_at_most,
                 alert,
             } => {
-                self.note_failure(&message, &cleared.reply, false, &sent)
+                self.note_failure(message, &cleared.reply, false, &sent)
                     .await;
                 if alert {
                     metrics::counter!(m::TENANT_HELD, "reason" => why.as_str()).increment(1);
                     tracing::error!(tenant.id = %cleared.tenant.id, hold.reason = why.as_str(), "sending held for this tenant until an operator resumes it; messages are kept");
                 }
-                push_back(
-                    message,
-                    GrantOutcome::Failed,
-                    Some((why, for_at_most)),
-                    None,
-                )
+                push_back(GrantOutcome::Failed, Some((why, for_at_most)), None)
             }
             Action::DeadLetter { reason: why } => {
                 let detail = error_text(&sent.result);
@@ -81,31 +72,57 @@ impl Deliverer {
         }
     }
 
+    /// A probe met provider trouble again: back to its lane, no attempt
+    /// spent and no tenant paused (the outage holds every tenant).
+    pub(super) async fn probe_failed(
+        &self,
+        message: &LaneMessage,
+        cleared: &Cleared,
+        sent: &Sent,
+    ) -> End {
+        self.note_failure(message, &cleared.reply, false, sent)
+            .await;
+        push_back(GrantOutcome::Failed, None, None)
+    }
+
     /// The provider accepted the send: record it, then ack.
     async fn wired(
         &self,
-        message: LaneMessage,
+        message: &LaneMessage,
         cleared: &Cleared,
         sent: &Sent,
         confirmed: bool,
-    ) -> StepResult {
+    ) -> End {
         let Cleared { reply, tenant, .. } = cleared;
         let provider_id = match &sent.result {
             Ok(receipt) if confirmed => Some(&receipt.message_id),
             _ => None,
         };
-        if let Err(e) =
-            deliveries::mark_wired(&self.db, &tenant.id, &reply.reply_id, provider_id).await
-        {
-            // Acking anyway: an unacked message would be sent again.
-            tracing::error!(tenant.id = %tenant.id, error = %e, "sent, but the ledger update failed");
-        }
-        message.ack().await;
+        let written = self
+            .ledger
+            .record_wired(&self.db, &tenant.id, &reply.reply_id, provider_id)
+            .await;
         record_latency(reply);
-        StepResult::Finished(GrantOutcome::Delivered)
+        match written {
+            Ok(()) => {
+                message.ack().await;
+                End::Finished(GrantOutcome::Delivered)
+            }
+            // Sent, not recorded (logged by the ledger): no ack, since a
+            // later replay would send it again; its next turn writes the
+            // ledger only. The call was made, so the grant stays spent.
+            Err(_) => push_back(
+                GrantOutcome::Delivered,
+                Some((PauseReason::Backoff, Some(LOCAL_TROUBLE_PAUSE))),
+                None,
+            ),
+        }
     }
 
-    /// Records a failed attempt in the ledger; `spent`: it counts towards the limit.
+    /// Records a failed attempt in the ledger; `spent`: it counts towards
+    /// the limit. A call whose outcome is unknown (a timeout, a connection
+    /// lost mid-call) leaves the row in doubt, so the next attempt looks for
+    /// its echo before sending again.
     async fn note_failure(
         &self,
         message: &LaneMessage,
@@ -115,8 +132,15 @@ impl Deliverer {
     ) {
         let tenant = message.tenant();
         let error = error_text(&sent.result);
+        let in_doubt = matches!(
+            sent.result,
+            Err(WaError::Timeout { .. } | WaError::Transient { status: None, .. })
+        );
+        let owner = &self.ledger.lease().owner;
+        let failure = Failure { spent, in_doubt };
         if let Err(e) =
-            deliveries::record_failure(&self.db, tenant, &reply.reply_id, spent, &error).await
+            deliveries::record_failure(&self.db, tenant, &reply.reply_id, owner, failure, &error)
+                .await
         {
             tracing::warn!(tenant.id = %tenant, error = %e, "cannot record the failed attempt");
         }

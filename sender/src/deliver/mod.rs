@@ -7,15 +7,19 @@
 //!
 //! The tenant is the subject's; the reply must agree. The bridge is the
 //! tenant's own (the tenant row's, addressed by its `customer_ref`), never
-//! anything named in the payload. The ledger is checked before and written
-//! after the provider call; the retry policy turns the call's result into an
-//! action, and this step carries it out except for what only the dispatcher
-//! may do (scheduler pauses, putting the message back at the head of its lane).
+//! anything named in the payload. The ledger is claimed (under a lease,
+//! `ledger`) before and written after the provider call, and the message is
+//! kept alive throughout (`keep_alive`), so it is not redelivered while its
+//! send runs; the retry policy turns the call's result into an action, and
+//! this step carries it out except for what only the dispatcher may do
+//! (scheduler pauses, putting the message back at the head of its lane).
 
 mod admit;
 mod apply;
+mod keep_alive;
+pub mod ledger;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use sqlx::PgPool;
 use switchyard_shared::{
@@ -30,7 +34,7 @@ use switchyard_shared::{
     wabridges::{SendReceipt, WaBridgesClient, WaError},
 };
 
-use self::admit::Cleared;
+use self::{admit::Cleared, keep_alive::keep_alive_during, ledger::SendLedger};
 use crate::{
     fair_share::{GrantOutcome, PauseReason},
     metrics as m,
@@ -62,6 +66,8 @@ pub struct Deliverer {
     pub client: WaBridgesClient,
     pub js: async_nats::jetstream::Context,
     pub policy: SendPolicy,
+    /// This sender's leases, attempts under way and unwritten sends.
+    pub ledger: Arc<SendLedger>,
 }
 
 /// A short pause for our own transient trouble (database, NATS).
@@ -73,17 +79,100 @@ struct Sent {
     ctx: AttemptContext,
 }
 
+/// How a delivery ended, while the message is still borrowed (and kept
+/// alive): [`Deliverer::deliver`] turns it into a [`StepResult`].
+enum End {
+    /// Acked, dropped or dead-lettered.
+    Finished(GrantOutcome),
+    /// Back to the head of its lane, with these pauses.
+    Back {
+        outcome: GrantOutcome,
+        tenant_pause: Option<(PauseReason, Option<Duration>)>,
+        fleet_pause: Option<Duration>,
+    },
+}
+
+/// What a delivery is, for the provider-outage detector (`dispatcher::provider_outage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// A send like any other.
+    Normal,
+    /// The one send let through while the provider looks down: if it meets
+    /// provider trouble again it spends no attempt and pauses no tenant (the
+    /// outage holds everyone).
+    Probe,
+}
+
+/// What one delivery says about the provider as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderSignal {
+    /// No call was made.
+    NoCall,
+    /// The provider answered (a success, or a 4xx, a 429, "not connected":
+    /// its API works, whatever it thought of this request).
+    Answered,
+    /// A 5xx, a 408, a timeout or a connection error.
+    Trouble,
+}
+
+impl ProviderSignal {
+    fn of(result: &Result<SendReceipt, WaError>) -> Self {
+        match result {
+            Err(WaError::Transient { .. } | WaError::Timeout { .. }) => Self::Trouble,
+            Err(WaError::InvalidChat { .. }) => Self::NoCall,
+            _ => Self::Answered,
+        }
+    }
+}
+
 impl Deliverer {
-    /// Runs one message to a result.
-    #[tracing::instrument(name = "sender.deliver", skip_all, fields(tenant.id = %message.tenant(), message.id = %message.message_id()))]
+    /// Runs one message to a result, keeping it alive until then.
     pub async fn deliver(&self, message: OutboundMessage) -> StepResult {
+        self.deliver_as(message, Attempt::Normal).await.0
+    }
+
+    /// [`Deliverer::deliver`], as a normal send or as a provider probe, and
+    /// what it showed of the provider.
+    #[tracing::instrument(name = "sender.deliver", skip_all, fields(tenant.id = %message.tenant(), message.id = %message.message_id()))]
+    pub async fn deliver_as(
+        &self,
+        message: OutboundMessage,
+        attempt: Attempt,
+    ) -> (StepResult, ProviderSignal) {
         let (message, reply) = message.into_parts();
-        let cleared = match self.admit(&message, reply).await {
-            Ok(cleared) => cleared,
-            Err(refusal) => return self.refuse(message, refusal).await,
+        let mut signal = ProviderSignal::NoCall;
+        let end = keep_alive_during(&message, async {
+            let cleared = match self.admit(&message, reply).await {
+                Ok(cleared) => cleared,
+                Err(refusal) => return self.refuse(&message, refusal).await,
+            };
+            let (tenant, reply_id) = (cleared.tenant.id.clone(), cleared.reply.reply_id.clone());
+            self.ledger
+                .renewed_during(&self.db, &tenant, &reply_id, async {
+                    let sent = self.send(&message, &cleared).await;
+                    signal = ProviderSignal::of(&sent.result);
+                    if attempt == Attempt::Probe && signal == ProviderSignal::Trouble {
+                        return self.probe_failed(&message, &cleared, &sent).await;
+                    }
+                    self.apply(&message, cleared, sent).await
+                })
+                .await
+        })
+        .await;
+        let step = match end {
+            End::Finished(outcome) => StepResult::Finished(outcome),
+            End::Back {
+                outcome,
+                tenant_pause,
+                fleet_pause,
+            } => StepResult::PushBack {
+                message: Box::new(message),
+                outcome,
+                tenant_pause,
+                fleet_pause,
+            },
         };
-        let sent = self.send(&message, &cleared).await;
-        self.apply(message, cleared, sent).await
+        (step, signal)
     }
 
     /// Step 2: one provider call on the tenant's own bridge.
@@ -93,6 +182,7 @@ impl Deliverer {
             tenant,
             attempts,
             age,
+            ..
         } = cleared;
         let started = std::time::Instant::now();
         let result = self
@@ -118,15 +208,15 @@ impl Deliverer {
     /// (attempts and age reset) and sent again.
     async fn dead_in_ledger(
         &self,
-        message: LaneMessage,
+        message: &LaneMessage,
         reply_id: &ReplyId,
         why: DeadLetter,
         attempts: u32,
         outcome: GrantOutcome,
-    ) -> StepResult {
+    ) -> End {
         let tenant: TenantId = message.tenant().clone();
         let finished = self.dead(message, why, attempts, outcome).await;
-        if matches!(finished, StepResult::Finished(_))
+        if matches!(finished, End::Finished(_))
             && let Err(e) = deliveries::mark_dead(&self.db, &tenant, reply_id).await
         {
             tracing::warn!(tenant.id = %tenant, error = %e, "cannot mark the ledger row dead");
@@ -137,15 +227,15 @@ impl Deliverer {
     /// Publishes a dead letter, then terminates the message.
     async fn dead(
         &self,
-        message: LaneMessage,
+        message: &LaneMessage,
         why: DeadLetter,
         attempts: u32,
         outcome: GrantOutcome,
-    ) -> StepResult {
-        match dead_letter::publish(&self.js, &message, &why, attempts).await {
+    ) -> End {
+        match dead_letter::publish(&self.js, message, &why, attempts).await {
             Ok(()) => {
                 message.terminate().await;
-                StepResult::Finished(outcome)
+                End::Finished(outcome)
             }
             Err(e) => local_trouble(message, format!("dead letter: {e}")),
         }
@@ -154,13 +244,11 @@ impl Deliverer {
 
 /// The message goes back to the head of its lane; the dispatcher applies the pauses.
 fn push_back(
-    message: LaneMessage,
     outcome: GrantOutcome,
     tenant_pause: Option<(PauseReason, Option<Duration>)>,
     fleet_pause: Option<Duration>,
-) -> StepResult {
-    StepResult::PushBack {
-        message: Box::new(message),
+) -> End {
+    End::Back {
         outcome,
         tenant_pause,
         fleet_pause,
@@ -168,10 +256,9 @@ fn push_back(
 }
 
 /// Our own transient trouble: back to the lane, the tenant held briefly.
-fn local_trouble(message: LaneMessage, detail: String) -> StepResult {
+fn local_trouble(message: &LaneMessage, detail: String) -> End {
     tracing::warn!(tenant.id = %message.tenant(), error = %detail, "cannot deliver now; will retry");
     push_back(
-        message,
         GrantOutcome::NotAttempted,
         Some((PauseReason::Backoff, Some(LOCAL_TROUBLE_PAUSE))),
         None,

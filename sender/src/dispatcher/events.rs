@@ -20,7 +20,10 @@ use std::sync::Arc;
 use switchyard_shared::{ids::TenantId, lanes::TenantLane, tenants::Tenant};
 use tokio::sync::mpsc;
 
-use crate::{deliver::StepResult, fair_share::Grant};
+use crate::{
+    deliver::{ProviderSignal, StepResult},
+    fair_share::Grant,
+};
 
 /// Events the channel holds at most. A few pull batches (up to 64 messages
 /// each) of every partition of both the live and the bulk lanes at the
@@ -56,6 +59,10 @@ pub struct Completion {
     pub result: StepResult,
     /// The chat the message was for (sends to one chat go one at a time).
     pub chat: String,
+    /// It was the provider probe of an outage.
+    pub probe: bool,
+    /// What it showed of the provider.
+    pub signal: ProviderSignal,
 }
 
 /// A new channel of [`EVENT_QUEUE_CAPACITY`] events.

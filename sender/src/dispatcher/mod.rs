@@ -24,12 +24,15 @@
 //! - `lane_work`: the lanes sent from and the scheduler's count of their work;
 //! - `tenant_refresh`: tenant rows read into the scheduler;
 //! - `bridge_flaps`: holding and resuming tenants whose bridge flaps;
+//! - `provider_outage`: noticing the provider itself is down, probing, and
+//!   resuming every tenant when it is back;
 //! - `announcements`: the tasks forwarding lane work and NATS announcements.
 
 mod announcements;
 mod bridge_flaps;
 mod events;
 mod lane_work;
+mod provider_outage;
 mod send_loop;
 mod tenant_refresh;
 
@@ -43,12 +46,12 @@ use switchyard_shared::{ids::TenantId, lanes::TenantLane, tenant_cache::TenantCa
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use self::bridge_flaps::BridgeFlaps;
 pub use self::{
     announcements::{follow_bridge_states, follow_operator_resumes, forward_work},
     bridge_flaps::FlapSettings,
     events::{Completion, EVENT_QUEUE_CAPACITY, Event, EventSender},
 };
+use self::{bridge_flaps::BridgeFlaps, provider_outage::ProviderOutage};
 use crate::{
     deliver::Deliverer,
     fair_share::{Scheduler, warmup::WarmUp},
@@ -99,6 +102,8 @@ pub struct Dispatcher {
     /// Chats with a send in flight, per tenant.
     chats_in_flight: HashSet<(TenantId, String)>,
     flaps: BridgeFlaps,
+    /// Provider-wide trouble: hold every send and probe.
+    outage: ProviderOutage,
 }
 
 impl Dispatcher {
@@ -117,6 +122,7 @@ impl Dispatcher {
             tasks,
         } = parts;
         let (events_tx, events) = events::channel();
+        let outage = ProviderOutage::new(deliverer.policy.outage);
         Self {
             scheduler,
             deliverer,
@@ -134,6 +140,7 @@ impl Dispatcher {
             warmup,
             chats_in_flight: HashSet::new(),
             flaps: BridgeFlaps::new(flaps),
+            outage,
         }
     }
 

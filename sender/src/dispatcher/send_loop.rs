@@ -7,19 +7,21 @@
 //! in lane order: a multi-part reply goes out in order, and a failed part is
 //! retried before the next part goes.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use switchyard_shared::lanes::TenantLane;
+use switchyard_shared::ids::TenantId;
 use tokio::time::Instant;
 
 use super::{
     Dispatcher,
     events::{Completion, Event},
     lane_work::class_of,
+    provider_outage::{Change, Gate},
 };
 use crate::{
-    deliver::StepResult,
+    deliver::{Attempt, ProviderSignal, StepResult},
     fair_share::{Decision, Grant, GrantOutcome, PauseReason},
+    metrics as m,
     outbound::OutboundMessage,
 };
 
@@ -31,17 +33,21 @@ impl Dispatcher {
             while let Ok(event) = self.events.try_recv() {
                 self.apply(event).await;
             }
-            let wake = match self.scheduler.next(Instant::now()) {
-                Decision::Send(grant) => {
-                    self.start_delivery(grant).await;
-                    continue;
-                }
-                Decision::NeedFleetPermits { wanted } => {
-                    self.lease(wanted).await;
-                    continue;
-                }
-                Decision::WaitUntil(at) => Some(at),
-                Decision::Idle => None,
+            let wake = match self.outage.gate(Instant::now()) {
+                // The provider is down: nothing goes until the next probe.
+                Gate::Hold(until) => until,
+                gate => match self.scheduler.next(Instant::now()) {
+                    Decision::Send(grant) => {
+                        self.start_delivery(grant, gate == Gate::Probe).await;
+                        continue;
+                    }
+                    Decision::NeedFleetPermits { wanted } => {
+                        self.lease(wanted).await;
+                        continue;
+                    }
+                    Decision::WaitUntil(at) => Some(at),
+                    Decision::Idle => None,
+                },
             };
             let sleep = async {
                 match wake {
@@ -84,19 +90,13 @@ impl Dispatcher {
                 }
                 tracing::info!(tenant.id = %tenant, "operator resumed sending");
             }
-            Event::Completed(done) => {
-                let Completion {
-                    grant,
-                    lane,
-                    result,
-                    chat,
-                } = *done;
-                self.on_completed(grant, lane, result, chat).await;
-            }
+            Event::Completed(done) => self.on_completed(*done).await,
         }
     }
 
-    async fn start_delivery(&mut self, grant: Grant) {
+    /// Starts the grant's delivery; `probe`: it is the provider probe of an
+    /// outage (marked as such only once a delivery really starts).
+    async fn start_delivery(&mut self, grant: Grant, probe: bool) {
         let tenant = grant.tenant().clone();
         let class = grant.class();
         let Some(lane) = self.lane(&tenant, class) else {
@@ -128,29 +128,40 @@ impl Dispatcher {
             return;
         }
         self.chats_in_flight.insert(key);
+        let attempt = if probe {
+            self.outage.probe_started();
+            Attempt::Probe
+        } else {
+            Attempt::Normal
+        };
         let deliverer = Arc::clone(&self.deliverer);
         let events = self.events_tx.clone();
         self.tasks.spawn(async move {
-            let result = deliverer.deliver(message).await;
+            let (result, signal) = deliverer.deliver_as(message, attempt).await;
             let completion = Completion {
                 grant,
                 lane,
                 result,
                 chat,
+                probe,
+                signal,
             };
             let _ = events.send(Event::Completed(Box::new(completion))).await;
         });
     }
 
-    async fn on_completed(
-        &mut self,
-        grant: Grant,
-        lane: Arc<TenantLane>,
-        result: StepResult,
-        chat: String,
-    ) {
+    async fn on_completed(&mut self, done: Completion) {
+        let Completion {
+            grant,
+            lane,
+            result,
+            chat,
+            probe,
+            signal,
+        } = done;
         let tenant = grant.tenant().clone();
         let now = Instant::now();
+        let change = self.outage.observe(&tenant, signal, probe, now);
         match result {
             StepResult::Finished(outcome) => self.scheduler.completed_at(grant, outcome, now),
             StepResult::PushBack {
@@ -162,7 +173,12 @@ impl Dispatcher {
                 self.scheduler.completed_at(grant, outcome, now);
                 lane.push_front(*message).await;
                 let _ = self.arrived(&tenant, class_of(&lane), 1);
-                if let Some((reason, for_at_most)) = tenant_pause {
+                // While the provider is down, the outage holds everyone: a
+                // tenant's own backoff would only delay it past the recovery.
+                let outage_holds = self.outage.is_down()
+                    && signal == ProviderSignal::Trouble
+                    && matches!(tenant_pause, Some((PauseReason::Backoff, _)));
+                if let Some((reason, for_at_most)) = tenant_pause.filter(|_| !outage_holds) {
                     let until = for_at_most.map(|d| Instant::now() + d);
                     let _ = self.scheduler.pause(&tenant, reason, until);
                 }
@@ -176,6 +192,45 @@ impl Dispatcher {
         self.chats_in_flight.remove(&(tenant.clone(), chat));
         // The scheduler's count is a hint; the lane is the truth.
         self.probe(&tenant).await;
+        self.on_outage_change(change).await;
+    }
+
+    /// Tripped: every tenant's own backoff is lifted (the outage holds them
+    /// all, and the probe may go to any of them). Recovered: lifted again
+    /// (failures that came back meanwhile), so every tenant sends at once,
+    /// paced by the fleet budget.
+    async fn on_outage_change(&mut self, change: Change) {
+        match change {
+            Change::None => return,
+            Change::Tripped => {
+                let (failures, tenants) = self.outage.failures();
+                metrics::counter!(m::PROVIDER_OUTAGES).increment(1);
+                metrics::gauge!(m::PROVIDER_DOWN).set(1.0);
+                tracing::error!(
+                    outage.failures = failures,
+                    outage.tenants = tenants,
+                    "the provider looks down (consecutive failures across tenants); every send is held and a probe goes out periodically"
+                );
+            }
+            Change::Recovered(lasted) => {
+                metrics::gauge!(m::PROVIDER_DOWN).set(0.0);
+                metrics::histogram!(m::PROVIDER_OUTAGE_SECONDS).record(lasted.as_secs_f64());
+                tracing::warn!(
+                    outage.seconds = lasted.as_secs_f64(),
+                    "the provider answers again; every tenant resumes"
+                );
+            }
+        }
+        let tenants: BTreeSet<TenantId> = self
+            .lanes
+            .keys()
+            .chain(self.bulk_lanes.keys())
+            .cloned()
+            .collect();
+        for tenant in tenants {
+            let _ = self.scheduler.resume(&tenant, PauseReason::Backoff);
+            self.probe(&tenant).await;
+        }
     }
 
     /// Holds every send here at once, and shares the pause with the other

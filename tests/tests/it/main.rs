@@ -37,6 +37,8 @@ mod router_backpressure;
 mod router_isolation;
 mod router_lanes;
 mod sender_delivery;
+mod sender_double_send;
+mod sender_provider_outage;
 mod sender_replicas;
 mod settings_docs;
 mod wabridges_client;
