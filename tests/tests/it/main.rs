@@ -20,6 +20,7 @@ mod whatsapp_support;
 // Suites.
 mod cli_dlq;
 mod cli_fleet;
+mod cli_fleet_lifecycle;
 mod cli_migrate;
 mod cli_recover;
 mod cli_tenants;
