@@ -297,3 +297,43 @@ async fn delete_orphan_is_paced_under_the_providers_limit(pool: PgPool) {
     assert!(sim.bridges().is_empty());
     assert_eq!(report["monthly_saving_cents"], 900);
 }
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn summary_and_reconcile_price_orphans_and_suspended_tenants_running_bridges(pool: PgPool) {
+    let sim = unpaired_sim().await;
+    tenants_named(&pool, &["served", "paused"]).await;
+    let env = vars(&services::database_url(&pool), None, Some(&sim.base_url()));
+    run_json(&["fleet", "provision", "served", "paused"], &env).await;
+    tenants::set_status(&pool, &t("paused"), tenants::TenantStatus::Suspended)
+        .await
+        .unwrap();
+    sim.seed_bridge("ghost", "https://old.example/hook");
+    let paused_bridge = sim.bridge("paused").unwrap().id;
+
+    let (exit, s) = run_json(&["fleet", "summary"], &env).await;
+    assert_eq!(exit, Exit::Ok, "{s}");
+    assert_eq!(s["active_bridges"], 3);
+    assert_eq!(s["monthly_cost_cents"], 900);
+    assert_eq!(s["orphaned"], 1);
+    assert_eq!(s["suspended_running"], 1);
+    assert_eq!(s["wasted_monthly_cents"], 600);
+    let (_, text) = run(&["fleet", "summary"], &env).await;
+    assert!(
+        text.contains("of which $6.00/month on bridges serving nobody"),
+        "{text}"
+    );
+
+    let (exit, report) = run_json(&["fleet", "reconcile"], &env).await;
+    assert_eq!(exit, Exit::Drift, "the orphan is drift: {report}");
+    assert_eq!(
+        report["spending"],
+        serde_json::json!({
+            "orphans_running": 1,
+            "suspended_running": [{"tenant": "paused", "bridge_id": paused_bridge}],
+            "wasted_monthly_cents": 600
+        })
+    );
+    let (_, text) = run(&["fleet", "reconcile"], &env).await;
+    assert!(text.contains("= $6.00/month"), "{text}");
+    assert!(text.contains("suspended, running"), "{text}");
+}
