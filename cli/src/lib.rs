@@ -3,7 +3,7 @@
 //! command functions directly.
 //!
 //! - [`tenants`]: the tenants table (add, list, show, suspend, resume, limits, bot);
-//! - [`fleet`]: bridges at the provider (provision, reconcile, summary, delete, pair, stuck);
+//! - [`fleet`]: bridges at the provider (provision, reconcile, summary, delete, pair, stuck, repoint);
 //! - [`dlq`], [`replay`]: dead letters (list, show, replay, purge);
 //! - [`whatsapp`]: pacing and takeover settings, resuming a held tenant, human takeovers;
 //! - [`recover`]: re-running a tenant's events from the inbound event log;
@@ -48,7 +48,7 @@ pub enum Command {
     /// Tenants: add, list, show, suspend, resume, set-limits, set-bot, set-whatsapp, resume-sending.
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
-    /// The bridge fleet at WA Bridges: provision, reconcile, summary, delete, pair, stuck.
+    /// The bridge fleet at WA Bridges: provision, reconcile, summary, delete, pair, stuck, repoint.
     #[command(subcommand, after_help = EXIT_CODES_HELP)]
     Fleet(fleet::FleetCommand),
     /// Dead letters: list, show, replay, purge.

@@ -8,6 +8,7 @@ pub mod pace;
 pub mod pair;
 pub mod provision;
 pub mod reconcile;
+pub mod repoint;
 pub mod stuck;
 pub mod summary;
 
@@ -36,6 +37,8 @@ pub enum FleetCommand {
     Pair(pair::PairArgs),
     /// Bridges awaiting pairing or disconnected for longer than --older-than (exit 3 if any).
     Stuck(stuck::StuckArgs),
+    /// Re-provision bridges with their webhook URL under the current secret and public URL.
+    Repoint(repoint::RepointArgs),
 }
 
 /// Runs a `fleet` subcommand.
@@ -47,5 +50,6 @@ pub async fn run(command: FleetCommand, ctx: &Context, out: &mut Output) -> CliR
         FleetCommand::Delete(args) => delete::run(args, ctx, out).await,
         FleetCommand::Pair(args) => pair::run(args, ctx, out).await,
         FleetCommand::Stuck(args) => stuck::run(args, ctx, out).await,
+        FleetCommand::Repoint(args) => repoint::run(args, ctx, out).await,
     }
 }

@@ -337,3 +337,91 @@ async fn summary_and_reconcile_price_orphans_and_suspended_tenants_running_bridg
     assert!(text.contains("= $6.00/month"), "{text}");
     assert!(text.contains("suspended, running"), "{text}");
 }
+
+/// `env` with the webhook secret rotated to `secret`.
+fn rotated(env: &[(String, String)], secret: &str) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(k, v)| {
+            if k == "SWITCHYARD_WEBHOOK_SECRET" {
+                (k.clone(), secret.to_owned())
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn repoint_resends_the_new_url_and_says_what_to_do_when_the_provider_keeps_the_old(
+    pool: PgPool,
+) {
+    use switchyard_shared::webhook_auth::WebhookKeys;
+    // This simulator behaves like a provider that updates the URL on a repeat POST.
+    let mut config = SimConfig::new(SIM_KEY);
+    config.update_webhook_on_reprovision = true;
+    let updating = SimHandle::start(config).await.unwrap();
+    // And this one (the default) like one that keeps the first URL.
+    let keeping = unpaired_sim().await;
+    tenants_named(&pool, &["acme", "nobridge"]).await;
+    let db = services::database_url(&pool);
+    let new_keys = WebhookKeys::new("whsec-rotated".into(), None);
+    let new_url = new_keys.webhook_url("https://ingest.example", &t("acme"));
+
+    for (sim, updates) in [(&updating, true), (&keeping, false)] {
+        let env = vars(&db, None, Some(&sim.base_url()));
+        sqlx::query("UPDATE tenants SET bridge_id = NULL")
+            .execute(&pool)
+            .await
+            .unwrap();
+        run_json(&["fleet", "provision", "acme"], &env).await;
+        let old_url = sim.bridge("acme").unwrap().webhook_url;
+        let env = rotated(&env, "whsec-rotated");
+
+        let (exit, dry) = run_json(&["fleet", "repoint", "--all", "--dry-run"], &env).await;
+        assert_eq!(exit, Exit::Ok, "{dry}");
+        assert_eq!(dry["rows"][0]["outcome"], "would_resend");
+        assert_eq!(sim.bridge("acme").unwrap().webhook_url, old_url);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("urls.tsv");
+        let (exit, report) = run_json(
+            &[
+                "fleet",
+                "repoint",
+                "acme",
+                "nobridge",
+                "--urls-to",
+                file.to_str().unwrap(),
+            ],
+            &env,
+        )
+        .await;
+        assert_eq!(exit, Exit::Ok, "{report}");
+        assert_eq!(report["rows"][0]["outcome"], "resent");
+        assert!(
+            report["rows"][0]["operator_action"]
+                .as_str()
+                .unwrap()
+                .contains("dashboard"),
+            "{report}"
+        );
+        assert_eq!(report["rows"][1]["outcome"], "skipped");
+        let printed = report.to_string();
+        assert!(
+            !printed.contains(&new_keys.token_for(&t("acme"))),
+            "the new token is never printed"
+        );
+        let bridge = sim.bridge("acme").unwrap();
+        let written = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(written, format!("{}\tacme\t{new_url}\n", bridge.id));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the URL file is the owner's only");
+        }
+        let expected = if updates { &new_url } else { &old_url };
+        assert_eq!(&bridge.webhook_url, expected, "updates: {updates}");
+        assert_eq!(sim.bridges().len(), 1, "repointing never creates a bridge");
+    }
+}
