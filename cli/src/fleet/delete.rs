@@ -27,7 +27,7 @@ pub struct DeleteArgs {
     /// The tenant whose bridge to delete.
     pub tenant: Option<TenantId>,
     /// Delete these bridges, which no tenant owns (`fleet reconcile` lists them).
-    #[arg(long, num_args = 1.., value_name = "BRIDGE_ID", value_parser = parse_bridge_id)]
+    #[arg(long, num_args = 1.., value_name = "BRIDGE", value_parser = parse_bridge_id)]
     pub orphan: Vec<BridgeId>,
     /// Do not ask (for scripts). Required when stdin is not a terminal.
     #[arg(long)]

@@ -239,19 +239,16 @@ pub async fn run(args: RepointArgs, ctx: &Context, out: &mut Output) -> CliResul
         report.urls_file = Some(file.clone());
     }
     out.emit(&report, |w| {
-        let mut t = output::table(["tenant", "bridge", "outcome", "if the old URL stayed"]);
+        let mut t = output::table(["tenant", "bridge", "outcome", "if the provider kept the old URL"]);
         let mut resent = 0;
         for r in &report.rows {
             let (bridge, outcome, detail) = match &r.outcome {
-                RepointOutcome::Resent {
-                    bridge_id,
-                    operator_action,
-                } => {
+                RepointOutcome::Resent { bridge_id, .. } => {
                     resent += 1;
                     (
                         bridge_id.to_string(),
-                        "re-provisioned",
-                        operator_action.clone(),
+                        "URL re-sent",
+                        format!("set bridge {bridge_id}'s URL in the dashboard"),
                     )
                 }
                 RepointOutcome::WouldResend { bridge_id } => {
@@ -275,7 +272,7 @@ pub async fn run(args: RepointArgs, ctx: &Context, out: &mut Output) -> CliResul
             if report.dry_run {
                 "would be re-provisioned (dry run: nothing called)"
             } else {
-                "re-provisioned with the new URL"
+                "re-provisioned with the new URL (whether the provider replaces a URL is undocumented)"
             },
             report.rate_limited_waits,
             report
@@ -284,6 +281,14 @@ pub async fn run(args: RepointArgs, ctx: &Context, out: &mut Output) -> CliResul
                 .map(|f| format!("; URLs (secret) written to {}", f.display()))
                 .unwrap_or_default()
         )?;
+        if resent > 0 && !report.dry_run {
+            writeln!(
+                w,
+                "If a bridge's events stop, or still arrive only under the previous secret, the provider kept \
+                 its old URL: set the URL from --urls-to in the WA Bridges dashboard. Keep \
+                 SWITCHYARD_WEBHOOK_SECRET_PREVIOUS on ingest until then."
+            )?;
+        }
         if !report.not_reached.is_empty() {
             writeln!(
                 w,

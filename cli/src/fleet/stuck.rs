@@ -57,10 +57,8 @@ impl StuckKind {
     /// What the operator should do.
     fn next_step(self, tenant: &TenantId) -> String {
         match self {
-            Self::AwaitingPairing => format!("fleet pair {tenant} --phone … | --qr FILE"),
-            Self::Disconnected => {
-                format!("check the phone of {tenant} is online; else fleet pair {tenant}")
-            }
+            Self::AwaitingPairing => format!("fleet pair {tenant}"),
+            Self::Disconnected => format!("phone online? else fleet pair {tenant}"),
         }
     }
 }
@@ -147,12 +145,11 @@ pub async fn run(args: StuckArgs, ctx: &Context, out: &mut Output) -> CliResult<
                     s.tenant.to_string(),
                     s.display_name.clone(),
                     s.bridge_id.to_string(),
-                    format!(
-                        "{} ({}{})",
-                        s.kind.label(),
-                        s.state,
-                        if s.ever_paired { ", was paired" } else { "" }
-                    ),
+                    match (&s.state, s.ever_paired) {
+                        (BridgeState::Other(raw), _) => format!("{} ({raw})", s.kind.label()),
+                        (_, true) => format!("{} (was paired)", s.kind.label()),
+                        (_, false) => s.kind.label().to_owned(),
+                    },
                     age(s.for_seconds),
                     s.next_step.clone(),
                 ]);
