@@ -222,3 +222,20 @@ async fn pair(
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_phone;
+
+    #[test]
+    fn phones_are_digits_with_the_usual_decoration_removed() {
+        assert_eq!(parse_phone("+1 555 000-1234").unwrap(), "15550001234");
+        assert_eq!(parse_phone("(49) 30 1234567").unwrap(), "49301234567");
+        assert!(parse_phone("12345").is_err(), "too short");
+        assert!(parse_phone("1555000123412345").is_err(), "too long");
+        assert!(
+            parse_phone("15550001234@s.whatsapp.net").is_err(),
+            "a JID is no number"
+        );
+    }
+}

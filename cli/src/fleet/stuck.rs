@@ -169,3 +169,37 @@ pub async fn run(args: StuckArgs, ctx: &Context, out: &mut Output) -> CliResult<
         Exit::Drift
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unpaired_and_disconnected_bridges_can_be_stuck() {
+        assert_eq!(
+            StuckKind::of(&BridgeState::Disconnected),
+            Some(StuckKind::Disconnected)
+        );
+        assert_eq!(
+            StuckKind::of(&BridgeState::Running),
+            Some(StuckKind::AwaitingPairing)
+        );
+        assert_eq!(
+            StuckKind::of(&BridgeState::Other("unpaired".into())),
+            Some(StuckKind::AwaitingPairing)
+        );
+        for fine in [
+            BridgeState::Connected,
+            BridgeState::Unprovisioned,
+            BridgeState::Missing,
+        ] {
+            assert_eq!(StuckKind::of(&fine), None, "{fine}");
+        }
+    }
+
+    #[test]
+    fn ages_are_shown_to_the_minute() {
+        assert_eq!(age(30 * 3600 + 59), "1day 6h");
+        assert_eq!(age(42), "42s");
+    }
+}
