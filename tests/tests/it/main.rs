@@ -24,6 +24,7 @@ mod cli_fleet_lifecycle;
 mod cli_migrate;
 mod cli_recover;
 mod cli_tenants;
+mod cli_tenants_remove;
 mod deploy_manifests;
 mod e2e_isolation;
 mod e2e_property;
