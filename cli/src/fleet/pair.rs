@@ -125,6 +125,11 @@ pub async fn run(args: PairArgs, ctx: &Context, out: &mut Output) -> CliResult<E
     let result = pair(&client, &args, &stop, &mut waits).await;
     signal.abort();
     let (session, pairing) = match result {
+        // Ctrl-C during a rate-limit wait: nothing was paired; running it again is safe.
+        Err(_) if stop.is_cancelled() => {
+            out.note("interrupted: nothing paired; run the same command again")?;
+            return Ok(Exit::Interrupted);
+        }
         Err(e) => return Err(e),
         Ok(done) => done,
     };
