@@ -6,8 +6,8 @@
 //! | 0 | done, nothing to report |
 //! | 1 | unexpected failure (a store unreachable, a provider error) |
 //! | 2 | usage or bad input: an invalid tenant id, an unknown tenant, a limit out of range; nothing was changed |
-//! | 3 | `fleet reconcile` found drift (orphans, tenants without a bridge, state drift); `migrate --check` found pending migrations |
-//! | 4 | partial failure: some items failed (provisioning, a refused replay) |
+//! | 3 | `fleet reconcile` found drift (orphans, tenants without a bridge, state drift); `fleet stuck` found stuck bridges; `migrate --check` found pending migrations |
+//! | 4 | partial failure: some items failed (provisioning, a refused replay, an orphan deletion refused because a tenant owns the bridge) |
 //! | 130 | interrupted (Ctrl-C); re-running finishes the job |
 
 use std::fmt;
@@ -44,8 +44,9 @@ Exit codes:
   1    unexpected failure (store unreachable, provider error)
   2    usage or bad input (invalid tenant id, unknown tenant, limit out of range); nothing changed
   3    drift found by `fleet reconcile` (orphans, tenants without a bridge, state drift),
-       or migrations pending (`migrate --check`)
-  4    partial failure (some tenants failed to provision, some dead letters refused)
+       stuck bridges found by `fleet stuck`, or migrations pending (`migrate --check`)
+  4    partial failure (some tenants failed to provision, some dead letters refused,
+       some `fleet delete --orphan` bridges refused because a tenant owns them)
   130  interrupted; re-running finishes the job
 
 Environment: DATABASE_URL, NATS_URL, WA_API_URL, WA_API_KEY, SWITCHYARD_WEBHOOK_SECRET,

@@ -2,8 +2,9 @@
 //! tests call [`run`] with their own environment and output buffer, or the
 //! command functions directly.
 //!
-//! - [`tenants`]: the tenants table (add, list, show, suspend, resume, limits, bot);
-//! - [`fleet`]: bridges at the provider (provision, reconcile, summary, delete);
+//! - [`tenants`]: the tenants table (add, list, show, suspend, resume, limits, bot, remove);
+//! - [`offboard`]: `tenants remove`, the resumable offboarding path;
+//! - [`fleet`]: bridges at the provider (provision, reconcile, summary, delete, pair, stuck, repoint);
 //! - [`dlq`], [`replay`]: dead letters (list, show, replay, purge);
 //! - [`whatsapp`]: pacing and takeover settings, resuming a held tenant, human takeovers;
 //! - [`recover`]: re-running a tenant's events from the inbound event log;
@@ -14,6 +15,7 @@ pub mod context;
 pub mod dlq;
 pub mod exit;
 pub mod fleet;
+pub mod offboard;
 pub mod output;
 pub mod recover;
 pub mod replay;
@@ -45,10 +47,10 @@ pub struct Cli {
 pub enum Command {
     /// Apply pending database migrations (reads DATABASE_URL); with --check, only report.
     Migrate(MigrateArgs),
-    /// Tenants: add, list, show, suspend, resume, set-limits, set-bot, set-whatsapp, resume-sending.
+    /// Tenants: add, list, show, suspend, resume, set-limits, set-bot, set-whatsapp, resume-sending, remove.
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
-    /// The bridge fleet at WA Bridges: provision, reconcile, summary, delete.
+    /// The bridge fleet at WA Bridges: provision, reconcile, summary, delete, pair, stuck, repoint.
     #[command(subcommand, after_help = EXIT_CODES_HELP)]
     Fleet(fleet::FleetCommand),
     /// Dead letters: list, show, replay, purge.

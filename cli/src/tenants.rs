@@ -48,6 +48,9 @@ pub enum TenantsCommand {
     SetWhatsapp(crate::whatsapp::SetWhatsAppArgs),
     /// Lift a tenant's sending hold (restricted number, refused key) on every sender.
     ResumeSending { tenant: TenantId },
+    /// Offboard a tenant: suspend, drain, delete its bridge, keep (default) or --purge its data.
+    /// Resumable: run it again to finish.
+    Remove(crate::offboard::RemoveArgs),
 }
 
 #[derive(Debug, Args)]
@@ -340,6 +343,7 @@ pub async fn run(command: TenantsCommand, ctx: &Context, out: &mut Output) -> Cl
         TenantsCommand::ResumeSending { tenant } => {
             return crate::whatsapp::run_resume_sending(tenant, ctx, out).await;
         }
+        TenantsCommand::Remove(args) => return crate::offboard::run(args, ctx, out).await,
         other => other,
     };
     let pool = ctx.db()?;
@@ -370,7 +374,9 @@ pub async fn run(command: TenantsCommand, ctx: &Context, out: &mut Output) -> Cl
             let egress = EgressPolicy::from_env(ctx.env())?;
             set_bot(&pool, &args.tenant, args.kind, args.config, &egress).await?
         }
-        TenantsCommand::SetWhatsapp(_) | TenantsCommand::ResumeSending { .. } => {
+        TenantsCommand::SetWhatsapp(_)
+        | TenantsCommand::ResumeSending { .. }
+        | TenantsCommand::Remove(_) => {
             return Ok(Exit::Ok);
         }
     };

@@ -1,4 +1,5 @@
-//! `fleet delete <tenant>`: the only command that deletes a bridge. Deletion
+//! `fleet delete <tenant>` (and `fleet delete --orphan <bridge>…`, see
+//! [`crate::fleet::orphans`]): the only command that deletes a bridge. Deletion
 //! is permanent at the provider (and stops billing), so it asks: the operator
 //! types the tenant id, or passes `--yes` in a script. Without a terminal and
 //! without `--yes` it refuses rather than guess.
@@ -21,12 +22,27 @@ use crate::{
 };
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["tenant", "orphan"])))]
 pub struct DeleteArgs {
     /// The tenant whose bridge to delete.
-    pub tenant: TenantId,
+    pub tenant: Option<TenantId>,
+    /// Delete these bridges, which no tenant owns (`fleet reconcile` lists them).
+    #[arg(long, num_args = 1.., value_name = "BRIDGE", value_parser = parse_bridge_id)]
+    pub orphan: Vec<BridgeId>,
     /// Do not ask (for scripts). Required when stdin is not a terminal.
     #[arg(long)]
     pub yes: bool,
+    /// With --orphan: check each bridge as for real and say what would be deleted; delete nothing.
+    #[arg(long, requires = "orphan")]
+    pub dry_run: bool,
+}
+
+fn parse_bridge_id(raw: &str) -> Result<BridgeId, String> {
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| BridgeId::new(n).ok())
+        .ok_or_else(|| format!("{raw:?} is no bridge id (a positive number)"))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,6 +114,9 @@ fn confirm(tenant: &TenantId, bridge: BridgeId) -> CliResult<bool> {
 }
 
 pub async fn run(args: DeleteArgs, ctx: &Context, out: &mut Output) -> CliResult<Exit> {
+    let Some(tenant) = args.tenant else {
+        return crate::fleet::orphans::run(args.orphan, args.yes, args.dry_run, ctx, out).await;
+    };
     if !args.yes && !std::io::stdin().is_terminal() {
         return Err(CliError::bad_input(
             "refusing to delete without confirmation: stdin is not a terminal; pass --yes",
@@ -105,13 +124,13 @@ pub async fn run(args: DeleteArgs, ctx: &Context, out: &mut Output) -> CliResult
     }
     let pool = ctx.db()?;
     let client = ctx.wabridges()?;
-    let bridge = bridge_of(&pool, &client, &args.tenant).await?;
-    if !args.yes && !confirm(&args.tenant, bridge)? {
+    let bridge = bridge_of(&pool, &client, &tenant).await?;
+    if !args.yes && !confirm(&tenant, bridge)? {
         return Err(CliError::bad_input("not confirmed; nothing deleted"));
     }
-    let report = delete(&pool, &client, &args.tenant, bridge).await?;
+    let report = delete(&pool, &client, &tenant, bridge).await?;
     let nats = ctx.nats().await.ok();
-    announce_tenant_change(nats.as_ref(), &args.tenant).await;
+    announce_tenant_change(nats.as_ref(), &tenant).await;
     out.emit(&report, |w| {
         writeln!(
             w,

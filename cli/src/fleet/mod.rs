@@ -3,8 +3,13 @@
 //! `fleet delete` is the one path that deletes, and it asks first.
 
 pub mod delete;
+pub mod orphans;
+pub mod pace;
+pub mod pair;
 pub mod provision;
 pub mod reconcile;
+pub mod repoint;
+pub mod stuck;
 pub mod summary;
 
 use clap::Subcommand;
@@ -26,8 +31,14 @@ pub enum FleetCommand {
     Reconcile(reconcile::ReconcileArgs),
     /// Bridges by state and the monthly cost.
     Summary,
-    /// Delete a tenant's bridge at the provider (permanent; asks for confirmation).
+    /// Delete a tenant's bridge, or (--orphan) bridges no tenant owns (permanent; asks first).
     Delete(delete::DeleteArgs),
+    /// Pair a tenant's bridge: a link code for its phone (--phone) or the QR code (--qr FILE).
+    Pair(pair::PairArgs),
+    /// Bridges awaiting pairing or disconnected for longer than --older-than (exit 3 if any).
+    Stuck(stuck::StuckArgs),
+    /// Re-provision bridges with their webhook URL under the current secret and public URL.
+    Repoint(repoint::RepointArgs),
 }
 
 /// Runs a `fleet` subcommand.
@@ -37,5 +48,8 @@ pub async fn run(command: FleetCommand, ctx: &Context, out: &mut Output) -> CliR
         FleetCommand::Reconcile(args) => reconcile::run(args, ctx, out).await,
         FleetCommand::Summary => summary::run(ctx, out).await,
         FleetCommand::Delete(args) => delete::run(args, ctx, out).await,
+        FleetCommand::Pair(args) => pair::run(args, ctx, out).await,
+        FleetCommand::Stuck(args) => stuck::run(args, ctx, out).await,
+        FleetCommand::Repoint(args) => repoint::run(args, ctx, out).await,
     }
 }

@@ -132,6 +132,47 @@ pub fn diff(rows: &[Tenant], bridges: &[Bridge]) -> FleetDiff {
     out
 }
 
+/// A suspended tenant's bridge the provider still runs (and bills).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SuspendedRunning {
+    pub tenant: TenantId,
+    pub bridge_id: i64,
+}
+
+/// Money spent on bridges that serve nobody: running orphans and the
+/// running bridges of suspended tenants, at the provider's flat price.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Spending {
+    /// Orphan bridges the provider reports `running`.
+    pub orphans_running: usize,
+    pub suspended_running: Vec<SuspendedRunning>,
+    /// What those bridges cost per month, in US cents.
+    pub wasted_monthly_cents: u64,
+}
+
+/// Which billed bridges serve nobody; decides, changes nothing.
+pub fn spending(rows: &[Tenant], bridges: &[Bridge]) -> Spending {
+    let mut out = Spending::default();
+    for bridge in bridges.iter().filter(|b| b.state == BridgeState::Running) {
+        match rows.iter().find(|r| r.id.as_str() == bridge.customer_ref) {
+            None => out.orphans_running += 1,
+            Some(row) if !row.is_active() => out.suspended_running.push(SuspendedRunning {
+                tenant: row.id.clone(),
+                bridge_id: bridge.id.get(),
+            }),
+            Some(_) => {}
+        }
+    }
+    out.wasted_monthly_cents = (out.orphans_running + out.suspended_running.len()) as u64
+        * crate::fleet::summary::CENTS_PER_BRIDGE_MONTH;
+    out
+}
+
+/// `$12.00`.
+pub fn dollars(cents: u64) -> String {
+    format!("${}.{:02}", cents / 100, cents % 100)
+}
+
 /// One reconciliation.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReconcileReport {
@@ -139,6 +180,8 @@ pub struct ReconcileReport {
     pub tenants: usize,
     #[serde(flatten)]
     pub diff: FleetDiff,
+    /// Running orphans and suspended tenants' running bridges (reported; exit unchanged).
+    pub spending: Spending,
     /// Rows updated by this run (another writer may have got there first).
     pub rows_updated: usize,
 }
@@ -164,6 +207,7 @@ pub async fn reconcile(pool: &PgPool, client: &WaBridgesClient) -> CliResult<Rec
     let bridges = client.list().await?;
     let rows = tenants::list(pool).await?;
     let diff = diff(&rows, &bridges);
+    let spending = spending(&rows, &bridges);
     let mut rows_updated = 0;
     for d in &diff.drift {
         let done = sqlx::query(
@@ -203,6 +247,7 @@ pub async fn reconcile(pool: &PgPool, client: &WaBridgesClient) -> CliResult<Rec
         bridges: bridges.len(),
         tenants: rows.len(),
         diff,
+        spending,
         rows_updated,
     })
 }
@@ -214,6 +259,8 @@ fn export(report: &ReconcileReport) {
     metrics::gauge!("switchyard_fleet_orphans").set(report.diff.orphans.len() as f64);
     metrics::gauge!("switchyard_fleet_missing").set(report.diff.missing.len() as f64);
     metrics::gauge!("switchyard_fleet_drift").set(report.diff.drift.len() as f64);
+    metrics::gauge!("switchyard_fleet_wasted_monthly_cents")
+        .set(report.spending.wasted_monthly_cents as f64);
     metrics::counter!("switchyard_fleet_reconcile_runs_total").increment(1);
 }
 
@@ -259,7 +306,17 @@ fn render(out: &mut Output, report: &ReconcileReport) -> anyhow::Result<()> {
                 d.recorded_state.to_string(),
             ]);
         }
-        if report.has_drift() {
+        for s in &report.spending.suspended_running {
+            t.add_row(vec![
+                "suspended, running".to_owned(),
+                s.tenant.to_string(),
+                s.bridge_id.to_string(),
+                "suspended".to_owned(),
+                BridgeState::Running.to_string(),
+                "-".to_owned(),
+            ]);
+        }
+        if report.has_drift() || !report.spending.suspended_running.is_empty() {
             output::write_table(w, &t)?;
         }
         writeln!(
@@ -271,7 +328,19 @@ fn render(out: &mut Output, report: &ReconcileReport) -> anyhow::Result<()> {
             report.diff.missing.len(),
             report.diff.drift.len(),
             report.rows_updated
-        )
+        )?;
+        let sp = &report.spending;
+        if sp.wasted_monthly_cents > 0 {
+            writeln!(
+                w,
+                "spent on bridges serving nobody: {} running orphan(s) + {} suspended tenant(s) running = {}/month \
+                 (`fleet delete --orphan ID…`, `fleet delete TENANT`)",
+                sp.orphans_running,
+                sp.suspended_running.len(),
+                dollars(sp.wasted_monthly_cents)
+            )?;
+        }
+        Ok(())
     })
 }
 

@@ -1,6 +1,8 @@
 //! `fleet summary`: how many bridges are paired and healthy, awaiting
 //! pairing, disconnected or orphaned, and what the fleet costs ($3 a month
-//! per active bridge). One provider call (the list) plus the tenants table:
+//! per active bridge), including what is spent on bridges serving nobody
+//! (running orphans, suspended tenants' running bridges). One provider call
+//! (the list) plus the tenants table:
 //! the session state comes from the `connected`/`disconnected` webhooks the
 //! router records, so a summary never spends the fleet's send budget on
 //! status calls.
@@ -15,7 +17,7 @@ use switchyard_shared::{
 use crate::{
     context::Context,
     exit::{CliResult, Exit},
-    fleet::reconcile::diff,
+    fleet::reconcile::{diff, dollars, spending},
     output::{self, Output},
 };
 
@@ -39,6 +41,10 @@ pub struct FleetSummary {
     /// Bridges the provider reports `running` (what it bills).
     pub active_bridges: usize,
     pub monthly_cost_cents: u64,
+    /// Suspended tenants whose bridge the provider still runs (billed, serving nobody).
+    pub suspended_running: usize,
+    /// What running orphans and suspended tenants' running bridges cost per month.
+    pub wasted_monthly_cents: u64,
 }
 
 /// Counts by state from the provider's list and the tenants table.
@@ -46,9 +52,12 @@ pub async fn summarise(pool: &PgPool, client: &WaBridgesClient) -> CliResult<Fle
     let bridges = client.list().await?;
     let rows = tenants::list(pool).await?;
     let found = diff(&rows, &bridges);
+    let spent = spending(&rows, &bridges);
     let mut s = FleetSummary {
         orphaned: found.orphans.len(),
         tenants_without_bridge: found.missing.len(),
+        suspended_running: spent.suspended_running.len(),
+        wasted_monthly_cents: spent.wasted_monthly_cents,
         ..Default::default()
     };
     for bridge in &bridges {
@@ -82,18 +91,29 @@ pub async fn run(ctx: &Context, out: &mut Output) -> CliResult<Exit> {
             ("disconnected", s.disconnected),
             ("other provider state", s.other),
             ("orphaned (no tenant)", s.orphaned),
+            (
+                "suspended tenant, running (in the above)",
+                s.suspended_running,
+            ),
         ] {
             t.add_row(vec![label.to_owned(), n.to_string()]);
         }
         output::write_table(w, &t)?;
         writeln!(
             w,
-            "{} active bridge(s) × $3 = ${}.{:02}/month; {} tenant(s) without a bridge",
+            "{} active bridge(s) × $3 = {}/month; {} tenant(s) without a bridge",
             s.active_bridges,
-            s.monthly_cost_cents / 100,
-            s.monthly_cost_cents % 100,
+            dollars(s.monthly_cost_cents),
             s.tenants_without_bridge
-        )
+        )?;
+        if s.wasted_monthly_cents > 0 {
+            writeln!(
+                w,
+                "of which {}/month on bridges serving nobody (running orphans, suspended tenants)",
+                dollars(s.wasted_monthly_cents)
+            )?;
+        }
+        Ok(())
     })?;
     Ok(Exit::Ok)
 }

@@ -327,7 +327,7 @@ async fn summary_counts_bridges_by_state_and_prices_the_active_ones(pool: PgPool
         serde_json::json!({
             "paired_healthy": 1, "awaiting_pairing": 1, "disconnected": 1, "other": 0,
             "orphaned": 1, "tenants_without_bridge": 1, "active_bridges": 4,
-            "monthly_cost_cents": 1200
+            "monthly_cost_cents": 1200, "suspended_running": 0, "wasted_monthly_cents": 300
         })
     );
 }

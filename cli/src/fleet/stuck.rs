@@ -1,0 +1,205 @@
+//! `fleet stuck [--older-than 24h]`: tenant bridges that have waited too long
+//! for a QR scan or a link code (provisioned, never reported connected) or
+//! whose session dropped and has not come back. Read from the tenants table
+//! only (the state the `connected`/`disconnected` webhooks and `fleet
+//! reconcile` record, and when it was last recorded), so listing never
+//! spends the provider's budget. Exit 3 when any bridge is stuck, for cron.
+
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+use sqlx::{PgPool, Row as _};
+use switchyard_shared::{ids::TenantId, wabridges::BridgeState};
+
+use crate::{
+    context::Context,
+    exit::{CliResult, Exit},
+    output::{self, Output},
+};
+
+#[derive(Debug, Args)]
+pub struct StuckArgs {
+    /// Only bridges in their state for at least this long (e.g. 30m, 24h, 3d).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub older_than: Duration,
+}
+
+/// Why a bridge is stuck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StuckKind {
+    /// Provisioned, never reported connected: nobody scanned the QR / typed the code.
+    AwaitingPairing,
+    /// The session dropped and has not reported back.
+    Disconnected,
+}
+
+impl StuckKind {
+    /// How a bridge in `state` is stuck, if it can be.
+    pub fn of(state: &BridgeState) -> Option<Self> {
+        match state {
+            BridgeState::Disconnected => Some(Self::Disconnected),
+            // `running` is what provisioning records; a value the provider did not
+            // document (`unpaired`, …) is not a working session either.
+            BridgeState::Running | BridgeState::Other(_) => Some(Self::AwaitingPairing),
+            BridgeState::Connected | BridgeState::Unprovisioned | BridgeState::Missing => None,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::AwaitingPairing => "awaiting pairing",
+            Self::Disconnected => "disconnected",
+        }
+    }
+
+    /// What the operator should do.
+    fn next_step(self, tenant: &TenantId) -> String {
+        match self {
+            Self::AwaitingPairing => format!("fleet pair {tenant}"),
+            Self::Disconnected => format!("phone online? else fleet pair {tenant}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StuckBridge {
+    pub tenant: TenantId,
+    /// The tenant's name, the contact the tenants table holds.
+    pub display_name: String,
+    pub bridge_id: i64,
+    pub state: BridgeState,
+    pub kind: StuckKind,
+    /// How long it has been in this state (seconds), as far as recorded.
+    pub for_seconds: u64,
+    /// Whether the number was ever paired (a re-pair rather than a first pairing).
+    pub ever_paired: bool,
+    pub next_step: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StuckReport {
+    pub older_than_seconds: u64,
+    pub stuck: Vec<StuckBridge>,
+}
+
+/// Tenant bridges stuck for at least `older_than`, longest first.
+pub async fn stuck(pool: &PgPool, older_than: Duration) -> CliResult<Vec<StuckBridge>> {
+    let rows = sqlx::query(
+        "SELECT id, display_name, bridge_id, bridge_state, paired_at IS NOT NULL AS ever_paired, \
+         GREATEST(0, EXTRACT(EPOCH FROM (now() - COALESCE(bridge_state_at, created_at))))::bigint \
+           AS for_seconds \
+         FROM tenants WHERE bridge_id IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut found = Vec::new();
+    for row in rows {
+        let state = BridgeState::parse(row.try_get::<&str, _>("bridge_state")?);
+        let Some(kind) = StuckKind::of(&state) else {
+            continue;
+        };
+        let for_seconds = u64::try_from(row.try_get::<i64, _>("for_seconds")?).unwrap_or(0);
+        if for_seconds < older_than.as_secs() {
+            continue;
+        }
+        let tenant = TenantId::parse(row.try_get::<&str, _>("id")?)
+            .map_err(|e| anyhow::anyhow!("invalid tenant id in the table: {e}"))?;
+        found.push(StuckBridge {
+            next_step: kind.next_step(&tenant),
+            display_name: row.try_get("display_name")?,
+            bridge_id: row.try_get("bridge_id")?,
+            state,
+            kind,
+            for_seconds,
+            ever_paired: row.try_get("ever_paired")?,
+            tenant,
+        });
+    }
+    found.sort_by_key(|s| std::cmp::Reverse(s.for_seconds));
+    Ok(found)
+}
+
+/// `3h 12m`-style, to the minute (seconds below one minute).
+fn age(seconds: u64) -> String {
+    let rounded = if seconds >= 60 {
+        seconds - seconds % 60
+    } else {
+        seconds
+    };
+    humantime::format_duration(Duration::from_secs(rounded)).to_string()
+}
+
+pub async fn run(args: StuckArgs, ctx: &Context, out: &mut Output) -> CliResult<Exit> {
+    let pool = ctx.db()?;
+    let report = StuckReport {
+        older_than_seconds: args.older_than.as_secs(),
+        stuck: stuck(&pool, args.older_than).await?,
+    };
+    out.emit(&report, |w| {
+        if !report.stuck.is_empty() {
+            let mut t = output::table(["tenant", "contact", "bridge", "stuck", "for", "next step"]);
+            for s in &report.stuck {
+                t.add_row(vec![
+                    s.tenant.to_string(),
+                    s.display_name.clone(),
+                    s.bridge_id.to_string(),
+                    match (&s.state, s.ever_paired) {
+                        (BridgeState::Other(raw), _) => format!("{} ({raw})", s.kind.label()),
+                        (_, true) => format!("{} (was paired)", s.kind.label()),
+                        (_, false) => s.kind.label().to_owned(),
+                    },
+                    age(s.for_seconds),
+                    s.next_step.clone(),
+                ]);
+            }
+            output::write_table(w, &t)?;
+        }
+        writeln!(
+            w,
+            "{} bridge(s) stuck for at least {}",
+            report.stuck.len(),
+            humantime::format_duration(args.older_than)
+        )
+    })?;
+    Ok(if report.stuck.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Drift
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unpaired_and_disconnected_bridges_can_be_stuck() {
+        assert_eq!(
+            StuckKind::of(&BridgeState::Disconnected),
+            Some(StuckKind::Disconnected)
+        );
+        assert_eq!(
+            StuckKind::of(&BridgeState::Running),
+            Some(StuckKind::AwaitingPairing)
+        );
+        assert_eq!(
+            StuckKind::of(&BridgeState::Other("unpaired".into())),
+            Some(StuckKind::AwaitingPairing)
+        );
+        for fine in [
+            BridgeState::Connected,
+            BridgeState::Unprovisioned,
+            BridgeState::Missing,
+        ] {
+            assert_eq!(StuckKind::of(&fine), None, "{fine}");
+        }
+    }
+
+    #[test]
+    fn ages_are_shown_to_the_minute() {
+        assert_eq!(age(30 * 3600 + 59), "1day 6h");
+        assert_eq!(age(42), "42s");
+    }
+}
