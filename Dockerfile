@@ -43,7 +43,7 @@ COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json ${PACKAGES}
 COPY . .
 # There is no .git in the context: the commit the binaries print comes from here
-# (build-info/build.rs falls back to it, then to "unknown").
+# (shared/build-info/build.rs falls back to it, then to "unknown").
 ARG SWITCHYARD_GIT_COMMIT=unknown
 # hadolint ignore=SC2086
 RUN SWITCHYARD_GIT_COMMIT="${SWITCHYARD_GIT_COMMIT}" cargo build --release --locked ${PACKAGES} \
