@@ -152,6 +152,9 @@ pub struct NatsSettings {
     pub url: String,
     /// `SWITCHYARD_NATS_CA_FILE`: PEM root to trust for `tls://` URLs.
     pub ca_file: Option<String>,
+    /// How this service proves who it is to the server (its own user, so the
+    /// server's permissions give it only the subjects it needs).
+    pub auth: NatsAuth,
     /// `SWITCHYARD_STREAM_REPLICAS` (default 1; 3 in production).
     pub replicas: usize,
     /// `SWITCHYARD_PARTITIONS` (default 16): partitions per work stream.
@@ -169,6 +172,7 @@ impl NatsSettings {
         Ok(Self {
             url: env.string("NATS_URL", "nats://127.0.0.1:4222"),
             ca_file: env.raw("SWITCHYARD_NATS_CA_FILE"),
+            auth: NatsAuth::from_env(env)?,
             replicas: env.bounded("SWITCHYARD_STREAM_REPLICAS", 1, 1..=5)?,
             partitions: env.bounded("SWITCHYARD_PARTITIONS", 16, 1..=1024)?,
             max_age: env.duration("SWITCHYARD_STREAM_MAX_AGE", Duration::from_secs(7 * 86_400))?,
@@ -177,6 +181,65 @@ impl NatsSettings {
             max_consumers: env.bounded("SWITCHYARD_STREAM_MAX_CONSUMERS", 4096, 16..=100_000)?,
         })
     }
+}
+
+/// The credentials a service connects to NATS with.
+#[derive(Debug, Clone, Default)]
+pub enum NatsAuth {
+    /// No credentials (a server without authorization, or a user in the URL).
+    #[default]
+    None,
+    /// `NATS_USER` with `NATS_PASSWORD`, or the first line of `NATS_PASSWORD_FILE`.
+    UserPassword {
+        user: String,
+        password: SecretString,
+    },
+}
+
+impl NatsAuth {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let user = env.raw("NATS_USER");
+        let password = match (env.secret("NATS_PASSWORD"), env.raw("NATS_PASSWORD_FILE")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError {
+                    variable: "NATS_PASSWORD_FILE".to_owned(),
+                    reason: "set either NATS_PASSWORD or NATS_PASSWORD_FILE, not both".to_owned(),
+                });
+            }
+            (Some(p), None) => Some(p),
+            (None, Some(path)) => Some(read_secret_file("NATS_PASSWORD_FILE", &path)?),
+            (None, None) => None,
+        };
+        match (user, password) {
+            (None, None) => Ok(NatsAuth::None),
+            (Some(user), Some(password)) => Ok(NatsAuth::UserPassword { user, password }),
+            (Some(_), None) => Err(ConfigError {
+                variable: "NATS_PASSWORD".to_owned(),
+                reason: "NATS_USER is set: set NATS_PASSWORD or NATS_PASSWORD_FILE too".to_owned(),
+            }),
+            (None, Some(_)) => Err(ConfigError {
+                variable: "NATS_USER".to_owned(),
+                reason: "a NATS password is set without NATS_USER".to_owned(),
+            }),
+        }
+    }
+}
+
+/// The first line of a secret file (a mounted Kubernetes or compose secret),
+/// without its line ending; the contents never appear in an error.
+fn read_secret_file(variable: &str, path: &str) -> Result<SecretString, ConfigError> {
+    let contents = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        variable: variable.to_owned(),
+        reason: format!("cannot read {path}: {e}"),
+    })?;
+    let line = contents.lines().next().unwrap_or_default().trim_end();
+    if line.is_empty() {
+        return Err(ConfigError {
+            variable: variable.to_owned(),
+            reason: format!("{path} is empty"),
+        });
+    }
+    Ok(SecretString::from(line.to_owned()))
 }
 
 /// How to reach PostgreSQL.
@@ -316,6 +379,52 @@ mod tests {
         let s = DatabaseSettings::from_env(&env).unwrap();
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(s.url.expose_secret().contains("hunter2"));
+    }
+
+    #[test]
+    fn nats_credentials_come_from_the_environment_or_a_file_and_never_print() {
+        let none = NatsAuth::from_env(&Env::from_map::<[(&str, &str); 0], _, _>([])).unwrap();
+        assert!(matches!(none, NatsAuth::None));
+
+        let env = Env::from_map([("NATS_USER", "router"), ("NATS_PASSWORD", "hunter2")]);
+        let auth = NatsAuth::from_env(&env).unwrap();
+        assert!(!format!("{auth:?}").contains("hunter2"));
+        match auth {
+            NatsAuth::UserPassword { user, password } => {
+                assert_eq!(user, "router");
+                assert_eq!(password.expose_secret(), "hunter2");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let path = file.display().to_string();
+        let env = Env::from_map([
+            ("NATS_USER", "sender"),
+            ("NATS_PASSWORD_FILE", path.as_str()),
+        ]);
+        match NatsAuth::from_env(&env).unwrap() {
+            NatsAuth::UserPassword { password, .. } => {
+                assert_eq!(password.expose_secret(), "s3cret")
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let env = Env::from_map([("NATS_USER", "x")]);
+        assert_eq!(
+            NatsAuth::from_env(&env).unwrap_err().variable,
+            "NATS_PASSWORD"
+        );
+        let env = Env::from_map([("NATS_PASSWORD", "x")]);
+        assert_eq!(NatsAuth::from_env(&env).unwrap_err().variable, "NATS_USER");
+        let env = Env::from_map([
+            ("NATS_USER", "x"),
+            ("NATS_PASSWORD_FILE", "/nonexistent/pw"),
+        ]);
+        let err = NatsAuth::from_env(&env).unwrap_err();
+        assert_eq!(err.variable, "NATS_PASSWORD_FILE");
     }
 
     #[test]

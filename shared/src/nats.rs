@@ -8,7 +8,9 @@
 
 use std::{fmt, time::Duration};
 
-use crate::config::NatsSettings;
+use secrecy::ExposeSecret as _;
+
+use crate::config::{NatsAuth, NatsSettings};
 
 /// The oldest nats-server Switchyard runs against.
 pub const MIN_SERVER_VERSION: ServerVersion = ServerVersion {
@@ -109,6 +111,12 @@ pub async fn connect(
         .event_callback(|event| async move {
             tracing::info!(nats.event = %event, "nats connection event");
         });
+    match &settings.auth {
+        NatsAuth::None => {}
+        NatsAuth::UserPassword { user, password } => {
+            options = options.user_and_password(user.clone(), password.expose_secret().to_owned());
+        }
+    }
     if let Some(ca) = &settings.ca_file {
         options = options.add_root_certificates(ca.into()).require_tls(true);
     }

@@ -77,6 +77,13 @@ impl NatsServer {
         Self::start_with(|_| String::new(), "nats")
     }
 
+    /// A JetStream server with the per-service users and permissions we ship
+    /// (`deploy/nats/permissions.conf`), each user's password set to
+    /// [`service_password`]. Anonymous clients are refused.
+    pub fn start_with_permissions() -> Self {
+        Self::start_with(|_| permissions_config(), "nats")
+    }
+
     /// A JetStream server that requires TLS, with a self-signed certificate for
     /// `localhost` made on the spot.
     pub fn start_tls() -> (Self, TlsFiles) {
@@ -137,6 +144,11 @@ impl NatsServer {
         self.child.id()
     }
 
+    /// What the server has logged so far (permission violations show here).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
     /// Kills the process (as a crash would), keeping its store.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -162,6 +174,41 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The users of `deploy/nats/permissions.conf`.
+pub const SERVICE_USERS: [&str; 4] = ["ingest", "router", "sender", "cli"];
+
+/// The password a test server started with [`NatsServer::start_with_permissions`]
+/// gives `user`.
+pub fn service_password(user: &str) -> String {
+    format!("test-password-of-{user}")
+}
+
+/// The environment a service connects as `user` with: `NATS_USER`, `NATS_PASSWORD`.
+pub fn service_credentials(user: &str) -> [(String, String); 2] {
+    [
+        ("NATS_USER".to_owned(), user.to_owned()),
+        ("NATS_PASSWORD".to_owned(), service_password(user)),
+    ]
+}
+
+/// `deploy/nats/permissions.conf`, preceded by the password variables it
+/// reads (defined in the file rather than the server's environment).
+pub fn permissions_config() -> String {
+    let path = crate::repo_root().join("deploy/nats/permissions.conf");
+    let shipped =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut config = String::new();
+    for user in SERVICE_USERS {
+        config.push_str(&format!(
+            "SY_NATS_{}_PASSWORD: \"{}\"\n",
+            user.to_ascii_uppercase(),
+            service_password(user)
+        ));
+    }
+    config.push_str(&shipped);
+    config
 }
 
 /// `config` with a client listener on loopback port `port`.

@@ -87,20 +87,39 @@ impl Pipeline {
     /// Starts everything over `pool` and creates `tenants`, each with a
     /// connected bridge whose webhook URL points at this ingest.
     pub async fn start(pool: &PgPool, tenants: &[TenantSpec]) -> Self {
-        let nats = NatsServer::start();
+        Self::start_on(NatsServer::start(), false, pool, tenants).await
+    }
+
+    /// The same pipeline on a server with the shipped per-service users and
+    /// permissions (`deploy/nats/permissions.conf`): ingest, router and
+    /// sender each connect as their own user; [`Pipeline::js`] as the CLI's.
+    pub async fn start_with_permissions(pool: &PgPool, tenants: &[TenantSpec]) -> Self {
+        Self::start_on(NatsServer::start_with_permissions(), true, pool, tenants).await
+    }
+
+    async fn start_on(
+        nats: NatsServer,
+        own_users: bool,
+        pool: &PgPool,
+        tenants: &[TenantSpec],
+    ) -> Self {
         let sim = fixtures::start_sim().await;
         let db_url = services::database_url(pool);
-        let env = fixtures::sender_env(
-            &nats.url(),
-            &db_url,
-            &sim,
-            &[
+        let env_as = |user: &str| {
+            let credentials = crate::nats_server::service_credentials(user);
+            let mut extra = vec![
                 ("SWITCHYARD_WEBHOOK_SECRET", WEBHOOK_SECRET),
                 ("SWITCHYARD_HTTP_ADDR", "127.0.0.1:0"),
-            ],
-        );
+            ];
+            if own_users {
+                // The fleet budget in its KV bucket, as in production.
+                extra.push(("SWITCHYARD_FLEET_MODE", "shared"));
+                extra.extend(credentials.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            }
+            fixtures::sender_env(&nats.url(), &db_url, &sim, &extra)
+        };
         // Ingest first: its Service::start creates the streams.
-        let (ingest, ingest_addr) = services::start_ingest(&env).await;
+        let (ingest, ingest_addr) = services::start_ingest(&env_as("ingest")).await;
         let keys = WebhookKeys::new(WEBHOOK_SECRET.into(), None);
         let public = format!("http://{ingest_addr}");
         for spec in tenants {
@@ -111,9 +130,14 @@ impl Pipeline {
             })
             .await;
         }
-        let router = services::start_router(&env).await;
-        let sender = services::start_sender(&env).await;
-        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let router = services::start_router(&env_as("router")).await;
+        let sender = services::start_sender(&env_as("sender")).await;
+        let mut options = async_nats::ConnectOptions::new();
+        if own_users {
+            options = options
+                .user_and_password("cli".into(), crate::nats_server::service_password("cli"));
+        }
+        let client = options.connect(nats.url()).await.expect("connect");
         let js = streams::context(client, Duration::from_secs(5));
         Self {
             sim,

@@ -35,6 +35,7 @@ mod ingest_degraded;
 mod ingest_exactly_once;
 mod ingest_front_door;
 mod ingest_outbox;
+mod nats_permissions;
 mod router_backpressure;
 mod router_isolation;
 mod router_lanes;
