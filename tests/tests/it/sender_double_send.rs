@@ -392,10 +392,13 @@ async fn a_lease_whose_sender_died_is_taken_over_only_when_it_ends(pool: PgPool)
     let tenant = t("alpha");
     let id = reply_id("orphan", 0);
     let dead = lease("sender-dead/1", Duration::from_secs(4));
+    // The database stamps the lease with its own `now()` during the claim, so
+    // the lease ends no earlier than this instant taken just before it.
+    let claimed_from = std::time::SystemTime::now();
     deliveries::claim(&pool, &tenant, &id, &chat(), &dead)
         .await
         .unwrap();
-    let lease_ends = std::time::SystemTime::now() + dead.duration;
+    let lease_ends = claimed_from + dead.duration;
     let sender = services::start_sender(&rig.env(&rig.db_url(), &[])).await;
 
     rig.reply("alpha", "orphan", "alpha:orphan").await;
@@ -404,7 +407,9 @@ async fn a_lease_whose_sender_died_is_taken_over_only_when_it_ends(pool: PgPool)
         .wait_for_sends(1, Duration::from_secs(20))
         .await
         .unwrap();
-    let sent_at = std::time::UNIX_EPOCH + Duration::from_millis(sends[0].at_ms);
+    // The simulator records whole milliseconds (truncated): the send happened
+    // within the millisecond after `at_ms`.
+    let sent_at = std::time::UNIX_EPOCH + Duration::from_millis(sends[0].at_ms + 1);
     assert!(
         sent_at >= lease_ends,
         "sent {:?} before the dead sender's lease ended",
