@@ -9,12 +9,14 @@
 //! - [`whatsapp`]: pacing and takeover settings, resuming a held tenant, human takeovers;
 //! - [`recover`]: re-running a tenant's events from the inbound event log;
 //! - [`output`]: tables or `--json`, progress bars; [`exit`]: exit codes;
-//! - [`context`]: the stores, built from the environment on demand; [`stored`]: reading streams back.
+//! - [`context`]: the stores, built from the environment on demand; [`stored`]: reading streams back;
+//! - [`metrics`]: every metric name the CLI emits (`fleet reconcile --watch`).
 
 pub mod context;
 pub mod dlq;
 pub mod exit;
 pub mod fleet;
+pub mod metrics;
 pub mod offboard;
 pub mod output;
 pub mod recover;

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     context::Context,
     exit::{CliResult, Exit},
+    metrics as m,
     output::{self, Output},
 };
 
@@ -254,14 +255,13 @@ pub async fn reconcile(pool: &PgPool, client: &WaBridgesClient) -> CliResult<Rec
 
 /// Publishes a run's counts as gauges.
 fn export(report: &ReconcileReport) {
-    metrics::gauge!("switchyard_fleet_bridges").set(report.bridges as f64);
-    metrics::gauge!("switchyard_fleet_tenants").set(report.tenants as f64);
-    metrics::gauge!("switchyard_fleet_orphans").set(report.diff.orphans.len() as f64);
-    metrics::gauge!("switchyard_fleet_missing").set(report.diff.missing.len() as f64);
-    metrics::gauge!("switchyard_fleet_drift").set(report.diff.drift.len() as f64);
-    metrics::gauge!("switchyard_fleet_wasted_monthly_cents")
-        .set(report.spending.wasted_monthly_cents as f64);
-    metrics::counter!("switchyard_fleet_reconcile_runs_total").increment(1);
+    metrics::gauge!(m::FLEET_BRIDGES).set(report.bridges as f64);
+    metrics::gauge!(m::FLEET_TENANTS).set(report.tenants as f64);
+    metrics::gauge!(m::FLEET_ORPHANS).set(report.diff.orphans.len() as f64);
+    metrics::gauge!(m::FLEET_MISSING).set(report.diff.missing.len() as f64);
+    metrics::gauge!(m::FLEET_DRIFT).set(report.diff.drift.len() as f64);
+    metrics::gauge!(m::FLEET_WASTED_MONTHLY_CENTS).set(report.spending.wasted_monthly_cents as f64);
+    metrics::counter!(m::FLEET_RECONCILE_RUNS).increment(1);
 }
 
 fn render(out: &mut Output, report: &ReconcileReport) -> anyhow::Result<()> {
@@ -410,7 +410,7 @@ pub async fn watch(
             }
             Err(e) => {
                 // A failed run is reported and retried at the next tick.
-                metrics::counter!("switchyard_fleet_reconcile_failures_total").increment(1);
+                metrics::counter!(m::FLEET_RECONCILE_FAILURES).increment(1);
                 output::warn(&format!("reconcile failed: {e}"));
                 last = Exit::Failure;
             }
