@@ -27,6 +27,7 @@ pub mod prune;
 pub mod publish;
 pub mod rejection;
 pub mod routes;
+pub mod server;
 pub mod settings;
 pub mod single_flight;
 pub mod traceparent;
@@ -35,7 +36,6 @@ pub mod verify;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use sqlx::PgPool;
 use switchyard_shared::service::Service;
 use tokio::net::TcpListener;
@@ -79,6 +79,7 @@ pub struct Ingest {
     router: axum::Router,
     shutdown: CancellationToken,
     grace: Duration,
+    limits: server::ServerLimits,
 }
 
 /// Binds the webhook listener and starts the key writers, the outbox writer
@@ -134,7 +135,8 @@ pub async fn build(deps: Deps, settings: Settings) -> anyhow::Result<Ingest> {
     };
     Ok(Ingest {
         listener,
-        router: routes::router(Arc::new(state)),
+        router: server::limited(routes::router(Arc::new(state)), settings.http_limits),
+        limits: settings.http_limits,
         shutdown: deps.shutdown,
         grace: deps.shutdown_grace,
     })
@@ -155,15 +157,7 @@ impl Ingest {
         let addr = self.local_addr();
         tracing::info!(http.addr = %addr, "ingest listening");
         let shutdown = self.shutdown.clone();
-        // Answers are small and must leave at once: no Nagle delay behind an
-        // unacknowledged segment.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a webhook connection");
-            }
-        });
-        let serve = axum::serve(listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let serve = server::serve(self.listener, self.router, self.limits, shutdown.clone());
         let deadline = async {
             shutdown.cancelled().await;
             tokio::time::sleep(self.grace).await;

@@ -6,6 +6,14 @@
 
 use std::time::Duration;
 
+/// Webhook connections closed at once because
+/// `SWITCHYARD_HTTP_MAX_CONNECTIONS` were open.
+pub const CONNECTIONS_REFUSED: &str = "switchyard_ingest_connections_refused_total";
+/// Failed `accept` calls on the webhook listener (e.g. out of descriptors).
+pub const ACCEPT_FAILURES: &str = "switchyard_ingest_accept_failures_total";
+/// Requests answered 503 at once because `SWITCHYARD_HTTP_MAX_IN_FLIGHT`
+/// requests were in flight.
+pub const SHED: &str = "switchyard_ingest_shed_total";
 /// Events made durable in JetStream, by event type.
 pub const ACCEPTED: &str = "switchyard_ingest_accepted_total";
 /// Deliveries answered 200 without a new message (key already published, or
@@ -202,4 +210,16 @@ pub fn outbox_flush_failed(step: &'static str) {
 
 pub fn unavailable_uncertain() {
     metrics::counter!(UNAVAILABLE_UNCERTAIN).increment(1);
+}
+
+pub fn connection_refused() {
+    metrics::counter!(CONNECTIONS_REFUSED).increment(1);
+}
+
+pub fn accept_failed() {
+    metrics::counter!(ACCEPT_FAILURES).increment(1);
+}
+
+pub fn shed() {
+    metrics::counter!(SHED).increment(1);
 }

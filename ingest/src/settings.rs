@@ -8,6 +8,10 @@
 //! | `SWITCHYARD_WEBHOOK_SECRET_PREVIOUS` | unset | the secret before a rotation, still accepted |
 //! | `SWITCHYARD_SIGNING_SECRET` | unset | `whsec_…`: when set, Standard Webhooks signatures are required |
 //! | `SWITCHYARD_MAX_BODY_BYTES` | `65536` | larger bodies get 413 |
+//! | `SWITCHYARD_HTTP_HEADER_TIMEOUT` | `5s` | a request head (and an idle keep-alive connection's next one) must arrive within this, or the connection is closed |
+//! | `SWITCHYARD_HTTP_BODY_TIMEOUT` | `10s` | a request body must arrive in full within this, or the request is refused |
+//! | `SWITCHYARD_HTTP_MAX_CONNECTIONS` | `10000` | open webhook connections; more are closed at once |
+//! | `SWITCHYARD_HTTP_MAX_IN_FLIGHT` | `1024` | requests being handled at once; more are answered 503 at once |
 //! | `SWITCHYARD_DROP_TYPING` | `true` | `typing` events are answered 200 and not published |
 //! | `SWITCHYARD_DB_CLAIM_TIMEOUT` | `500ms` | past this, the idempotency claim is skipped and the event published anyway |
 //! | `SWITCHYARD_PUBLISH_TIMEOUT` | `3s` | longest wait for a JetStream ack before answering 503 |
@@ -22,6 +26,8 @@
 use std::{net::SocketAddr, time::Duration};
 
 use secrecy::SecretString;
+
+use crate::server::ServerLimits;
 use switchyard_shared::{
     config::{ConfigError, Env},
     standard_webhooks::SigningSecret,
@@ -38,6 +44,19 @@ const MAX_CLAIM_LINGER: Duration = Duration::from_millis(50);
 /// gives up after 10 s, and the answer still has to travel.
 const MAX_REQUEST_WAITS: Duration = Duration::from_secs(8);
 
+/// A slow but honest client sends a webhook's head in well under a second;
+/// 5 s is generous and still frees a held descriptor quickly. Bodies are at
+/// most 64 KiB by default: 10 s is generous for them too. 10,000 connections
+/// stay well below the usual 65,536-descriptor limit of a container (and the
+/// pools, NATS and the ops server need descriptors too); 1,024 requests in
+/// flight is several times what the claim and publish paths can use.
+const DEFAULT_LIMITS: ServerLimits = ServerLimits {
+    header_timeout: Duration::from_secs(5),
+    body_timeout: Duration::from_secs(10),
+    max_connections: 10_000,
+    max_in_flight: 1024,
+};
+
 /// Settings of the ingest service beyond the common ones.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -49,6 +68,8 @@ pub struct Settings {
     pub signing_secret: Option<SigningSecret>,
     /// Largest accepted body in bytes.
     pub max_body_bytes: usize,
+    /// The HTTP server's timeouts and caps.
+    pub http_limits: ServerLimits,
     /// Whether `typing` events are dropped at the edge (answered 200, counted).
     pub drop_typing: bool,
     /// The bound past which PostgreSQL counts as degraded for a claim.
@@ -168,7 +189,38 @@ impl Settings {
             }
             .into());
         }
+        let http_limits = ServerLimits {
+            header_timeout: env.duration(
+                "SWITCHYARD_HTTP_HEADER_TIMEOUT",
+                DEFAULT_LIMITS.header_timeout,
+            )?,
+            body_timeout: env
+                .duration("SWITCHYARD_HTTP_BODY_TIMEOUT", DEFAULT_LIMITS.body_timeout)?,
+            max_connections: env.bounded(
+                "SWITCHYARD_HTTP_MAX_CONNECTIONS",
+                DEFAULT_LIMITS.max_connections,
+                1..=1_000_000,
+            )?,
+            max_in_flight: env.bounded(
+                "SWITCHYARD_HTTP_MAX_IN_FLIGHT",
+                DEFAULT_LIMITS.max_in_flight,
+                1..=100_000,
+            )?,
+        };
+        for (variable, value) in [
+            ("SWITCHYARD_HTTP_HEADER_TIMEOUT", http_limits.header_timeout),
+            ("SWITCHYARD_HTTP_BODY_TIMEOUT", http_limits.body_timeout),
+        ] {
+            if value < Duration::from_millis(100) || value > Duration::from_secs(300) {
+                return Err(ConfigError {
+                    variable: variable.to_owned(),
+                    reason: format!("{} is outside 100ms..=5m", humantime_like(value)),
+                }
+                .into());
+            }
+        }
         Ok(Self {
+            http_limits,
             http_addr: env.parse(
                 "SWITCHYARD_HTTP_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -200,6 +252,7 @@ impl Settings {
             webhook_keys: WebhookKeys::new(secret, None),
             signing_secret: None,
             max_body_bytes: 64 * 1024,
+            http_limits: DEFAULT_LIMITS,
             drop_typing: true,
             db_claim_timeout: Duration::from_millis(500),
             publish_timeout: Duration::from_secs(3),
@@ -245,6 +298,10 @@ mod tests {
         assert_eq!(s.outbox_write_timeout, Duration::from_secs(2));
         assert_eq!(s.outbox_poll, Duration::from_secs(1));
         assert_eq!(s.outbox_lease, Duration::from_secs(15));
+        assert_eq!(s.http_limits.header_timeout, Duration::from_secs(5));
+        assert_eq!(s.http_limits.body_timeout, Duration::from_secs(10));
+        assert_eq!(s.http_limits.max_connections, 10_000);
+        assert_eq!(s.http_limits.max_in_flight, 1024);
         let in_process = Settings::for_secret("s".into());
         assert_eq!(
             (
@@ -321,6 +378,10 @@ mod tests {
             ("SWITCHYARD_OUTBOX_LEASE", "later"),
             ("SWITCHYARD_SIGNING_SECRET", "whsec_not base64!"),
             ("SWITCHYARD_HTTP_ADDR", "nowhere"),
+            ("SWITCHYARD_HTTP_HEADER_TIMEOUT", "0ms"),
+            ("SWITCHYARD_HTTP_BODY_TIMEOUT", "1h"),
+            ("SWITCHYARD_HTTP_MAX_CONNECTIONS", "0"),
+            ("SWITCHYARD_HTTP_MAX_IN_FLIGHT", "many"),
         ] {
             let env = Env::from_map([("SWITCHYARD_WEBHOOK_SECRET", "s"), (var, value)]);
             let err = Settings::from_env(&env).unwrap_err();

@@ -34,6 +34,7 @@ mod foundation;
 mod ingest_degraded;
 mod ingest_exactly_once;
 mod ingest_front_door;
+mod ingest_limits;
 mod ingest_outbox;
 mod nats_permissions;
 mod router_backpressure;
