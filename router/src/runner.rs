@@ -36,9 +36,9 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use switchyard_shared::{
     ids::TenantId,
     lanes::{
-        LaneMessage, LaneWork, TenantLane,
+        LaneWork, TenantLane,
         dead_letter::{self, DeadLetter, DeadLetterCode},
-        message::KEEP_ALIVE_EVERY,
+        message::{KEEP_ALIVE_EVERY, keep_alive_during},
     },
 };
 
@@ -96,30 +96,6 @@ pub trait Handler: Send + Sync + 'static {
             match messages.first() {
                 Some(first) => self.handle(first, attempt).await,
                 None => Outcome::Done,
-            }
-        }
-    }
-}
-
-/// Runs `work` while keeping `messages` alive every [`KEEP_ALIVE_EVERY`], so
-/// a slow bot or provider call never gets its messages redelivered meanwhile.
-pub async fn keep_alive_during<M: AsRef<LaneMessage>, F: Future>(
-    messages: &[M],
-    work: F,
-) -> F::Output {
-    let mut work = std::pin::pin!(work);
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + KEEP_ALIVE_EVERY,
-        KEEP_ALIVE_EVERY,
-    );
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            out = &mut work => return out,
-            _ = tick.tick() => {
-                for message in messages {
-                    message.as_ref().keep_alive().await;
-                }
             }
         }
     }

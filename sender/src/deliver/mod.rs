@@ -16,7 +16,6 @@
 
 mod admit;
 mod apply;
-mod keep_alive;
 pub mod ledger;
 
 use std::{sync::Arc, time::Duration};
@@ -28,13 +27,14 @@ use switchyard_shared::{
     lanes::{
         LaneMessage,
         dead_letter::{self, DeadLetter},
+        message::keep_alive_during,
     },
     message_ids::ReplyId,
     tenant_cache::TenantCache,
     wabridges::{SendReceipt, WaBridgesClient, WaError},
 };
 
-use self::{admit::Cleared, keep_alive::keep_alive_during, ledger::SendLedger};
+use self::{admit::Cleared, ledger::SendLedger};
 use crate::{
     fair_share::{GrantOutcome, PauseReason},
     metrics as m,
@@ -141,7 +141,7 @@ impl Deliverer {
     ) -> (StepResult, ProviderSignal) {
         let (message, reply) = message.into_parts();
         let mut signal = ProviderSignal::NoCall;
-        let end = keep_alive_during(&message, async {
+        let end = keep_alive_during(std::slice::from_ref(&message), async {
             let cleared = match self.admit(&message, reply).await {
                 Ok(cleared) => cleared,
                 Err(refusal) => return self.refuse(&message, refusal).await,

@@ -4,7 +4,7 @@
 //! often it was delivered. Its fields are read-only: only the lanes build one,
 //! from the stored message, so the tenant cannot be swapped on the way.
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use async_nats::{HeaderMap, jetstream::AckKind};
 use bytes::Bytes;
@@ -143,5 +143,36 @@ impl LaneMessage {
     /// Gives the message back for redelivery after `delay` (shutdown, hand-over).
     pub async fn release(&self, delay: Duration) {
         let _ = self.jetstream.ack_with(AckKind::Nak(Some(delay))).await;
+    }
+}
+
+impl AsRef<LaneMessage> for LaneMessage {
+    fn as_ref(&self) -> &LaneMessage {
+        self
+    }
+}
+
+/// Runs `work` while keeping `messages` alive every [`KEEP_ALIVE_EVERY`], so
+/// a slow bot, provider call or our own infrastructure's trouble never gets
+/// them redelivered meanwhile (router turns, sender deliveries).
+pub async fn keep_alive_during<M: AsRef<LaneMessage>, F: Future>(
+    messages: &[M],
+    work: F,
+) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + KEEP_ALIVE_EVERY,
+        KEEP_ALIVE_EVERY,
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => {
+                for message in messages {
+                    message.as_ref().keep_alive().await;
+                }
+            }
+        }
     }
 }

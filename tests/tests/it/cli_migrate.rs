@@ -33,6 +33,8 @@ async fn check_reports_pending_migrations_and_waits_until_they_are_applied(pool:
         let env = env.clone();
         async move { run(&["migrate", "--check", "--wait", "60s"], &env).await }
     });
+    // An observation window, not synchronisation: nothing may end the wait
+    // while migrations are pending, so it must still be running after it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         !waiting.is_finished(),
