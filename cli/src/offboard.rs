@@ -28,7 +28,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use switchyard_shared::{
     ids::{BridgeId, TenantId},
-    subjects::{self, Direction},
+    subjects,
     tenants::{self, TenantStatus},
     wabridges::{WaBridgesClient, WaError},
 };
@@ -118,18 +118,6 @@ async fn find_bridge(
             Err(anyhow::anyhow!("interrupted; run the same command again").into())
         }
     }
-}
-
-/// Every stream subject filter holding the tenant's messages.
-fn stream_filters(tenant: &TenantId) -> Vec<(&'static str, String)> {
-    let mut out: Vec<(&'static str, String)> =
-        [Direction::Inbound, Direction::Outbound, Direction::Bulk]
-            .into_iter()
-            .map(|d| (d.stream(), format!("{}.*.{tenant}", d.as_str())))
-            .collect();
-    out.push((subjects::DLQ_STREAM, format!("dlq.*.{tenant}")));
-    out.push((subjects::SPILL_STREAM, format!("spill.*.{tenant}")));
-    out
 }
 
 fn confirm(tenant: &TenantId, purge: bool) -> CliResult<bool> {
@@ -290,7 +278,7 @@ pub async fn run(args: RemoveArgs, ctx: &Context, out: &mut Output) -> CliResult
             anyhow::anyhow!("--purge needs NATS to erase the tenant's messages ({e}); nothing was erased, run again when it is reachable")
         })?;
         let mut messages = 0;
-        for (name, filter) in stream_filters(tenant) {
+        for (name, filter) in subjects::tenant_filters(tenant) {
             let stream = match js.get_stream(name).await {
                 Ok(stream) => stream,
                 // No such stream (never created here): it holds nothing of the tenant.

@@ -137,6 +137,20 @@ pub fn partition_filter(direction: Direction, partition: u16) -> String {
     format!("{}.{partition}.*", direction.as_str())
 }
 
+/// Every `(stream, subject filter)` holding one tenant's messages: its
+/// partitioned work subjects in each direction, its dead letters and its
+/// spill lanes (offboarding purges them).
+pub fn tenant_filters(tenant: &TenantId) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> =
+        [Direction::Inbound, Direction::Outbound, Direction::Bulk]
+            .into_iter()
+            .map(|d| (d.stream(), format!("{}.*.{tenant}", d.as_str())))
+            .collect();
+    out.push((DLQ_STREAM, format!("dlq.*.{tenant}")));
+    out.push((SPILL_STREAM, format!("spill.*.{tenant}")));
+    out
+}
+
 /// Durable consumer name of partition `p`.
 pub fn partition_consumer(direction: Direction, partition: u16) -> String {
     format!("{}-p{partition}", direction.as_str())
