@@ -202,39 +202,9 @@ for i in $(seq 0 7); do
   wait_http "service on ops port ${OPS[$i]}" "http://127.0.0.1:${OPS[$i]}/readyz" 60
 done
 
-log "demo tenants: acme (echo bot), globex (rules bot with a menu), initech (rules bot)"
-cli tenants add acme --name "Acme Shoes" --bot echo >/dev/null
-cli tenants add globex --name "Globex" --bot rules --bot-config '{
-  "greeting": "Welcome to Globex!",
-  "menu": {"title": "How can we help?", "options": [
-    {"id": "sel:hours", "title": "Opening hours", "reply": "Globex is open 9:00-17:00, Monday to Friday."},
-    {"id": "sel:human", "title": "Talk to a person", "reply": "A colleague will answer you shortly."}]}}' >/dev/null
-cli tenants add initech --name "Initech" --bot rules --bot-config '{
-  "keywords": [{"match": "tps", "reply": "Initech: TPS reports go out with the new cover sheet."}],
-  "fallback": "Initech here. Ask us about TPS reports."}' >/dev/null
-cli fleet provision acme globex initech
-
-say() {
-  local tenant="$1" phone="$2" text="$3" id
-  id="3EB0$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n' | tr a-f A-F)"
-  printf '  %-8s %s: %s\n' "$tenant" "+$phone" "$text" >&2
-  jq -nc --arg id "$id" --arg phone "$phone" --arg body "$text" --argjson ts "$(date +%s)" '{
-    event: "message", message_id: $id, contact_id: ($phone + "@s.whatsapp.net"), phone: $phone,
-    chat_id: ($phone + "@s.whatsapp.net"), name: "Demo user", body: $body, type: "text",
-    media_type: "", is_group: false, from_me: false, timestamp: $ts}' \
-  | curl -fsS -X POST -H 'content-type: application/json' --data-binary @- \
-      "$SIM_URL/_sim/bridges/$tenant/webhook" \
-  | jq -e '.status == 200' >/dev/null || die "ingest did not accept the demo message for $tenant"
-}
-
-log "demo traffic through the simulator's webhook side"
-say acme 447700900001 "Hello Acme, do you have size 44?"
-say globex 447700900002 "hi"
-say globex 447700900002 "1"
-say initech 447700900003 "Where is my TPS report?"
-say acme 447700900004 "Second customer here"
-say globex 447700900005 "sel:acme-anything"
-EXPECTED=8
+add_demo_tenants cli
+send_demo_traffic
+EXPECTED=$DEMO_EXPECTED_REPLIES
 deadline=$((SECONDS + 60))
 until (($(curl -fsS "$SIM_URL/_sim/sends" | jq length) >= EXPECTED)); do
   ((SECONDS < deadline)) || die "only $(curl -fsS "$SIM_URL/_sim/sends" | jq length) of $EXPECTED replies arrived; see $RUN_DIR/*.log"
