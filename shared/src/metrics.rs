@@ -11,6 +11,8 @@ pub const LANE_ASSIGNMENT_CHANGES: &str = "switchyard_lane_assignment_changes_to
 pub const LANE_INVALID_SUBJECT: &str = "switchyard_lane_invalid_subject_total";
 /// Tenant lanes that passed their queue bound and began spilling, by `direction`.
 pub const LANE_SPILL_STARTED: &str = "switchyard_lane_spill_started_total";
+/// Spill backlogs found with no lane reading them and adopted, by `direction`.
+pub const LANE_BACKLOG_ADOPTED: &str = "switchyard_lane_backlog_adopted_total";
 /// Messages moved to a tenant's own spill lane, by `direction`.
 pub const LANE_SPILLED: &str = "switchyard_lane_spilled_total";
 /// Messages dead-lettered, by `direction` and `reason` (the dead-letter code).

@@ -8,7 +8,7 @@
 //! token is not a valid id cannot come from our publishers: it is terminated
 //! and counted, never routed.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::hash_map::Entry, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt as _;
@@ -133,7 +133,7 @@ impl Lanes {
 
     /// The tenant's lane, opened on first sight (announced at once when it
     /// starts with a spill backlog).
-    async fn lane_for(
+    pub(super) async fn lane_for(
         &self,
         tenant: &TenantId,
         partition: u16,
@@ -144,9 +144,9 @@ impl Lanes {
         }
         // Opening asks the server about a spill backlog: do it without holding
         // the map, so first sight of many tenants does not serialise every
-        // partition. Only this tenant's partition reader opens its lane, so
-        // nobody can insert it meanwhile.
-        let lane = TenantLane::open(
+        // partition. The partition reader and the backlog adoption
+        // ([`super::adoption`]) may both open it: the first one in the map wins.
+        let opened = TenantLane::open(
             tenant.clone(),
             self.inner.direction,
             partition,
@@ -154,11 +154,10 @@ impl Lanes {
             self.inner.settings.clone(),
         )
         .await?;
-        self.inner
-            .lanes
-            .lock()
-            .await
-            .insert(tenant.clone(), Arc::clone(&lane));
+        let lane = match self.inner.lanes.lock().await.entry(tenant.clone()) {
+            Entry::Occupied(existing) => return Ok(Arc::clone(existing.get())),
+            Entry::Vacant(slot) => Arc::clone(slot.insert(opened)),
+        };
         if lane.is_spilling().await {
             // A backlog left by the partition's previous owner: announce it.
             self.inner.announcer.announce(Arc::clone(&lane), stop).await;

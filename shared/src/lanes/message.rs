@@ -14,6 +14,11 @@ use crate::{ids::TenantId, subjects::Direction};
 /// Header that keeps a message's original subject when it is spilled or dead-lettered.
 pub const HEADER_ORIGINAL_SUBJECT: &str = "Switchyard-Original-Subject";
 
+/// Header that records, on a spilled message, the work partition it was read
+/// from, so a replica that gains the partition can find the backlog
+/// ([`super::spill::backlog_partition`]).
+pub const HEADER_PARTITION: &str = "Switchyard-Partition";
+
 /// How often a message that is held (gathered, being handled, waiting for an
 /// in-place retry) is kept alive: well below the smallest `ack_wait` allowed,
 /// so a slow bot or provider call never gets its message redelivered meanwhile.

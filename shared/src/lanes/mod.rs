@@ -19,13 +19,15 @@
 //! Rooms: [`Lanes::start`] ([`replica`]) takes what it needs ([`LanesParts`])
 //! and returns the [`LaneWork`] announcements ([`work`]: a bounded channel);
 //! `ownership` decides which partitions this replica reads and hands them
-//! over; `dispatch` reads a partition into the tenant lanes; [`dead_letter`]
+//! over; `dispatch` reads a partition into the tenant lanes; `adoption`
+//! finds spill backlogs of its partitions that no lane reads; [`dead_letter`]
 //! is where a message that cannot be processed goes.
 //!
 //! Router and sender both build on this and nothing here knows either: the
 //! router runs each lane's messages through its bot (its `runner`), the
 //! sender lets its fair-share scheduler pick which lane sends next.
 
+mod adoption;
 pub mod assignment;
 pub mod consumer;
 pub mod dead_letter;

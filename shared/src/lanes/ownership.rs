@@ -2,7 +2,9 @@
 //! ([`super::assignment`]), starts a reader for every partition it gains
 //! (taking the pin at once rather than waiting out a dead owner's
 //! `priority_timeout`), and on losing one, or on shutdown, hands it over:
-//! stop pulling, give the lanes' waiting messages back, leave, unpin.
+//! stop pulling, give the lanes' waiting messages back, leave, unpin. After
+//! every change, and every `backlog_scan`, it adopts the spill backlogs of its
+//! partitions that no lane reads ([`super::adoption`]).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -28,6 +30,8 @@ impl Lanes {
     ) {
         let mut readers: HashMap<u16, (CancellationToken, tokio::task::JoinHandle<()>)> =
             HashMap::new();
+        let mut scan = tokio::time::interval(self.inner.settings.backlog_scan);
+        scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let owned: BTreeSet<u16> = membership.owned.borrow_and_update().clone();
             for p in &owned {
@@ -66,8 +70,11 @@ impl Lanes {
                 "replica" => self.inner.replica_id.clone()
             )
             .set(readers.len() as f64);
+            // Backlogs the previous owners spilled and nobody reads yet.
+            self.adopt_backlogs(&owned, &shutdown).await;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = scan.tick() => {}
                 changed = membership.owned.changed() => {
                     if changed.is_err() { shutdown.cancelled().await; break; }
                 }

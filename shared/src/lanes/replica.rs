@@ -55,6 +55,9 @@ pub(super) struct Inner {
     pub(super) settings: LaneSettings,
     pub(super) replica_id: String,
     pub(super) lanes: Mutex<HashMap<TenantId, Arc<TenantLane>>>,
+    /// The partition of every tenant whose spill backlog was looked at
+    /// (fixed while the service runs; see [`super::adoption`]).
+    pub(super) partition_of: Mutex<HashMap<TenantId, u16>>,
     /// Spills sent and not yet stored, all partitions together.
     pub(super) spill_slots: Arc<Semaphore>,
     pub(super) tasks: TaskTracker,
@@ -124,6 +127,7 @@ impl Lanes {
                 settings,
                 replica_id,
                 lanes: Mutex::new(HashMap::new()),
+                partition_of: Mutex::new(HashMap::new()),
                 spill_slots: Arc::new(Semaphore::new(MAX_SPILLS_IN_FLIGHT)),
                 tasks: tasks.clone(),
                 announcer,

@@ -39,6 +39,10 @@ pub struct LaneSettings {
     /// membership for this long loses its partitions (refreshed every quarter
     /// of it, so three refreshes can be late before a live replica is dropped).
     pub member_ttl: Duration,
+    /// `SWITCHYARD_LANE_BACKLOG_SCAN` (default 5s): how often a replica looks
+    /// for spill backlogs in its partitions that no lane of its own reads
+    /// (also on every partition it gains; see [`super::adoption`]).
+    pub backlog_scan: Duration,
 }
 
 impl Default for LaneSettings {
@@ -53,6 +57,7 @@ impl Default for LaneSettings {
             max_deliveries: 5,
             spill_idle: Duration::from_secs(300),
             member_ttl: Duration::from_secs(4),
+            backlog_scan: Duration::from_secs(5),
         }
     }
 }
@@ -78,7 +83,14 @@ impl LaneSettings {
             max_deliveries: env.bounded("SWITCHYARD_MAX_DELIVERIES", d.max_deliveries, 1..=1000)?,
             spill_idle: env.duration("SWITCHYARD_SPILL_IDLE", d.spill_idle)?,
             member_ttl: env.duration("SWITCHYARD_MEMBER_TTL", d.member_ttl)?,
+            backlog_scan: env.duration("SWITCHYARD_LANE_BACKLOG_SCAN", d.backlog_scan)?,
         };
+        if s.backlog_scan < Duration::from_millis(100) {
+            return Err(ConfigError {
+                variable: "SWITCHYARD_LANE_BACKLOG_SCAN".to_owned(),
+                reason: format!("{:?} is below the 100ms minimum", s.backlog_scan),
+            });
+        }
         if s.pull_expires * 2 > s.priority_timeout {
             return Err(ConfigError {
                 variable: "SWITCHYARD_PULL_EXPIRES".to_owned(),

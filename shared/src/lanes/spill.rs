@@ -15,7 +15,11 @@ use futures::StreamExt as _;
 
 use crate::{
     ids::TenantId,
-    lanes::{LaneMessage, message::HEADER_ORIGINAL_SUBJECT, settings::LaneSettings},
+    lanes::{
+        LaneMessage,
+        message::{HEADER_ORIGINAL_SUBJECT, HEADER_PARTITION},
+        settings::LaneSettings,
+    },
     subjects::{self, Direction},
 };
 
@@ -26,9 +30,11 @@ use crate::{
 pub async fn start_spill(
     js: &jetstream::Context,
     message: &LaneMessage,
+    partition: u16,
 ) -> Result<jetstream::context::PublishAckFuture, async_nats::Error> {
     let mut headers: HeaderMap = message.headers().clone();
     headers.insert(HEADER_ORIGINAL_SUBJECT, message.subject());
+    headers.insert(HEADER_PARTITION, partition.to_string().as_str());
     headers.insert(async_nats::header::NATS_MESSAGE_ID, message.message_id());
     Ok(js
         .publish_with_headers(
@@ -57,6 +63,55 @@ pub async fn has_backlog(
                 == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
         {
             Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every tenant whose spill lane in `direction` holds something (delivered
+/// but unacked messages included), from the stream's per-subject counts.
+pub async fn backlogged_tenants(
+    js: &jetstream::Context,
+    direction: Direction,
+) -> Result<Vec<TenantId>, async_nats::Error> {
+    let stream = js.get_stream(subjects::SPILL_STREAM).await?;
+    let mut counts = stream
+        .info_with_subjects(subjects::spill_filter(direction))
+        .await?;
+    let mut tenants = Vec::new();
+    while let Some(entry) = counts.next().await {
+        let (subject, count) = entry?;
+        if count > 0
+            && let Some(tenant) = subjects::tenant_of(&subject)
+        {
+            tenants.push(tenant);
+        }
+    }
+    Ok(tenants)
+}
+
+/// The work partition of a tenant's spilled backlog, as its newest spilled
+/// message records it; `None` when the lane is empty or the header is
+/// missing (a spill written before the header existed).
+pub async fn backlog_partition(
+    js: &jetstream::Context,
+    direction: Direction,
+    tenant: &TenantId,
+) -> Result<Option<u16>, async_nats::Error> {
+    let stream = js.get_stream(subjects::SPILL_STREAM).await?;
+    match stream
+        .get_last_raw_message_by_subject(&subjects::spill(direction, tenant))
+        .await
+    {
+        Ok(message) => Ok(message
+            .headers
+            .get(HEADER_PARTITION)
+            .and_then(|partition| partition.as_str().parse().ok())),
+        Err(e)
+            if e.kind()
+                == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+        {
+            Ok(None)
         }
         Err(e) => Err(e.into()),
     }

@@ -132,6 +132,27 @@ impl TenantLane {
         self.state.lock().await.spilling.is_some()
     }
 
+    /// Switches a lane in direct delivery to its spill backlog, one that
+    /// appeared after the lane opened (a spill of the partition's previous
+    /// owner that was stored late). Messages already queued are delivered
+    /// first. Returns whether the lane switched.
+    pub(crate) async fn adopt_backlog(&self) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut state = self.state.lock().await;
+        if state.spilling.is_some() {
+            return false;
+        }
+        state.spilling = Some(SpillState {
+            consumer: None,
+            buffer: VecDeque::new(),
+        });
+        drop(state);
+        self.notify.notify_one();
+        true
+    }
+
     /// Messages waiting in memory (queued plus fetched from the spill lane).
     pub async fn in_memory(&self) -> usize {
         let state = self.state.lock().await;
@@ -153,7 +174,7 @@ impl TenantLane {
             self.notify.notify_one();
             return Ok(Offered::Queued);
         }
-        let ack = match spill::start_spill(&self.js, &message).await {
+        let ack = match spill::start_spill(&self.js, &message, self.partition).await {
             Ok(ack) => ack,
             Err(e) => return Err((message, e)),
         };

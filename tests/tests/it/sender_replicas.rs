@@ -65,8 +65,13 @@ async fn three_sender_replicas_together_stay_within_the_fleet_budget(pool: PgPoo
     // overlaps them could have been filled.
     let used =
         sends.len() as f64 / ((span_ms + WINDOW_MS) as f64 / WINDOW_MS as f64 * LIMIT as f64);
+    let mut per_tenant: std::collections::BTreeMap<String, usize> =
+        names.iter().map(|n| (n.to_string(), 0)).collect();
+    for send in &sends {
+        *per_tenant.entry(send.customer_ref.clone()).or_default() += 1;
+    }
     eprintln!(
-        "busiest {WINDOW_MS} ms span: {busiest} sends (budget {LIMIT}); {:.0} % of the budget used",
+        "busiest {WINDOW_MS} ms span: {busiest} sends (budget {LIMIT}); {:.0} % of the budget used; per tenant {per_tenant:?}",
         used * 100.0
     );
     assert!(
@@ -91,4 +96,63 @@ async fn three_sender_replicas_together_stay_within_the_fleet_budget(pool: PgPoo
     for r in replicas {
         r.stop().await;
     }
+}
+
+/// A tenant whose backlog was spilled whole has nothing left on its
+/// partition once the queued part is sent: when the partition moves to
+/// another replica, the new owner must still find and send the backlog,
+/// without waiting for the tenant's next reply (which may never come).
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_spilled_backlog_is_sent_by_the_next_owner_of_its_partition(pool: PgPool) {
+    const REPLIES: usize = 80;
+    let nats = NatsServer::start();
+    let sim = fixtures::start_sim().await;
+    fixtures::add_tenant_with_bridge(&pool, &sim, "acme", |_| {}).await;
+    let (_client, js) = fixtures::jetstream_with_streams(&nats.url(), 2).await;
+    let bodies = (0..REPLIES).map(|i| format!("acme:{i:03}"));
+    traffic::publish_replies(&js, &fixtures::tenant("acme"), "r", "1555000", bodies).await;
+    let db_url = services::database_url(&pool);
+    let env = |replica: &str| {
+        fixtures::sender_env(
+            &nats.url(),
+            &db_url,
+            &sim,
+            &[
+                ("SWITCHYARD_PARTITIONS", "2"),
+                // Two messages in memory: the rest of the backlog is spilled
+                // at once, and the partition is empty once those two are sent.
+                ("SWITCHYARD_LANE_QUEUE", "2"),
+                // About 10 sends a second, so the hand-over comes mid-backlog.
+                ("SWITCHYARD_FLEET_CALLS_PER_MINUTE", "600"),
+                ("SWITCHYARD_REPLICA_ID", replica),
+                // Longer than the test: only the adoption on gaining the
+                // partition can find the backlog in time, not the periodic scan.
+                ("SWITCHYARD_LANE_BACKLOG_SCAN", "1h"),
+            ],
+        )
+    };
+    let first = services::start_sender(&env("sender-a")).await;
+    sim.wait_for_sends(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    first.stop().await;
+    let sent_by_first = sim.sends().len();
+    let second = services::start_sender(&env("sender-b")).await;
+    let sends = sim
+        .wait_for_sends(REPLIES, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the backlog was not sent after the hand-over ({sent_by_first} sent before it): {e}"
+            )
+        });
+    let distinct: std::collections::BTreeSet<_> = sends.iter().map(|s| s.body.clone()).collect();
+    eprintln!(
+        "{sent_by_first} sent before the hand-over, {} after; {} distinct",
+        sends.len() - sent_by_first,
+        distinct.len()
+    );
+    assert_eq!(distinct.len(), REPLIES, "every reply is sent");
+    assert_eq!(sends.len(), REPLIES, "no reply is sent twice");
+    second.stop().await;
 }
