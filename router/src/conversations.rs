@@ -1,9 +1,16 @@
-//! Conversations: one row per (tenant, chat), created on first sight, always
-//! read and written inside the tenant's row-level security scope and with an
-//! explicit tenant filter (belt and braces).
+//! Conversations: one row per (tenant, chat), created by the first turn that
+//! got through (or a takeover), always read and written inside the tenant's
+//! row-level security scope and with an explicit tenant filter (belt and
+//! braces).
+//!
+//! The router's step reads a conversation before the bot call and records it
+//! after, each in a short transaction: no connection and no row lock is held
+//! while a tenant's bot takes its time (a slow bot once held the pool's
+//! connections and timed out every other tenant's steps). Two steps of one
+//! chat never overlap: the lane runner handles a chat's messages in order.
 
-use sqlx::{Postgres, Row, Transaction};
-use switchyard_shared::{ids::TenantId, message_ids::ChatId};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use switchyard_shared::{db, ids::TenantId, message_ids::ChatId};
 
 /// What the bot may know about a chat between turns.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,31 +24,65 @@ pub struct Conversation {
     pub silenced: bool,
 }
 
-/// Creates or touches the conversation and returns it.
-pub async fn touch(
-    tx: &mut Transaction<'static, Postgres>,
+/// Reads the conversation as it stands, without creating it, in a short
+/// transaction of its own: the step holds no connection while the bot runs.
+/// A chat with no row yet is new; it stays new until a turn is recorded, so
+/// the retry of a first message whose bot call failed still says `is_new`.
+pub async fn read(
+    pool: &PgPool,
     tenant: &TenantId,
     chat_id: &ChatId,
 ) -> Result<Conversation, sqlx::Error> {
+    let mut tx = db::begin_for_tenant(pool, tenant).await?;
     let row = sqlx::query(
-        "INSERT INTO conversations (tenant_id, chat_id) VALUES ($1, $2) \
-         ON CONFLICT (tenant_id, chat_id) DO UPDATE SET last_inbound_at = now() \
-         RETURNING last_menu, (xmax = 0) AS is_new, \
-           coalesce(silenced_until > now(), false) AS silenced",
+        "SELECT last_menu, coalesce(silenced_until > now(), false) AS silenced \
+         FROM conversations WHERE tenant_id = $1 AND chat_id = $2",
     )
     .bind(tenant.as_str())
     .bind(chat_id.as_str())
-    .fetch_one(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
+    tx.commit().await?;
+    let Some(row) = row else {
+        return Ok(Conversation {
+            chat_id: chat_id.clone(),
+            is_new: true,
+            last_menu: Vec::new(),
+            silenced: false,
+        });
+    };
     let last_menu: Option<serde_json::Value> = row.try_get("last_menu")?;
     Ok(Conversation {
         chat_id: chat_id.clone(),
-        is_new: row.try_get("is_new")?,
+        is_new: false,
         last_menu: last_menu
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default(),
         silenced: row.try_get("silenced")?,
     })
+}
+
+/// Records an inbound message that was handled, in a short transaction of
+/// its own: creates the conversation or touches it (`last_inbound_at`), and
+/// remembers `menu` when the turn showed one (otherwise the last menu stays).
+pub async fn record_inbound(
+    pool: &PgPool,
+    tenant: &TenantId,
+    chat_id: &ChatId,
+    menu: Option<&[String]>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = db::begin_for_tenant(pool, tenant).await?;
+    sqlx::query(
+        "INSERT INTO conversations (tenant_id, chat_id, last_menu) VALUES ($1, $2, $3) \
+         ON CONFLICT (tenant_id, chat_id) DO UPDATE SET last_inbound_at = now(), \
+           last_menu = coalesce(EXCLUDED.last_menu, conversations.last_menu)",
+    )
+    .bind(tenant.as_str())
+    .bind(chat_id.as_str())
+    .bind(menu.map(|m| serde_json::json!(m)))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
 }
 
 /// Human takeover: keeps the bot silent in this chat for `minutes` from now
@@ -63,21 +104,5 @@ pub async fn silence(
     .bind(i32::try_from(minutes).unwrap_or(i32::MAX))
     .execute(&mut **tx)
     .await?;
-    Ok(())
-}
-
-/// Remembers the menu just shown (or clears it).
-pub async fn set_last_menu(
-    tx: &mut Transaction<'static, Postgres>,
-    tenant: &TenantId,
-    chat_id: &ChatId,
-    menu: Option<&[String]>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE conversations SET last_menu = $3 WHERE tenant_id = $1 AND chat_id = $2")
-        .bind(tenant.as_str())
-        .bind(chat_id.as_str())
-        .bind(menu.map(|m| serde_json::json!(m)))
-        .execute(&mut **tx)
-        .await?;
     Ok(())
 }

@@ -14,6 +14,12 @@
 //!   statement timeout, ...) on the conversation and the bridge state, and
 //!   the replies not stored by JetStream (publish error or timeout).
 //!
+//! A message's bot turn holds no database connection while the bot runs:
+//! the conversation is read before the call and recorded after the replies
+//! are published, each in a short transaction of its own
+//! ([`crate::conversations`]), and the call waits only for a place in its
+//! tenant's bot budget ([`crate::bots::budget`]).
+//!
 //! The tenant is the subject's; the payload must agree. Everything else
 //! (status, bot, limits) comes from that tenant's row. Unknown and inactive
 //! tenants are dropped and counted, never routed to a default.
@@ -275,18 +281,19 @@ impl InboundHandler {
                 return dropped("group_chat");
             }
         }
-        let mut tx = match db::begin_for_tenant(&self.db, &tenant.id).await {
-            Ok(tx) => tx,
-            Err(e) => return db_failed(&self.retries, attempt, "database", &e),
-        };
-        let conversation = match conversations::touch(&mut tx, &tenant.id, &message.chat_id).await {
+        // Read, call, publish, record: each database step is a short
+        // transaction of its own, so the bot call holds no connection and
+        // no row lock (the chat's order is kept by the lane runner).
+        let conversation = match conversations::read(&self.db, &tenant.id, &message.chat_id).await {
             Ok(c) => c,
             Err(e) => return db_failed(&self.retries, attempt, "conversation", &e),
         };
         if conversation.silenced {
             // A person took over this chat from the phone: no bot turn.
-            if let Err(e) = tx.commit().await {
-                return db_failed(&self.retries, attempt, "commit", &e);
+            if let Err(e) =
+                conversations::record_inbound(&self.db, &tenant.id, &message.chat_id, None).await
+            {
+                return db_failed(&self.retries, attempt, "conversation", &e);
             }
             return dropped("silenced");
         }
@@ -296,6 +303,9 @@ impl InboundHandler {
             conversation: &conversation,
             role: sender_role::resolve(tenant, message),
         };
+        // Waits for a place in the tenant's bot budget, then runs the bot
+        // within its time limit; a failure leaves the conversation as it was
+        // (so a failed first turn is still `is_new` when retried).
         let turn = match self.bots.respond(input).await {
             Ok(turn) => turn,
             Err(BotError::Transient(e)) => return retry(&self.retries, attempt, e),
@@ -325,15 +335,15 @@ impl InboundHandler {
             // JetStream did not store them (an error, or no ack in time): ours.
             return ours(format!("publish replies: {e}"));
         }
-        if let Some(menu) = &turn.menu_shown
-            && let Err(e) =
-                conversations::set_last_menu(&mut tx, &tenant.id, &message.chat_id, Some(menu))
-                    .await
+        if let Err(e) = conversations::record_inbound(
+            &self.db,
+            &tenant.id,
+            &message.chat_id,
+            turn.menu_shown.as_deref(),
+        )
+        .await
         {
             return db_failed(&self.retries, attempt, "conversation", &e);
-        }
-        if let Err(e) = tx.commit().await {
-            return db_failed(&self.retries, attempt, "commit", &e);
         }
         metrics::counter!(m::REPLIES).increment(parts.len() as u64);
         Outcome::Done

@@ -63,7 +63,10 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         nats: service.nats.clone(),
         db: app_db,
         tenants,
-        bots: bots::Bots::new(settings.bots.clone())?,
+        bots: bots::Bots::new(
+            settings.bots.clone(),
+            bots::budget::BotBudget::new(settings.bot_concurrency_per_tenant),
+        )?,
         retries,
         echo_wait: settings.echo_wait,
         // The runner dead-letters past max_deliveries: decide before that.

@@ -27,3 +27,8 @@ pub const BACKPRESSURE: &str = "switchyard_router_backpressure";
 pub const BACKPRESSURE_TOTAL: &str = "switchyard_router_backpressure_total";
 /// HTTP bot answers refused, by `reason` (`contract`, `too_large`, `egress`).
 pub const BOT_ANSWERS_REFUSED: &str = "switchyard_router_bot_answers_refused_total";
+/// Bot calls that waited for a place in their tenant's bot budget
+/// (`SWITCHYARD_BOT_CONCURRENCY_PER_TENANT`).
+pub const BOT_BUDGET_WAITS: &str = "switchyard_router_bot_budget_waits_total";
+/// How long those calls waited.
+pub const BOT_BUDGET_WAIT_SECONDS: &str = "switchyard_router_bot_budget_wait_seconds";

@@ -8,7 +8,10 @@ use switchyard_shared::{
     lanes::LaneSettings,
 };
 
-use crate::bots::http::{DEFAULT_MAX_ANSWER_BYTES, HttpBotSettings};
+use crate::bots::{
+    budget::DEFAULT_CONCURRENCY_PER_TENANT,
+    http::{DEFAULT_MAX_ANSWER_BYTES, HttpBotSettings},
+};
 
 /// Router settings.
 #[derive(Debug, Clone)]
@@ -42,6 +45,10 @@ pub struct Settings {
     /// (`SWITCHYARD_BOT_EGRESS_ALLOW`, `SWITCHYARD_BOT_ALLOW_HTTP`; strict
     /// by default) and `SWITCHYARD_BOT_MAX_ANSWER_BYTES` (default 256 KiB).
     pub bots: HttpBotSettings,
+    /// `SWITCHYARD_BOT_CONCURRENCY_PER_TENANT` (default 4): bot calls of one
+    /// tenant running at once in this replica (its bot budget; the time of
+    /// each call is bounded by the tenant's `bot_config.timeout_ms`).
+    pub bot_concurrency_per_tenant: usize,
 }
 
 impl Settings {
@@ -75,6 +82,11 @@ impl Settings {
                     1024..=16 * 1024 * 1024,
                 )?,
             },
+            bot_concurrency_per_tenant: env.bounded(
+                "SWITCHYARD_BOT_CONCURRENCY_PER_TENANT",
+                DEFAULT_CONCURRENCY_PER_TENANT,
+                1..=1000,
+            )?,
         })
     }
 }

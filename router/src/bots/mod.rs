@@ -3,7 +3,11 @@
 //! A bot's output is reply *content* only ([`BotTurn`]): it cannot name a
 //! tenant, bridge or phone to send from; the router addresses every reply to
 //! the chat the message came from, on the tenant's own lane.
+//!
+//! Every call runs within its tenant's bot budget ([`budget`]): a bounded
+//! number of calls at once per tenant, each within the tenant's timeout.
 
+pub mod budget;
 pub mod echo;
 pub mod http;
 pub mod menu;
@@ -57,22 +61,26 @@ pub trait Bot: Send + Sync {
     ) -> impl Future<Output = Result<BotTurn, BotError>> + Send;
 }
 
-/// The bots, dispatched by the tenant's `bot_kind`.
+/// The bots, dispatched by the tenant's `bot_kind`, within each tenant's budget.
 #[derive(Debug, Clone)]
 pub struct Bots {
     pub http: http::HttpBot,
+    pub budget: budget::BotBudget,
 }
 
 impl Bots {
-    pub fn new(http: http::HttpBotSettings) -> anyhow::Result<Self> {
+    pub fn new(http: http::HttpBotSettings, budget: budget::BotBudget) -> anyhow::Result<Self> {
         Ok(Self {
             http: http::HttpBot::new(http)?,
+            budget,
         })
     }
 
-    /// Runs the tenant's bot on one message.
+    /// Runs the tenant's bot on one message, once the tenant's budget has
+    /// room (the wait holds nothing other tenants need).
     pub async fn respond(&self, input: BotInput<'_>) -> Result<BotTurn, BotError> {
         use switchyard_shared::tenants::BotKind;
+        let _place = self.budget.acquire(&input.tenant.id).await;
         match input.tenant.bot_kind {
             BotKind::Echo => echo::EchoBot.respond(input).await,
             BotKind::Rules => rules::RulesBot.respond(input).await,

@@ -38,6 +38,7 @@ mod ingest_limits;
 mod ingest_outbox;
 mod nats_permissions;
 mod router_backpressure;
+mod router_bot_calls;
 mod router_isolation;
 mod router_lanes;
 mod sender_delivery;
