@@ -111,7 +111,8 @@ pub struct ParsedEvent {
     /// The body's `customer_ref`, when it carries one (it must match the URL's).
     pub customer_ref: Option<String>,
     pub event: WebhookEvent,
-    /// The provider's `message_id` when present, else a digest of the body.
+    /// The provider's `message_id` when present (`<event>:<message_id>` for
+    /// types other than `message`), else a digest of the body.
     pub event_id: EventId,
 }
 
@@ -169,13 +170,13 @@ pub fn parse(body: &[u8], received_minute: i64) -> Result<ParsedEvent, EventErro
             event: other.to_owned(),
         },
     };
+    let digest = || digest_id(&value, head.timestamp.is_none().then_some(received_minute));
     let event_id = match head.message_id {
         Some(serde_json::Value::String(id)) => {
-            EventId::parse(&id).map_err(EventError::InvalidMessageId)?
+            let id = EventId::parse(&id).map_err(EventError::InvalidMessageId)?;
+            typed_id(&head.event, id).unwrap_or_else(digest)
         }
-        Some(serde_json::Value::Null) | None => {
-            digest_id(&value, head.timestamp.is_none().then_some(received_minute))
-        }
+        Some(serde_json::Value::Null) | None => digest(),
         Some(_) => {
             return Err(EventError::InvalidFields {
                 event: "any",
@@ -188,6 +189,29 @@ pub fn parse(body: &[u8], received_minute: i64) -> Result<ParsedEvent, EventErro
         event,
         event_id,
     })
+}
+
+/// The id of an event whose body carries a `message_id`: the id itself for
+/// a `message`, `<event>:<id>` for any other type, so a `poll_vote` (or an
+/// undocumented event) reusing a message's id is not taken for a duplicate of
+/// that message. Messages keep the bare id they always had: keys already
+/// stored, the stream's `Nats-Msg-Id`s and the reply ids derived from them
+/// stay valid across a deploy, so no message duplicate slips through then.
+/// `None` (the caller then digests the body) when the event name is not a
+/// short lowercase token or the typed id would be too long.
+fn typed_id(event: &str, id: EventId) -> Option<EventId> {
+    if event == "message" {
+        return Some(id);
+    }
+    let token = !event.is_empty()
+        && event.len() <= 40
+        && event
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !token {
+        return None;
+    }
+    EventId::parse(&format!("{event}:{id}")).ok()
 }
 
 /// SHA-256 of the canonical body (keys sorted, no whitespace), plus the
@@ -207,6 +231,7 @@ fn digest_id(value: &serde_json::Value, received_minute: Option<i64>) -> EventId
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::EVENT_ID_MAX_LEN;
 
     const DOC_MESSAGE: &str = r#"{"event":"message","customer_ref":"cust_8842","message_id":"ACE41E0F","contact_id":"15550001234@s.whatsapp.net","phone":"15550001234","chat_id":"15550001234@s.whatsapp.net","name":"Alice","body":"Hello!","type":"text","media_type":"","is_group":false,"from_me":false,"timestamp":1777180605}"#;
 
@@ -260,6 +285,31 @@ mod tests {
             .event_id;
         assert_ne!(a, b);
         assert_eq!(a, a2, "whitespace must not change the canonical digest");
+    }
+
+    #[test]
+    fn only_a_message_keeps_the_bare_message_id() {
+        let id = |body: &str| parse(body.as_bytes(), 0).unwrap().event_id;
+        let message = id(
+            r#"{"event":"message","message_id":"M1","chat_id":"c","from_me":false,"timestamp":1}"#,
+        );
+        let vote = id(r#"{"event":"poll_vote","message_id":"M1","chat_id":"c","timestamp":1}"#);
+        let revoked = id(r#"{"event":"message_revoked","message_id":"M1"}"#);
+        assert_eq!(message.as_str(), "M1");
+        assert_eq!(vote.as_str(), "poll_vote:M1");
+        assert_eq!(revoked.as_str(), "message_revoked:M1");
+    }
+
+    #[test]
+    fn an_event_name_unfit_for_a_key_falls_back_to_the_body_digest() {
+        let id = |body: &str| parse(body.as_bytes(), 0).unwrap().event_id;
+        let odd = id(r#"{"event":"Odd Name","message_id":"M1"}"#);
+        let long_id = "x".repeat(EVENT_ID_MAX_LEN);
+        let too_long = id(&format!(
+            r#"{{"event":"poll_vote","message_id":"{long_id}","timestamp":1}}"#
+        ));
+        assert!(odd.as_str().starts_with("sha256-"), "{odd}");
+        assert!(too_long.as_str().starts_with("sha256-"), "{too_long}");
     }
 
     #[test]
