@@ -5,7 +5,7 @@
 //! the step to dead-letter.
 
 use switchyard_shared::{
-    events::{self, EventError, ParsedEvent, WebhookEvent},
+    events::{self, Delivery, EventError, ParsedEvent, WebhookEvent},
     lanes::LaneMessage,
 };
 
@@ -17,11 +17,10 @@ pub struct InboundMessage {
 }
 
 impl InboundMessage {
-    /// Parses the message's body (the receive minute keys the digest id of an
-    /// event without an id of its own; ingest's header id is preferred anyway).
+    /// Parses the message's body (the stream message's id names the delivery
+    /// of an event without an id of its own; ingest's header id is preferred anyway).
     pub fn read(lane: LaneMessage) -> Self {
-        let minute = time::OffsetDateTime::now_utc().unix_timestamp() / 60;
-        let event = events::parse(lane.payload(), minute);
+        let event = events::parse(lane.payload(), Delivery::Named(lane.message_id()));
         Self { lane, event }
     }
 

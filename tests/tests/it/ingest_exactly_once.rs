@@ -248,3 +248,31 @@ async fn a_poll_vote_reusing_a_messages_id_is_stored_beside_it(db: PgPool) {
     assert_eq!(ids, ["acme:SHARED-1", "acme:poll_vote:SHARED-1"]);
     Harness::until_published(&db, "acme", "poll_vote:SHARED-1", Duration::from_secs(5)).await;
 }
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_second_disconnect_in_the_same_minute_is_a_new_event(db: PgPool) {
+    // `disconnected` carries no id and no time: the bridge dropped twice, and
+    // the second drop must reach the router (setting the state again is harmless).
+    let h = Harness::start(db).await;
+    let down = r#"{"event":"disconnected"}"#;
+
+    let first = h.post("acme", down).await;
+    let up = h
+        .post("acme", r#"{"event":"connected","phone":"15550001234"}"#)
+        .await;
+    let second = h.post("acme", down).await;
+
+    let accepted = (StatusCode::OK, r#"{"status":"accepted"}"#.to_owned());
+    assert_eq!(
+        [first, up, second],
+        [accepted.clone(), accepted.clone(), accepted]
+    );
+    let bodies: Vec<Vec<u8>> = h
+        .inbound_messages()
+        .await
+        .iter()
+        .map(|m| m.payload.to_vec())
+        .collect();
+    assert_eq!(bodies.len(), 3);
+    assert_eq!(bodies[2], down.as_bytes());
+}
