@@ -36,6 +36,7 @@ mod ingest_exactly_once;
 mod ingest_front_door;
 mod ingest_limits;
 mod ingest_outbox;
+mod ingest_replay;
 mod nats_permissions;
 mod router_backpressure;
 mod router_isolation;
