@@ -212,7 +212,7 @@ async fn deliver(
 ) -> Result<Accepted, Rejection> {
     let scoped_id = webhook.scoped_id();
     loop {
-        match app.in_flight.turn(&scoped_id) {
+        match app.in_flight.turn(scoped_id.as_str()) {
             Turn::Follow(leader) => match leader.outcome().await {
                 Some(Settled::Durable) => return Ok(Accepted::Duplicate),
                 Some(Settled::Failed) => return Err(Rejection::Unavailable),

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use switchyard_shared::{
     events::{self, Delivery, ParsedEvent},
     ids::TenantId,
+    scoped_event_id::ScopedEventId,
     standard_webhooks::{self, SigningSecret},
     webhook_auth::WebhookKeys,
 };
@@ -62,8 +63,8 @@ impl VerifiedWebhook {
 
     /// The id that deduplicates this event fleet-wide: `<tenant>:<event id>`.
     /// Provider ids are unique per account only, and one stream holds every tenant.
-    pub fn scoped_id(&self) -> String {
-        format!("{}:{}", self.tenant, self.event.event_id)
+    pub fn scoped_id(&self) -> ScopedEventId {
+        ScopedEventId::new(&self.tenant, self.event.event_id.as_str())
     }
 }
 
@@ -259,6 +260,6 @@ mod tests {
         let verified = verifier()
             .accept(authenticated("acme"), &HeaderMap::new(), body, 0)
             .unwrap();
-        assert_eq!(verified.scoped_id(), "acme:M1");
+        assert_eq!(verified.scoped_id().as_str(), "acme:M1");
     }
 }
