@@ -15,6 +15,7 @@
 // Shared arrangements.
 mod cli_support;
 mod ingest_support;
+mod log_capture;
 mod whatsapp_support;
 
 // Suites.
