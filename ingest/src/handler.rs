@@ -21,6 +21,7 @@ use axum::{
 use bytes::Bytes;
 use switchyard_shared::{
     events::{HEADER_TRACEPARENT, WebhookEvent},
+    ids::TenantId,
     webhook_auth::HOOK_PATH_PREFIX,
 };
 
@@ -29,6 +30,7 @@ use crate::{
     metrics::{self as m, OutboxCause},
     outbox::{NotStored, Outbox, Stored},
     publish::{InboundMessage, Published, Publisher},
+    refusal_log::RefusalLog,
     rejection::Rejection,
     single_flight::{InFlight, Settled, Turn},
     traceparent,
@@ -45,6 +47,8 @@ pub struct AppState {
     pub in_flight: InFlight,
     pub max_body_bytes: usize,
     pub drop_typing: bool,
+    /// Refusal log lines, at most one per reason per interval.
+    pub refusal_log: RefusalLog,
 }
 
 /// How an accepted delivery ended (all answered 200).
@@ -91,20 +95,68 @@ pub async fn receive(
 
 /// Any other path: under `/hook/` it is a webhook URL that cannot carry a
 /// valid token (401, like a bad token); elsewhere, 404.
-pub async fn unrouted(uri: axum::http::Uri) -> Response {
+pub async fn unrouted(State(app): State<Arc<AppState>>, uri: axum::http::Uri) -> Response {
     let under_hook = uri
         .path()
         .strip_prefix(HOOK_PATH_PREFIX)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
     if under_hook {
-        tracing::warn!(
-            reason = "invalid_tenant",
-            "webhook refused: not /hook/<tenant>/<token>"
-        );
-        m::rejected(Rejection::InvalidTenant.reason());
-        return Rejection::InvalidTenant.into_response();
+        let rejection = Rejection::InvalidTenant;
+        log_refused(&app, &rejection, Caller::NotAWebhookPath);
+        m::rejected(rejection.reason());
+        return rejection.into_response();
     }
     axum::http::StatusCode::NOT_FOUND.into_response()
+}
+
+/// Who a refusal's log line names.
+enum Caller<'a> {
+    /// A path under `/hook/` that is not `/hook/<tenant>/<token>`.
+    NotAWebhookPath,
+    /// A path that does not even decode.
+    UndecodablePath,
+    /// The tenant the URL claims, not authenticated (attacker-controlled).
+    Claimed(&'a str),
+    /// An authenticated tenant.
+    Tenant(&'a TenantId),
+}
+
+/// The log line of a refusal: at most one per reason per
+/// [`crate::refusal_log::INTERVAL`], saying how many went unlogged before it
+/// (`log.suppressed`). Authentication failures are warnings; a bad body from
+/// an authenticated bridge is information. The token never appears.
+fn log_refused(app: &AppState, rejection: &Rejection, caller: Caller<'_>) {
+    let reason = rejection.reason();
+    let Some(suppressed) = app.refusal_log.admit(reason, Instant::now()) else {
+        return;
+    };
+    let reason = reason.as_str();
+    match (caller, rejection) {
+        (Caller::NotAWebhookPath, _) => tracing::warn!(
+            reason,
+            log.suppressed = suppressed,
+            "webhook refused: not /hook/<tenant>/<token>"
+        ),
+        (Caller::UndecodablePath, _) => tracing::warn!(
+            reason,
+            log.suppressed = suppressed,
+            "webhook refused: undecodable path"
+        ),
+        (Caller::Claimed(raw), _) => {
+            // Escaped and shortened.
+            let shown: String = raw.chars().take(80).collect();
+            tracing::warn!(tenant.raw = ?shown, reason, log.suppressed = suppressed, "webhook refused");
+        }
+        (Caller::Tenant(tenant), Rejection::Malformed(detail)) => {
+            tracing::info!(tenant.id = %tenant, reason, error = %detail, log.suppressed = suppressed, "webhook refused");
+        }
+        (Caller::Tenant(tenant), Rejection::TooLarge { .. }) => {
+            tracing::info!(tenant.id = %tenant, reason, log.suppressed = suppressed, "webhook refused");
+        }
+        (Caller::Tenant(tenant), _) => {
+            tracing::warn!(tenant.id = %tenant, reason, log.suppressed = suppressed, "webhook refused");
+        }
+    }
 }
 
 #[tracing::instrument(name = "ingest.handle", skip_all, fields(tenant.id, event.id))]
@@ -118,8 +170,9 @@ async fn handle(
         .unwrap_or_default();
     // A path that does not even decode (e.g. invalid UTF-8) cannot name a tenant.
     let Path((raw_tenant, token)) = path.map_err(|_| {
-        tracing::warn!("webhook refused: undecodable path");
-        Rejection::InvalidTenant
+        let rejection = Rejection::InvalidTenant;
+        log_refused(app, &rejection, Caller::UndecodablePath);
+        rejection
     })?;
     let tenant = app
         .verifier
@@ -127,11 +180,7 @@ async fn handle(
             tenant: &raw_tenant,
             token: &token,
         })
-        .inspect_err(|rejection| {
-            // The raw tenant is attacker-controlled: escaped and shortened; the token never appears.
-            let shown: String = raw_tenant.chars().take(80).collect();
-            tracing::warn!(tenant.raw = ?shown, reason = rejection.reason().as_str(), "webhook refused");
-        })?;
+        .inspect_err(|rejection| log_refused(app, rejection, Caller::Claimed(&raw_tenant)))?;
     let span = tracing::Span::current();
     span.record("tenant.id", tracing::field::display(tenant.id()));
     let (parts, body) = request.into_parts();
@@ -142,21 +191,16 @@ async fn handle(
         .map(str::to_owned);
     let body = read_body(app, Request::from_parts(parts.clone(), body))
         .await
-        .inspect_err(|rejection| {
-            tracing::info!(tenant.id = %tenant.id(), reason = rejection.reason().as_str(), "webhook refused");
-        })?;
+        .inspect_err(|rejection| log_refused(app, rejection, Caller::Tenant(tenant.id())))?;
     let webhook = app
         .verifier
-        .accept(tenant.clone(), &parts.headers, body, received_at.as_secs() as i64)
-        .inspect_err(|rejection| {
-            let reason = rejection.reason().as_str();
-            match rejection {
-                Rejection::Malformed(detail) => {
-                    tracing::info!(tenant.id = %tenant.id(), reason, error = %detail, "webhook refused");
-                }
-                _ => tracing::warn!(tenant.id = %tenant.id(), reason, "webhook refused"),
-            }
-        })?;
+        .accept(
+            tenant.clone(),
+            &parts.headers,
+            body,
+            received_at.as_secs() as i64,
+        )
+        .inspect_err(|rejection| log_refused(app, rejection, Caller::Tenant(tenant.id())))?;
 
     span.record(
         "event.id",
@@ -212,7 +256,7 @@ async fn deliver(
 ) -> Result<Accepted, Rejection> {
     let scoped_id = webhook.scoped_id();
     loop {
-        match app.in_flight.turn(&scoped_id) {
+        match app.in_flight.turn(scoped_id.as_str()) {
             Turn::Follow(leader) => match leader.outcome().await {
                 Some(Settled::Durable) => return Ok(Accepted::Duplicate),
                 Some(Settled::Failed) => return Err(Rejection::Unavailable),

@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod outbox;
 pub mod prune;
 pub mod publish;
+pub mod refusal_log;
 pub mod rejection;
 pub mod routes;
 pub mod server;
@@ -132,6 +133,7 @@ pub async fn build(deps: Deps, settings: Settings) -> anyhow::Result<Ingest> {
         in_flight: single_flight::InFlight::default(),
         max_body_bytes: settings.max_body_bytes,
         drop_typing: settings.drop_typing,
+        refusal_log: refusal_log::RefusalLog::default(),
     };
     Ok(Ingest {
         listener,

@@ -92,6 +92,31 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, once (the rate limiter of refusal log lines keeps one slot each).
+    pub const ALL: [Reason; 7] = [
+        Reason::InvalidTenant,
+        Reason::BadToken,
+        Reason::BadSignature,
+        Reason::TooLarge,
+        Reason::Malformed,
+        Reason::TenantMismatch,
+        Reason::Unavailable,
+    ];
+
+    /// This reason's position in [`Reason::ALL`] (a match, so a new reason
+    /// cannot compile without one).
+    pub fn index(self) -> usize {
+        match self {
+            Reason::InvalidTenant => 0,
+            Reason::BadToken => 1,
+            Reason::BadSignature => 2,
+            Reason::TooLarge => 3,
+            Reason::Malformed => 4,
+            Reason::TenantMismatch => 5,
+            Reason::Unavailable => 6,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::InvalidTenant => "invalid_tenant",

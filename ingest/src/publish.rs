@@ -29,7 +29,7 @@ use async_nats::{
 };
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 use bytes::Bytes;
-use switchyard_shared::{events, ids::TenantId, subjects};
+use switchyard_shared::{events, ids::TenantId, scoped_event_id::ScopedEventId, subjects};
 
 use crate::{metrics as m, verify::VerifiedWebhook};
 
@@ -183,8 +183,8 @@ impl InboundMessage {
     }
 
     /// `<tenant>:<event id>`: the `Nats-Msg-Id` and `Switchyard-Event-Id`.
-    pub fn scoped_id(&self) -> String {
-        format!("{}:{}", self.tenant, self.event_id)
+    pub fn scoped_id(&self) -> ScopedEventId {
+        ScopedEventId::new(&self.tenant, &self.event_id)
     }
 
     /// The message with its headers; the same for every attempt and for the
@@ -201,7 +201,7 @@ impl InboundMessage {
         PublishMessage::build()
             .payload(self.body.clone())
             .headers(headers)
-            .message_id(&scoped_id)
+            .message_id(scoped_id.as_str())
     }
 }
 

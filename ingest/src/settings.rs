@@ -6,7 +6,7 @@
 //! | `SWITCHYARD_HTTP_ADDR` | `127.0.0.1:8080` | where the webhook route listens |
 //! | `SWITCHYARD_WEBHOOK_SECRET` | required | server secret deriving every bridge's URL token |
 //! | `SWITCHYARD_WEBHOOK_SECRET_PREVIOUS` | unset | the secret before a rotation, still accepted |
-//! | `SWITCHYARD_SIGNING_SECRET` | unset | `whsec_…`: when set, Standard Webhooks signatures are required |
+//! | `SWITCHYARD_SIGNING_SECRET` | unset | `whsec_…` with a key of at least 24 bytes: when set, Standard Webhooks signatures are required |
 //! | `SWITCHYARD_MAX_BODY_BYTES` | `65536` | larger bodies get 413 |
 //! | `SWITCHYARD_HTTP_HEADER_TIMEOUT` | `5s` | a request head (and an idle keep-alive connection's next one) must arrive within this, or the connection is closed |
 //! | `SWITCHYARD_HTTP_BODY_TIMEOUT` | `10s` | a request body must arrive in full within this, or the request is refused |
@@ -30,7 +30,7 @@ use secrecy::SecretString;
 use crate::server::ServerLimits;
 use switchyard_shared::{
     config::{ConfigError, Env},
-    standard_webhooks::SigningSecret,
+    standard_webhooks::{self, SigningSecret},
     webhook_auth::WebhookKeys,
 };
 
@@ -98,9 +98,13 @@ impl Settings {
         let signing_secret = env
             .secret("SWITCHYARD_SIGNING_SECRET")
             .map(|raw| {
-                SigningSecret::parse(&raw).map_err(|e| ConfigError {
-                    variable: "SWITCHYARD_SIGNING_SECRET".to_owned(),
-                    reason: e.to_string(),
+                // Ours to choose: an empty or short key is refused at start,
+                // not discovered by whoever forges a signature with it.
+                SigningSecret::parse_at_least(&raw, standard_webhooks::MIN_KEY_BYTES).map_err(|e| {
+                    ConfigError {
+                        variable: "SWITCHYARD_SIGNING_SECRET".to_owned(),
+                        reason: e.to_string(),
+                    }
                 })
             })
             .transpose()?;
@@ -386,6 +390,26 @@ mod tests {
             let env = Env::from_map([("SWITCHYARD_WEBHOOK_SECRET", "s"), (var, value)]);
             let err = Settings::from_env(&env).unwrap_err();
             assert!(err.to_string().contains(var), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_empty_or_short_signing_secret_is_refused_at_start() {
+        for (raw, says) in [
+            ("whsec_", "empty key"),
+            // 18 bytes.
+            ("whsec_AAAAAAAAAAAAAAAAAAAAAAAA", "18 bytes; at least 24"),
+        ] {
+            let env = Env::from_map([
+                ("SWITCHYARD_WEBHOOK_SECRET", "s"),
+                ("SWITCHYARD_SIGNING_SECRET", raw),
+            ]);
+            let err = Settings::from_env(&env).unwrap_err().to_string();
+            assert!(
+                err.contains("SWITCHYARD_SIGNING_SECRET") && err.contains(says),
+                "{raw:?}: {err}"
+            );
+            assert!(!err.contains("AAAAAAAA"), "the value is not echoed: {err}");
         }
     }
 

@@ -12,8 +12,9 @@
 use axum::http::HeaderMap;
 use bytes::Bytes;
 use switchyard_shared::{
-    events::{self, ParsedEvent},
+    events::{self, Delivery, ParsedEvent},
     ids::TenantId,
+    scoped_event_id::ScopedEventId,
     standard_webhooks::{self, SigningSecret},
     webhook_auth::WebhookKeys,
 };
@@ -62,8 +63,8 @@ impl VerifiedWebhook {
 
     /// The id that deduplicates this event fleet-wide: `<tenant>:<event id>`.
     /// Provider ids are unique per account only, and one stream holds every tenant.
-    pub fn scoped_id(&self) -> String {
-        format!("{}:{}", self.tenant, self.event.event_id)
+    pub fn scoped_id(&self) -> ScopedEventId {
+        ScopedEventId::new(&self.tenant, self.event.event_id.as_str())
     }
 }
 
@@ -93,8 +94,21 @@ impl Verifier {
         }
     }
 
-    /// Signature, parse and tenant agreement. `now` is unix seconds; the
-    /// receive minute keys the digest of events that have no id of their own.
+    /// Signature, parse and tenant agreement. `now` is unix seconds.
+    ///
+    /// Replays: a signed request's `webhook-id` (covered by the signature, so
+    /// only the signer can choose it) names the delivery of an event with
+    /// neither id nor timestamp; every other event is named by its body. So a
+    /// replay of a signed request, or a gateway's resend, has the event id
+    /// of the first delivery, and the idempotency claim in PostgreSQL (shared
+    /// by every replica) answers it as a duplicate once the first is durable,
+    /// without publishing it again; until then it is published under the same
+    /// `Nats-Msg-Id`, never lost.
+    ///
+    /// Unsigned, an event with neither id nor timestamp (`connected`,
+    /// `disconnected`) is an event of its own on every delivery: nothing tells
+    /// a resend from a second state change, and processing a state change
+    /// twice is harmless where dropping one is not.
     pub fn accept(
         &self,
         tenant: AuthenticatedTenant,
@@ -102,11 +116,13 @@ impl Verifier {
         body: Bytes,
         now: i64,
     ) -> Result<VerifiedWebhook, Rejection> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let mut delivery = Delivery::Unnamed(rand::random());
         if let Some(secret) = &self.signing {
-            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+            let webhook_id = header(standard_webhooks::HEADER_ID);
             secret
                 .verify(
-                    header(standard_webhooks::HEADER_ID),
+                    webhook_id,
                     header(standard_webhooks::HEADER_TIMESTAMP),
                     header(standard_webhooks::HEADER_SIGNATURE),
                     &body,
@@ -114,9 +130,12 @@ impl Verifier {
                     standard_webhooks::DEFAULT_TOLERANCE,
                 )
                 .map_err(|e| Rejection::BadSignature(e.to_string()))?;
+            if let Some(id) = webhook_id {
+                delivery = Delivery::Named(id);
+            }
         }
-        let event = events::parse(&body, now.div_euclid(60))
-            .map_err(|e| Rejection::Malformed(e.to_string()))?;
+        let event =
+            events::parse(&body, delivery).map_err(|e| Rejection::Malformed(e.to_string()))?;
         if let Some(claimed) = &event.customer_ref
             && claimed != tenant.0.as_str()
         {
@@ -136,6 +155,23 @@ mod tests {
 
     fn verifier() -> Verifier {
         Verifier::new(WebhookKeys::new("s3cret".into(), None), None)
+    }
+
+    const SIGNING: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn signed_headers(id: &str, now: i64, body: &[u8]) -> HeaderMap {
+        let secret = SigningSecret::parse(&SIGNING.into()).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(standard_webhooks::HEADER_ID, id.parse().unwrap());
+        headers.insert(
+            standard_webhooks::HEADER_TIMESTAMP,
+            now.to_string().parse().unwrap(),
+        );
+        headers.insert(
+            standard_webhooks::HEADER_SIGNATURE,
+            secret.sign(id, now, body).parse().unwrap(),
+        );
+        headers
     }
 
     fn authenticated(raw: &str) -> AuthenticatedTenant {
@@ -183,6 +219,40 @@ mod tests {
     }
 
     #[test]
+    fn a_replayed_signed_state_event_has_the_id_of_the_first_delivery() {
+        let signing = Verifier::new(
+            WebhookKeys::new("s3cret".into(), None),
+            Some(SigningSecret::parse(&SIGNING.into()).unwrap()),
+        );
+        let body = Bytes::from_static(br#"{"event":"disconnected"}"#);
+        let now = 1_777_180_605;
+        let id_of = |v: &Verifier, headers: &HeaderMap| {
+            v.accept(authenticated("acme"), headers, body.clone(), now)
+                .unwrap()
+                .scoped_id()
+        };
+        let first = signed_headers("msg_1", now, &body);
+
+        let replayed = id_of(&signing, &first);
+        let original = id_of(&signing, &first);
+        let another = id_of(&signing, &signed_headers("msg_2", now, &body));
+        let unsigned = [
+            id_of(&verifier(), &HeaderMap::new()),
+            id_of(&verifier(), &HeaderMap::new()),
+        ];
+
+        assert_eq!(replayed, original, "one webhook-id, one event");
+        assert_ne!(
+            another, original,
+            "another webhook-id is another disconnect"
+        );
+        assert_ne!(
+            unsigned[0], unsigned[1],
+            "unsigned, every delivery is its own event"
+        );
+    }
+
+    #[test]
     fn the_scoped_id_pairs_tenant_and_event_id() {
         let body = Bytes::from_static(
             br#"{"event":"message","message_id":"M1","chat_id":"c","from_me":false,"timestamp":1}"#,
@@ -190,6 +260,6 @@ mod tests {
         let verified = verifier()
             .accept(authenticated("acme"), &HeaderMap::new(), body, 0)
             .unwrap();
-        assert_eq!(verified.scoped_id(), "acme:M1");
+        assert_eq!(verified.scoped_id().as_str(), "acme:M1");
     }
 }

@@ -111,7 +111,8 @@ pub struct ParsedEvent {
     /// The body's `customer_ref`, when it carries one (it must match the URL's).
     pub customer_ref: Option<String>,
     pub event: WebhookEvent,
-    /// The provider's `message_id` when present, else a digest of the body.
+    /// The provider's `message_id` when present (`<event>:<message_id>` for
+    /// types other than `message`), else a digest of the body.
     pub event_id: EventId,
 }
 
@@ -126,10 +127,29 @@ struct Head {
     timestamp: Option<serde_json::Value>,
 }
 
-/// Parses a webhook body. `received_minute` (unix minutes) makes the digest id
-/// of events without a `message_id` or `timestamp` (e.g. `disconnected`)
-/// distinct per minute, so a later, identical event is not mistaken for a duplicate.
-pub fn parse(body: &[u8], received_minute: i64) -> Result<ParsedEvent, EventError> {
+/// What tells two deliveries apart when the body cannot: an event with
+/// neither a `message_id` nor a `timestamp` (the provider documents
+/// `connected` with only `phone`, `disconnected` with nothing, `typing`
+/// without a time). Two identical such bodies may be one event delivered
+/// twice or two real state changes (a bridge that dropped twice in a
+/// minute); only something outside the body can say which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery<'a> {
+    /// An id that a resend of the same event repeats: a verified Standard
+    /// Webhooks `webhook-id` at ingest (a gateway resends under one id; a
+    /// replay of a captured request carries it too), the stream message's id
+    /// in the router. Deliveries naming the same id are one event.
+    Named(&'a str),
+    /// Nothing names the delivery: it is an event of its own. A repeat is
+    /// then processed twice, which is harmless for these events (the router
+    /// sets the same bridge state again; `typing` is dropped), whereas
+    /// merging two real state changes would lose the second.
+    Unnamed(u128),
+}
+
+/// Parses a webhook body. `delivery` keys the digest id of an event with
+/// neither a `message_id` nor a `timestamp` (see [`Delivery`]).
+pub fn parse(body: &[u8], delivery: Delivery<'_>) -> Result<ParsedEvent, EventError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| EventError::NotJson(e.to_string()))?;
     let head: Head = serde_json::from_value(value.clone())
@@ -169,13 +189,13 @@ pub fn parse(body: &[u8], received_minute: i64) -> Result<ParsedEvent, EventErro
             event: other.to_owned(),
         },
     };
+    let digest = || digest_id(&value, head.timestamp.is_none().then_some(delivery));
     let event_id = match head.message_id {
         Some(serde_json::Value::String(id)) => {
-            EventId::parse(&id).map_err(EventError::InvalidMessageId)?
+            let id = EventId::parse(&id).map_err(EventError::InvalidMessageId)?;
+            typed_id(&head.event, id).unwrap_or_else(digest)
         }
-        Some(serde_json::Value::Null) | None => {
-            digest_id(&value, head.timestamp.is_none().then_some(received_minute))
-        }
+        Some(serde_json::Value::Null) | None => digest(),
         Some(_) => {
             return Err(EventError::InvalidFields {
                 event: "any",
@@ -190,16 +210,49 @@ pub fn parse(body: &[u8], received_minute: i64) -> Result<ParsedEvent, EventErro
     })
 }
 
-/// SHA-256 of the canonical body (keys sorted, no whitespace), plus the
-/// receive minute when the body has no timestamp of its own.
-fn digest_id(value: &serde_json::Value, received_minute: Option<i64>) -> EventId {
+/// The id of an event whose body carries a `message_id`: the id itself for
+/// a `message`, `<event>:<id>` for any other type, so a `poll_vote` (or an
+/// undocumented event) reusing a message's id is not taken for a duplicate of
+/// that message. Messages keep the bare id they always had: keys already
+/// stored, the stream's `Nats-Msg-Id`s and the reply ids derived from them
+/// stay valid across a deploy, so no message duplicate slips through then.
+/// `None` (the caller then digests the body) when the event name is not a
+/// short lowercase token or the typed id would be too long.
+fn typed_id(event: &str, id: EventId) -> Option<EventId> {
+    if event == "message" {
+        return Some(id);
+    }
+    let token = !event.is_empty()
+        && event.len() <= 40
+        && event
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !token {
+        return None;
+    }
+    EventId::parse(&format!("{event}:{id}")).ok()
+}
+
+/// SHA-256 of the canonical body (keys sorted, no whitespace), plus what
+/// names the delivery when the body has no timestamp of its own.
+fn digest_id(value: &serde_json::Value, delivery: Option<Delivery<'_>>) -> EventId {
     // serde_json's default map is a BTreeMap: to_vec writes keys sorted.
     let canonical = serde_json::to_vec(value).unwrap_or_default();
     let mut hasher = Sha256::new();
     hasher.update(&canonical);
-    if let Some(minute) = received_minute {
-        hasher.update(b"\n");
-        hasher.update(minute.to_be_bytes());
+    // Tagged and length-prefixed: no name can collide with a nonce or
+    // with another name's prefix.
+    match delivery {
+        None => {}
+        Some(Delivery::Named(name)) => {
+            hasher.update(b"\nnamed\n");
+            hasher.update((name.len() as u64).to_be_bytes());
+            hasher.update(name.as_bytes());
+        }
+        Some(Delivery::Unnamed(nonce)) => {
+            hasher.update(b"\nunnamed\n");
+            hasher.update(nonce.to_be_bytes());
+        }
     }
     EventId::from_digest(&hasher.finalize())
 }
@@ -207,12 +260,16 @@ fn digest_id(value: &serde_json::Value, received_minute: Option<i64>) -> EventId
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::EVENT_ID_MAX_LEN;
+
+    /// For bodies whose id does not depend on the delivery.
+    const ANY: Delivery<'static> = Delivery::Unnamed(0);
 
     const DOC_MESSAGE: &str = r#"{"event":"message","customer_ref":"cust_8842","message_id":"ACE41E0F","contact_id":"15550001234@s.whatsapp.net","phone":"15550001234","chat_id":"15550001234@s.whatsapp.net","name":"Alice","body":"Hello!","type":"text","media_type":"","is_group":false,"from_me":false,"timestamp":1777180605}"#;
 
     #[test]
     fn the_documented_message_example_parses() {
-        let parsed = parse(DOC_MESSAGE.as_bytes(), 0).unwrap();
+        let parsed = parse(DOC_MESSAGE.as_bytes(), ANY).unwrap();
         assert_eq!(parsed.customer_ref.as_deref(), Some("cust_8842"));
         assert_eq!(parsed.event_id.as_str(), "ACE41E0F");
         let WebhookEvent::Message(m) = parsed.event else {
@@ -226,7 +283,7 @@ mod tests {
     fn a_message_missing_a_required_field_names_it() {
         let err = parse(
             br#"{"event":"message","message_id":"x","from_me":false,"timestamp":1}"#,
-            0,
+            ANY,
         )
         .unwrap_err();
         assert!(err.to_string().contains("chat_id"), "{err}");
@@ -234,7 +291,7 @@ mod tests {
 
     #[test]
     fn unknown_event_types_are_kept() {
-        let parsed = parse(br#"{"event":"call_offer","from":"x"}"#, 0).unwrap();
+        let parsed = parse(br#"{"event":"call_offer","from":"x"}"#, ANY).unwrap();
         assert_eq!(parsed.event.kind(), "unknown");
     }
 
@@ -247,19 +304,60 @@ mod tests {
             br#"{"event":3}"#,
             b"{not json",
         ] {
-            assert!(parse(bad, 0).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(parse(bad, ANY).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
 
     #[test]
-    fn identical_disconnects_in_different_minutes_get_different_ids() {
-        let a = parse(br#"{"event":"disconnected"}"#, 100).unwrap().event_id;
-        let b = parse(br#"{"event":"disconnected"}"#, 101).unwrap().event_id;
-        let a2 = parse(br#"{ "event" : "disconnected" }"#, 100)
-            .unwrap()
-            .event_id;
-        assert_ne!(a, b);
-        assert_eq!(a, a2, "whitespace must not change the canonical digest");
+    fn identical_state_events_are_one_event_only_when_one_name_says_so() {
+        let id = |body: &str, delivery| parse(body.as_bytes(), delivery).unwrap().event_id;
+        let down = r#"{"event":"disconnected"}"#;
+        // Unnamed: a second disconnect, even in the same instant, is a new event.
+        assert_ne!(
+            id(down, Delivery::Unnamed(1)),
+            id(down, Delivery::Unnamed(2))
+        );
+        // Named: a resend under the same webhook-id is the same event.
+        assert_eq!(
+            id(down, Delivery::Named("msg_1")),
+            id(r#"{ "event" : "disconnected" }"#, Delivery::Named("msg_1")),
+            "whitespace must not change the canonical digest"
+        );
+        assert_ne!(
+            id(down, Delivery::Named("msg_1")),
+            id(down, Delivery::Named("msg_2"))
+        );
+        // A body with a timestamp of its own is keyed by it alone.
+        let stamped = r#"{"event":"connected","phone":"1","timestamp":7}"#;
+        assert_eq!(
+            id(stamped, Delivery::Unnamed(1)),
+            id(stamped, Delivery::Unnamed(2))
+        );
+    }
+
+    #[test]
+    fn only_a_message_keeps_the_bare_message_id() {
+        let id = |body: &str| parse(body.as_bytes(), ANY).unwrap().event_id;
+        let message = id(
+            r#"{"event":"message","message_id":"M1","chat_id":"c","from_me":false,"timestamp":1}"#,
+        );
+        let vote = id(r#"{"event":"poll_vote","message_id":"M1","chat_id":"c","timestamp":1}"#);
+        let revoked = id(r#"{"event":"message_revoked","message_id":"M1"}"#);
+        assert_eq!(message.as_str(), "M1");
+        assert_eq!(vote.as_str(), "poll_vote:M1");
+        assert_eq!(revoked.as_str(), "message_revoked:M1");
+    }
+
+    #[test]
+    fn an_event_name_unfit_for_a_key_falls_back_to_the_body_digest() {
+        let id = |body: &str| parse(body.as_bytes(), ANY).unwrap().event_id;
+        let odd = id(r#"{"event":"Odd Name","message_id":"M1"}"#);
+        let long_id = "x".repeat(EVENT_ID_MAX_LEN);
+        let too_long = id(&format!(
+            r#"{{"event":"poll_vote","message_id":"{long_id}","timestamp":1}}"#
+        ));
+        assert!(odd.as_str().starts_with("sha256-"), "{odd}");
+        assert!(too_long.as_str().starts_with("sha256-"), "{too_long}");
     }
 
     #[test]
@@ -267,7 +365,7 @@ mod tests {
         let body =
             r#"{"event":"message","message_id":"a b","chat_id":"c","from_me":false,"timestamp":1}"#;
         assert!(matches!(
-            parse(body.as_bytes(), 0),
+            parse(body.as_bytes(), ANY),
             Err(EventError::InvalidMessageId(_))
         ));
     }

@@ -7,6 +7,7 @@
 //! - [`bot_config`]: a tenant's bot configuration, parsed once (router) and checked (CLI);
 //! - [`subjects`]: every NATS subject and stream name, built only from those types;
 //! - [`events`]: the WA Bridges webhook event model and the headers ingest publishes with;
+//! - [`scoped_event_id`]: `<tenant>:<event id>`, an inbound event's id across the fleet, checked against the subject;
 //! - [`replies`]: the reply envelope the router publishes and the sender delivers;
 //! - [`webhook_auth`]: the per-bridge webhook token and URL (ingest checks it, provisioning sets it);
 //! - [`standard_webhooks`]: signing and verifying Standard Webhooks headers;
@@ -38,6 +39,7 @@ pub mod ops_server;
 pub mod probe;
 pub mod replies;
 pub mod retry;
+pub mod scoped_event_id;
 pub mod service;
 pub mod shutdown;
 pub mod standard_webhooks;

@@ -236,14 +236,29 @@ pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<Tenant>, sqlx::Error> {
     rows.iter().map(from_row).collect()
 }
 
-/// What a new tenant starts with.
-#[derive(Debug, Clone)]
+/// What a new tenant starts with. Its `Debug` prints the bot configuration
+/// redacted, like [`Tenant`]'s: it may hold a signing secret or a URL token.
+#[derive(Clone)]
 pub struct NewTenant {
     pub id: TenantId,
     pub display_name: String,
     pub limits: SendLimits,
     pub bot_kind: BotKind,
     pub bot_config: serde_json::Value,
+}
+
+impl std::fmt::Debug for NewTenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut bot_config = self.bot_config.clone();
+        crate::bot_config::redact_json(&mut bot_config);
+        f.debug_struct("NewTenant")
+            .field("id", &self.id)
+            .field("display_name", &self.display_name)
+            .field("limits", &self.limits)
+            .field("bot_kind", &self.bot_kind)
+            .field("bot_config", &format_args!("{bot_config}"))
+            .finish()
+    }
 }
 
 impl NewTenant {
@@ -367,4 +382,30 @@ pub async fn set_bridge(
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_tenants_debug_hides_the_bots_secrets() {
+        let mut new = NewTenant::with_defaults(TenantId::parse("acme").unwrap());
+        new.bot_kind = BotKind::Http;
+        new.bot_config = serde_json::json!({
+            "url": "https://bot:PLANTED-PASSWORD@bot.example/hook?token=PLANTED-TOKEN",
+            "signing_secret": "whsec_UExBTlRFRC1TSUdOSU5HLUtFWQ==",
+        });
+
+        let shown = format!("{new:?} {new:#?}");
+
+        for secret in [
+            "PLANTED-PASSWORD",
+            "PLANTED-TOKEN",
+            "UExBTlRFRC1TSUdOSU5HLUtFWQ",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("bot.example"), "{shown}");
+    }
 }

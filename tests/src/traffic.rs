@@ -9,6 +9,7 @@ use switchyard_shared::{
     events,
     ids::TenantId,
     replies::OutboundReply,
+    scoped_event_id::ScopedEventId,
     subjects::{self, Direction},
 };
 
@@ -47,12 +48,12 @@ pub async fn publish_inbound(
     event_id: &str,
     body: String,
 ) {
+    // `<tenant>:<event id>` in both, as ingest writes them (the router refuses
+    // an event id scoped to another tenant than the subject).
+    let scoped = ScopedEventId::new(tenant, event_id);
     let mut headers = HeaderMap::new();
-    headers.insert(
-        async_nats::header::NATS_MESSAGE_ID,
-        format!("{tenant}:{event_id}").as_str(),
-    );
-    headers.insert(events::HEADER_EVENT_ID, event_id);
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, scoped.as_str());
+    headers.insert(events::HEADER_EVENT_ID, scoped.as_str());
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     headers.insert(events::HEADER_RECEIVED_AT_MS, now_ms.to_string().as_str());
     js.publish_with_headers(subjects::inbound(tenant), headers, body.into())
@@ -77,12 +78,10 @@ pub async fn publish_burst(
                 ack.await.expect("publish ack");
             }
         }
+        let scoped = ScopedEventId::new(tenant, &event_id);
         let mut headers = HeaderMap::new();
-        headers.insert(
-            async_nats::header::NATS_MESSAGE_ID,
-            format!("{tenant}:{event_id}").as_str(),
-        );
-        headers.insert(events::HEADER_EVENT_ID, event_id.as_str());
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, scoped.as_str());
+        headers.insert(events::HEADER_EVENT_ID, scoped.as_str());
         acks.push(
             js.publish_with_headers(subjects::inbound(tenant), headers, body.into())
                 .await

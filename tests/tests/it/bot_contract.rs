@@ -30,7 +30,7 @@ use switchyard_shared::{
 };
 use switchyard_tests::{fixtures, nats_server::NatsServer, poll, services, traffic};
 
-use crate::cli_support;
+use crate::{cli_support, log_capture::LogBuffer};
 
 fn t(raw: &str) -> TenantId {
     fixtures::tenant(raw)
@@ -595,33 +595,6 @@ async fn set_bot_refuses_each_egress_class_with_the_reason_and_changes_nothing(p
     }
 }
 
-/// A `tracing` writer whose bytes the test reads back.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl LogBuffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 /// A bot endpoint answering `status` to every call.
 async fn answering(status: u16) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -638,13 +611,7 @@ async fn a_secret_in_a_bot_url_or_config_never_reaches_logs_dead_letters_debug_o
 ) {
     // Everything the router logs on this (current-thread) runtime lands here.
     let logs = LogBuffer::default();
-    let _capture = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish(),
-    );
+    let _capture = logs.capture();
     const TOKEN: &str = "PLANTED-QUERY-TOKEN-7f3a";
     const PASSWORD: &str = "PLANTED-PASSWORD-91c2";
     const SIGNING_KEY: &str = "PLANTED-SIGNING-KEY-55d0";

@@ -114,7 +114,7 @@ async fn replaying_a_tenants_dead_letters_delivers_each_once_even_twice_and_leav
     events.sort();
     assert_eq!(
         events,
-        ["alpha-ev-0", "alpha-ev-1", "alpha-ev-2"],
+        ["alpha:alpha-ev-0", "alpha:alpha-ev-1", "alpha:alpha-ev-2"],
         "one reply per event"
     );
     let after = traffic::replies_in_both_lanes(&js).await;
@@ -189,7 +189,7 @@ async fn a_replayed_letter_that_fails_again_returns_linked_to_the_letter_it_repl
         headers
             .get(events::HEADER_EVENT_ID)
             .map(|v| v.as_str().to_owned()),
-        Some("ev-1".to_owned()),
+        Some("alpha:ev-1".to_owned()),
         "the event id survives the round trip"
     );
     router.stop().await;

@@ -120,7 +120,7 @@ async fn recover_reruns_a_tenants_events_once_after_its_bot_is_fixed_and_leaves_
 
     let mut events: Vec<String> = replies.iter().map(|r| r.event_id.to_string()).collect();
     events.sort();
-    assert_eq!(events, ["alpha-0", "alpha-1"]);
+    assert_eq!(events, ["alpha:alpha-0", "alpha:alpha-1"]);
     let all = traffic::replies_in_both_lanes(&js).await;
     assert_eq!(
         all.get("alpha").map(Vec::len),

@@ -119,7 +119,8 @@ fn scalar(value: &Value) -> Option<String> {
 fn placeholder_secret(variable: &str) -> String {
     match variable {
         "DATABASE_URL" => "postgres://placeholder@127.0.0.1:5432/placeholder".to_owned(),
-        "SWITCHYARD_SIGNING_SECRET" => "whsec_cGxhY2Vob2xkZXI=".to_owned(),
+        // 24 bytes: ingest refuses a shorter key.
+        "SWITCHYARD_SIGNING_SECRET" => "whsec_cGxhY2Vob2xkZXItcGxhY2Vob2xkZXIh".to_owned(),
         _ => format!("placeholder-for-{}", variable.to_ascii_lowercase()),
     }
 }

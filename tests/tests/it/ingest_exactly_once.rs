@@ -216,3 +216,63 @@ async fn keys_older_than_the_event_log_are_pruned_and_newer_ones_kept(pool: sqlx
     assert_eq!(pruned, 2);
     assert_eq!(left, vec!["new-1"]);
 }
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_poll_vote_reusing_a_messages_id_is_stored_beside_it(db: PgPool) {
+    let h = Harness::start(db.clone()).await;
+    let vote = r#"{"event":"poll_vote","message_id":"SHARED-1","contact_id":"15550001234@s.whatsapp.net","phone":"15550001234","chat_id":"15550001234@s.whatsapp.net","poll_id":"P1","name":"Alice","from_me":false,"timestamp":1777180606}"#;
+
+    let message_answer = h.post("acme", message("SHARED-1")).await;
+    let vote_answer = h.post("acme", vote).await;
+    let vote_again = h.post("acme", vote).await;
+    let message_again = h.post("acme", message("SHARED-1")).await;
+
+    let accepted = (StatusCode::OK, r#"{"status":"accepted"}"#.to_owned());
+    let duplicate = (StatusCode::OK, r#"{"status":"duplicate"}"#.to_owned());
+    assert_eq!(message_answer, accepted);
+    assert_eq!(vote_answer, accepted);
+    assert_eq!(vote_again, duplicate);
+    assert_eq!(message_again, duplicate);
+    let ids: Vec<String> = h
+        .inbound_messages()
+        .await
+        .iter()
+        .map(|m| {
+            m.headers
+                .get(events::HEADER_EVENT_ID)
+                .map(|v| v.as_str().to_owned())
+                .expect("event id header")
+        })
+        .collect();
+    // A message keeps its bare id (keys stored before per-type keys still match).
+    assert_eq!(ids, ["acme:SHARED-1", "acme:poll_vote:SHARED-1"]);
+    Harness::until_published(&db, "acme", "poll_vote:SHARED-1", Duration::from_secs(5)).await;
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_second_disconnect_in_the_same_minute_is_a_new_event(db: PgPool) {
+    // `disconnected` carries no id and no time: the bridge dropped twice, and
+    // the second drop must reach the router (setting the state again is harmless).
+    let h = Harness::start(db).await;
+    let down = r#"{"event":"disconnected"}"#;
+
+    let first = h.post("acme", down).await;
+    let up = h
+        .post("acme", r#"{"event":"connected","phone":"15550001234"}"#)
+        .await;
+    let second = h.post("acme", down).await;
+
+    let accepted = (StatusCode::OK, r#"{"status":"accepted"}"#.to_owned());
+    assert_eq!(
+        [first, up, second],
+        [accepted.clone(), accepted.clone(), accepted]
+    );
+    let bodies: Vec<Vec<u8>> = h
+        .inbound_messages()
+        .await
+        .iter()
+        .map(|m| m.payload.to_vec())
+        .collect();
+    assert_eq!(bodies.len(), 3);
+    assert_eq!(bodies[2], down.as_bytes());
+}

@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use crate::ingest_support::{self, DOC_MESSAGE, Harness, message, tenant};
+use crate::{
+    ingest_support::{self, DOC_MESSAGE, Harness, message, tenant},
+    log_capture::LogBuffer,
+};
 use futures::StreamExt as _;
 use reqwest::StatusCode;
 use sqlx::PgPool;
@@ -435,4 +438,54 @@ async fn refusals_and_acceptances_are_counted(db: PgPool) {
     })
     .await;
     assert!(!rendered.contains("nope"), "tokens never become labels");
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_flood_of_refusals_is_counted_exactly_and_logged_a_bounded_number_of_times(db: PgPool) {
+    // Ingest runs on this (current-thread) runtime: its lines land here.
+    let logs = LogBuffer::default();
+    let _capture = logs.capture();
+    let h = Harness::start(db).await;
+    let bad_token = format!("{}/hook/acme/not-a-token", h.base);
+    let bad_path = format!("{}/hook/acme", h.base);
+    const FLOOD: usize = 400;
+    let started = std::time::Instant::now();
+
+    for _ in 0..FLOOD / 50 {
+        let bad_tokens = futures::future::join_all((0..50).map(|_| h.post_to(&bad_token, "{}")));
+        let bad_paths = futures::future::join_all((0..50).map(|_| h.post_to(&bad_path, "{}")));
+        let (tokens, paths) = tokio::join!(bad_tokens, bad_paths);
+        assert!(
+            tokens
+                .iter()
+                .chain(&paths)
+                .all(|(s, _)| *s == StatusCode::UNAUTHORIZED)
+        );
+    }
+
+    let elapsed = started.elapsed();
+    // Every refusal counted: the counter is not rate-limited.
+    poll::until("exact refusal counts", Duration::from_secs(5), || async {
+        let text = switchyard_shared::ops_server::metrics_handle().render();
+        (text.contains(&format!(
+            r#"switchyard_ingest_rejected_total{{reason="bad_token"}} {FLOOD}"#
+        )) && text.contains(&format!(
+            r#"switchyard_ingest_rejected_total{{reason="invalid_tenant"}} {FLOOD}"#
+        )))
+        .then_some(())
+    })
+    .await;
+    // At most one line per reason per 10 s window the flood touched.
+    let windows = 1 + elapsed.as_secs() as usize / 10;
+    let log = logs.text();
+    let lines = |reason: &str| {
+        log.lines()
+            .filter(|l| l.contains("webhook refused") && l.contains(reason))
+            .count()
+    };
+    for reason in ["bad_token", "invalid_tenant"] {
+        let n = lines(reason);
+        assert!((1..=windows).contains(&n), "{reason}: {n} lines\n{log}");
+    }
+    assert!(!log.contains("not-a-token"), "tokens never appear in logs");
 }

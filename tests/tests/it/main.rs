@@ -15,6 +15,7 @@
 // Shared arrangements.
 mod cli_support;
 mod ingest_support;
+mod log_capture;
 mod whatsapp_support;
 
 // Suites.
@@ -36,6 +37,7 @@ mod ingest_exactly_once;
 mod ingest_front_door;
 mod ingest_limits;
 mod ingest_outbox;
+mod ingest_replay;
 mod nats_permissions;
 mod router_backpressure;
 mod router_bot_calls;

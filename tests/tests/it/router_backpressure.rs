@@ -81,13 +81,21 @@ fn router_env(
     services::env(&nats.url(), db_url, &vars)
 }
 
-/// Event ids of the replies stored for each tenant, sorted.
+/// Event ids of the replies stored for each tenant, sorted, as they were
+/// published (the replies carry them scoped: `<tenant>:<id>`).
 async fn answered(js: &async_nats::jetstream::Context) -> BTreeMap<String, Vec<String>> {
     traffic::replies_by_tenant(js)
         .await
         .into_iter()
         .map(|(tenant, replies)| {
-            let mut events: Vec<String> = replies.iter().map(|r| r.event_id.to_string()).collect();
+            let scope = format!("{tenant}:");
+            let mut events: Vec<String> = replies
+                .iter()
+                .map(|r| {
+                    let id = r.event_id.as_str();
+                    id.strip_prefix(&scope).unwrap_or(id).to_owned()
+                })
+                .collect();
             events.sort();
             (tenant, events)
         })

@@ -10,7 +10,7 @@ use switchyard_shared::{
     db,
     ids::TenantId,
     streams,
-    subjects::Direction,
+    subjects::{self, Direction},
     tenants::{self, BotKind, TenantStatus},
 };
 use switchyard_tests::{fixtures, nats_server::NatsServer, poll, services, traffic};
@@ -87,6 +87,54 @@ async fn a_message_for_tenant_a_never_produces_anything_for_tenant_b(pool: PgPoo
         "nothing may reach outbound.bravo"
     );
     assert_eq!(all["alpha"].len(), 20);
+    router.stop().await;
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn an_event_id_naming_another_tenant_is_dead_lettered_and_answers_nothing(pool: PgPool) {
+    // Reply ids derive from the event id: one scoped to bravo on alpha's
+    // subject would make alpha's replies collide with bravo's.
+    let nats = NatsServer::start();
+    add_tenant(&pool, "alpha", BotKind::Echo, serde_json::json!({})).await;
+    add_tenant(&pool, "bravo", BotKind::Echo, serde_json::json!({})).await;
+    let env = services::env(&nats.url(), &services::database_url(&pool), &[]);
+    let router = services::start_router(&env).await;
+    let js = streams::context(
+        async_nats::connect(nats.url()).await.unwrap(),
+        Duration::from_secs(5),
+    );
+    let body = traffic::message_body(Some("alpha"), "m1", "1@s.whatsapp.net", "hi");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, "alpha:m1");
+    headers.insert(switchyard_shared::events::HEADER_EVENT_ID, "bravo:m1");
+
+    js.publish_with_headers("inbound.alpha", headers, body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let fence = traffic::message_body(Some("alpha"), "fence", "1@s.whatsapp.net", "fence");
+    traffic::publish_inbound(&js, &t("alpha"), "fence", fence).await;
+
+    let replies = replies_for(&js, "alpha", 1).await;
+    let dlq = traffic::wait_dead_letters(&js, Direction::Inbound, Duration::from_secs(10)).await;
+    assert_eq!(
+        dlq,
+        vec![("alpha".to_owned(), "malformed_event".to_owned(), 1)]
+    );
+    let letters = traffic::read_stream(&js, subjects::DLQ_STREAM, ">").await;
+    let last_error = letters[0]
+        .1
+        .get(switchyard_shared::lanes::dead_letter::HEADER_LAST_ERROR)
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    assert!(
+        last_error.contains(r#"names tenant "bravo""#),
+        "{last_error}"
+    );
+    let bodies: Vec<&str> = replies.iter().map(|r| r.body.as_str()).collect();
+    assert_eq!(bodies, ["echo: fence"]);
+    assert!(!traffic::replies_by_tenant(&js).await.contains_key("bravo"));
     router.stop().await;
 }
 
@@ -207,7 +255,7 @@ async fn a_redelivered_inbound_event_yields_no_second_reply(pool: PgPool) {
             async_nats::header::NATS_MESSAGE_ID,
             format!("copy-{copy}").as_str(),
         );
-        headers.insert(switchyard_shared::events::HEADER_EVENT_ID, "dup");
+        headers.insert(switchyard_shared::events::HEADER_EVENT_ID, "alpha:dup");
         js.publish_with_headers("inbound.alpha", headers, body.clone().into())
             .await
             .unwrap()

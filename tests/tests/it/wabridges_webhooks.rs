@@ -160,7 +160,8 @@ async fn every_documented_event_reaches_the_bridges_own_url_in_its_documented_sh
     // Every body the simulator builds is one our own parser accepts.
     for r in &seen {
         let raw = serde_json::to_vec(&r.body).unwrap();
-        switchyard_shared::events::parse(&raw, 0).unwrap();
+        switchyard_shared::events::parse(&raw, switchyard_shared::events::Delivery::Unnamed(0))
+            .unwrap();
     }
     assert_eq!(sim.webhooks().len(), 5);
 }
