@@ -131,10 +131,13 @@ async fn watch_replies(client: &async_nats::Client) -> Arrivals {
         while let Some(message) = replies.next().await {
             let at = Instant::now();
             if let Ok(reply) = serde_json::from_slice::<OutboundReply>(&message.payload) {
-                seen.lock()
-                    .unwrap()
-                    .entry(reply.event_id.to_string())
-                    .or_insert(at);
+                // Reply event ids are scoped as ingest writes them (`<tenant>:<event>`).
+                let event_id = reply.event_id.to_string();
+                let event = match event_id.split_once(':') {
+                    Some((_tenant, event)) => event.to_owned(),
+                    None => event_id,
+                };
+                seen.lock().unwrap().entry(event).or_insert(at);
             }
         }
     });
