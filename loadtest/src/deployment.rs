@@ -61,6 +61,8 @@ pub struct Deployment {
     pub ingest_base: String,
     /// ingest, router, sender, nats-server.
     pub procs: Vec<Proc>,
+    /// Each service's ops address (`/metrics`), by binary name.
+    ops: Vec<(&'static str, SocketAddr)>,
     pool: PgPool,
     admin_url: String,
     database: String,
@@ -233,6 +235,7 @@ impl Deployment {
             .collect()
         };
         // Ingest first: the streams exist once one service has started.
+        let mut ops_addrs = Vec::new();
         for name in [
             "switchyard-ingest",
             "switchyard-router",
@@ -253,12 +256,14 @@ impl Deployment {
             )
             .await
             .with_context(|| format!("see {}", run_dir.join(format!("{name}.log")).display()))?;
+            ops_addrs.push((name, SocketAddr::from(([127, 0, 0, 1], ops))));
         }
         Ok(Self {
             sim,
             keys,
             ingest_base,
             procs,
+            ops: ops_addrs,
             pool,
             admin_url,
             database,
@@ -270,6 +275,27 @@ impl Deployment {
         Ok(self
             .keys
             .webhook_url(&self.ingest_base, &TenantId::parse(tenant)?))
+    }
+
+    /// Messages dead-lettered so far by the router and the sender, from
+    /// their own counters.
+    pub async fn dead_letters(&self) -> anyhow::Result<u64> {
+        let mut total = 0.0;
+        for (name, ops) in &self.ops {
+            if matches!(*name, "switchyard-router" | "switchyard-sender") {
+                let text = reqwest::get(format!("http://{ops}/metrics"))
+                    .await
+                    .with_context(|| format!("scraping {name}'s metrics"))?
+                    .text()
+                    .await?;
+                total += switchyard_tests::traffic::metric_sum(
+                    &text,
+                    switchyard_shared::metrics::DEAD_LETTERS,
+                    "",
+                );
+            }
+        }
+        Ok(total as u64)
     }
 
     /// Stops the services, the simulator and nats-server, and drops the database.

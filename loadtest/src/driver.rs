@@ -254,8 +254,10 @@ pub async fn run(
         Err(_) => BTreeMap::new(),
     };
     let sent = std::mem::take(&mut *sent.lock().unwrap_or_else(PoisonError::into_inner));
+    let dead_letters = dep.dead_letters().await?;
     summarise(
         dep,
+        dead_letters,
         scenario,
         scheduler,
         &sent,
@@ -280,6 +282,7 @@ struct Timeline {
 
 fn summarise(
     dep: &Deployment,
+    dead_letters: u64,
     scenario: &Scenario,
     scheduler: &str,
     sent: &[Sent],
@@ -412,6 +415,7 @@ fn summarise(
         noisy_share_of_leftover,
         services,
         steps,
+        dead_letters,
     })
 }
 

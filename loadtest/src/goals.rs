@@ -124,6 +124,22 @@ pub fn judge(runs: &[RunResult]) -> Vec<Goal> {
         }),
         met: front.map(|f| f.tenants.iter().all(|t| t.unanswered == 0)),
     });
+    let overload = find(runs, "overload", "fair");
+    goals.push(Goal {
+        name: "overload: nothing lost, nothing dead-lettered (issue 16)".into(),
+        target: "every event answered 200 gets its reply once the backlog drains; 0 dead letters"
+            .into(),
+        measured: overload.map_or("not run".into(), |o| {
+            let accepted: u64 = o.tenants.iter().map(|t| t.accepted).sum();
+            let refused: u64 = o.tenants.iter().map(|t| t.refused).sum();
+            let unanswered: u64 = o.tenants.iter().map(|t| t.unanswered).sum();
+            format!(
+                "{accepted} accepted, {refused} refused; {unanswered} without a reply after {:.0} s of drain; {} dead letters",
+                o.drain_seconds, o.dead_letters
+            )
+        }),
+        met: overload.map(|o| o.dead_letters == 0 && o.tenants.iter().all(|t| t.unanswered == 0)),
+    });
     let breaches: u64 = runs.iter().map(RunResult::isolation_breaches).sum();
     goals.push(Goal {
         name: "isolation under load".into(),

@@ -35,7 +35,8 @@ use crate::{deployment::Deployment, scenario::Knobs};
 #[command(name = "switchyard-load", version = switchyard_build_info::version!(), about)]
 struct Args {
     /// Scenarios to run: all, or any of steady, baseline, flood, slow-bridge,
-    /// timeout-bridge, failing-bridge, replay-storm, weights, front-door.
+    /// timeout-bridge, failing-bridge, replay-storm, weights, front-door;
+    /// `overload` runs only when named.
     #[arg(default_value = "all")]
     scenarios: Vec<String>,
     /// Traffic time of each constant-rate scenario.
@@ -68,6 +69,15 @@ struct Args {
     /// Length of one ramp step.
     #[arg(long, default_value = "5s", value_parser = duration)]
     ramp_step: Duration,
+    /// Overload: number of tenants.
+    #[arg(long, default_value_t = 1000)]
+    overload_tenants: usize,
+    /// Overload: events per second, all tenants together.
+    #[arg(long, default_value_t = 2000.0)]
+    overload_rate: f64,
+    /// Overload: longest wait for every accepted event's reply after the traffic stops.
+    #[arg(long, default_value = "300s", value_parser = duration)]
+    overload_drain: Duration,
     /// Skip the fifo baseline runs.
     #[arg(long)]
     no_fifo: bool,
@@ -132,10 +142,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         slow_ms: args.slow_ms,
         ramp: args.ramp.clone(),
         ramp_step: args.ramp_step,
+        overload_tenants: args.overload_tenants,
+        overload_rate: args.overload_rate,
+        overload_drain: args.overload_drain,
     };
     let every = scenario::all(&knobs);
     let wanted: Vec<_> = if args.scenarios.iter().any(|s| s == "all") {
         every
+            .into_iter()
+            .filter(|s| !s.only_when_named || args.scenarios.iter().any(|n| n == s.name))
+            .collect()
     } else {
         for name in &args.scenarios {
             if !every.iter().any(|s| s.name == name) {
@@ -199,13 +215,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             dep.stop().await?;
             let result = result?;
             let line = format!(
-                "{:<16} {:<4}  quiet p50/p99/max {}/{}/{} ms  breaches {}",
+                "{:<16} {:<4}  quiet p50/p99/max {}/{}/{} ms  breaches {}  dead letters {}",
                 scenario.name,
                 scheduler,
                 result.quiet_latency.p50_ms,
                 result.quiet_latency.p99_ms,
                 result.quiet_latency.max_ms,
                 result.isolation_breaches(),
+                result.dead_letters,
             );
             // A hidden bar (no terminal) swallows println: write the line ourselves.
             if progress.is_hidden() {

@@ -76,6 +76,9 @@ pub struct RunResult {
     pub noisy_share_of_leftover: Option<f64>,
     pub services: BTreeMap<String, Usage>,
     pub steps: Vec<StepResult>,
+    /// Messages the router and the sender dead-lettered during the run
+    /// (their `switchyard_dead_letters_total`, read at its end).
+    pub dead_letters: u64,
 }
 
 impl RunResult {

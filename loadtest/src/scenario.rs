@@ -81,6 +81,8 @@ pub struct Scenario {
     pub compare_fifo: bool,
     /// The scenario whose quiet p99 this one is judged against.
     pub baseline: Option<&'static str>,
+    /// Run only when named (too heavy for `all`).
+    pub only_when_named: bool,
 }
 
 /// The knobs the command line exposes.
@@ -96,6 +98,12 @@ pub struct Knobs {
     pub slow_ms: u64,
     pub ramp: Vec<f64>,
     pub ramp_step: Duration,
+    /// Tenants of the overload scenario.
+    pub overload_tenants: usize,
+    /// Events per second of the overload scenario, all tenants together.
+    pub overload_rate: f64,
+    /// How long the overload scenario may take to answer everything.
+    pub overload_drain: Duration,
 }
 
 /// A budget high enough that the pipeline, not the budget, is the limit.
@@ -137,6 +145,7 @@ pub fn all(knobs: &Knobs) -> Vec<Scenario> {
         ramp: Vec::new(),
         compare_fifo: true,
         baseline: Some("baseline"),
+        only_when_named: false,
     };
     let q = knobs.quiet_tenants;
     let qr = knobs.quiet_rate;
@@ -234,6 +243,7 @@ pub fn all(knobs: &Knobs) -> Vec<Scenario> {
         ramp: Vec::new(),
         compare_fifo: true,
         baseline: None,
+        only_when_named: false,
     };
     let saturation = Scenario {
         name: "front-door",
@@ -261,8 +271,31 @@ pub fn all(knobs: &Knobs) -> Vec<Scenario> {
             .collect(),
         compare_fifo: false,
         baseline: None,
+        only_when_named: false,
+    };
+    let n = knobs.overload_tenants.max(1);
+    let per_tenant = knobs.overload_rate / n as f64;
+    let overload = Scenario {
+        name: "overload",
+        description: format!(
+            "{n} tenants at {:.0} ev/s together ({per_tenant:.2} each) for {} s, more than one machine processes; budget out of the way; every accepted event must be answered within {} s after",
+            knobs.overload_rate,
+            knobs.duration.as_secs(),
+            knobs.overload_drain.as_secs()
+        ),
+        tenants: (1..=n)
+            .map(|i| one(&format!("t{i:04}"), Role::Quiet, per_tenant))
+            .collect(),
+        faults: Vec::new(),
+        fleet_per_minute: UNLIMITED_BUDGET,
+        duration: knobs.duration,
+        drain: knobs.overload_drain,
+        ramp: Vec::new(),
+        compare_fifo: false,
+        baseline: None,
+        only_when_named: true,
     };
     vec![
-        steady, baseline, flood, slow, hang, failing, replay, weights, saturation,
+        steady, baseline, flood, slow, hang, failing, replay, weights, saturation, overload,
     ]
 }

@@ -79,8 +79,10 @@ async fn three_sender_replicas_together_stay_within_the_fleet_budget(pool: PgPoo
         "busiest window held {busiest} sends"
     );
     // A loose floor (the figure is printed): start-up and a busy machine cost a
-    // little; a replica that never leased would cost a third.
-    assert!(used >= 0.7, "the replicas left budget unused: {used:.2}");
+    // little (72–84 % measured on a 2-core machine while other suites ran;
+    // the three replicas share the test's one thread). A replica that never
+    // leased is caught below: the tenants it owns are never served.
+    assert!(used >= 0.6, "the replicas left budget unused: {used:.2}");
     // No replica is starved for good: every tenant (each replica owns some)
     // gets sends, though a replica that joined last may start a little later.
     switchyard_tests::poll::until(
