@@ -35,6 +35,7 @@ mod foundation;
 mod ingest_degraded;
 mod ingest_exactly_once;
 mod ingest_front_door;
+mod ingest_fuzz;
 mod ingest_limits;
 mod ingest_outbox;
 mod ingest_replay;
