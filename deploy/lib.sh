@@ -56,6 +56,25 @@ ensure_database() {
   fi
 }
 
+# schemathesis, the schema-driven HTTP fuzzer the ingest_fuzz suite runs
+# against ingest's OpenAPI document, pinned, in a venv of its own under .tools/.
+SCHEMATHESIS_VERSION="4.32.5"
+ensure_schemathesis() {
+  local venv="$TOOLS_DIR/schemathesis"
+  export SWITCHYARD_SCHEMATHESIS="$venv/bin/schemathesis"
+  if [[ -x "$SWITCHYARD_SCHEMATHESIS" ]] \
+    && "$SWITCHYARD_SCHEMATHESIS" --version 2>/dev/null | grep -q "version $SCHEMATHESIS_VERSION"; then
+    return 0
+  fi
+  log "installing schemathesis $SCHEMATHESIS_VERSION into $venv (from PyPI)"
+  command -v python3 >/dev/null || die "python3 is needed for schemathesis"
+  rm -rf "$venv"
+  python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "schemathesis==$SCHEMATHESIS_VERSION" \
+    || die "could not install schemathesis==$SCHEMATHESIS_VERSION from PyPI"
+}
+
 ensure_nextest() {
   if ! cargo nextest --version >/dev/null 2>&1; then
     log "installing cargo-nextest"

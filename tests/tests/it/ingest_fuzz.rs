@@ -169,3 +169,73 @@ async fn arbitrary_bodies_are_answered_below_500_and_ingest_keeps_accepting(db: 
     assert_eq!(status, StatusCode::OK, "{text}");
     assert_eq!(h.inbound_count().await, before + 1);
 }
+
+/// The schemathesis command: `SWITCHYARD_SCHEMATHESIS`, else the one
+/// `deploy/test.sh` installs into `.tools/` (from PyPI, pinned there).
+fn schemathesis() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("SWITCHYARD_SCHEMATHESIS") {
+        return path.into();
+    }
+    let installed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.tools/schemathesis/bin/schemathesis");
+    assert!(
+        installed.exists(),
+        "schemathesis not found at {}: run the suite with `bash deploy/test.sh` (it installs it), or set SWITCHYARD_SCHEMATHESIS",
+        installed.display()
+    );
+    installed
+}
+
+/// Schema-driven: schemathesis reads ingest's own OpenAPI document (served
+/// at `/openapi.json`) and sends what it generates from it, to a tenant's
+/// URL with a valid token and to generated tenants and tokens; every answer
+/// must be below 500 and one the document lists for the operation.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn ingest_answers_what_its_openapi_document_promises(db: PgPool) {
+    let h = Harness::start(db).await;
+    let hook = h.hook_url("acme");
+    let token = hook.rsplit('/').next().expect("a token in the hook URL");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[operations]]\ninclude-path = \"/hook/{{tenant}}/{{token}}\"\nparameters = {{ tenant = \"acme\", token = \"{token}\" }}\n"
+        ),
+    )
+    .expect("write the config");
+    let mut command = std::process::Command::new(schemathesis());
+    command
+        .arg("--config-file")
+        .arg(&config)
+        .args([
+            "run",
+            "--checks",
+            "not_a_server_error,status_code_conformance",
+        ])
+        .args(["--max-examples", "100", "--seed", "1"])
+        .arg("--url")
+        .arg(&h.base)
+        .arg(format!("{}/openapi.json", h.base))
+        .env("SCHEMATHESIS_TELEMETRY", "false");
+    // Blocking, off the runtime's thread: ingest keeps serving meanwhile.
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("the schemathesis task")
+        .expect("schemathesis runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{report}");
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The fixed tenant and token took the generated bodies past the token
+    // check: some were valid events, accepted and published.
+    let accepted = h.inbound_count().await;
+    eprintln!("{accepted} generated events accepted and published");
+    assert!(
+        accepted > 0,
+        "no generated request got past the token check"
+    );
+}
