@@ -89,6 +89,7 @@ pub struct Ingest {
 pub async fn build(deps: Deps, settings: Settings) -> anyhow::Result<Ingest> {
     // Installs the recorder if nobody has, so in-process instances count too.
     switchyard_shared::ops_server::metrics_handle();
+    crate::metrics::register();
     let listener = TcpListener::bind(settings.http_addr)
         .await
         .with_context(|| {

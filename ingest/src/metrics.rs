@@ -248,3 +248,15 @@ pub fn accept_failed() {
 pub fn shed() {
     metrics::counter!(SHED).increment(1);
 }
+
+/// Registers, at 0, what alerts and dashboards expect before the first
+/// request: answers 200 and 503 (the ratio alerted on), accepted messages.
+pub fn register() {
+    for status in ["200", "503"] {
+        let _ = metrics::histogram!(REQUEST_SECONDS, "status" => status);
+    }
+    metrics::counter!(ACCEPTED, "event" => "message").absolute(0);
+    for reason in Reason::ALL {
+        metrics::counter!(REJECTED, "reason" => reason.as_str()).absolute(0);
+    }
+}

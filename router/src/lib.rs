@@ -45,6 +45,7 @@ pub const DEFAULT_OPS_PORT: u16 = 9102;
 
 /// Runs the router until the service's shutdown token is cancelled.
 pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
+    crate::metrics::register();
     // Tenant-scoped work runs as the non-owner role: row-level security applies.
     let (app_db, tenants) = service.tenant_scope(settings.tenant_cache_ttl)?;
     let work = Lanes::start(LanesParts {

@@ -32,3 +32,15 @@ pub const BOT_ANSWERS_REFUSED: &str = "switchyard_router_bot_answers_refused_tot
 pub const BOT_BUDGET_WAITS: &str = "switchyard_router_bot_budget_waits_total";
 /// How long those calls waited.
 pub const BOT_BUDGET_WAIT_SECONDS: &str = "switchyard_router_bot_budget_wait_seconds";
+
+/// Registers, at 0, what alerts and dashboards expect before the first event:
+/// the drops of events whose `customer_ref` has no tenant or an inactive one
+/// (the reasons of `switchyard_shared::admission::Admission::drop_reason`).
+pub fn register() {
+    for reason in ["unknown_tenant", "inactive_tenant"] {
+        metrics::counter!(DROPPED, "reason" => reason).absolute(0);
+    }
+    metrics::counter!(REPLIES).absolute(0);
+    metrics::gauge!(BACKPRESSURE).set(0.0);
+    let _ = metrics::histogram!(STEP_SECONDS);
+}

@@ -42,6 +42,7 @@ pub const DEFAULT_OPS_PORT: u16 = 9103;
 
 /// Runs the sender until the service's shutdown token is cancelled.
 pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
+    crate::metrics::register();
     // Tenant-scoped work runs as the non-owner role: row-level security applies.
     let (app_db, tenants) = service.tenant_scope(settings.tenant_cache_ttl)?;
     let (fleet, limits) = match settings.fleet_mode {

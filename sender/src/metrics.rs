@@ -36,3 +36,37 @@ pub const LEDGER_WRITE_DEFERRED: &str = "switchyard_sender_ledger_write_deferred
 pub const IN_DOUBT: &str = "switchyard_sender_in_doubt_total";
 /// Messages put back because another sender holds the reply's live lease.
 pub const LEASE_WAITS: &str = "switchyard_sender_lease_waits_total";
+/// Tenants this replica holds, by `reason` (a `PauseReason`; not capped: at
+/// most one series per reason).
+pub const TENANTS_HELD: &str = "switchyard_sender_tenants_held";
+/// Milliseconds this replica was told to wait by the shared fleet budget, by
+/// `reason` (`exhausted`: the window's calls are spent; `paused`: a 429 paused
+/// the fleet). Milliseconds because a counter counts whole units.
+pub const FLEET_BUDGET_WAIT_MS: &str = "switchyard_sender_fleet_budget_wait_milliseconds_total";
+
+/// Provider calls per tenant, by `tenant` (capped) and `outcome` (`sent`, `failed`).
+pub const TENANT_SENDS: &str = "switchyard_tenant_sends_total";
+/// End-to-end latency per tenant, by `tenant` (capped; its buckets are set
+/// where the recorder is built).
+pub use switchyard_shared::metrics::TENANT_REPLY_SECONDS;
+/// Replies this replica holds ready to send (live and bulk), by `tenant`
+/// (capped; tenants past the cap summed in `_other`).
+pub const TENANT_REPLIES_WAITING: &str = "switchyard_tenant_replies_waiting";
+/// How long each hold of a tenant has lasted so far, by `tenant` (capped;
+/// the longest past the cap in `_other`) and `reason`; 0 when not held.
+pub const TENANT_HELD_SECONDS: &str = "switchyard_tenant_held_seconds";
+
+/// Registers, at 0, what alerts and dashboards expect before the first event.
+pub fn register() {
+    use switchyard_shared::tenant_metrics::OTHER;
+    for outcome in ["sent", "failed"] {
+        metrics::counter!(TENANT_SENDS, "tenant" => OTHER, "outcome" => outcome).absolute(0);
+    }
+    let _ = metrics::histogram!(TENANT_REPLY_SECONDS, "tenant" => OTHER);
+    let _ = metrics::histogram!(END_TO_END_SECONDS);
+    for reason in ["exhausted", "paused"] {
+        metrics::counter!(FLEET_BUDGET_WAIT_MS, "reason" => reason).absolute(0);
+    }
+    metrics::gauge!(PROVIDER_DOWN).set(0.0);
+    metrics::counter!(BRIDGE_DOWN_ALERTS).absolute(0);
+}

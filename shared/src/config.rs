@@ -300,6 +300,9 @@ pub struct CommonSettings {
     pub log_filter: String,
     /// `SWITCHYARD_SHUTDOWN_GRACE` (default 10s): how long in-flight work may drain.
     pub shutdown_grace: Duration,
+    /// `SWITCHYARD_METRICS_TENANT_CAP` (default 500, at most 100000): tenants
+    /// this process names in its per-tenant metrics; the rest are `_other`.
+    pub metrics_tenant_cap: usize,
 }
 
 impl CommonSettings {
@@ -321,6 +324,11 @@ impl CommonSettings {
             log_format: env.parse("SWITCHYARD_LOG_FORMAT", LogFormat::Human)?,
             log_filter,
             shutdown_grace: env.duration("SWITCHYARD_SHUTDOWN_GRACE", Duration::from_secs(10))?,
+            metrics_tenant_cap: env.bounded(
+                "SWITCHYARD_METRICS_TENANT_CAP",
+                crate::tenant_metrics::DEFAULT_CAP,
+                0..=100_000,
+            )?,
         })
     }
 }

@@ -14,6 +14,7 @@
 //! - [`config`]: environment-driven settings, validated at start-up, secrets that never print;
 //! - [`telemetry`], [`shutdown`], [`ops_server`]: logs, graceful stop, `/healthz` `/readyz` `/metrics`;
 //! - [`metrics`]: every metric name shared code emits (lanes, dead letters, the WA Bridges client);
+//! - [`tenant_metrics`]: the `tenant` label of per-tenant metrics, under a cap with an overflow bucket;
 //! - [`service`]: the start-up and shutdown every binary shares (and its `--version`, `--probe`);
 //! - [`probe`]: a service's check of its own `/readyz` (`--probe`, for images without curl);
 //! - [`lanes`]: per-tenant lanes over partitioned JetStream consumers (router and sender);
@@ -47,6 +48,7 @@ pub mod streams;
 pub mod subjects;
 pub mod telemetry;
 pub mod tenant_cache;
+pub mod tenant_metrics;
 pub mod tenants;
 pub mod tls;
 pub mod wabridges;

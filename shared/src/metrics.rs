@@ -3,6 +3,8 @@
 //! Call sites use the names through `use crate::metrics as m;` and the
 //! `metrics` facade's macros (`metrics::counter!(m::DEAD_LETTERS, …)`).
 
+use crate::{lanes::dead_letter::DeadLetterCode, subjects::Direction};
+
 /// Partitions this replica reads, by `direction` and `replica`.
 pub const LANE_PARTITIONS_OWNED: &str = "switchyard_lane_partitions_owned";
 /// Changes of this replica's partition assignment.
@@ -21,3 +23,33 @@ pub const DEAD_LETTERS: &str = "switchyard_dead_letters_total";
 pub const WA_REQUESTS: &str = "switchyard_wa_requests_total";
 /// Time of one WA Bridges API call, by `op`.
 pub const WA_REQUEST_DURATION_SECONDS: &str = "switchyard_wa_request_duration_seconds";
+/// Dead letters per tenant, by `tenant` (capped, `docs/operations.md`) and `direction`.
+pub const TENANT_DEAD_LETTERS: &str = "switchyard_tenant_dead_letters_total";
+/// End-to-end latency per tenant (webhook in → reply accepted), by `tenant`
+/// (capped); coarse buckets ([`TENANT_REPLY_BUCKETS`]) keep it cheap.
+pub const TENANT_REPLY_SECONDS: &str = "switchyard_tenant_reply_seconds";
+/// Buckets of [`TENANT_REPLY_SECONDS`]: with `+Inf`, the sum and the count,
+/// 10 series per tenant.
+pub const TENANT_REPLY_BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Messages of a partition consumer not yet delivered (its lag), by `stream`
+/// and `partition`; reported by the replica that reads the partition (0 elsewhere).
+pub const LANE_PARTITION_PENDING: &str = "switchyard_lane_partition_pending";
+/// Messages waiting in the tenants' spill lanes, by `direction`; reported by
+/// the replica that reads partition 0 (0 elsewhere).
+pub const LANE_SPILL_PENDING: &str = "switchyard_lane_spill_pending";
+
+/// Registers, at 0, the series alerts and dashboards expect before anything
+/// happened (a counter first seen at 1 hides its first increase from
+/// `increase()`). Called once by every service at start-up.
+pub fn register() {
+    for direction in [Direction::Inbound, Direction::Outbound] {
+        for code in DeadLetterCode::KNOWN {
+            metrics::counter!(DEAD_LETTERS, "direction" => direction.as_str(), "reason" => code.as_str().to_owned())
+                .absolute(0);
+        }
+    }
+    for direction in [Direction::Inbound, Direction::Outbound] {
+        metrics::counter!(TENANT_DEAD_LETTERS, "tenant" => crate::tenant_metrics::OTHER, "direction" => direction.as_str())
+            .absolute(0);
+    }
+}

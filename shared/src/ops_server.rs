@@ -8,7 +8,7 @@ use std::{
 };
 
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +24,11 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0,
             ])
+            .expect("static bucket list is non-empty")
+            .set_buckets_for_metric(
+                Matcher::Full(crate::metrics::TENANT_REPLY_SECONDS.to_owned()),
+                crate::metrics::TENANT_REPLY_BUCKETS,
+            )
             .expect("static bucket list is non-empty")
             .build_recorder();
         let handle = recorder.handle();

@@ -44,6 +44,8 @@ impl Service {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         crate::tls::install_crypto_provider();
+        crate::tenant_metrics::install(settings.metrics_tenant_cap);
+        crate::metrics::register();
         let client = nats::connect(&settings.nats, name).await?;
         let js = streams::context(client.clone(), Duration::from_secs(5));
         streams::ensure_streams(&js, &settings.nats).await?;

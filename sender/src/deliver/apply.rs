@@ -11,8 +11,10 @@
 
 use switchyard_shared::{
     deliveries::{self, Failure},
+    ids::TenantId,
     lanes::{LaneMessage, dead_letter::DeadLetter},
     replies::OutboundReply,
+    tenant_metrics,
     wabridges::{SendReceipt, WaError},
 };
 
@@ -102,7 +104,7 @@ impl Deliverer {
             .ledger
             .record_wired(&self.db, &tenant.id, &reply.reply_id, provider_id)
             .await;
-        record_latency(reply);
+        record_latency(&tenant.id, reply);
         match written {
             Ok(()) => {
                 message.ack().await;
@@ -156,10 +158,12 @@ fn error_text(result: &Result<SendReceipt, WaError>) -> String {
 }
 
 /// End-to-end latency, webhook received → provider accepted the reply.
-fn record_latency(reply: &OutboundReply) {
+fn record_latency(tenant: &TenantId, reply: &OutboundReply) {
     if let Some(received) = reply.received_at_ms {
         let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-        let ms = (now_ms - i128::from(received)).max(0) as f64;
-        metrics::histogram!(m::END_TO_END_SECONDS).record(ms / 1000.0);
+        let seconds = (now_ms - i128::from(received)).max(0) as f64 / 1000.0;
+        metrics::histogram!(m::END_TO_END_SECONDS).record(seconds);
+        metrics::histogram!(m::TENANT_REPLY_SECONDS, "tenant" => tenant_metrics::label(tenant))
+            .record(seconds);
     }
 }

@@ -31,6 +31,7 @@ use switchyard_shared::{
     },
     message_ids::ReplyId,
     tenant_cache::TenantCache,
+    tenant_metrics,
     wabridges::{SendReceipt, WaBridgesClient, WaError},
 };
 
@@ -192,6 +193,9 @@ impl Deliverer {
         metrics::histogram!(m::SEND_SECONDS).record(started.elapsed().as_secs_f64());
         let class = result.as_ref().err().map_or("ok", WaError::class);
         metrics::counter!(m::ATTEMPTS, "result" => class).increment(1);
+        let outcome = if result.is_ok() { "sent" } else { "failed" };
+        metrics::counter!(m::TENANT_SENDS, "tenant" => tenant_metrics::label(&tenant.id), "outcome" => outcome)
+            .increment(1);
         let spent = result.as_ref().err().is_some_and(WaError::spends_attempt);
         let ctx = AttemptContext {
             attempt: attempts + u32::from(spent || result.is_ok()),

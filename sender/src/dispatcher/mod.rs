@@ -26,6 +26,7 @@
 //! - `bridge_flaps`: holding and resuming tenants whose bridge flaps;
 //! - `provider_outage`: noticing the provider itself is down, probing, and
 //!   resuming every tenant when it is back;
+//! - `tenant_gauges`: replies waiting and holds per tenant, as metrics;
 //! - `announcements`: the tasks forwarding lane work and NATS announcements.
 
 mod announcements;
@@ -34,6 +35,7 @@ mod events;
 mod lane_work;
 mod provider_outage;
 mod send_loop;
+mod tenant_gauges;
 mod tenant_refresh;
 
 use std::{
@@ -51,7 +53,9 @@ pub use self::{
     bridge_flaps::FlapSettings,
     events::{Completion, EVENT_QUEUE_CAPACITY, Event, EventSender},
 };
-use self::{bridge_flaps::BridgeFlaps, provider_outage::ProviderOutage};
+use self::{
+    bridge_flaps::BridgeFlaps, provider_outage::ProviderOutage, tenant_gauges::TenantGauges,
+};
 use crate::{
     deliver::Deliverer,
     fair_share::{Scheduler, warmup::WarmUp},
@@ -104,6 +108,8 @@ pub struct Dispatcher {
     flaps: BridgeFlaps,
     /// Provider-wide trouble: hold every send and probe.
     outage: ProviderOutage,
+    /// Replies waiting and holds per tenant, as metrics.
+    gauges: TenantGauges,
 }
 
 impl Dispatcher {
@@ -141,6 +147,7 @@ impl Dispatcher {
             chats_in_flight: HashSet::new(),
             flaps: BridgeFlaps::new(flaps),
             outage,
+            gauges: TenantGauges::new(),
         }
     }
 

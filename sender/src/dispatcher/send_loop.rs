@@ -21,6 +21,7 @@ use super::{
 use crate::{
     deliver::{Attempt, ProviderSignal, StepResult},
     fair_share::{Decision, Grant, GrantOutcome, PauseReason},
+    fleet_budget::Lease,
     metrics as m,
     outbound::OutboundMessage,
 };
@@ -64,6 +65,8 @@ impl Dispatcher {
                 _ = refresh.tick() => {
                     self.refresh_all();
                     self.flaps.alert_long_disconnections();
+                    let now = Instant::now();
+                    self.gauges.publish(&self.scheduler.observe(now), now);
                 }
                 _ = sleep => {}
             }
@@ -251,12 +254,29 @@ impl Dispatcher {
             return;
         };
         match fleet.acquire(wanted).await {
-            Ok(lease) => lease.apply_to(&mut self.scheduler),
+            Ok(lease) => {
+                record_budget_wait(&lease);
+                lease.apply_to(&mut self.scheduler);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot lease from the fleet budget; waiting");
                 self.scheduler
                     .pause_fleet_until(Instant::now() + Duration::from_millis(500));
             }
         }
+    }
+}
+
+/// Counts the time the shared budget told this replica to wait.
+fn record_budget_wait(lease: &Lease) {
+    let reason = match lease {
+        Lease::Granted { .. } => return,
+        Lease::Exhausted { .. } => "exhausted",
+        Lease::Paused { .. } => "paused",
+    };
+    if let Some(until) = lease.wait_until() {
+        let waited = until.saturating_duration_since(Instant::now());
+        metrics::counter!(m::FLEET_BUDGET_WAIT_MS, "reason" => reason)
+            .increment(waited.as_millis().try_into().unwrap_or(u64::MAX));
     }
 }

@@ -35,6 +35,6 @@ mod tests;
 
 pub use fleet_gate::FleetLimit;
 pub use scheduler::{
-    Decision, GlobalLimits, Grant, GrantOutcome, LaneClass, Scheduler, UnknownTenant,
+    Decision, GlobalLimits, Grant, GrantOutcome, LaneClass, Scheduler, TenantView, UnknownTenant,
 };
 pub use tenant_state::PauseReason;

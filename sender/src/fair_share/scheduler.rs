@@ -159,6 +159,16 @@ pub struct Scheduler {
     next_generation: u64,
 }
 
+/// One tenant as [`Scheduler::observe`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantView {
+    pub tenant: TenantId,
+    /// Replies ready to send, live and bulk.
+    pub waiting: u64,
+    /// The pauses holding it.
+    pub held: Vec<PauseReason>,
+}
+
 /// What one pass over the ring found, before DRR picks anyone.
 #[derive(Debug, Default)]
 struct Survey {
@@ -375,6 +385,28 @@ impl Scheduler {
     /// Leased fleet permits held and still valid at `now`.
     pub fn fleet_permits_held(&mut self, now: Instant) -> u32 {
         self.fleet.held(now)
+    }
+
+    /// Every tenant with replies ready (live and bulk) or a pause holding at
+    /// `now`: what the per-tenant gauges show.
+    pub fn observe(&self, now: Instant) -> Vec<TenantView> {
+        self.tenants
+            .iter()
+            .filter_map(|(tenant, state)| {
+                let held: Vec<PauseReason> = state
+                    .pauses
+                    .iter()
+                    .filter(|p| p.until.is_none_or(|until| now < until))
+                    .map(|p| p.reason)
+                    .collect();
+                let waiting = state.ready + state.bulk_ready;
+                (waiting > 0 || !held.is_empty()).then(|| TenantView {
+                    tenant: tenant.clone(),
+                    waiting,
+                    held,
+                })
+            })
+            .collect()
     }
 
     /// Sends in flight, all tenants together.

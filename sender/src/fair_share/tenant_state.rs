@@ -27,6 +27,15 @@ pub enum PauseReason {
 }
 
 impl PauseReason {
+    /// Every reason, once.
+    pub const ALL: [PauseReason; 5] = [
+        PauseReason::BridgeDisconnected,
+        PauseReason::Unauthorized,
+        PauseReason::Restricted,
+        PauseReason::Operator,
+        PauseReason::Backoff,
+    ];
+
     /// A stable name for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

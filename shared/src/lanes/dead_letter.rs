@@ -5,7 +5,10 @@
 
 use async_nats::HeaderMap;
 
-use crate::{lanes::LaneMessage, lanes::message::HEADER_ORIGINAL_SUBJECT, metrics as m, subjects};
+use crate::{
+    lanes::LaneMessage, lanes::message::HEADER_ORIGINAL_SUBJECT, metrics as m, subjects,
+    tenant_metrics,
+};
 
 pub const HEADER_REASON: &str = "Switchyard-Dlq-Reason";
 pub const HEADER_ATTEMPTS: &str = "Switchyard-Dlq-Attempts";
@@ -163,6 +166,12 @@ pub async fn publish(
         .await?
         .await?;
     metrics::counter!(m::DEAD_LETTERS, "direction" => message.direction().as_str(), "reason" => reason.code.to_string()).increment(1);
+    metrics::counter!(
+        m::TENANT_DEAD_LETTERS,
+        "tenant" => tenant_metrics::label(message.tenant()),
+        "direction" => message.direction().dead_letter_side().as_str()
+    )
+    .increment(1);
     tracing::warn!(tenant.id = %message.tenant(), message.id = %message.message_id(), dlq.reason = reason.code.as_str(), dlq.detail = %reason.detail, delivery.attempts = attempts, "message dead-lettered");
     Ok(())
 }

@@ -20,7 +20,8 @@
 //! and returns the [`LaneWork`] announcements ([`work`]: a bounded channel);
 //! `ownership` decides which partitions this replica reads and hands them
 //! over; `dispatch` reads a partition into the tenant lanes; `adoption`
-//! finds spill backlogs of its partitions that no lane reads; [`dead_letter`]
+//! finds spill backlogs of its partitions that no lane reads; `lag` reports
+//! the partition consumers' and spill lanes' backlog as gauges; [`dead_letter`]
 //! is where a message that cannot be processed goes.
 //!
 //! Router and sender both build on this and nothing here knows either: the
@@ -32,6 +33,7 @@ pub mod assignment;
 pub mod consumer;
 pub mod dead_letter;
 mod dispatch;
+mod lag;
 pub mod message;
 mod ownership;
 pub mod replica;

@@ -16,6 +16,7 @@ use crate::{
         TenantLane,
         assignment::Membership,
         consumer::partition_consumer_config,
+        lag::LagReporter,
         settings::LaneSettings,
         work::{self, Announcer, LaneWork},
     },
@@ -133,6 +134,14 @@ impl Lanes {
                 announcer,
             }),
         };
+        let lag = LagReporter {
+            direction,
+            partitions,
+            stream: stream.clone(),
+            js: lanes.inner.js.clone(),
+            interval: lanes.inner.settings.lag_interval,
+        };
+        tasks.spawn(lag.run(membership.owned.clone(), shutdown.clone()));
         tasks.spawn(
             lanes
                 .clone()

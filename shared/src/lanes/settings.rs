@@ -43,6 +43,9 @@ pub struct LaneSettings {
     /// for spill backlogs in its partitions that no lane of its own reads
     /// (also on every partition it gains; see [`super::adoption`]).
     pub backlog_scan: Duration,
+    /// `SWITCHYARD_LAG_INTERVAL` (default 15s, at least 1s): how often a
+    /// replica reads the lag of the partitions it reads (see [`super::lag`]).
+    pub lag_interval: Duration,
 }
 
 impl Default for LaneSettings {
@@ -58,6 +61,7 @@ impl Default for LaneSettings {
             spill_idle: Duration::from_secs(300),
             member_ttl: Duration::from_secs(4),
             backlog_scan: Duration::from_secs(5),
+            lag_interval: Duration::from_secs(15),
         }
     }
 }
@@ -84,7 +88,14 @@ impl LaneSettings {
             spill_idle: env.duration("SWITCHYARD_SPILL_IDLE", d.spill_idle)?,
             member_ttl: env.duration("SWITCHYARD_MEMBER_TTL", d.member_ttl)?,
             backlog_scan: env.duration("SWITCHYARD_LANE_BACKLOG_SCAN", d.backlog_scan)?,
+            lag_interval: env.duration("SWITCHYARD_LAG_INTERVAL", d.lag_interval)?,
         };
+        if s.lag_interval < Duration::from_secs(1) {
+            return Err(ConfigError {
+                variable: "SWITCHYARD_LAG_INTERVAL".to_owned(),
+                reason: format!("{:?} is below the 1s minimum", s.lag_interval),
+            });
+        }
         if s.backlog_scan < Duration::from_millis(100) {
             return Err(ConfigError {
                 variable: "SWITCHYARD_LANE_BACKLOG_SCAN".to_owned(),

@@ -90,6 +90,23 @@ pub async fn backlogged_tenants(
     Ok(tenants)
 }
 
+/// Messages waiting in every spill lane of `direction` (delivered but
+/// unacked ones included), from the stream's per-subject counts.
+pub async fn pending(
+    js: &jetstream::Context,
+    direction: Direction,
+) -> Result<u64, async_nats::Error> {
+    let stream = js.get_stream(subjects::SPILL_STREAM).await?;
+    let mut counts = stream
+        .info_with_subjects(subjects::spill_filter(direction))
+        .await?;
+    let mut total = 0;
+    while let Some(entry) = counts.next().await {
+        total += entry?.1 as u64;
+    }
+    Ok(total)
+}
+
 /// The work partition of a tenant's spilled backlog, as its newest spilled
 /// message records it; `None` when the lane is empty or the header is
 /// missing (a spill written before the header existed).
