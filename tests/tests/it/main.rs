@@ -40,6 +40,7 @@ mod ingest_limits;
 mod ingest_outbox;
 mod ingest_replay;
 mod nats_permissions;
+mod observability_metrics;
 mod router_backpressure;
 mod router_bot_calls;
 mod router_isolation;
