@@ -39,6 +39,7 @@ mod ingest_fuzz;
 mod ingest_limits;
 mod ingest_outbox;
 mod ingest_replay;
+mod metrics_per_tenant;
 mod nats_permissions;
 mod observability_metrics;
 mod router_backpressure;
