@@ -10,6 +10,7 @@
 //! - [`scoped_event_id`]: `<tenant>:<event id>`, an inbound event's id across the fleet, checked against the subject;
 //! - [`replies`]: the reply envelope the router publishes and the sender delivers;
 //! - [`webhook_auth`]: the per-bridge webhook token and URL (ingest checks it, provisioning sets it);
+//! - [`webhook_credential`]: a tenant's token generation and rotation window (which tokens it still accepts);
 //! - [`standard_webhooks`]: signing and verifying Standard Webhooks headers;
 //! - [`config`]: environment-driven settings, validated at start-up, secrets that never print;
 //! - [`telemetry`], [`shutdown`], [`ops_server`]: logs, graceful stop, `/healthz` `/readyz` `/metrics`;
@@ -51,3 +52,4 @@ pub mod tenants;
 pub mod tls;
 pub mod wabridges;
 pub mod webhook_auth;
+pub mod webhook_credential;

@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 /// A cached row (or cached absence) and when it was read.
 type CacheEntry = (Option<Arc<Tenant>>, Instant);
 
-/// A tenant lookup cache shared by the router's workers.
+/// A tenant lookup cache shared by the router's workers (and by ingest's
+/// webhook credential check).
 #[derive(Clone)]
 pub struct TenantCache {
     db: PgPool,
@@ -58,6 +59,17 @@ impl TenantCache {
             .await
             .insert(tenant.clone(), (row.clone(), Instant::now()));
         Ok(row)
+    }
+
+    /// The row last read for `tenant`, however old (`None`: never read, or
+    /// forgotten since): what a caller may fall back on while the database
+    /// cannot be reached.
+    pub async fn last_known(&self, tenant: &TenantId) -> Option<Option<Arc<Tenant>>> {
+        self.entries
+            .read()
+            .await
+            .get(tenant)
+            .map(|(row, _)| row.clone())
     }
 
     /// Forgets one tenant (its row changed).
