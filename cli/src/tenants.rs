@@ -48,6 +48,9 @@ pub enum TenantsCommand {
     SetWhatsapp(crate::whatsapp::SetWhatsAppArgs),
     /// Lift a tenant's sending hold (restricted number, refused key) on every sender.
     ResumeSending { tenant: TenantId },
+    /// Give a tenant a new webhook URL and re-point its bridge; the old URL stays
+    /// accepted for --window (0: revoked at once). Other tenants are untouched.
+    RotateWebhook(crate::rotate_webhook::RotateWebhookArgs),
     /// Offboard a tenant: suspend, drain, delete its bridge, keep (default) or --purge its data.
     /// Resumable: run it again to finish.
     Remove(crate::offboard::RemoveArgs),
@@ -344,6 +347,9 @@ pub async fn run(command: TenantsCommand, ctx: &Context, out: &mut Output) -> Cl
             return crate::whatsapp::run_resume_sending(tenant, ctx, out).await;
         }
         TenantsCommand::Remove(args) => return crate::offboard::run(args, ctx, out).await,
+        TenantsCommand::RotateWebhook(args) => {
+            return crate::rotate_webhook::run(args, ctx, out).await;
+        }
         other => other,
     };
     let pool = ctx.db()?;
@@ -376,6 +382,7 @@ pub async fn run(command: TenantsCommand, ctx: &Context, out: &mut Output) -> Cl
         }
         TenantsCommand::SetWhatsapp(_)
         | TenantsCommand::ResumeSending { .. }
+        | TenantsCommand::RotateWebhook(_)
         | TenantsCommand::Remove(_) => {
             return Ok(Exit::Ok);
         }

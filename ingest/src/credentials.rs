@@ -30,10 +30,7 @@ use std::{
 };
 
 use switchyard_shared::{
-    ids::TenantId,
-    tenant_cache::TenantCache,
-    tenants::Tenant,
-    webhook_auth::Generation,
+    ids::TenantId, tenant_cache::TenantCache, tenants::Tenant, webhook_auth::Generation,
     webhook_credential::Acceptance,
 };
 

@@ -10,6 +10,7 @@
 //! - [`scoped_event_id`]: `<tenant>:<event id>`, an inbound event's id across the fleet, checked against the subject;
 //! - [`replies`]: the reply envelope the router publishes and the sender delivers;
 //! - [`webhook_auth`]: the per-bridge webhook token and URL (ingest checks it, provisioning sets it);
+//! - [`public_url`]: ingest's public base URL, `https` unless loopback or allowed in development;
 //! - [`webhook_credential`]: a tenant's token generation and rotation window (which tokens it still accepts);
 //! - [`standard_webhooks`]: signing and verifying Standard Webhooks headers;
 //! - [`config`]: environment-driven settings, validated at start-up, secrets that never print;
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod nats;
 pub mod ops_server;
 pub mod probe;
+pub mod public_url;
 pub mod replies;
 pub mod retry;
 pub mod scoped_event_id;

@@ -347,7 +347,11 @@ mod tests {
             let token = k.token_at(&t("acme"), g(n));
             let mac = token.rsplit('.').next().unwrap();
             assert!(!shown.contains(mac), "{shown}");
-            let prefix = if n == 0 { String::new() } else { format!("{n}.") };
+            let prefix = if n == 0 {
+                String::new()
+            } else {
+                format!("{n}.")
+            };
             assert_eq!(
                 shown,
                 format!("https://ingest.example/base/hook/acme/{prefix}[redacted]")

@@ -25,6 +25,7 @@ mod cli_fleet;
 mod cli_fleet_lifecycle;
 mod cli_migrate;
 mod cli_recover;
+mod cli_rotate_webhook;
 mod cli_tenants;
 mod cli_tenants_remove;
 mod deploy_manifests;
