@@ -109,7 +109,7 @@ impl WebhookTarget {
 pub async fn announce_tenant_change(nats: Option<&async_nats::Client>, tenant: &TenantId) {
     let Some(nats) = nats else {
         output::warn(
-            "NATS unreachable: routers pick the change up when their cache expires (seconds)",
+            "NATS unreachable: routers and ingest pick the change up when their cache expires (seconds)",
         );
         return;
     };
@@ -122,7 +122,7 @@ pub async fn announce_tenant_change(nats: Option<&async_nats::Client>, tenant: &
     .await;
     if let Err(e) = sent {
         output::warn(&format!(
-            "cannot announce the change of {tenant} ({e:#}); routers pick it up when their cache expires"
+            "cannot announce the change of {tenant} ({e:#}); routers and ingest pick it up when their cache expires"
         ));
     }
 }

@@ -91,7 +91,8 @@ impl RotateReport {
     }
 }
 
-fn rfc3339_ms(unix_ms: i64) -> String {
+/// `unix_ms` as RFC 3339 UTC, to the second.
+pub fn rfc3339_ms(unix_ms: i64) -> String {
     let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(unix_ms).unwrap_or(0));
     humantime::format_rfc3339_seconds(at).to_string()
 }

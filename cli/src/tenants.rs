@@ -14,6 +14,7 @@ use switchyard_shared::{
     bot_config::{BotConfig, BotSpec, EgressPolicy, redact_json, redact_url},
     ids::TenantId,
     tenants::{self, BotKind, NewTenant, SendLimits, Tenant, TenantStatus},
+    webhook_auth::Generation,
 };
 
 use crate::{
@@ -334,6 +335,19 @@ fn write_one(w: &mut dyn Write, v: &TenantView) -> std::io::Result<()> {
     ]);
     t.add_row(vec!["bot".to_owned(), r.bot_kind.as_str().to_owned()]);
     t.add_row(vec!["bot config".to_owned(), r.bot_config.to_string()]);
+    // Shown once rotated (generation 0 is every tenant's URL as provisioned).
+    if r.webhook.generation != Generation::ORIGINAL {
+        t.add_row(vec![
+            "webhook generation".to_owned(),
+            r.webhook.generation.to_string(),
+        ]);
+    }
+    if let Some(until) = r.webhook.previous_until_ms {
+        t.add_row(vec![
+            "previous webhook URL until".to_owned(),
+            crate::rotate_webhook::rfc3339_ms(until),
+        ]);
+    }
     output::write_table(w, &t)
 }
 
