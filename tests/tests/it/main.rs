@@ -33,6 +33,7 @@ mod e2e_isolation;
 mod e2e_property;
 mod fleet_budget;
 mod foundation;
+mod ingest_credentials;
 mod ingest_degraded;
 mod ingest_exactly_once;
 mod ingest_front_door;
