@@ -10,9 +10,11 @@ use switchyard_shared::{
     config::{DatabaseSettings, Env, NatsSettings},
     db,
     ids::TenantId,
-    nats, streams, subjects,
+    nats,
+    public_url::PublicUrl,
+    streams, subjects,
     wabridges::{WaBridgesClient, WaBridgesSettings},
-    webhook_auth::WebhookKeys,
+    webhook_auth::{Generation, WebhookKeys, redact_webhook_url},
 };
 
 use crate::{exit::CliResult, output};
@@ -68,14 +70,12 @@ impl Context {
         Ok(WaBridgesClient::new(settings)?)
     }
 
-    /// How to build each tenant's webhook URL (`SWITCHYARD_WEBHOOK_SECRET`, `SWITCHYARD_PUBLIC_URL`).
+    /// How to build each tenant's webhook URL (`SWITCHYARD_WEBHOOK_SECRET`,
+    /// `SWITCHYARD_PUBLIC_URL`: `https` unless loopback or
+    /// `SWITCHYARD_PUBLIC_URL_ALLOW_HTTP`, see [`PublicUrl`]).
     pub fn webhook_target(&self) -> CliResult<WebhookTarget> {
         let secret = self.env.required_secret("SWITCHYARD_WEBHOOK_SECRET")?;
-        let public_url = self.env.raw("SWITCHYARD_PUBLIC_URL").ok_or_else(|| {
-            anyhow::anyhow!(
-                "invalid setting SWITCHYARD_PUBLIC_URL: is required and not set (the public base URL of ingest, e.g. https://ingest.example)"
-            )
-        })?;
+        let public_url = PublicUrl::from_env(&self.env)?;
         Ok(WebhookTarget {
             keys: WebhookKeys::new(secret, None),
             public_url,
@@ -83,25 +83,33 @@ impl Context {
     }
 }
 
-/// Builds a tenant's webhook URL (the token inside it is a secret: never print it).
+/// Builds a tenant's webhook URL (the token inside it is a secret: never
+/// print it; [`redact_webhook_url`] gives what may be shown).
 #[derive(Debug, Clone)]
 pub struct WebhookTarget {
     pub keys: WebhookKeys,
-    pub public_url: String,
+    pub public_url: PublicUrl,
 }
 
 impl WebhookTarget {
-    pub fn url_for(&self, tenant: &TenantId) -> String {
-        self.keys.webhook_url(&self.public_url, tenant)
+    /// The URL of `tenant` at its credential `generation` (the tenant row's).
+    pub fn url_for(&self, tenant: &TenantId, generation: Generation) -> String {
+        self.keys
+            .webhook_url_at(self.public_url.as_str(), tenant, generation)
+    }
+
+    /// The same URL with its token replaced by `[redacted]`.
+    pub fn shown_url_for(&self, tenant: &TenantId, generation: Generation) -> String {
+        redact_webhook_url(&self.url_for(tenant, generation))
     }
 }
 
-/// Tells every router replica to drop its cached row of `tenant`. Best
-/// effort: the cache's TTL (2 s) is the fallback, so a failure only warns.
+/// Tells every router and ingest replica to drop its cached row of `tenant`.
+/// Best effort: the cache's TTL (2 s) is the fallback, so a failure only warns.
 pub async fn announce_tenant_change(nats: Option<&async_nats::Client>, tenant: &TenantId) {
     let Some(nats) = nats else {
         output::warn(
-            "NATS unreachable: routers pick the change up when their cache expires (seconds)",
+            "NATS unreachable: routers and ingest pick the change up when their cache expires (seconds)",
         );
         return;
     };
@@ -114,7 +122,7 @@ pub async fn announce_tenant_change(nats: Option<&async_nats::Client>, tenant: &
     .await;
     if let Err(e) = sent {
         output::warn(&format!(
-            "cannot announce the change of {tenant} ({e:#}); routers pick it up when their cache expires"
+            "cannot announce the change of {tenant} ({e:#}); routers and ingest pick it up when their cache expires"
         ));
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! - [`tenants`]: the tenants table (add, list, show, suspend, resume, limits, bot, remove);
 //! - [`offboard`]: `tenants remove`, the resumable offboarding path;
+//! - [`rotate_webhook`]: `tenants rotate-webhook`, one tenant's new webhook URL (old one kept for a window, or revoked);
 //! - [`fleet`]: bridges at the provider (provision, reconcile, summary, delete, pair, stuck, repoint);
 //! - [`dlq`], [`replay`]: dead letters (list, show, replay, purge);
 //! - [`whatsapp`]: pacing and takeover settings, resuming a held tenant, human takeovers;
@@ -21,6 +22,7 @@ pub mod offboard;
 pub mod output;
 pub mod recover;
 pub mod replay;
+pub mod rotate_webhook;
 pub mod stored;
 pub mod tenants;
 pub mod whatsapp;
@@ -49,7 +51,7 @@ pub struct Cli {
 pub enum Command {
     /// Apply pending database migrations (reads DATABASE_URL); with --check, only report.
     Migrate(MigrateArgs),
-    /// Tenants: add, list, show, suspend, resume, set-limits, set-bot, set-whatsapp, resume-sending, remove.
+    /// Tenants: add, list, show, suspend, resume, set-limits, set-bot, set-whatsapp, resume-sending, rotate-webhook, remove.
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
     /// The bridge fleet at WA Bridges: provision, reconcile, summary, delete, pair, stuck, repoint.

@@ -14,6 +14,7 @@ use switchyard_shared::{
     bot_config::{BotConfig, BotSpec, EgressPolicy, redact_json, redact_url},
     ids::TenantId,
     tenants::{self, BotKind, NewTenant, SendLimits, Tenant, TenantStatus},
+    webhook_auth::Generation,
 };
 
 use crate::{
@@ -48,6 +49,9 @@ pub enum TenantsCommand {
     SetWhatsapp(crate::whatsapp::SetWhatsAppArgs),
     /// Lift a tenant's sending hold (restricted number, refused key) on every sender.
     ResumeSending { tenant: TenantId },
+    /// Give a tenant a new webhook URL and re-point its bridge; the old URL stays
+    /// accepted for --window (0: revoked at once). Other tenants are untouched.
+    RotateWebhook(crate::rotate_webhook::RotateWebhookArgs),
     /// Offboard a tenant: suspend, drain, delete its bridge, keep (default) or --purge its data.
     /// Resumable: run it again to finish.
     Remove(crate::offboard::RemoveArgs),
@@ -331,6 +335,19 @@ fn write_one(w: &mut dyn Write, v: &TenantView) -> std::io::Result<()> {
     ]);
     t.add_row(vec!["bot".to_owned(), r.bot_kind.as_str().to_owned()]);
     t.add_row(vec!["bot config".to_owned(), r.bot_config.to_string()]);
+    // Shown once rotated (generation 0 is every tenant's URL as provisioned).
+    if r.webhook.generation != Generation::ORIGINAL {
+        t.add_row(vec![
+            "webhook generation".to_owned(),
+            r.webhook.generation.to_string(),
+        ]);
+    }
+    if let Some(until) = r.webhook.previous_until_ms {
+        t.add_row(vec![
+            "previous webhook URL until".to_owned(),
+            crate::rotate_webhook::rfc3339_ms(until),
+        ]);
+    }
     output::write_table(w, &t)
 }
 
@@ -344,6 +361,9 @@ pub async fn run(command: TenantsCommand, ctx: &Context, out: &mut Output) -> Cl
             return crate::whatsapp::run_resume_sending(tenant, ctx, out).await;
         }
         TenantsCommand::Remove(args) => return crate::offboard::run(args, ctx, out).await,
+        TenantsCommand::RotateWebhook(args) => {
+            return crate::rotate_webhook::run(args, ctx, out).await;
+        }
         other => other,
     };
     let pool = ctx.db()?;
@@ -376,6 +396,7 @@ pub async fn run(command: TenantsCommand, ctx: &Context, out: &mut Output) -> Cl
         }
         TenantsCommand::SetWhatsapp(_)
         | TenantsCommand::ResumeSending { .. }
+        | TenantsCommand::RotateWebhook(_)
         | TenantsCommand::Remove(_) => {
             return Ok(Exit::Ok);
         }

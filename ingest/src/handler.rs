@@ -180,6 +180,7 @@ async fn handle(
             tenant: &raw_tenant,
             token: &token,
         })
+        .await
         .inspect_err(|rejection| log_refused(app, rejection, Caller::Claimed(&raw_tenant)))?;
     let span = tracing::Span::current();
     span.record("tenant.id", tracing::field::display(tenant.id()));

@@ -7,6 +7,7 @@
 //! - [`routes`]: the paths and the body limit;
 //! - [`handler`]: the webhook route as named steps;
 //! - [`verify`]: untrusted URL and body → `VerifiedWebhook` (token, signature, parse, tenant agreement);
+//! - [`credentials`]: whether the tenant still accepts the token's generation (rotation, revocation), through the tenant cache;
 //! - [`single_flight`]: identical deliveries in flight in this process share one outcome;
 //! - [`idempotency`]: the `(tenant, event id)` claim in PostgreSQL, group-committed, degradable;
 //! - [`key_writer`]: the statements that write the keys, on connections of their own;
@@ -16,6 +17,7 @@
 //! - [`rejection`], [`metrics`], [`traceparent`], [`openapi`], [`settings`]: answers, counters, trace context, the API document, configuration;
 //! - [`prune`]: forgets idempotency keys once their events have left the inbound stream.
 
+pub mod credentials;
 pub mod flusher;
 pub mod handler;
 pub mod idempotency;
@@ -38,7 +40,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use sqlx::PgPool;
-use switchyard_shared::service::Service;
+use switchyard_shared::{service::Service, tenant_cache::TenantCache};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -98,7 +100,7 @@ pub async fn build(deps: Deps, settings: Settings) -> anyhow::Result<Ingest> {
                 settings.http_addr
             )
         })?;
-    let publisher = publish::Publisher::new(deps.nats, settings.publish_timeout);
+    let publisher = publish::Publisher::new(deps.nats.clone(), settings.publish_timeout);
     let outbox = outbox::Outbox::start(
         &deps.db.connect_options(),
         outbox::OutboxPolicy {
@@ -118,8 +120,21 @@ pub async fn build(deps: Deps, settings: Settings) -> anyhow::Result<Ingest> {
         },
     );
     deps.tasks.spawn(flusher.run(deps.shutdown.clone()));
+    // A rotation announced on `control.tenant.<id>` reaches this replica's
+    // cache at once; the TTL covers a lost announcement.
+    let tenants = TenantCache::new(deps.db.clone(), settings.tenant_cache_ttl);
+    deps.tasks.spawn(
+        tenants
+            .clone()
+            .follow_changes(deps.nats.clone(), deps.shutdown.clone()),
+    );
+    let credentials = credentials::Credentials::new(tenants, settings.db_claim_timeout);
     let state = handler::AppState {
-        verifier: verify::Verifier::new(settings.webhook_keys, settings.signing_secret),
+        verifier: verify::Verifier::new(
+            settings.webhook_keys,
+            settings.signing_secret,
+            credentials,
+        ),
         keys: idempotency::Keys::start(
             &deps.db.connect_options(),
             idempotency::ClaimPolicy {

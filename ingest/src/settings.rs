@@ -13,7 +13,8 @@
 //! | `SWITCHYARD_HTTP_MAX_CONNECTIONS` | `10000` | open webhook connections; more are closed at once |
 //! | `SWITCHYARD_HTTP_MAX_IN_FLIGHT` | `1024` | requests being handled at once; more are answered 503 at once |
 //! | `SWITCHYARD_DROP_TYPING` | `true` | `typing` events are answered 200 and not published |
-//! | `SWITCHYARD_DB_CLAIM_TIMEOUT` | `500ms` | past this, the idempotency claim is skipped and the event published anyway |
+//! | `SWITCHYARD_DB_CLAIM_TIMEOUT` | `500ms` | past this, the idempotency claim is skipped and the event published anyway; also the bound on reading a tenant's webhook credential |
+//! | `SWITCHYARD_TENANT_CACHE_TTL` | `2s` | longest a webhook credential rotation takes to reach this replica if its announcement is lost |
 //! | `SWITCHYARD_PUBLISH_TIMEOUT` | `3s` | longest wait for a JetStream ack before answering 503 |
 //! | `SWITCHYARD_DB_CLAIM_BATCH` | `256` | most keys written by one group-commit statement |
 //! | `SWITCHYARD_DB_CLAIM_LINGER` | `2ms` | how long a busy claim writer gathers claims before writing them (`0ms` turns it off) |
@@ -40,7 +41,8 @@ use switchyard_shared::{
 const DEFAULT_CLAIM_LINGER: Duration = Duration::from_millis(2);
 /// Beyond this the wait would be a visible part of the answer time.
 const MAX_CLAIM_LINGER: Duration = Duration::from_millis(50);
-/// The claim, the publish budget and the outbox write together: the provider
+/// The credential read, the claim, the publish budget and the outbox write
+/// together (the first two bounded by the claim timeout each): the provider
 /// gives up after 10 s, and the answer still has to travel.
 const MAX_REQUEST_WAITS: Duration = Duration::from_secs(8);
 
@@ -72,8 +74,11 @@ pub struct Settings {
     pub http_limits: ServerLimits,
     /// Whether `typing` events are dropped at the edge (answered 200, counted).
     pub drop_typing: bool,
-    /// The bound past which PostgreSQL counts as degraded for a claim.
+    /// The bound past which PostgreSQL counts as degraded for a claim (and
+    /// for reading a tenant's webhook credential).
     pub db_claim_timeout: Duration,
+    /// How long a tenant row (its webhook credential) is trusted without an announcement.
+    pub tenant_cache_ttl: Duration,
     /// The bound on a JetStream publish ack.
     pub publish_timeout: Duration,
     /// Most idempotency keys one group-commit statement writes.
@@ -130,12 +135,12 @@ impl Settings {
                 .into());
             }
         }
-        let waits = db_claim_timeout + publish_timeout + outbox_write_timeout;
+        let waits = db_claim_timeout * 2 + publish_timeout + outbox_write_timeout;
         if waits > MAX_REQUEST_WAITS {
             return Err(ConfigError {
                 variable: "SWITCHYARD_OUTBOX_WRITE_TIMEOUT".to_owned(),
                 reason: format!(
-                    "SWITCHYARD_DB_CLAIM_TIMEOUT + SWITCHYARD_PUBLISH_TIMEOUT + SWITCHYARD_OUTBOX_WRITE_TIMEOUT is {}, above {} (the provider gives up after 10 s)",
+                    "2 × SWITCHYARD_DB_CLAIM_TIMEOUT (credential read, claim) + SWITCHYARD_PUBLISH_TIMEOUT + SWITCHYARD_OUTBOX_WRITE_TIMEOUT is {}, above {} (the provider gives up after 10 s)",
                     humantime_like(waits),
                     humantime_like(MAX_REQUEST_WAITS)
                 ),
@@ -237,6 +242,8 @@ impl Settings {
             max_body_bytes: env.bounded("SWITCHYARD_MAX_BODY_BYTES", 64 * 1024, 256..=1_000_000)?,
             drop_typing: env.flag("SWITCHYARD_DROP_TYPING", true)?,
             db_claim_timeout,
+            tenant_cache_ttl: env
+                .duration("SWITCHYARD_TENANT_CACHE_TTL", Duration::from_secs(2))?,
             publish_timeout,
             claim_batch: env.bounded("SWITCHYARD_DB_CLAIM_BATCH", 256, 1..=10_000)?,
             claim_linger,
@@ -259,6 +266,7 @@ impl Settings {
             http_limits: DEFAULT_LIMITS,
             drop_typing: true,
             db_claim_timeout: Duration::from_millis(500),
+            tenant_cache_ttl: Duration::from_secs(2),
             publish_timeout: Duration::from_secs(3),
             claim_batch: 256,
             claim_linger: DEFAULT_CLAIM_LINGER,
@@ -296,6 +304,7 @@ mod tests {
         assert!(s.drop_typing);
         assert!(s.signing_secret.is_none());
         assert_eq!(s.db_claim_timeout, Duration::from_millis(500));
+        assert_eq!(s.tenant_cache_ttl, Duration::from_secs(2));
         assert_eq!(s.claim_linger, Duration::from_millis(2));
         assert_eq!(s.outbox_max_events, 100_000);
         assert_eq!(s.outbox_max_per_tenant, 10_000);

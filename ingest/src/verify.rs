@@ -1,7 +1,8 @@
 //! From untrusted request to a webhook we may publish: "verified" is a type.
 //!
 //! An [`UnverifiedWebhook`] (what the URL claims) becomes an
-//! [`AuthenticatedTenant`] only through the per-bridge token check, and a body
+//! [`AuthenticatedTenant`] only through the per-bridge token check (the MAC,
+//! then the tenant's credential generation, [`crate::credentials`]), and a body
 //! becomes a [`VerifiedWebhook`] only through [`Verifier::accept`], which needs
 //! that authenticated tenant, checks the optional Standard Webhooks signature,
 //! parses the event and makes sure a `customer_ref` in the body names the same
@@ -16,10 +17,10 @@ use switchyard_shared::{
     ids::TenantId,
     scoped_event_id::ScopedEventId,
     standard_webhooks::{self, SigningSecret},
-    webhook_auth::WebhookKeys,
+    webhook_auth::{Generation, WebhookKeys},
 };
 
-use crate::rejection::Rejection;
+use crate::{credentials::Credentials, rejection::Rejection};
 
 /// What the request URL claims: `/hook/<tenant>/<token>`, nothing checked yet.
 #[derive(Debug)]
@@ -68,29 +69,62 @@ impl VerifiedWebhook {
     }
 }
 
-/// Holds the secrets that decide what is verified.
+/// A token we issued (its MAC is valid), not yet checked against the tenant's
+/// current credential.
+#[derive(Debug)]
+struct IssuedToken {
+    tenant: TenantId,
+    generation: Generation,
+}
+
+/// Holds the secrets and the credential check that decide what is verified.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     keys: WebhookKeys,
     signing: Option<SigningSecret>,
+    credentials: Credentials,
 }
 
 impl Verifier {
-    pub fn new(keys: WebhookKeys, signing: Option<SigningSecret>) -> Self {
-        Self { keys, signing }
+    pub fn new(
+        keys: WebhookKeys,
+        signing: Option<SigningSecret>,
+        credentials: Credentials,
+    ) -> Self {
+        Self {
+            keys,
+            signing,
+            credentials,
+        }
     }
 
-    /// The token check. A tenant that is not a valid id cannot have a valid
-    /// token, so it is refused the same way (401) before any HMAC is computed.
-    pub fn authenticate(
+    /// The token check: the MAC, then whether the tenant still accepts the
+    /// token's generation. A revoked token is refused exactly like a forged
+    /// one (401 `unauthorized`, reason `bad_token`).
+    pub async fn authenticate(
         &self,
         claimed: &UnverifiedWebhook<'_>,
     ) -> Result<AuthenticatedTenant, Rejection> {
-        let tenant = TenantId::parse(claimed.tenant).map_err(|_| Rejection::InvalidTenant)?;
-        if self.keys.verify(&tenant, claimed.token) {
-            Ok(AuthenticatedTenant(tenant))
+        let issued = self.issued(claimed)?;
+        if self
+            .credentials
+            .admits(&issued.tenant, issued.generation)
+            .await
+        {
+            Ok(AuthenticatedTenant(issued.tenant))
         } else {
             Err(Rejection::BadToken)
+        }
+    }
+
+    /// The MAC check, without state. A tenant that is not a valid id cannot
+    /// have a valid token, so it is refused the same way (401) before any
+    /// HMAC is computed.
+    fn issued(&self, claimed: &UnverifiedWebhook<'_>) -> Result<IssuedToken, Rejection> {
+        let tenant = TenantId::parse(claimed.tenant).map_err(|_| Rejection::InvalidTenant)?;
+        match self.keys.verify(&tenant, claimed.token) {
+            Some(generation) => Ok(IssuedToken { tenant, generation }),
+            None => Err(Rejection::BadToken),
         }
     }
 
@@ -153,8 +187,21 @@ impl Verifier {
 mod tests {
     use super::*;
 
+    /// A credential check over a database that is never reached: these tests
+    /// stop at the MAC or start from an authenticated tenant.
+    fn credentials() -> Credentials {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy_with(sqlx::postgres::PgConnectOptions::new());
+        Credentials::new(
+            switchyard_shared::tenant_cache::TenantCache::new(pool, std::time::Duration::ZERO),
+            std::time::Duration::ZERO,
+        )
+    }
+
     fn verifier() -> Verifier {
-        Verifier::new(WebhookKeys::new("s3cret".into(), None), None)
+        Verifier::new(WebhookKeys::new("s3cret".into(), None), None, credentials())
     }
 
     const SIGNING: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -178,11 +225,13 @@ mod tests {
         let v = verifier();
         let token =
             WebhookKeys::new("s3cret".into(), None).token_for(&TenantId::parse(raw).unwrap());
-        v.authenticate(&UnverifiedWebhook {
-            tenant: raw,
-            token: &token,
-        })
-        .unwrap()
+        let issued = v
+            .issued(&UnverifiedWebhook {
+                tenant: raw,
+                token: &token,
+            })
+            .unwrap();
+        AuthenticatedTenant(issued.tenant)
     }
 
     #[test]
@@ -190,7 +239,7 @@ mod tests {
         let keys = WebhookKeys::new("s3cret".into(), None);
         let token = keys.token_for(&TenantId::parse("acme").unwrap());
         let err = verifier()
-            .authenticate(&UnverifiedWebhook {
+            .issued(&UnverifiedWebhook {
                 tenant: "globex",
                 token: &token,
             })
@@ -201,7 +250,7 @@ mod tests {
     #[test]
     fn an_invalid_tenant_is_refused_before_any_token_check() {
         let err = verifier()
-            .authenticate(&UnverifiedWebhook {
+            .issued(&UnverifiedWebhook {
                 tenant: "a.>",
                 token: "x",
             })
@@ -223,6 +272,7 @@ mod tests {
         let signing = Verifier::new(
             WebhookKeys::new("s3cret".into(), None),
             Some(SigningSecret::parse(&SIGNING.into()).unwrap()),
+            credentials(),
         );
         let body = Bytes::from_static(br#"{"event":"disconnected"}"#);
         let now = 1_777_180_605;

@@ -17,12 +17,17 @@ use tokio_util::sync::CancellationToken;
 /// A cached row (or cached absence) and when it was read.
 type CacheEntry = (Option<Arc<Tenant>>, Instant);
 
-/// A tenant lookup cache shared by the router's workers.
+/// A tenant lookup cache shared by the router's workers (and by ingest's
+/// webhook credential check).
 #[derive(Clone)]
 pub struct TenantCache {
     db: PgPool,
     ttl: Duration,
     entries: Arc<RwLock<HashMap<TenantId, CacheEntry>>>,
+    /// One read of a tenant's row at a time: a burst of webhooks for a
+    /// tenant whose entry is missing or expired makes one database read, not
+    /// one per request (ingest checks every webhook's credential here).
+    loading: Arc<std::sync::Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl std::fmt::Debug for TenantCache {
@@ -39,15 +44,23 @@ impl TenantCache {
             db,
             ttl,
             entries: Arc::default(),
+            loading: Arc::default(),
         }
     }
 
     /// The tenant's row, `None` when no such tenant exists.
     pub async fn resolve(&self, tenant: &TenantId) -> Result<Option<Arc<Tenant>>, sqlx::Error> {
-        if let Some((row, fetched)) = self.entries.read().await.get(tenant)
-            && fetched.elapsed() < self.ttl
-        {
-            return Ok(row.clone());
+        if let Some(row) = self.fresh(tenant).await {
+            return Ok(row);
+        }
+        let lock = {
+            let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(loading.entry(tenant.clone()).or_default())
+        };
+        let _turn = lock.lock().await;
+        // Whoever held the turn before us may have read it already.
+        if let Some(row) = self.fresh(tenant).await {
+            return Ok(row);
         }
         // Read under the tenant's row-level security scope.
         let mut tx = db::begin_for_tenant(&self.db, tenant).await?;
@@ -58,6 +71,25 @@ impl TenantCache {
             .await
             .insert(tenant.clone(), (row.clone(), Instant::now()));
         Ok(row)
+    }
+
+    /// The cached row (or absence) of `tenant` if it is younger than the TTL.
+    async fn fresh(&self, tenant: &TenantId) -> Option<Option<Arc<Tenant>>> {
+        match self.entries.read().await.get(tenant) {
+            Some((row, fetched)) if fetched.elapsed() < self.ttl => Some(row.clone()),
+            _ => None,
+        }
+    }
+
+    /// The row last read for `tenant`, however old (`None`: never read, or
+    /// forgotten since): what a caller may fall back on while the database
+    /// cannot be reached.
+    pub async fn last_known(&self, tenant: &TenantId) -> Option<Option<Arc<Tenant>>> {
+        self.entries
+            .read()
+            .await
+            .get(tenant)
+            .map(|(row, _)| row.clone())
     }
 
     /// Forgets one tenant (its row changed).

@@ -9,6 +9,8 @@ use crate::{
     bot_config::{BotConfig, BotConfigError},
     bridge_state::BridgeState,
     ids::{BridgeId, TenantId},
+    webhook_auth::Generation,
+    webhook_credential::WebhookCredential,
 };
 
 /// Whether a tenant may be served.
@@ -88,6 +90,8 @@ pub struct Tenant {
     pub bot: Result<BotConfig, BotConfigError>,
     /// How the tenant's number behaves on WhatsApp (pacing, takeover, bursts).
     pub whatsapp: WhatsAppSettings,
+    /// Which webhook URL tokens the tenant accepts (migration 0008).
+    pub webhook: WebhookCredential,
 }
 
 /// Per-tenant WhatsApp behaviour (migration 0004; `docs/whatsapp.md` gives
@@ -138,6 +142,7 @@ impl std::fmt::Debug for Tenant {
             .field("bot_config", &format_args!("{bot_config}"))
             .field("bot", &self.bot)
             .field("whatsapp", &self.whatsapp)
+            .field("webhook", &self.webhook)
             .finish()
     }
 }
@@ -151,7 +156,8 @@ impl Tenant {
 const COLUMNS: &str = "id, display_name, status, bridge_id, bridge_state, weight, \
      sends_per_minute, send_burst, max_in_flight, bot_kind, bot_config, min_send_gap_ms, \
      contact_hourly_cap, takeover_minutes, debounce_ms, bulk_share_percent, \
-     EXTRACT(EPOCH FROM paired_at)::bigint AS paired_at";
+     EXTRACT(EPOCH FROM paired_at)::bigint AS paired_at, webhook_generation, \
+     (EXTRACT(EPOCH FROM webhook_previous_until) * 1000)::bigint AS webhook_previous_until_ms";
 
 fn from_row(row: &PgRow) -> Result<Tenant, sqlx::Error> {
     let decode = |column: &str, e: String| sqlx::Error::ColumnDecode {
@@ -198,6 +204,10 @@ fn from_row(row: &PgRow) -> Result<Tenant, sqlx::Error> {
             debounce_ms: positive("debounce_ms")?,
             bulk_share_percent: positive("bulk_share_percent")?,
             paired_at: row.try_get("paired_at")?,
+        },
+        webhook: WebhookCredential {
+            generation: Generation::new(positive("webhook_generation")?),
+            previous_until_ms: row.try_get("webhook_previous_until_ms")?,
         },
     })
 }

@@ -147,7 +147,7 @@ pub async fn provision(
             report.rows.push(done);
             continue;
         }
-        let url = target.url_for(tenant);
+        let url = target.url_for(tenant, row.webhook.generation);
         let mut transient = 0;
         let outcome = loop {
             match client.provision(tenant, &url).await {

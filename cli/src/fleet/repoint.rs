@@ -16,7 +16,9 @@ use std::{io::Write as _, path::PathBuf};
 use clap::Args;
 use serde::Serialize;
 use sqlx::PgPool;
-use switchyard_shared::{ids::TenantId, tenants, wabridges::WaBridgesClient};
+use switchyard_shared::{
+    ids::TenantId, tenants, wabridges::WaBridgesClient, webhook_auth::Generation,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -70,6 +72,8 @@ pub enum RepointOutcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct RepointRow {
     pub tenant: TenantId,
+    /// The credential generation of the URL sent (the tenant row's; not a secret).
+    pub webhook_generation: Generation,
     #[serde(flatten)]
     pub outcome: RepointOutcome,
 }
@@ -148,12 +152,15 @@ pub async fn repoint(
         urls_file: None,
     };
     for (i, tenant) in chosen.iter().enumerate() {
-        let Some(bridge) = tenants::fetch(pool, tenant)
-            .await?
-            .and_then(|r| r.bridge_id)
-        else {
+        let row = tenants::fetch(pool, tenant).await?;
+        let generation = row
+            .as_ref()
+            .map(|r| r.webhook.generation)
+            .unwrap_or_default();
+        let Some(bridge) = row.and_then(|r| r.bridge_id) else {
             report.rows.push(RepointRow {
                 tenant: tenant.clone(),
+                webhook_generation: generation,
                 outcome: RepointOutcome::Skipped {
                     reason: "no bridge: `fleet provision` sets the URL".to_owned(),
                 },
@@ -163,13 +170,14 @@ pub async fn repoint(
         if dry_run {
             report.rows.push(RepointRow {
                 tenant: tenant.clone(),
+                webhook_generation: generation,
                 outcome: RepointOutcome::WouldResend {
                     bridge_id: bridge.get(),
                 },
             });
             continue;
         }
-        let url = target.url_for(tenant);
+        let url = target.url_for(tenant, generation);
         let outcome = match paced(stop, &mut report.rate_limited_waits, || {
             client.provision(tenant, &url)
         })
@@ -195,6 +203,7 @@ pub async fn repoint(
         };
         report.rows.push(RepointRow {
             tenant: tenant.clone(),
+            webhook_generation: generation,
             outcome,
         });
     }
@@ -202,7 +211,11 @@ pub async fn repoint(
 }
 
 /// Writes the URLs of the repointed bridges, readable by the owner only.
-fn write_urls(file: &PathBuf, target: &WebhookTarget, report: &RepointReport) -> CliResult<()> {
+pub(crate) fn write_urls(
+    file: &PathBuf,
+    target: &WebhookTarget,
+    report: &RepointReport,
+) -> CliResult<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -218,7 +231,7 @@ fn write_urls(file: &PathBuf, target: &WebhookTarget, report: &RepointReport) ->
                 f,
                 "{bridge_id}\t{}\t{}",
                 r.tenant,
-                target.url_for(&r.tenant)
+                target.url_for(&r.tenant, r.webhook_generation)
             )?;
         }
     }

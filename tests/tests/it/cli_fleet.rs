@@ -93,7 +93,11 @@ async fn interrupted_bulk_provisioning_resumes_where_it_stopped(pool: PgPool) {
     let client = WaBridgesClient::new(sim.client_settings()).unwrap();
     let target = WebhookTarget {
         keys: WebhookKeys::new("whsec-test-secret".into(), None),
-        public_url: "https://ingest.example".to_owned(),
+        public_url: switchyard_shared::public_url::PublicUrl::parse(
+            "https://ingest.example",
+            false,
+        )
+        .unwrap(),
     };
     let stop = CancellationToken::new();
     let run = {
