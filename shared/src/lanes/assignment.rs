@@ -60,6 +60,7 @@ impl Membership {
         js: &jetstream::Context,
         direction: Direction,
         partitions: u16,
+        replicas: usize,
         replica_id: String,
         ttl: Duration,
         shutdown: CancellationToken,
@@ -71,6 +72,13 @@ impl Membership {
                 history: 1,
                 max_age: ttl,
                 storage: jetstream::stream::StorageType::Memory,
+                // As many as the streams: an R1 bucket on a node that dies
+                // takes the member list with it; every replica then ages the
+                // others out, claims every partition, and they take the pins
+                // from each other until the node is back (found by the chaos
+                // suite: replies stalled 13-18 s after a stream leader's node
+                // was killed).
+                num_replicas: replicas,
                 ..Default::default()
             })
             .await?;

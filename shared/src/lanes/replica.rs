@@ -41,6 +41,9 @@ pub struct LanesParts {
     pub direction: Direction,
     /// Partitions of the work stream (every replica must agree).
     pub partitions: u16,
+    /// Replicas of the membership bucket: the streams' (`SWITCHYARD_STREAM_REPLICAS`),
+    /// so losing one NATS node does not lose the member list with it.
+    pub replicas: usize,
     pub settings: LaneSettings,
     /// This replica's name among its peers.
     pub replica_id: String,
@@ -86,6 +89,7 @@ impl Lanes {
             js,
             direction,
             partitions,
+            replicas,
             settings,
             replica_id,
             shutdown,
@@ -109,6 +113,7 @@ impl Lanes {
             &js,
             direction,
             partitions,
+            replicas,
             replica_id.clone(),
             settings.member_ttl,
             shutdown.clone(),

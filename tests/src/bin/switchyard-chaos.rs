@@ -79,14 +79,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         } else {
             Plan::full(kind, seed)
         };
-        let db = ScratchDatabase::create(&format!("chaos_{}", kind.name().replace('-', "_"))).await?;
+        let db =
+            ScratchDatabase::create(&format!("chaos_{}", kind.name().replace('-', "_"))).await?;
         let result = async {
             let pool = PgPoolOptions::new()
                 .max_connections(4)
                 .connect_with(db.options.clone())
                 .await?;
             switchyard_shared::db::migrate(&pool).await?;
-            chaos::run(&plan, &program, &args.log_dir.join(kind.name()), &pool, &db.url).await
+            chaos::run(
+                &plan,
+                &program,
+                &args.log_dir.join(kind.name()),
+                &pool,
+                &db.url,
+            )
+            .await
         }
         .await;
         db.drop_database().await?;

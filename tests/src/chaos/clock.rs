@@ -19,7 +19,11 @@ pub struct Random(u64);
 impl Random {
     /// From `seed` (0 is replaced: xorshift cannot leave it).
     pub fn new(seed: u64) -> Self {
-        Self(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
+        Self(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
     }
 
     /// A seed from the clock.
@@ -46,6 +50,10 @@ impl Random {
     /// A duration between `low` and `high`.
     pub fn between(&mut self, low: Duration, high: Duration) -> Duration {
         let span = high.saturating_sub(low).as_millis() as u64;
-        low + Duration::from_millis(if span == 0 { 0 } else { self.next() % (span + 1) })
+        low + Duration::from_millis(if span == 0 {
+            0
+        } else {
+            self.next() % (span + 1)
+        })
     }
 }

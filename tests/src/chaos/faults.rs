@@ -14,7 +14,11 @@ use std::time::Duration;
 use serde::Serialize;
 use switchyard_shared::subjects;
 
-use super::{clock::{Random, unix_ms}, replica::Role, topology::Topology};
+use super::{
+    clock::{Random, unix_ms},
+    replica::Role,
+    topology::Topology,
+};
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,7 +75,11 @@ impl Fault {
 
     /// Injects the fault and returns once it is over (the process started
     /// again, the outage ended).
-    pub async fn inject(&self, topology: &mut Topology, random: &mut Random) -> anyhow::Result<Injected> {
+    pub async fn inject(
+        &self,
+        topology: &mut Topology,
+        random: &mut Random,
+    ) -> anyhow::Result<Injected> {
         match *self {
             Fault::Kill { role } => {
                 let index = random.below(topology.count(role));

@@ -61,7 +61,9 @@ impl Outcome {
              non-2xx {refused:?} + {no_answer} without answer, {answered} answered, {lost} lost, \
              {twice} sent twice ({window} in the documented window), {wrong} on a wrong bridge, \
              {unexplained} unexplained sends, {refused_answered} refused but answered, \
-             {dead} dead letters, recovery per fault {recovery:?} ms, latency p50 {p50} ms p99 {p99} ms, \
+             {dead} dead letters, replicas that exited on their own {exits:?} \
+             (start-ups retried: {retried}), \
+             recovery per fault {recovery:?} ms (first reply after it {first:?} ms; slowest event {worst:?}), latency p50 {p50} ms p99 {p99} ms, \
              settled {settled}, machine busy {busy:.0} % (stolen {steal:.0} %), {wall:.0?}; logs in {logs}",
             kind = self.plan.kind.name(),
             seed = self.plan.seed,
@@ -79,6 +81,10 @@ impl Outcome {
             refused_answered = f.refused_but_answered,
             dead = f.dead_letters,
             recovery = f.recovery_ms,
+            exits = f.unexpected_exits,
+            retried = f.start_up_failures,
+            first = f.first_reply_ms,
+            worst = f.slowest,
             p50 = f.latency_p50_ms,
             p99 = f.latency_p99_ms,
             settled = self.settled,
@@ -122,9 +128,11 @@ pub async fn run(
 
     let mut random = Random::new(plan.seed);
     let mut injected: Vec<(Option<Role>, Injected)> = Vec::new();
-    tokio::time::sleep(plan.warmup).await;
+    topology.watch_for(plan.warmup).await?;
     for fault in &plan.faults {
-        tokio::time::sleep(random.between(plan.gap.0, plan.gap.1)).await;
+        topology
+            .watch_for(random.between(plan.gap.0, plan.gap.1))
+            .await?;
         let done = fault.inject(&mut topology, &mut random).await?;
         let role = match fault {
             Fault::Kill { role } => Some(*role),
@@ -132,7 +140,7 @@ pub async fn run(
         };
         injected.push((role, done));
     }
-    tokio::time::sleep(plan.tail).await;
+    topology.watch_for(plan.tail).await?;
     let posted = load.stop().await;
     let traffic_end_ms = unix_ms();
 
@@ -145,23 +153,27 @@ pub async fn run(
         .collect();
     let drain_until = Instant::now() + plan.drain;
     while Instant::now() < drain_until && !all_answered(&topology, &accepted) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        topology.watch_for(Duration::from_millis(200)).await?;
     }
     let settled = crate::pipeline::settled_within(
         &topology.js,
-        drain_until.saturating_duration_since(Instant::now()).max(Duration::from_secs(10)),
+        drain_until
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(10)),
     )
     .await;
     let machine = MachineTicks::now()
         .zip(machine_before)
         .map_or((0.0, 0.0), |(now, before)| now.shares_since(&before));
-    let figures = tally::tally(
+    let mut figures = tally::tally(
         &posted,
         &topology.sim.sends(),
         &injected,
         traffic_end_ms,
         topology.dead_letters().await,
     );
+    figures.unexpected_exits = topology.unexpected_exits().to_vec();
+    figures.start_up_failures = topology.start_up_failures();
     Ok(Outcome {
         plan: plan.clone(),
         injected: injected.into_iter().map(|(_, i)| i).collect(),

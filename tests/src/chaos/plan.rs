@@ -95,7 +95,10 @@ impl Plan {
             Kind::SenderKill => kill(Role::Sender),
             Kind::IngestKill => kill(Role::Ingest),
             Kind::NatsInboundLeader | Kind::NatsOutboundLeader => {
-                vec![Fault::inbound_leader(secs(5)), Fault::outbound_leader(secs(5))]
+                vec![
+                    Fault::inbound_leader(secs(5)),
+                    Fault::outbound_leader(secs(5)),
+                ]
             }
             Kind::Postgres => vec![Fault::PostgresDown { length: secs(10) }],
             Kind::Bridges => vec![Fault::BridgesDown { length: secs(10) }],
@@ -128,10 +131,22 @@ impl Plan {
             Kind::RouterKill => (kill(Role::Router), (secs(8), secs(16))),
             Kind::SenderKill => (kill(Role::Sender), (secs(8), secs(16))),
             Kind::IngestKill => (kill(Role::Ingest), (secs(2), secs(8))),
-            Kind::NatsInboundLeader => (vec![Fault::inbound_leader(secs(10)); 5], (secs(10), secs(20))),
-            Kind::NatsOutboundLeader => (vec![Fault::outbound_leader(secs(10)); 5], (secs(10), secs(20))),
-            Kind::Postgres => (vec![Fault::PostgresDown { length: secs(10) }; 3], (secs(10), secs(20))),
-            Kind::Bridges => (vec![Fault::BridgesDown { length: secs(60) }; 3], (secs(10), secs(20))),
+            Kind::NatsInboundLeader => (
+                vec![Fault::inbound_leader(secs(10)); 5],
+                (secs(10), secs(20)),
+            ),
+            Kind::NatsOutboundLeader => (
+                vec![Fault::outbound_leader(secs(10)); 5],
+                (secs(10), secs(20)),
+            ),
+            Kind::Postgres => (
+                vec![Fault::PostgresDown { length: secs(10) }; 3],
+                (secs(10), secs(20)),
+            ),
+            Kind::Bridges => (
+                vec![Fault::BridgesDown { length: secs(60) }; 3],
+                (secs(10), secs(20)),
+            ),
             Kind::Overload => (Vec::new(), (secs(0), secs(0))),
         };
         let overload = kind == Kind::Overload;

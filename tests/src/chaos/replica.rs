@@ -101,6 +101,8 @@ pub struct Replica {
     pub http_port: Option<u16>,
     log: PathBuf,
     child: Option<Child>,
+    /// When the current process became ready.
+    ready_at: Instant,
     /// How often it was killed.
     pub kills: u32,
 }
@@ -133,6 +135,7 @@ impl Replica {
             http_port: (role == Role::Ingest).then(free),
             log: log_dir.join(format!("{}-{index}.log", role.name())),
             child: None,
+            ready_at: Instant::now(),
             kills: 0,
         };
         replica.spawn_until_ready().await?;
@@ -147,6 +150,19 @@ impl Replica {
     /// The replica's log so far (for a report of what went wrong).
     pub fn log_path(&self) -> &Path {
         &self.log
+    }
+
+    /// Whether the process has exited (on its own: [`Replica::kill9`] is
+    /// followed by a restart).
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| !matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// How long the current process has been ready.
+    pub fn up_for(&self) -> Duration {
+        self.ready_at.elapsed()
     }
 
     /// SIGKILL: no hand-over, no drain, connections cut by the kernel.
@@ -174,6 +190,7 @@ impl Replica {
             match wait_ready(&mut child, self.ops_port).await {
                 Ok(()) => {
                     self.child = Some(child);
+                    self.ready_at = Instant::now();
                     return Ok(());
                 }
                 Err(why) if attempt < 5 => {
@@ -204,7 +221,10 @@ impl Replica {
         command
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(REPLICA_OF, self.role.name())
-            .env("SWITCHYARD_OPS_ADDR", format!("127.0.0.1:{}", self.ops_port))
+            .env(
+                "SWITCHYARD_OPS_ADDR",
+                format!("127.0.0.1:{}", self.ops_port),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -51,7 +51,10 @@ pub fn markdown(outcomes: &[Outcome], command: &str) -> String {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} | {:.1} ({:.1}) | {} / {} | {:.0} % ({:.0} %) |",
-            o.plan.faults.first().map_or_else(|| o.plan.kind.name().to_owned(), |f| f.describe()),
+            o.plan
+                .faults
+                .first()
+                .map_or_else(|| o.plan.kind.name().to_owned(), |f| f.describe()),
             o.injected.len(),
             f.posted,
             f.accepted,

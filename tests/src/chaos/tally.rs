@@ -51,6 +51,16 @@ pub struct Figures {
     /// Per fault: how long after it (its end, or the kill) until every
     /// event accepted before and after it was answered, in ms.
     pub recovery_ms: Vec<u64>,
+    /// Per fault: how long after the same instant until the first reply
+    /// went out (replies flow again, backlog or not), ms.
+    pub first_reply_ms: Vec<u64>,
+    /// Per fault: the event that waited longest, `<tenant> #<seq>: posted
+    /// <ms> after the fault began, answered <ms> after`.
+    pub slowest: Vec<String>,
+    /// Replicas that exited without being killed, and were started again.
+    pub unexpected_exits: Vec<String>,
+    /// Replica start-ups that failed and were retried (see `topology::START_UP`).
+    pub start_up_failures: u32,
     /// The events' answer latency, p50 and p99 over the run, ms.
     pub latency_p50_ms: u64,
     pub latency_p99_ms: u64,
@@ -93,7 +103,10 @@ pub fn tally(
                 if send.customer_ref != tenant {
                     figures.wrong_bridge += 1;
                 }
-                copies.entry((tenant.to_owned(), seq)).or_default().push(send);
+                copies
+                    .entry((tenant.to_owned(), seq))
+                    .or_default()
+                    .push(send);
             }
             None => figures.unexplained_sends += 1,
         }
@@ -153,40 +166,57 @@ pub fn tally(
     };
     figures.latency_p50_ms = at(0.50);
     figures.latency_p99_ms = at(0.99);
-    figures.recovery_ms = recoveries(posted, &copies, injected, traffic_end_ms);
+    for (i, (_, fault)) in injected.iter().enumerate() {
+        let until = injected
+            .get(i + 1)
+            .map_or(traffic_end_ms, |(_, next)| next.began_ms);
+        let (wait, slowest) = recovery(posted, &copies, fault, until);
+        figures.recovery_ms.push(wait);
+        figures.slowest.push(slowest);
+        let first = sends
+            .iter()
+            .map(|s| s.at_ms)
+            .filter(|at| *at >= fault.recovery_from_ms)
+            .min()
+            .map_or(0, |at| at - fault.recovery_from_ms);
+        figures.first_reply_ms.push(first);
+    }
     figures
 }
 
-/// For each fault: the longest an accepted event waited for its answer
+/// For one fault: the longest an accepted event waited for its answer
 /// after the fault's recovery instant, over the events posted from shortly
-/// before the fault until the next fault began (or the traffic ended). An
-/// event posted later counts its whole latency. So a fault is recovered
-/// once the backlog it caused is answered and new events flow at once.
-fn recoveries(
+/// before the fault until `until` (the next fault, or the traffic's end),
+/// and which event that was. An event posted after the instant counts its
+/// whole latency. So a fault is recovered once the backlog it caused is
+/// answered and new events flow at once.
+fn recovery(
     posted: &[Posted],
     copies: &BTreeMap<(String, u64), Vec<&RecordedSend>>,
-    injected: &[(Option<Role>, Injected)],
-    traffic_end_ms: u64,
-) -> Vec<u64> {
+    fault: &Injected,
+    until: u64,
+) -> (u64, String) {
     /// Events this much older than the fault count too (held when it struck).
     const BEFORE_MS: u64 = 2_000;
-    injected
+    let from = fault.began_ms.saturating_sub(BEFORE_MS);
+    posted
         .iter()
-        .enumerate()
-        .map(|(i, (_, fault))| {
-            let until = injected
-                .get(i + 1)
-                .map_or(traffic_end_ms, |(_, next)| next.began_ms);
-            let from = fault.began_ms.saturating_sub(BEFORE_MS);
-            posted
-                .iter()
-                .filter(|p| p.accepted() && p.at_ms >= from && p.at_ms < until)
-                .filter_map(|p| {
-                    let first = copies.get(&(p.tenant.clone(), p.seq))?.first()?;
-                    Some(first.at_ms.saturating_sub(p.at_ms.max(fault.recovery_from_ms)))
-                })
-                .max()
-                .unwrap_or(0)
+        .filter(|p| p.accepted() && p.at_ms >= from && p.at_ms < until)
+        .filter_map(|p| {
+            let first = copies.get(&(p.tenant.clone(), p.seq))?.first()?;
+            let wait = first
+                .at_ms
+                .saturating_sub(p.at_ms.max(fault.recovery_from_ms));
+            let rel = |t: u64| t as i64 - fault.began_ms as i64;
+            let what = format!(
+                "{} #{}: posted {} ms after the fault began, answered {} ms after",
+                p.tenant,
+                p.seq,
+                rel(p.at_ms),
+                rel(first.at_ms)
+            );
+            Some((wait, what))
         })
-        .collect()
+        .max_by_key(|(wait, _)| *wait)
+        .unwrap_or_default()
 }

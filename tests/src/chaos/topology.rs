@@ -10,7 +10,10 @@
 //! (as the provider does), posted to the first ingest replica: that echo is
 //! what settles a send left in doubt by a sender that died (invariant 5).
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use async_nats::jetstream;
@@ -19,7 +22,8 @@ use switchyard_bridge_sim::{EchoMode, Fault, SimHandle};
 use switchyard_shared::{
     config::{Env, NatsSettings},
     ids::TenantId,
-    streams, subjects,
+    streams,
+    subjects::{self, Direction},
     tenants::BotKind,
     webhook_auth::WebhookKeys,
 };
@@ -28,6 +32,11 @@ use super::replica::{Replica, Role};
 use crate::{fixtures, nats_server::NatsCluster, tcp_proxy::TcpProxy};
 
 const WEBHOOK_SECRET: &str = "chaos-webhook-secret";
+
+/// A replica that exits within this long of being ready failed its start-up
+/// (the services' JetStream requests time out after 5 s, and a start-up
+/// makes a few in a row).
+pub const START_UP: Duration = Duration::from_secs(20);
 
 /// The shape of the deployment.
 #[derive(Debug, Clone)]
@@ -52,6 +61,9 @@ pub struct Topology {
     keys: WebhookKeys,
     replicas: Vec<Replica>,
     pg: TcpProxy,
+    /// Replicas that exited on their own since the start-up.
+    exits: Vec<String>,
+    start_up_failures: u32,
     // Last: the services go before the cluster they use.
     pub cluster: NatsCluster,
 }
@@ -87,6 +99,9 @@ impl Topology {
             .map_err(|()| anyhow::anyhow!("DATABASE_URL {db_url} cannot have a port"))?;
 
         let sim = fixtures::start_sim().await;
+        // The replicas' log filter: warnings, unless `SWITCHYARD_CHAOS_LOG` says otherwise.
+        let log_filter =
+            std::env::var("SWITCHYARD_CHAOS_LOG").unwrap_or_else(|_| "warn".to_owned());
         let mut env: Vec<(String, String)> = nats_vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
@@ -94,7 +109,7 @@ impl Topology {
         for (k, v) in [
             ("DATABASE_URL", proxied.as_str()),
             ("SWITCHYARD_DB_MAX_CONNECTIONS", "6"),
-            ("SWITCHYARD_LOG", "warn"),
+            ("SWITCHYARD_LOG", log_filter.as_str()),
             ("SWITCHYARD_WEBHOOK_SECRET", WEBHOOK_SECRET),
             ("WA_API_URL", sim.base_url().as_str()),
             ("WA_API_KEY", fixtures::SIM_API_KEY),
@@ -109,13 +124,18 @@ impl Topology {
         // Ingest first: the bridges post their echoes to the first replica.
         let mut replicas = Vec::new();
         for i in 0..shape.ingest {
-            replicas.push(Replica::start(&shape.program, Role::Ingest, i, env.clone(), &shape.log_dir).await?);
+            replicas.push(
+                Replica::start(&shape.program, Role::Ingest, i, env.clone(), &shape.log_dir)
+                    .await?,
+            );
         }
         let keys = WebhookKeys::new(WEBHOOK_SECRET.into(), None);
         let echo_target = replicas[0]
             .ingest_base()
             .context("an ingest replica has a webhook port")?;
-        let tenants: Vec<String> = (0..shape.tenants).map(|i| format!("chaos-{i:03}")).collect();
+        let tenants: Vec<String> = (0..shape.tenants)
+            .map(|i| format!("chaos-{i:03}"))
+            .collect();
         for tenant in &tenants {
             let hook = keys.webhook_url(&echo_target, &TenantId::parse(tenant)?);
             fixtures::add_tenant_with_bridge_posting_to(db, &sim, tenant, &hook, |new| {
@@ -128,9 +148,10 @@ impl Topology {
             .enumerate()
             .chain(std::iter::repeat_n(Role::Sender, shape.senders).enumerate());
         for (i, role) in workers {
-            replicas.push(Replica::start(&shape.program, role, i, env.clone(), &shape.log_dir).await?);
+            replicas
+                .push(Replica::start(&shape.program, role, i, env.clone(), &shape.log_dir).await?);
         }
-        Ok(Self {
+        let mut topology = Self {
             sim,
             js,
             tenants,
@@ -138,7 +159,109 @@ impl Topology {
             replicas,
             pg,
             cluster,
-        })
+            exits: Vec::new(),
+            start_up_failures: 0,
+        };
+        topology.settle_start_up().await?;
+        Ok(topology)
+    }
+
+    /// Waits until every replica has stayed up for 3 s in a row. A replica
+    /// that is ready may still exit while it creates its KV buckets (on a
+    /// cluster that has just formed, a create can outlast the service's
+    /// request timeout, and replicas racing for one bucket make it worse;
+    /// `deploy/cluster.sh` knows this too): such start-up exits are revived
+    /// here and not counted.
+    async fn settle_start_up(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut calm_since = Instant::now();
+        let mut buckets_made = false;
+        while !buckets_made || calm_since.elapsed() < Duration::from_secs(3) {
+            if !buckets_made {
+                buckets_made = self.buckets_exist().await;
+                calm_since = Instant::now();
+            }
+            if !self.revive_exited().await?.is_empty() {
+                calm_since = Instant::now();
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "replicas kept exiting during start-up; see {}",
+                self.log_paths()[0]
+                    .parent()
+                    .map_or_else(String::new, |d| d.display().to_string())
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.exits.clear();
+        Ok(())
+    }
+
+    /// Whether the KV buckets the workers create at start-up all exist.
+    async fn buckets_exist(&self) -> bool {
+        let members = [Direction::Inbound, Direction::Outbound, Direction::Bulk]
+            .map(switchyard_shared::lanes::assignment::bucket_name);
+        for bucket in members
+            .iter()
+            .map(String::as_str)
+            .chain([subjects::BUDGET_BUCKET])
+        {
+            if self.js.get_key_value(bucket).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Starts again every replica that exited on its own (as an orchestrator
+    /// would) and returns their names. A replica ready for less than
+    /// [`START_UP`] failed its start-up (it is ready before its lanes and
+    /// buckets are set up, which can time out while the cluster is busy):
+    /// counted in [`Topology::start_up_failures`]; any other exit is kept
+    /// in [`Topology::unexpected_exits`].
+    pub async fn revive_exited(&mut self) -> anyhow::Result<Vec<String>> {
+        let mut revived = Vec::new();
+        for replica in &mut self.replicas {
+            if replica.has_exited() {
+                let name = format!("{replica:?}");
+                if replica.up_for() < START_UP {
+                    self.start_up_failures += 1;
+                } else {
+                    self.exits.push(format!(
+                        "{name} at {}",
+                        time::OffsetDateTime::now_utc().time()
+                    ));
+                }
+                replica.restart().await?;
+                revived.push(name);
+            }
+        }
+        Ok(revived)
+    }
+
+    /// Start-ups that failed and were retried, since the topology started.
+    pub fn start_up_failures(&self) -> u32 {
+        self.start_up_failures
+    }
+
+    /// Waits `length`, reviving replicas that exit meanwhile.
+    pub async fn watch_for(&mut self, length: Duration) -> anyhow::Result<()> {
+        let until = Instant::now() + length;
+        while Instant::now() < until {
+            self.revive_exited().await?;
+            tokio::time::sleep(
+                until
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(250)),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Replicas that exited without being killed, since the start-up: `<name> at <unix ms>`.
+    pub fn unexpected_exits(&self) -> &[String] {
+        &self.exits
     }
 
     /// The webhook URL of `tenant` on the ingest replica at `base`.
@@ -148,7 +271,10 @@ impl Topology {
 
     /// The ingest replicas' base URLs (they keep their ports across restarts).
     pub fn ingest_bases(&self) -> Vec<String> {
-        self.replicas.iter().filter_map(Replica::ingest_base).collect()
+        self.replicas
+            .iter()
+            .filter_map(Replica::ingest_base)
+            .collect()
     }
 
     /// How many replicas of `role` run.
@@ -167,7 +293,10 @@ impl Topology {
 
     /// Where every replica's log is, for a report of what went wrong.
     pub fn log_paths(&self) -> Vec<PathBuf> {
-        self.replicas.iter().map(|r| r.log_path().to_owned()).collect()
+        self.replicas
+            .iter()
+            .map(|r| r.log_path().to_owned())
+            .collect()
     }
 
     /// The index of the node that leads `stream`, once the stream is whole

@@ -81,6 +81,11 @@ fn assert_goals(outcome: &Outcome) {
     );
     assert!(outcome.settled, "the pipeline did not settle");
     assert!(
+        f.unexpected_exits.is_empty(),
+        "replicas exited without being killed: {:?}",
+        f.unexpected_exits
+    );
+    assert!(
         f.max_recovery_ms() <= RECOVERY.as_millis() as u64,
         "replies flowed again {:?} ms after the faults (bound {RECOVERY:?})",
         f.recovery_ms
