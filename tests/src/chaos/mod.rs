@@ -13,6 +13,7 @@
 //! `docs/benchmarks/chaos.md` ([`report`]).
 
 pub mod clock;
+pub mod diagnose;
 pub mod faults;
 pub mod load;
 pub mod plan;
@@ -45,6 +46,9 @@ pub struct Outcome {
     pub figures: Figures,
     /// Whether every consumer was idle at the end (nothing more could be sent).
     pub settled: bool,
+    /// Where lost events got to and what the consumers hold, when events
+    /// were lost or the pipeline did not settle (empty otherwise).
+    pub diagnosis: String,
     /// Machine CPU over the run: busy and stolen, percent.
     pub machine_busy_percent: f64,
     pub machine_steal_percent: f64,
@@ -92,7 +96,11 @@ impl Outcome {
             steal = self.machine_steal_percent,
             wall = self.wall,
             logs = self.log_dir.display(),
-        )
+        ) + &if self.diagnosis.is_empty() {
+            String::new()
+        } else {
+            format!("\n{}", self.diagnosis)
+        }
     }
 }
 
@@ -174,11 +182,17 @@ pub async fn run(
     );
     figures.unexpected_exits = topology.unexpected_exits().to_vec();
     figures.start_up_failures = topology.start_up_failures();
+    let diagnosis = if figures.lost.is_empty() && settled {
+        String::new()
+    } else {
+        diagnose::diagnose(&topology, &figures.lost).await
+    };
     Ok(Outcome {
         plan: plan.clone(),
         injected: injected.into_iter().map(|(_, i)| i).collect(),
         figures,
         settled,
+        diagnosis,
         machine_busy_percent: machine.0,
         machine_steal_percent: machine.1,
         wall: started.elapsed(),

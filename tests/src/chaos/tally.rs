@@ -81,6 +81,10 @@ impl Figures {
     }
 }
 
+/// Events posted this long before a fault count as that fault's (they were
+/// under way when it struck).
+const BEFORE_MS: u64 = 2_000;
+
 /// Computes the figures. `injected` are the run's faults in order;
 /// `traffic_end_ms` is when the last event was posted.
 pub fn tally(
@@ -167,9 +171,10 @@ pub fn tally(
     figures.latency_p50_ms = at(0.50);
     figures.latency_p99_ms = at(0.99);
     for (i, (_, fault)) in injected.iter().enumerate() {
-        let until = injected
-            .get(i + 1)
-            .map_or(traffic_end_ms, |(_, next)| next.began_ms);
+        // Events posted shortly before the next fault are that fault's.
+        let until = injected.get(i + 1).map_or(traffic_end_ms, |(_, next)| {
+            next.began_ms.saturating_sub(BEFORE_MS)
+        });
         let (wait, slowest) = recovery(posted, &copies, fault, until);
         figures.recovery_ms.push(wait);
         figures.slowest.push(slowest);
@@ -186,7 +191,8 @@ pub fn tally(
 
 /// For one fault: the longest an accepted event waited for its answer
 /// after the fault's recovery instant, over the events posted from shortly
-/// before the fault until `until` (the next fault, or the traffic's end),
+/// before the fault until `until` (shortly before the next fault, or the
+/// traffic's end),
 /// and which event that was. An event posted after the instant counts its
 /// whole latency. So a fault is recovered once the backlog it caused is
 /// answered and new events flow at once.
@@ -196,8 +202,6 @@ fn recovery(
     fault: &Injected,
     until: u64,
 ) -> (u64, String) {
-    /// Events this much older than the fault count too (held when it struck).
-    const BEFORE_MS: u64 = 2_000;
     let from = fault.began_ms.saturating_sub(BEFORE_MS);
     posted
         .iter()

@@ -144,13 +144,6 @@ impl Topology {
             .await;
             sim.set_echo(tenant, EchoMode::After)?;
         }
-        let workers = std::iter::repeat_n(Role::Router, shape.routers)
-            .enumerate()
-            .chain(std::iter::repeat_n(Role::Sender, shape.senders).enumerate());
-        for (i, role) in workers {
-            replicas
-                .push(Replica::start(&shape.program, role, i, env.clone(), &shape.log_dir).await?);
-        }
         let mut topology = Self {
             sim,
             js,
@@ -162,25 +155,38 @@ impl Topology {
             exits: Vec::new(),
             start_up_failures: 0,
         };
+        // The first router, then the first sender, each until it has made
+        // its partition consumers and buckets (all at once, on a cluster that
+        // has just formed, most start-ups time out); then the others, which
+        // find them made.
+        let start = |role, i| Replica::start(&shape.program, role, i, env.clone(), &shape.log_dir);
+        topology.replicas.push(start(Role::Router, 0).await?);
+        topology
+            .wait_set_up(&[Direction::Inbound], shape.partitions)
+            .await?;
+        topology.replicas.push(start(Role::Sender, 0).await?);
+        topology
+            .wait_set_up(&[Direction::Outbound, Direction::Bulk], shape.partitions)
+            .await?;
+        for i in 1..shape.routers {
+            topology.replicas.push(start(Role::Router, i).await?);
+        }
+        for i in 1..shape.senders {
+            topology.replicas.push(start(Role::Sender, i).await?);
+        }
         topology.settle_start_up().await?;
         Ok(topology)
     }
 
     /// Waits until every replica has stayed up for 3 s in a row. A replica
-    /// that is ready may still exit while it creates its KV buckets (on a
-    /// cluster that has just formed, a create can outlast the service's
-    /// request timeout, and replicas racing for one bucket make it worse;
-    /// `deploy/cluster.sh` knows this too): such start-up exits are revived
-    /// here and not counted.
+    /// that is ready may still exit while it creates its consumers and KV
+    /// buckets (on a cluster that has just formed, a create can outlast the
+    /// service's request timeout; `deploy/cluster.sh` knows this too): such
+    /// start-up exits are revived and counted apart (see [`START_UP`]).
     async fn settle_start_up(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(90);
         let mut calm_since = Instant::now();
-        let mut buckets_made = false;
-        while !buckets_made || calm_since.elapsed() < Duration::from_secs(3) {
-            if !buckets_made {
-                buckets_made = self.buckets_exist().await;
-                calm_since = Instant::now();
-            }
+        while calm_since.elapsed() < Duration::from_secs(3) {
             if !self.revive_exited().await?.is_empty() {
                 calm_since = Instant::now();
             }
@@ -197,20 +203,42 @@ impl Topology {
         Ok(())
     }
 
-    /// Whether the KV buckets the workers create at start-up all exist.
-    async fn buckets_exist(&self) -> bool {
-        let members = [Direction::Inbound, Direction::Outbound, Direction::Bulk]
-            .map(switchyard_shared::lanes::assignment::bucket_name);
-        for bucket in members
-            .iter()
-            .map(String::as_str)
-            .chain([subjects::BUDGET_BUCKET])
-        {
-            if self.js.get_key_value(bucket).await.is_err() {
+    /// Waits until the partition consumers and membership buckets of
+    /// `directions` exist (and the fleet budget's bucket, for the sender's),
+    /// reviving replicas whose start-up failed meanwhile.
+    async fn wait_set_up(
+        &mut self,
+        directions: &[Direction],
+        partitions: u16,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !self.set_up(directions, partitions).await {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the {directions:?} lanes were not set up within 120 s"
+            );
+            self.revive_exited().await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
+    async fn set_up(&self, directions: &[Direction], partitions: u16) -> bool {
+        for direction in directions {
+            let Ok(stream) = self.js.get_stream(direction.stream()).await else {
+                return false;
+            };
+            let consumers = stream
+                .get_info()
+                .await
+                .map_or(0, |i| i.state.consumer_count);
+            let bucket = switchyard_shared::lanes::assignment::bucket_name(*direction);
+            if consumers < usize::from(partitions) || self.js.get_key_value(bucket).await.is_err() {
                 return false;
             }
         }
-        true
+        !directions.contains(&Direction::Outbound)
+            || self.js.get_key_value(subjects::BUDGET_BUCKET).await.is_ok()
     }
 
     /// Starts again every replica that exited on its own (as an orchestrator
@@ -259,7 +287,7 @@ impl Topology {
         Ok(())
     }
 
-    /// Replicas that exited without being killed, since the start-up: `<name> at <unix ms>`.
+    /// Replicas that exited without being killed, since the start-up: `<name> at <time of day, UTC>`.
     pub fn unexpected_exits(&self) -> &[String] {
         &self.exits
     }
