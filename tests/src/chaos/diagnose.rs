@@ -36,6 +36,14 @@ pub async fn diagnose(topology: &Topology, lost: &[(String, u64)]) -> String {
              {bulk_replies} bulk; send attempts: {tried}"
         );
     }
+    // What waits in tenants' spill lanes, with or without a consumer.
+    if let Ok(spill) = topology.js.get_stream(subjects::SPILL_STREAM).await
+        && let Ok(mut per_subject) = spill.info_with_subjects("spill.>").await
+    {
+        while let Some(Ok((subject, count))) = per_subject.next().await {
+            let _ = writeln!(out, "- {}: {subject} holds {count}", subjects::SPILL_STREAM);
+        }
+    }
     for stream in [
         subjects::INBOUND_STREAM,
         subjects::SPILL_STREAM,
@@ -49,7 +57,7 @@ pub async fn diagnose(topology: &Topology, lost: &[(String, u64)]) -> String {
         let mut consumers = s.consumers();
         while let Some(info) = consumers.next().await {
             match info {
-                Ok(i) if i.num_pending > 0 || i.num_ack_pending > 0 => {
+                Ok(i) if i.num_pending > 0 || i.num_ack_pending > 0 || stream == subjects::SPILL_STREAM => {
                     let _ = writeln!(
                         out,
                         "- {stream}/{}: pending {}, ack pending {}, redelivered {}, waiting pulls {}, \

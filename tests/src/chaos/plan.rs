@@ -101,7 +101,7 @@ impl Plan {
                 ]
             }
             Kind::Postgres => vec![Fault::PostgresDown { length: secs(10) }],
-            Kind::Bridges => vec![Fault::BridgesDown { length: secs(10) }],
+            Kind::Bridges => vec![Fault::BridgesDown { length: secs(8) }],
             Kind::Overload => Vec::new(),
         };
         Self {
@@ -114,16 +114,16 @@ impl Plan {
             replicas: (2, 2, 2),
             partitions: 8,
             warmup: secs(2),
-            gap: (secs(3), secs(6)),
-            tail: secs(8),
+            gap: (secs(3), secs(5)),
+            tail: secs(6),
             drain: secs(60),
             seed,
         }
     }
 
-    /// The full version: 20 kills of each replica kind, 5 losses of each
-    /// stream leader (each node down 10 s), PostgreSQL away for 10 s and
-    /// every bridge failing for 60 s (3 times each), at 100 events/s over
+    /// The full version: 20 kills of each replica kind, 3 losses of each
+    /// stream leader (each node down 10 s), PostgreSQL away for 10 s (3
+    /// times) and every bridge failing for 60 s (twice), at 100 events/s over
     /// 20 tenants, 2 ingest, 3 router and 3 sender replicas.
     pub fn full(kind: Kind, seed: u64) -> Self {
         let kill = |role| vec![Fault::Kill { role }; 20];
@@ -162,7 +162,7 @@ impl Plan {
             warmup: secs(5),
             gap,
             tail: if overload { secs(30) } else { secs(15) },
-            drain: secs(300),
+            drain: secs(120),
             seed,
         }
     }
