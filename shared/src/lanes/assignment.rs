@@ -39,6 +39,15 @@ pub fn bucket_name(direction: Direction) -> String {
     format!("switchyard_members_{}", direction.as_str())
 }
 
+/// What a membership divides and where it lives: the partitions of the
+/// work stream (every replica must agree), and the replicas of the member
+/// bucket (the streams', `SWITCHYARD_STREAM_REPLICAS`).
+#[derive(Debug, Clone, Copy)]
+pub struct MembershipShape {
+    pub partitions: u16,
+    pub replicas: usize,
+}
+
 /// Keeps this replica's membership alive and publishes the partitions it owns.
 pub struct Membership {
     pub owned: watch::Receiver<BTreeSet<u16>>,
@@ -59,8 +68,10 @@ impl Membership {
     pub async fn join(
         js: &jetstream::Context,
         direction: Direction,
-        partitions: u16,
-        replicas: usize,
+        MembershipShape {
+            partitions,
+            replicas,
+        }: MembershipShape,
         replica_id: String,
         ttl: Duration,
         shutdown: CancellationToken,

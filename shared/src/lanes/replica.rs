@@ -14,7 +14,7 @@ use crate::{
     ids::TenantId,
     lanes::{
         TenantLane,
-        assignment::Membership,
+        assignment::{Membership, MembershipShape},
         consumer::partition_consumer_config,
         settings::LaneSettings,
         work::{self, Announcer, LaneWork},
@@ -112,8 +112,10 @@ impl Lanes {
         let membership = Membership::join(
             &js,
             direction,
-            partitions,
-            replicas,
+            MembershipShape {
+                partitions,
+                replicas,
+            },
             replica_id.clone(),
             settings.member_ttl,
             shutdown.clone(),

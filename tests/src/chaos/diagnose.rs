@@ -57,7 +57,11 @@ pub async fn diagnose(topology: &Topology, lost: &[(String, u64)]) -> String {
         let mut consumers = s.consumers();
         while let Some(info) = consumers.next().await {
             match info {
-                Ok(i) if i.num_pending > 0 || i.num_ack_pending > 0 || stream == subjects::SPILL_STREAM => {
+                Ok(i)
+                    if i.num_pending > 0
+                        || i.num_ack_pending > 0
+                        || stream == subjects::SPILL_STREAM =>
+                {
                     let _ = writeln!(
                         out,
                         "- {stream}/{}: pending {}, ack pending {}, redelivered {}, waiting pulls {}, \

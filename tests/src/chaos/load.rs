@@ -203,7 +203,7 @@ async fn post_one(
             Ok(answer) => return Outcome::Status(answer.status().as_u16()),
             Err(e) if e.is_connect() && started.elapsed() < Duration::from_secs(10) => {
                 attempt += 1;
-                if attempt % urls.len() == 0 {
+                if attempt.is_multiple_of(urls.len()) {
                     // Every replica refused: wait a little before the next round.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
