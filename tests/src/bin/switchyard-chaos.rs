@@ -42,6 +42,13 @@ struct Args {
     /// The seed of the random moments (default: from the clock).
     #[arg(long)]
     seed: Option<u64>,
+    /// Events per second instead of the plan's (the full plan's 100 is more
+    /// than a debug build keeps up with on a busy 2-core machine).
+    #[arg(long)]
+    rate: Option<u32>,
+    /// Tenants instead of the plan's.
+    #[arg(long)]
+    tenants: Option<usize>,
     /// Where the replicas' logs go (one directory per kind).
     #[arg(long, default_value = "target/chaos")]
     log_dir: PathBuf,
@@ -74,11 +81,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut outcomes = Vec::new();
     for kind in kinds {
         let seed = args.seed.unwrap_or_else(Random::seed_from_clock);
-        let plan = if args.short {
+        let mut plan = if args.short {
             Plan::short(kind, seed)
         } else {
             Plan::full(kind, seed)
         };
+        if let Some(rate) = args.rate {
+            plan.rate.events_per_second = rate;
+        }
+        if let Some(tenants) = args.tenants {
+            plan.tenants = tenants;
+        }
         let db =
             ScratchDatabase::create(&format!("chaos_{}", kind.name().replace('-', "_"))).await?;
         let result = async {
