@@ -10,6 +10,11 @@ pub fn markdown(outcomes: &[Outcome], command: &str) -> String {
     let date = time::OffsetDateTime::now_utc().date();
     let commit = switchyard_build_info::GIT_COMMIT;
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -21,7 +26,7 @@ pub fn markdown(outcomes: &[Outcome], command: &str) -> String {
          traffic, and one kind of fault per run at random moments. Every event in is counted \
          by the driver (each POST and its status), every send out by the simulator; a reply \
          names its event and tenant, so double and cross-tenant sends are seen directly.\n\n\
-         Measured {date}, commit `{commit}`, {cores} cores; command: `{command}`. \
+         Measured {date}, commit `{commit}`, {cores} cores, {profile} build; command: `{command}`. \
          The test command runs the short version of each row (`chaos::*`, 2 faults each) \
          and asserts the goals.\n"
     );
@@ -103,6 +108,15 @@ pub fn markdown(outcomes: &[Outcome], command: &str) -> String {
                 .map(|(i, r)| format!("{} → {:.1} s", i.what, *r as f64 / 1000.0))
                 .collect::<Vec<_>>()
                 .join("; ")
+        );
+    }
+    for o in outcomes.iter().filter(|o| !o.diagnosis.is_empty()) {
+        let lines: Vec<&str> = o.diagnosis.lines().take(40).collect();
+        let _ = writeln!(
+            md,
+            "\n### `{}`: where the unanswered events were at the end\n\n```text\n{}\n```",
+            o.plan.kind.name(),
+            lines.join("\n")
         );
     }
     md
