@@ -121,9 +121,9 @@ impl Plan {
         }
     }
 
-    /// The full version: 20 kills of each replica kind, 3 losses of each
-    /// stream leader (each node down 10 s), PostgreSQL away for 10 s (3
-    /// times) and every bridge failing for 60 s (twice), at 100 events/s over
+    /// The full version: 20 kills of each replica kind, 5 losses of each
+    /// stream leader (each node down 10 s), PostgreSQL away for 10 s and
+    /// every bridge failing for 60 s (3 times each), at 100 events/s over
     /// 20 tenants, 2 ingest, 3 router and 3 sender replicas.
     pub fn full(kind: Kind, seed: u64) -> Self {
         let kill = |role| vec![Fault::Kill { role }; 20];
