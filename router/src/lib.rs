@@ -51,7 +51,6 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         js: service.jetstream.clone(),
         direction: Direction::Inbound,
         partitions: service.settings.nats.partitions,
-        replicas: service.settings.nats.replicas,
         settings: settings.lanes.clone(),
         replica_id: settings.replica_id.clone(),
         shutdown: service.shutdown.clone(),

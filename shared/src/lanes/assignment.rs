@@ -39,15 +39,6 @@ pub fn bucket_name(direction: Direction) -> String {
     format!("switchyard_members_{}", direction.as_str())
 }
 
-/// What a membership divides and where it lives: the partitions of the
-/// work stream (every replica must agree), and the replicas of the member
-/// bucket (the streams', `SWITCHYARD_STREAM_REPLICAS`).
-#[derive(Debug, Clone, Copy)]
-pub struct MembershipShape {
-    pub partitions: u16,
-    pub replicas: usize,
-}
-
 /// Keeps this replica's membership alive and publishes the partitions it owns.
 pub struct Membership {
     pub owned: watch::Receiver<BTreeSet<u16>>,
@@ -68,10 +59,7 @@ impl Membership {
     pub async fn join(
         js: &jetstream::Context,
         direction: Direction,
-        MembershipShape {
-            partitions,
-            replicas,
-        }: MembershipShape,
+        partitions: u16,
         replica_id: String,
         ttl: Duration,
         shutdown: CancellationToken,
@@ -83,13 +71,6 @@ impl Membership {
                 history: 1,
                 max_age: ttl,
                 storage: jetstream::stream::StorageType::Memory,
-                // As many as the streams: an R1 bucket on a node that dies
-                // takes the member list with it; every replica then ages the
-                // others out, claims every partition, and they take the pins
-                // from each other until the node is back (found by the chaos
-                // suite: replies stalled 13-18 s after a stream leader's node
-                // was killed).
-                num_replicas: replicas,
                 ..Default::default()
             })
             .await?;

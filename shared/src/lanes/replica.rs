@@ -14,7 +14,7 @@ use crate::{
     ids::TenantId,
     lanes::{
         TenantLane,
-        assignment::{Membership, MembershipShape},
+        assignment::Membership,
         consumer::partition_consumer_config,
         settings::LaneSettings,
         work::{self, Announcer, LaneWork},
@@ -41,9 +41,6 @@ pub struct LanesParts {
     pub direction: Direction,
     /// Partitions of the work stream (every replica must agree).
     pub partitions: u16,
-    /// Replicas of the membership bucket: the streams' (`SWITCHYARD_STREAM_REPLICAS`),
-    /// so losing one NATS node does not lose the member list with it.
-    pub replicas: usize,
     pub settings: LaneSettings,
     /// This replica's name among its peers.
     pub replica_id: String,
@@ -89,7 +86,6 @@ impl Lanes {
             js,
             direction,
             partitions,
-            replicas,
             settings,
             replica_id,
             shutdown,
@@ -112,10 +108,7 @@ impl Lanes {
         let membership = Membership::join(
             &js,
             direction,
-            MembershipShape {
-                partitions,
-                replicas,
-            },
+            partitions,
             replica_id.clone(),
             settings.member_ttl,
             shutdown.clone(),
