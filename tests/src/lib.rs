@@ -13,7 +13,8 @@
 //! - [`tcp_proxy`]: a forwarder a test can cut, to take a server away from one client;
 //! - [`poll`]: waiting for a condition with a deadline instead of sleeping;
 //! - [`services`]: the services started in-process on port 0 through their real start-up path;
-//! - [`traffic`]: inbound events published as ingest does, and readers of what came out.
+//! - [`traffic`]: inbound events published as ingest does, and readers of what came out;
+//! - [`chaos`]: the chaos driver (production topology as processes, steady load, one fault kind per run, the figures).
 //!
 //! PostgreSQL comes from `#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]`,
 //! which creates a fresh, migrated database per test.
@@ -24,6 +25,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod bench;
+pub mod chaos;
 pub mod fixtures;
 pub mod lifecycle;
 pub mod nats_server;

@@ -424,6 +424,12 @@ impl NatsCluster {
             .join(",")
     }
 
+    /// The index of the node whose `server_name` is `name` (as a stream's
+    /// cluster info names its leader).
+    pub fn node_named(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
     /// Kills node `i` (0..3).
     pub fn kill(&mut self, i: usize) {
         let child = &mut self.nodes[i].child;

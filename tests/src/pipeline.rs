@@ -192,36 +192,52 @@ impl Pipeline {
     /// inbound, spill and outbound streams, twice in a row: after that no
     /// further send can happen for what was accepted so far.
     pub async fn settled(&self, deadline: Duration) {
-        let clean_passes = std::cell::Cell::new(0u32);
-        let clean_passes = &clean_passes;
-        crate::poll::until("the pipeline to settle", deadline, || async move {
-            let idle = self.all_consumers_idle().await;
-            clean_passes.set(if idle { clean_passes.get() + 1 } else { 0 });
-            (clean_passes.get() >= 2).then_some(())
-        })
-        .await;
+        assert!(
+            settled_within(&self.js, deadline).await,
+            "the pipeline did not settle within {deadline:?}"
+        );
     }
+}
 
-    async fn all_consumers_idle(&self) -> bool {
-        // Upstream first: a message leaves a stream only after it reached the next one.
-        for name in [
-            subjects::INBOUND_STREAM,
-            subjects::SPILL_STREAM,
-            subjects::OUTBOUND_STREAM,
-        ] {
-            let Ok(stream) = self.js.get_stream(name).await else {
-                return false;
-            };
-            let mut consumers = stream.consumers();
-            while let Some(info) = consumers.next().await {
-                match info {
-                    Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => {}
-                    Ok(_) => return false,
-                    // A drained spill consumer may vanish while listed.
-                    Err(_) => return false,
-                }
+/// Whether, within `deadline`, nothing is pending or unacknowledged on any
+/// consumer of the inbound, spill and outbound streams twice in a row (see
+/// [`Pipeline::settled`]).
+pub async fn settled_within(js: &jetstream::Context, deadline: Duration) -> bool {
+    let start = tokio::time::Instant::now();
+    let mut clean_passes = 0u32;
+    while start.elapsed() <= deadline {
+        clean_passes = if all_consumers_idle(js).await {
+            clean_passes + 1
+        } else {
+            0
+        };
+        if clean_passes >= 2 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+async fn all_consumers_idle(js: &jetstream::Context) -> bool {
+    // Upstream first: a message leaves a stream only after it reached the next one.
+    for name in [
+        subjects::INBOUND_STREAM,
+        subjects::SPILL_STREAM,
+        subjects::OUTBOUND_STREAM,
+    ] {
+        let Ok(stream) = js.get_stream(name).await else {
+            return false;
+        };
+        let mut consumers = stream.consumers();
+        while let Some(info) = consumers.next().await {
+            match info {
+                Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => {}
+                Ok(_) => return false,
+                // A drained spill consumer may vanish while listed.
+                Err(_) => return false,
             }
         }
-        true
     }
+    true
 }

@@ -20,6 +20,7 @@ mod whatsapp_support;
 
 // Suites.
 mod bot_contract;
+mod chaos;
 mod cli_dlq;
 mod cli_fleet;
 mod cli_fleet_lifecycle;
