@@ -18,13 +18,12 @@
 //! The full version (20 kills each, 60 s of failing bridges) is the
 //! `switchyard-chaos` binary, whose report is `docs/benchmarks/chaos.md`.
 //!
-//! Two kinds run in the full version only, because they do not meet the
-//! goals yet and the test command must pass: losing the node that leads a
-//! stream (recovery 8.5–19 s against 10 s, and in some short runs a
-//! tenant's lane that stopped with accepted events unanswered), and
-//! PostgreSQL unreachable for 10 s (one recovery of 21.8 s in three). Both
-//! are written up in `docs/benchmarks/chaos.md`; each comes back here once
-//! it meets the goals (`switchyard-chaos nats-inbound-leader postgres-down`).
+//! Losing the node that leads a stream does not meet the 10 s recovery goal
+//! yet (10.9–19.6 s in short runs, `docs/benchmarks/chaos.md`): its test
+//! asserts every other goal, with a recovery bound of 40 s that a stalled
+//! lane (which never recovers) still fails. PostgreSQL unreachable for 10 s
+//! (one recovery of 21.8 s in three) runs in the full version only until it
+//! meets the goal (`switchyard-chaos postgres-down`).
 //! The seed of the random moments is printed; `CHAOS_SEED` repeats a run.
 
 use std::time::Duration;
@@ -68,6 +67,12 @@ async fn run(kind: Kind, db: PgPool) -> Outcome {
 /// (`SWITCHYARD_SEND_LEASE`, 10 s; `docs/architecture.md`, "Known limits"):
 /// for a sender kill the fault lasts until then, and the 10 s start after it.
 const SENDER_KILL_RECOVERY: Duration = Duration::from_secs(20);
+
+/// Not the goal (10 s), which a stream leader's loss misses today (the
+/// elections stall the fleet budget and the membership buckets): a bound
+/// that still catches a lane that stops for good, as one did before spill
+/// backlogs were adopted (`shared/src/lanes/adoption.rs`).
+const LEADER_LOSS_RECOVERY: Duration = Duration::from_secs(40);
 
 /// The goals every fault kind must meet.
 fn assert_goals(outcome: &Outcome) {
@@ -146,6 +151,21 @@ async fn chaos_ingest_kill(db: PgPool) {
         outcome.figures.refused.is_empty(),
         "ingest refused webhooks with a status: {:?}",
         outcome.figures.refused
+    );
+}
+
+/// The node leading the inbound stream, then the one leading the outbound
+/// stream, each killed and restarted 5 s later: nothing lost, no webhook
+/// refused while PostgreSQL is up.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn chaos_nats_stream_leaders(db: PgPool) {
+    let outcome = run(Kind::NatsInboundLeader, db).await;
+    assert_goals_within(&outcome, LEADER_LOSS_RECOVERY);
+    assert_no_double_send(&outcome);
+    assert_eq!(
+        outcome.figures.non_2xx(),
+        0,
+        "webhooks refused while PostgreSQL was up"
     );
 }
 
