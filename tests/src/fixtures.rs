@@ -80,6 +80,25 @@ pub async fn add_tenant_with_bridge_posting_to(
     .expect("set bridge");
 }
 
+/// A JetStream context with every stream created as `settings` declare them
+/// (R3 on a cluster), on a connection named `client_name`. A cluster that
+/// has just formed may time out its first creates: retried for `deadline`.
+pub async fn jetstream_with_streams_on_cluster(
+    settings: &NatsSettings,
+    client_name: &str,
+    deadline: Duration,
+) -> async_nats::jetstream::Context {
+    crate::poll::until("the cluster to create the streams", deadline, || async {
+        let client = switchyard_shared::nats::connect(settings, client_name)
+            .await
+            .ok()?;
+        let js = streams::context(client, Duration::from_secs(5));
+        streams::ensure_streams(&js, settings).await.ok()?;
+        Some(js)
+    })
+    .await
+}
+
 /// A JetStream context on `nats_url` with every stream created for `partitions`.
 pub async fn jetstream_with_streams(
     nats_url: &str,

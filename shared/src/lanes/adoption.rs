@@ -48,7 +48,7 @@ impl Lanes {
         stop: &CancellationToken,
     ) -> Result<(), async_nats::Error> {
         let direction = self.inner.direction;
-        for tenant in spill::backlogged_tenants(&self.inner.js, direction).await? {
+        for (tenant, _) in spill::backlogs(&self.inner.js, direction).await? {
             let open = self.inner.lanes.lock().await.get(&tenant).cloned();
             if let Some(lane) = open {
                 if lane.adopt_backlog().await {

@@ -68,43 +68,36 @@ pub async fn has_backlog(
     }
 }
 
-/// Every tenant whose spill lane in `direction` holds something (delivered
-/// but unacked messages included), from the stream's per-subject counts.
-pub async fn backlogged_tenants(
+/// Every tenant whose spill lane in `direction` holds something, with how
+/// many messages (delivered but unacked ones included), from the stream's
+/// per-subject counts (one paged request).
+pub async fn backlogs(
     js: &jetstream::Context,
     direction: Direction,
-) -> Result<Vec<TenantId>, async_nats::Error> {
+) -> Result<Vec<(TenantId, u64)>, async_nats::Error> {
     let stream = js.get_stream(subjects::SPILL_STREAM).await?;
     let mut counts = stream
         .info_with_subjects(subjects::spill_filter(direction))
         .await?;
-    let mut tenants = Vec::new();
+    let mut backlogs = Vec::new();
     while let Some(entry) = counts.next().await {
         let (subject, count) = entry?;
         if count > 0
             && let Some(tenant) = subjects::tenant_of(&subject)
         {
-            tenants.push(tenant);
+            backlogs.push((tenant, count as u64));
         }
     }
-    Ok(tenants)
+    Ok(backlogs)
 }
 
 /// Messages waiting in every spill lane of `direction` (delivered but
-/// unacked ones included), from the stream's per-subject counts.
+/// unacked ones included).
 pub async fn pending(
     js: &jetstream::Context,
     direction: Direction,
 ) -> Result<u64, async_nats::Error> {
-    let stream = js.get_stream(subjects::SPILL_STREAM).await?;
-    let mut counts = stream
-        .info_with_subjects(subjects::spill_filter(direction))
-        .await?;
-    let mut total = 0;
-    while let Some(entry) = counts.next().await {
-        total += entry?.1 as u64;
-    }
-    Ok(total)
+    Ok(backlogs(js, direction).await?.iter().map(|(_, n)| n).sum())
 }
 
 /// The work partition of a tenant's spilled backlog, as its newest spilled

@@ -22,7 +22,6 @@ use switchyard_bridge_sim::{EchoMode, Fault, SimHandle};
 use switchyard_shared::{
     config::{Env, NatsSettings},
     ids::TenantId,
-    streams,
     subjects::{self, Direction},
     tenants::BotKind,
     webhook_auth::WebhookKeys,
@@ -89,7 +88,16 @@ impl Topology {
             ("SWITCHYARD_STREAM_REPLICAS", "3".to_owned()),
             ("SWITCHYARD_PARTITIONS", partitions),
         ];
-        let js = create_streams(&nats_vars).await?;
+        let settings = NatsSettings::from_env(&Env::from_map(
+            nats_vars.iter().map(|(k, v)| (k.to_string(), v.clone())),
+        ))?;
+        // The R3 streams come from the driver, before any service starts.
+        let js = crate::fixtures::jetstream_with_streams_on_cluster(
+            &settings,
+            "chaos-driver",
+            Duration::from_secs(60),
+        )
+        .await;
 
         let pg = TcpProxy::start(postgres_addr(db).await?).await;
         let mut proxied = reqwest::Url::parse(db_url).context("DATABASE_URL")?;
@@ -379,28 +387,6 @@ impl Topology {
             Err(_) => 0,
         }
     }
-}
-
-/// Creates the R3 streams from the driver, before any service starts (on a
-/// cluster that has just formed the first creates may time out: retried).
-async fn create_streams(vars: &[(&str, String); 3]) -> anyhow::Result<jetstream::Context> {
-    let settings = NatsSettings::from_env(&Env::from_map(
-        vars.iter().map(|(k, v)| (k.to_string(), v.clone())),
-    ))?;
-    let js = crate::poll::until(
-        "the cluster to create the R3 streams",
-        Duration::from_secs(60),
-        || async {
-            let client = switchyard_shared::nats::connect(&settings, "chaos-driver")
-                .await
-                .ok()?;
-            let js = streams::context(client, Duration::from_secs(5));
-            streams::ensure_streams(&js, &settings).await.ok()?;
-            Some(js)
-        },
-    )
-    .await;
-    Ok(js)
 }
 
 /// The address of the PostgreSQL server behind `db`.

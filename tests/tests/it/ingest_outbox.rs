@@ -25,6 +25,7 @@ use switchyard_shared::{
     webhook_auth::WebhookKeys,
 };
 use switchyard_tests::{
+    fixtures,
     nats_server::{NatsCluster, NatsServer},
     poll,
     tcp_proxy::TcpProxy,
@@ -690,15 +691,11 @@ async fn losing_the_stream_leader_refuses_no_webhook(db: PgPool) {
     let mut cluster = NatsCluster::start();
     let replicas = [("SWITCHYARD_STREAM_REPLICAS", "3")];
     let urls = cluster.urls();
-    let js = poll::until("the cluster to create R3 streams", RECOVERY, || async {
-        let settings = nats_settings(&urls, &replicas);
-        let client = switchyard_shared::nats::connect(&settings, "outbox-test")
-            .await
-            .ok()?;
-        let js = streams::context(client, Duration::from_secs(5));
-        streams::ensure_streams(&js, &settings).await.ok()?;
-        Some(js)
-    })
+    let js = fixtures::jetstream_with_streams_on_cluster(
+        &nats_settings(&urls, &replicas),
+        "outbox-test",
+        RECOVERY,
+    )
     .await;
     let mut vars = FAST.to_vec();
     // The production defaults.
@@ -720,11 +717,9 @@ async fn losing_the_stream_leader_refuses_no_webhook(db: PgPool) {
         .cluster
         .and_then(|c| c.leader)
         .expect("the inbound stream has a leader");
-    let node: usize = leader
-        .strip_prefix('n')
-        .and_then(|rest| rest.split('-').next())
-        .and_then(|index| index.parse().ok())
-        .expect("node names are n<index>-<cluster>");
+    let node = cluster
+        .node_named(&leader)
+        .expect("the leader is a node of the cluster");
     cluster.kill(node);
 
     let tenants = ["acme", "globex", "initech", "umbrella"];
