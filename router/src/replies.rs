@@ -50,8 +50,27 @@ pub fn build(
         .collect()
 }
 
-/// Publishes every part and waits for each to be stored.
+/// How long one attempt to store a turn's replies may take. While the
+/// outbound stream elects a leader (a NATS node lost) a publish is never
+/// acked; waiting out the context's 5 s timeout would keep the turn waiting
+/// up to 5 s after the new leader is there, so the turn is retried sooner
+/// (backpressure; the replies' `Nats-Msg-Id`s make the retry a duplicate the
+/// stream drops).
+pub const PUBLISH_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Publishes every part and waits for each to be stored, within
+/// [`PUBLISH_ATTEMPT`].
 pub async fn publish(
+    js: &async_nats::jetstream::Context,
+    replies: &[OutboundReply],
+    traceparent: Option<&str>,
+) -> Result<(), async_nats::Error> {
+    tokio::time::timeout(PUBLISH_ATTEMPT, publish_all(js, replies, traceparent))
+        .await
+        .map_err(|_| format!("no ack within {PUBLISH_ATTEMPT:?}"))?
+}
+
+async fn publish_all(
     js: &async_nats::jetstream::Context,
     replies: &[OutboundReply],
     traceparent: Option<&str>,

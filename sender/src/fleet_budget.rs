@@ -164,6 +164,29 @@ impl Lease {
     }
 }
 
+/// Whether a compare-and-swap write failed because another replica wrote
+/// first. async-nats 0.51 recognises only the server's error 10071 ("wrong
+/// last sequence: N"); nats-server 2.12+ also answers 10164 ("wrong last
+/// sequence", without the number), which async-nats reports as an unknown
+/// error. Taken for a failure, every lost race paused this replica's sends
+/// (seen as 20 s without sends after a NATS node's loss, issue 16), so the
+/// server's code is looked for in the error's sources.
+fn lost_the_race(error: &(dyn std::error::Error + 'static)) -> bool {
+    use async_nats::jetstream::ErrorCode;
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(js) = e.downcast_ref::<async_nats::jetstream::Error>() {
+            return [
+                ErrorCode::STREAM_WRONG_LAST_SEQUENCE,
+                ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT,
+            ]
+            .contains(&js.error_code());
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// The shared budget could not be reached or read.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetBudgetError {
@@ -181,6 +204,8 @@ pub enum FleetBudgetError {
     Write(String),
     #[error("the fleet budget stayed contended for {0} compare-and-swap rounds")]
     Contended(u32),
+    #[error("the fleet budget did not answer within {0:?}")]
+    Unanswered(Duration),
 }
 
 /// One replica's handle on the shared budget. Cheap to clone.
@@ -310,7 +335,7 @@ impl FleetBudget {
                     .map(|_| ())
                     .map_err(|e| {
                         (
-                            e.kind() == UpdateErrorKind::WrongLastRevision,
+                            e.kind() == UpdateErrorKind::WrongLastRevision || lost_the_race(&e),
                             e.to_string(),
                         )
                     }),
@@ -319,7 +344,12 @@ impl FleetBudget {
                     .create(&self.key, value)
                     .await
                     .map(|_| ())
-                    .map_err(|e| (e.kind() == CreateErrorKind::AlreadyExists, e.to_string())),
+                    .map_err(|e| {
+                        (
+                            e.kind() == CreateErrorKind::AlreadyExists || lost_the_race(&e),
+                            e.to_string(),
+                        )
+                    }),
             };
             match written {
                 Ok(()) => return Ok((now, result)),

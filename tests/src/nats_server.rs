@@ -430,6 +430,11 @@ impl NatsCluster {
         self.nodes.iter().position(|n| n.name == name)
     }
 
+    /// The `server_name` of node `i` (0..3).
+    pub fn node_name(&self, i: usize) -> &str {
+        &self.nodes[i].name
+    }
+
     /// Kills node `i` (0..3).
     pub fn kill(&mut self, i: usize) {
         let child = &mut self.nodes[i].child;

@@ -21,10 +21,14 @@ use super::{
 use crate::{
     deliver::{Attempt, ProviderSignal, StepResult},
     fair_share::{Decision, Grant, GrantOutcome, PauseReason},
-    fleet_budget::Lease,
+    fleet_budget::{FleetBudgetError, Lease},
     metrics as m,
     outbound::OutboundMessage,
 };
+
+/// How long one lease from the shared budget may take (the loop waits for
+/// it; a healthy lease takes a few milliseconds).
+const LEASE_ATTEMPT: Duration = Duration::from_secs(2);
 
 impl Dispatcher {
     /// Runs until shutdown; in-flight deliveries finish on their own tasks.
@@ -253,7 +257,12 @@ impl Dispatcher {
         let Some(fleet) = self.fleet.clone() else {
             return;
         };
-        match fleet.acquire(wanted).await {
+        // While the budget's bucket elects a leader (a NATS node lost) a
+        // lease is never answered: ask again soon rather than wait out the
+        // request timeout after the new leader is there. A write that lands
+        // after we gave up only counts permits nobody uses (the safe side).
+        let asked = tokio::time::timeout(LEASE_ATTEMPT, fleet.acquire(wanted)).await;
+        match asked.unwrap_or(Err(FleetBudgetError::Unanswered(LEASE_ATTEMPT))) {
             Ok(lease) => {
                 record_budget_wait(&lease);
                 lease.apply_to(&mut self.scheduler);
@@ -261,7 +270,7 @@ impl Dispatcher {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot lease from the fleet budget; waiting");
                 self.scheduler
-                    .pause_fleet_until(Instant::now() + Duration::from_millis(500));
+                    .pause_fleet_until(Instant::now() + Duration::from_millis(250));
             }
         }
     }

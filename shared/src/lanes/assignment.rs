@@ -7,21 +7,18 @@
 //! same assignment from the sorted member list: partition `p` belongs to
 //! member `p mod n`. A replica that leaves deletes its key (others react at
 //! once through a watch); one that dies ages out after `member_ttl`, and its
-//! pins time out after `priority_timeout`.
+//! pins time out after `priority_timeout`. While a replica cannot refresh its
+//! own key (the bucket has no leader), it ages nobody out
+//! ([`super::liveness`]). The bucket has as many replicas as the work stream.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    time::Duration,
-};
-
-use tokio::time::Instant;
+use std::{collections::BTreeSet, time::Duration};
 
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::{metrics as m, subjects::Direction};
+use crate::{lanes::liveness::Liveness, metrics as m, subjects::Direction};
 
 /// Partitions owned by member `me` among `members` (sorted, deduplicated).
 pub fn owned_partitions(members: &BTreeSet<String>, me: &str, partitions: u16) -> BTreeSet<u16> {
@@ -56,10 +53,13 @@ impl std::fmt::Debug for Membership {
 
 impl Membership {
     /// Joins the member list and starts the refresh loop (ends with `shutdown`).
+    /// `replicas`: the bucket's, as the work stream's.
+    #[allow(clippy::too_many_arguments)]
     pub async fn join(
         js: &jetstream::Context,
         direction: Direction,
         partitions: u16,
+        replicas: usize,
         replica_id: String,
         ttl: Duration,
         shutdown: CancellationToken,
@@ -71,6 +71,7 @@ impl Membership {
                 history: 1,
                 max_age: ttl,
                 storage: jetstream::stream::StorageType::Memory,
+                num_replicas: replicas,
                 ..Default::default()
             })
             .await?;
@@ -80,59 +81,69 @@ impl Membership {
         // Members as last heard from. Listing the keys is not a consistent
         // snapshot while others refresh (an overwritten entry can be missed),
         // so the list is read once, then kept up to date from the watch, and a
-        // member is forgotten only after `ttl` of silence or when it leaves.
-        let mut seen: HashMap<String, Instant> = list_members(&store)
-            .await?
-            .into_iter()
-            .map(|m| (m, Instant::now()))
-            .collect();
-        seen.insert(replica_id.clone(), Instant::now());
-        let current = move |seen: &HashMap<String, Instant>| -> BTreeSet<String> {
-            seen.iter()
-                .filter(|(_, at)| at.elapsed() < ttl)
-                .map(|(m, _)| m.clone())
-                .collect()
-        };
-        let (tx, owned) =
-            watch::channel(owned_partitions(&current(&seen), &replica_id, partitions));
+        // member is forgotten only after `ttl` of silence (that this replica
+        // could hear) or when it leaves.
+        let mut alive = Liveness::new(ttl);
+        for member in list_members(&store).await? {
+            alive.heard(member);
+        }
+        alive.heard(replica_id.clone());
+        let (tx, owned) = watch::channel(owned_partitions(
+            &alive.members(),
+            &replica_id,
+            partitions,
+        ));
         let refresh = {
             let store = store.clone();
             let replica_id = replica_id.clone();
             async move {
                 // Refresh and re-check every quarter of the TTL: a dead member is
-                // dropped at most `ttl * 5 / 4` after its last refresh.
-                let mut tick = tokio::time::interval(ttl / 4);
+                // dropped at most `ttl * 5 / 4` after its last refresh (later
+                // while this replica's own refreshes fail).
+                let interval = ttl / 4;
+                let mut tick = tokio::time::interval(interval);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tick.tick() => {
-                            if let Err(e) = store.put(&replica_id, "alive".into()).await {
-                                tracing::warn!(error = %e, "cannot refresh lane membership");
+                            let put = store.put(&replica_id, "alive".into());
+                            match tokio::time::timeout(interval, put).await {
+                                Ok(Ok(_)) => {}
+                                Ok(Err(e)) => {
+                                    if !alive.holding() {
+                                        tracing::warn!(error = %e, "cannot refresh lane membership; holding the member list");
+                                    }
+                                    alive.blind();
+                                }
+                                Err(_) => {
+                                    if !alive.holding() {
+                                        tracing::warn!(after = ?interval, "lane membership refresh unanswered; holding the member list");
+                                    }
+                                    alive.blind();
+                                }
                             }
                             // We are a member while we run, whatever the watch lags.
-                            seen.insert(replica_id.clone(), Instant::now());
+                            alive.heard(replica_id.clone());
                         }
                         change = watcher.next() => match change {
                             Some(Ok(entry)) => match entry.operation {
-                                kv::Operation::Put => {
-                                    seen.insert(entry.key, Instant::now());
-                                }
+                                kv::Operation::Put => alive.heard(entry.key),
                                 kv::Operation::Delete | kv::Operation::Purge => {
-                                    seen.remove(&entry.key);
+                                    alive.left(&entry.key);
                                 }
                             },
                             Some(Err(e)) => tracing::debug!(error = %e, "membership watch error"),
                             None => {
                                 tracing::warn!("membership watch ended; watching again");
+                                alive.blind();
                                 if let Ok(w) = store.watch_all().await {
                                     watcher = w;
                                 }
                             }
                         }
                     }
-                    seen.retain(|_, at| at.elapsed() < ttl);
-                    let members = current(&seen);
+                    let members = alive.members();
                     let owned = owned_partitions(&members, &replica_id, partitions);
                     tx.send_if_modified(|current| {
                         let changed = *current != owned;

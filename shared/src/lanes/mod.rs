@@ -34,6 +34,7 @@ pub mod consumer;
 pub mod dead_letter;
 mod dispatch;
 mod lag;
+mod liveness;
 pub mod message;
 mod ownership;
 pub mod replica;

@@ -109,10 +109,13 @@ impl Lanes {
                 .await
                 .map_err(|e| fail(e.into()))?;
         }
+        // The member list is as durable as the work it assigns.
+        let replicas = stream.cached_info().config.num_replicas;
         let membership = Membership::join(
             &js,
             direction,
             partitions,
+            replicas,
             replica_id.clone(),
             settings.member_ttl,
             shutdown.clone(),

@@ -16,6 +16,7 @@ use switchyard_shared::subjects;
 
 use super::{
     clock::{Random, unix_ms},
+    elections,
     replica::Role,
     topology::Topology,
 };
@@ -92,19 +93,31 @@ impl Fault {
                     began_ms,
                     ended_ms: unix_ms(),
                     recovery_from_ms: began_ms,
+                    leaders_back_ms: None,
                 })
             }
             Fault::NatsLeader { stream, down } => {
                 let node = topology.stream_leader(stream).await?;
+                let name = topology.cluster.node_name(node).to_owned();
+                let led = elections::led_by(&topology.js, &name).await;
+                let groups = led.len();
                 let began_ms = unix_ms();
                 topology.cluster.kill(node);
-                tokio::time::sleep(down).await;
+                // The elections are watched while the node is down (they
+                // must end before it returns, or it takes its groups back).
+                let elected = elections::all_led_again(&topology.js, led, &name, down);
+                let (leaders_back_ms, ()) =
+                    tokio::join!(elected, tokio::time::sleep(down));
                 topology.cluster.restart(node);
                 Ok(Injected {
-                    what: format!("node n{node} (leader of {stream}) killed"),
+                    what: format!(
+                        "node n{node} (leader of {stream} and {} other groups) killed",
+                        groups.saturating_sub(1)
+                    ),
                     began_ms,
                     ended_ms: unix_ms(),
                     recovery_from_ms: began_ms,
+                    leaders_back_ms,
                 })
             }
             Fault::PostgresDown { length } => {
@@ -118,6 +131,7 @@ impl Fault {
                     began_ms,
                     ended_ms,
                     recovery_from_ms: ended_ms,
+                    leaders_back_ms: None,
                 })
             }
             Fault::BridgesDown { length } => {
@@ -131,6 +145,7 @@ impl Fault {
                     began_ms,
                     ended_ms,
                     recovery_from_ms: ended_ms,
+                    leaders_back_ms: None,
                 })
             }
         }
@@ -145,6 +160,9 @@ pub struct Injected {
     pub ended_ms: u64,
     /// The instant the recovery is timed from.
     pub recovery_from_ms: u64,
+    /// A NATS node's loss: when every raft group it led had a new leader
+    /// ([`super::elections`]); `None` if not before it came back.
+    pub leaders_back_ms: Option<u64>,
 }
 
 mod millis {

@@ -14,6 +14,7 @@
 
 pub mod clock;
 pub mod diagnose;
+pub mod elections;
 pub mod faults;
 pub mod load;
 pub mod plan;
@@ -67,7 +68,7 @@ impl Outcome {
              {unexplained} unexplained sends, {refused_answered} refused but answered, \
              {dead} dead letters, replicas that exited on their own {exits:?} \
              (start-ups retried: {retried}), \
-             recovery per fault {recovery:?} ms (first reply after it {first:?} ms; slowest event {worst:?}), latency p50 {p50} ms p99 {p99} ms, \
+             recovery per fault {recovery:?} ms (after NATS had its leaders back {after_leaders:?} ms; first reply after it {first:?} ms; slowest event {worst:?}), latency p50 {p50} ms p99 {p99} ms, \
              settled {settled}, machine busy {busy:.0} % (stolen {steal:.0} %), {wall:.0?}; logs in {logs}",
             kind = self.plan.kind.name(),
             seed = self.plan.seed,
@@ -85,6 +86,7 @@ impl Outcome {
             refused_answered = f.refused_but_answered,
             dead = f.dead_letters,
             recovery = f.recovery_ms,
+            after_leaders = f.after_leaders_ms,
             exits = f.unexpected_exits,
             retried = f.start_up_failures,
             first = f.first_reply_ms,

@@ -105,7 +105,18 @@ pub fn markdown(outcomes: &[Outcome], command: &str) -> String {
             o.injected
                 .iter()
                 .zip(&o.figures.recovery_ms)
-                .map(|(i, r)| format!("{} → {:.1} s", i.what, *r as f64 / 1000.0))
+                .zip(&o.figures.after_leaders_ms)
+                .map(|((i, r), after)| {
+                    let leaders = match (i.leaders_back_ms, after) {
+                        (Some(back), Some(after)) => format!(
+                            " (NATS leaders back {:.1} s after the kill; replies {:.1} s after that)",
+                            back.saturating_sub(i.began_ms) as f64 / 1000.0,
+                            *after as f64 / 1000.0
+                        ),
+                        _ => String::new(),
+                    };
+                    format!("{} → {:.1} s{leaders}", i.what, *r as f64 / 1000.0)
+                })
                 .collect::<Vec<_>>()
                 .join("; ")
         );

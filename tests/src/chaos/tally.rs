@@ -54,6 +54,10 @@ pub struct Figures {
     /// Per fault: how long after the same instant until the first reply
     /// went out (replies flow again, backlog or not), ms.
     pub first_reply_ms: Vec<u64>,
+    /// Per NATS node loss: the same recovery timed from the moment every
+    /// raft group the node led had a new leader (`None` for other faults,
+    /// or when the elections outlasted the node's absence).
+    pub after_leaders_ms: Vec<Option<u64>>,
     /// Per fault: the event that waited longest, `<tenant> #<seq>: posted
     /// <ms> after the fault began, answered <ms> after`.
     pub slowest: Vec<String>,
@@ -175,9 +179,14 @@ pub fn tally(
         let until = injected.get(i + 1).map_or(traffic_end_ms, |(_, next)| {
             next.began_ms.saturating_sub(BEFORE_MS)
         });
-        let (wait, slowest) = recovery(posted, &copies, fault, until);
+        let (wait, slowest) = recovery(posted, &copies, fault, fault.recovery_from_ms, until);
         figures.recovery_ms.push(wait);
         figures.slowest.push(slowest);
+        figures.after_leaders_ms.push(
+            fault
+                .leaders_back_ms
+                .map(|back| recovery(posted, &copies, fault, back, until).0),
+        );
         let first = sends
             .iter()
             .map(|s| s.at_ms)
@@ -190,7 +199,8 @@ pub fn tally(
 }
 
 /// For one fault: the longest an accepted event waited for its answer
-/// after the fault's recovery instant, over the events posted from shortly
+/// after `recovery_from_ms` (the fault's recovery instant, or when NATS had
+/// its leaders back), over the events posted from shortly
 /// before the fault until `until` (shortly before the next fault, or the
 /// traffic's end),
 /// and which event that was. An event posted after the instant counts its
@@ -200,6 +210,7 @@ fn recovery(
     posted: &[Posted],
     copies: &BTreeMap<(String, u64), Vec<&RecordedSend>>,
     fault: &Injected,
+    recovery_from_ms: u64,
     until: u64,
 ) -> (u64, String) {
     let from = fault.began_ms.saturating_sub(BEFORE_MS);
@@ -210,7 +221,7 @@ fn recovery(
             let first = copies.get(&(p.tenant.clone(), p.seq))?.first()?;
             let wait = first
                 .at_ms
-                .saturating_sub(p.at_ms.max(fault.recovery_from_ms));
+                .saturating_sub(p.at_ms.max(recovery_from_ms));
             let rel = |t: u64| t as i64 - fault.began_ms as i64;
             let what = format!(
                 "{} #{}: posted {} ms after the fault began, answered {} ms after",

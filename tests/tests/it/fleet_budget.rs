@@ -291,3 +291,49 @@ async fn an_exhausted_budget_says_when_it_frees_up() {
     assert!(retry_at > now && retry_at <= now + Duration::from_millis(4200));
     assert_eq!(budgets[1].used().await.unwrap(), 10);
 }
+
+/// On a 3-node cluster (an R3 bucket, as in production) nats-server answers
+/// a lost compare-and-swap with error 10164, which async-nats does not name;
+/// a replica that took it for a failure paused its sends at every lost race
+/// (20 s of pauses after a NATS node's loss in the chaos suite). Racing
+/// replicas must see only grants and refusals, never an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_replicas_on_a_cluster_never_take_a_lost_race_for_an_error() {
+    // Arrange: three replicas on three nodes of one cluster, an R3 bucket.
+    let cluster = switchyard_tests::nats_server::NatsCluster::start();
+    let config = FleetBudgetConfig {
+        replicas: 3,
+        ..fast_budget(100_000)
+    };
+    let urls: Vec<String> = cluster.urls().split(',').map(str::to_owned).collect();
+    let mut budgets = Vec::new();
+    for url in &urls {
+        let budget = poll::until("the R3 budget bucket", Duration::from_secs(30), || async {
+            let client = async_nats::connect(url.as_str()).await.ok()?;
+            FleetBudget::open(&jetstream::new(client), &config).await.ok()
+        })
+        .await;
+        budgets.push(budget);
+    }
+
+    // Act: every replica leases as fast as it can, all at once.
+    let races = budgets.into_iter().map(|budget| {
+        tokio::spawn(async move {
+            let mut errors = Vec::new();
+            for _ in 0..150 {
+                if let Err(e) = budget.acquire(1).await {
+                    errors.push(e.to_string());
+                }
+            }
+            errors
+        })
+    });
+    let errors: Vec<String> = futures::future::join_all(races)
+        .await
+        .into_iter()
+        .flat_map(|r| r.unwrap())
+        .collect();
+
+    // Assert
+    assert!(errors.is_empty(), "{} errors, e.g. {:?}", errors.len(), errors.first());
+}
