@@ -22,6 +22,15 @@ pub struct Group {
     pub consumer: Option<String>,
 }
 
+impl std::fmt::Display for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.consumer {
+            None => write!(f, "{}", self.stream),
+            Some(c) => write!(f, "{}/{c}", self.stream),
+        }
+    }
+}
+
 /// How long one info request may take before the group counts as leaderless
 /// for this round (the API's own timeout is 5 s).
 const ASK: Duration = Duration::from_millis(500);
@@ -62,32 +71,33 @@ pub async fn led_by(js: &jetstream::Context, node: &str) -> BTreeSet<Group> {
 }
 
 /// Waits (up to `limit`) until every group in `groups` has a leader other
-/// than `gone`; returns when that was (Unix ms), or `None` at the limit.
+/// than `gone`; returns when that was (Unix ms), or at the limit the groups
+/// still without one.
 pub async fn all_led_again(
     js: &jetstream::Context,
     mut groups: BTreeSet<Group>,
     gone: &str,
     limit: Duration,
-) -> Option<u64> {
+) -> Result<u64, BTreeSet<Group>> {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
-        let mut back = Vec::new();
-        for group in &groups {
-            if let Some(leader) = leader_now(js, group).await
-                && leader != gone
-            {
-                back.push(group.clone());
+        // All at once: a round must take one request's time, not one per group.
+        let asked = futures::future::join_all(groups.iter().map(|group| async move {
+            let leader = leader_now(js, group).await;
+            (group.clone(), leader.is_some_and(|l| l != gone))
+        }))
+        .await;
+        for (group, led) in asked {
+            if led {
+                groups.remove(&group);
             }
         }
-        for group in back {
-            groups.remove(&group);
-        }
         if groups.is_empty() {
-            return Some(unix_ms());
+            return Ok(unix_ms());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    None
+    Err(groups)
 }
 
 async fn leader_now(js: &jetstream::Context, group: &Group) -> Option<String> {

@@ -106,18 +106,24 @@ impl Fault {
                 // The elections are watched while the node is down (they
                 // must end before it returns, or it takes its groups back).
                 let elected = elections::all_led_again(&topology.js, led, &name, down);
-                let (leaders_back_ms, ()) =
-                    tokio::join!(elected, tokio::time::sleep(down));
+                let (elected, ()) = tokio::join!(elected, tokio::time::sleep(down));
                 topology.cluster.restart(node);
+                let leaderless = match &elected {
+                    Ok(_) => String::new(),
+                    Err(left) => format!(
+                        "; still without a leader when it came back: {}",
+                        left.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    ),
+                };
                 Ok(Injected {
                     what: format!(
-                        "node n{node} (leader of {stream} and {} other groups) killed",
+                        "node n{node} (leader of {stream} and {} other groups) killed{leaderless}",
                         groups.saturating_sub(1)
                     ),
                     began_ms,
                     ended_ms: unix_ms(),
                     recovery_from_ms: began_ms,
-                    leaders_back_ms,
+                    leaders_back_ms: elected.ok(),
                 })
             }
             Fault::PostgresDown { length } => {

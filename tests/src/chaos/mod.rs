@@ -98,6 +98,13 @@ impl Outcome {
             steal = self.machine_steal_percent,
             wall = self.wall,
             logs = self.log_dir.display(),
+        ) + &format!(
+            "\nfaults: {}",
+            self.injected
+                .iter()
+                .map(|i| i.what.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
         ) + &if self.diagnosis.is_empty() {
             String::new()
         } else {
