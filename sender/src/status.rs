@@ -39,7 +39,9 @@ pub async fn publish(
                 Err(e) => tracing::debug!(error = %e, "cannot read spill lane counts"),
             }
         }
-        publisher.publish(records, tokio::time::Instant::now()).await;
+        publisher
+            .publish(records, tokio::time::Instant::now())
+            .await;
     }
 }
 

@@ -207,7 +207,11 @@ pub fn status_key(
             _ => '_',
         })
         .collect();
-    let replica = if replica.is_empty() { "_".to_owned() } else { replica };
+    let replica = if replica.is_empty() {
+        "_".to_owned()
+    } else {
+        replica
+    };
     format!("{tenant}.{}.{replica}", service.as_str())
 }
 
@@ -276,7 +280,10 @@ mod tests {
             status_key(&acme, StatusService::Router, "pod.a*b>"),
             "acme.router.pod_a_b_"
         );
-        assert_eq!(status_key(&acme, StatusService::Router, ""), "acme.router._");
+        assert_eq!(
+            status_key(&acme, StatusService::Router, ""),
+            "acme.router._"
+        );
         assert_eq!(status_tenant_filter(&acme), "acme.>");
     }
 }

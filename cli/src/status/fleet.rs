@@ -52,7 +52,11 @@ pub struct FleetStatus {
     pub oldest_waiting: Option<OldestWaiting>,
 }
 
-pub async fn view(pool: &PgPool, store: Option<&StatusStore>, top: usize) -> CliResult<FleetStatus> {
+pub async fn view(
+    pool: &PgPool,
+    store: Option<&StatusStore>,
+    top: usize,
+) -> CliResult<FleetStatus> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT bridge_state, count(*) FROM tenants GROUP BY 1 ORDER BY 1")
             .fetch_all(pool)
@@ -139,13 +143,22 @@ pub async fn run(
             t.add_row(vec![(*reason).to_owned(), n.to_string()]);
         }
         output::write_table(w, &t)?;
-        let mut t = output::table(["largest backlogs", "replies waiting", "waiting since", "held"]);
+        let mut t = output::table([
+            "largest backlogs",
+            "replies waiting",
+            "waiting since",
+            "held",
+        ]);
         for b in &f.largest_backlogs {
             t.add_row(vec![
                 b.tenant.to_string(),
                 b.replies_waiting.to_string(),
                 b.waiting_since.clone().unwrap_or_else(|| "-".to_owned()),
-                if b.holds.is_empty() { "-".to_owned() } else { b.holds.join(", ") },
+                if b.holds.is_empty() {
+                    "-".to_owned()
+                } else {
+                    b.holds.join(", ")
+                },
             ]);
         }
         output::write_table(w, &t)?;
@@ -154,7 +167,11 @@ pub async fn run(
             w,
             "{} tenant(s) reported by {}; {} held; {} replies waiting",
             f.tenants_reported,
-            if replicas.is_empty() { "no replica".to_owned() } else { replicas.join(", ") },
+            if replicas.is_empty() {
+                "no replica".to_owned()
+            } else {
+                replicas.join(", ")
+            },
             f.held_tenants,
             f.replies_waiting
         )?;

@@ -183,7 +183,11 @@ pub async fn run(
         }
         let mut t = output::table(["reported by", "replica", "written"]);
         for r in &v.reported_by {
-            t.add_row(vec![r.service.to_owned(), r.replica.clone(), r.written.clone()]);
+            t.add_row(vec![
+                r.service.to_owned(),
+                r.replica.clone(),
+                r.written.clone(),
+            ]);
         }
         output::write_table(w, &t)
     })?;

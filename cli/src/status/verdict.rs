@@ -5,7 +5,6 @@
 use serde::Serialize;
 use switchyard_shared::{tenant_status::TenantState, tenants::Tenant};
 
-
 use super::clock::{ago, hh_mm};
 
 /// Which kind of answer it is (scripts branch on this, people read the line).
@@ -109,12 +108,12 @@ pub fn verdict(f: &Facts<'_>) -> (VerdictKind, String) {
         let since = f
             .state
             .and_then(|s| s.replies_waiting_since_ms)
-            .map_or_else(String::new, |ms| {
-                format!(" for {}", ago(ms, f.now_ms))
-            });
+            .map_or_else(String::new, |ms| format!(" for {}", ago(ms, f.now_ms)));
         return (
             VerdictKind::Backlog,
-            with_takeover(format!("backlog: {waiting} replies waiting{since}, not held")),
+            with_takeover(format!(
+                "backlog: {waiting} replies waiting{since}, not held"
+            )),
         );
     }
     if let Some(t) = takeover {
@@ -209,10 +208,16 @@ mod tests {
             "backlog: 5 replies waiting for 60 s, not held; bot silent in 2 chat(s) (human takeover)"
         );
         let sent = state(|r| r.last_send_out_ms = Some(12 * 3_600_000 + 10 * 60_000 - 3_000));
-        assert_eq!(line(Some(connected), Some(&sent), 0), "ok: last reply sent 3 s ago");
+        assert_eq!(
+            line(Some(connected), Some(&sent), 0),
+            "ok: last reply sent 3 s ago"
+        );
         assert!(line(Some(connected), None, 1).starts_with("takeover: "));
         assert!(line(Some(connected), None, 0).starts_with("idle: "));
-        assert!(line(Some(row(true, true)), None, 0).starts_with("held: bridge disconnected (tenants table)"));
+        assert!(
+            line(Some(row(true, true)), None, 0)
+                .starts_with("held: bridge disconnected (tenants table)")
+        );
         assert!(line(Some(row(false, false)), Some(&held), 0).starts_with("suspended"));
     }
 }

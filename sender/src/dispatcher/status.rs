@@ -10,14 +10,15 @@ use std::collections::{BTreeMap, HashMap};
 
 use switchyard_shared::{
     ids::TenantId,
-    tenant_status::{
-        Activity, Hold, HoldReason, StatusRecord, StatusService, record::now_ms,
-    },
+    tenant_status::{Activity, Hold, HoldReason, StatusRecord, StatusService, record::now_ms},
 };
 use tokio::{sync::watch, time::Instant};
 
 use super::Dispatcher;
 use crate::fair_share::LaneClass;
+
+/// A hold and its end (wall-clock ms; `None`: until lifted).
+type HoldEnd = (HoldReason, Option<i64>);
 
 /// Where the loop's status snapshots go.
 #[derive(Debug)]
@@ -56,10 +57,9 @@ impl Dispatcher {
         let fleet_until = self.scheduler.fleet_paused_until(now).map(to_wall);
         let outage = self.outage.is_down();
         // Held or with work here, and everyone with activity since last tick.
-        let mut tenants: BTreeMap<TenantId, (Vec<(HoldReason, Option<i64>)>, u64)> =
-            BTreeMap::new();
+        let mut tenants: BTreeMap<TenantId, (Vec<HoldEnd>, u64)> = BTreeMap::new();
         for view in self.scheduler.observe(now) {
-            let mut holds: Vec<(HoldReason, Option<i64>)> = self
+            let mut holds: Vec<HoldEnd> = self
                 .scheduler
                 .pause_ends(&view.tenant, now)
                 .into_iter()
@@ -106,7 +106,12 @@ impl Dispatcher {
                 });
             }
             if queued > 0 || hinted > 0 {
-                let since = self.status.waiting_since.get(&tenant).copied().unwrap_or(wall);
+                let since = self
+                    .status
+                    .waiting_since
+                    .get(&tenant)
+                    .copied()
+                    .unwrap_or(wall);
                 waiting_since.insert(tenant.clone(), since);
                 r.waiting_since_ms = Some(since);
             }

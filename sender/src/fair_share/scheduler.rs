@@ -368,7 +368,11 @@ impl Scheduler {
     }
 
     /// The pauses holding a tenant at `now`, with their ends (`None`: until lifted).
-    pub fn pause_ends(&self, tenant: &TenantId, now: Instant) -> Vec<(PauseReason, Option<Instant>)> {
+    pub fn pause_ends(
+        &self,
+        tenant: &TenantId,
+        now: Instant,
+    ) -> Vec<(PauseReason, Option<Instant>)> {
         self.tenants.get(tenant).map_or_else(Vec::new, |state| {
             state
                 .pauses

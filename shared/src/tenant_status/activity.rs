@@ -88,16 +88,18 @@ impl Activity {
     /// The tenant's recent activity at `now_ms`.
     pub fn recent(&self, tenant: &TenantId, now_ms: i64) -> Recent {
         self.with(|i| {
-            i.tenants.get(tenant).map_or_else(Recent::default, |e| Recent {
-                last_in_ms: e.last_in_ms,
-                last_out_ms: e.last_out_ms,
-                dead_letters_last_hour: e
-                    .dead_letters
-                    .iter()
-                    .filter(|(m, _)| (m + 1) * MINUTE_MS > now_ms - HOUR_MS)
-                    .map(|(_, n)| n)
-                    .sum(),
-            })
+            i.tenants
+                .get(tenant)
+                .map_or_else(Recent::default, |e| Recent {
+                    last_in_ms: e.last_in_ms,
+                    last_out_ms: e.last_out_ms,
+                    dead_letters_last_hour: e
+                        .dead_letters
+                        .iter()
+                        .filter(|(m, _)| (m + 1) * MINUTE_MS > now_ms - HOUR_MS)
+                        .map(|(_, n)| n)
+                        .sum(),
+                })
         })
     }
 
@@ -140,6 +142,10 @@ mod tests {
         let later = start + HOUR_MS + 2 * MINUTE_MS;
         assert_eq!(a.recent(&t, later).dead_letters_last_hour, 0);
         a.take_touched(later);
-        assert_eq!(a.recent(&t, later), Recent::default(), "forgotten after an idle hour");
+        assert_eq!(
+            a.recent(&t, later),
+            Recent::default(),
+            "forgotten after an idle hour"
+        );
     }
 }

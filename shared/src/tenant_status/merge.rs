@@ -91,7 +91,8 @@ pub fn merge(tenant: &TenantId, records: &[StatusRecord]) -> Option<TenantState>
             StatusService::Sender => {
                 sender_queued += r.queued;
                 s.spilled_replies = s.spilled_replies.max(r.spilled);
-                s.replies_waiting_since_ms = min_opt(s.replies_waiting_since_ms, r.waiting_since_ms);
+                s.replies_waiting_since_ms =
+                    min_opt(s.replies_waiting_since_ms, r.waiting_since_ms);
             }
             StatusService::Router => s.spilled_events = s.spilled_events.max(r.spilled),
         }
@@ -109,7 +110,8 @@ pub fn merge(tenant: &TenantId, records: &[StatusRecord]) -> Option<TenantState>
         s.replies_waiting_since_ms = None;
     }
     s.holds = holds.into_values().collect();
-    s.reporters.sort_by(|a, b| (a.service, &a.replica).cmp(&(b.service, &b.replica)));
+    s.reporters
+        .sort_by(|a, b| (a.service, &a.replica).cmp(&(b.service, &b.replica)));
     Some(s)
 }
 

@@ -146,7 +146,6 @@ impl StatusPublisher {
             .retain(|_, (r, at)| r.is_active() || now.duration_since(*at) < max_age);
         done
     }
-
 }
 
 /// The last record written per tenant, and when.
@@ -159,42 +158,41 @@ fn plan(
     records: Vec<StatusRecord>,
     now: Instant,
 ) -> Vec<StatusRecord> {
-        let refresh = settings.refresh_every();
-        // (is a refresh, last written) orders news before refreshes, oldest first.
-        let mut due: Vec<((bool, Option<Instant>), StatusRecord)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for record in records {
-            seen.insert(record.tenant.clone());
-            match written.get(&record.tenant) {
-                None => due.push(((false, None), record)),
-                Some((last, at)) if !last.same_news(&record) => {
-                    due.push(((false, Some(*at)), record));
-                }
-                Some((_, at)) if record.is_active() && now.duration_since(*at) >= refresh => {
-                    due.push(((true, Some(*at)), record));
-                }
-                Some(_) => {}
+    let refresh = settings.refresh_every();
+    // (is a refresh, last written) orders news before refreshes, oldest first.
+    let mut due: Vec<((bool, Option<Instant>), StatusRecord)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for record in records {
+        seen.insert(record.tenant.clone());
+        match written.get(&record.tenant) {
+            None => due.push(((false, None), record)),
+            Some((last, at)) if !last.same_news(&record) => {
+                due.push(((false, Some(*at)), record));
             }
-        }
-        for (tenant, (last, at)) in written {
-            if last.is_active() && !seen.contains(tenant) {
-                let idle = StatusRecord {
-                    holds: Vec::new(),
-                    queued: 0,
-                    spilled: 0,
-                    waiting_since_ms: None,
-                    written_ms: super::record::now_ms(),
-                    ..last.clone()
-                };
-                due.push(((false, Some(*at)), idle));
+            Some((_, at)) if record.is_active() && now.duration_since(*at) >= refresh => {
+                due.push(((true, Some(*at)), record));
             }
+            Some(_) => {}
         }
-        due.sort_by_key(|(order, _)| *order);
-        due.into_iter()
-            .take(settings.writes_per_cycle())
-            .map(|(_, r)| r)
-            .collect()
     }
+    for (tenant, (last, at)) in written {
+        if last.is_active() && !seen.contains(tenant) {
+            let idle = StatusRecord {
+                holds: Vec::new(),
+                queued: 0,
+                spilled: 0,
+                waiting_since_ms: None,
+                written_ms: super::record::now_ms(),
+                ..last.clone()
+            };
+            due.push(((false, Some(*at)), idle));
+        }
+    }
+    due.sort_by_key(|(order, _)| *order);
+    due.into_iter()
+        .take(settings.writes_per_cycle())
+        .map(|(_, r)| r)
+        .collect()
 }
 
 #[cfg(test)]
@@ -208,8 +206,9 @@ mod tests {
             ("SWITCHYARD_STATUS_INTERVAL", "2s"),
         ]);
         assert!(StatusSettings::from_env(&env).is_err());
-        let ok = StatusSettings::from_env(&Env::from_map([("SWITCHYARD_STATUS_INTERVAL", "500ms")]))
-            .unwrap();
+        let ok =
+            StatusSettings::from_env(&Env::from_map([("SWITCHYARD_STATUS_INTERVAL", "500ms")]))
+                .unwrap();
         assert_eq!(ok.refresh_every(), Duration::from_secs(20));
         assert_eq!(ok.writes_per_cycle(), 100);
     }
@@ -246,14 +245,23 @@ mod tests {
             later,
         );
         assert_eq!(out.len(), 2, "two writes a cycle");
-        assert!(out.iter().all(|r| r.tenant.as_str() != "a"), "refresh after news");
+        assert!(
+            out.iter().all(|r| r.tenant.as_str() != "a"),
+            "refresh after news"
+        );
         let out = plan(&written, settings, vec![record("a", 1)], later);
         let idle = out.iter().find(|r| r.tenant.as_str() == "b").unwrap();
         assert!(!idle.is_active());
         assert!(out.iter().any(|r| r.tenant.as_str() == "a"), "refreshed");
         let soon = t0 + Duration::from_secs(1);
         assert!(
-            plan(&written, settings, vec![record("a", 1), record("b", 5)], soon).is_empty(),
+            plan(
+                &written,
+                settings,
+                vec![record("a", 1), record("b", 5)],
+                soon
+            )
+            .is_empty(),
             "nothing new, nothing due"
         );
     }

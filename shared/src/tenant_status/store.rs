@@ -58,9 +58,12 @@ impl StatusStore {
 
     /// The existing bucket, for readers; `None` when no replica created it yet.
     pub async fn existing(js: &jetstream::Context) -> Result<Option<Self>, async_nats::Error> {
-        use jetstream::{context::GetStreamErrorKind, errors::ErrorCode};
+        use jetstream::{ErrorCode, context::GetStreamErrorKind};
         // Ask for the stream first: "no such bucket" is an answer, not an error.
-        match js.get_stream(format!("KV_{}", subjects::STATUS_BUCKET)).await {
+        match js
+            .get_stream(format!("KV_{}", subjects::STATUS_BUCKET))
+            .await
+        {
             Err(e)
                 if matches!(e.kind(), GetStreamErrorKind::JetStream(j)
                     if j.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
@@ -78,9 +81,7 @@ impl StatusStore {
     /// Writes one record under its key.
     pub async fn put(&self, record: &StatusRecord) -> Result<(), async_nats::Error> {
         let key = subjects::status_key(&record.tenant, record.service, &record.replica);
-        self.kv
-            .put(key, serde_json::to_vec(record)?.into())
-            .await?;
+        self.kv.put(key, serde_json::to_vec(record)?.into()).await?;
         Ok(())
     }
 
@@ -96,7 +97,7 @@ impl StatusStore {
 
     async fn read(&self, key_filter: &str) -> Result<Vec<StatusRecord>, async_nats::Error> {
         let prefix = format!("$KV.{}.", self.kv.name);
-        let mut stream = self.kv.stream.clone();
+        let stream = &self.kv.stream;
         let subjects: Vec<String> = stream
             .info_with_subjects(format!("{prefix}{key_filter}"))
             .await?

@@ -128,7 +128,8 @@ async fn status_reports_each_hold_across_two_sender_replicas_and_forgets_a_dead_
     })
     .await;
     // human: a person answers from the phone; the bot goes quiet in that chat.
-    rig.human_answers("human", "15550007002", "I'll take this one").await;
+    rig.human_answers("human", "15550007002", "I'll take this one")
+        .await;
     // fine: a customer writes and gets the echo bot's reply.
     rig.customer_says("fine", "15550007003", "hello").await;
     rig.sim.wait_for_sends(1, WITHIN).await.unwrap();
@@ -149,7 +150,13 @@ async fn status_reports_each_hold_across_two_sender_replicas_and_forgets_a_dead_
             .starts_with("held: bridge disconnected since "),
         "{disc}"
     );
-    assert!(disc["verdict"].as_str().unwrap().ends_with(", 6 replies waiting"), "{disc}");
+    assert!(
+        disc["verdict"]
+            .as_str()
+            .unwrap()
+            .ends_with(", 6 replies waiting"),
+        "{disc}"
+    );
     assert_eq!(disc["bridge_state"], "disconnected");
 
     let restr = cli
@@ -172,13 +179,22 @@ async fn status_reports_each_hold_across_two_sender_replicas_and_forgets_a_dead_
         .status_until("human", "a takeover", |v| v["chats_in_takeover"] == 1)
         .await;
     assert_eq!(kind(&human), "takeover", "{human}");
-    assert!(human["last_event_in"].is_string(), "the router reports it: {human}");
+    assert!(
+        human["last_event_in"].is_string(),
+        "the router reports it: {human}"
+    );
 
     let fine = cli
         .status_until("fine", "its reply sent", |v| v["last_send_out"].is_string())
         .await;
     assert_eq!(kind(&fine), "ok", "{fine}");
-    assert!(fine["verdict"].as_str().unwrap().starts_with("ok: last reply sent "), "{fine}");
+    assert!(
+        fine["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("ok: last reply sent "),
+        "{fine}"
+    );
 
     // The fleet counts them.
     let fleet = cli.fleet().await;
@@ -199,7 +215,13 @@ async fn status_reports_each_hold_across_two_sender_replicas_and_forgets_a_dead_
     // limited: the provider answers 429 with a long Retry-After: its
     // replica holds every send until then, and says so.
     rig.sim
-        .set_fault("limited", Fault::RateLimit { retry_after_secs: 30 }, None)
+        .set_fault(
+            "limited",
+            Fault::RateLimit {
+                retry_after_secs: 30,
+            },
+            None,
+        )
         .unwrap();
     rig.replies("limited", "r", CHAT, 3).await;
     let limited = cli
@@ -214,9 +236,20 @@ async fn status_reports_each_hold_across_two_sender_replicas_and_forgets_a_dead_
         .iter()
         .find(|h| h["reason"] == "rate_limited")
         .unwrap();
-    assert!(hold["until"].is_string(), "a 429 pause has an end: {limited}");
+    assert!(
+        hold["until"].is_string(),
+        "a 429 pause has an end: {limited}"
+    );
     let fleet = cli.fleet().await;
-    assert!(fleet["held_by_reason"]["rate_limited"].as_u64() >= Some(1), "{fleet}");
+    assert!(
+        fleet["held_by_reason"]["rate_limited"].as_u64() >= Some(1),
+        "{fleet}"
+    );
+    // What an operator reads (docs/operations.md shows a capture of this).
+    for args in [&["status"][..], &["status", "disc"][..]] {
+        let (_, text) = cli_support::run(args, &cli.vars).await;
+        eprintln!("$ switchyard {}\n{text}", args.join(" "));
+    }
 
     // Both replicas report what they hold (the partitions are split between
     // them, or one holds them all: either way each replica that holds a
@@ -226,7 +259,10 @@ async fn status_reports_each_hold_across_two_sender_replicas_and_forgets_a_dead_
         seen.extend(replicas(&cli.status(tenant).await.1));
     }
     assert!(!seen.is_empty());
-    assert!(seen.iter().all(|r| r == "sender-a" || r == "sender-b"), "{seen:?}");
+    assert!(
+        seen.iter().all(|r| r == "sender-a" || r == "sender-b"),
+        "{seen:?}"
+    );
 
     // A replica that dies stops refreshing: its records expire (max age 3 s)
     // and the tenants it held are reported by the survivor, still held.
@@ -235,7 +271,11 @@ async fn status_reports_each_hold_across_two_sender_replicas_and_forgets_a_dead_
     } else {
         (sender_b, sender_a)
     };
-    let dead_name = if seen.contains("sender-a") { "sender-a" } else { "sender-b" };
+    let dead_name = if seen.contains("sender-a") {
+        "sender-a"
+    } else {
+        "sender-b"
+    };
     dead.crash();
     let disc = cli
         .status_until("disc", "only live replicas reporting", |v| {
@@ -243,13 +283,17 @@ async fn status_reports_each_hold_across_two_sender_replicas_and_forgets_a_dead_
         })
         .await;
     assert_eq!(kind(&disc), "held", "{disc}");
-    poll::until("no record of the dead replica left", Duration::from_secs(20), || async {
-        let mut left = false;
-        for tenant in ["disc", "restr", "slow", "limited", "fine", "human"] {
-            left |= replicas(&cli.status(tenant).await.1).contains(dead_name);
-        }
-        (!left).then_some(())
-    })
+    poll::until(
+        "no record of the dead replica left",
+        Duration::from_secs(20),
+        || async {
+            let mut left = false;
+            for tenant in ["disc", "restr", "slow", "limited", "fine", "human"] {
+                left |= replicas(&cli.status(tenant).await.1).contains(dead_name);
+            }
+            (!left).then_some(())
+        },
+    )
     .await;
     drop(survivor);
 }
