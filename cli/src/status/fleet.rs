@@ -162,7 +162,11 @@ pub async fn run(
             ]);
         }
         output::write_table(w, &t)?;
-        let replicas: Vec<String> = f.replicas.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        let replicas: Vec<String> = f
+            .replicas
+            .iter()
+            .map(|(s, n)| format!("{n} {s} replica(s)"))
+            .collect();
         writeln!(
             w,
             "{} tenant(s) reported by {}; {} held; {} replies waiting",

@@ -176,7 +176,7 @@ pub async fn run(
                 t.add_row(vec![
                     h.reason.to_owned(),
                     h.since.clone(),
-                    h.until.clone().unwrap_or_else(|| "lifted".to_owned()),
+                    h.until.clone().unwrap_or_else(|| "until lifted".to_owned()),
                 ]);
             }
             output::write_table(w, &t)?;
