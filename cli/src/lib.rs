@@ -9,6 +9,7 @@
 //! - [`dlq`], [`replay`]: dead letters (list, show, replay, purge);
 //! - [`whatsapp`]: pacing and takeover settings, resuming a held tenant, human takeovers;
 //! - [`recover`]: re-running a tenant's events from the inbound event log;
+//! - [`status`]: live state of the fleet or one tenant, from what every replica publishes;
 //! - [`output`]: tables or `--json`, progress bars; [`exit`]: exit codes;
 //! - [`context`]: the stores, built from the environment on demand; [`stored`]: reading streams back;
 //! - [`metrics`]: every metric name the CLI emits (`fleet reconcile --watch`).
@@ -23,6 +24,7 @@ pub mod output;
 pub mod recover;
 pub mod replay;
 pub mod rotate_webhook;
+pub mod status;
 pub mod stored;
 pub mod tenants;
 pub mod whatsapp;
@@ -65,6 +67,8 @@ pub enum Command {
     /// Human takeovers: chats where the bot is silent because a person answered.
     #[command(subcommand)]
     Takeover(whatsapp::TakeoverCommand),
+    /// Live state: the fleet (bridge states, holds, backlogs), or one tenant in full with a verdict.
+    Status(status::StatusArgs),
 }
 
 /// `switchyard migrate`: apply, or (`--check`) only tell whether the schema is
@@ -108,6 +112,7 @@ async fn dispatch(command: Command, ctx: &Context, out: &mut Output) -> CliResul
         Command::Dlq(c) => dlq::run(c, ctx, out).await,
         Command::Recover(args) => recover::run(args, ctx, out).await,
         Command::Takeover(c) => whatsapp::run_takeover(c, ctx, out).await,
+        Command::Status(args) => status::run(args, ctx, out).await,
     }
 }
 

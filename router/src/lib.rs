@@ -7,7 +7,8 @@
 //! message read once) and [`gather`] (a chat's burst as one
 //! turn); [`handler`] (the per-event step), [`backpressure`] (trouble in our
 //! own infrastructure: whose fault an error is, and slowing intake) and
-//! [`retries`] (how long it waits before an in-place retry); [`takeover`] (what a `from_me`
+//! [`retries`] (how long it waits before an in-place retry); [`status`] (what
+//! this replica holds per tenant, published for `switchyard status`); [`takeover`] (what a `from_me`
 //! message means); [`conversations`]; [`bots`] and [`egress`] (the connect-time
 //! guard on tenants' bot URLs); [`replies`]; [`metrics`] (every
 //! metric name the router emits). The lanes and the
@@ -27,6 +28,7 @@ pub mod replies;
 pub mod retries;
 pub mod runner;
 pub mod settings;
+pub mod status;
 pub mod takeover;
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use switchyard_shared::{
     lanes::{Lanes, LanesParts},
     service::Service,
     subjects::Direction,
+    tenant_status::{Activity, StatusPublisher, StatusStore},
 };
 
 use crate::runner::RunnerSettings;
@@ -58,6 +61,21 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         tasks: service.tasks.clone(),
     })
     .await?;
+    let status_store = StatusStore::open(
+        &service.jetstream,
+        settings.status.max_age,
+        service.settings.nats.replicas,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot create or open the tenant status bucket: {e}"))?;
+    let activity = Activity::new();
+    service.tasks.spawn(status::publish(
+        service.jetstream.clone(),
+        StatusPublisher::new(status_store, settings.status),
+        activity.clone(),
+        settings.replica_id.clone(),
+        service.shutdown.clone(),
+    ));
     let retries = retries::Retries::from_base(settings.retry_delay);
     let handler = Arc::new(handler::InboundHandler {
         js: service.jetstream.clone(),
@@ -84,6 +102,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
             backpressure: retries.backpressure,
             backlog_chats_in_flight: settings.backlog_chats_in_flight,
         },
+        activity,
         service.shutdown.clone(),
         service.tasks.clone(),
     ));

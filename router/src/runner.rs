@@ -42,7 +42,10 @@ use switchyard_shared::{
     },
 };
 
-use switchyard_shared::retry::RetryPolicy;
+use switchyard_shared::{
+    retry::RetryPolicy,
+    tenant_status::{Activity, record::now_ms},
+};
 
 use crate::{backpressure::Pressure, inbound::InboundMessage, metrics as m};
 
@@ -143,6 +146,7 @@ pub async fn run<H: Handler>(
     js: async_nats::jetstream::Context,
     mut work: LaneWork,
     settings: RunnerSettings,
+    activity: Activity,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
@@ -166,6 +170,7 @@ pub async fn run<H: Handler>(
             js: js.clone(),
             settings: settings.clone(),
             pressure: Arc::clone(&pressure),
+            activity: activity.clone(),
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
         };
@@ -180,6 +185,8 @@ struct TenantWorker<H> {
     js: async_nats::jetstream::Context,
     settings: RunnerSettings,
     pressure: Arc<Pressure>,
+    /// Events in and dead letters per tenant, for its status records.
+    activity: Activity,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -222,6 +229,7 @@ impl<H: Handler> TenantWorker<H> {
                 _ = this.shutdown.cancelled() => return,
                 m = this.lane.next() => match m { Some(m) => InboundMessage::read(m), None => return },
             };
+            this.activity.event_in(this.lane.tenant(), now_ms());
             let key = this.handler.chat_key(&message);
             let mut queues = chats.lock().await;
             if let Some(queue) = queues.get_mut(&key) {
@@ -411,6 +419,7 @@ impl<H: Handler> TenantWorker<H> {
             loop {
                 match dead_letter::publish(&self.js, message, reason, attempts).await {
                     Ok(()) => {
+                        self.activity.dead_letter(message.tenant(), now_ms());
                         message.terminate().await;
                         break;
                     }

@@ -6,6 +6,7 @@ use switchyard_shared::{
     bot_config::EgressPolicy,
     config::{ConfigError, Env},
     lanes::LaneSettings,
+    tenant_status::StatusSettings,
 };
 
 use crate::bots::{
@@ -49,6 +50,8 @@ pub struct Settings {
     /// tenant running at once in this replica (its bot budget; the time of
     /// each call is bounded by the tenant's `bot_config.timeout_ms`).
     pub bot_concurrency_per_tenant: usize,
+    /// How this replica publishes its tenants' status (`SWITCHYARD_STATUS_*`).
+    pub status: StatusSettings,
 }
 
 impl Settings {
@@ -87,6 +90,7 @@ impl Settings {
                 DEFAULT_CONCURRENCY_PER_TENANT,
                 1..=1000,
             )?,
+            status: StatusSettings::from_env(env)?,
         })
     }
 }

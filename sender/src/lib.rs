@@ -5,7 +5,8 @@
 //! [`fleet_budget`] (the budget shared by replicas); [`retry_policy`] (what a
 //! send's result means); [`outbound`] (a reply lane message read once);
 //! [`deliver`] (one send); [`dispatcher`] (the loop that ties them to the
-//! tenant lanes); [`fifo`] (the unfair baseline); [`metrics`] (every metric
+//! tenant lanes); [`status`] (what this replica holds per tenant, published
+//! for `switchyard status`); [`fifo`] (the unfair baseline); [`metrics`] (every metric
 //! name the sender emits). The lanes, the retry
 //! schedule, the delivery ledger (`deliveries`: sent at most once) and the
 //! WA Bridges client live in `switchyard_shared`. `main.rs` only wires things
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod retry_policy;
 pub mod settings;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -28,6 +30,7 @@ use switchyard_shared::{
     lanes::{Lanes, LanesParts},
     service::Service,
     subjects::Direction,
+    tenant_status::{Activity, StatusPublisher, StatusStore},
     wabridges::WaBridgesClient,
 };
 
@@ -69,6 +72,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
             &settings.replica_id,
             &settings.retry,
         )),
+        activity: Activity::new(),
     });
     if settings.scheduler == SchedulerMode::Fifo {
         tracing::warn!("running the fifo baseline scheduler: no fairness between tenants");
@@ -105,8 +109,17 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         direction: Direction::Bulk,
         ..live.clone()
     };
+    let status_store = StatusStore::open(
+        &service.jetstream,
+        settings.status.max_age,
+        service.settings.nats.replicas,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot create or open the tenant status bucket: {e}"))?;
+    let (status_tx, status_rx) = tokio::sync::watch::channel(Vec::new());
     let work = Lanes::start(live).await?;
     let bulk_work = Lanes::start(bulk).await?;
+    let activity = deliverer.activity.clone();
     let dispatcher = Dispatcher::new(DispatcherParts {
         scheduler: Scheduler::new(limits),
         deliverer,
@@ -118,7 +131,19 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         warmup: settings.warmup,
         shutdown: service.shutdown.clone(),
         tasks: service.tasks.clone(),
+        status: dispatcher::StatusFeed {
+            replica: settings.replica_id.clone(),
+            activity,
+            tx: status_tx,
+        },
+        status_every: settings.status.interval,
     });
+    service.tasks.spawn(status::publish(
+        service.jetstream.clone(),
+        StatusPublisher::new(status_store, settings.status),
+        status_rx,
+        service.shutdown.clone(),
+    ));
     // The forwarders wait when the loop's bounded channel is full; the loop
     // never waits on them (see `dispatcher::events`).
     let events = dispatcher.events();

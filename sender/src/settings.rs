@@ -5,6 +5,7 @@ use std::time::Duration;
 use switchyard_shared::{
     config::{ConfigError, Env},
     lanes::LaneSettings,
+    tenant_status::StatusSettings,
     wabridges::WaBridgesSettings,
 };
 
@@ -53,6 +54,8 @@ pub struct Settings {
     pub flaps: FlapSettings,
     /// How newly paired numbers warm up (`SWITCHYARD_WARMUP_*`).
     pub warmup: crate::fair_share::warmup::WarmUp,
+    /// How this replica publishes its tenants' status (`SWITCHYARD_STATUS_*`).
+    pub status: StatusSettings,
 }
 
 impl Settings {
@@ -115,6 +118,7 @@ impl Settings {
                     min_gap: env.duration("SWITCHYARD_WARMUP_MIN_GAP", d.min_gap)?,
                 }
             },
+            status: StatusSettings::from_env(env)?,
         })
     }
 }

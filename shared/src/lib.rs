@@ -17,6 +17,7 @@
 //! - [`telemetry`], [`shutdown`], [`ops_server`]: logs, graceful stop, `/healthz` `/readyz` `/metrics`;
 //! - [`metrics`]: every metric name shared code emits (lanes, dead letters, the WA Bridges client);
 //! - [`tenant_metrics`]: the `tenant` label of per-tenant metrics, under a cap with an overflow bucket;
+//! - [`tenant_status`]: live state per tenant, published by every replica to a KV bucket (`switchyard status`);
 //! - [`service`]: the start-up and shutdown every binary shares (and its `--version`, `--probe`);
 //! - [`probe`]: a service's check of its own `/readyz` (`--probe`, for images without curl);
 //! - [`lanes`]: per-tenant lanes over partitioned JetStream consumers (router and sender);
@@ -52,6 +53,7 @@ pub mod subjects;
 pub mod telemetry;
 pub mod tenant_cache;
 pub mod tenant_metrics;
+pub mod tenant_status;
 pub mod tenants;
 pub mod tls;
 pub mod wabridges;

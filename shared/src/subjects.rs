@@ -20,6 +20,9 @@ pub const DLQ_STREAM: &str = "DLQ";
 pub const SPILL_STREAM: &str = "SPILL";
 /// KV bucket where the sender replicas share the fleet-wide send budget.
 pub const BUDGET_BUCKET: &str = "switchyard_budget";
+/// KV bucket where router and sender replicas publish the state they hold per
+/// tenant (`switchyard status`).
+pub const STATUS_BUCKET: &str = "switchyard_status";
 
 /// Which side of the pipeline a message belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -187,6 +190,36 @@ pub fn tenant_changed(tenant: &TenantId) -> String {
 /// Filter for every tenant change announcement.
 pub const TENANT_CHANGED_FILTER: &str = "control.tenant.*";
 
+/// Key of one replica's status record of a tenant in [`STATUS_BUCKET`]:
+/// `<tenant>.<service>.<replica>`, so one tenant's records are listed by the
+/// filter [`status_tenant_filter`]. The replica id comes from the environment:
+/// every character outside `[A-Za-z0-9_-]` becomes `_` (at most 64 kept).
+pub fn status_key(
+    tenant: &TenantId,
+    service: crate::tenant_status::StatusService,
+    replica: &str,
+) -> String {
+    let replica: String = replica
+        .chars()
+        .take(64)
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '-' => c,
+            _ => '_',
+        })
+        .collect();
+    let replica = if replica.is_empty() {
+        "_".to_owned()
+    } else {
+        replica
+    };
+    format!("{tenant}.{}.{replica}", service.as_str())
+}
+
+/// Key filter for every status record of one tenant (`acme.>`).
+pub fn status_tenant_filter(tenant: &TenantId) -> String {
+    format!("{tenant}.>")
+}
+
 /// The tenant named by the last token of a stored subject, whatever its shape
 /// (`inbound.acme`, `inbound.3.acme`, `spill.outbound.acme`, `dlq.inbound.acme`).
 /// `None` when that token is not a valid tenant id.
@@ -233,5 +266,24 @@ mod tests {
         }
         assert_eq!(tenant_of("inbound.3.*"), None);
         assert_eq!(tenant_of("inbound.3.Bad"), None);
+    }
+
+    #[test]
+    fn status_keys_start_with_the_tenant_and_never_split_on_a_replica_id() {
+        use crate::tenant_status::StatusService;
+        let acme = t("acme");
+        assert_eq!(
+            status_key(&acme, StatusService::Sender, "sender-1"),
+            "acme.sender.sender-1"
+        );
+        assert_eq!(
+            status_key(&acme, StatusService::Router, "pod.a*b>"),
+            "acme.router.pod_a_b_"
+        );
+        assert_eq!(
+            status_key(&acme, StatusService::Router, ""),
+            "acme.router._"
+        );
+        assert_eq!(status_tenant_filter(&acme), "acme.>");
     }
 }

@@ -69,6 +69,8 @@ pub struct Deliverer {
     pub policy: SendPolicy,
     /// This sender's leases, attempts under way and unwritten sends.
     pub ledger: Arc<SendLedger>,
+    /// Sends out and dead letters per tenant, for its status records.
+    pub activity: switchyard_shared::tenant_status::Activity,
 }
 
 /// A short pause for our own transient trouble (database, NATS).
@@ -238,6 +240,10 @@ impl Deliverer {
     ) -> End {
         match dead_letter::publish(&self.js, message, &why, attempts).await {
             Ok(()) => {
+                self.activity.dead_letter(
+                    message.tenant(),
+                    switchyard_shared::tenant_status::record::now_ms(),
+                );
                 message.terminate().await;
                 End::Finished(outcome)
             }

@@ -27,6 +27,7 @@
 //! - `provider_outage`: noticing the provider itself is down, probing, and
 //!   resuming every tenant when it is back;
 //! - `tenant_gauges`: replies waiting and holds per tenant, as metrics;
+//! - `status`: what this replica holds per tenant, as status records for `switchyard status`;
 //! - `announcements`: the tasks forwarding lane work and NATS announcements.
 
 mod announcements;
@@ -35,6 +36,7 @@ mod events;
 mod lane_work;
 mod provider_outage;
 mod send_loop;
+mod status;
 mod tenant_gauges;
 mod tenant_refresh;
 
@@ -52,9 +54,11 @@ pub use self::{
     announcements::{follow_bridge_states, follow_operator_resumes, forward_work},
     bridge_flaps::FlapSettings,
     events::{Completion, EVENT_QUEUE_CAPACITY, Event, EventSender},
+    status::StatusFeed,
 };
 use self::{
-    bridge_flaps::BridgeFlaps, provider_outage::ProviderOutage, tenant_gauges::TenantGauges,
+    bridge_flaps::BridgeFlaps, provider_outage::ProviderOutage, status::StatusTracker,
+    tenant_gauges::TenantGauges,
 };
 use crate::{
     deliver::Deliverer,
@@ -80,6 +84,9 @@ pub struct DispatcherParts {
     pub shutdown: CancellationToken,
     /// Where deliveries, refreshes and delayed probes run.
     pub tasks: TaskTracker,
+    /// Where status snapshots go, and how often.
+    pub status: StatusFeed,
+    pub status_every: Duration,
 }
 
 /// The send loop's state.
@@ -110,6 +117,9 @@ pub struct Dispatcher {
     outage: ProviderOutage,
     /// Replies waiting and holds per tenant, as metrics.
     gauges: TenantGauges,
+    /// Status records for `switchyard status`, and how often.
+    status: StatusTracker,
+    status_every: Duration,
 }
 
 impl Dispatcher {
@@ -126,6 +136,8 @@ impl Dispatcher {
             warmup,
             shutdown,
             tasks,
+            status,
+            status_every,
         } = parts;
         let (events_tx, events) = events::channel();
         let outage = ProviderOutage::new(deliverer.policy.outage);
@@ -148,6 +160,8 @@ impl Dispatcher {
             flaps: BridgeFlaps::new(flaps),
             outage,
             gauges: TenantGauges::new(),
+            status: StatusTracker::new(status),
+            status_every,
         }
     }
 

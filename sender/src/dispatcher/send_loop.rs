@@ -34,6 +34,8 @@ impl Dispatcher {
     /// Runs until shutdown; in-flight deliveries finish on their own tasks.
     pub async fn run(mut self) {
         let mut refresh = tokio::time::interval(self.refresh_every);
+        let mut status = tokio::time::interval(self.status_every);
+        status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while let Ok(event) = self.events.try_recv() {
                 self.apply(event).await;
@@ -72,6 +74,7 @@ impl Dispatcher {
                     let now = Instant::now();
                     self.gauges.publish(&self.scheduler.observe(now), now);
                 }
+                _ = status.tick() => self.snapshot_status().await,
                 _ = sleep => {}
             }
         }
@@ -170,7 +173,14 @@ impl Dispatcher {
         let now = Instant::now();
         let change = self.outage.observe(&tenant, signal, probe, now);
         match result {
-            StepResult::Finished(outcome) => self.scheduler.completed_at(grant, outcome, now),
+            StepResult::Finished(outcome) => {
+                if outcome == GrantOutcome::Delivered {
+                    self.deliverer
+                        .activity
+                        .send_out(&tenant, switchyard_shared::tenant_status::record::now_ms());
+                }
+                self.scheduler.completed_at(grant, outcome, now);
+            }
             StepResult::PushBack {
                 message,
                 outcome,

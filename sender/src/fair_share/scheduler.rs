@@ -367,6 +367,27 @@ impl Scheduler {
         })
     }
 
+    /// The pauses holding a tenant at `now`, with their ends (`None`: until lifted).
+    pub fn pause_ends(
+        &self,
+        tenant: &TenantId,
+        now: Instant,
+    ) -> Vec<(PauseReason, Option<Instant>)> {
+        self.tenants.get(tenant).map_or_else(Vec::new, |state| {
+            state
+                .pauses
+                .iter()
+                .filter(|p| p.until.is_none_or(|until| now < until))
+                .map(|p| (p.reason, p.until))
+                .collect()
+        })
+    }
+
+    /// Until when every send is held (a 429, a spent shared budget), if it is at `now`.
+    pub fn fleet_paused_until(&self, now: Instant) -> Option<Instant> {
+        self.fleet_paused_until.filter(|until| now < *until)
+    }
+
     /// Stops every send until `until` (a 429's Retry-After, or the shared
     /// budget saying it is spent). A later end extends the pause; an earlier
     /// one does not shorten it. Leased permits held are dropped: the provider

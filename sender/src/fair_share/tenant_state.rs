@@ -48,6 +48,19 @@ impl PauseReason {
     }
 }
 
+impl From<PauseReason> for switchyard_shared::tenant_status::HoldReason {
+    fn from(reason: PauseReason) -> Self {
+        use switchyard_shared::tenant_status::HoldReason as H;
+        match reason {
+            PauseReason::BridgeDisconnected => H::BridgeDisconnected,
+            PauseReason::Unauthorized => H::Unauthorized,
+            PauseReason::Restricted => H::Restricted,
+            PauseReason::Operator => H::Operator,
+            PauseReason::Backoff => H::Backoff,
+        }
+    }
+}
+
 /// One active pause; `until: None` lasts until lifted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Pause {

@@ -27,6 +27,7 @@ mod cli_fleet_lifecycle;
 mod cli_migrate;
 mod cli_recover;
 mod cli_rotate_webhook;
+mod cli_status;
 mod cli_tenants;
 mod cli_tenants_remove;
 mod deploy_manifests;
