@@ -244,3 +244,51 @@ async fn ingest_logged_in_as_its_own_role_takes_webhooks_and_cannot_read_the_wor
     );
     assert_eq!(rights, db_login::LoginRights::default());
 }
+
+/// The `right` sample of the login gauge in this process.
+fn privileged(right: &str) -> Option<f64> {
+    let text = switchyard_shared::ops_server::metrics_handle().render();
+    let prefix = format!("{}{{right=\"{right}\"}} ", db_login::LOGIN_PRIVILEGED);
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_service_warns_once_and_sets_the_gauge_when_its_login_can_skip_row_security(
+    owner: PgPool,
+) {
+    let login = PgPoolOptions::new()
+        .connect_with(login_in(&owner, db::APP_ROLE).await)
+        .await
+        .unwrap();
+    // The recorder a service installs at start-up.
+    switchyard_shared::ops_server::metrics_handle();
+    let logs = crate::log_capture::LogBuffer::default();
+    let guard = logs.capture();
+    let check = |pool: PgPool| {
+        db_login::check_once_reachable(
+            "switchyard-test",
+            pool,
+            std::time::Duration::from_millis(50),
+            tokio_util::sync::CancellationToken::new(),
+        )
+    };
+
+    check(login).await;
+    let quiet = logs.text();
+    let as_login = (privileged("superuser"), privileged("owner"));
+    check(owner).await;
+    let as_owner = (privileged("superuser"), privileged("owner"));
+    drop(guard);
+
+    assert!(!quiet.contains("skip row-level security"), "{quiet}");
+    assert_eq!(as_login, (Some(0.0), Some(0.0)));
+    assert_eq!(as_owner, (Some(1.0), Some(1.0)));
+    assert_eq!(
+        logs.text().matches("can skip row-level security").count(),
+        1,
+        "{}",
+        logs.text()
+    );
+}
