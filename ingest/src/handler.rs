@@ -1,6 +1,7 @@
 //! The webhook route, as a list of named steps: authenticate the URL, read the
 //! body within its limit, verify and parse it, drop what is not forwarded,
-//! then make the event durable exactly once and answer.
+//! admit it within its tenant's limit, bind a signed webhook-id to the
+//! tenant, then make the event durable exactly once and answer.
 //!
 //! Order matters for the front door: the token is checked before the body is
 //! read, so an unauthenticated caller learns nothing but 401 and cannot make
@@ -26,12 +27,14 @@ use switchyard_shared::{
 };
 
 use crate::{
+    admission::Admission,
     idempotency::{Keys, NextAction},
     metrics::{self as m, OutboxCause},
     outbox::{NotStored, Outbox, Stored},
     publish::{InboundMessage, Published, Publisher},
     refusal_log::RefusalLog,
     rejection::Rejection,
+    replay_guard::{Bound, ReplayGuard},
     single_flight::{InFlight, Settled, Turn},
     traceparent,
     verify::{UnverifiedWebhook, VerifiedWebhook, Verifier},
@@ -42,6 +45,10 @@ use crate::{
 pub struct AppState {
     pub verifier: Verifier,
     pub keys: Keys,
+    /// Each tenant's admission limit.
+    pub admission: Admission,
+    /// Binds signed webhook-ids to their first tenant.
+    pub replay_guard: ReplayGuard,
     pub publisher: Publisher,
     pub outbox: Outbox,
     pub in_flight: InFlight,
@@ -215,6 +222,23 @@ async fn handle(
         }
         WebhookEvent::Unknown { .. } => m::unknown_event(),
         _ => {}
+    }
+    // After the checks (only what would be stored counts), before the key.
+    app.admission.admit(webhook.tenant()).map_err(|over| {
+        let rejection = Rejection::Throttled {
+            per_second: over.policy.per_second.get(),
+            burst: over.policy.burst.get(),
+            retry_after_secs: over.retry_after.as_secs_f64().ceil().max(1.0) as u64,
+        };
+        log_refused(app, &rejection, Caller::Tenant(webhook.tenant()));
+        rejection
+    })?;
+    if let Some(signed) = webhook.signed()
+        && app.replay_guard.bind(webhook.tenant(), signed).await == Bound::Elsewhere
+    {
+        let rejection = Rejection::ReplayedElsewhere;
+        log_refused(app, &rejection, Caller::Tenant(webhook.tenant()));
+        return Err(rejection);
     }
     let traceparent = traceparent::for_publish(trace_in.as_deref());
     let accepted = deliver(app, &webhook, received_at.as_millis() as i64, &traceparent).await?;

@@ -8,6 +8,8 @@
 //! - [`handler`]: the webhook route as named steps;
 //! - [`verify`]: untrusted URL and body → `VerifiedWebhook` (token, signature, parse, tenant agreement);
 //! - [`credentials`]: whether the tenant still accepts the token's generation (rotation, revocation), through the tenant cache;
+//! - [`admission`]: each tenant's admission limit (sustained rate and burst; over it, 429);
+//! - [`replay_guard`]: a signed `webhook-id` belongs to the first tenant that presented it (cross-tenant replays);
 //! - [`single_flight`]: identical deliveries in flight in this process share one outcome;
 //! - [`idempotency`]: the `(tenant, event id)` claim in PostgreSQL, group-committed, degradable;
 //! - [`key_writer`]: the statements that write the keys, on connections of their own;
@@ -17,6 +19,7 @@
 //! - [`rejection`], [`metrics`], [`traceparent`], [`openapi`], [`settings`]: answers, counters, trace context, the API document, configuration;
 //! - [`prune`]: forgets idempotency keys once their events have left the inbound stream.
 
+pub mod admission;
 pub mod credentials;
 pub mod flusher;
 pub mod handler;
@@ -29,6 +32,7 @@ pub mod prune;
 pub mod publish;
 pub mod refusal_log;
 pub mod rejection;
+pub mod replay_guard;
 pub mod routes;
 pub mod server;
 pub mod settings;
@@ -129,6 +133,9 @@ pub async fn build(deps: Deps, settings: Settings) -> anyhow::Result<Ingest> {
             .follow_changes(deps.nats.clone(), deps.shutdown.clone()),
     );
     let credentials = credentials::Credentials::new(tenants, settings.db_claim_timeout);
+    let admission = admission::Admission::new(settings.admission);
+    deps.tasks
+        .spawn(admission.clone().shed_idle(deps.shutdown.clone()));
     let state = handler::AppState {
         verifier: verify::Verifier::new(
             settings.webhook_keys,
@@ -144,6 +151,8 @@ pub async fn build(deps: Deps, settings: Settings) -> anyhow::Result<Ingest> {
             },
             &deps.tasks,
         ),
+        admission: admission.clone(),
+        replay_guard: replay_guard::ReplayGuard::new(deps.db.clone(), settings.db_claim_timeout),
         publisher,
         outbox,
         in_flight: single_flight::InFlight::default(),
@@ -193,9 +202,16 @@ impl Ingest {
 /// Runs the service until its shutdown token is cancelled.
 pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
     let ingest = build(Deps::from_service(&service), settings).await?;
+    // A key outlives the signature tolerance whatever the stream's age, so a
+    // replay on the same URL always meets its key (answered duplicate).
+    let key_age = service
+        .settings
+        .nats
+        .max_age
+        .max(switchyard_shared::standard_webhooks::DEFAULT_TOLERANCE * 3);
     service.tasks.spawn(prune::run(
         service.db.clone(),
-        service.settings.nats.max_age,
+        key_age,
         Duration::from_secs(600),
         service.shutdown.clone(),
     ));

@@ -72,6 +72,15 @@ pub const OUTBOX_FLUSH_FAILURES: &str = "switchyard_ingest_outbox_flush_failures
 /// PostgreSQL took the event in time.
 pub const UNAVAILABLE_UNCERTAIN: &str = "switchyard_ingest_unavailable_uncertain_total";
 
+/// Signed deliveries let through without the cross-tenant webhook-id check
+/// because PostgreSQL did not decide in time, by reason (`timeout`,
+/// `error`, `undecided`).
+pub const REPLAY_UNCHECKED: &str = "switchyard_ingest_replay_unchecked_total";
+
+/// Events refused (429) because their tenant was over its admission limit,
+/// by `tenant` (capped: `shared::tenant_metrics`).
+pub const TENANT_THROTTLED: &str = "switchyard_ingest_tenant_throttled_total";
+
 /// Why a delivery was refused (the `reason` label of [`REJECTED`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -87,19 +96,25 @@ pub enum Reason {
     Malformed,
     /// The body's `customer_ref` differs from the URL's tenant (400).
     TenantMismatch,
+    /// A signed `webhook-id` already delivered to another tenant's URL (409).
+    ReplayedElsewhere,
+    /// The tenant is over its admission limit (429).
+    Throttled,
     /// Neither JetStream nor the outbox could take the event (503).
     Unavailable,
 }
 
 impl Reason {
     /// Every reason, once (the rate limiter of refusal log lines keeps one slot each).
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 9] = [
         Reason::InvalidTenant,
         Reason::BadToken,
         Reason::BadSignature,
         Reason::TooLarge,
         Reason::Malformed,
         Reason::TenantMismatch,
+        Reason::ReplayedElsewhere,
+        Reason::Throttled,
         Reason::Unavailable,
     ];
 
@@ -113,7 +128,9 @@ impl Reason {
             Reason::TooLarge => 3,
             Reason::Malformed => 4,
             Reason::TenantMismatch => 5,
-            Reason::Unavailable => 6,
+            Reason::ReplayedElsewhere => 6,
+            Reason::Throttled => 7,
+            Reason::Unavailable => 8,
         }
     }
 
@@ -125,6 +142,8 @@ impl Reason {
             Reason::TooLarge => "too_large",
             Reason::Malformed => "malformed",
             Reason::TenantMismatch => "tenant_mismatch",
+            Reason::ReplayedElsewhere => "replayed_elsewhere",
+            Reason::Throttled => "throttled",
             Reason::Unavailable => "unavailable",
         }
     }
@@ -172,8 +191,10 @@ pub fn request_latency(status: u16, elapsed: Duration) {
         400 => "400",
         401 => "401",
         404 => "404",
+        409 => "409",
         405 => "405",
         413 => "413",
+        429 => "429",
         503 => "503",
         _ => "other",
     };
@@ -233,6 +254,15 @@ pub fn outbox_flush_failed(step: &'static str) {
     metrics::counter!(OUTBOX_FLUSH_FAILURES, "step" => step).increment(1);
 }
 
+pub fn throttled(tenant: &switchyard_shared::ids::TenantId) {
+    metrics::counter!(TENANT_THROTTLED, "tenant" => switchyard_shared::tenant_metrics::label(tenant))
+        .increment(1);
+}
+
+pub fn replay_unchecked(reason: &'static str) {
+    metrics::counter!(REPLAY_UNCHECKED, "reason" => reason).increment(1);
+}
+
 pub fn unavailable_uncertain() {
     metrics::counter!(UNAVAILABLE_UNCERTAIN).increment(1);
 }
@@ -259,4 +289,6 @@ pub fn register() {
     for reason in Reason::ALL {
         metrics::counter!(REJECTED, "reason" => reason.as_str()).absolute(0);
     }
+    metrics::counter!(TENANT_THROTTLED, "tenant" => switchyard_shared::tenant_metrics::OTHER)
+        .absolute(0);
 }

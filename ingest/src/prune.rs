@@ -5,6 +5,9 @@
 //! Keys of events still in the outbox (`outboxed`) are kept whatever their
 //! age: they are what answers a repeated delivery as a duplicate until the
 //! flusher has published the event.
+//!
+//! The signed webhook-ids of [`crate::replay_guard`] go once their
+//! signatures can no longer verify (`expires_at`).
 
 use std::time::Duration;
 
@@ -36,6 +39,25 @@ pub async fn prune_once(db: &PgPool, older_than: Duration) -> Result<u64, sqlx::
     }
 }
 
+/// Deletes the signed webhook-ids past their expiry; returns how many.
+pub async fn prune_webhook_ids(db: &PgPool) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM signed_webhook_ids WHERE ctid IN ( \
+               SELECT ctid FROM signed_webhook_ids WHERE expires_at < now() LIMIT $1)",
+        )
+        .bind(BATCH)
+        .execute(db)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted < BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}
+
 /// Prunes every `every` until `shutdown`.
 pub async fn run(db: PgPool, older_than: Duration, every: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(every);
@@ -46,7 +68,10 @@ pub async fn run(db: PgPool, older_than: Duration, every: Duration, shutdown: Ca
                 Ok(0) => {}
                 Ok(n) => tracing::info!(keys.pruned = n, "old idempotency keys pruned"),
                 Err(e) => tracing::warn!(error = %e, "cannot prune idempotency keys; will try again"),
-            }
+            },
+        }
+        if let Err(e) = prune_webhook_ids(&db).await {
+            tracing::warn!(error = %e, "cannot prune signed webhook-ids; will try again");
         }
     }
 }

@@ -30,6 +30,17 @@ pub enum Rejection {
     Malformed(String),
     #[error("customer_ref in the body does not match the tenant of the webhook URL")]
     TenantMismatch,
+    #[error("webhook-id was already delivered to another tenant's URL; replay refused")]
+    ReplayedElsewhere,
+    #[error(
+        "tenant over its admission limit ({per_second} events/s, burst {burst}); event not accepted"
+    )]
+    Throttled {
+        per_second: u32,
+        burst: u32,
+        /// Whole seconds until the tenant may send again (at least 1).
+        retry_after_secs: u64,
+    },
     #[error("event could not be made durable; not accepted")]
     Unavailable,
 }
@@ -42,6 +53,8 @@ impl Rejection {
             }
             Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::Malformed(_) | Rejection::TenantMismatch => StatusCode::BAD_REQUEST,
+            Rejection::ReplayedElsewhere => StatusCode::CONFLICT,
+            Rejection::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -54,6 +67,8 @@ impl Rejection {
             Rejection::TooLarge { .. } => Reason::TooLarge,
             Rejection::Malformed(_) => Reason::Malformed,
             Rejection::TenantMismatch => Reason::TenantMismatch,
+            Rejection::ReplayedElsewhere => Reason::ReplayedElsewhere,
+            Rejection::Throttled { .. } => Reason::Throttled,
             Rejection::Unavailable => Reason::Unavailable,
         }
     }
@@ -73,6 +88,15 @@ impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.public_message() });
         let mut response = (self.status(), Json(body)).into_response();
+        if let Rejection::Throttled {
+            retry_after_secs, ..
+        } = self
+        {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_secs),
+            );
+        }
         if matches!(self, Rejection::Unavailable) {
             // Tells a gateway in front of us (not WA Bridges, which never retries) to try again.
             response.headers_mut().insert(

@@ -12,8 +12,10 @@
 //! | `SWITCHYARD_HTTP_BODY_TIMEOUT` | `10s` | a request body must arrive in full within this, or the request is refused |
 //! | `SWITCHYARD_HTTP_MAX_CONNECTIONS` | `10000` | open webhook connections; more are closed at once |
 //! | `SWITCHYARD_HTTP_MAX_IN_FLIGHT` | `1024` | requests being handled at once; more are answered 503 at once |
+//! | `SWITCHYARD_ADMISSION_RATE` | `50` | events per second one tenant may send to this replica, sustained; more are answered 429 |
+//! | `SWITCHYARD_ADMISSION_BURST` | `500` | events one tenant may send at once after a quiet while |
 //! | `SWITCHYARD_DROP_TYPING` | `true` | `typing` events are answered 200 and not published |
-//! | `SWITCHYARD_DB_CLAIM_TIMEOUT` | `500ms` | past this, the idempotency claim is skipped and the event published anyway; also the bound on reading a tenant's webhook credential |
+//! | `SWITCHYARD_DB_CLAIM_TIMEOUT` | `500ms` | past this, the idempotency claim is skipped and the event published anyway; also the bound on reading a tenant's webhook credential and on checking a signed webhook-id against other tenants |
 //! | `SWITCHYARD_TENANT_CACHE_TTL` | `2s` | longest a webhook credential rotation takes to reach this replica if its announcement is lost |
 //! | `SWITCHYARD_PUBLISH_TIMEOUT` | `3s` | longest wait for a JetStream ack before answering 503 |
 //! | `SWITCHYARD_DB_CLAIM_BATCH` | `256` | most keys written by one group-commit statement |
@@ -24,11 +26,11 @@
 //! | `SWITCHYARD_OUTBOX_POLL` | `1s` | how often the flusher counts the outbox and looks for other replicas' events |
 //! | `SWITCHYARD_OUTBOX_LEASE` | `15s` | how long a tenant's outbox stays with one replica's flusher without renewal |
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, num::NonZeroU32, time::Duration};
 
 use secrecy::SecretString;
 
-use crate::server::ServerLimits;
+use crate::{admission::AdmissionPolicy, server::ServerLimits};
 use switchyard_shared::{
     config::{ConfigError, Env},
     standard_webhooks::{self, SigningSecret},
@@ -41,8 +43,9 @@ use switchyard_shared::{
 const DEFAULT_CLAIM_LINGER: Duration = Duration::from_millis(2);
 /// Beyond this the wait would be a visible part of the answer time.
 const MAX_CLAIM_LINGER: Duration = Duration::from_millis(50);
-/// The credential read, the claim, the publish budget and the outbox write
-/// together (the first two bounded by the claim timeout each): the provider
+/// The credential read, the signed webhook-id check, the claim, the publish
+/// budget and the outbox write together (the first three bounded by the
+/// claim timeout each): the provider
 /// gives up after 10 s, and the answer still has to travel.
 const MAX_REQUEST_WAITS: Duration = Duration::from_secs(8);
 
@@ -59,6 +62,22 @@ const DEFAULT_LIMITS: ServerLimits = ServerLimits {
     max_in_flight: 1024,
 };
 
+/// A tenant's sustained admission rate, events per second per replica.
+/// Human conversation on one WhatsApp number peaks at a few events a second;
+/// 50/s is 180,000 an hour, some 25 times what the fleet's default send
+/// budget (120/min for everyone) could answer, so only a flood meets it, and
+/// at ingest's measured 4,000 events/s one flooder takes at most ~1 % of a
+/// replica.
+const DEFAULT_ADMISSION_RATE: u32 = 50;
+/// A tenant's burst: a bridge reconnecting after an outage may deliver what
+/// queued meanwhile at once; 500 at once passes, a sustained flood does not.
+const DEFAULT_ADMISSION_BURST: u32 = 500;
+
+/// `bounded` has already refused 0.
+fn nonzero(value: u32) -> NonZeroU32 {
+    NonZeroU32::new(value).unwrap_or(NonZeroU32::MIN)
+}
+
 /// Settings of the ingest service beyond the common ones.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -72,6 +91,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// The HTTP server's timeouts and caps.
     pub http_limits: ServerLimits,
+    /// Each tenant's admission limit (per replica).
+    pub admission: AdmissionPolicy,
     /// Whether `typing` events are dropped at the edge (answered 200, counted).
     pub drop_typing: bool,
     /// The bound past which PostgreSQL counts as degraded for a claim (and
@@ -135,12 +156,12 @@ impl Settings {
                 .into());
             }
         }
-        let waits = db_claim_timeout * 2 + publish_timeout + outbox_write_timeout;
+        let waits = db_claim_timeout * 3 + publish_timeout + outbox_write_timeout;
         if waits > MAX_REQUEST_WAITS {
             return Err(ConfigError {
                 variable: "SWITCHYARD_OUTBOX_WRITE_TIMEOUT".to_owned(),
                 reason: format!(
-                    "2 × SWITCHYARD_DB_CLAIM_TIMEOUT (credential read, claim) + SWITCHYARD_PUBLISH_TIMEOUT + SWITCHYARD_OUTBOX_WRITE_TIMEOUT is {}, above {} (the provider gives up after 10 s)",
+                    "3 × SWITCHYARD_DB_CLAIM_TIMEOUT (credential read, webhook-id check, claim) + SWITCHYARD_PUBLISH_TIMEOUT + SWITCHYARD_OUTBOX_WRITE_TIMEOUT is {}, above {} (the provider gives up after 10 s)",
                     humantime_like(waits),
                     humantime_like(MAX_REQUEST_WAITS)
                 ),
@@ -228,7 +249,20 @@ impl Settings {
                 .into());
             }
         }
+        let admission = AdmissionPolicy {
+            per_second: nonzero(env.bounded(
+                "SWITCHYARD_ADMISSION_RATE",
+                DEFAULT_ADMISSION_RATE,
+                1..=100_000,
+            )?),
+            burst: nonzero(env.bounded(
+                "SWITCHYARD_ADMISSION_BURST",
+                DEFAULT_ADMISSION_BURST,
+                1..=1_000_000,
+            )?),
+        };
         Ok(Self {
+            admission,
             http_limits,
             http_addr: env.parse(
                 "SWITCHYARD_HTTP_ADDR",
@@ -264,6 +298,10 @@ impl Settings {
             signing_secret: None,
             max_body_bytes: 64 * 1024,
             http_limits: DEFAULT_LIMITS,
+            admission: AdmissionPolicy {
+                per_second: nonzero(DEFAULT_ADMISSION_RATE),
+                burst: nonzero(DEFAULT_ADMISSION_BURST),
+            },
             drop_typing: true,
             db_claim_timeout: Duration::from_millis(500),
             tenant_cache_ttl: Duration::from_secs(2),
@@ -395,6 +433,8 @@ mod tests {
             ("SWITCHYARD_HTTP_BODY_TIMEOUT", "1h"),
             ("SWITCHYARD_HTTP_MAX_CONNECTIONS", "0"),
             ("SWITCHYARD_HTTP_MAX_IN_FLIGHT", "many"),
+            ("SWITCHYARD_ADMISSION_RATE", "0"),
+            ("SWITCHYARD_ADMISSION_BURST", "lots"),
         ] {
             let env = Env::from_map([("SWITCHYARD_WEBHOOK_SECRET", "s"), (var, value)]);
             let err = Settings::from_env(&env).unwrap_err();

@@ -20,7 +20,7 @@ use switchyard_shared::{
     webhook_auth::{Generation, WebhookKeys},
 };
 
-use crate::{credentials::Credentials, rejection::Rejection};
+use crate::{credentials::Credentials, rejection::Rejection, replay_guard::SignedDelivery};
 
 /// What the request URL claims: `/hook/<tenant>/<token>`, nothing checked yet.
 #[derive(Debug)]
@@ -45,6 +45,7 @@ pub struct VerifiedWebhook {
     tenant: TenantId,
     event: ParsedEvent,
     body: Bytes,
+    signed: Option<SignedDelivery>,
 }
 
 impl VerifiedWebhook {
@@ -60,6 +61,12 @@ impl VerifiedWebhook {
     /// The body exactly as received (the inbound stream is the event log).
     pub fn body(&self) -> &Bytes {
         &self.body
+    }
+
+    /// The signed delivery's `webhook-id` and timestamp, when signatures are
+    /// required (what [`crate::replay_guard`] binds to the tenant).
+    pub fn signed(&self) -> Option<&SignedDelivery> {
+        self.signed.as_ref()
     }
 
     /// The id that deduplicates this event fleet-wide: `<tenant>:<event id>`.
@@ -152,20 +159,29 @@ impl Verifier {
     ) -> Result<VerifiedWebhook, Rejection> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let mut delivery = Delivery::Unnamed(rand::random());
+        let mut signed = None;
         if let Some(secret) = &self.signing {
             let webhook_id = header(standard_webhooks::HEADER_ID);
+            let timestamp = header(standard_webhooks::HEADER_TIMESTAMP);
             secret
                 .verify(
                     webhook_id,
-                    header(standard_webhooks::HEADER_TIMESTAMP),
+                    timestamp,
                     header(standard_webhooks::HEADER_SIGNATURE),
                     &body,
                     now,
                     standard_webhooks::DEFAULT_TOLERANCE,
                 )
                 .map_err(|e| Rejection::BadSignature(e.to_string()))?;
-            if let Some(id) = webhook_id {
+            // A verified signature had both headers and a numeric timestamp.
+            if let (Some(id), Some(ts)) =
+                (webhook_id, timestamp.and_then(|t| t.trim().parse().ok()))
+            {
                 delivery = Delivery::Named(id);
+                signed = Some(SignedDelivery {
+                    id: id.to_owned(),
+                    timestamp: ts,
+                });
             }
         }
         let event =
@@ -179,6 +195,7 @@ impl Verifier {
             tenant: tenant.0,
             event,
             body,
+            signed,
         })
     }
 }

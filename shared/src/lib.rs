@@ -24,6 +24,7 @@
 //! - [`admission`]: the tenant check every worker step opens with;
 //! - [`retry`]: the retry policy both workers use (schedule, jitter, limits; pure);
 //! - [`tls`], [`nats`], [`streams`], [`db`], [`tenants`], [`tenant_cache`]: the connections and stores;
+//! - [`db_login`]: whether the service's database login could skip row-level security (warned once);
 //! - [`deliveries`]: the delivery ledger, every query on it (sent at most once; our own echo?);
 //! - [`wabridges`]: the one client of the WA Bridges HTTP API (bridges, status, sends, error classes).
 
@@ -32,6 +33,7 @@ pub mod bot_config;
 pub mod bridge_state;
 pub mod config;
 pub mod db;
+pub mod db_login;
 pub mod deliveries;
 pub mod events;
 pub mod ids;

@@ -64,6 +64,12 @@ impl Service {
             ops_server::router(readiness.clone()),
             shutdown.clone(),
         ));
+        tasks.spawn(crate::db_login::check_once_reachable(
+            name,
+            pool.clone(),
+            Duration::from_secs(1),
+            shutdown.clone(),
+        ));
         tasks.spawn(probe_dependencies(
             client.clone(),
             pool.clone(),

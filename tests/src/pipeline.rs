@@ -87,14 +87,30 @@ impl Pipeline {
     /// Starts everything over `pool` and creates `tenants`, each with a
     /// connected bridge whose webhook URL points at this ingest.
     pub async fn start(pool: &PgPool, tenants: &[TenantSpec]) -> Self {
-        Self::start_on(NatsServer::start(), false, pool, tenants).await
+        Self::start_on(NatsServer::start(), false, pool, tenants, &[]).await
+    }
+
+    /// [`Pipeline::start`] with extra settings for ingest only.
+    pub async fn start_with_ingest_env(
+        pool: &PgPool,
+        tenants: &[TenantSpec],
+        ingest_env: &[(&str, &str)],
+    ) -> Self {
+        Self::start_on(NatsServer::start(), false, pool, tenants, ingest_env).await
     }
 
     /// The same pipeline on a server with the shipped per-service users and
     /// permissions (`deploy/nats/permissions.conf`): ingest, router and
     /// sender each connect as their own user; [`Pipeline::js`] as the CLI's.
     pub async fn start_with_permissions(pool: &PgPool, tenants: &[TenantSpec]) -> Self {
-        Self::start_on(NatsServer::start_with_permissions(), true, pool, tenants).await
+        Self::start_on(
+            NatsServer::start_with_permissions(),
+            true,
+            pool,
+            tenants,
+            &[],
+        )
+        .await
     }
 
     async fn start_on(
@@ -102,10 +118,11 @@ impl Pipeline {
         own_users: bool,
         pool: &PgPool,
         tenants: &[TenantSpec],
+        ingest_env: &[(&str, &str)],
     ) -> Self {
         let sim = fixtures::start_sim().await;
         let db_url = services::database_url(pool);
-        let env_as = |user: &str| {
+        let env_as = |user: &str, more: &[(&str, &str)]| {
             let credentials = crate::nats_server::service_credentials(user);
             let mut extra = vec![
                 ("SWITCHYARD_WEBHOOK_SECRET", WEBHOOK_SECRET),
@@ -116,10 +133,11 @@ impl Pipeline {
                 extra.push(("SWITCHYARD_FLEET_MODE", "shared"));
                 extra.extend(credentials.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             }
+            extra.extend_from_slice(more);
             fixtures::sender_env(&nats.url(), &db_url, &sim, &extra)
         };
         // Ingest first: its Service::start creates the streams.
-        let (ingest, ingest_addr) = services::start_ingest(&env_as("ingest")).await;
+        let (ingest, ingest_addr) = services::start_ingest(&env_as("ingest", ingest_env)).await;
         let keys = WebhookKeys::new(WEBHOOK_SECRET.into(), None);
         let public = format!("http://{ingest_addr}");
         for spec in tenants {
@@ -130,8 +148,8 @@ impl Pipeline {
             })
             .await;
         }
-        let router = services::start_router(&env_as("router")).await;
-        let sender = services::start_sender(&env_as("sender")).await;
+        let router = services::start_router(&env_as("router", &[])).await;
+        let sender = services::start_sender(&env_as("sender", &[])).await;
         let mut options = async_nats::ConnectOptions::new();
         if own_users {
             options = options

@@ -1,0 +1,294 @@
+//! Least-privilege database logins (docs/architecture.md invariant 4): the
+//! services log in as roles that are not superusers, have no `BYPASSRLS` and
+//! own nothing, members of `switchyard_app` (router, sender) or
+//! `switchyard_ingest`. Each test creates such a LOGIN role the way
+//! `deploy/README.md` says a deployment does, logs in as it and checks that
+//! a query forgetting its tenant filter still sees only its tenant on every
+//! tenant table, even after `RESET ROLE`, and that it cannot read what it
+//! must not.
+
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use switchyard_shared::{
+    config::{DatabaseSettings, Env},
+    db, db_login,
+};
+use switchyard_tests::{fixtures, services};
+
+use crate::ingest_support::{Harness, message};
+
+const PASSWORD: &str = "least-privilege-test";
+
+/// Creates a LOGIN role, member of `group`, named after this test's database
+/// (roles are cluster-wide; tests run at once); returns its connect options.
+async fn login_in(owner: &PgPool, group: &str) -> PgConnectOptions {
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(owner)
+        .await
+        .unwrap();
+    let digest: String = sqlx::query_scalar("SELECT left(md5($1 || $2), 16)")
+        .bind(&database)
+        .bind(group)
+        .fetch_one(owner)
+        .await
+        .unwrap();
+    let login = format!("sy_login_{digest}");
+    sqlx::query(&format!("DROP ROLE IF EXISTS {login}"))
+        .execute(owner)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "CREATE ROLE {login} LOGIN PASSWORD '{PASSWORD}' NOSUPERUSER NOBYPASSRLS IN ROLE {group}"
+    ))
+    .execute(owner)
+    .await
+    .unwrap();
+    owner
+        .connect_options()
+        .as_ref()
+        .clone()
+        .username(&login)
+        .password(PASSWORD)
+}
+
+fn url_of(options: &PgConnectOptions, owner: &PgPool) -> String {
+    // The owner's URL with the login's name and password.
+    let base = services::database_url(owner);
+    let rest = base.split_once('@').map(|(_, rest)| rest).unwrap_or(&base);
+    format!("postgres://{}:{PASSWORD}@{rest}", options.get_username())
+}
+
+fn is_denied(result: Result<impl Sized, sqlx::Error>) -> bool {
+    match result {
+        Err(sqlx::Error::Database(e)) => e.code().as_deref() == Some("42501"),
+        _ => false,
+    }
+}
+
+async fn seed(owner: &PgPool) {
+    for id in ["alpha", "bravo"] {
+        fixtures::add_tenant(owner, id, |_| {}).await;
+    }
+    sqlx::query(
+        "INSERT INTO conversations (tenant_id, chat_id) VALUES ('alpha', 'a1'), ('bravo', 'b1'), ('bravo', 'b2')",
+    )
+    .execute(owner)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO deliveries (tenant_id, reply_id, chat_id) VALUES ('alpha', 'ra', 'a1'), ('bravo', 'rb1', 'b1'), ('bravo', 'rb2', 'b2')",
+    )
+    .execute(owner)
+    .await
+    .unwrap();
+}
+
+/// What a transaction scoped to `alpha` sees on the three tenant tables.
+async fn seen(conn: &mut sqlx::PgConnection) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let tenants = sqlx::query_scalar("SELECT id FROM tenants ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    let chats = sqlx::query_scalar("SELECT chat_id FROM conversations ORDER BY chat_id")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    let replies = sqlx::query_scalar("SELECT reply_id FROM deliveries ORDER BY reply_id")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    (tenants, chats, replies)
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_worker_login_sees_only_its_tenant_on_every_tenant_table_even_after_reset_role(
+    owner: PgPool,
+) {
+    seed(&owner).await;
+    let options = login_in(&owner, db::APP_ROLE).await;
+    let settings =
+        DatabaseSettings::from_env(&Env::from_map([("DATABASE_URL", url_of(&options, &owner))]))
+            .unwrap();
+    // As the router and the sender build theirs.
+    let app = db::pool_with_role(&settings, db::APP_ROLE).unwrap();
+    let plain = PgPoolOptions::new().connect_with(options).await.unwrap();
+    let alpha = (
+        vec!["alpha".to_owned()],
+        vec!["a1".to_owned()],
+        vec!["ra".to_owned()],
+    );
+
+    let mut tx = db::begin_for_tenant(&app, &fixtures::tenant("alpha"))
+        .await
+        .unwrap();
+    let scoped = seen(&mut tx).await;
+    sqlx::query("RESET ROLE").execute(&mut *tx).await.unwrap();
+    let after_reset = seen(&mut tx).await;
+    let foreign_delivery = sqlx::query(
+        "INSERT INTO deliveries (tenant_id, reply_id, chat_id) VALUES ('bravo', 'forged', 'b1')",
+    )
+    .execute(&mut *tx)
+    .await;
+    drop(tx);
+    let mut tx = plain.begin().await.unwrap();
+    let become_owner = sqlx::query("SET ROLE postgres").execute(&mut *tx).await;
+    drop(tx);
+    let mut unscoped = plain.acquire().await.unwrap();
+    let unscoped = seen(&mut unscoped).await;
+    let mut ingest_only = Vec::new();
+    for table in [
+        "inbound_event_keys",
+        "inbound_outbox",
+        "inbound_outbox_leases",
+        "signed_webhook_ids",
+    ] {
+        let read = sqlx::query(&format!("SELECT 1 FROM {table} LIMIT 1"))
+            .fetch_optional(&plain)
+            .await;
+        ingest_only.push((table, is_denied(read)));
+    }
+    // What `switchyard migrate --check` reads before a worker starts.
+    let pending = db::pending_migrations(&plain).await;
+    let login_rights = db_login::rights(&plain).await.unwrap();
+    let owner_rights = db_login::rights(&owner).await.unwrap();
+
+    assert_eq!(scoped, alpha);
+    assert_eq!(
+        after_reset, alpha,
+        "the login itself is bound, not only its role"
+    );
+    assert!(
+        foreign_delivery.is_err(),
+        "another tenant's ledger row refused"
+    );
+    assert!(become_owner.is_err(), "the login cannot become the owner");
+    assert_eq!(unscoped, (vec![], vec![], vec![]), "no tenant, no rows");
+    assert!(
+        ingest_only.iter().all(|(_, denied)| *denied),
+        "{ingest_only:?}"
+    );
+    assert!(pending.is_ok_and(|p| p.is_empty()), "the schema check runs");
+    assert_eq!(login_rights, db_login::LoginRights::default());
+    assert!(owner_rights.superuser && owner_rights.escapes_row_security());
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn ingest_logged_in_as_its_own_role_takes_webhooks_and_cannot_read_the_workers_tables(
+    owner: PgPool,
+) {
+    seed(&owner).await;
+    let options = login_in(&owner, "switchyard_ingest").await;
+    let login = PgPoolOptions::new().connect_with(options).await.unwrap();
+    let signing = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let h = Harness::start_with(login.clone(), &[("SWITCHYARD_SIGNING_SECRET", signing)]).await;
+    let secret =
+        switchyard_shared::standard_webhooks::SigningSecret::parse(&signing.into()).unwrap();
+    let at = time::OffsetDateTime::now_utc().unix_timestamp();
+    let body = message("LEAST-1");
+
+    let answer = h
+        .http
+        .post(h.hook_url("alpha"))
+        .header("webhook-id", "msg_least")
+        .header("webhook-timestamp", at.to_string())
+        .header(
+            "webhook-signature",
+            secret.sign("msg_least", at, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    let text = answer.text().await.unwrap();
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM inbound_event_keys")
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    let bound: i64 = sqlx::query_scalar("SELECT count(*) FROM signed_webhook_ids")
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    // The outbox's statements, which run only while JetStream is down.
+    let outbox = sqlx::query(
+        "WITH kept AS (INSERT INTO inbound_outbox (tenant_id, event_id, received_at_ms, traceparent, payload) \
+         VALUES ('alpha', 'e1', 1, 't', '\\x00') RETURNING tenant_id, event_id) \
+         DELETE FROM inbound_outbox o USING kept WHERE o.tenant_id = kept.tenant_id AND o.event_id = kept.event_id",
+    )
+    .execute(&login)
+    .await;
+    let conversations = sqlx::query("SELECT 1 FROM conversations LIMIT 1")
+        .fetch_optional(&login)
+        .await;
+    let deliveries = sqlx::query("SELECT 1 FROM deliveries LIMIT 1")
+        .fetch_optional(&login)
+        .await;
+    let tenants_unscoped: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+        .fetch_one(&login)
+        .await
+        .unwrap();
+    let rights = db_login::rights(&login).await.unwrap();
+
+    assert_eq!(
+        (status.as_u16(), text.as_str()),
+        (200, r#"{"status":"accepted"}"#)
+    );
+    assert_eq!((keys, bound), (1, 1));
+    assert!(outbox.is_ok(), "{outbox:?}");
+    assert!(is_denied(conversations) && is_denied(deliveries));
+    assert_eq!(
+        tenants_unscoped, 0,
+        "tenant rows only inside a tenant's scope"
+    );
+    assert_eq!(rights, db_login::LoginRights::default());
+}
+
+/// The `right` sample of the login gauge in this process.
+fn privileged(right: &str) -> Option<f64> {
+    let text = switchyard_shared::ops_server::metrics_handle().render();
+    let prefix = format!("{}{{right=\"{right}\"}} ", db_login::LOGIN_PRIVILEGED);
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_service_warns_once_and_sets_the_gauge_when_its_login_can_skip_row_security(
+    owner: PgPool,
+) {
+    let login = PgPoolOptions::new()
+        .connect_with(login_in(&owner, db::APP_ROLE).await)
+        .await
+        .unwrap();
+    // The recorder a service installs at start-up.
+    switchyard_shared::ops_server::metrics_handle();
+    let logs = crate::log_capture::LogBuffer::default();
+    let guard = logs.capture();
+    let check = |pool: PgPool| {
+        db_login::check_once_reachable(
+            "switchyard-test",
+            pool,
+            std::time::Duration::from_millis(50),
+            tokio_util::sync::CancellationToken::new(),
+        )
+    };
+
+    check(login).await;
+    let quiet = logs.text();
+    let as_login = (privileged("superuser"), privileged("owner"));
+    check(owner).await;
+    let as_owner = (privileged("superuser"), privileged("owner"));
+    drop(guard);
+
+    assert!(!quiet.contains("skip row-level security"), "{quiet}");
+    assert_eq!(as_login, (Some(0.0), Some(0.0)));
+    assert_eq!(as_owner, (Some(1.0), Some(1.0)));
+    assert_eq!(
+        logs.text().matches("can skip row-level security").count(),
+        1,
+        "{}",
+        logs.text()
+    );
+}
