@@ -223,6 +223,11 @@ impl Deployment {
                 ("WA_API_KEY", API_KEY.to_owned()),
                 ("SWITCHYARD_WA_TIMEOUT", "5s".to_owned()),
                 ("SWITCHYARD_FLEET_MODE", "local".to_owned()),
+                // The scenarios measure isolation behind the front door (a
+                // flood is 250 events/s from one tenant): ingest's per-tenant
+                // admission limit would refuse most of it, so it is lifted.
+                ("SWITCHYARD_ADMISSION_RATE", "100000".to_owned()),
+                ("SWITCHYARD_ADMISSION_BURST", "100000".to_owned()),
                 (
                     "SWITCHYARD_FLEET_CALLS_PER_MINUTE",
                     scenario.fleet_per_minute.to_string(),
