@@ -70,13 +70,15 @@ pub async fn led_by(js: &jetstream::Context, node: &str) -> BTreeSet<Group> {
     groups
 }
 
-/// Waits (up to `limit`) until every group in `groups` has a leader other
-/// than `gone`; returns when that was (Unix ms), or at the limit the groups
-/// still without one.
+/// Waits (up to `limit`) until every group in `groups` has a leader: until
+/// `back_at` one other than `gone` (the node's own stale answer does not
+/// count), after it any. Returns when that was (Unix ms), or at the limit
+/// the groups still without one.
 pub async fn all_led_again(
     js: &jetstream::Context,
     mut groups: BTreeSet<Group>,
     gone: &str,
+    back_at: tokio::time::Instant,
     limit: Duration,
 ) -> Result<u64, BTreeSet<Group>> {
     let deadline = tokio::time::Instant::now() + limit;
@@ -84,7 +86,8 @@ pub async fn all_led_again(
         // All at once: a round must take one request's time, not one per group.
         let asked = futures::future::join_all(groups.iter().map(|group| async move {
             let leader = leader_now(js, group).await;
-            (group.clone(), leader.is_some_and(|l| l != gone))
+            let returned = tokio::time::Instant::now() >= back_at;
+            (group.clone(), leader.is_some_and(|l| returned || l != gone))
         }))
         .await;
         for (group, led) in asked {

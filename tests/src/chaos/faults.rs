@@ -21,6 +21,9 @@ use super::{
     topology::Topology,
 };
 
+/// How long after a NATS node's kill its groups' elections are watched.
+const ELECTIONS: Duration = Duration::from_secs(40);
+
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -103,15 +106,23 @@ impl Fault {
                 let groups = led.len();
                 let began_ms = unix_ms();
                 topology.cluster.kill(node);
-                // The elections are watched while the node is down (they
-                // must end before it returns, or it takes its groups back).
-                let elected = elections::all_led_again(&topology.js, led, &name, down);
-                let (elected, ()) = tokio::join!(elected, tokio::time::sleep(down));
-                topology.cluster.restart(node);
+                // The elections are watched from the kill until every group
+                // has a leader again (after the node's return, it may lead
+                // again), at most `ELECTIONS` after the kill.
+                let back_at = tokio::time::Instant::now() + down;
+                let js = topology.js.clone();
+                let elected = elections::all_led_again(&js, led, &name, back_at, ELECTIONS);
+                let cluster = &mut topology.cluster;
+                let restart = async {
+                    tokio::time::sleep(down).await;
+                    cluster.restart(node);
+                    unix_ms()
+                };
+                let (elected, ended_ms) = tokio::join!(elected, restart);
                 let leaderless = match &elected {
                     Ok(_) => String::new(),
                     Err(left) => format!(
-                        "; still without a leader when it came back: {}",
+                        "; still without a leader {ELECTIONS:?} after the kill: {}",
                         left.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
                     ),
                 };
@@ -121,7 +132,7 @@ impl Fault {
                         groups.saturating_sub(1)
                     ),
                     began_ms,
-                    ended_ms: unix_ms(),
+                    ended_ms,
                     recovery_from_ms: began_ms,
                     leaders_back_ms: elected.ok(),
                 })
