@@ -9,7 +9,7 @@ use std::{future::Future, time::Duration};
 use async_nats::{HeaderMap, jetstream::AckKind};
 use bytes::Bytes;
 
-use crate::{ids::TenantId, subjects::Direction};
+use crate::{ids::TenantId, metrics as m, subjects::Direction};
 
 /// Header that keeps a message's original subject when it is spilled or dead-lettered.
 pub const HEADER_ORIGINAL_SUBJECT: &str = "Switchyard-Original-Subject";
@@ -125,11 +125,19 @@ impl LaneMessage {
         self.headers.get(name).map(|v| v.as_str())
     }
 
-    /// Marks the message done. Errors are logged: an unacked message is
+    /// Marks the message done, waiting at most [`ACK_CONFIRM_WAIT`] for the
+    /// server to confirm. Errors are logged: an unacked message is
     /// redelivered, which downstream idempotency absorbs.
     pub async fn ack(&self) {
-        if let Err(e) = self.jetstream.double_ack().await {
-            tracing::warn!(tenant.id = %self.tenant, message.id = %self.message_id, error = %e, "ack failed; the message will be redelivered");
+        match tokio::time::timeout(ACK_CONFIRM_WAIT, self.jetstream.double_ack()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(tenant.id = %self.tenant, message.id = %self.message_id, error = %e, "ack failed; the message will be redelivered");
+            }
+            Err(_) => {
+                metrics::counter!(m::LANE_ACK_UNCONFIRMED).increment(1);
+                tracing::debug!(tenant.id = %self.tenant, message.id = %self.message_id, "ack not confirmed in time; it may still land, else the message is redelivered");
+            }
         }
     }
 
@@ -156,6 +164,16 @@ impl AsRef<LaneMessage> for LaneMessage {
         self
     }
 }
+
+/// How long [`LaneMessage::ack`] waits for the server's confirmation. The
+/// caller's next step waits with it (a chat's next message, in order), so
+/// while a consumer has no leader (a NATS node lost, an election of 4–9 s)
+/// the client's 10 s request timeout kept a chat waiting up to 10 s after
+/// the new leader was there (issue 16's chaos runs: replies 17 s after the
+/// kill). A healthy confirmation takes a millisecond or two; an ack that is
+/// not confirmed may still land, and if it does not the message comes back
+/// after `ack_wait`, as after any lost ack.
+pub const ACK_CONFIRM_WAIT: Duration = Duration::from_millis(500);
 
 /// Runs `work` while keeping `messages` alive every [`KEEP_ALIVE_EVERY`], so
 /// a slow bot, provider call or our own infrastructure's trouble never gets

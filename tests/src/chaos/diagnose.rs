@@ -84,3 +84,79 @@ pub async fn diagnose(topology: &Topology, lost: &[(String, u64)]) -> String {
     }
     out
 }
+
+/// Where the slowest event of each fault spent its time: when its event
+/// was stored in the inbound stream and its reply in the outbound stream
+/// (the streams' own timestamps), relative to the fault's start, so a
+/// recovery figure can be pinned on a stage (ingest and the outbox, the
+/// router, the sender).
+pub async fn slowest_paths(
+    topology: &Topology,
+    slowest: &[Option<(String, u64)>],
+    began_ms: &[u64],
+) -> String {
+    let inbound = stored_times(&topology.js, subjects::INBOUND_STREAM, "inbound.>").await;
+    let outbound = stored_times(&topology.js, subjects::OUTBOUND_STREAM, "outbound.>").await;
+    let mut out = String::new();
+    for (event, began) in slowest.iter().zip(began_ms) {
+        let Some((tenant, seq)) = event else { continue };
+        let msg_id = format!("{tenant}:chaos-{seq}");
+        let text = body_text(tenant, *seq);
+        let rel = |at: Option<u64>| at.map(|t| t as i64 - *began as i64);
+        let stored = inbound
+            .iter()
+            .find(|(h, _, _)| h.get("Nats-Msg-Id").is_some_and(|v| v.as_str() == msg_id))
+            .map(|(_, _, at)| *at);
+        let replied = outbound
+            .iter()
+            .find(|(_, p, _)| String::from_utf8_lossy(p).contains(&text))
+            .map(|(_, _, at)| *at);
+        let _ = writeln!(
+            out,
+            "slowest {tenant} #{seq}: stored inbound {:?} ms, reply stored {:?} ms after the fault began",
+            rel(stored),
+            rel(replied)
+        );
+    }
+    out
+}
+
+/// Every message of `stream` under `filter`: headers, payload, and when
+/// the stream stored it (Unix ms).
+async fn stored_times(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    filter: &str,
+) -> Vec<(async_nats::HeaderMap, bytes::Bytes, u64)> {
+    use async_nats::jetstream::consumer::pull::OrderedConfig;
+    let mut out = Vec::new();
+    let Ok(stream) = js.get_stream(stream).await else {
+        return out;
+    };
+    let Ok(consumer) = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: filter.to_owned(),
+            ..Default::default()
+        })
+        .await
+    else {
+        return out;
+    };
+    let pending = consumer.cached_info().num_pending as usize;
+    let Ok(mut messages) = consumer.messages().await else {
+        return out;
+    };
+    while out.len() < pending {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), messages.next()).await {
+            Ok(Some(Ok(m))) => {
+                let at = m
+                    .info()
+                    .map(|i| (i.published.unix_timestamp_nanos() / 1_000_000) as u64)
+                    .unwrap_or(0);
+                out.push((m.headers.clone().unwrap_or_default(), m.payload.clone(), at));
+            }
+            _ => break,
+        }
+    }
+    out
+}

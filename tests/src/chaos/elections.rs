@@ -93,6 +93,7 @@ pub async fn all_led_again(
         for (group, led) in asked {
             if led {
                 groups.remove(&group);
+                eprintln!("chaos: {group} has a leader again at {} ms", unix_ms());
             }
         }
         if groups.is_empty() {

@@ -102,9 +102,19 @@ impl Outcome {
             "\nfaults: {}",
             self.injected
                 .iter()
-                .map(|i| i.what.as_str())
+                .map(|i| match i.leaders_back_ms {
+                    Some(back) => format!(
+                        "{} (NATS leaders back {} ms after)",
+                        i.what,
+                        back.saturating_sub(i.began_ms)
+                    ),
+                    None => i.what.clone(),
+                })
                 .collect::<Vec<_>>()
                 .join("; ")
+        ) + &format!(
+            "\nreplies per second from 5 s before each fault: {:?}",
+            self.figures.sends_per_second
         ) + &if self.diagnosis.is_empty() {
             String::new()
         } else {
@@ -191,11 +201,12 @@ pub async fn run(
     );
     figures.unexpected_exits = topology.unexpected_exits().to_vec();
     figures.start_up_failures = topology.start_up_failures();
-    let diagnosis = if figures.lost.is_empty() && settled {
-        String::new()
-    } else {
-        diagnose::diagnose(&topology, &figures.lost).await
-    };
+    let began: Vec<u64> = injected.iter().map(|(_, i)| i.began_ms).collect();
+    let mut diagnosis =
+        diagnose::slowest_paths(&topology, &figures.slowest_events, &began).await;
+    if !figures.lost.is_empty() || !settled {
+        diagnosis.push_str(&diagnose::diagnose(&topology, &figures.lost).await);
+    }
     Ok(Outcome {
         plan: plan.clone(),
         injected: injected.into_iter().map(|(_, i)| i).collect(),

@@ -125,7 +125,7 @@ pub fn markdown(outcomes: &[Outcome], command: &str) -> String {
         let lines: Vec<&str> = o.diagnosis.lines().take(40).collect();
         let _ = writeln!(
             md,
-            "\n### `{}`: where the unanswered events were at the end\n\n```text\n{}\n```",
+            "\n### `{}`: the slowest events' path (and where unanswered events were, if any)\n\n```text\n{}\n```",
             o.plan.kind.name(),
             lines.join("\n")
         );

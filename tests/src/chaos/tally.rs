@@ -58,9 +58,14 @@ pub struct Figures {
     /// raft group the node led had a new leader (`None` for other faults,
     /// or when the elections outlasted the node's absence).
     pub after_leaders_ms: Vec<Option<u64>>,
+    /// Per fault: replies sent in each second from 5 s before it to 35 s
+    /// after it began.
+    pub sends_per_second: Vec<Vec<u32>>,
     /// Per fault: the event that waited longest, `<tenant> #<seq>: posted
     /// <ms> after the fault began, answered <ms> after`.
     pub slowest: Vec<String>,
+    /// Per fault: that event's tenant and sequence number.
+    pub slowest_events: Vec<Option<(String, u64)>>,
     /// Replicas that exited without being killed, and were started again.
     pub unexpected_exits: Vec<String>,
     /// Replica start-ups that failed and were retried (see `topology::START_UP`).
@@ -179,7 +184,9 @@ pub fn tally(
         let until = injected.get(i + 1).map_or(traffic_end_ms, |(_, next)| {
             next.began_ms.saturating_sub(BEFORE_MS)
         });
-        let (wait, slowest) = recovery(posted, &copies, fault, fault.recovery_from_ms, until);
+        let (wait, slowest, key) =
+            recovery(posted, &copies, fault, fault.recovery_from_ms, until);
+        figures.slowest_events.push(key);
         figures.recovery_ms.push(wait);
         figures.slowest.push(slowest);
         figures.after_leaders_ms.push(
@@ -187,6 +194,15 @@ pub fn tally(
                 .leaders_back_ms
                 .map(|back| recovery(posted, &copies, fault, back, until).0),
         );
+        // Replies out per second around the fault, for the eye.
+        let mut per_second = [0u32; 40];
+        for send in sends {
+            let rel = send.at_ms as i64 - fault.began_ms as i64 + 5_000;
+            if (0..40_000).contains(&rel) {
+                per_second[(rel / 1000) as usize] += 1;
+            }
+        }
+        figures.sends_per_second.push(per_second.to_vec());
         let first = sends
             .iter()
             .map(|s| s.at_ms)
@@ -212,7 +228,7 @@ fn recovery(
     fault: &Injected,
     recovery_from_ms: u64,
     until: u64,
-) -> (u64, String) {
+) -> (u64, String, Option<(String, u64)>) {
     let from = fault.began_ms.saturating_sub(BEFORE_MS);
     posted
         .iter()
@@ -230,8 +246,8 @@ fn recovery(
                 rel(p.at_ms),
                 rel(first.at_ms)
             );
-            Some((wait, what))
+            Some((wait, what, Some((p.tenant.clone(), p.seq))))
         })
-        .max_by_key(|(wait, _)| *wait)
+        .max_by_key(|(wait, _, _)| *wait)
         .unwrap_or_default()
 }
