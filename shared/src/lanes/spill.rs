@@ -153,24 +153,43 @@ pub async fn consumer(
     Ok(consumer)
 }
 
-/// Takes up to `max` spilled messages without waiting for more.
+/// How long one read of a spill lane (a fetch, or its consumer's info) may
+/// take. The lane waits for it with its state locked, so it must be short:
+/// a fetch is `no_wait` and has no expiry of its own, so a request that
+/// reached a consumer leader that then died (a NATS node lost) was never
+/// answered and held the tenant's lane, its keep-alives and its
+/// partition's dispatch (issue 16's chaos runs: one tenant's replies 14 s
+/// late after every node loss). A healthy answer takes milliseconds.
+pub const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Takes up to `max` spilled messages without waiting for more, and what
+/// arrived within [`READ_WAIT`] if the answer stops short. (A message that
+/// arrives after that was delivered to nobody who reads it: it comes back
+/// after the consumer's `ack_wait`, behind the ones taken since.)
 pub async fn fetch(
     consumer: &jetstream::consumer::Consumer<pull::Config>,
     direction: Direction,
     tenant: &TenantId,
     max: usize,
 ) -> Result<Vec<LaneMessage>, async_nats::Error> {
-    let mut batch = consumer.fetch().max_messages(max).messages().await?;
+    let deadline = tokio::time::Instant::now() + READ_WAIT;
+    let mut batch = tokio::time::timeout_at(deadline, consumer.fetch().max_messages(max).messages())
+        .await
+        .map_err(|_| format!("the spill lane did not answer within {READ_WAIT:?}"))??;
     let mut out = Vec::new();
-    while let Some(next) = batch.next().await {
+    while let Ok(Some(next)) = tokio::time::timeout_at(deadline, batch.next()).await {
         out.push(LaneMessage::new(tenant.clone(), direction, next?));
     }
     Ok(out)
 }
 
-/// Whether every spilled message has been delivered to us.
+/// Whether every spilled message has been delivered to us (`false` when
+/// the consumer does not answer within [`READ_WAIT`]: ask again later).
 pub async fn fully_delivered(
     consumer: &mut jetstream::consumer::Consumer<pull::Config>,
 ) -> Result<bool, async_nats::Error> {
-    Ok(consumer.info().await?.num_pending == 0)
+    match tokio::time::timeout(READ_WAIT, consumer.info()).await {
+        Ok(info) => Ok(info?.num_pending == 0),
+        Err(_) => Ok(false),
+    }
 }
