@@ -14,6 +14,7 @@
 //! [`FleetBudget::acquire`] and hand the lease over.
 
 pub mod budget_ledger;
+pub mod local_share;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,7 +29,10 @@ use switchyard_shared::{
 };
 use tokio::time::Instant;
 
-use self::budget_ledger::{BudgetLedger, Take, Window};
+use self::{
+    budget_ledger::{BudgetLedger, Take, Window},
+    local_share::{LocalShare, LocalTake, Steady},
+};
 use crate::fair_share::Scheduler;
 
 /// Compare-and-swap rounds before giving up on one lease (each round is one
@@ -208,12 +212,15 @@ pub enum FleetBudgetError {
     Unanswered(Duration),
 }
 
-/// One replica's handle on the shared budget. Cheap to clone.
+/// One replica's handle on the shared budget. Cheap to clone (clones share
+/// the local share).
 #[derive(Debug, Clone)]
 pub struct FleetBudget {
     kv: kv::Store,
     key: String,
     window: Window,
+    steady: Steady,
+    local: std::sync::Arc<std::sync::Mutex<LocalShare>>,
 }
 
 impl FleetBudget {
@@ -244,20 +251,47 @@ impl FleetBudget {
             kv,
             key: config.key.clone(),
             window,
+            steady: Steady {
+                limit: config.limit,
+                window: config.window,
+                chunk: config.chunk,
+                lease: Duration::from_millis(window.slot_ms + window.grace_ms),
+            },
+            local: Default::default(),
         })
     }
 
-    /// Leases up to `want` permits (at most the configured chunk).
+    /// Leases up to `want` permits (at most the configured chunk). Permits
+    /// spent under [`FleetBudget::local_lease`] since the last answer are
+    /// charged first, in the same write.
     pub async fn acquire(&self, want: u32) -> Result<Lease, FleetBudgetError> {
         let want = want.max(1);
-        let (now, take) = self
+        let owed = self.local().settle();
+        let taken = self
             .modify(|ledger, now_ms| {
+                ledger.charge(&self.window, now_ms, owed);
                 let take = ledger.take(&self.window, now_ms, want);
-                // Only a grant needs writing; a refusal leaves the ledger as it was.
-                let write = matches!(take, Take::Granted { .. });
+                // A grant, or a charge, needs writing; a bare refusal leaves
+                // the ledger as it was.
+                let write = owed > 0 || matches!(take, Take::Granted { .. });
                 (take, write)
             })
-            .await?;
+            .await;
+        let (now, take) = match taken {
+            Ok(taken) => {
+                if owed > 0 {
+                    tracing::info!(
+                        charged = owed,
+                        "the fleet budget answers again; the calls made meanwhile are counted"
+                    );
+                }
+                taken
+            }
+            Err(e) => {
+                self.local().unsettle(owed);
+                return Err(e);
+            }
+        };
         let (instant, now_ms) = now;
         let at = |ms: u64| instant + Duration::from_millis(ms.saturating_sub(now_ms));
         Ok(match take {
@@ -275,6 +309,33 @@ impl FleetBudget {
                 until: at(until_ms),
             },
         })
+    }
+
+    /// While the shared ledger cannot be reached: up to `want` permits at
+    /// `share` (this replica's part of the partitions) of the fleet's
+    /// steady rate ([`local_share`]), charged to the ledger at the next
+    /// [`FleetBudget::acquire`] that reaches it.
+    pub fn local_lease(&self, want: u32, share: f64) -> Lease {
+        let mut local = self.local();
+        if !local.in_outage() {
+            tracing::warn!(
+                share = format!("{:.0} %", share * 100.0),
+                "the fleet budget cannot be reached; sending on at this replica's share of the steady rate"
+            );
+        }
+        match local.take(&self.steady, share, want, Instant::now()) {
+            LocalTake::Granted { count, expires_at } => Lease::Granted {
+                permits: count,
+                expires_at,
+            },
+            LocalTake::Wait { retry_at } => Lease::Exhausted { retry_at },
+        }
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, LocalShare> {
+        self.local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Stops every replica's calls for `duration` (a 429's Retry-After).

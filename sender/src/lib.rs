@@ -124,6 +124,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         scheduler: Scheduler::new(limits),
         deliverer,
         fleet,
+        fleet_share: work.share(),
         tenants,
         refresh_every: settings.tenant_refresh,
         flaps: settings.flaps,

@@ -43,6 +43,8 @@ pub const TENANTS_HELD: &str = "switchyard_sender_tenants_held";
 /// `reason` (`exhausted`: the window's calls are spent; `paused`: a 429 paused
 /// the fleet). Milliseconds because a counter counts whole units.
 pub const FLEET_BUDGET_WAIT_MS: &str = "switchyard_sender_fleet_budget_wait_milliseconds_total";
+/// Leases taken locally because the shared fleet budget could not be reached.
+pub const FLEET_BUDGET_UNREACHABLE: &str = "switchyard_sender_fleet_budget_unreachable_total";
 
 /// Provider calls per tenant, by `tenant` (capped) and `outcome` (`sent`, `failed`).
 pub const TENANT_SENDS: &str = "switchyard_tenant_sends_total";

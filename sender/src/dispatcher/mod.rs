@@ -46,7 +46,11 @@ use std::{
     time::Duration,
 };
 
-use switchyard_shared::{ids::TenantId, lanes::TenantLane, tenant_cache::TenantCache};
+use switchyard_shared::{
+    ids::TenantId,
+    lanes::{TenantLane, work::PartitionShare},
+    tenant_cache::TenantCache,
+};
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -72,6 +76,9 @@ pub struct DispatcherParts {
     pub deliverer: Arc<Deliverer>,
     /// The shared fleet budget (`None`: the scheduler counts it locally).
     pub fleet: Option<FleetBudget>,
+    /// This replica's part of the live partitions: its share of the fleet
+    /// budget while the shared one cannot be reached.
+    pub fleet_share: PartitionShare,
     pub tenants: TenantCache,
     /// How often every known tenant's row is read again.
     pub refresh_every: Duration,
@@ -94,6 +101,7 @@ pub struct Dispatcher {
     scheduler: Scheduler,
     deliverer: Arc<Deliverer>,
     fleet: Option<FleetBudget>,
+    fleet_share: PartitionShare,
     tenants: TenantCache,
     refresh_every: Duration,
     /// Handed to the tasks that report back; the loop itself never sends.
@@ -129,6 +137,7 @@ impl Dispatcher {
             scheduler,
             deliverer,
             fleet,
+            fleet_share,
             tenants,
             refresh_every,
             flaps,
@@ -145,6 +154,7 @@ impl Dispatcher {
             scheduler,
             deliverer,
             fleet,
+            fleet_share,
             tenants,
             refresh_every,
             events_tx,

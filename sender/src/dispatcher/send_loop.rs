@@ -278,9 +278,12 @@ impl Dispatcher {
                 lease.apply_to(&mut self.scheduler);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot lease from the fleet budget; waiting");
-                self.scheduler
-                    .pause_fleet_until(Instant::now() + Duration::from_millis(250));
+                // Send on at this replica's share of the steady rate until
+                // the ledger answers again (`fleet_budget::local_share`).
+                let lease = fleet.local_lease(wanted, self.fleet_share.fraction());
+                tracing::debug!(error = %e, ?lease, "the fleet budget cannot be reached; leasing locally");
+                metrics::counter!(m::FLEET_BUDGET_UNREACHABLE).increment(1);
+                lease.apply_to(&mut self.scheduler);
             }
         }
     }

@@ -106,6 +106,22 @@ impl BudgetLedger {
     }
 
     /// Permits counted in the span ending at `now_ms`.
+    /// Counts `count` permits spent without a take (while the ledger could
+    /// not be reached: [`super::local_share`]) in the current slot, so the
+    /// rest of the window sees them. Unlike a take it cannot be refused: the
+    /// calls were made.
+    pub fn charge(&mut self, window: &Window, now_ms: u64, count: u32) {
+        if count == 0 {
+            return;
+        }
+        let current = self.current_slot(window, now_ms);
+        self.prune(window, current);
+        match self.slots.last_mut() {
+            Some((start, n)) if *start == current => *n = n.saturating_add(count),
+            _ => self.slots.push((current, count)),
+        }
+    }
+
     pub fn used(&self, window: &Window, now_ms: u64) -> u64 {
         let mut copy = self.clone();
         let current = copy.current_slot(window, now_ms);

@@ -123,7 +123,8 @@ impl Lanes {
         )
         .await
         .map_err(fail)?;
-        let (announcer, work) = work::channel(settings.work_buffer);
+        let share = work::PartitionShare::new(membership.owned.clone(), partitions);
+        let (announcer, work) = work::channel(settings.work_buffer, share);
         let lanes = Self {
             inner: Arc::new(Inner {
                 direction,

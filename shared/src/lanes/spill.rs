@@ -173,9 +173,10 @@ pub async fn fetch(
     max: usize,
 ) -> Result<Vec<LaneMessage>, async_nats::Error> {
     let deadline = tokio::time::Instant::now() + READ_WAIT;
-    let mut batch = tokio::time::timeout_at(deadline, consumer.fetch().max_messages(max).messages())
-        .await
-        .map_err(|_| format!("the spill lane did not answer within {READ_WAIT:?}"))??;
+    let mut batch =
+        tokio::time::timeout_at(deadline, consumer.fetch().max_messages(max).messages())
+            .await
+            .map_err(|_| format!("the spill lane did not answer within {READ_WAIT:?}"))??;
     let mut out = Vec::new();
     while let Ok(Some(next)) = tokio::time::timeout_at(deadline, batch.next()).await {
         out.push(LaneMessage::new(tenant.clone(), direction, next?));

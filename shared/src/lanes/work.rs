@@ -17,9 +17,9 @@
 //! small pull batch) is not kept alive meanwhile: a wait past `ack_wait`
 //! gets those redelivered, which the downstream idempotency absorbs.
 
-use std::sync::Arc;
+use std::{collections::BTreeSet, sync::Arc};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::lanes::TenantLane;
@@ -28,12 +28,39 @@ use crate::lanes::TenantLane;
 #[derive(Debug)]
 pub struct LaneWork {
     announcements: mpsc::Receiver<Arc<TenantLane>>,
+    share: PartitionShare,
 }
 
 impl LaneWork {
     /// The next lane that took work; `None` once the lanes have stopped.
     pub async fn recv(&mut self) -> Option<Arc<TenantLane>> {
         self.announcements.recv().await
+    }
+
+    /// This replica's part of the partitions, as it changes.
+    pub fn share(&self) -> PartitionShare {
+        self.share.clone()
+    }
+}
+
+/// The part of a direction's partitions this replica reads right now: the
+/// replicas' parts add up to one, so it is what a replica may take of
+/// anything the fleet shares when it cannot ask the others (the sender's
+/// local share of the fleet budget).
+#[derive(Debug, Clone)]
+pub struct PartitionShare {
+    owned: watch::Receiver<BTreeSet<u16>>,
+    partitions: u16,
+}
+
+impl PartitionShare {
+    pub(crate) fn new(owned: watch::Receiver<BTreeSet<u16>>, partitions: u16) -> Self {
+        Self { owned, partitions }
+    }
+
+    /// Owned partitions over all partitions (0..=1).
+    pub fn fraction(&self) -> f64 {
+        self.owned.borrow().len() as f64 / f64::from(self.partitions.max(1))
     }
 }
 
@@ -56,12 +83,13 @@ impl Announcer {
 }
 
 /// A channel holding at most `bound` announcements.
-pub(crate) fn channel(bound: usize) -> (Announcer, LaneWork) {
+pub(crate) fn channel(bound: usize, share: PartitionShare) -> (Announcer, LaneWork) {
     let (announcements, received) = mpsc::channel(bound.max(1));
     (
         Announcer { announcements },
         LaneWork {
             announcements: received,
+            share,
         },
     )
 }

@@ -202,8 +202,7 @@ pub async fn run(
     figures.unexpected_exits = topology.unexpected_exits().to_vec();
     figures.start_up_failures = topology.start_up_failures();
     let began: Vec<u64> = injected.iter().map(|(_, i)| i.began_ms).collect();
-    let mut diagnosis =
-        diagnose::slowest_paths(&topology, &figures.slowest_events, &began).await;
+    let mut diagnosis = diagnose::slowest_paths(&topology, &figures.slowest_events, &began).await;
     if !figures.lost.is_empty() || !settled {
         diagnosis.push_str(&diagnose::diagnose(&topology, &figures.lost).await);
     }

@@ -184,8 +184,7 @@ pub fn tally(
         let until = injected.get(i + 1).map_or(traffic_end_ms, |(_, next)| {
             next.began_ms.saturating_sub(BEFORE_MS)
         });
-        let (wait, slowest, key) =
-            recovery(posted, &copies, fault, fault.recovery_from_ms, until);
+        let (wait, slowest, key) = recovery(posted, &copies, fault, fault.recovery_from_ms, until);
         figures.slowest_events.push(key);
         figures.recovery_ms.push(wait);
         figures.slowest.push(slowest);
@@ -235,9 +234,7 @@ fn recovery(
         .filter(|p| p.accepted() && p.at_ms >= from && p.at_ms < until)
         .filter_map(|p| {
             let first = copies.get(&(p.tenant.clone(), p.seq))?.first()?;
-            let wait = first
-                .at_ms
-                .saturating_sub(p.at_ms.max(recovery_from_ms));
+            let wait = first.at_ms.saturating_sub(p.at_ms.max(recovery_from_ms));
             let rel = |t: u64| t as i64 - fault.began_ms as i64;
             let what = format!(
                 "{} #{}: posted {} ms after the fault began, answered {} ms after",
