@@ -9,6 +9,8 @@ use crate::{lanes::dead_letter::DeadLetterCode, subjects::Direction};
 pub const LANE_PARTITIONS_OWNED: &str = "switchyard_lane_partitions_owned";
 /// Changes of this replica's partition assignment.
 pub const LANE_ASSIGNMENT_CHANGES: &str = "switchyard_lane_assignment_changes_total";
+/// Partition pulls made again after their request was lost (missed heartbeats), by `direction`.
+pub const LANE_PULL_RENEWED: &str = "switchyard_lane_pull_renewed_total";
 /// Acks whose confirmation did not come within `ACK_CONFIRM_WAIT`.
 pub const LANE_ACK_UNCONFIRMED: &str = "switchyard_lane_ack_unconfirmed_total";
 /// Messages with an invalid tenant token in their subject (terminated), by `direction`.

@@ -41,36 +41,61 @@ impl Lanes {
                     continue;
                 }
             };
-            let messages = consumer
-                .stream()
-                .group(PRIORITY_GROUP)
-                .expires(settings.pull_expires)
-                .heartbeat(settings.pull_heartbeat())
-                // Small batches: what a replica has pulled but not dispatched when its
-                // partition moves away waits for `ack_wait` before redelivery.
-                .max_messages_per_batch(settings.queue_bound.clamp(8, 64))
-                .messages()
-                .await;
-            let mut messages = match messages {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(lane.partition = partition, error = %e, "cannot pull from partition; retrying");
-                    pause(&stop, Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
+            // Pull until the stream ends. A pull request lost with its
+            // consumer's leader (a NATS node gone) is never answered, and
+            // async-nats issues the next one only `expires` + 5 s later; the
+            // missed idle heartbeats say so within a second, so the pull is
+            // made again at once (after dropping our pin, which a new
+            // stream cannot present and the new leader may still hold).
             loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    next = messages.next() => match next {
-                        Some(Ok(message)) => self.dispatch(partition, message, &stop).await,
-                        Some(Err(e)) => {
-                            tracing::debug!(lane.partition = partition, error = %e, "pull error");
-                            pause(&stop, Duration::from_millis(100)).await;
-                        }
-                        None => break,
+                let messages = consumer
+                    .stream()
+                    .group(PRIORITY_GROUP)
+                    .expires(settings.pull_expires)
+                    .heartbeat(settings.pull_heartbeat())
+                    // Small batches: what a replica has pulled but not dispatched when its
+                    // partition moves away waits for `ack_wait` before redelivery.
+                    .max_messages_per_batch(settings.queue_bound.clamp(8, 64))
+                    .messages()
+                    .await;
+                let mut messages = match messages {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(lane.partition = partition, error = %e, "cannot pull from partition; retrying");
+                        pause(&stop, Duration::from_secs(1)).await;
+                        break;
                     }
+                };
+                let mut missed = 0u32;
+                let lost = loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        next = messages.next() => match next {
+                            Some(Ok(message)) => {
+                                missed = 0;
+                                self.dispatch(partition, message, &stop).await;
+                            }
+                            Some(Err(e)) if pull_lost(&e, &mut missed) => {
+                                tracing::debug!(lane.partition = partition, error = %e, "pull lost; pulling again");
+                                metrics::counter!(m::LANE_PULL_RENEWED, "direction" => direction.as_str()).increment(1);
+                                break true;
+                            }
+                            Some(Err(e)) => {
+                                tracing::debug!(lane.partition = partition, error = %e, "pull error");
+                                pause(&stop, Duration::from_millis(100)).await;
+                            }
+                            None => break false,
+                        }
+                    }
+                };
+                if !lost || stop.is_cancelled() {
+                    break;
                 }
+                drop(messages);
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), self.unpin(&stream, partition))
+                        .await;
+                pause(&stop, Duration::from_millis(100)).await;
             }
         }
     }
@@ -170,5 +195,22 @@ async fn pause(stop: &CancellationToken, delay: Duration) {
     tokio::select! {
         _ = stop.cancelled() => {}
         _ = tokio::time::sleep(delay) => {}
+    }
+}
+
+/// Whether a pull stream's error says its request is gone: nobody to answer
+/// it (the consumer has no leader), or idle heartbeats missed twice in a row
+/// (once can be this process starved of CPU for a moment; a pull made again
+/// without need can let a message in flight to the old one come back after
+/// `ack_wait`, behind later ones).
+fn pull_lost(error: &jetstream::consumer::pull::MessagesError, missed: &mut u32) -> bool {
+    use jetstream::consumer::pull::MessagesErrorKind;
+    match error.kind() {
+        MessagesErrorKind::NoResponders => true,
+        MessagesErrorKind::MissingHeartbeat => {
+            *missed += 1;
+            *missed >= 2
+        }
+        _ => false,
     }
 }

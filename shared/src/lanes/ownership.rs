@@ -101,7 +101,7 @@ impl Lanes {
         .set(0.0);
     }
 
-    async fn unpin(&self, stream: &jetstream::stream::Stream, partition: u16) {
+    pub(super) async fn unpin(&self, stream: &jetstream::stream::Stream, partition: u16) {
         let name = subjects::partition_consumer(self.inner.direction, partition);
         if let Err(e) = stream.unpin_consumer(&name, PRIORITY_GROUP).await {
             tracing::debug!(lane.partition = partition, error = %e, "unpin failed (no pin held?)");
