@@ -18,10 +18,10 @@
 //! The full version (20 kills each, 60 s of failing bridges) is the
 //! `switchyard-chaos` binary, whose report is `docs/benchmarks/chaos.md`.
 //!
-//! Losing the node that leads a stream does not meet the 10 s recovery goal
-//! yet (10.9–19.6 s in short runs, `docs/benchmarks/chaos.md`): its test
-//! asserts every other goal, with a recovery bound of 40 s that a stalled
-//! lane (which never recovers) still fails. PostgreSQL unreachable for 10 s
+//! Losing the node that leads a stream recovers in 8.0–8.9 s on a quiet
+//! machine (`docs/benchmarks/chaos.md`); its test asserts 15 s, since NATS's
+//! own elections take longer on a loaded one (see `LEADER_LOSS_RECOVERY`).
+//! PostgreSQL unreachable for 10 s
 //! meets the goal in short runs (5.0–8.2 s in six) though one of three
 //! faults of the full run, on a machine at load 16–19, took 21.8 s.
 //! The seed of the random moments is printed; `CHAOS_SEED` repeats a run.
@@ -68,11 +68,16 @@ async fn run(kind: Kind, db: PgPool) -> Outcome {
 /// for a sender kill the fault lasts until then, and the 10 s start after it.
 const SENDER_KILL_RECOVERY: Duration = Duration::from_secs(20);
 
-/// Not the goal (10 s), which a stream leader's loss misses today (the
-/// elections stall the fleet budget and the membership buckets): a bound
-/// that still catches a lane that stops for good, as one did before spill
-/// backlogs were adopted (`shared/src/lanes/adoption.rs`).
-const LEADER_LOSS_RECOVERY: Duration = Duration::from_secs(40);
+/// A node's loss is recovered when NATS has elected new leaders for
+/// everything it led (4–9 s after the kill by nats-server's own raft
+/// timeouts, not configurable; the driver prints when) and the pipeline has
+/// caught up. On a quiet machine that took 8.0–8.9 s from the kill in four
+/// faults (`docs/benchmarks/chaos.md`), inside the 10 s goal; elections slow
+/// down on a loaded machine (a CI run's), so the bound asserted here leaves
+/// them 5 s more. It still catches what failed before: a lane stopped for
+/// good, a lost pull waiting out `expires` + 5 s, the fleet budget or the
+/// membership waiting for their buckets' elections (10.9–19.6 s).
+const LEADER_LOSS_RECOVERY: Duration = Duration::from_secs(15);
 
 /// The goals every fault kind must meet.
 fn assert_goals(outcome: &Outcome) {
