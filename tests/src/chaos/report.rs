@@ -109,7 +109,7 @@ pub fn markdown(outcomes: &[Outcome], command: &str) -> String {
                 .map(|((i, r), after)| {
                     let leaders = match (i.leaders_back_ms, after) {
                         (Some(back), Some(after)) => format!(
-                            " (NATS leaders back {:.1} s after the kill; replies {:.1} s after that)",
+                            " (NATS leaders back {:.1} s after the kill; an event waited up to {:.1} s after that)",
                             back.saturating_sub(i.began_ms) as f64 / 1000.0,
                             *after as f64 / 1000.0
                         ),
