@@ -47,7 +47,7 @@ pub struct SendPolicy {
     /// (`SWITCHYARD_SEND_DISCONNECTED_HOLD`, default 2m).
     pub disconnected_hold: Duration,
     /// How long a claim on a reply part's ledger row keeps other senders off
-    /// it (`SWITCHYARD_SEND_LEASE`, default 10s, at least [`MIN_LEASE`]); the
+    /// it (`SWITCHYARD_SEND_LEASE`, default 5s, at least [`MIN_LEASE`]); the
     /// sender renews it every third of that while the attempt runs, so a
     /// sender that dies mid-send holds its replies at most this long before
     /// another takes them over.
@@ -122,7 +122,7 @@ impl Default for SendPolicy {
                 ..RetryPolicy::exponential(Duration::from_secs(2), Duration::from_secs(300))
             },
             disconnected_hold: Duration::from_secs(120),
-            lease: Duration::from_secs(10),
+            lease: Duration::from_secs(5),
             ledger_retry_for: Duration::from_secs(30),
             outage: OutagePolicy::default(),
         }

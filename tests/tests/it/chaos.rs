@@ -64,9 +64,10 @@ async fn run(kind: Kind, db: PgPool) -> Outcome {
 }
 
 /// A killed sender holds the reply it was sending until its lease ends
-/// (`SWITCHYARD_SEND_LEASE`, 10 s; `docs/architecture.md`, "Known limits"):
-/// for a sender kill the fault lasts until then, and the 10 s start after it.
-const SENDER_KILL_RECOVERY: Duration = Duration::from_secs(20);
+/// (`SWITCHYARD_SEND_LEASE`, 5 s; `docs/architecture.md`, "Known limits"):
+/// for a sender kill the fault lasts until then, and the 10 s start after it
+/// (measured: 3.6–7.7 s from the kill in the full run's 20 kills).
+const SENDER_KILL_RECOVERY: Duration = Duration::from_secs(15);
 
 /// A node's loss is recovered when NATS has elected new leaders for
 /// everything it led (4–9 s after the kill by nats-server's own raft
