@@ -102,13 +102,17 @@ impl Rig {
         .await;
     }
 
-    /// How often the partition consumers delivered messages, redeliveries included.
+    /// How often the partition consumers delivered messages, redeliveries
+    /// included (0 for a consumer the sender has not created yet: the test
+    /// does not wait for its readiness).
     async fn deliveries_made(&self) -> u64 {
         let stream = self.js.get_stream(subjects::OUTBOUND_STREAM).await.unwrap();
         let mut total = 0;
         for p in 0..self.partitions {
             let name = subjects::partition_consumer(Direction::Outbound, p);
-            let mut consumer = stream.get_consumer::<pull::Config>(&name).await.unwrap();
+            let Ok(mut consumer) = stream.get_consumer::<pull::Config>(&name).await else {
+                continue;
+            };
             total += consumer.info().await.unwrap().delivered.consumer_sequence;
         }
         total
