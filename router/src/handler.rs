@@ -35,6 +35,7 @@ use std::{sync::Arc, time::Duration};
 use switchyard_shared::{
     admission::{self, Admission},
     bridge_state::BridgeState,
+    contacts::SenderAddress,
     db,
     events::{self, MessageEvent, WebhookEvent},
     ids::{EventId, TenantId},
@@ -42,6 +43,7 @@ use switchyard_shared::{
         LaneMessage,
         dead_letter::{DeadLetter, DeadLetterCode},
     },
+    media::Content,
     subjects,
     tenant_cache::TenantCache,
     tenants,
@@ -50,7 +52,7 @@ use switchyard_shared::{
 
 use crate::{
     backpressure::{self, Fault},
-    bots::{BotError, BotInput, Bots, sender_role},
+    bots::{BotError, BotInput, Bots, choice::Choice, sender_role},
     conversations,
     inbound::InboundMessage,
     metrics as m, replies,
@@ -297,11 +299,23 @@ impl InboundHandler {
             }
             return dropped("silenced");
         }
+        // Who wrote and what the answer chooses, both within this tenant
+        // only, afresh for every message: nothing about a flow is stored.
+        let address = SenderAddress::of(message);
+        let role = match sender_role::resolve(&self.db, tenant, &address).await {
+            Ok(role) => role,
+            Err(e) => return db_failed(&self.retries, attempt, "contacts", &e),
+        };
+        sender_role::log_resolved(&tenant.id, &role);
+        let content = Content::of(message);
+        let choice = Choice::read(content.text(), &conversation.last_menu, &role);
         let input = BotInput {
             tenant,
             message,
             conversation: &conversation,
-            role: sender_role::resolve(tenant, message),
+            role: &role,
+            choice: &choice,
+            content,
         };
         // Waits for a place in the tenant's bot budget, then runs the bot
         // within its time limit; a failure leaves the conversation as it was

@@ -109,22 +109,34 @@ mod tests {
         let m = message("image", "image/jpeg", "look");
         assert_eq!(
             Content::of(&m),
-            Content::Media { kind: MediaKind::Image, caption: Some("look") }
+            Content::Media {
+                kind: MediaKind::Image,
+                caption: Some("look")
+            }
         );
         let m = message("media", "application/pdf", "");
         assert_eq!(
             Content::of(&m),
-            Content::Media { kind: MediaKind::Document, caption: None }
+            Content::Media {
+                kind: MediaKind::Document,
+                caption: None
+            }
         );
         let m = message("ptt", "", " ");
         assert_eq!(
             Content::of(&m),
-            Content::Media { kind: MediaKind::Audio, caption: None }
+            Content::Media {
+                kind: MediaKind::Audio,
+                caption: None
+            }
         );
         let m = message("hologram", "", "");
         assert_eq!(
             Content::of(&m),
-            Content::Media { kind: MediaKind::Other, caption: None }
+            Content::Media {
+                kind: MediaKind::Other,
+                caption: None
+            }
         );
     }
 }

@@ -22,7 +22,9 @@ pub enum PhoneError {
     Group,
     #[error("a phone number has 7 to 15 digits; {0} found")]
     Length(usize),
-    #[error("a phone number holds only digits, '+', spaces, dashes, dots and parentheses; found {0:?}")]
+    #[error(
+        "a phone number holds only digits, '+', spaces, dashes, dots and parentheses; found {0:?}"
+    )]
     InvalidChar(char),
 }
 
@@ -124,7 +126,10 @@ impl SenderAddress {
         {
             return Self::Phone(phone);
         }
-        let candidates = [message.contact_id.as_deref(), Some(message.chat_id.as_str())];
+        let candidates = [
+            message.contact_id.as_deref(),
+            Some(message.chat_id.as_str()),
+        ];
         for raw in candidates.into_iter().flatten() {
             let raw = raw.trim();
             if let Some(user) = raw.strip_suffix("@lid") {
@@ -163,7 +168,11 @@ mod tests {
             "15550001234@c.us",
             "  +15550001234 ",
         ] {
-            assert_eq!(PhoneNumber::parse(raw).unwrap().as_str(), "15550001234", "{raw}");
+            assert_eq!(
+                PhoneNumber::parse(raw).unwrap().as_str(),
+                "15550001234",
+                "{raw}"
+            );
         }
     }
 
@@ -172,7 +181,13 @@ mod tests {
         assert_eq!(PhoneNumber::parse("15550001234@lid"), Err(PhoneError::Lid));
         assert_eq!(PhoneNumber::parse("1203630@g.us"), Err(PhoneError::Group));
         assert_eq!(PhoneNumber::parse("12345"), Err(PhoneError::Length(5)));
-        assert_eq!(PhoneNumber::parse("1555000123x"), Err(PhoneError::InvalidChar('x')));
-        assert_eq!(PhoneNumber::parse("1+5550001234"), Err(PhoneError::InvalidChar('+')));
+        assert_eq!(
+            PhoneNumber::parse("1555000123x"),
+            Err(PhoneError::InvalidChar('x'))
+        );
+        assert_eq!(
+            PhoneNumber::parse("1+5550001234"),
+            Err(PhoneError::InvalidChar('+'))
+        );
     }
 }
