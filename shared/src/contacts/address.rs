@@ -132,10 +132,11 @@ impl SenderAddress {
         ];
         for raw in candidates.into_iter().flatten() {
             let raw = raw.trim();
-            if let Some(user) = raw.strip_suffix("@lid") {
-                if !user.is_empty() {
-                    return Self::Lid(LidId(raw.to_owned()));
-                }
+            if raw
+                .strip_suffix("@lid")
+                .is_some_and(|user| !user.is_empty())
+            {
+                return Self::Lid(LidId(raw.to_owned()));
             }
             if let Ok(phone) = PhoneNumber::parse(raw) {
                 return Self::Phone(phone);
