@@ -15,7 +15,7 @@
 //!   the replies not stored by JetStream (publish error or timeout).
 //!
 //! A message's bot turn holds no database connection while the bot runs:
-//! the conversation is read before the call and recorded after the replies
+//! the conversation (with the sender's contact records) is read before the call and recorded after the replies
 //! are published, each in a short transaction of its own
 //! ([`crate::conversations`]), and the call waits only for a place in its
 //! tenant's bot budget ([`crate::bots::budget`]).
@@ -285,9 +285,18 @@ impl InboundHandler {
         }
         // Read, call, publish, record: each database step is a short
         // transaction of its own, so the bot call holds no connection and
-        // no row lock (the chat's order is kept by the lane runner).
-        let conversation = match conversations::read(&self.db, &tenant.id, &message.chat_id).await {
-            Ok(c) => c,
+        // no row lock (the chat's order is kept by the lane runner). The
+        // read takes the conversation and the sender's contact records at once.
+        let address = SenderAddress::of(message);
+        let read = async {
+            let mut tx = db::begin_for_tenant(&self.db, &tenant.id).await?;
+            let conversation = conversations::read(&mut tx, &tenant.id, &message.chat_id).await?;
+            let role = sender_role::resolve(&mut tx, tenant, &address).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>((conversation, role))
+        };
+        let (conversation, role) = match read.await {
+            Ok(read) => read,
             Err(e) => return db_failed(&self.retries, attempt, "conversation", &e),
         };
         if conversation.silenced {
@@ -301,11 +310,6 @@ impl InboundHandler {
         }
         // Who wrote and what the answer chooses, both within this tenant
         // only, afresh for every message: nothing about a flow is stored.
-        let address = SenderAddress::of(message);
-        let role = match sender_role::resolve(&self.db, tenant, &address).await {
-            Ok(role) => role,
-            Err(e) => return db_failed(&self.retries, attempt, "contacts", &e),
-        };
         sender_role::log_resolved(&tenant.id, &role);
         let content = Content::of(message);
         let choice = Choice::read(content.text(), &conversation.last_menu, &role);

@@ -90,9 +90,10 @@ pub fn resolve_known(known: &Known<'_>) -> SenderRole {
 }
 
 /// Resolves the author of a message within `tenant`: reads the sender's
-/// records (nothing for a `@lid` or unreadable sender), then runs the passes.
+/// records (nothing for a `@lid` or unreadable sender) inside the caller's
+/// transaction, scoped to `tenant`, then runs the passes.
 pub async fn resolve(
-    pool: &sqlx::PgPool,
+    conn: &mut sqlx::PgConnection,
     tenant: &Tenant,
     address: &SenderAddress,
 ) -> Result<SenderRole, sqlx::Error> {
@@ -100,7 +101,7 @@ pub async fn resolve(
         SenderAddress::Phone(phone) => phone,
         SenderAddress::Lid(_) | SenderAddress::Unreadable => return Ok(SenderRole::Unknown),
     };
-    let records = contacts::of_phone(pool, &tenant.id, phone).await?;
+    let records = contacts::of_phone(conn, &tenant.id, phone).await?;
     Ok(resolve_known(&Known {
         phone,
         records: &records,

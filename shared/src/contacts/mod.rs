@@ -129,21 +129,21 @@ pub async fn list(pool: &PgPool, tenant: &TenantId) -> Result<Vec<Contact>, sqlx
     rows.iter().map(contact_of).collect()
 }
 
-/// The tenant's records for one phone number (the resolver's one query).
+/// The tenant's records for one phone number (the resolver's one query),
+/// inside the caller's transaction, opened with [`db::begin_for_tenant`]
+/// for `tenant` (the router reads the conversation in the same one).
 pub async fn of_phone(
-    pool: &PgPool,
+    conn: &mut sqlx::PgConnection,
     tenant: &TenantId,
     phone: &PhoneNumber,
 ) -> Result<Vec<Contact>, sqlx::Error> {
-    let mut tx = db::begin_for_tenant(pool, tenant).await?;
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM contacts WHERE tenant_id = $1 AND phone = $2 ORDER BY resource NULLS FIRST, id"
     ))
     .bind(tenant.as_str())
     .bind(phone.as_str())
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await?;
-    tx.commit().await?;
     rows.iter().map(contact_of).collect()
 }
 

@@ -54,7 +54,8 @@ async fn role_in(app: &PgPool, owner: &PgPool, tenant: &str, message: &MessageEv
         .await
         .unwrap()
         .unwrap();
-    sender_role::resolve(app, &row, &SenderAddress::of(message))
+    let mut tx = db::begin_for_tenant(app, &row.id).await.unwrap();
+    sender_role::resolve(&mut tx, &row, &SenderAddress::of(message))
         .await
         .unwrap()
 }
