@@ -15,9 +15,10 @@
 //!   the replies not stored by JetStream (publish error or timeout).
 //!
 //! A message's bot turn holds no database connection while the bot runs:
-//! the conversation (with the sender's contact records) is read before the call and recorded after the replies
-//! are published, each in a short transaction of its own
-//! ([`crate::conversations`]), and the call waits only for a place in its
+//! the conversation (with the sender's contact records) is read before the
+//! call and recorded after the replies are published, each in a short
+//! transaction of its own ([`crate::conversations`],
+//! [`crate::bots::sender_role`]), and the call waits only for a place in its
 //! tenant's bot budget ([`crate::bots::budget`]).
 //!
 //! The tenant is the subject's; the payload must agree. Everything else
