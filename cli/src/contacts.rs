@@ -180,7 +180,7 @@ pub fn parse_csv(text: &str) -> CliResult<Vec<NewContact>> {
 }
 
 fn write_list(w: &mut dyn Write, rows: &[Contact]) -> std::io::Result<()> {
-    let mut table = output::table(vec!["ID", "ROLE", "PHONE", "RESOURCE", "NAME"]);
+    let mut table = output::table(vec!["id", "role", "phone", "resource", "name"]);
     for c in rows {
         table.add_row(vec![
             c.id.to_string(),
