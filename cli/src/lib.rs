@@ -3,6 +3,7 @@
 //! command functions directly.
 //!
 //! - [`tenants`]: the tenants table (add, list, show, suspend, resume, limits, bot, remove);
+//! - [`contacts`]: a tenant's staff and customer records (add, list, remove, import CSV);
 //! - [`offboard`]: `tenants remove`, the resumable offboarding path;
 //! - [`rotate_webhook`]: `tenants rotate-webhook`, one tenant's new webhook URL (old one kept for a window, or revoked);
 //! - [`fleet`]: bridges at the provider (provision, reconcile, summary, delete, pair, stuck, repoint);
@@ -14,6 +15,7 @@
 //! - [`context`]: the stores, built from the environment on demand; [`stored`]: reading streams back;
 //! - [`metrics`]: every metric name the CLI emits (`fleet reconcile --watch`).
 
+pub mod contacts;
 pub mod context;
 pub mod dlq;
 pub mod exit;
@@ -56,6 +58,9 @@ pub enum Command {
     /// Tenants: add, list, show, suspend, resume, set-limits, set-bot, set-whatsapp, resume-sending, rotate-webhook, remove.
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
+    /// A tenant's contacts (staff, customers, their resources): add, list, remove, import.
+    #[command(subcommand)]
+    Contacts(contacts::ContactsCommand),
     /// The bridge fleet at WA Bridges: provision, reconcile, summary, delete, pair, stuck, repoint.
     #[command(subcommand, after_help = EXIT_CODES_HELP)]
     Fleet(fleet::FleetCommand),
@@ -108,6 +113,7 @@ async fn dispatch(command: Command, ctx: &Context, out: &mut Output) -> CliResul
             Ok(Exit::Ok)
         }
         Command::Tenants(c) => tenants::run(c, ctx, out).await,
+        Command::Contacts(c) => contacts::run(c, ctx, out).await,
         Command::Fleet(c) => fleet::run(c, ctx, out).await,
         Command::Dlq(c) => dlq::run(c, ctx, out).await,
         Command::Recover(args) => recover::run(args, ctx, out).await,

@@ -308,7 +308,7 @@ pub async fn run(args: RemoveArgs, ctx: &Context, out: &mut Output) -> CliResult
                 .await?
                 .rows_affected();
         }
-        for table in ["conversations", "deliveries"] {
+        for table in ["conversations", "deliveries", "contacts"] {
             rows += sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
                 .bind(tenant.as_str())
                 .execute(&mut *tx)

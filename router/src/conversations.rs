@@ -9,7 +9,7 @@
 //! connections and timed out every other tenant's steps). Two steps of one
 //! chat never overlap: the lane runner handles a chat's messages in order.
 
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use switchyard_shared::{db, ids::TenantId, message_ids::ChatId};
 
 /// What the bot may know about a chat between turns.
@@ -24,25 +24,24 @@ pub struct Conversation {
     pub silenced: bool,
 }
 
-/// Reads the conversation as it stands, without creating it, in a short
-/// transaction of its own: the step holds no connection while the bot runs.
+/// Reads the conversation as it stands, without creating it, inside the
+/// caller's short tenant-scoped transaction (the step reads the sender's
+/// contacts in the same one): the step holds no connection while the bot runs.
 /// A chat with no row yet is new; it stays new until a turn is recorded, so
 /// the retry of a first message whose bot call failed still says `is_new`.
 pub async fn read(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     tenant: &TenantId,
     chat_id: &ChatId,
 ) -> Result<Conversation, sqlx::Error> {
-    let mut tx = db::begin_for_tenant(pool, tenant).await?;
     let row = sqlx::query(
         "SELECT last_menu, coalesce(silenced_until > now(), false) AS silenced \
          FROM conversations WHERE tenant_id = $1 AND chat_id = $2",
     )
     .bind(tenant.as_str())
     .bind(chat_id.as_str())
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await?;
-    tx.commit().await?;
     let Some(row) = row else {
         return Ok(Conversation {
             chat_id: chat_id.clone(),

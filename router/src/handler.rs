@@ -15,9 +15,10 @@
 //!   the replies not stored by JetStream (publish error or timeout).
 //!
 //! A message's bot turn holds no database connection while the bot runs:
-//! the conversation is read before the call and recorded after the replies
-//! are published, each in a short transaction of its own
-//! ([`crate::conversations`]), and the call waits only for a place in its
+//! the conversation (with the sender's contact records) is read before the
+//! call and recorded after the replies are published, each in a short
+//! transaction of its own ([`crate::conversations`],
+//! [`crate::bots::sender_role`]), and the call waits only for a place in its
 //! tenant's bot budget ([`crate::bots::budget`]).
 //!
 //! The tenant is the subject's; the payload must agree. Everything else
@@ -35,6 +36,7 @@ use std::{sync::Arc, time::Duration};
 use switchyard_shared::{
     admission::{self, Admission},
     bridge_state::BridgeState,
+    contacts::SenderAddress,
     db,
     events::{self, MessageEvent, WebhookEvent},
     ids::{EventId, TenantId},
@@ -42,6 +44,7 @@ use switchyard_shared::{
         LaneMessage,
         dead_letter::{DeadLetter, DeadLetterCode},
     },
+    media::Content,
     subjects,
     tenant_cache::TenantCache,
     tenants,
@@ -50,7 +53,7 @@ use switchyard_shared::{
 
 use crate::{
     backpressure::{self, Fault},
-    bots::{BotError, BotInput, Bots, sender_role},
+    bots::{BotError, BotInput, Bots, choice::Choice, sender_role},
     conversations,
     inbound::InboundMessage,
     metrics as m, replies,
@@ -283,9 +286,18 @@ impl InboundHandler {
         }
         // Read, call, publish, record: each database step is a short
         // transaction of its own, so the bot call holds no connection and
-        // no row lock (the chat's order is kept by the lane runner).
-        let conversation = match conversations::read(&self.db, &tenant.id, &message.chat_id).await {
-            Ok(c) => c,
+        // no row lock (the chat's order is kept by the lane runner). The
+        // read takes the conversation and the sender's contact records at once.
+        let address = SenderAddress::of(message);
+        let read = async {
+            let mut tx = db::begin_for_tenant(&self.db, &tenant.id).await?;
+            let conversation = conversations::read(&mut tx, &tenant.id, &message.chat_id).await?;
+            let role = sender_role::resolve(&mut tx, tenant, &address).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>((conversation, role))
+        };
+        let (conversation, role) = match read.await {
+            Ok(read) => read,
             Err(e) => return db_failed(&self.retries, attempt, "conversation", &e),
         };
         if conversation.silenced {
@@ -297,11 +309,18 @@ impl InboundHandler {
             }
             return dropped("silenced");
         }
+        // Who wrote and what the answer chooses, both within this tenant
+        // only, afresh for every message: nothing about a flow is stored.
+        sender_role::log_resolved(&tenant.id, &role);
+        let content = Content::of(message);
+        let choice = Choice::read(content.text(), &conversation.last_menu, &role);
         let input = BotInput {
             tenant,
             message,
             conversation: &conversation,
-            role: sender_role::resolve(tenant, message),
+            role: &role,
+            choice: &choice,
+            content,
         };
         // Waits for a place in the tenant's bot budget, then runs the bot
         // within its time limit; a failure leaves the conversation as it was

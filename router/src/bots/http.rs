@@ -12,6 +12,14 @@
 //! stops at the limit, so an endpoint streaming gigabytes costs the router
 //! at most the limit.
 //!
+//! The request carries, besides the message, what the router resolved
+//! within the tenant (see [`request_body`]): the sender's role and
+//! resources, the resource the message is about, the parsed option id
+//! (`action`: prefix and id, only when the id is about one of the sender's
+//! own resources) and the content (text, or media kind and caption). An
+//! option id about anyone else's resource is refused by the router with
+//! [`super::REFUSAL`]; the endpoint is not called.
+//!
 //! Timeouts, connection errors, 429 and 5xx are transient; other non-2xx
 //! answers, contract violations and URLs the egress guard refuses
 //! ([`crate::egress`]) are permanent. Every error names the endpoint only
@@ -25,7 +33,9 @@ use switchyard_shared::{
     standard_webhooks,
 };
 
-use super::{Bot, BotError, BotInput, BotTurn, MAX_PARTS};
+use switchyard_shared::{contacts::ResourceId, media::Content};
+
+use super::{Bot, BotError, BotInput, BotTurn, MAX_PARTS, REFUSAL, choice::Choice};
 use crate::{
     egress::{self, GuardedResolver},
     metrics as m,
@@ -235,8 +245,48 @@ impl HttpBot {
     }
 }
 
+/// The resource a message is about: its owned option id's, else the
+/// sender's only one.
+fn resource_of<'a>(input: &BotInput<'a>) -> Option<&'a ResourceId> {
+    match input.choice {
+        Choice::Owned(action) => Some(&action.id),
+        Choice::Foreign(_) | Choice::None => match input.role.resources() {
+            [only] => Some(only),
+            _ => None,
+        },
+    }
+}
+
+/// The JSON the tenant's endpoint receives (the bot contract's request).
+pub fn request_body(input: &BotInput<'_>) -> serde_json::Value {
+    let action = match input.choice {
+        Choice::Owned(action) => serde_json::json!({"prefix": action.prefix, "id": action.id}),
+        Choice::Foreign(_) | Choice::None => serde_json::Value::Null,
+    };
+    let content = match input.content {
+        Content::Text(text) => serde_json::json!({"kind": "text", "text": text}),
+        Content::Media { kind, caption } => {
+            serde_json::json!({"kind": "media", "media_type": kind, "caption": caption})
+        }
+    };
+    serde_json::json!({
+        "tenant": input.tenant.id,
+        "message": input.message,
+        "new_conversation": input.conversation.is_new,
+        "sender": input.role,
+        "resource": resource_of(input),
+        "action": action,
+        "content": content,
+    })
+}
+
 impl Bot for HttpBot {
     async fn respond(&self, input: BotInput<'_>) -> Result<BotTurn, BotError> {
+        if let Choice::Foreign(_) = input.choice {
+            metrics::counter!(m::FOREIGN_MENU_IDS).increment(1);
+            tracing::warn!(tenant.id = %input.tenant.id, "refused an option id about a resource that is not the sender's; the bot endpoint is not called");
+            return Ok(BotTurn::say(REFUSAL));
+        }
         let HttpBotConfig {
             url,
             timeout,
@@ -262,12 +312,8 @@ impl Bot for HttpBot {
                 format_args!("bot URL refused by the egress guard: {refused}"),
             ))
         })?;
-        let body = serde_json::to_vec(&serde_json::json!({
-            "tenant": input.tenant.id,
-            "message": input.message,
-            "new_conversation": input.conversation.is_new,
-        }))
-        .map_err(|e| BotError::Permanent(e.to_string()))?;
+        let body = serde_json::to_vec(&request_body(&input))
+            .map_err(|e| BotError::Permanent(e.to_string()))?;
         let mut request = self
             .client
             .post(url.as_str())

@@ -6,9 +6,15 @@
 //!
 //! Every call runs within its tenant's bot budget ([`budget`]): a bounded
 //! number of calls at once per tenant, each within the tenant's timeout.
+//!
+//! Before a bot runs, the router has resolved who wrote ([`sender_role`])
+//! and what the answer chooses ([`choice`]), both within the tenant; bots
+//! build stateless flows from them ([`flow`]).
 
 pub mod budget;
+pub mod choice;
 pub mod echo;
+pub mod flow;
 pub mod http;
 pub mod menu;
 pub mod rules;
@@ -16,10 +22,15 @@ pub mod sender_role;
 
 use std::future::Future;
 
-use switchyard_shared::{events::MessageEvent, tenants::Tenant};
+use switchyard_shared::{events::MessageEvent, media::Content, tenants::Tenant};
 
 use crate::conversations::Conversation;
+use choice::Choice;
 use sender_role::SenderRole;
+
+/// The answer to an option id about a resource that is not the sender's in
+/// this tenant (forged, stale, or another tenant's).
+pub const REFUSAL: &str = "Sorry, that option is not available.";
 
 /// Most reply parts one turn may produce.
 pub const MAX_PARTS: usize = 10;
@@ -31,7 +42,22 @@ pub struct BotInput<'a> {
     pub tenant: &'a Tenant,
     pub message: &'a MessageEvent,
     pub conversation: &'a Conversation,
-    pub role: SenderRole,
+    /// Who wrote, within the tenant.
+    pub role: &'a SenderRole,
+    /// What the message chooses, checked against `role`'s resources.
+    pub choice: &'a Choice,
+    /// The message's text or media.
+    pub content: Content<'a>,
+}
+
+impl BotTurn {
+    /// One reply part, no menu.
+    pub fn say(text: impl Into<String>) -> Self {
+        Self {
+            replies: vec![text.into()],
+            menu_shown: None,
+        }
+    }
 }
 
 /// A bot's answer: the parts to send, in order, and the menu it showed (if any).

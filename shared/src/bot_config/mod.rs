@@ -8,6 +8,7 @@
 //! that tenant's messages is refused with the same reason.
 
 pub mod egress;
+pub mod flow;
 pub mod menu;
 mod redact;
 
@@ -16,8 +17,9 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::{standard_webhooks::SigningSecret, tenants::BotKind};
+use crate::{contacts::PhoneNumber, standard_webhooks::SigningSecret, tenants::BotKind};
 pub use egress::{EgressError, EgressPolicy};
+pub use flow::{FlowConfig, FlowError, FlowOption, Step};
 pub use menu::{Menu, MenuError, MenuOption};
 pub use redact::{redact_json, redact_url};
 
@@ -50,6 +52,15 @@ pub struct BotConfig {
     pub groups_enabled: bool,
     /// Which bot answers, with its own settings.
     pub spec: BotSpec,
+    /// LEGACY (`staff_phones`, any bot kind): the tenant's staff phones from
+    /// before the contacts table (migration 0011). The resolver's legacy pass
+    /// reads it between the staff and customer passes; entries that are not
+    /// phone numbers are skipped (they never matched a sender either).
+    /// Remove the field and the pass once no tenant row has it:
+    /// `SELECT count(*) FROM tenants WHERE bot_config ? 'staff_phones'` is 0
+    /// (each tenant's list moved with `switchyard contacts import`, then the
+    /// key dropped with `tenants set-bot`).
+    pub legacy_staff_phones: Vec<PhoneNumber>,
 }
 
 /// The bot of one kind and its settings.
@@ -66,12 +77,15 @@ impl Default for BotConfig {
         Self {
             groups_enabled: false,
             spec: BotSpec::Rules(RulesConfig::default()),
+            legacy_staff_phones: Vec::new(),
         }
     }
 }
 
 /// The built-in rules bot: `greeting` (a chat's first message), `keywords`
-/// (`[{"match","reply"}]`, case-insensitive substring), `menu`, `fallback`.
+/// (`[{"match","reply"}]`, case-insensitive substring), `menu`, `flow`
+/// (chained menus about a resource, [`flow`]), `media_reply` (a media
+/// message without a caption), `fallback`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct RulesConfig {
     #[serde(default)]
@@ -81,8 +95,17 @@ pub struct RulesConfig {
     #[serde(default)]
     pub menu: Option<Menu>,
     #[serde(default)]
+    pub flow: Option<FlowConfig>,
+    /// The answer to a media message without a caption (`{media}` is
+    /// replaced by its kind); default: [`DEFAULT_MEDIA_REPLY`].
+    #[serde(default)]
+    pub media_reply: Option<String>,
+    #[serde(default)]
     pub fallback: Option<String>,
 }
+
+/// The rules bot's answer to a media message without a caption.
+pub const DEFAULT_MEDIA_REPLY: &str = "Thanks, we received your {media}.";
 
 /// One keyword rule of the rules bot.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -138,9 +161,17 @@ impl BotConfig {
             BotKind::Rules => BotSpec::Rules(parse_rules(raw)?),
             BotKind::Http => BotSpec::Http(parse_http(object)?),
         };
+        let legacy_staff_phones = match object.get("staff_phones") {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|p| p.as_str().and_then(|p| PhoneNumber::parse(p).ok()))
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(Self {
             groups_enabled,
             spec,
+            legacy_staff_phones,
         })
     }
 }
@@ -153,6 +184,10 @@ fn parse_rules(raw: &serde_json::Value) -> Result<RulesConfig, BotConfigError> {
     if let Some(menu) = &config.menu {
         menu.validate()
             .map_err(|e| BotConfigError::new("menu.options", e.to_string()))?;
+    }
+    if let Some(flow) = &config.flow {
+        flow.validate()
+            .map_err(|e| BotConfigError::new("flow", e.to_string()))?;
     }
     Ok(config)
 }

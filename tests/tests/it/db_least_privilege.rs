@@ -83,6 +83,20 @@ async fn seed(owner: &PgPool) {
     .execute(owner)
     .await
     .unwrap();
+    sqlx::query(
+        "INSERT INTO contacts (tenant_id, role, phone, resource) VALUES ('alpha', 'customer', '15550000001', 'a-order'), ('bravo', 'staff', '15550000001', 'b-order'), ('bravo', 'customer', '15550000002', NULL)",
+    )
+    .execute(owner)
+    .await
+    .unwrap();
+}
+
+/// The phones and resources a transaction sees on the contacts table.
+async fn contacts_seen(conn: &mut sqlx::PgConnection) -> Vec<(String, Option<String>)> {
+    sqlx::query_as("SELECT phone, resource FROM contacts ORDER BY phone, resource")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap()
 }
 
 /// What a transaction scoped to `alpha` sees on the three tenant tables.
@@ -124,10 +138,22 @@ async fn a_worker_login_sees_only_its_tenant_on_every_tenant_table_even_after_re
         .await
         .unwrap();
     let scoped = seen(&mut tx).await;
+    let scoped_contacts = contacts_seen(&mut tx).await;
     sqlx::query("RESET ROLE").execute(&mut *tx).await.unwrap();
     let after_reset = seen(&mut tx).await;
+    let contacts_after_reset = contacts_seen(&mut tx).await;
     let foreign_delivery = sqlx::query(
         "INSERT INTO deliveries (tenant_id, reply_id, chat_id) VALUES ('bravo', 'forged', 'b1')",
+    )
+    .execute(&mut *tx)
+    .await;
+    drop(tx);
+    // The workers only read contacts: writing one (even the tenant's own) is refused.
+    let mut tx = db::begin_for_tenant(&app, &fixtures::tenant("alpha"))
+        .await
+        .unwrap();
+    let contact_written = sqlx::query(
+        "INSERT INTO contacts (tenant_id, role, phone) VALUES ('alpha', 'staff', '15550000009')",
     )
     .execute(&mut *tx)
     .await;
@@ -136,6 +162,7 @@ async fn a_worker_login_sees_only_its_tenant_on_every_tenant_table_even_after_re
     let become_owner = sqlx::query("SET ROLE postgres").execute(&mut *tx).await;
     drop(tx);
     let mut unscoped = plain.acquire().await.unwrap();
+    let unscoped_contacts = contacts_seen(&mut unscoped).await;
     let unscoped = seen(&mut unscoped).await;
     let mut ingest_only = Vec::new();
     for table in [
@@ -155,6 +182,14 @@ async fn a_worker_login_sees_only_its_tenant_on_every_tenant_table_even_after_re
     let owner_rights = db_login::rights(&owner).await.unwrap();
 
     assert_eq!(scoped, alpha);
+    let alpha_contacts = vec![("15550000001".to_owned(), Some("a-order".to_owned()))];
+    assert_eq!(scoped_contacts, alpha_contacts);
+    assert_eq!(contacts_after_reset, alpha_contacts);
+    assert!(
+        is_denied(contact_written),
+        "contacts are the CLI's to write"
+    );
+    assert!(unscoped_contacts.is_empty(), "no tenant, no contacts");
     assert_eq!(
         after_reset, alpha,
         "the login itself is bound, not only its role"
