@@ -14,7 +14,8 @@
 //! - [`webhook_credential`]: a tenant's token generation and rotation window (which tokens it still accepts);
 //! - [`standard_webhooks`]: signing and verifying Standard Webhooks headers;
 //! - [`config`]: environment-driven settings, validated at start-up, secrets that never print;
-//! - [`telemetry`], [`shutdown`], [`ops_server`]: logs, graceful stop, `/healthz` `/readyz` `/metrics`;
+//! - [`telemetry`], [`shutdown`], [`ops_server`]: logs and traces, graceful stop, `/healthz` `/readyz` `/metrics`;
+//! - [`trace_context`]: the W3C trace context in NATS message headers, from ingest to the provider call;
 //! - [`metrics`]: every metric name shared code emits (lanes, dead letters, the WA Bridges client);
 //! - [`tenant_metrics`]: the `tenant` label of per-tenant metrics, under a cap with an overflow bucket;
 //! - [`tenant_status`]: live state per tenant, published by every replica to a KV bucket (`switchyard status`);
@@ -58,6 +59,7 @@ pub mod tenant_metrics;
 pub mod tenant_status;
 pub mod tenants;
 pub mod tls;
+pub mod trace_context;
 pub mod wabridges;
 pub mod webhook_auth;
 pub mod webhook_credential;
