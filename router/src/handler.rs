@@ -42,6 +42,7 @@ use switchyard_shared::{
         LaneMessage,
         dead_letter::{DeadLetter, DeadLetterCode},
     },
+    log_limit::LogLimit,
     subjects,
     tenant_cache::TenantCache,
     tenants,
@@ -74,6 +75,9 @@ pub struct InboundHandler {
     pub echo_wait: Duration,
     /// Attempts an undecided echo gets before it is taken as ours.
     pub echo_attempts: u32,
+    /// Warnings of events refused for their tenant (unknown, inactive),
+    /// at most one per reason per interval; the drop counter counts each.
+    pub refused_log: LogLimit<&'static str>,
 }
 
 fn dead(code: DeadLetterCode, detail: impl Into<String>) -> Outcome {
@@ -256,7 +260,10 @@ impl InboundHandler {
             Admission::LookupFailed(e) => Err(ours(format!("tenant lookup: {e}"))),
             refused @ (Admission::Unknown | Admission::Inactive) => {
                 let reason = refused.drop_reason().unwrap_or("refused");
-                tracing::warn!(tenant.id = %tenant, drop.reason = reason, "event dropped");
+                if let Some(suppressed) = self.refused_log.admit(reason, std::time::Instant::now())
+                {
+                    tracing::warn!(tenant.id = %tenant, drop.reason = reason, log.suppressed = suppressed, "event dropped");
+                }
                 Err(dropped(reason))
             }
         }

@@ -21,6 +21,7 @@
 //! - [`tenant_status`]: live state per tenant, published by every replica to a KV bucket (`switchyard status`);
 //! - [`service`]: the start-up and shutdown every binary shares (and its `--version`, `--probe`);
 //! - [`probe`]: a service's check of its own `/readyz` (`--probe`, for images without curl);
+//! - [`log_limit`]: repeated identical warnings at most once per interval per key (counters stay exact);
 //! - [`lanes`]: per-tenant lanes over partitioned JetStream consumers (router and sender);
 //! - [`admission`]: the tenant check every worker step opens with;
 //! - [`retry`]: the retry policy both workers use (schedule, jitter, limits; pure);
@@ -39,6 +40,7 @@ pub mod deliveries;
 pub mod events;
 pub mod ids;
 pub mod lanes;
+pub mod log_limit;
 pub mod message_ids;
 pub mod metrics;
 pub mod nats;

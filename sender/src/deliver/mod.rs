@@ -17,6 +17,7 @@
 mod admit;
 mod apply;
 pub mod ledger;
+pub mod trouble_log;
 
 use std::{sync::Arc, time::Duration};
 
@@ -72,6 +73,8 @@ pub struct Deliverer {
     pub ledger: Arc<SendLedger>,
     /// Sends out and dead letters per tenant, for its status records.
     pub activity: switchyard_shared::tenant_status::Activity,
+    /// Provider trouble per tenant, logged once per episode.
+    pub trouble: Arc<trouble_log::TroubleLog>,
 }
 
 /// A short pause for our own transient trouble (database, NATS).
