@@ -77,7 +77,7 @@ pub struct InboundHandler {
     pub echo_attempts: u32,
     /// Warnings of events refused for their tenant (unknown, inactive),
     /// at most one per reason per interval; the drop counter counts each.
-    pub refused_log: LogLimit<&'static str>,
+    pub refused_log: Arc<LogLimit<&'static str>>,
 }
 
 fn dead(code: DeadLetterCode, detail: impl Into<String>) -> Outcome {
