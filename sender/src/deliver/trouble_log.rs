@@ -69,6 +69,14 @@ impl TroubleLog {
         true
     }
 
+    /// Whether `tenant` is in an episode now (its failures were logged).
+    pub fn is_open(&self, tenant: &TenantId) -> bool {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(tenant)
+    }
+
     /// A successful call for `tenant`; logs the resume when it closes an episode.
     pub fn succeeded(&self, tenant: &TenantId) -> Option<Closed> {
         let episode = self

@@ -45,6 +45,7 @@ mod ingest_fuzz;
 mod ingest_limits;
 mod ingest_outbox;
 mod ingest_replay;
+mod logs_once;
 mod metrics_per_tenant;
 mod nats_permissions;
 mod observability_metrics;
