@@ -93,7 +93,10 @@ async fn a_bridge_that_keeps_timing_out_is_one_warning_and_one_resume_while_ever
         .lines()
         .filter(|l| l.contains("WARN") && l.contains("tenant.id=acme"))
         .count();
-    assert_eq!(warnings, 1, "nothing else warns about the tenant per retry:\n{log}");
+    assert_eq!(
+        warnings, 1,
+        "nothing else warns about the tenant per retry:\n{log}"
+    );
 }
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
