@@ -88,8 +88,11 @@ impl Membership {
             alive.heard(member);
         }
         alive.heard(replica_id.clone());
-        let (tx, owned) =
-            watch::channel(owned_partitions(&alive.members(), &replica_id, partitions));
+        let (tx, owned) = watch::channel(owned_partitions(
+            &alive.members(),
+            &replica_id,
+            partitions,
+        ));
         let refresh = {
             let store = store.clone();
             let replica_id = replica_id.clone();

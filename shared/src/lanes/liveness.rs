@@ -110,11 +110,7 @@ mod tests {
         assert_eq!(names(&mut l), ["a", "b"], "held one TTL after the failure");
         tokio::time::advance(Duration::from_secs(3)).await;
         assert!(!l.holding());
-        assert_eq!(
-            names(&mut l),
-            ["a"],
-            "the dead member goes when the hold ends"
-        );
+        assert_eq!(names(&mut l), ["a"], "the dead member goes when the hold ends");
     }
 
     #[tokio::test(start_paused = true)]

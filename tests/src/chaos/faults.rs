@@ -123,10 +123,7 @@ impl Fault {
                     Ok(_) => String::new(),
                     Err(left) => format!(
                         "; still without a leader {ELECTIONS:?} after the kill: {}",
-                        left.iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        left.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
                     ),
                 };
                 Ok(Injected {

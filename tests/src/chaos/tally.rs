@@ -219,7 +219,9 @@ fn recovery(
         .filter(|p| p.accepted() && p.at_ms >= from && p.at_ms < until)
         .filter_map(|p| {
             let first = copies.get(&(p.tenant.clone(), p.seq))?.first()?;
-            let wait = first.at_ms.saturating_sub(p.at_ms.max(recovery_from_ms));
+            let wait = first
+                .at_ms
+                .saturating_sub(p.at_ms.max(recovery_from_ms));
             let rel = |t: u64| t as i64 - fault.began_ms as i64;
             let what = format!(
                 "{} #{}: posted {} ms after the fault began, answered {} ms after",

@@ -310,9 +310,7 @@ async fn racing_replicas_on_a_cluster_never_take_a_lost_race_for_an_error() {
     for url in &urls {
         let budget = poll::until("the R3 budget bucket", Duration::from_secs(30), || async {
             let client = async_nats::connect(url.as_str()).await.ok()?;
-            FleetBudget::open(&jetstream::new(client), &config)
-                .await
-                .ok()
+            FleetBudget::open(&jetstream::new(client), &config).await.ok()
         })
         .await;
         budgets.push(budget);
@@ -337,10 +335,5 @@ async fn racing_replicas_on_a_cluster_never_take_a_lost_race_for_an_error() {
         .collect();
 
     // Assert
-    assert!(
-        errors.is_empty(),
-        "{} errors, e.g. {:?}",
-        errors.len(),
-        errors.first()
-    );
+    assert!(errors.is_empty(), "{} errors, e.g. {:?}", errors.len(), errors.first());
 }
