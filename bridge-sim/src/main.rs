@@ -74,7 +74,13 @@ fn echo_mode(raw: &str) -> Result<EchoMode, String> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    switchyard_shared::telemetry::init(args.log_format, &args.log);
+    // The simulator logs; it exports no spans of its own.
+    let _telemetry = switchyard_shared::telemetry::init(
+        "switchyard-bridge-sim",
+        args.log_format,
+        &args.log,
+        &switchyard_shared::telemetry::TraceSettings::default(),
+    );
     let mut config = SimConfig::new(args.api_key);
     config.bind = args.addr;
     config.limits = Limits {

@@ -29,7 +29,7 @@ use backon::{BackoffBuilder as _, ExponentialBuilder};
 use bytes::Bytes;
 use futures::{StreamExt as _, stream};
 use sqlx::{PgPool, Row as _};
-use switchyard_shared::ids::TenantId;
+use switchyard_shared::{ids::TenantId, trace_context::TraceContext};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -340,7 +340,7 @@ impl Flusher {
                 event_id,
                 Bytes::from(payload),
                 received_at_ms,
-                traceparent,
+                TraceContext::from_stored(traceparent),
             );
             match self.publisher.publish(&message, || false).await {
                 Ok(published) => {

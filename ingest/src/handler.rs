@@ -21,10 +21,12 @@ use axum::{
 };
 use bytes::Bytes;
 use switchyard_shared::{
-    events::{HEADER_TRACEPARENT, WebhookEvent},
+    events::WebhookEvent,
     ids::TenantId,
+    trace_context::{self, TraceContext},
     webhook_auth::HOOK_PATH_PREFIX,
 };
+use tracing::Instrument as _;
 
 use crate::{
     admission::Admission,
@@ -36,7 +38,6 @@ use crate::{
     rejection::Rejection,
     replay_guard::{Bound, ReplayGuard},
     single_flight::{InFlight, Settled, Turn},
-    traceparent,
     verify::{UnverifiedWebhook, VerifiedWebhook, Verifier},
 };
 
@@ -89,7 +90,15 @@ pub async fn receive(
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    let response = match handle(&app, path, request).await {
+    // The webhook's span: a child of the caller's trace when the request
+    // carries a `traceparent`, the root of a new trace otherwise.
+    let span = tracing::info_span!(
+        "ingest.webhook",
+        tenant.id = tracing::field::Empty,
+        event.id = tracing::field::Empty
+    );
+    trace_context::adopt_http(&span, request.headers());
+    let response = match handle(&app, path, request).instrument(span).await {
         Ok(accepted) => accepted.into_response(),
         Err(rejection) => {
             m::rejected(rejection.reason());
@@ -166,7 +175,8 @@ fn log_refused(app: &AppState, rejection: &Rejection, caller: Caller<'_>) {
     }
 }
 
-#[tracing::instrument(name = "ingest.handle", skip_all, fields(tenant.id, event.id))]
+/// Runs in the `ingest.webhook` span, whose `tenant.id` and `event.id` it
+/// records once known.
 async fn handle(
     app: &AppState,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -192,11 +202,6 @@ async fn handle(
     let span = tracing::Span::current();
     span.record("tenant.id", tracing::field::display(tenant.id()));
     let (parts, body) = request.into_parts();
-    let trace_in = parts
-        .headers
-        .get(HEADER_TRACEPARENT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
     let body = read_body(app, Request::from_parts(parts.clone(), body))
         .await
         .inspect_err(|rejection| log_refused(app, rejection, Caller::Tenant(tenant.id())))?;
@@ -240,8 +245,9 @@ async fn handle(
         log_refused(app, &rejection, Caller::Tenant(webhook.tenant()));
         return Err(rejection);
     }
-    let traceparent = traceparent::for_publish(trace_in.as_deref());
-    let accepted = deliver(app, &webhook, received_at.as_millis() as i64, &traceparent).await?;
+    // Published now or later from the outbox, the event continues this trace.
+    let trace = TraceContext::of(&span);
+    let accepted = deliver(app, &webhook, received_at.as_millis() as i64, &trace).await?;
     match accepted {
         Accepted::Published | Accepted::Outboxed => m::accepted(kind),
         Accepted::Duplicate => m::duplicate(),
@@ -277,7 +283,7 @@ async fn deliver(
     app: &AppState,
     webhook: &VerifiedWebhook,
     received_at_ms: i64,
-    traceparent: &str,
+    trace: &TraceContext,
 ) -> Result<Accepted, Rejection> {
     let scoped_id = webhook.scoped_id();
     loop {
@@ -289,7 +295,7 @@ async fn deliver(
                 None => continue,
             },
             Turn::Lead(leader) => {
-                let result = claim_and_publish(app, webhook, received_at_ms, traceparent).await;
+                let result = claim_and_publish(app, webhook, received_at_ms, trace).await;
                 leader.settle(match result {
                     Ok(_) => Settled::Durable,
                     Err(_) => Settled::Failed,
@@ -304,7 +310,7 @@ async fn claim_and_publish(
     app: &AppState,
     webhook: &VerifiedWebhook,
     received_at_ms: i64,
-    traceparent: &str,
+    trace: &TraceContext,
 ) -> Result<Accepted, Rejection> {
     let tenant = webhook.tenant();
     let event_id = &webhook.event().event_id;
@@ -324,7 +330,7 @@ async fn claim_and_publish(
             );
         }
     }
-    let message = InboundMessage::from_webhook(webhook, received_at_ms, traceparent);
+    let message = InboundMessage::from_webhook(webhook, received_at_ms, trace.clone());
 
     // While the tenant has events in the outbox, a new one queues behind
     // them rather than overtake them in the stream (per-chat order).

@@ -16,7 +16,7 @@
 //! - [`publish`]: the JetStream publish, acked before 200, retried within its budget;
 //! - [`outbox`]: where an event goes, durably, when JetStream cannot take it;
 //! - [`flusher`]: publishes outboxed events later, in order per tenant, one replica per tenant;
-//! - [`rejection`], [`metrics`], [`traceparent`], [`openapi`], [`settings`]: answers, counters, trace context, the API document, configuration;
+//! - [`rejection`], [`metrics`], [`openapi`], [`settings`]: answers, counters, the API document, configuration;
 //! - [`prune`]: forgets idempotency keys once their events have left the inbound stream.
 
 pub mod admission;
@@ -37,7 +37,6 @@ pub mod routes;
 pub mod server;
 pub mod settings;
 pub mod single_flight;
-pub mod traceparent;
 pub mod verify;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};

@@ -82,7 +82,7 @@ pub const REPLAY_UNCHECKED: &str = "switchyard_ingest_replay_unchecked_total";
 pub const TENANT_THROTTLED: &str = "switchyard_ingest_tenant_throttled_total";
 
 /// Why a delivery was refused (the `reason` label of [`REJECTED`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// The URL's tenant is not a valid tenant id (401).
     InvalidTenant,
@@ -105,7 +105,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// Every reason, once (the rate limiter of refusal log lines keeps one slot each).
+    /// Every reason, once.
     pub const ALL: [Reason; 9] = [
         Reason::InvalidTenant,
         Reason::BadToken,
@@ -117,22 +117,6 @@ impl Reason {
         Reason::Throttled,
         Reason::Unavailable,
     ];
-
-    /// This reason's position in [`Reason::ALL`] (a match, so a new reason
-    /// cannot compile without one).
-    pub fn index(self) -> usize {
-        match self {
-            Reason::InvalidTenant => 0,
-            Reason::BadToken => 1,
-            Reason::BadSignature => 2,
-            Reason::TooLarge => 3,
-            Reason::Malformed => 4,
-            Reason::TenantMismatch => 5,
-            Reason::ReplayedElsewhere => 6,
-            Reason::Throttled => 7,
-            Reason::Unavailable => 8,
-        }
-    }
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -360,7 +360,7 @@ async fn write_batch(
     };
     let tenants = pick(&|m| m.tenant().as_str().to_owned());
     let events = pick(&|m| m.event_id().to_owned());
-    let traceparents = pick(&|m| m.traceparent().to_owned());
+    let traceparents = pick(&|m| m.trace().as_str().to_owned());
     let payloads: Vec<Vec<u8>> = rows
         .iter()
         .map(|&i| batch[i].message.body().to_vec())

@@ -29,7 +29,9 @@ use async_nats::{
 };
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 use bytes::Bytes;
-use switchyard_shared::{events, ids::TenantId, scoped_event_id::ScopedEventId, subjects};
+use switchyard_shared::{
+    events, ids::TenantId, scoped_event_id::ScopedEventId, subjects, trace_context::TraceContext,
+};
 
 use crate::{metrics as m, verify::VerifiedWebhook};
 
@@ -130,17 +132,21 @@ pub struct InboundMessage {
     event_id: String,
     body: Bytes,
     received_at_ms: i64,
-    traceparent: String,
+    trace: TraceContext,
 }
 
 impl InboundMessage {
-    pub fn from_webhook(webhook: &VerifiedWebhook, received_at_ms: i64, traceparent: &str) -> Self {
+    pub fn from_webhook(
+        webhook: &VerifiedWebhook,
+        received_at_ms: i64,
+        trace: TraceContext,
+    ) -> Self {
         Self {
             tenant: webhook.tenant().clone(),
             event_id: webhook.event().event_id.as_str().to_owned(),
             body: webhook.body().clone(),
             received_at_ms,
-            traceparent: traceparent.to_owned(),
+            trace,
         }
     }
 
@@ -151,14 +157,14 @@ impl InboundMessage {
         event_id: String,
         body: Bytes,
         received_at_ms: i64,
-        traceparent: String,
+        trace: TraceContext,
     ) -> Self {
         Self {
             tenant,
             event_id,
             body,
             received_at_ms,
-            traceparent,
+            trace,
         }
     }
 
@@ -178,8 +184,9 @@ impl InboundMessage {
         self.received_at_ms
     }
 
-    pub fn traceparent(&self) -> &str {
-        &self.traceparent
+    /// The webhook's trace, which the router's step continues.
+    pub fn trace(&self) -> &TraceContext {
+        &self.trace
     }
 
     /// `<tenant>:<event id>`: the `Nats-Msg-Id` and `Switchyard-Event-Id`.
@@ -197,7 +204,7 @@ impl InboundMessage {
             events::HEADER_RECEIVED_AT_MS,
             self.received_at_ms.to_string().as_str(),
         );
-        headers.insert(events::HEADER_TRACEPARENT, self.traceparent.as_str());
+        self.trace.add_to(&mut headers);
         PublishMessage::build()
             .payload(self.body.clone())
             .headers(headers)

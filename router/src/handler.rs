@@ -44,12 +44,15 @@ use switchyard_shared::{
         LaneMessage,
         dead_letter::{DeadLetter, DeadLetterCode},
     },
+    log_limit::LogLimit,
     media::Content,
     subjects,
     tenant_cache::TenantCache,
     tenants,
     tenants::Tenant,
+    trace_context,
 };
+use tracing::Instrument as _;
 
 use crate::{
     backpressure::{self, Fault},
@@ -75,6 +78,9 @@ pub struct InboundHandler {
     pub echo_wait: Duration,
     /// Attempts an undecided echo gets before it is taken as ours.
     pub echo_attempts: u32,
+    /// Warnings of events refused for their tenant (unknown, inactive),
+    /// at most one per reason per interval; the drop counter counts each.
+    pub refused_log: Arc<LogLimit<&'static str>>,
 }
 
 fn dead(code: DeadLetterCode, detail: impl Into<String>) -> Outcome {
@@ -109,6 +115,20 @@ pub(crate) fn db_failed(
     }
 }
 
+/// One router step's span (a message, or a gathered turn from its first
+/// message): a child of the ingest span that published the event, with the
+/// tenant and the event's scoped id. The replies it publishes carry it on.
+fn step_span(message: &LaneMessage, attempt: u32) -> tracing::Span {
+    let span = tracing::info_span!(
+        "router.step",
+        tenant.id = %message.tenant(),
+        event.id = message.header(events::HEADER_EVENT_ID).unwrap_or_default(),
+        delivery.attempt = attempt,
+    );
+    trace_context::adopt(&span, message.headers());
+    span
+}
+
 fn dropped(reason: &'static str) -> Outcome {
     metrics::counter!(m::DROPPED, "reason" => reason).increment(1);
     Outcome::Done
@@ -121,7 +141,14 @@ impl Handler for InboundHandler {
 
     async fn handle(&self, message: &InboundMessage, attempt: u32) -> Outcome {
         let started = std::time::Instant::now();
-        let outcome = self.step(message, attempt).await;
+        let span = step_span(message.lane(), attempt);
+        let outcome = async {
+            let outcome = self.step(message, attempt).await;
+            tracing::debug!(outcome = ?outcome, "event handled");
+            outcome
+        }
+        .instrument(span)
+        .await;
         metrics::histogram!(m::STEP_SECONDS).record(started.elapsed().as_secs_f64());
         outcome
     }
@@ -151,7 +178,19 @@ impl Handler for InboundHandler {
 
     async fn handle_turn(&self, messages: &[InboundMessage], attempt: u32) -> Outcome {
         let started = std::time::Instant::now();
-        let outcome = self.turn(messages, attempt).await;
+        let outcome = match messages.first() {
+            Some(first) => {
+                let span = step_span(first.lane(), attempt);
+                async {
+                    let outcome = self.turn(messages, attempt).await;
+                    tracing::debug!(outcome = ?outcome, turn.messages = messages.len(), "turn handled");
+                    outcome
+                }
+                .instrument(span)
+                .await
+            }
+            None => Outcome::Done,
+        };
         metrics::histogram!(m::STEP_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(m::TURN_MESSAGES).record(messages.len() as f64);
         outcome
@@ -224,17 +263,16 @@ impl InboundHandler {
             Admission::LookupFailed(e) => Err(ours(format!("tenant lookup: {e}"))),
             refused @ (Admission::Unknown | Admission::Inactive) => {
                 let reason = refused.drop_reason().unwrap_or("refused");
-                tracing::warn!(tenant.id = %tenant, drop.reason = reason, "event dropped");
+                if let Some(suppressed) = self.refused_log.admit(reason, std::time::Instant::now())
+                {
+                    tracing::warn!(tenant.id = %tenant, drop.reason = reason, log.suppressed = suppressed, "event dropped");
+                }
                 Err(dropped(reason))
             }
         }
     }
 
-    #[tracing::instrument(
-        name = "router.step",
-        skip_all,
-        fields(tenant.id = %inbound.lane().tenant(), message.id = %inbound.lane().message_id())
-    )]
+    /// Runs in the [`step_span`] of its message.
     async fn step(&self, inbound: &InboundMessage, attempt: u32) -> Outcome {
         let message = inbound.lane();
         let tenant = message.tenant();
@@ -344,13 +382,7 @@ impl InboundHandler {
         );
         // Replies first, then the conversation: a crash in between republishes
         // the same reply ids, which the duplicate window and the ledger absorb.
-        if let Err(e) = replies::publish(
-            &self.js,
-            &parts,
-            lane_message.header(events::HEADER_TRACEPARENT),
-        )
-        .await
-        {
+        if let Err(e) = replies::publish(&self.js, &parts).await {
             // JetStream did not store them (an error, or no ack in time): ours.
             return ours(format!("publish replies: {e}"));
         }

@@ -90,6 +90,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         echo_wait: settings.echo_wait,
         // The runner dead-letters past max_deliveries: decide before that.
         echo_attempts: settings.lanes.max_deliveries.saturating_sub(1).max(1),
+        refused_log: Default::default(),
     });
     service.tasks.spawn(runner::run(
         handler,

@@ -5,10 +5,10 @@
 
 use async_nats::HeaderMap;
 use switchyard_shared::{
-    events,
     ids::{EventId, TenantId},
     message_ids::ChatId,
     replies::{HEADER_RECOVER_OF, HEADER_REPLAY_OF, MAX_BODY_CHARS, OutboundReply, Priority},
+    trace_context,
 };
 
 /// The lane of replies to an inbound event with these re-run headers: an
@@ -63,9 +63,8 @@ pub const PUBLISH_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(
 pub async fn publish(
     js: &async_nats::jetstream::Context,
     replies: &[OutboundReply],
-    traceparent: Option<&str>,
 ) -> Result<(), async_nats::Error> {
-    tokio::time::timeout(PUBLISH_ATTEMPT, publish_all(js, replies, traceparent))
+    tokio::time::timeout(PUBLISH_ATTEMPT, publish_all(js, replies))
         .await
         .map_err(|_| format!("no ack within {PUBLISH_ATTEMPT:?}"))?
 }
@@ -73,15 +72,14 @@ pub async fn publish(
 async fn publish_all(
     js: &async_nats::jetstream::Context,
     replies: &[OutboundReply],
-    traceparent: Option<&str>,
 ) -> Result<(), async_nats::Error> {
+    // The sender's delivery of each reply continues the router's step.
+    let step = tracing::Span::current();
     let mut acks = Vec::with_capacity(replies.len());
     for reply in replies {
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, reply.msg_id().as_str());
-        if let Some(tp) = traceparent {
-            headers.insert(events::HEADER_TRACEPARENT, tp);
-        }
+        trace_context::inject(&step, &mut headers);
         let payload = serde_json::to_vec(reply)?;
         acks.push(
             js.publish_with_headers(reply.subject(), headers, payload.into())

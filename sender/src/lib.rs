@@ -73,6 +73,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
             &settings.retry,
         )),
         activity: Activity::new(),
+        trouble: Arc::default(),
     });
     if settings.scheduler == SchedulerMode::Fifo {
         tracing::warn!("running the fifo baseline scheduler: no fairness between tenants");

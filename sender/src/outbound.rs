@@ -42,6 +42,22 @@ impl OutboundMessage {
             .map_or("", |reply| reply.chat_id.as_str())
     }
 
+    /// The delivery's span: a child of the router step that published the
+    /// reply (its context travels in the headers), with the tenant, the
+    /// inbound event the reply answers and the reply's own id.
+    pub fn span(&self) -> tracing::Span {
+        let reply = self.reply.as_ref().ok();
+        let span = tracing::info_span!(
+            "sender.deliver",
+            tenant.id = %self.lane.tenant(),
+            event.id = reply.map(|r| r.event_id.as_str()).unwrap_or_default(),
+            reply.id = reply.map(|r| r.reply_id.as_str()).unwrap_or_default(),
+            message.id = %self.lane.message_id(),
+        );
+        switchyard_shared::trace_context::adopt(&span, self.lane.headers());
+        span
+    }
+
     /// The lane message and the reply, for the delivery step.
     pub fn into_parts(self) -> (LaneMessage, Result<OutboundReply, serde_json::Error>) {
         (self.lane, self.reply)

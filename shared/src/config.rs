@@ -303,6 +303,8 @@ pub struct CommonSettings {
     /// `SWITCHYARD_METRICS_TENANT_CAP` (default 500, at most 100000): tenants
     /// this process names in its per-tenant metrics; the rest are `_other`.
     pub metrics_tenant_cap: usize,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` and friends: where spans are exported (nowhere by default).
+    pub traces: crate::telemetry::TraceSettings,
 }
 
 impl CommonSettings {
@@ -329,6 +331,7 @@ impl CommonSettings {
                 crate::tenant_metrics::DEFAULT_CAP,
                 0..=100_000,
             )?,
+            traces: crate::telemetry::TraceSettings::from_env(env)?,
         })
     }
 }

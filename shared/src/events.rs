@@ -18,8 +18,6 @@ use crate::{
 pub const HEADER_EVENT_ID: &str = "Switchyard-Event-Id";
 /// Header carrying when ingest received the webhook (unix milliseconds).
 pub const HEADER_RECEIVED_AT_MS: &str = "Switchyard-Received-At-Ms";
-/// W3C trace context, carried from ingest to the sender.
-pub const HEADER_TRACEPARENT: &str = "traceparent";
 
 /// A webhook body that cannot be accepted, with the precise reason.
 #[derive(Debug, thiserror::Error)]

@@ -244,7 +244,7 @@ where
             return std::process::ExitCode::from(2);
         }
     };
-    telemetry::init(common.log_format, &common.log_filter);
+    let telemetry = telemetry::init(name, common.log_format, &common.log_filter, &common.traces);
     let token = CancellationToken::new();
     shutdown::cancel_on_signal(token.clone());
     let result = async {
@@ -252,14 +252,16 @@ where
         app(service, app_settings).await
     }
     .await;
-    match result {
+    let code = match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "{name} failed");
             eprintln!("{name}: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown().await;
+    code
 }
 
 impl Service {

@@ -5,6 +5,7 @@
 //!   and a 3-node cluster on loopback ports;
 //! - [`old_nats`]: a stand-in that introduces itself as nats-server 2.9, to
 //!   prove the services refuse it;
+//! - [`otlp_collector`]: a stand-in OpenTelemetry collector (OTLP/HTTP protobuf) that keeps the spans it receives;
 //! - [`pipeline`]: the whole pipeline (nats, simulator, ingest, router, sender) for end-to-end suites;
 //! - [`fixtures`]: tenants with bridges on the simulator, streams, a sender's test environment;
 //! - [`procstat`]: CPU and memory of processes, and the machine's busy and stolen CPU, read from /proc (benchmarks, load tests);
@@ -30,6 +31,7 @@ pub mod fixtures;
 pub mod lifecycle;
 pub mod nats_server;
 pub mod old_nats;
+pub mod otlp_collector;
 pub mod pipeline;
 pub mod poll;
 pub mod procstat;

@@ -192,7 +192,13 @@ impl Deliverer {
             }) => {
                 if in_doubt {
                     metrics::counter!(m::IN_DOUBT, "resolution" => "resent").increment(1);
-                    tracing::warn!(tenant.id = %tenant.id, delivery.attempts = attempts, "an earlier attempt's outcome is unknown (its sender died or its call timed out) and no echo of it arrived; sending again");
+                    // Within an episode of provider trouble (timeouts), that
+                    // episode's one warning already said so.
+                    if self.trouble.is_open(&tenant.id) {
+                        tracing::debug!(tenant.id = %tenant.id, delivery.attempts = attempts, "an earlier attempt's outcome is unknown and no echo of it arrived; sending again");
+                    } else {
+                        tracing::warn!(tenant.id = %tenant.id, delivery.attempts = attempts, "an earlier attempt's outcome is unknown (its sender died or its call timed out) and no echo of it arrived; sending again");
+                    }
                 }
                 Ok((attempts, age, in_doubt))
             }

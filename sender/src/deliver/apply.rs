@@ -32,13 +32,20 @@ impl Deliverer {
             .policy
             .decide(sent.result.as_ref().map(|_| ()), sent.ctx)
         {
-            Action::Done { confirmed } => self.wired(message, &cleared, &sent, confirmed).await,
+            Action::Done { confirmed } => {
+                if sent.result.is_ok() {
+                    self.trouble.succeeded(&cleared.tenant.id);
+                }
+                self.wired(message, &cleared, &sent, confirmed).await
+            }
             Action::Requeue { pause_fleet_for } => {
                 self.note_failure(message, &cleared.reply, false, &sent)
                     .await;
                 push_back(GrantOutcome::RateLimited, None, Some(pause_fleet_for))
             }
             Action::Retry { delay, .. } => {
+                self.trouble
+                    .failed(&cleared.tenant.id, failure_class(&sent.result), Some(delay));
                 self.note_failure(message, &cleared.reply, true, &sent)
                     .await;
                 push_back(
@@ -54,6 +61,13 @@ impl Deliverer {
             } => {
                 self.note_failure(message, &cleared.reply, false, &sent)
                     .await;
+                if !alert {
+                    self.trouble.failed(
+                        &cleared.tenant.id,
+                        failure_class(&sent.result),
+                        for_at_most,
+                    );
+                }
                 if alert {
                     metrics::counter!(m::TENANT_HELD, "reason" => why.as_str()).increment(1);
                     tracing::error!(tenant.id = %cleared.tenant.id, hold.reason = why.as_str(), "sending held for this tenant until an operator resumes it; messages are kept");
@@ -147,6 +161,11 @@ impl Deliverer {
             tracing::warn!(tenant.id = %tenant, error = %e, "cannot record the failed attempt");
         }
     }
+}
+
+/// The provider error's class (`ok` for a success), as the attempts counter labels it.
+fn failure_class(result: &Result<SendReceipt, WaError>) -> &'static str {
+    result.as_ref().err().map_or("ok", WaError::class)
 }
 
 /// The provider error as text (empty for a success).

@@ -17,6 +17,7 @@
 mod admit;
 mod apply;
 pub mod ledger;
+pub mod trouble_log;
 
 use std::{sync::Arc, time::Duration};
 
@@ -34,6 +35,7 @@ use switchyard_shared::{
     tenant_metrics,
     wabridges::{SendReceipt, WaBridgesClient, WaError},
 };
+use tracing::Instrument as _;
 
 use self::{admit::Cleared, ledger::SendLedger};
 use crate::{
@@ -71,6 +73,8 @@ pub struct Deliverer {
     pub ledger: Arc<SendLedger>,
     /// Sends out and dead letters per tenant, for its status records.
     pub activity: switchyard_shared::tenant_status::Activity,
+    /// Provider trouble per tenant, logged once per episode.
+    pub trouble: Arc<trouble_log::TroubleLog>,
 }
 
 /// A short pause for our own transient trouble (database, NATS).
@@ -136,8 +140,19 @@ impl Deliverer {
 
     /// [`Deliverer::deliver`], as a normal send or as a provider probe, and
     /// what it showed of the provider.
-    #[tracing::instrument(name = "sender.deliver", skip_all, fields(tenant.id = %message.tenant(), message.id = %message.message_id()))]
+    /// Runs in the message's `sender.deliver` span ([`OutboundMessage::span`]).
     pub async fn deliver_as(
+        &self,
+        message: OutboundMessage,
+        attempt: Attempt,
+    ) -> (StepResult, ProviderSignal) {
+        let span = message.span();
+        self.deliver_in_span(message, attempt)
+            .instrument(span)
+            .await
+    }
+
+    async fn deliver_in_span(
         &self,
         message: OutboundMessage,
         attempt: Attempt,
@@ -188,9 +203,12 @@ impl Deliverer {
             ..
         } = cleared;
         let started = std::time::Instant::now();
+        // The provider call, a span of its own inside the delivery.
+        let call = tracing::info_span!("wabridges.send", tenant.id = %tenant.id, reply.id = %reply.reply_id);
         let result = self
             .client
             .send_text(&tenant.id, reply.chat_id.as_str(), &reply.body)
+            .instrument(call)
             .await;
         metrics::histogram!(m::SEND_SECONDS).record(started.elapsed().as_secs_f64());
         let class = result.as_ref().err().map_or("ok", WaError::class);

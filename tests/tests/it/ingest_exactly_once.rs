@@ -8,7 +8,11 @@ use crate::ingest_support::{Harness, message, tenant};
 use futures::{StreamExt as _, future::join_all};
 use reqwest::StatusCode;
 use sqlx::PgPool;
-use switchyard_shared::{events, subjects};
+use switchyard_shared::{
+    events, subjects,
+    telemetry::{self, TraceSettings},
+};
+use tracing_subscriber::layer::SubscriberExt as _;
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn a_hundred_concurrent_identical_deliveries_publish_exactly_one_message(db: PgPool) {
@@ -147,6 +151,12 @@ async fn an_event_without_a_message_id_is_deduplicated_by_its_digest(db: PgPool)
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn a_published_event_carries_its_scoped_id_trace_context_and_receive_time(db: PgPool) {
+    // The spans layer every binary installs (`telemetry::init`), on this
+    // (current-thread) test runtime, where the in-process ingest runs.
+    let provider = telemetry::tracer_provider("switchyard-ingest", &TraceSettings::default());
+    let _traced = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(telemetry::spans_layer(&provider)),
+    );
     let h = Harness::start(db).await;
     let caller_trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let before_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
@@ -183,13 +193,13 @@ async fn a_published_event_carries_its_scoped_id_trace_context_and_receive_time(
         .parse()
         .unwrap();
     assert!((before_ms..=after_ms).contains(&received), "{received}");
-    let joined = header(first, events::HEADER_TRACEPARENT);
+    let joined = header(first, "traceparent");
     assert!(
         joined.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
         "{joined}"
     );
     assert_ne!(joined, caller_trace, "ingest adds its own span");
-    let started = header(second, events::HEADER_TRACEPARENT);
+    let started = header(second, "traceparent");
     assert_eq!(started.len(), 55, "{started}");
     assert!(!started.contains("4bf92f3577b34da6a3ce929d0e0e4736"));
 }
