@@ -161,6 +161,10 @@ pub struct NatsSettings {
     pub partitions: u16,
     /// `SWITCHYARD_STREAM_MAX_AGE` (default 7 days): how long the event log is kept.
     pub max_age: Duration,
+    /// `SWITCHYARD_STREAM_MAX_BYTES` (default -1: no limit): bytes each
+    /// stream may hold; at the limit a stream refuses new messages (see
+    /// `streams`), it never drops stored ones.
+    pub max_bytes: i64,
     /// `SWITCHYARD_DUPLICATE_WINDOW` (default 2 minutes).
     pub duplicate_window: Duration,
     /// `SWITCHYARD_STREAM_MAX_CONSUMERS` (default 4096): set explicitly, 2.15 defaults to 1,000.
@@ -176,6 +180,15 @@ impl NatsSettings {
             replicas: env.bounded("SWITCHYARD_STREAM_REPLICAS", 1, 1..=5)?,
             partitions: env.bounded("SWITCHYARD_PARTITIONS", 16, 1..=1024)?,
             max_age: env.duration("SWITCHYARD_STREAM_MAX_AGE", Duration::from_secs(7 * 86_400))?,
+            max_bytes: match env.bounded("SWITCHYARD_STREAM_MAX_BYTES", -1_i64, -1..=i64::MAX)? {
+                0 => {
+                    return Err(ConfigError {
+                        variable: "SWITCHYARD_STREAM_MAX_BYTES".to_owned(),
+                        reason: "0 would refuse every message: use -1 for no limit".to_owned(),
+                    });
+                }
+                n => n,
+            },
             duplicate_window: env
                 .duration("SWITCHYARD_DUPLICATE_WINDOW", Duration::from_secs(120))?,
             max_consumers: env.bounded("SWITCHYARD_STREAM_MAX_CONSUMERS", 4096, 16..=100_000)?,

@@ -63,7 +63,14 @@ fn base(settings: &NatsSettings) -> Config {
     Config {
         storage: StorageType::File,
         retention: RetentionPolicy::Limits,
-        discard: DiscardPolicy::Old,
+        // At a byte limit a stream refuses new messages rather than drop old
+        // ones: an old message may be a tenant's unprocessed event, a
+        // dead letter or a spilled reply, and dropping it would lose it. A
+        // refused publish is ours to hold: ingest outboxes the event (then
+        // answers 503 past the outbox caps), the router and the sender keep
+        // the message and retry (backpressure). Only the age limit removes.
+        discard: DiscardPolicy::New,
+        max_bytes: settings.max_bytes,
         max_age: settings.max_age,
         duplicate_window: settings.duplicate_window,
         num_replicas: settings.replicas,

@@ -769,3 +769,36 @@ async fn losing_the_stream_leader_refuses_no_webhook(db: PgPool) {
     );
     ingest.stop().await;
 }
+
+/// A stream at its byte limit (`SWITCHYARD_STREAM_MAX_BYTES`) refuses new
+/// messages and keeps the ones it holds: ingest answers every webhook 200
+/// from its outbox, and once an operator raises the limit the outboxed
+/// events reach the stream, once each and in order.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_full_inbound_stream_outboxes_events_until_its_limit_is_raised(db: PgPool) {
+    let nats = NatsServer::start();
+    let js = jetstream(&nats.url(), &[("SWITCHYARD_STREAM_MAX_BYTES", "4096")]).await;
+    let ingest = Ingest::start(&nats.url(), db.clone(), FAST).await;
+    let ids: Vec<String> = (0..20).map(|i| format!("acme-full-{i}")).collect();
+    for id in &ids {
+        let (status, text) = ingest.post("acme", id).await;
+        assert_eq!(status, StatusCode::OK, "{id}: {text}");
+    }
+    let held = inbound_count(&js).await;
+    assert!(
+        (1..20).contains(&held),
+        "the 4 KiB stream took some events and refused the rest ({held} stored)"
+    );
+    assert_eq!(
+        outbox_rows(&db).await,
+        20 - i64::try_from(held).expect("a count"),
+        "every refused event waits in the outbox"
+    );
+
+    // The operator raises the limit (every service applies it at start).
+    let js = jetstream(&nats.url(), &[("SWITCHYARD_STREAM_MAX_BYTES", "-1")]).await;
+    let stored = wait_for_inbound(&js, 20).await;
+    assert_once_each_in_order(&stored, &BTreeMap::from([("acme".to_owned(), ids)]));
+    wait_until_flushed(&db).await;
+    ingest.stop().await;
+}
