@@ -44,7 +44,7 @@ impl Lanes {
             // Pull until the stream ends. A pull request lost with its
             // consumer's leader (a NATS node gone) is never answered, and
             // async-nats issues the next one only `expires` + 5 s later; the
-            // missed idle heartbeats say so within about 3 s, so the pull is
+            // missed idle heartbeats say so within a second, so the pull is
             // made again at once (after dropping our pin, which a new
             // stream cannot present and the new leader may still hold).
             loop {
@@ -199,18 +199,17 @@ async fn pause(stop: &CancellationToken, delay: Duration) {
 }
 
 /// Whether a pull stream's error says its request is gone: nobody to answer
-/// it (the consumer has no leader), or idle heartbeats missed three times in
-/// a row, about 3 s of silence (fewer can be this process or the server
-/// starved of CPU on a loaded machine; a pull made again without need lets
-/// a message in flight to the old one come back after `ack_wait`, behind
-/// later ones).
+/// it (the consumer has no leader), or idle heartbeats missed twice in a row
+/// (once can be this process starved of CPU for a moment; a pull made again
+/// without need can let a message in flight to the old one come back after
+/// `ack_wait`, behind later ones).
 fn pull_lost(error: &jetstream::consumer::pull::MessagesError, missed: &mut u32) -> bool {
     use jetstream::consumer::pull::MessagesErrorKind;
     match error.kind() {
         MessagesErrorKind::NoResponders => true,
         MessagesErrorKind::MissingHeartbeat => {
             *missed += 1;
-            *missed >= 3
+            *missed >= 2
         }
         _ => false,
     }
