@@ -134,7 +134,7 @@ async fn the_helm_values_users_refuse_what_permissions_conf_refuses() {
 }
 
 async fn publishes_only_where_it_must(server: &NatsServer) {
-    let cli = as_user(&server, "cli").await;
+    let cli = as_user(server, "cli").await;
     let nats_settings = settings(&server.url(), &service_credentials("cli"));
     streams::ensure_streams(&cli, &nats_settings).await.unwrap();
 
@@ -182,7 +182,7 @@ async fn publishes_only_where_it_must(server: &NatsServer) {
     ];
     let mut failures = Vec::new();
     for (user, subject, stream, allowed) in cases {
-        let js = as_user(&server, user).await;
+        let js = as_user(server, user).await;
         let before = stored(&cli, stream).await;
         let ok = published(&js, subject).await;
         let after = stored(&cli, stream).await;
