@@ -10,6 +10,12 @@
 #   - the compose file against the compose spec schema (deploy/compose/schema/);
 #   - the alert rules (deploy/prometheus/alerts.yaml): `promtool check rules`
 #     and their unit tests (`promtool test rules alerts.test.yaml`);
+#   - the NATS server configurations with the per-service users, through
+#     `nats-server -t` (the pinned 2.15.1): compose's nats.conf with
+#     deploy/nats/permissions.conf, and nats-values.yaml's config.merge
+#     rendered the way the nats Helm chart renders it (JSON, `<< $VAR >>`
+#     unquoted), each with placeholder passwords in the environment; that the
+#     Helm users say the same as permissions.conf is deploy_manifests' job;
 #   - the Grafana dashboards (deploy/grafana/*.json): the dashboard shape
 #     (schemaVersion, unique panel ids, every panel on the ${DS_PROMETHEUS}
 #     data source) and every query, as a recording rule, through
@@ -143,6 +149,41 @@ print(f"  {len(paths)} dashboards, {len(rules)} queries")
 PY
 }
 
+# nats-server -t on a configuration in its own directory ($1), with the
+# users' passwords set to placeholders (an unset one fails the check).
+nats_config_valid() {
+  env -i PATH="$PATH" NATS_SERVER_NAME=check \
+    SY_NATS_INGEST_PASSWORD=p1 SY_NATS_ROUTER_PASSWORD=p2 \
+    SY_NATS_SENDER_PASSWORD=p3 SY_NATS_CLI_PASSWORD=p4 \
+    "$NATS_SERVER" -t -c "$1"
+}
+
+check_nats_configs() {
+  local dir rc=0
+  dir="$(mktemp -d)"
+  # compose: nats.conf includes ./permissions.conf, mounted beside it.
+  mkdir "$dir/compose" "$dir/helm"
+  cp deploy/compose/nats.conf deploy/nats/permissions.conf "$dir/compose/"
+  grep -q '^include ./permissions.conf' "$dir/compose/nats.conf" \
+    || { echo "deploy/compose/nats.conf does not include ./permissions.conf" >&2; rc=1; }
+  nats_config_valid "$dir/compose/nats.conf" || rc=1
+  # Helm: the chart writes config.merge into nats.conf as JSON and unquotes
+  # "<< … >>" (templates/_helpers.tpl, nats.formatConfig).
+  "$VENV/bin/python" - deploy/k8s/nats-values.yaml "$dir/helm/nats.conf" <<'PY' || rc=1
+import json, re, sys, yaml
+values = yaml.safe_load(open(sys.argv[1]))
+merge = values["config"]["merge"]
+conf = {"port": 4222, "server_name": "check", **merge}
+text = re.sub(r'"<<\s+(.*?)\s+>>"', r"\1", json.dumps(conf, indent=2))
+open(sys.argv[2], "w").write(text)
+users = [u["user"] for u in merge["authorization"]["users"]]
+print(f"  helm users: {', '.join(users)}")
+PY
+  nats_config_valid "$dir/helm/nats.conf" || rc=1
+  rm -rf "$dir"
+  return $rc
+}
+
 check_dashboards() {
   local rules
   rules="$(mktemp --suffix=.yaml)"
@@ -154,6 +195,7 @@ check_dashboards() {
 
 install_manifest_tools
 ensure_promtool
+install_nats_server
 cd "$REPO_ROOT"
 step "yamllint (every YAML file)" "$VENV/bin/yamllint" --strict .
 step "hadolint Dockerfile" "$VENV/bin/hadolint" Dockerfile
@@ -163,3 +205,4 @@ step "compose file against the compose spec" \
 step "alert rules (promtool check rules)" "$PROMTOOL" check rules deploy/prometheus/alerts.yaml
 step "alert rule unit tests (promtool test rules)" "$PROMTOOL" test rules deploy/prometheus/alerts.test.yaml
 step "Grafana dashboards (shape; every query through promtool)" check_dashboards
+step "NATS configurations with the per-service users (nats-server -t)" check_nats_configs

@@ -84,6 +84,12 @@ impl NatsServer {
         Self::start_with(|_| permissions_config(), "nats")
     }
 
+    /// A JetStream server with `config` added to its configuration (users,
+    /// authorization blocks).
+    pub fn start_with_config(config: String) -> Self {
+        Self::start_with(|_| config, "nats")
+    }
+
     /// A JetStream server that requires TLS, with a self-signed certificate for
     /// `localhost` made on the spot.
     pub fn start_tls() -> (Self, TlsFiles) {

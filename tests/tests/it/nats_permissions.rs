@@ -14,7 +14,7 @@ use switchyard_shared::{
     nats, streams, subjects,
 };
 use switchyard_tests::{
-    nats_server::{NatsServer, service_credentials},
+    nats_server::{NatsServer, SERVICE_USERS, service_credentials, service_password},
     pipeline::{Pipeline, TenantSpec},
 };
 
@@ -74,8 +74,67 @@ async fn anonymous_and_wrong_password_clients_are_refused() {
 
 #[tokio::test]
 async fn each_service_publishes_only_where_it_must() {
-    let server = NatsServer::start_with_permissions();
-    let cli = as_user(&server, "cli").await;
+    publishes_only_where_it_must(&NatsServer::start_with_permissions()).await;
+}
+
+/// The users of `deploy/k8s/nats-values.yaml` (`config.merge.authorization`)
+/// as the nats Helm chart writes them into the server's configuration: JSON,
+/// with `"<< $VAR >>"` unquoted into a variable reference.
+fn helm_authorization() -> String {
+    let path = switchyard_tests::repo_root().join("deploy/k8s/nats-values.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let values: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let merge = serde_json::to_value(&values["config"]["merge"]).unwrap();
+    let json = serde_json::to_string_pretty(&merge).unwrap();
+    // The chart's `"<<\s+(.*?)\s+>>"` → `$1`.
+    let mut out = String::new();
+    let mut rest = json.as_str();
+    while let Some(start) = rest.find("\"<< ") {
+        let end = rest[start..].find(" >>\"").expect("closed") + start;
+        out.push_str(&rest[..start]);
+        out.push_str(&rest[start + 4..end]);
+        rest = &rest[end + 4..];
+    }
+    out.push_str(rest);
+    // The chart's config is one JSON object: its keys, as top-level keys.
+    let body = out
+        .trim()
+        .strip_prefix('{')
+        .unwrap()
+        .strip_suffix('}')
+        .unwrap();
+    let mut config = String::new();
+    for user in SERVICE_USERS {
+        config.push_str(&format!(
+            "SY_NATS_{}_PASSWORD: \"{}\"\n",
+            user.to_ascii_uppercase(),
+            service_password(user)
+        ));
+    }
+    config.push_str(body);
+    config
+}
+
+/// The Helm values' copy of the users is not only equal on paper
+/// (deploy_manifests compares it with permissions.conf): rendered as the
+/// chart renders it, a real server loads it and refuses the same publishes.
+#[tokio::test]
+async fn the_helm_values_users_refuse_what_permissions_conf_refuses() {
+    let config = helm_authorization();
+    assert!(
+        config.contains("\"password\": $SY_NATS_INGEST_PASSWORD"),
+        "{config}"
+    );
+    let server = NatsServer::start_with_config(config);
+    let err = nats::connect(&settings(&server.url(), &[]), "anonymous")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+    publishes_only_where_it_must(&server).await;
+}
+
+async fn publishes_only_where_it_must(server: &NatsServer) {
+    let cli = as_user(server, "cli").await;
     let nats_settings = settings(&server.url(), &service_credentials("cli"));
     streams::ensure_streams(&cli, &nats_settings).await.unwrap();
 
@@ -123,7 +182,7 @@ async fn each_service_publishes_only_where_it_must() {
     ];
     let mut failures = Vec::new();
     for (user, subject, stream, allowed) in cases {
-        let js = as_user(&server, user).await;
+        let js = as_user(server, user).await;
         let before = stored(&cli, stream).await;
         let ok = published(&js, subject).await;
         let after = stored(&cli, stream).await;
