@@ -88,7 +88,7 @@ pub async fn view(
         chats_in_takeover,
         now_ms: now,
     });
-    let s = state.unwrap_or_else(|| empty(tenant));
+    let s = state.unwrap_or_else(|| TenantState::nothing_reported(tenant));
     Ok(TenantView {
         tenant: tenant.clone(),
         verdict: line,
@@ -124,22 +124,6 @@ fn hold_view(h: &Hold) -> HoldView {
         reason: h.reason.as_str(),
         since: rfc3339(h.since_ms),
         until: h.until_ms.map(rfc3339),
-    }
-}
-
-fn empty(tenant: &TenantId) -> TenantState {
-    TenantState {
-        tenant: tenant.clone(),
-        holds: Vec::new(),
-        queued: 0,
-        spilled_replies: 0,
-        spilled_events: 0,
-        replies_waiting: 0,
-        replies_waiting_since_ms: None,
-        last_event_in_ms: None,
-        last_send_out_ms: None,
-        dead_letters_last_hour: 0,
-        reporters: Vec::new(),
     }
 }
 

@@ -42,6 +42,26 @@ pub struct TenantState {
 }
 
 impl TenantState {
+    /// A tenant no replica reports anything for (idle, or unknown to the
+    /// replicas).
+    pub fn nothing_reported(tenant: &TenantId) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            holds: Vec::new(),
+            queued: 0,
+            spilled_replies: 0,
+            spilled_events: 0,
+            replies_waiting: 0,
+            replies_waiting_since_ms: None,
+            last_event_in_ms: None,
+            last_send_out_ms: None,
+            dead_letters_last_hour: 0,
+            reporters: Vec::new(),
+        }
+    }
+}
+
+impl TenantState {
     /// Whether any replica holds the tenant's sends.
     pub fn is_held(&self) -> bool {
         !self.holds.is_empty()
@@ -59,19 +79,7 @@ pub fn merge(tenant: &TenantId, records: &[StatusRecord]) -> Option<TenantState>
         return None;
     }
     let mut holds: BTreeMap<HoldReason, Hold> = BTreeMap::new();
-    let mut s = TenantState {
-        tenant: tenant.clone(),
-        holds: Vec::new(),
-        queued: 0,
-        spilled_replies: 0,
-        spilled_events: 0,
-        replies_waiting: 0,
-        replies_waiting_since_ms: None,
-        last_event_in_ms: None,
-        last_send_out_ms: None,
-        dead_letters_last_hour: 0,
-        reporters: Vec::new(),
-    };
+    let mut s = TenantState::nothing_reported(tenant);
     let mut sender_queued = 0;
     for r in records {
         for h in &r.holds {
