@@ -38,7 +38,7 @@ use switchyard_shared::{
     lanes::{Lanes, LanesParts},
     service::Service,
     subjects::Direction,
-    tenant_status::{Activity, StatusPublisher, StatusStore},
+    tenant_status::Activity,
 };
 
 use crate::runner::RunnerSettings;
@@ -61,17 +61,11 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         tasks: service.tasks.clone(),
     })
     .await?;
-    let status_store = StatusStore::open(
-        &service.jetstream,
-        settings.status.max_age,
-        service.settings.nats.replicas,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("cannot create or open the tenant status bucket: {e}"))?;
     let activity = Activity::new();
     service.tasks.spawn(status::publish(
         service.jetstream.clone(),
-        StatusPublisher::new(status_store, settings.status),
+        service.settings.nats.replicas,
+        settings.status,
         activity.clone(),
         settings.replica_id.clone(),
         service.shutdown.clone(),

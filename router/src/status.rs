@@ -12,18 +12,28 @@ use switchyard_shared::{
     ids::TenantId,
     lanes::spill,
     subjects::Direction,
-    tenant_status::{Activity, StatusPublisher, StatusRecord, StatusService, record::now_ms},
+    tenant_status::{
+        Activity, StatusPublisher, StatusRecord, StatusService, StatusSettings, StatusStore,
+        record::now_ms,
+    },
 };
 use tokio_util::sync::CancellationToken;
 
 /// Runs until shutdown.
 pub async fn publish(
     js: async_nats::jetstream::Context,
-    mut publisher: StatusPublisher,
+    replicas: usize,
+    settings: StatusSettings,
     activity: Activity,
     replica: String,
     shutdown: CancellationToken,
 ) {
+    let Some(store) =
+        StatusStore::open_eventually(&js, settings.max_age, replicas, &shutdown).await
+    else {
+        return;
+    };
+    let mut publisher = StatusPublisher::new(store, settings);
     let mut tick = tokio::time::interval(publisher.settings().interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -30,7 +30,7 @@ use switchyard_shared::{
     lanes::{Lanes, LanesParts},
     service::Service,
     subjects::Direction,
-    tenant_status::{Activity, StatusPublisher, StatusStore},
+    tenant_status::Activity,
     wabridges::WaBridgesClient,
 };
 
@@ -110,13 +110,6 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         direction: Direction::Bulk,
         ..live.clone()
     };
-    let status_store = StatusStore::open(
-        &service.jetstream,
-        settings.status.max_age,
-        service.settings.nats.replicas,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("cannot create or open the tenant status bucket: {e}"))?;
     let (status_tx, status_rx) = tokio::sync::watch::channel(Vec::new());
     let work = Lanes::start(live).await?;
     let bulk_work = Lanes::start(bulk).await?;
@@ -142,7 +135,8 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
     });
     service.tasks.spawn(status::publish(
         service.jetstream.clone(),
-        StatusPublisher::new(status_store, settings.status),
+        service.settings.nats.replicas,
+        settings.status,
         status_rx,
         service.shutdown.clone(),
     ));

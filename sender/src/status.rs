@@ -10,7 +10,7 @@ use switchyard_shared::{
     ids::TenantId,
     lanes::spill,
     subjects::Direction,
-    tenant_status::{StatusPublisher, StatusRecord},
+    tenant_status::{StatusPublisher, StatusRecord, StatusSettings, StatusStore},
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -18,10 +18,17 @@ use tokio_util::sync::CancellationToken;
 /// Runs until shutdown, one cycle per snapshot.
 pub async fn publish(
     js: async_nats::jetstream::Context,
-    mut publisher: StatusPublisher,
+    replicas: usize,
+    settings: StatusSettings,
     mut snapshots: watch::Receiver<Vec<StatusRecord>>,
     shutdown: CancellationToken,
 ) {
+    let Some(store) =
+        StatusStore::open_eventually(&js, settings.max_age, replicas, &shutdown).await
+    else {
+        return;
+    };
+    let mut publisher = StatusPublisher::new(store, settings);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

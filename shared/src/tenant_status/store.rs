@@ -56,6 +56,35 @@ impl StatusStore {
         Ok(Self { kv })
     }
 
+    /// [`StatusStore::open`], tried again (1 s, doubling to 30 s) until it
+    /// works or `shutdown`. The status is for operators: a bucket that cannot
+    /// be created yet (a NATS election, a slow start on a loaded machine)
+    /// must not stop a worker, nor delay its start. A worker that died of it
+    /// after joining its lanes' membership made the others move partitions
+    /// back and forth while it was restarted (chaos router kills under load:
+    /// replies 13 s late).
+    pub async fn open_eventually(
+        js: &jetstream::Context,
+        max_age: Duration,
+        replicas: usize,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Option<Self> {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            match Self::open(js, max_age, replicas).await {
+                Ok(store) => return Some(store),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?pause, "cannot create or open the tenant status bucket yet; status is not published meanwhile");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(30));
+        }
+    }
+
     /// The existing bucket, for readers; `None` when no replica created it yet.
     pub async fn existing(js: &jetstream::Context) -> Result<Option<Self>, async_nats::Error> {
         use jetstream::{ErrorCode, context::GetStreamErrorKind};
