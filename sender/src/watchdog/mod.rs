@@ -8,9 +8,12 @@
 //! Why in the sender: a probe is a provider call, paid from the fleet budget
 //! the sender owns ([`crate::fleet_budget`]), within the watchdog's small
 //! share of it ([`allowance`]); and the holds it causes are the sender's. The
-//! "last event seen" comes from the INBOUND stream ([`silence`]), which every
-//! replica reads alike, and only the replica owning a tenant's partition
-//! probes it, so each silent bridge is probed once however many replicas run.
+//! "last event seen" comes from the INBOUND stream's per-tenant counts
+//! ([`silence`]: counts only, the sender reads no inbound payload), and only
+//! the replica owning a tenant's partition probes it, so each silent bridge
+//! is probed once however many replicas run. (The router sees every event,
+//! but owns neither the budget nor the holds, and its lanes would have to
+//! share their state with a timer; reading counts here is one call a round.)
 //!
 //! Layout: [`allowance`] (how many probes this replica may make), [`silence`]
 //! (which owned tenants are silent); this file runs the rounds.
@@ -33,7 +36,7 @@ use switchyard_shared::{
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use self::{allowance::ProbeAllowance, silence::Silent};
+use self::{allowance::ProbeAllowance, silence::LastHeard};
 use crate::{
     fleet_budget::{FleetBudget, FleetBudgetConfig, Lease},
     metrics as m,
@@ -141,6 +144,7 @@ pub async fn run(parts: WatchdogParts) {
 struct Watchdog {
     parts: WatchdogParts,
     allowance: ProbeAllowance,
+    last_heard: LastHeard,
     /// When each tenant was last probed and found connected (unix ms): its
     /// silence counts from then, so it is probed once per silence period.
     probed_ms: HashMap<TenantId, i64>,
@@ -157,6 +161,7 @@ impl Watchdog {
         Self {
             parts,
             allowance,
+            last_heard: LastHeard::default(),
             probed_ms: HashMap::new(),
         }
     }
@@ -167,16 +172,15 @@ impl Watchdog {
         let now = now_ms();
         let silence_ms = i64::try_from(self.parts.settings.silence.as_millis()).unwrap_or(i64::MAX);
         let silent_before = now.saturating_sub(silence_ms);
-        let silent =
-            match silence::silent_tenants(&self.parts.js, &self.parts.owned, silent_before).await {
-                Ok(silent) => silent,
-                Err(e) => {
-                    tracing::debug!(error = %e, "watchdog round skipped");
-                    return;
-                }
-            };
+        match silence::owned_counts(&self.parts.js, &self.parts.owned).await {
+            Ok(counts) => self.last_heard.observe(counts, now),
+            Err(e) => {
+                tracing::debug!(error = %e, "watchdog round skipped");
+                return;
+            }
+        }
         self.probed_ms.retain(|_, at| *at >= silent_before);
-        for Silent { tenant, .. } in silent {
+        for tenant in self.last_heard.silent_since(silent_before) {
             if self.probed_ms.contains_key(&tenant) || !self.believed_connected(&tenant).await {
                 continue;
             }
