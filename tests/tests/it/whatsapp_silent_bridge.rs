@@ -65,7 +65,7 @@ async fn a_bridge_gone_silent_is_held_exactly_as_after_a_disconnected_webhook(po
             while !stop.is_cancelled() {
                 let event = switchyard_bridge_sim::events::TextMessage::new(
                     "15550009002",
-                    &format!("still here {n}"),
+                    format!("still here {n}"),
                 )
                 .to_json();
                 sim.post_webhook("chatty", event).await.unwrap();
