@@ -197,3 +197,57 @@ async fn probes_stay_within_the_watchdogs_share_of_the_fleet_budget(pool: PgPool
     sender.stop().await;
     router.stop().await;
 }
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn with_two_senders_each_silent_bridge_is_probed_by_one(pool: PgPool) {
+    let names: Vec<String> = (0..8).map(|i| format!("quiet{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let rig = Rig::start(&pool, &names).await;
+    let router = rig.router(&[]).await;
+    let env = |replica: &'static str| {
+        [
+            ("SWITCHYARD_REPLICA_ID", replica),
+            ("SWITCHYARD_FLEET_MODE", "shared"),
+            ("SWITCHYARD_WATCHDOG_SILENCE", "3s"),
+            ("SWITCHYARD_WATCHDOG_INTERVAL", "100ms"),
+        ]
+    };
+    let senders = [
+        rig.sender(&env("sender-a")).await,
+        rig.sender(&env("sender-b")).await,
+    ];
+    everyone_talks_once(&rig, &names).await;
+    for name in &names {
+        rig.sim.set_silent(name, true).unwrap();
+    }
+
+    // Every bridge's first silence ends within the same few hundred ms (one
+    // silence period is 3 s): were two replicas probing one bridge, the
+    // second probe would come within a round of the first.
+    poll::until("every silent bridge probed", WITHIN, || async {
+        names
+            .iter()
+            .all(|n| status_calls(&rig, n) >= 1)
+            .then_some(())
+    })
+    .await;
+    let calls: Vec<u64> = names.iter().map(|n| status_calls(&rig, n)).collect();
+    assert!(
+        calls.iter().all(|&c| c == 1),
+        "probes per bridge: {calls:?}"
+    );
+    // (Both senders run in this process: their metrics are one registry.)
+    assert_eq!(
+        traffic::metric(
+            senders[0].ops_addr,
+            "switchyard_sender_watchdog_probes_total",
+            ""
+        )
+        .await,
+        names.len() as f64
+    );
+    let [a, b] = senders;
+    a.stop().await;
+    b.stop().await;
+    router.stop().await;
+}
