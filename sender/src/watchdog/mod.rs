@@ -189,6 +189,10 @@ impl Watchdog {
             }
             let finding = self.probe(&tenant).await;
             metrics::counter!(m::WATCHDOG_PROBES, "result" => finding.as_str()).increment(1);
+            // A disconnected bridge is no longer believed connected (or,
+            // not recorded, is probed again next round); any other answer,
+            // failures included, waits another silence period, so a bridge
+            // that always fails cannot take every round's first probe.
             if finding != Finding::Disconnected {
                 self.probed_ms.insert(tenant, now_ms());
             }
@@ -243,8 +247,9 @@ impl Watchdog {
                 if let Err(e) =
                     bridge_report::record(&p.db, &p.nats, tenant, &BridgeState::Disconnected).await
                 {
+                    // Still believed connected: probed again next round.
                     tracing::warn!(tenant.id = %tenant, error = %e, "watchdog cannot record a silent disconnection; probing again next round");
-                    return Finding::Failed;
+                    return Finding::Disconnected;
                 }
                 p.tenants.invalidate(tenant).await;
                 metrics::counter!(m::WATCHDOG_FOUND_DISCONNECTED).increment(1);
