@@ -213,6 +213,19 @@ impl SimHandle {
             .await
     }
 
+    /// The bridge goes silent, as users of WAHA and Evolution report sessions
+    /// doing: it posts no more webhooks and its session drops without the
+    /// `disconnected` webhook, so only `GET .../status` says so.
+    pub fn go_silent(&self, customer_ref: &str) -> Result<(), SimError> {
+        self.inner.shared.go_silent(customer_ref)
+    }
+
+    /// Mutes (or unmutes) the bridge's webhooks, leaving its session as it is
+    /// (a silent bridge whose `/status` still says `connected`).
+    pub fn set_silent(&self, customer_ref: &str, silent: bool) -> Result<(), SimError> {
+        self.inner.shared.set_silent(customer_ref, silent)
+    }
+
     /// Flaps the bridge: every `period` its session drops for `down_for`, with
     /// the `disconnected` / `connected` webhooks, until the returned guard is
     /// dropped. A send while it is down answers `409` (not connected).

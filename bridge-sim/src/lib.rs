@@ -1,7 +1,7 @@
 //! A faithful stand-in for WA Bridges, the bridge provider: the documented
 //! `/api` (bridges, session, text sends, Bearer key, per-key limits, the
 //! `{"error":...}` shape) plus a separate `/_sim` API to inspect sends and to
-//! make a bridge slow, failing, restricted, disconnected or rate-limited, and
+//! make a bridge slow, failing, restricted, disconnected, silent or rate-limited, and
 //! the provider's side of webhooks (posting events, `from_me` echoes).
 //!
 //! Tests start it in-process with [`SimHandle::start`] on port 0; the
@@ -34,3 +34,4 @@ pub use flap::Flapping;
 pub use handle::{SimHandle, WaitTimeout};
 pub use ops::SimError;
 pub use state::{BridgeView, RecordedSend, SendAttempt, Session, WebhookDelivery};
+pub use webhook::SILENT;

@@ -125,6 +125,22 @@ impl Shared {
         ))
     }
 
+    /// Mutes or unmutes the bridge's webhooks (its session is left as it is).
+    pub(crate) fn set_silent(&self, customer_ref: &str, silent: bool) -> Result<(), SimError> {
+        self.with_bridge(customer_ref, |b| b.silent = silent)
+    }
+
+    /// The bridge goes silent: no more webhooks, and its session drops
+    /// without the `disconnected` webhook, so only `GET .../status` tells.
+    pub(crate) fn go_silent(&self, customer_ref: &str) -> Result<(), SimError> {
+        self.with_bridge(customer_ref, |b| {
+            b.silent = true;
+            if b.session == Session::Connected {
+                b.session = Session::Disconnected;
+            }
+        })
+    }
+
     /// Posts `event` (a flat JSON object with an `event` field) to the bridge's webhook URL.
     pub(crate) async fn post_webhook(
         &self,

@@ -54,6 +54,11 @@ pub(crate) struct SimBridge {
     pub latency: Duration,
     pub fault: Option<FaultPlan>,
     pub echo: EchoMode,
+    /// Posts no webhook at all (the "connected but no events for hours"
+    /// sessions WAHA and Evolution users report); `/status` still answers.
+    pub silent: bool,
+    /// `GET .../status` calls that reached this bridge.
+    pub status_calls: u64,
 }
 
 /// A bridge as the `/_sim` API and the handle show it.
@@ -68,6 +73,12 @@ pub struct BridgeView {
     pub latency_ms: u64,
     pub fault: Option<FaultPlan>,
     pub echo: EchoMode,
+    /// Posts no webhook (see [`crate::SimHandle::go_silent`]).
+    #[serde(default)]
+    pub silent: bool,
+    /// `GET .../status` calls that reached this bridge.
+    #[serde(default)]
+    pub status_calls: u64,
 }
 
 impl From<&SimBridge> for BridgeView {
@@ -81,6 +92,8 @@ impl From<&SimBridge> for BridgeView {
             latency_ms: u64::try_from(b.latency.as_millis()).unwrap_or(u64::MAX),
             fault: b.fault.clone(),
             echo: b.echo,
+            silent: b.silent,
+            status_calls: b.status_calls,
         }
     }
 }
@@ -239,6 +252,8 @@ impl Shared {
             latency: Duration::ZERO,
             fault: None,
             echo: self.default_echo,
+            silent: false,
+            status_calls: 0,
         };
         let view = BridgeView::from(&bridge);
         state.bridges.insert(id, bridge);

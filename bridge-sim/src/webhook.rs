@@ -1,10 +1,14 @@
 //! Posting events to a bridge's `webhook_url` the way the provider does: JSON,
 //! one attempt, a 10 s timeout, no retries; success is any 2xx. Logs name the
-//! tenant and event, never the URL (it carries the per-bridge secret).
+//! tenant and event, never the URL (it carries the per-bridge secret). A
+//! silent bridge posts nothing: its deliveries are recorded as not posted.
 
 use serde_json::Value;
 
 use crate::state::{Shared, WebhookDelivery, unix_ms};
+
+/// The `error` of a delivery a silent bridge never posted.
+pub const SILENT: &str = "bridge silent: not posted";
 
 /// Posts `event` for the bridge `customer_ref` at `url` and records the outcome.
 pub(crate) async fn deliver(
@@ -13,7 +17,11 @@ pub(crate) async fn deliver(
     url: &str,
     mut event: Value,
 ) -> WebhookDelivery {
-    let add_ref = shared.lock().webhook_customer_ref;
+    let (add_ref, silent) = {
+        let state = shared.lock();
+        let silent = state.by_ref(customer_ref).is_some_and(|b| b.silent);
+        (state.webhook_customer_ref, silent)
+    };
     if let Some(object) = event.as_object_mut()
         && add_ref
         && !object.contains_key("customer_ref")
@@ -29,9 +37,13 @@ pub(crate) async fn deliver(
         .unwrap_or("unknown")
         .to_owned();
     let at_ms = unix_ms();
-    let (status, error) = match shared.webhook_http.post(url).json(&event).send().await {
-        Ok(response) => (Some(response.status().as_u16()), None),
-        Err(e) => (None, Some(describe(e))),
+    let (status, error) = if silent {
+        (None, Some(SILENT.to_owned()))
+    } else {
+        match shared.webhook_http.post(url).json(&event).send().await {
+            Ok(response) => (Some(response.status().as_u16()), None),
+            Err(e) => (None, Some(describe(e))),
+        }
     };
     match (status, &error) {
         (Some(code), _) => {

@@ -35,6 +35,7 @@ use std::{sync::Arc, time::Duration};
 
 use switchyard_shared::{
     admission::{self, Admission},
+    bridge_report,
     bridge_state::BridgeState,
     contacts::SenderAddress,
     db,
@@ -46,9 +47,7 @@ use switchyard_shared::{
     },
     log_limit::LogLimit,
     media::Content,
-    subjects,
     tenant_cache::TenantCache,
-    tenants,
     tenants::Tenant,
     trace_context,
 };
@@ -407,32 +406,14 @@ impl InboundHandler {
         state: BridgeState,
         attempt: u32,
     ) -> Outcome {
-        let updated = async {
-            let mut tx = db::begin_for_tenant(&self.db, tenant).await?;
-            tenants::set_bridge_state(&mut *tx, tenant, &state).await?;
-            // The first `connected` of a number never seen paired starts its
-            // warm-up (numbers paired before 0005 were backfilled).
-            if state == BridgeState::Connected && tenants::mark_paired(&mut *tx, tenant).await? {
+        match bridge_report::record(&self.db, &self.nats, tenant, &state).await {
+            Ok(recorded) if recorded.newly_paired => {
                 tracing::info!(tenant.id = %tenant, "number paired; warm-up starts");
             }
-            tx.commit().await
-        }
-        .await;
-        if let Err(e) = updated {
-            return db_failed(&self.retries, attempt, "bridge state", &e);
+            Ok(_) => {}
+            Err(e) => return db_failed(&self.retries, attempt, "bridge state", &e),
         }
         self.tenants.invalidate(tenant).await;
-        let announce = self
-            .nats
-            .publish(
-                subjects::bridge_state_changed(tenant),
-                state.as_str().to_owned().into(),
-            )
-            .await;
-        if let Err(e) = announce {
-            // The sender also re-reads the tenant row periodically.
-            tracing::warn!(tenant.id = %tenant, error = %e, "cannot announce bridge state");
-        }
         tracing::info!(tenant.id = %tenant, bridge.state = %state, "bridge state changed");
         metrics::counter!(m::BRIDGE_STATE, "state" => state.as_str().to_owned()).increment(1);
         Outcome::Done

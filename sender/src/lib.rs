@@ -6,7 +6,8 @@
 //! send's result means); [`outbound`] (a reply lane message read once);
 //! [`deliver`] (one send); [`dispatcher`] (the loop that ties them to the
 //! tenant lanes); [`status`] (what this replica holds per tenant, published
-//! for `switchyard status`); [`fifo`] (the unfair baseline); [`metrics`] (every metric
+//! for `switchyard status`); [`watchdog`] (probing bridges silent too long);
+//! [`fifo`] (the unfair baseline); [`metrics`] (every metric
 //! name the sender emits). The lanes, the retry
 //! schedule, the delivery ledger (`deliveries`: sent at most once) and the
 //! WA Bridges client live in `switchyard_shared`. `main.rs` only wires things
@@ -22,6 +23,7 @@ pub mod outbound;
 pub mod retry_policy;
 pub mod settings;
 pub mod status;
+pub mod watchdog;
 
 use std::sync::Arc;
 
@@ -53,10 +55,16 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
             Some(fleet_budget::FleetBudget::open(&service.jetstream, &settings.fleet).await?),
             GlobalLimits::leased(settings.max_in_flight),
         ),
+        // Local mode: the watchdog's share of the budget is kept out of the
+        // sends' limit (in shared mode each probe leases its call).
         FleetMode::Local => (
             None,
             GlobalLimits::local(
-                settings.fleet.limit,
+                settings
+                    .fleet
+                    .limit
+                    .saturating_sub(settings.watchdog.reserved_of(settings.fleet.limit))
+                    .max(1),
                 settings.fleet.limit.div_ceil(20).max(1),
                 settings.max_in_flight,
             ),
@@ -114,6 +122,18 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
     let work = Lanes::start(live).await?;
     let bulk_work = Lanes::start(bulk).await?;
     let activity = deliverer.activity.clone();
+    service.tasks.spawn(watchdog::run(watchdog::WatchdogParts {
+        settings: settings.watchdog,
+        js: service.jetstream.clone(),
+        nats: service.nats.clone(),
+        db: deliverer.db.clone(),
+        tenants: tenants.clone(),
+        client: deliverer.client.clone(),
+        fleet: fleet.clone(),
+        fleet_config: settings.fleet.clone(),
+        owned: work.share(),
+        shutdown: service.shutdown.clone(),
+    }));
     let dispatcher = Dispatcher::new(DispatcherParts {
         scheduler: Scheduler::new(limits),
         deliverer,

@@ -45,6 +45,11 @@ pub const TENANTS_HELD: &str = "switchyard_sender_tenants_held";
 pub const FLEET_BUDGET_WAIT_MS: &str = "switchyard_sender_fleet_budget_wait_milliseconds_total";
 /// Leases taken locally because the shared fleet budget could not be reached.
 pub const FLEET_BUDGET_UNREACHABLE: &str = "switchyard_sender_fleet_budget_unreachable_total";
+/// Silent-bridge watchdog `/status` probes, by `result` (`connected`,
+/// `disconnected`, `other`, `error`).
+pub const WATCHDOG_PROBES: &str = "switchyard_sender_watchdog_probes_total";
+/// Silent bridges the watchdog found disconnected (and held).
+pub const WATCHDOG_FOUND_DISCONNECTED: &str = "switchyard_sender_watchdog_found_disconnected_total";
 
 /// Provider calls per tenant, by `tenant` (capped) and `outcome` (`sent`, `failed`).
 pub const TENANT_SENDS: &str = "switchyard_tenant_sends_total";
@@ -71,4 +76,5 @@ pub fn register() {
     }
     metrics::gauge!(PROVIDER_DOWN).set(0.0);
     metrics::counter!(BRIDGE_DOWN_ALERTS).absolute(0);
+    metrics::counter!(WATCHDOG_FOUND_DISCONNECTED).absolute(0);
 }

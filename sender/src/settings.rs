@@ -9,7 +9,10 @@ use switchyard_shared::{
     wabridges::WaBridgesSettings,
 };
 
-use crate::{dispatcher::FlapSettings, fleet_budget::FleetBudgetConfig, retry_policy::SendPolicy};
+use crate::{
+    dispatcher::FlapSettings, fleet_budget::FleetBudgetConfig, retry_policy::SendPolicy,
+    watchdog::WatchdogSettings,
+};
 
 /// How the next send is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +59,8 @@ pub struct Settings {
     pub warmup: crate::fair_share::warmup::WarmUp,
     /// How this replica publishes its tenants' status (`SWITCHYARD_STATUS_*`).
     pub status: StatusSettings,
+    /// The silent-bridge watchdog (`SWITCHYARD_WATCHDOG_*`).
+    pub watchdog: WatchdogSettings,
 }
 
 impl Settings {
@@ -119,6 +124,7 @@ impl Settings {
                 }
             },
             status: StatusSettings::from_env(env)?,
+            watchdog: WatchdogSettings::from_env(env)?,
         })
     }
 }

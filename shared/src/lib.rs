@@ -4,6 +4,7 @@
 //! - [`ids`]: newtypes that cannot hold an invalid tenant, event or bridge id;
 //! - [`message_ids`]: chat, reply and provider message ids, checked like their columns;
 //! - [`bridge_state`]: a bridge's state, one type from provider, webhook and table;
+//! - [`bridge_report`]: what a reported bridge state does (table, then announcement), webhook or probe;
 //! - [`bot_config`]: a tenant's bot configuration, parsed once (router) and checked (CLI);
 //! - [`subjects`]: every NATS subject and stream name, built only from those types;
 //! - [`events`]: the WA Bridges webhook event model and the headers ingest publishes with;
@@ -35,6 +36,7 @@
 
 pub mod admission;
 pub mod bot_config;
+pub mod bridge_report;
 pub mod bridge_state;
 pub mod config;
 pub mod contacts;

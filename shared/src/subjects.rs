@@ -228,9 +228,28 @@ pub fn tenant_of(subject: &str) -> Option<TenantId> {
     TenantId::parse(last).ok()
 }
 
+/// The partition of a stored work subject (`inbound.3.acme` → 3); `None`
+/// for any other shape.
+pub fn partition_of(subject: &str) -> Option<u16> {
+    let mut tokens = subject.split('.');
+    let (_direction, partition, _tenant) = (tokens.next()?, tokens.next()?, tokens.next()?);
+    if tokens.next().is_some() {
+        return None;
+    }
+    partition.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_work_subject_names_its_partition() {
+        assert_eq!(partition_of("inbound.3.acme"), Some(3));
+        assert_eq!(partition_of("inbound.acme"), None);
+        assert_eq!(partition_of("dlq.inbound.acme"), None);
+        assert_eq!(partition_of("inbound.3.acme.x"), None);
+    }
 
     fn t(raw: &str) -> TenantId {
         TenantId::parse(raw).unwrap()

@@ -36,6 +36,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/bridges/{customer_ref}/latency", put(set_latency))
         .route("/bridges/{customer_ref}/connection", put(set_connection))
         .route("/bridges/{customer_ref}/echo", put(set_echo))
+        .route("/bridges/{customer_ref}/silence", put(set_silence))
         .route("/bridges/{customer_ref}/webhook", post(post_webhook))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not found") })
 }
@@ -143,6 +144,22 @@ async fn set_connection(
     match s.set_connected(&r, b.connected, b.notify).await {
         Ok(delivery) => Json(serde_json::json!({ "webhook": delivery })).into_response(),
         Err(e) => unknown(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct SilenceBody {
+    silent: bool,
+    /// Also drop the session, without the `disconnected` webhook.
+    #[serde(default)]
+    drop_session: bool,
+}
+
+async fn set_silence(State(s): State<Arc<Shared>>, Path(r): Path<String>, body: Bytes) -> Response {
+    match parse_json::<SilenceBody>(&body) {
+        Ok(b) if b.silent && b.drop_session => done(s.go_silent(&r)),
+        Ok(b) => done(s.set_silent(&r, b.silent)),
+        Err(r) => r,
     }
 }
 

@@ -93,6 +93,9 @@ pub(crate) async fn status(
     State(shared): State<Arc<Shared>>,
     Path(customer_ref): Path<String>,
 ) -> Response {
+    if let Some(b) = shared.lock().by_ref_mut(&customer_ref) {
+        b.status_calls += 1;
+    }
     let bridge = match enter_or_answer(&shared, &customer_ref).await {
         Ok(b) => b,
         Err(r) => return r,

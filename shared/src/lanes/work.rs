@@ -58,6 +58,12 @@ impl PartitionShare {
         Self { owned, partitions }
     }
 
+    /// Whether this replica reads `partition` right now: the one replica
+    /// that acts for the tenants in it (one prober per silent bridge).
+    pub fn owns(&self, partition: u16) -> bool {
+        self.owned.borrow().contains(&partition)
+    }
+
     /// Owned partitions over all partitions (0..=1).
     pub fn fraction(&self) -> f64 {
         self.owned.borrow().len() as f64 / f64::from(self.partitions.max(1))

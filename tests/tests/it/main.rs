@@ -71,4 +71,5 @@ mod whatsapp_flaps;
 mod whatsapp_groups;
 mod whatsapp_pacing;
 mod whatsapp_restrictions;
+mod whatsapp_silent_bridge;
 mod whatsapp_takeover;

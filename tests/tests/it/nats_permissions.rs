@@ -300,3 +300,63 @@ async fn the_pipeline_runs_with_every_service_on_its_own_user(pool: PgPool) {
         "a service was refused a subject it needs:\n{log}"
     );
 }
+
+#[tokio::test]
+async fn the_senders_watchdog_counts_inbound_events_but_reads_none() {
+    let server = NatsServer::start_with_permissions();
+    let cli = as_user(&server, "cli").await;
+    let nats_settings = settings(&server.url(), &service_credentials("cli"));
+    streams::ensure_streams(&cli, &nats_settings).await.unwrap();
+    assert!(published(&cli, "inbound.acme").await);
+    let sender = as_user(&server, "sender").await;
+    let inbound = sender
+        .get_stream_no_info(subjects::INBOUND_STREAM)
+        .await
+        .unwrap();
+
+    // The counts per tenant subject, what the watchdog reads: allowed.
+    let mut counts = inbound
+        .info_with_subjects(subjects::all_partitions_filter(
+            subjects::Direction::Inbound,
+        ))
+        .await
+        .expect("the sender reads INBOUND's subject counts");
+    let mut seen = Vec::new();
+    while let Some(entry) = futures::StreamExt::next(&mut counts).await {
+        seen.push(entry.unwrap());
+    }
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].0.ends_with(".acme") && seen[0].1 == 1, "{seen:?}");
+
+    // A message itself (a customer's words): refused.
+    let read = tokio::time::timeout(
+        Duration::from_secs(2),
+        inbound.direct_get_last_for_subject(seen[0].0.clone()),
+    )
+    .await;
+    assert!(
+        !matches!(read, Ok(Ok(_))),
+        "the sender read an inbound message"
+    );
+
+    // A silent bridge found disconnected is announced like the router's webhook.
+    let mut announcements = cli.client().subscribe("control.bridge.*").await.unwrap();
+    cli.client().flush().await.unwrap();
+    let sender_core = sender.client();
+    sender_core
+        .publish(
+            subjects::bridge_state_changed(&"acme".parse().unwrap()),
+            "disconnected".into(),
+        )
+        .await
+        .unwrap();
+    sender_core.flush().await.unwrap();
+    let heard = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures::StreamExt::next(&mut announcements),
+    )
+    .await
+    .expect("the sender's announcement arrives")
+    .unwrap();
+    assert_eq!(heard.payload.as_ref(), b"disconnected");
+}

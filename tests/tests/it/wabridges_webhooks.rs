@@ -355,3 +355,56 @@ async fn the_sim_control_api_steers_bridges_and_shows_sends_over_http() {
     assert_eq!(cleared.status(), 204);
     assert!(sim.sends().is_empty());
 }
+
+#[tokio::test]
+async fn a_silent_bridge_posts_nothing_and_only_its_status_tells() {
+    let receiver = Receiver::start(StatusCode::OK).await;
+    let sim = SimHandle::start(SimConfig::new(KEY)).await.unwrap();
+    let http = reqwest::Client::new();
+    let base = sim.base_url();
+    let wa = WaBridgesClient::new(sim.client_settings()).unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    sim.seed_bridge("acme", &receiver.url("acme"));
+    assert!(wa.status(&acme).await.unwrap().is_connected());
+
+    let put = http
+        .put(format!("{base}/_sim/bridges/acme/silence"))
+        .json(&json!({"silent": true, "drop_session": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    let delivery = sim
+        .post_webhook(
+            "acme",
+            events::TextMessage::new("15550001234", "lost").to_json(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(delivery.status, None, "{delivery:?}");
+    assert_eq!(
+        delivery.error.as_deref(),
+        Some(switchyard_bridge_sim::SILENT)
+    );
+    assert!(!wa.status(&acme).await.unwrap().is_connected());
+    let view = sim.bridge("acme").unwrap();
+    assert!(view.silent);
+    assert_eq!(view.status_calls, 2);
+
+    // Unmuted, it posts again (the session stays as it was).
+    let put = http
+        .put(format!("{base}/_sim/bridges/acme/silence"))
+        .json(&json!({"silent": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    sim.set_connected("acme", true, true).await.unwrap();
+    let seen = receiver.wait_for(1).await;
+    assert_eq!(
+        seen.len(),
+        1,
+        "the silent bridge's message was posted: {seen:?}"
+    );
+    assert_eq!(seen[0].body["event"], "connected");
+}
