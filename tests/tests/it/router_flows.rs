@@ -148,6 +148,21 @@ async fn an_ambiguous_customer_is_led_from_picker_to_action_with_nothing_stored_
         let id = format!("f{i}");
         let event = traffic::message_body(Some("alpha"), &id, CHAT, text);
         got.push(say(&p, "alpha", &id, event, &mut sent).await.join(" | "));
+        // The router records the conversation after it publishes the reply:
+        // wait for that row, or the next delete could come first and the
+        // step would see this one's menu.
+        poll::until(
+            "the router to record the step",
+            Duration::from_secs(10),
+            || async {
+                let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM conversations")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                (rows >= 1).then_some(())
+            },
+        )
+        .await;
     }
 
     let expected: Vec<String> = steps.iter().map(|(_, reply)| (*reply).to_owned()).collect();
