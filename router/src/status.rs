@@ -13,8 +13,7 @@ use switchyard_shared::{
     lanes::spill,
     subjects::Direction,
     tenant_status::{
-        Activity, StatusPublisher, StatusRecord, StatusService, StatusSettings, StatusStore,
-        record::now_ms,
+        Activity, StatusPublisher, StatusRecord, StatusService, StatusSettings, record::now_ms,
     },
 };
 use tokio_util::sync::CancellationToken;
@@ -28,12 +27,11 @@ pub async fn publish(
     replica: String,
     shutdown: CancellationToken,
 ) {
-    let Some(store) =
-        StatusStore::open_eventually(&js, settings.max_age, replicas, &shutdown).await
+    let Some(mut publisher) =
+        StatusPublisher::open_eventually(&js, replicas, settings, &shutdown).await
     else {
         return;
     };
-    let mut publisher = StatusPublisher::new(store, settings);
     let mut tick = tokio::time::interval(publisher.settings().interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -10,7 +10,7 @@ use switchyard_shared::{
     ids::TenantId,
     lanes::spill,
     subjects::Direction,
-    tenant_status::{StatusPublisher, StatusRecord, StatusSettings, StatusStore},
+    tenant_status::{StatusPublisher, StatusRecord, StatusSettings},
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -23,12 +23,11 @@ pub async fn publish(
     mut snapshots: watch::Receiver<Vec<StatusRecord>>,
     shutdown: CancellationToken,
 ) {
-    let Some(store) =
-        StatusStore::open_eventually(&js, settings.max_age, replicas, &shutdown).await
+    let Some(mut publisher) =
+        StatusPublisher::open_eventually(&js, replicas, settings, &shutdown).await
     else {
         return;
     };
-    let mut publisher = StatusPublisher::new(store, settings);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -101,6 +101,18 @@ impl StatusPublisher {
         }
     }
 
+    /// A publisher on the status bucket, opened as
+    /// [`StatusStore::open_eventually`] does (`None` on shutdown first).
+    pub async fn open_eventually(
+        js: &async_nats::jetstream::Context,
+        replicas: usize,
+        settings: StatusSettings,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Option<Self> {
+        let store = StatusStore::open_eventually(js, settings.max_age, replicas, shutdown).await?;
+        Some(Self::new(store, settings))
+    }
+
     pub fn settings(&self) -> StatusSettings {
         self.settings
     }
