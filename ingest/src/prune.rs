@@ -19,9 +19,8 @@ const BATCH: i64 = 5_000;
 
 /// Deletes keys claimed more than `older_than` ago; returns how many.
 pub async fn prune_once(db: &PgPool, older_than: Duration) -> Result<u64, sqlx::Error> {
-    let mut total = 0;
-    loop {
-        let deleted = sqlx::query(
+    in_batches(|| {
+        sqlx::query(
             "DELETE FROM inbound_event_keys WHERE ctid IN ( \
                SELECT ctid FROM inbound_event_keys \
                WHERE claimed_at < now() - make_interval(secs => $1) AND state <> 'outboxed' \
@@ -30,27 +29,33 @@ pub async fn prune_once(db: &PgPool, older_than: Duration) -> Result<u64, sqlx::
         .bind(older_than.as_secs_f64())
         .bind(BATCH)
         .execute(db)
-        .await?
-        .rows_affected();
-        total += deleted;
-        if deleted < BATCH as u64 {
-            return Ok(total);
-        }
-    }
+    })
+    .await
 }
 
 /// Deletes the signed webhook-ids past their expiry; returns how many.
 pub async fn prune_webhook_ids(db: &PgPool) -> Result<u64, sqlx::Error> {
-    let mut total = 0;
-    loop {
-        let deleted = sqlx::query(
+    in_batches(|| {
+        sqlx::query(
             "DELETE FROM signed_webhook_ids WHERE ctid IN ( \
                SELECT ctid FROM signed_webhook_ids WHERE expires_at < now() LIMIT $1)",
         )
         .bind(BATCH)
         .execute(db)
-        .await?
-        .rows_affected();
+    })
+    .await
+}
+
+/// Runs a delete of at most [`BATCH`] rows until one deletes fewer; returns
+/// the rows deleted in all.
+async fn in_batches<F, Fut>(mut delete: F) -> Result<u64, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<sqlx::postgres::PgQueryResult, sqlx::Error>>,
+{
+    let mut total = 0;
+    loop {
+        let deleted = delete().await?.rows_affected();
         total += deleted;
         if deleted < BATCH as u64 {
             return Ok(total);
