@@ -52,7 +52,7 @@ mkdir -p "$RUN_DIR"
 
 log "building the release binaries (target dir $CARGO_TARGET_DIR)"
 (cd "$REPO_ROOT" && cargo build --quiet --release --bins -p switchyard-ingest -p switchyard-router \
-  -p switchyard-sender -p switchyard-bridge-sim -p switchyard-cli)
+  -p switchyard-sender -p switchyard-bridge-sim -p switchyard-cli -p switchyard-loadtest)
 BIN="$CARGO_TARGET_DIR/release"
 
 # N distinct free loopback ports (bound together, then released).
@@ -220,6 +220,17 @@ replicas=$(curl -fsS "http://127.0.0.1:${NATS_MON[0]}/jsz?accounts=true&streams=
   | jq -r '[.account_details[]?.stream_detail[]? | "\(.name)=R\(.config.num_replicas)"] | join(" ")')
 violations=$(cat "$RUN_DIR"/nats-*.log | grep -c "Violation" || true)
 log "streams: $replicas; permission violations in the NATS logs: $violations"
+# The load tool against this cluster (deploy/README.md, "Loading the cluster").
+ops_urls="$(printf 'http://127.0.0.1:%s,' "${OPS[@]:2:6}")"
+cat >"$RUN_DIR/load.sh" <<EOF
+#!/usr/bin/env bash
+# Written by deploy/cluster.sh: switchyard-load against this cluster.
+# Usage: bash $RUN_DIR/load.sh [scenario...] [switchyard-load flags]
+export DATABASE_URL='$DATABASE_URL'
+export SWITCHYARD_WEBHOOK_SECRET='$WEBHOOK_SECRET'
+exec "$BIN/switchyard-load" --target "http://127.0.0.1:${INGEST_HTTP[0]},http://127.0.0.1:${INGEST_HTTP[1]}" \\
+  --sim-url "$SIM_URL" --ops-urls "${ops_urls%,}" --pids-dir "$RUN_DIR" "\$@"
+EOF
 cat >&2 <<EOF
 
 The cluster is running (logs and pids: $RUN_DIR):
@@ -228,5 +239,6 @@ The cluster is running (logs and pids: $RUN_DIR):
   simulator   $SIM_URL/_sim/sends
   ops ports   ${OPS[*]} (ingest-1 ingest-2 router-1..3 sender-1..3)
   database    $CLUSTER_DB
+Load it with: bash $RUN_DIR/load.sh baseline flood
 Stop it with: bash deploy/cluster.sh --stop
 EOF

@@ -13,14 +13,15 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use sqlx::{Connection as _, Executor as _, PgConnection, PgPool};
-use switchyard_bridge_sim::{Fault, Limits, SimConfig, SimHandle};
-use switchyard_shared::{
-    ids::{BridgeId, TenantId},
-    tenants::{self, BotKind, NewTenant},
-    webhook_auth::WebhookKeys,
-};
+use switchyard_bridge_sim::{Limits, RecordedSend, SimConfig, SimHandle};
+use switchyard_shared::webhook_auth::WebhookKeys;
 
-use crate::scenario::{BridgeFault, Scenario};
+use crate::{
+    provision,
+    scenario::Scenario,
+    sim_control::SimControl,
+    stack::{self, Stack},
+};
 
 const WEBHOOK_SECRET: &str = "loadtest-webhook-secret";
 const API_KEY: &str = "sk_loadtest";
@@ -56,13 +57,13 @@ impl Drop for Proc {
 
 /// A running deployment.
 pub struct Deployment {
-    pub sim: SimHandle,
-    pub keys: WebhookKeys,
-    pub ingest_base: String,
+    sim: SimHandle,
+    /// Each tenant's webhook URL, in the scenario's order.
+    urls: Vec<String>,
     /// ingest, router, sender, nats-server.
-    pub procs: Vec<Proc>,
-    /// Each service's ops address (`/metrics`), by binary name.
-    ops: Vec<(&'static str, SocketAddr)>,
+    procs: Vec<Proc>,
+    /// The router's and the sender's ops endpoints (`/metrics`).
+    ops: Vec<String>,
     pool: PgPool,
     admin_url: String,
     database: String,
@@ -178,37 +179,15 @@ impl Deployment {
         let sim = SimHandle::start(config).await?;
 
         let ingest_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let ingest_base = format!("http://{ingest_addr}");
         let keys = WebhookKeys::new(WEBHOOK_SECRET.into(), None);
-        for t in &scenario.tenants {
-            let id = TenantId::parse(&t.id)?;
-            let mut new = NewTenant::with_defaults(id.clone());
-            new.bot_kind = BotKind::Echo;
-            new.limits.weight = t.weight;
-            new.limits.sends_per_minute = 100_000;
-            new.limits.send_burst = 10_000;
-            new.limits.max_in_flight = 8;
-            tenants::insert(&pool, &new).await?;
-            let bridge = sim.seed_bridge(&t.id, &keys.webhook_url(&ingest_base, &id));
-            tenants::set_bridge(
-                &pool,
-                &id,
-                BridgeId::new(bridge.id)?,
-                &switchyard_shared::bridge_state::BridgeState::Connected,
-            )
-            .await?;
-        }
-        for fault in &scenario.faults {
-            match fault {
-                BridgeFault::Latency { tenant, ms } => {
-                    sim.set_latency(tenant, Duration::from_millis(*ms))?
-                }
-                BridgeFault::Hang { tenant } => sim.set_fault(tenant, Fault::Hang, None)?,
-                BridgeFault::ServerError { tenant, status } => {
-                    sim.set_fault(tenant, Fault::ServerError { status: *status }, None)?
-                }
-            }
-        }
+        let urls = provision::provision(
+            &pool,
+            &SimControl::new(&sim.base_url())?,
+            &keys,
+            &[format!("http://{ingest_addr}")],
+            scenario,
+        )
+        .await?;
 
         let common = |ops: u16| -> Vec<(String, String)> {
             [
@@ -240,7 +219,7 @@ impl Deployment {
             .collect()
         };
         // Ingest first: the streams exist once one service has started.
-        let mut ops_addrs = Vec::new();
+        let mut ops_urls = Vec::new();
         for name in [
             "switchyard-ingest",
             "switchyard-router",
@@ -261,46 +240,19 @@ impl Deployment {
             )
             .await
             .with_context(|| format!("see {}", run_dir.join(format!("{name}.log")).display()))?;
-            ops_addrs.push((name, SocketAddr::from(([127, 0, 0, 1], ops))));
+            if name != "switchyard-ingest" {
+                ops_urls.push(format!("http://127.0.0.1:{ops}"));
+            }
         }
         Ok(Self {
             sim,
-            keys,
-            ingest_base,
+            urls,
             procs,
-            ops: ops_addrs,
+            ops: ops_urls,
             pool,
             admin_url,
             database,
         })
-    }
-
-    /// The URL `tenant`'s bridge posts to.
-    pub fn webhook_url(&self, tenant: &str) -> anyhow::Result<String> {
-        Ok(self
-            .keys
-            .webhook_url(&self.ingest_base, &TenantId::parse(tenant)?))
-    }
-
-    /// Messages dead-lettered so far by the router and the sender, from
-    /// their own counters.
-    pub async fn dead_letters(&self) -> anyhow::Result<u64> {
-        let mut total = 0.0;
-        for (name, ops) in &self.ops {
-            if matches!(*name, "switchyard-router" | "switchyard-sender") {
-                let text = reqwest::get(format!("http://{ops}/metrics"))
-                    .await
-                    .with_context(|| format!("scraping {name}'s metrics"))?
-                    .text()
-                    .await?;
-                total += switchyard_tests::traffic::metric_sum(
-                    &text,
-                    switchyard_shared::metrics::DEAD_LETTERS,
-                    "",
-                );
-            }
-        }
-        Ok(total as u64)
     }
 
     /// Stops the services, the simulator and nats-server, and drops the database.
@@ -321,5 +273,30 @@ impl Deployment {
             .execute(format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)").as_str())
             .await?;
         Ok(())
+    }
+}
+
+impl Stack for Deployment {
+    fn webhook_urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    async fn sends(&self) -> anyhow::Result<Vec<RecordedSend>> {
+        Ok(self.sim.sends())
+    }
+
+    async fn dead_letters(&self) -> anyhow::Result<u64> {
+        stack::dead_letters_at(&self.ops).await
+    }
+
+    fn processes(&self) -> Vec<(String, u32)> {
+        self.procs
+            .iter()
+            .map(|p| (p.name.to_owned(), p.pid()))
+            .chain([(
+                "switchyard-load (+ simulator)".to_owned(),
+                std::process::id(),
+            )])
+            .collect()
     }
 }

@@ -15,9 +15,9 @@ use tokio::sync::Semaphore;
 use switchyard_tests::procstat::Sampler;
 
 use crate::{
-    deployment::Deployment,
     results::{RunResult, StepResult, TenantResult},
     scenario::{Role, Scenario},
+    stack::Stack,
     stats::{self, Percentiles},
 };
 
@@ -122,31 +122,24 @@ fn token_of(reply: &str) -> Option<(&str, u64)> {
 
 /// Runs `scenario` on `dep`; `scheduler` only labels the result.
 pub async fn run(
-    dep: &Deployment,
+    dep: &impl Stack,
     scenario: &Scenario,
     scheduler: &str,
     progress: &ProgressBar,
 ) -> anyhow::Result<RunResult> {
     let plan = schedule(scenario);
-    let urls: Vec<String> = scenario
-        .tenants
-        .iter()
-        .map(|t| dep.webhook_url(&t.id))
-        .collect::<anyhow::Result<_>>()?;
+    let urls = dep.webhook_urls();
+    anyhow::ensure!(
+        urls.len() == scenario.tenants.len(),
+        "the deployment has {} webhook URLs for {} tenants",
+        urls.len(),
+        scenario.tenants.len()
+    );
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(MAX_IN_FLIGHT)
         .timeout(Duration::from_secs(10))
         .build()?;
-    let mut processes: Vec<(String, u32)> = dep
-        .procs
-        .iter()
-        .map(|p| (p.name.to_owned(), p.pid()))
-        .collect();
-    processes.push((
-        "switchyard-load (+ simulator)".to_owned(),
-        std::process::id(),
-    ));
-    let sampler = Arc::new(Mutex::new(Sampler::new(&processes)));
+    let sampler = Arc::new(Mutex::new(Sampler::new(&dep.processes())));
 
     progress.set_length(plan.len() as u64);
     progress.set_position(0);
@@ -225,8 +218,8 @@ pub async fn run(
     let drain_started = Instant::now();
     loop {
         let answered: std::collections::HashSet<(String, u64)> = dep
-            .sim
             .sends()
+            .await?
             .iter()
             .filter_map(|s| token_of(&s.body).map(|(t, e)| (t.to_owned(), e)))
             .collect();
@@ -256,7 +249,7 @@ pub async fn run(
     let sent = std::mem::take(&mut *sent.lock().unwrap_or_else(PoisonError::into_inner));
     let dead_letters = dep.dead_letters().await?;
     summarise(
-        dep,
+        &dep.sends().await?,
         dead_letters,
         scenario,
         scheduler,
@@ -281,7 +274,7 @@ struct Timeline {
 }
 
 fn summarise(
-    dep: &Deployment,
+    recorded: &[switchyard_bridge_sim::RecordedSend],
     dead_letters: u64,
     scenario: &Scenario,
     scheduler: &str,
@@ -314,7 +307,7 @@ fn summarise(
     let window = (warmup, tl.traffic_end.as_secs_f64());
     let window_ms = (tl.t0_ms + (window.0 * 1000.0) as u64, tl.traffic_end_ms);
     let mut in_window = vec![0u64; n];
-    for s in dep.sim.sends() {
+    for s in recorded {
         let Some((tenant, event)) = token_of(&s.body) else {
             continue;
         };

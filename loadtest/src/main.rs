@@ -1,11 +1,15 @@
 //! `switchyard-load`: runs noisy-neighbour scenarios against a local
 //! deployment it starts itself (nats-server, a fresh PostgreSQL database, the
 //! bridge simulator, and the real ingest, router and sender binaries), each
-//! scenario under the fair scheduler and the fifo baseline, and writes a
-//! JSON report, a Markdown report and an SVG chart. `main` only wires the
-//! modules together:
+//! scenario under the fair scheduler and the fifo baseline, or against an
+//! existing deployment (`--target`: `deploy/cluster.sh`, a staging system),
+//! and writes a JSON report, a Markdown report and an SVG chart. `main` only
+//! wires the modules together:
 //!
-//! - [`scenario`]: what each scenario sends; [`deployment`]: the processes;
+//! - [`scenario`]: what each scenario sends; [`deployment`]: the processes
+//!   of a local run; [`target`]: an existing deployment; [`stack`]: what the
+//!   driver needs of either; [`provision`], [`sim_control`]: tenants, bridges
+//!   and faults, set up the same way on both;
 //! - [`driver`]: the traffic and the measurements (CPU and memory through `switchyard_tests::procstat`);
 //! - [`stats`], [`results`], [`goals`]: the figures and the verdicts;
 //! - [`report`], [`svg`], [`machine`]: the outputs.
@@ -16,11 +20,15 @@ mod deployment;
 mod driver;
 mod goals;
 mod machine;
+mod provision;
 mod report;
 mod results;
 mod scenario;
+mod sim_control;
+mod stack;
 mod stats;
 mod svg;
+mod target;
 
 use std::{io::Write as _, path::PathBuf, time::Duration};
 
@@ -28,7 +36,11 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{deployment::Deployment, scenario::Knobs};
+use crate::{
+    deployment::Deployment,
+    scenario::Knobs,
+    target::{Target, TargetConfig},
+};
 
 /// Noisy-neighbour load scenarios against a local Switchyard deployment.
 #[derive(Parser, Debug)]
@@ -88,8 +100,29 @@ struct Args {
     #[arg(long, env = "SWITCHYARD_NATS_SERVER")]
     nats_server: Option<PathBuf>,
     /// A PostgreSQL role that may create databases; a fresh one is made per run and dropped.
+    /// With --target: the target deployment's own database (the run's tenants are added there).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    /// Run against an existing deployment instead of starting one: ingest's
+    /// public base URL(s), comma-separated (tenants are spread over them).
+    /// Its fleet budget, scheduler and admission limits are its own; the fifo
+    /// baseline is not run. Needs --sim-url and SWITCHYARD_WEBHOOK_SECRET.
+    #[arg(long, value_delimiter = ',', requires = "sim_url")]
+    target: Vec<String>,
+    /// With --target: the WA Bridges simulator the target's senders call.
+    #[arg(long)]
+    sim_url: Option<String>,
+    /// With --target: the routers' and senders' ops endpoints
+    /// (`http://host:port`, comma-separated), for dead-letter counts.
+    #[arg(long, value_delimiter = ',')]
+    ops_urls: Vec<String>,
+    /// With --target: a directory of `<name>.pid` files (deploy/cluster.sh's
+    /// `.run/cluster`) whose processes' CPU and memory are reported.
+    #[arg(long)]
+    pids_dir: Option<PathBuf>,
+    /// With --target: the target's webhook secret (its tenants' webhook URLs carry tokens made from it).
+    #[arg(long, env = "SWITCHYARD_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
     /// Where the reports go (latest.json, latest.md, latest-latency.svg).
     #[arg(long, default_value = "docs/benchmarks")]
     out_dir: PathBuf,
@@ -117,6 +150,66 @@ fn repo_root() -> PathBuf {
         .parent()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Where the scenarios run.
+enum Mode {
+    /// A deployment started per scenario and scheduler.
+    Local(deployment::Setup),
+    /// An existing deployment.
+    Target(TargetConfig),
+}
+
+fn local_setup(args: &Args, nats_server: PathBuf) -> anyhow::Result<deployment::Setup> {
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .map(PathBuf::from)
+            .context("cannot find the directory of this binary")?,
+    };
+    for bin in [
+        "switchyard-ingest",
+        "switchyard-router",
+        "switchyard-sender",
+    ] {
+        if !bin_dir.join(bin).exists() {
+            bail!(
+                "{bin} not found in {}: build it (cargo build --release --bins) or pass --bin-dir",
+                bin_dir.display()
+            );
+        }
+    }
+    Ok(deployment::Setup {
+        bin_dir,
+        nats_server,
+        admin_database_url: args.database_url.clone(),
+        work_dir: std::env::temp_dir().join(format!("switchyard-load-{}", std::process::id())),
+    })
+}
+
+fn target_config(args: &Args) -> anyhow::Result<TargetConfig> {
+    let webhook_secret = args
+        .webhook_secret
+        .clone()
+        .filter(|s| !s.is_empty())
+        .context("--target needs the target's webhook secret (SWITCHYARD_WEBHOOK_SECRET)")?;
+    Ok(TargetConfig {
+        ingest: args.target.clone(),
+        sim: args.sim_url.clone().context("--target needs --sim-url")?,
+        ops: args.ops_urls.clone(),
+        pids_dir: args.pids_dir.clone(),
+        webhook_secret: webhook_secret.into(),
+        database_url: args.database_url.clone(),
+    })
+}
+
+/// The tenant-id prefix of scenario `n` of this run on a target: `lt<time><pid>-<n>-`.
+fn run_prefix(n: usize) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("lt{:x}{:x}-{n}-", secs % 0x10_0000, std::process::id())
 }
 
 #[tokio::main]
@@ -163,35 +256,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .filter(|s| args.scenarios.iter().any(|n| n == s.name))
             .collect()
     };
-    let bin_dir = match args.bin_dir {
-        Some(dir) => dir,
-        None => std::env::current_exe()?
-            .parent()
-            .map(PathBuf::from)
-            .context("cannot find the directory of this binary")?,
-    };
-    for bin in [
-        "switchyard-ingest",
-        "switchyard-router",
-        "switchyard-sender",
-    ] {
-        if !bin_dir.join(bin).exists() {
-            bail!(
-                "{bin} not found in {}: build it (cargo build --release --bins) or pass --bin-dir",
-                bin_dir.display()
-            );
-        }
-    }
-    let setup = deployment::Setup {
-        bin_dir,
-        nats_server: args
-            .nats_server
-            .unwrap_or_else(|| repo_root().join(".tools/nats-server/bin/nats-server")),
-        admin_database_url: args.database_url,
-        work_dir: std::env::temp_dir().join(format!("switchyard-load-{}", std::process::id())),
+    let nats_server = args
+        .nats_server
+        .clone()
+        .unwrap_or_else(|| repo_root().join(".tools/nats-server/bin/nats-server"));
+    let mode = if args.target.is_empty() {
+        Mode::Local(local_setup(&args, nats_server.clone())?)
+    } else {
+        Mode::Target(target_config(&args)?)
     };
     switchyard_shared::tls::install_crypto_provider();
-    let mut machine = machine::Machine::describe(&setup.nats_server);
+    let mut machine = machine::Machine::describe(&nats_server);
 
     let progress = ProgressBar::new(0);
     progress.set_style(
@@ -200,20 +275,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .progress_chars("=> "),
     );
     let mut runs = Vec::new();
-    for scenario in &wanted {
-        let schedulers: &[&str] = if scenario.compare_fifo && !args.no_fifo {
+    let mut ran = Vec::new();
+    for (n, scenario) in wanted.iter().enumerate() {
+        let fifo_too = scenario.compare_fifo && !args.no_fifo && matches!(mode, Mode::Local(_));
+        let schedulers: &[&str] = if fifo_too {
             &["fair", "fifo"]
         } else {
             &["fair"]
         };
+        // On a target, each scenario gets tenants of its own under this run's prefix.
+        let scenario = match mode {
+            Mode::Local(_) => scenario.clone(),
+            Mode::Target(_) => scenario.with_tenant_prefix(&run_prefix(n)),
+        };
         for scheduler in schedulers {
             progress.set_message(format!("{} / {scheduler}: starting", scenario.name));
-            let dep = Deployment::start(&setup, scenario, scheduler)
-                .await
-                .with_context(|| format!("starting the deployment for {}", scenario.name))?;
-            let result = driver::run(&dep, scenario, scheduler, &progress).await;
-            dep.stop().await?;
-            let result = result?;
+            let result = match &mode {
+                Mode::Local(setup) => {
+                    let dep = Deployment::start(setup, &scenario, scheduler)
+                        .await
+                        .with_context(|| {
+                            format!("starting the deployment for {}", scenario.name)
+                        })?;
+                    let result = driver::run(&dep, &scenario, scheduler, &progress).await;
+                    dep.stop().await?;
+                    result?
+                }
+                Mode::Target(config) => {
+                    let target = Target::prepare(config, &scenario)
+                        .await
+                        .with_context(|| format!("setting up {} on the target", scenario.name))?;
+                    let result = driver::run(&target, &scenario, scheduler, &progress).await;
+                    target.finish(&scenario).await?;
+                    result?
+                }
+            };
             let line = format!(
                 "{:<16} {:<4}  quiet p50/p99/max {}/{}/{} ms  breaches {}  dead letters {}",
                 scenario.name,
@@ -232,12 +328,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             runs.push(result);
         }
+        ran.push(scenario);
     }
     progress.finish_and_clear();
-    let _ = std::fs::remove_dir_all(&setup.work_dir);
+    if let Mode::Local(setup) = &mode {
+        let _ = std::fs::remove_dir_all(&setup.work_dir);
+    }
     machine.load_after = machine::load_average();
 
-    let report = report::Report::new(machine, knobs, wanted, runs);
+    let deployment = match &mode {
+        Mode::Local(_) => report::Deployment::Local,
+        Mode::Target(config) => report::Deployment::Target {
+            ingest: config.ingest.clone(),
+            sim: config.sim.clone(),
+        },
+    };
+    let report = report::Report::new(machine, deployment, knobs, ran, runs);
     std::fs::create_dir_all(&args.out_dir)?;
     let svg_name = "latest-latency.svg";
     std::fs::write(

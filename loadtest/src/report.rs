@@ -12,10 +12,21 @@ use crate::{
     scenario::{Knobs, Scenario},
 };
 
+/// Where the scenarios ran.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Deployment {
+    /// Started by the tool for each scenario and scheduler.
+    Local,
+    /// An existing deployment (`--target`), with its own settings.
+    Target { ingest: Vec<String>, sim: String },
+}
+
 /// Everything one invocation measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub machine: Machine,
+    pub deployment: Deployment,
     pub knobs: Knobs,
     pub scenarios: Vec<Scenario>,
     pub runs: Vec<RunResult>,
@@ -26,6 +37,7 @@ pub struct Report {
 impl Report {
     pub fn new(
         machine: Machine,
+        deployment: Deployment,
         knobs: Knobs,
         scenarios: Vec<Scenario>,
         runs: Vec<RunResult>,
@@ -34,6 +46,7 @@ impl Report {
             goals: goals::judge(&runs),
             fifo_vs_fair: goals::compare(&runs),
             machine,
+            deployment,
             knobs,
             scenarios,
             runs,
@@ -76,6 +89,23 @@ pub fn terminal(report: &Report) -> String {
     out
 }
 
+fn deployment_sentence(deployment: &Deployment, nats_server: &str) -> String {
+    match deployment {
+        Deployment::Local => format!(
+            "Every service is a separate process of its release binary, started by the tool for \
+             each scenario; {nats_server} and PostgreSQL on the same cores; the load generator and \
+             the bridge simulator share one process."
+        ),
+        Deployment::Target { ingest, sim } => format!(
+            "Against an existing deployment (`--target`): webhooks posted to {}, replies read from \
+             the simulator at {sim}; its fleet budget, scheduler and admission limits are its own \
+             (the scenarios' budget figures do not apply), each scenario's tenants were added \
+             under a prefix of the run and suspended after it; no fifo baseline.",
+            ingest.join(", ")
+        ),
+    }
+}
+
 /// The Markdown report.
 pub fn markdown(report: &Report, svg_name: &str) -> String {
     let m = &report.machine;
@@ -84,9 +114,7 @@ pub fn markdown(report: &Report, svg_name: &str) -> String {
     let _ = writeln!(
         out,
         "Measured {} at commit `{}` on {} × {} ({:.1} GiB RAM, Linux {}). Load average {} before, {} after \
-         (the machine is shared: other builds and tests may have run meanwhile). Every service is a \
-         separate process of its release binary; {} and PostgreSQL on the same cores; \
-         the load generator and the bridge simulator share one process.\n",
+         (the machine is shared: other builds and tests may have run meanwhile). {}\n",
         m.started_at,
         m.git_commit,
         m.cores,
@@ -95,7 +123,7 @@ pub fn markdown(report: &Report, svg_name: &str) -> String {
         m.kernel,
         m.load_before,
         m.load_after,
-        m.nats_server,
+        deployment_sentence(&report.deployment, &m.nats_server),
     );
     let _ = writeln!(out, "![per-tenant p99 latency]({svg_name})\n");
     let _ = writeln!(

@@ -85,6 +85,24 @@ pub struct Scenario {
     pub only_when_named: bool,
 }
 
+impl Scenario {
+    /// The same scenario with every tenant id (and every fault's) prefixed:
+    /// on a deployment the tool did not start, a run gets tenants of its own.
+    pub fn with_tenant_prefix(&self, prefix: &str) -> Scenario {
+        let mut renamed = self.clone();
+        for t in &mut renamed.tenants {
+            t.id = format!("{prefix}{}", t.id);
+        }
+        for fault in &mut renamed.faults {
+            let (BridgeFault::Latency { tenant, .. }
+            | BridgeFault::Hang { tenant }
+            | BridgeFault::ServerError { tenant, .. }) = fault;
+            *tenant = format!("{prefix}{tenant}");
+        }
+        renamed
+    }
+}
+
 /// The knobs the command line exposes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Knobs {
@@ -298,4 +316,48 @@ pub fn all(knobs: &Knobs) -> Vec<Scenario> {
     vec![
         steady, baseline, flood, slow, hang, failing, replay, weights, saturation, overload,
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn knobs() -> Knobs {
+        Knobs {
+            duration: Duration::from_secs(1),
+            drain: Duration::from_secs(1),
+            quiet_tenants: 2,
+            quiet_rate: 1.0,
+            noisy_rate: 10.0,
+            steady_rate: 1.0,
+            budget_per_minute: 600,
+            slow_ms: 100,
+            ramp: vec![1.0],
+            ramp_step: Duration::from_secs(1),
+            overload_tenants: 3,
+            overload_rate: 3.0,
+            overload_drain: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_prefix_renames_every_tenant_and_every_fault_target() {
+        for scenario in all(&knobs()) {
+            let renamed = scenario.with_tenant_prefix("lt9-1-");
+            assert_eq!(renamed.tenants.len(), scenario.tenants.len());
+            for (a, b) in scenario.tenants.iter().zip(&renamed.tenants) {
+                assert_eq!(b.id, format!("lt9-1-{}", a.id));
+            }
+            for fault in &renamed.faults {
+                let (BridgeFault::Latency { tenant, .. }
+                | BridgeFault::Hang { tenant }
+                | BridgeFault::ServerError { tenant, .. }) = fault;
+                assert!(
+                    renamed.tenants.iter().any(|t| &t.id == tenant),
+                    "{}: fault on {tenant}, not a tenant of the scenario",
+                    scenario.name
+                );
+            }
+        }
+    }
 }
