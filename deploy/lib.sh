@@ -10,6 +10,8 @@ NATS_VERSION="2.15.1"
 NATS_SERVER="$TOOLS_DIR/nats-server/bin/nats-server"
 # The unused-dependency check run by .ci/run (from crates.io, built once).
 CARGO_MACHETE_VERSION="0.9.2"
+# cargo-deny: licences, bans and sources of the dependencies (deny.toml).
+CARGO_DENY_VERSION="0.20.2"
 
 # promtool (alert rule checks and unit tests), from Debian's prometheus package.
 PROMTOOL="$TOOLS_DIR/prometheus/usr/bin/promtool"
@@ -120,6 +122,15 @@ ensure_cargo_machete() {
   log "installing cargo-machete $CARGO_MACHETE_VERSION from crates.io"
   cargo install --locked --version "$CARGO_MACHETE_VERSION" cargo-machete >/dev/null \
     || die "could not install cargo-machete $CARGO_MACHETE_VERSION from crates.io"
+}
+
+ensure_cargo_deny() {
+  if [[ "$(cargo deny --version 2>/dev/null)" == "cargo-deny $CARGO_DENY_VERSION" ]]; then
+    return 0
+  fi
+  log "installing cargo-deny $CARGO_DENY_VERSION from crates.io (once; a few minutes)"
+  cargo install --locked --version "$CARGO_DENY_VERSION" cargo-deny >/dev/null \
+    || die "could not install cargo-deny $CARGO_DENY_VERSION from crates.io"
 }
 
 # The demo tenants, added and provisioned through the operator CLI; the

@@ -61,7 +61,7 @@ for arg in "$@"; do
     --rebuild) REBUILD=1 ;;
     --bases-only) BASES_ONLY=1 ;;
     --stop-daemon) STOP_DAEMON=1 ;;
-    -h|--help) sed -n '2,50p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^# shellcheck/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) die "unknown argument $arg (try --help)" ;;
   esac
 done
@@ -403,7 +403,7 @@ check_ca_bundle() {
   base="$(run_in_image --network none "$RUST_TAG" sha256sum /etc/ssl/certs/ca-certificates.crt)"
   printf '  runtime /etc/ssl/certs/ca-certificates.crt: %s\n' "${runtime%% *}"
   [[ "${runtime%% *}" == "${base%% *}" ]] || die "the runtime's CA bundle is not the build stage's Debian bundle"
-  printf '  equal to Debian'"'"'s bundle in %s (no build-only certificate in the image)\n' "$RUST_TAG"
+  printf "  equal to Debian's bundle in %s (no build-only certificate in the image)\n" "$RUST_TAG"
 }
 
 show_sizes() {

@@ -20,7 +20,7 @@ use crate::{
     provision,
     scenario::Scenario,
     sim_control::SimControl,
-    stack::{self, Stack},
+    stack::{self, Counters, Stack},
 };
 
 const WEBHOOK_SECRET: &str = "loadtest-webhook-secret";
@@ -64,6 +64,8 @@ pub struct Deployment {
     procs: Vec<Proc>,
     /// The router's and the sender's ops endpoints (`/metrics`).
     ops: Vec<String>,
+    /// nats-server's monitoring endpoint.
+    nats_monitor: String,
     pool: PgPool,
     admin_url: String,
     database: String,
@@ -249,6 +251,7 @@ impl Deployment {
             urls,
             procs,
             ops: ops_urls,
+            nats_monitor: format!("http://127.0.0.1:{nats_http}"),
             pool,
             admin_url,
             database,
@@ -298,5 +301,12 @@ impl Stack for Deployment {
                 std::process::id(),
             )])
             .collect()
+    }
+
+    async fn counters(&self) -> Counters {
+        Counters {
+            nats_msgs: stack::nats_msgs(&self.nats_monitor).await,
+            pg: stack::pg_counts(&self.pool).await,
+        }
     }
 }

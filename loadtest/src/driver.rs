@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use switchyard_tests::procstat::Sampler;
 
 use crate::{
+    cost::Cost,
     results::{RunResult, StepResult, TenantResult},
     scenario::{Role, Scenario},
     stack::Stack,
@@ -139,7 +140,12 @@ pub async fn run(
         .pool_max_idle_per_host(MAX_IN_FLIGHT)
         .timeout(Duration::from_secs(10))
         .build()?;
-    let sampler = Arc::new(Mutex::new(Sampler::new(&dep.processes())));
+    // PostgreSQL's server and backends, whoever they serve: on a machine of
+    // its own (as in the benchmarks) that is this pipeline.
+    let sampler = Arc::new(Mutex::new(
+        Sampler::new(&dep.processes()).with_group("postgres", "postgres"),
+    ));
+    let counters_before = dep.counters().await;
 
     progress.set_length(plan.len() as u64);
     progress.set_position(0);
@@ -247,8 +253,9 @@ pub async fn run(
         Err(_) => BTreeMap::new(),
     };
     let sent = std::mem::take(&mut *sent.lock().unwrap_or_else(PoisonError::into_inner));
+    let counters_after = dep.counters().await;
     let dead_letters = dep.dead_letters().await?;
-    summarise(
+    let mut result = summarise(
         &dep.sends().await?,
         dead_letters,
         scenario,
@@ -262,7 +269,10 @@ pub async fn run(
             drain,
         },
         services,
-    )
+    )?;
+    let delivered = result.tenants.iter().map(|t| t.replied).sum();
+    result.cost = Cost::of(delivered, &result.services, counters_before, counters_after);
+    Ok(result)
 }
 
 struct Timeline {
@@ -409,6 +419,7 @@ fn summarise(
         services,
         steps,
         dead_letters,
+        cost: Cost::default(),
     })
 }
 

@@ -173,3 +173,23 @@ pub fn saturation_point(run: &RunResult) -> Option<&crate::results::StepResult> 
         s.accepted_per_s < 0.95 * s.offered_per_s || s.refused > 0 || s.http_latency.p99_ms > 1000
     })
 }
+
+/// The highest rate of the `cost` sweep the pipeline kept up with: every
+/// accepted event answered, none refused, end-to-end p99 ≤ 1 s.
+pub fn sustained_rate(runs: &[RunResult]) -> Option<(String, f64)> {
+    runs.iter()
+        .filter(|r| r.scenario.starts_with("cost-"))
+        .filter(|r| {
+            r.tenants
+                .iter()
+                .all(|t| t.unanswered == 0 && t.refused == 0)
+                && r.quiet_latency.p99_ms <= 1000
+        })
+        .filter_map(|r| {
+            let (_, rate, _) = crate::scenario::COST_RUNS
+                .iter()
+                .find(|(name, _, _)| *name == r.scenario)?;
+            Some((r.scenario.clone(), *rate))
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}

@@ -16,6 +16,7 @@
 //!
 //! Traffic goes to loopback only, and every request loop is a finite schedule.
 
+mod cost;
 mod deployment;
 mod driver;
 mod goals;
@@ -48,7 +49,8 @@ use crate::{
 struct Args {
     /// Scenarios to run: all, or any of steady, baseline, flood, slow-bridge,
     /// timeout-bridge, failing-bridge, replay-storm, weights, front-door;
-    /// `overload` runs only when named.
+    /// `overload` and the `cost` sweep (or one of its runs, `cost-500x100`…)
+    /// run only when named.
     #[arg(default_value = "all")]
     scenarios: Vec<String>,
     /// Traffic time of each constant-rate scenario.
@@ -90,6 +92,9 @@ struct Args {
     /// Overload: longest wait for every accepted event's reply after the traffic stops.
     #[arg(long, default_value = "300s", value_parser = duration)]
     overload_drain: Duration,
+    /// Traffic time of each run of the `cost` sweep.
+    #[arg(long, default_value = "20s", value_parser = duration)]
+    cost_duration: Duration,
     /// Skip the fifo baseline runs.
     #[arg(long)]
     no_fifo: bool,
@@ -238,22 +243,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         overload_tenants: args.overload_tenants,
         overload_rate: args.overload_rate,
         overload_drain: args.overload_drain,
+        cost_duration: args.cost_duration,
     };
     let every = scenario::all(&knobs);
     let wanted: Vec<_> = if args.scenarios.iter().any(|s| s == "all") {
         every
             .into_iter()
-            .filter(|s| !s.only_when_named || args.scenarios.iter().any(|n| n == s.name))
+            .filter(|s| !s.only_when_named || scenario::selected(&args.scenarios, s.name))
             .collect()
     } else {
         for name in &args.scenarios {
-            if !every.iter().any(|s| s.name == name) {
+            if !every
+                .iter()
+                .any(|s| scenario::selected(std::slice::from_ref(name), s.name))
+            {
                 bail!("unknown scenario {name:?}");
             }
         }
         every
             .into_iter()
-            .filter(|s| args.scenarios.iter().any(|n| n == s.name))
+            .filter(|s| scenario::selected(&args.scenarios, s.name))
             .collect()
     };
     let nats_server = args

@@ -151,6 +151,7 @@ pub fn markdown(report: &Report, svg_name: &str) -> String {
             c.scenario, c.quiet_p99_fair_ms, c.quiet_p99_fifo_ms, c.ratio
         );
     }
+    cost_table(&mut out, &report.runs);
     let _ = writeln!(out, "\n## Scenarios\n");
     for s in &report.scenarios {
         let _ = writeln!(
@@ -260,13 +261,90 @@ fn run_section(out: &mut String, run: &RunResult) {
     }
     let _ = writeln!(
         out,
-        "\n| process | CPU mean | CPU peak | RSS peak |\n|---|---|---|---|"
+        "\n| process | CPU mean | CPU peak | RSS peak | CPU per delivered event |\n|---|---|---|---|---|"
     );
     for (name, u) in &run.services {
         let _ = writeln!(
             out,
-            "| {name} | {:.0} % | {:.0} % | {:.0} MiB |",
-            u.cpu_percent_mean, u.cpu_percent_peak, u.rss_mib_peak
+            "| {name} | {:.0} % | {:.0} % | {:.0} MiB | {:.0} µs |",
+            u.cpu_percent_mean,
+            u.cpu_percent_peak,
+            u.rss_mib_peak,
+            run.cost.cpu_us_per_event.get(name).copied().unwrap_or(0.0)
         );
     }
+    let c = &run.cost;
+    let _ = writeln!(
+        out,
+        "\n{} events delivered; the pipeline (every process above but the load generator) used {:.0} µs of CPU per event; \
+         per event: NATS messages in/out {}, PostgreSQL transactions/changed rows {}.",
+        c.delivered,
+        c.pipeline_cpu_us_per_event,
+        pair(c.nats_msgs_in_per_event, c.nats_msgs_out_per_event),
+        pair(c.pg_xacts_per_event, c.pg_rows_per_event),
+    );
+}
+
+fn pair(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => format!("{a:.1} / {b:.1}"),
+        _ => "not read".to_owned(),
+    }
+}
+
+/// The `cost` sweep as one table, and the highest rate it kept up with.
+fn cost_table(out: &mut String, runs: &[RunResult]) {
+    let sweep: Vec<&RunResult> = runs
+        .iter()
+        .filter(|r| r.scenario.starts_with("cost-"))
+        .collect();
+    if sweep.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Cost per delivered event (the `cost` sweep)\n\n\
+         | run | delivered | p50 | p99 | ingest | router | sender | nats-server | postgres | pipeline | load generator + simulator | NATS msgs in/out | PG xacts/rows |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    let us = |r: &RunResult, prefix: &str| -> String {
+        let v: f64 = r
+            .cost
+            .cpu_us_per_event
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, v)| v)
+            .sum();
+        format!("{v:.0} µs")
+    };
+    for r in &sweep {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} ms | {} ms | {} | {} | {} | {} | {} | **{:.0} µs** | {} | {} | {} |",
+            r.scenario,
+            r.cost.delivered,
+            r.quiet_latency.p50_ms,
+            r.quiet_latency.p99_ms,
+            us(r, "switchyard-ingest"),
+            us(r, "switchyard-router"),
+            us(r, "switchyard-sender"),
+            us(r, "nats-server"),
+            us(r, "postgres"),
+            r.cost.pipeline_cpu_us_per_event,
+            us(r, crate::cost::LOAD_GENERATOR),
+            pair(
+                r.cost.nats_msgs_in_per_event,
+                r.cost.nats_msgs_out_per_event
+            ),
+            pair(r.cost.pg_xacts_per_event, r.cost.pg_rows_per_event),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nKept up with (every accepted event answered, none refused, p99 ≤ 1 s): {}.",
+        goals::sustained_rate(runs)
+            .map_or("none of the sweep's rates".to_owned(), |(name, rate)| {
+                format!("{rate:.0} events/s (`{name}`)")
+            })
+    );
 }

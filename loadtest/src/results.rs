@@ -79,6 +79,8 @@ pub struct RunResult {
     /// Messages the router and the sender dead-lettered during the run
     /// (their `switchyard_dead_letters_total`, read at its end).
     pub dead_letters: u64,
+    /// CPU and server operations per delivered event.
+    pub cost: crate::cost::Cost,
 }
 
 impl RunResult {

@@ -122,6 +122,30 @@ pub struct Knobs {
     pub overload_rate: f64,
     /// How long the overload scenario may take to answer everything.
     pub overload_drain: Duration,
+    /// Traffic time of each run of the `cost` sweep.
+    pub cost_duration: Duration,
+}
+
+/// The `cost` sweep (issue 20): (name, events per second of all tenants
+/// together, tenants). Fixed rates so figures compare across commits; the
+/// highest rate the pipeline keeps up with is read off the sweep.
+pub const COST_RUNS: &[(&str, f64, usize)] = &[
+    ("cost-100x100", 100.0, 100),
+    ("cost-500x100", 500.0, 100),
+    ("cost-1000x100", 1000.0, 100),
+    ("cost-2000x100", 2000.0, 100),
+    ("cost-3000x100", 3000.0, 100),
+    ("cost-100x1000", 100.0, 1000),
+    ("cost-500x1000", 500.0, 1000),
+    ("cost-1000x1000", 1000.0, 1000),
+    ("cost-2000x1000", 2000.0, 1000),
+];
+
+/// Whether the command line's scenario names select `name` (`cost` selects the whole sweep).
+pub fn selected(names: &[String], name: &str) -> bool {
+    names
+        .iter()
+        .any(|n| n == name || (n == "cost" && name.starts_with("cost-")))
 }
 
 /// A budget high enough that the pipeline, not the budget, is the limit.
@@ -313,9 +337,40 @@ pub fn all(knobs: &Knobs) -> Vec<Scenario> {
         baseline: None,
         only_when_named: true,
     };
-    vec![
+    let mut every = vec![
         steady, baseline, flood, slow, hang, failing, replay, weights, saturation, overload,
-    ]
+    ];
+    every.extend(
+        COST_RUNS
+            .iter()
+            .map(|&(name, rate, n)| cost_run(knobs, name, rate, n)),
+    );
+    every
+}
+
+/// One run of the `cost` sweep: `n` echo tenants sharing `rate` events per
+/// second evenly, the fleet budget out of the way, the provider answering at
+/// once; what it measures is CPU and server operations per delivered event.
+fn cost_run(knobs: &Knobs, name: &'static str, rate: f64, n: usize) -> Scenario {
+    let per_tenant = rate / n as f64;
+    Scenario {
+        name,
+        description: format!(
+            "cost: {n} tenants at {rate:.0} ev/s together ({per_tenant:.2} each) for {} s, budget out of the way",
+            knobs.cost_duration.as_secs()
+        ),
+        tenants: (1..=n)
+            .map(|i| one(&format!("c{i:04}"), Role::Quiet, per_tenant))
+            .collect(),
+        faults: Vec::new(),
+        fleet_per_minute: UNLIMITED_BUDGET,
+        duration: knobs.cost_duration,
+        drain: knobs.drain,
+        ramp: Vec::new(),
+        compare_fifo: false,
+        baseline: None,
+        only_when_named: true,
+    }
 }
 
 #[cfg(test)]
@@ -337,6 +392,7 @@ mod tests {
             overload_tenants: 3,
             overload_rate: 3.0,
             overload_drain: Duration::from_secs(1),
+            cost_duration: Duration::from_secs(1),
         }
     }
 
@@ -359,5 +415,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn cost_names_the_whole_sweep_and_each_run_its_rate() {
+        let every = all(&knobs());
+        let names = vec!["cost".to_owned()];
+        let sweep: Vec<&Scenario> = every.iter().filter(|s| selected(&names, s.name)).collect();
+        assert_eq!(sweep.len(), COST_RUNS.len());
+        for (s, &(name, rate, n)) in sweep.iter().zip(COST_RUNS) {
+            assert_eq!((s.name, s.tenants.len()), (name, n));
+            let total: f64 = s.tenants.iter().map(|t| t.rate).sum();
+            assert!((total - rate).abs() < 1e-6, "{name}: {total}");
+            assert!(s.only_when_named && !s.compare_fifo);
+        }
+        assert!(!selected(&names, "flood"));
+        assert!(selected(&["cost-500x100".to_owned()], "cost-500x100"));
     }
 }

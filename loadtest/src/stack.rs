@@ -15,6 +15,49 @@ pub trait Stack {
     async fn dead_letters(&self) -> anyhow::Result<u64>;
     /// The processes whose CPU and memory are sampled, by name.
     fn processes(&self) -> Vec<(String, u32)>;
+    /// The servers' own operation counters now, where this tool can read them.
+    async fn counters(&self) -> Counters {
+        Counters::default()
+    }
+}
+
+/// Operation counters of the servers, read before and after a run; `None`
+/// where one could not be read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    /// nats-server's `/varz` `in_msgs` and `out_msgs`: every publish, JetStream
+    /// API request, ack and delivery, all clients together.
+    pub nats_msgs: Option<(u64, u64)>,
+    /// `pg_stat_database` of the run's database: transactions (commits and
+    /// rollbacks) and rows inserted, updated and deleted.
+    pub pg: Option<(u64, u64)>,
+}
+
+/// nats-server's message counters from its monitoring endpoint (`http://host:port`).
+pub async fn nats_msgs(monitor: &str) -> Option<(u64, u64)> {
+    let varz: serde_json::Value = reqwest::get(format!("{monitor}/varz"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some((varz["in_msgs"].as_u64()?, varz["out_msgs"].as_u64()?))
+}
+
+/// The current database's transaction and row-change counters. PostgreSQL
+/// publishes a backend's counts when its transaction ends, at most once a
+/// second (idle backends within 10 s), so a count read right after a run
+/// may miss the last second's.
+pub async fn pg_counts(pool: &sqlx::PgPool) -> Option<(u64, u64)> {
+    let (xacts, rows): (i64, i64) = sqlx::query_as(
+        "SELECT (xact_commit + xact_rollback)::int8, \
+                (tup_inserted + tup_updated + tup_deleted)::int8 \
+         FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await
+    .ok()?;
+    Some((u64::try_from(xacts).ok()?, u64::try_from(rows).ok()?))
 }
 
 /// The dead letters counted so far by the services whose ops endpoints

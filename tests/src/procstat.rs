@@ -18,6 +18,8 @@ pub struct Usage {
     pub cpu_percent_peak: f64,
     /// Largest resident set seen, MiB.
     pub rss_mib_peak: f64,
+    /// CPU time used over the run (user + system), seconds.
+    pub cpu_seconds: f64,
 }
 
 /// utime + stime in ticks.
@@ -77,11 +79,68 @@ struct Track {
     usage: Usage,
 }
 
+/// Every process whose command name is `comm` (PostgreSQL's backends, which
+/// come and go with the services' pools), counted as one party.
+struct Group {
+    comm: String,
+    /// pid → (ticks when first seen, ticks when last seen).
+    pids: BTreeMap<u32, (u64, u64)>,
+    usage: Usage,
+}
+
+impl Group {
+    /// Reads every live member; one born after the sampler started counts from zero.
+    fn sample(&mut self, born_after_start: bool, interval: f64) {
+        let mut delta = 0u64;
+        let mut rss = 0.0;
+        for pid in pids_named(&self.comm) {
+            let Some(ticks) = cpu_ticks(pid) else {
+                continue;
+            };
+            let entry = self.pids.entry(pid).or_insert(if born_after_start {
+                (0, 0)
+            } else {
+                (ticks, ticks)
+            });
+            delta += ticks.saturating_sub(entry.1);
+            entry.1 = ticks;
+            rss += rss_mib(pid).unwrap_or(0.0);
+        }
+        if interval > 0.0 {
+            let pct = delta as f64 / TICKS_PER_SECOND / interval * 100.0;
+            self.usage.cpu_percent_peak = self.usage.cpu_percent_peak.max(pct);
+        }
+        self.usage.rss_mib_peak = self.usage.rss_mib_peak.max(rss);
+    }
+
+    fn ticks_used(&self) -> u64 {
+        self.pids
+            .values()
+            .map(|(first, last)| last.saturating_sub(*first))
+            .sum()
+    }
+}
+
+/// The pids whose `/proc/<pid>/comm` is `comm`.
+fn pids_named(comm: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm)
+        })
+        .collect()
+}
+
 /// Samples a set of named processes.
 pub struct Sampler {
     started: Instant,
     last: Instant,
     tracks: BTreeMap<String, Track>,
+    groups: BTreeMap<String, Group>,
 }
 
 impl Sampler {
@@ -104,7 +163,21 @@ impl Sampler {
             started: now,
             last: now,
             tracks,
+            groups: BTreeMap::new(),
         }
+    }
+
+    /// Also samples every process named `comm` (e.g. `postgres`: the server
+    /// and all its backends, whoever they serve) as one party called `name`.
+    pub fn with_group(mut self, name: &str, comm: &str) -> Self {
+        let mut group = Group {
+            comm: comm.to_owned(),
+            pids: BTreeMap::new(),
+            usage: Usage::default(),
+        };
+        group.sample(false, 0.0);
+        self.groups.insert(name.to_owned(), group);
+        self
     }
 
     /// Takes one sample of every process.
@@ -126,21 +199,31 @@ impl Sampler {
                 track.usage.rss_mib_peak = track.usage.rss_mib_peak.max(rss);
             }
         }
+        for group in self.groups.values_mut() {
+            group.sample(true, interval);
+        }
     }
 
     /// The usage of every process since the sampler started.
     pub fn finish(mut self) -> BTreeMap<String, Usage> {
         self.sample();
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-9);
+        let with_time = |mut usage: Usage, ticks: u64| {
+            usage.cpu_seconds = ticks as f64 / TICKS_PER_SECOND;
+            usage.cpu_percent_mean = usage.cpu_seconds / elapsed * 100.0;
+            usage
+        };
+        let groups = self.groups.into_iter().map(|(name, g)| {
+            let ticks = g.ticks_used();
+            (name, with_time(g.usage, ticks))
+        });
         self.tracks
             .into_iter()
-            .map(|(name, mut t)| {
-                t.usage.cpu_percent_mean = (t.last_ticks.saturating_sub(t.first_ticks) as f64
-                    / TICKS_PER_SECOND)
-                    / elapsed
-                    * 100.0;
-                (name, t.usage)
+            .map(|(name, t)| {
+                let ticks = t.last_ticks.saturating_sub(t.first_ticks);
+                (name, with_time(t.usage, ticks))
             })
+            .chain(groups)
             .collect()
     }
 }
@@ -183,5 +266,47 @@ impl MachineTicks {
         let steal = self.steal.saturating_sub(earlier.steal) as f64;
         let total = (busy + idle + steal).max(1.0);
         (busy / total * 100.0, steal / total * 100.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A process born after the sampler started is counted from its first tick:
+    /// its whole CPU time lands in the group's figure.
+    #[test]
+    fn a_group_counts_the_processes_of_its_name_born_during_the_run() {
+        let name = format!("ltburn{}", std::process::id() % 100_000);
+        let link = std::env::temp_dir().join(&name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("/bin/sh", &link).unwrap();
+        let mut sampler = Sampler::new(&[]).with_group("burners", &name);
+        let mut child = std::process::Command::new(&link)
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = false;
+        while Instant::now() < deadline {
+            sampler.sample();
+            if sampler.groups["burners"].ticks_used() >= 10 {
+                seen = true;
+                break;
+            }
+            std::thread::yield_now();
+        }
+        let usage = sampler.finish();
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_file(&link);
+        assert!(seen, "the burner's CPU never reached the group");
+        assert!(
+            usage["burners"].cpu_seconds >= 0.1,
+            "{:?}",
+            usage["burners"]
+        );
     }
 }
