@@ -222,6 +222,7 @@ violations=$(cat "$RUN_DIR"/nats-*.log | grep -c "Violation" || true)
 log "streams: $replicas; permission violations in the NATS logs: $violations"
 # The load tool against this cluster (deploy/README.md, "Loading the cluster").
 ops_urls="$(printf 'http://127.0.0.1:%s,' "${OPS[@]:2:6}")"
+nats_monitors="$(printf 'http://127.0.0.1:%s,' "${NATS_MON[@]}")"
 cat >"$RUN_DIR/load.sh" <<EOF
 #!/usr/bin/env bash
 # Written by deploy/cluster.sh: switchyard-load against this cluster.
@@ -229,7 +230,8 @@ cat >"$RUN_DIR/load.sh" <<EOF
 export DATABASE_URL='$DATABASE_URL'
 export SWITCHYARD_WEBHOOK_SECRET='$WEBHOOK_SECRET'
 exec "$BIN/switchyard-load" --target "http://127.0.0.1:${INGEST_HTTP[0]},http://127.0.0.1:${INGEST_HTTP[1]}" \\
-  --sim-url "$SIM_URL" --ops-urls "${ops_urls%,}" --pids-dir "$RUN_DIR" "\$@"
+  --sim-url "$SIM_URL" --ops-urls "${ops_urls%,}" --pids-dir "$RUN_DIR" \\
+  --nats-monitors "${nats_monitors%,}" "\$@"
 EOF
 cat >&2 <<EOF
 

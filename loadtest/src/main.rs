@@ -121,6 +121,10 @@ struct Args {
     /// (`http://host:port`, comma-separated), for dead-letter counts.
     #[arg(long, value_delimiter = ',')]
     ops_urls: Vec<String>,
+    /// With --target: nats-server monitoring endpoints (`http://host:port`,
+    /// comma-separated, every node of a cluster), for NATS messages per event.
+    #[arg(long, value_delimiter = ',')]
+    nats_monitors: Vec<String>,
     /// With --target: a directory of `<name>.pid` files (deploy/cluster.sh's
     /// `.run/cluster`) whose processes' CPU and memory are reported.
     #[arg(long)]
@@ -203,6 +207,7 @@ fn target_config(args: &Args) -> anyhow::Result<TargetConfig> {
         ingest: args.target.clone(),
         sim: args.sim_url.clone().context("--target needs --sim-url")?,
         ops: args.ops_urls.clone(),
+        nats_monitors: args.nats_monitors.clone(),
         pids_dir: args.pids_dir.clone(),
         webhook_secret: webhook_secret.into(),
         database_url: args.database_url.clone(),

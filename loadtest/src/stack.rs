@@ -60,22 +60,40 @@ pub async fn pg_counts(pool: &sqlx::PgPool) -> Option<(u64, u64)> {
     Some((u64::try_from(xacts).ok()?, u64::try_from(rows).ok()?))
 }
 
-/// The dead letters counted so far by the services whose ops endpoints
-/// (`http://host:port`) are given, from their own `/metrics`.
+/// The dead letters counted so far by the service at one ops endpoint
+/// (`http://host:port`), from its own `/metrics`.
+pub async fn dead_letters_of(base: &str) -> anyhow::Result<u64> {
+    let text = reqwest::get(format!("{}/metrics", base.trim_end_matches('/')))
+        .await
+        .with_context(|| format!("scraping {base}/metrics"))?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(
+        switchyard_tests::traffic::metric_sum(&text, switchyard_shared::metrics::DEAD_LETTERS, "")
+            as u64,
+    )
+}
+
+/// The dead letters counted so far by the services at `ops`, together.
 pub async fn dead_letters_at(ops: &[String]) -> anyhow::Result<u64> {
-    let mut total = 0.0;
+    let mut total = 0;
     for base in ops {
-        let text = reqwest::get(format!("{}/metrics", base.trim_end_matches('/')))
-            .await
-            .with_context(|| format!("scraping {base}/metrics"))?
-            .error_for_status()?
-            .text()
-            .await?;
-        total += switchyard_tests::traffic::metric_sum(
-            &text,
-            switchyard_shared::metrics::DEAD_LETTERS,
-            "",
-        );
+        total += dead_letters_of(base).await?;
     }
-    Ok(total as u64)
+    Ok(total)
+}
+
+/// nats-server's message counters summed over the nodes at `monitors`;
+/// `None` unless every node answered.
+pub async fn nats_msgs_of_all(monitors: &[String]) -> Option<(u64, u64)> {
+    if monitors.is_empty() {
+        return None;
+    }
+    let mut sum = (0, 0);
+    for m in monitors {
+        let (i, o) = nats_msgs(m.trim_end_matches('/')).await?;
+        sum = (sum.0 + i, sum.1 + o);
+    }
+    Some(sum)
 }

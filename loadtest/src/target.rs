@@ -18,7 +18,7 @@ use crate::{
     provision,
     scenario::Scenario,
     sim_control::SimControl,
-    stack::{self, Stack},
+    stack::{self, Counters, Stack},
 };
 
 /// How to reach an existing deployment.
@@ -30,6 +30,8 @@ pub struct TargetConfig {
     pub sim: String,
     /// The routers' and senders' ops endpoints, for dead-letter counts.
     pub ops: Vec<String>,
+    /// nats-server monitoring endpoints, for message counts (all nodes of a cluster).
+    pub nats_monitors: Vec<String>,
     /// A directory of `<name>.pid` files (deploy/cluster.sh's `.run/cluster`):
     /// those processes' CPU and memory are sampled.
     pub pids_dir: Option<std::path::PathBuf>,
@@ -43,10 +45,11 @@ pub struct TargetConfig {
 pub struct Target {
     sim: SimControl,
     urls: Vec<String>,
-    ops: Vec<String>,
+    /// Each ops endpoint and its dead-letter count before the run.
+    ops: Vec<(String, u64)>,
+    nats_monitors: Vec<String>,
     processes: Vec<(String, u32)>,
     pool: PgPool,
-    dead_letters_before: u64,
 }
 
 /// The `<name>.pid` files of `dir` whose process is alive.
@@ -90,14 +93,17 @@ impl Target {
             Some(dir) => live_pids(dir)?,
             None => Vec::new(),
         };
-        let dead_letters_before = stack::dead_letters_at(&config.ops).await?;
+        let mut ops = Vec::with_capacity(config.ops.len());
+        for base in &config.ops {
+            ops.push((base.clone(), stack::dead_letters_of(base).await?));
+        }
         Ok(Self {
             sim,
             urls,
-            ops: config.ops.clone(),
+            ops,
+            nats_monitors: config.nats_monitors.clone(),
             processes,
             pool,
-            dead_letters_before,
         })
     }
 
@@ -118,10 +124,24 @@ impl Stack for Target {
         self.sim.sends().await
     }
 
+    /// A service that stopped answering during the run (a replica killed on
+    /// purpose) is left out with a warning: its counter died with it.
     async fn dead_letters(&self) -> anyhow::Result<u64> {
-        Ok(stack::dead_letters_at(&self.ops)
-            .await?
-            .saturating_sub(self.dead_letters_before))
+        let mut total = 0;
+        for (base, before) in &self.ops {
+            match stack::dead_letters_of(base).await {
+                Ok(now) => total += now.saturating_sub(*before),
+                Err(e) => eprintln!("switchyard-load: dead letters of {base} not counted: {e:#}"),
+            }
+        }
+        Ok(total)
+    }
+
+    async fn counters(&self) -> Counters {
+        Counters {
+            nats_msgs: stack::nats_msgs_of_all(&self.nats_monitors).await,
+            pg: stack::pg_counts(&self.pool).await,
+        }
     }
 
     fn processes(&self) -> Vec<(String, u32)> {
