@@ -86,6 +86,8 @@ DEBIAN_VERSION="$(dockerfile_arg DEBIAN_VERSION)"
 [[ -n "$RUST_VERSION" && -n "$DEBIAN_VERSION" ]] \
   || die "no ARG RUST_VERSION= / ARG DEBIAN_VERSION= line in $REPO_ROOT/Dockerfile"
 DEBIAN_TAG="debian:$DEBIAN_VERSION-slim"
+# The commit the binaries print, taken once: HEAD may move during a long build.
+COMMIT="$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 RUST_TAG="rust:$RUST_VERSION-slim-$DEBIAN_VERSION"
 
 # Each step is timed; the table is printed at the end.
@@ -340,13 +342,11 @@ EOF
 }
 
 build_image() {
-  local commit
-  commit="$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   if [[ -f "${CARGO_HOME:-$HOME/.cargo}/config.toml" ]] && grep -q 'replace-with' "${CARGO_HOME:-$HOME/.cargo}/config.toml"; then
     log "note: this host replaces crates.io in its cargo config; the image build does not see it and fetches from crates.io"
   fi
-  log "docker build --network host -t $IMAGE (commit $commit) from $REPO_ROOT"
-  docker build --network host --build-arg SWITCHYARD_GIT_COMMIT="$commit" -t "$IMAGE" "$REPO_ROOT"
+  log "docker build --network host -t $IMAGE (commit $COMMIT) from $REPO_ROOT"
+  docker build --network host --build-arg SWITCHYARD_GIT_COMMIT="$COMMIT" -t "$IMAGE" "$REPO_ROOT"
 }
 
 # The way compose and Kubernetes run it: read-only root, UID/GID 10001.
@@ -355,12 +355,11 @@ run_in_image() {
 }
 
 check_versions() {
-  local bin out commit
-  commit="$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  local bin out
   for bin in "${BINARIES[@]}"; do
     out="$(run_in_image --network none "$IMAGE" "$bin" --version)" || die "$bin --version failed"
     printf '  %s --version: %s\n' "$bin" "$out"
-    [[ "$out" == *"$commit"* ]] || die "$bin --version does not name commit $commit"
+    [[ "$out" == *"(commit $COMMIT)"* ]] || die "$bin --version does not name commit $COMMIT"
   done
 }
 
@@ -390,7 +389,7 @@ check_simulator() {
     sleep 0.5
   done
   printf '  wabridges-sim in a container (read-only, UID 10001), GET /_sim/bridges: %s\n' "${answer:-no answer}"
-  docker logs "$name" 2>&1 | tail -n 3 | sed 's/^/    log: /'
+  docker logs "$name" 2>&1 | tail -n 3 | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^/    log: /'
   docker rm -f "$name" >/dev/null
   [[ -n "$answer" ]] || die "the simulator in the image did not answer on 127.0.0.1:$SIM_PORT"
 }

@@ -139,3 +139,40 @@ async fn the_tenants_table_stores_and_refuses_what_it_should(pool: PgPool) {
         .await;
     assert!(bad_weight.is_err());
 }
+
+/// A tenant-scoped transaction (one round trip to open) sets the tenant for
+/// itself only: the connection goes back to the pool without it, and an
+/// error in the opening leaves no transaction behind.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_tenant_transaction_scopes_itself_and_leaves_no_trace_on_its_connection(pool: PgPool) {
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await
+        .unwrap();
+    let setting = "SELECT coalesce(current_setting('switchyard.tenant_id', true), '')";
+    for tenant in ["alpha", "bravo"] {
+        let mut tx =
+            switchyard_shared::db::begin_for_tenant(&one, &TenantId::parse(tenant).unwrap())
+                .await
+                .unwrap();
+        let seen: String = sqlx::query_scalar(setting)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(seen, tenant);
+        tx.commit().await.unwrap();
+        let after: String = sqlx::query_scalar(setting).fetch_one(&one).await.unwrap();
+        assert_eq!(after, "", "the tenant outlived its transaction");
+    }
+    let mut tx = switchyard_shared::db::begin_for_tenant(&one, &TenantId::parse("alpha").unwrap())
+        .await
+        .unwrap();
+    sqlx::query("SELECT 1/0")
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+    drop(tx);
+    let again: String = sqlx::query_scalar(setting).fetch_one(&one).await.unwrap();
+    assert_eq!(again, "");
+}
