@@ -143,7 +143,7 @@ stop_daemon() {
 }
 
 start_daemon() {
-  if docker info >/dev/null 2>&1; then
+  if [[ "${DOCKER_HOST:-}" != "$PRIVATE_HOST" ]] && docker info >/dev/null 2>&1; then
     log "a daemon answers at ${DOCKER_HOST:-the default socket}: using it (builds run at its own priority)"
     return 0
   fi
