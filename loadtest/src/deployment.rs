@@ -214,7 +214,10 @@ impl Deployment {
                     scenario.fleet_per_minute.to_string(),
                 ),
                 ("SWITCHYARD_SCHEDULER", scheduler.to_owned()),
-                ("SWITCHYARD_TENANT_REFRESH", "1s".to_owned()),
+                (
+                    "SWITCHYARD_TENANT_REFRESH",
+                    format!("{}ms", scenario.tenant_refresh.as_millis()),
+                ),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))

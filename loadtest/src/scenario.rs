@@ -83,6 +83,11 @@ pub struct Scenario {
     pub baseline: Option<&'static str>,
     /// Run only when named (too heavy for `all`).
     pub only_when_named: bool,
+    /// The services' `SWITCHYARD_TENANT_REFRESH`: 1 s for the isolation
+    /// scenarios (faults and weights set up after start are seen at once),
+    /// the production default (5 s) for the cost sweep, whose per-tenant
+    /// re-reads are part of what it measures.
+    pub tenant_refresh: Duration,
 }
 
 impl Scenario {
@@ -148,6 +153,11 @@ pub fn selected(names: &[String], name: &str) -> bool {
         .any(|n| n == name || (n == "cost" && name.starts_with("cost-")))
 }
 
+/// The isolation scenarios' tenant refresh (see [`Scenario::tenant_refresh`]).
+pub const QUICK_TENANT_REFRESH: Duration = Duration::from_secs(1);
+/// The services' default `SWITCHYARD_TENANT_REFRESH`, for the cost sweep.
+pub const COST_TENANT_REFRESH: Duration = Duration::from_secs(5);
+
 /// A budget high enough that the pipeline, not the budget, is the limit.
 pub const UNLIMITED_BUDGET: u32 = 1_000_000;
 
@@ -188,6 +198,7 @@ pub fn all(knobs: &Knobs) -> Vec<Scenario> {
         compare_fifo: true,
         baseline: Some("baseline"),
         only_when_named: false,
+        tenant_refresh: QUICK_TENANT_REFRESH,
     };
     let q = knobs.quiet_tenants;
     let qr = knobs.quiet_rate;
@@ -286,6 +297,7 @@ pub fn all(knobs: &Knobs) -> Vec<Scenario> {
         compare_fifo: true,
         baseline: None,
         only_when_named: false,
+        tenant_refresh: QUICK_TENANT_REFRESH,
     };
     let saturation = Scenario {
         name: "front-door",
@@ -314,6 +326,7 @@ pub fn all(knobs: &Knobs) -> Vec<Scenario> {
         compare_fifo: false,
         baseline: None,
         only_when_named: false,
+        tenant_refresh: QUICK_TENANT_REFRESH,
     };
     let n = knobs.overload_tenants.max(1);
     let per_tenant = knobs.overload_rate / n as f64;
@@ -336,6 +349,7 @@ pub fn all(knobs: &Knobs) -> Vec<Scenario> {
         compare_fifo: false,
         baseline: None,
         only_when_named: true,
+        tenant_refresh: QUICK_TENANT_REFRESH,
     };
     let mut every = vec![
         steady, baseline, flood, slow, hang, failing, replay, weights, saturation, overload,
@@ -370,6 +384,7 @@ fn cost_run(knobs: &Knobs, name: &'static str, rate: f64, n: usize) -> Scenario 
         compare_fifo: false,
         baseline: None,
         only_when_named: true,
+        tenant_refresh: COST_TENANT_REFRESH,
     }
 }
 
@@ -428,6 +443,7 @@ mod tests {
             let total: f64 = s.tenants.iter().map(|t| t.rate).sum();
             assert!((total - rate).abs() < 1e-6, "{name}: {total}");
             assert!(s.only_when_named && !s.compare_fifo);
+            assert_eq!(s.tenant_refresh, COST_TENANT_REFRESH);
         }
         assert!(!selected(&names, "flood"));
         assert!(selected(&["cost-500x100".to_owned()], "cost-500x100"));
