@@ -91,6 +91,7 @@ pub fn judge(runs: &[RunResult]) -> Vec<Goal> {
         measured: leftover.map_or("not run".into(), |l| format!("{:.1} %", l * 100.0)),
         met: leftover.map(|l| l >= 0.90),
     });
+    goals.push(p99_goal(runs, "flood-open", "flood, budget out of the way"));
     goals.push(p99_goal(runs, "slow-bridge", "slow bridge"));
     goals.push(p99_goal(runs, "timeout-bridge", "bridge that times out"));
     goals.push(p99_goal(runs, "failing-bridge", "failing bridge (503)"));

@@ -47,7 +47,7 @@ use crate::{
 #[derive(Parser, Debug)]
 #[command(name = "switchyard-load", version = switchyard_build_info::version!(), about)]
 struct Args {
-    /// Scenarios to run: all, or any of steady, baseline, flood, slow-bridge,
+    /// Scenarios to run: all, or any of steady, baseline, flood, flood-open, slow-bridge,
     /// timeout-bridge, failing-bridge, replay-storm, weights, front-door;
     /// `overload` and the `cost` sweep (or one of its runs, `cost-500x100`…)
     /// run only when named.

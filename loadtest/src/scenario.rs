@@ -236,6 +236,19 @@ pub fn all(knobs: &Knobs) -> Vec<Scenario> {
         ),
         vec![one("noisy", Role::Noisy, knobs.noisy_rate)],
     );
+    // The same flood with the budget out of the way (issue 20): the sender is
+    // no longer the bottleneck, so the flood's own cost in ingest, NATS and
+    // PostgreSQL is what the quiet tenants feel.
+    let mut flood_open = base(
+        "flood-open",
+        format!(
+            "baseline + noisy at {} ev/s, fleet budget out of the way ({UNLIMITED_BUDGET}/min)",
+            knobs.noisy_rate
+        ),
+        vec![one("noisy", Role::Noisy, knobs.noisy_rate)],
+    );
+    flood_open.fleet_per_minute = UNLIMITED_BUDGET;
+    flood_open.compare_fifo = false;
     let mut slow = base(
         "slow-bridge",
         format!(
@@ -352,7 +365,8 @@ pub fn all(knobs: &Knobs) -> Vec<Scenario> {
         tenant_refresh: QUICK_TENANT_REFRESH,
     };
     let mut every = vec![
-        steady, baseline, flood, slow, hang, failing, replay, weights, saturation, overload,
+        steady, baseline, flood, flood_open, slow, hang, failing, replay, weights, saturation,
+        overload,
     ];
     every.extend(
         COST_RUNS
