@@ -4,7 +4,11 @@
 //! often it was delivered. Its fields are read-only: only the lanes build one,
 //! from the stored message, so the tenant cannot be swapped on the way.
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
 
 use async_nats::{HeaderMap, jetstream::AckKind};
 use bytes::Bytes;
@@ -24,6 +28,21 @@ pub const HEADER_PARTITION: &str = "Switchyard-Partition";
 /// so a slow bot or provider call never gets its message redelivered meanwhile.
 pub const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(1);
 
+/// How long after its last contact with the server (its delivery, or its
+/// last progress ack) a held message needs a progress ack, for a consumer
+/// whose `ack_wait` is `ack_wait`: a third of it, and at least 3 s short of
+/// it (`0`, every [`KEEP_ALIVE_EVERY`], for an `ack_wait` of 3 s or less).
+/// The holders tick every [`KEEP_ALIVE_EVERY`] and skip messages not yet due,
+/// so the longest silence is this plus one tick: at the default 5 s, a
+/// progress ack at most every 2.7 s instead of every second (issue 20: a
+/// held backlog cost one NATS message per held message per second), with
+/// 2.3 s to spare before a redelivery.
+pub fn keep_alive_spacing(ack_wait: Duration) -> Duration {
+    ack_wait
+        .saturating_sub(Duration::from_secs(3))
+        .min(ack_wait / 3)
+}
+
 /// One unit of a tenant's work.
 pub struct LaneMessage {
     tenant: TenantId,
@@ -34,6 +53,12 @@ pub struct LaneMessage {
     delivered: u32,
     message_id: String,
     jetstream: async_nats::jetstream::Message,
+    /// When this copy was taken from the server (its delivery).
+    taken_at: Instant,
+    /// Milliseconds after `taken_at` of the last progress ack sent.
+    last_contact_ms: AtomicU64,
+    /// [`keep_alive_spacing`] of its consumer's `ack_wait` (zero: every tick).
+    keep_alive_after: Duration,
 }
 
 impl std::fmt::Debug for LaneMessage {
@@ -82,7 +107,17 @@ impl LaneMessage {
             delivered,
             message_id,
             jetstream,
+            taken_at: Instant::now(),
+            last_contact_ms: AtomicU64::new(0),
+            keep_alive_after: Duration::ZERO,
         }
+    }
+
+    /// Keeps the message alive only every `spacing` (see
+    /// [`keep_alive_spacing`]); the lanes set it from their `ack_wait`.
+    pub fn with_keep_alive_after(mut self, spacing: Duration) -> Self {
+        self.keep_alive_after = spacing;
+        self
     }
 
     /// The tenant, taken from the stored subject (never from the payload).
@@ -141,8 +176,17 @@ impl LaneMessage {
         }
     }
 
-    /// Resets the redelivery timer of a message that is waiting or being retried.
+    /// Resets the redelivery timer of a message that is waiting or being
+    /// retried, once [`Self::with_keep_alive_after`]'s spacing has passed
+    /// since its delivery or its last progress ack (holders call this every
+    /// [`KEEP_ALIVE_EVERY`]).
     pub async fn keep_alive(&self) {
+        let now_ms = u64::try_from(self.taken_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last_ms = self.last_contact_ms.load(Ordering::Relaxed);
+        if !keep_alive_due(now_ms.saturating_sub(last_ms), self.keep_alive_after) {
+            return;
+        }
+        self.last_contact_ms.store(now_ms, Ordering::Relaxed);
         let _ = self.jetstream.ack_with(AckKind::Progress).await;
     }
 
@@ -197,5 +241,49 @@ pub async fn keep_alive_during<M: AsRef<LaneMessage>, F: Future>(
                 }
             }
         }
+    }
+}
+
+/// Whether a message silent for `silent_ms` needs a progress ack at `spacing`.
+fn keep_alive_due(silent_ms: u64, spacing: Duration) -> bool {
+    u128::from(silent_ms) >= spacing.as_millis()
+}
+
+#[cfg(test)]
+mod keep_alive_tests {
+    use super::*;
+
+    #[test]
+    fn the_spacing_leaves_a_second_to_spare_before_a_redelivery() {
+        for secs in [2, 3, 4, 5, 10, 30, 120] {
+            let ack_wait = Duration::from_secs(secs);
+            let spacing = keep_alive_spacing(ack_wait);
+            // Longest silence: the spacing, then up to one holder tick.
+            let longest = spacing + KEEP_ALIVE_EVERY;
+            assert!(
+                longest + Duration::from_secs(1) <= ack_wait,
+                "ack_wait {ack_wait:?}: silent up to {longest:?}"
+            );
+        }
+        assert_eq!(keep_alive_spacing(Duration::from_secs(2)), Duration::ZERO);
+        assert_eq!(keep_alive_spacing(Duration::from_secs(3)), Duration::ZERO);
+        assert_eq!(
+            keep_alive_spacing(Duration::from_secs(5)),
+            Duration::from_secs(5) / 3
+        );
+        assert_eq!(
+            keep_alive_spacing(Duration::from_secs(30)),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn a_message_is_kept_alive_once_its_spacing_has_passed() {
+        let spacing = Duration::from_millis(1666);
+        assert!(!keep_alive_due(0, spacing));
+        assert!(!keep_alive_due(1000, spacing));
+        assert!(keep_alive_due(1666, spacing));
+        assert!(keep_alive_due(2000, spacing));
+        assert!(keep_alive_due(0, Duration::ZERO), "no spacing: every tick");
     }
 }

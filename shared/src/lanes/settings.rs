@@ -130,6 +130,11 @@ impl LaneSettings {
         Ok(s)
     }
 
+    /// How often a held message needs a progress ack on these consumers.
+    pub fn keep_alive_after(&self) -> Duration {
+        crate::lanes::message::keep_alive_spacing(self.ack_wait)
+    }
+
     /// Idle heartbeat of a pull: below `expires`, or the server rejects every pull.
     pub fn pull_heartbeat(&self) -> Duration {
         self.pull_expires / 4

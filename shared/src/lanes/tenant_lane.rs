@@ -232,13 +232,17 @@ impl TenantLane {
                 spill::consumer(&self.js, self.direction, &self.tenant, &self.settings).await?,
             ),
         };
-        let batch = spill::fetch(
+        let spacing = self.settings.keep_alive_after();
+        let batch: Vec<LaneMessage> = spill::fetch(
             consumer,
             self.direction,
             &self.tenant,
             self.settings.queue_bound,
         )
-        .await?;
+        .await?
+        .into_iter()
+        .map(|m| m.with_keep_alive_after(spacing))
+        .collect();
         if batch.is_empty() {
             if self.spills_in_flight.load(Ordering::Acquire) == 0
                 && spill::fully_delivered(consumer).await?

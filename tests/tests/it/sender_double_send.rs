@@ -184,6 +184,41 @@ fn chat() -> ChatId {
 
 // ----- the sender, end to end ------------------------------------------------
 
+/// At the default `ack_wait` (5 s) a held message gets a progress ack only
+/// every third of it (`lanes::message::keep_alive_spacing`), not every
+/// second: a send of 8 s is still never redelivered.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_send_longer_than_the_default_ack_wait_is_kept_alive_at_its_spacing_and_sent_once(
+    pool: PgPool,
+) {
+    let rig = Rig::new(&pool, &["alpha"], 1).await;
+    rig.sim
+        .set_latency("alpha", Duration::from_millis(8000))
+        .unwrap();
+    let sender = services::start_sender(&rig.env(
+        &rig.db_url(),
+        &[
+            ("SWITCHYARD_ACK_WAIT", "5s"),
+            ("SWITCHYARD_WA_TIMEOUT", "15s"),
+        ],
+    ))
+    .await;
+    rig.reply("alpha", "long", "alpha:long").await;
+    rig.sim
+        .wait_for_sends(1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    rig.wait_settled("the long send to be acked", Duration::from_secs(30))
+        .await;
+    assert_eq!(assert_each_sent_once(&rig.sim), 1);
+    assert_eq!(
+        rig.deliveries_made().await,
+        1,
+        "kept alive through an 8 s send at a 5 s ack_wait: never delivered again"
+    );
+    sender.stop().await;
+}
+
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn a_send_slower_than_ack_wait_is_sent_once_and_never_redelivered(pool: PgPool) {
     let rig = Rig::new(&pool, &["alpha"], 1).await;
