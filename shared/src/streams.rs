@@ -41,6 +41,10 @@ pub fn stream_configs(settings: &NatsSettings) -> Vec<Config> {
         work(Direction::Inbound),
         work(Direction::Outbound),
         work(Direction::Bulk),
+        // Tenant notifications: partitioned like the work streams, so the
+        // sender's notifier reads them through tenant lanes (one tenant's
+        // failing endpoint holds only its own lane).
+        work(Direction::Notify),
         Config {
             name: subjects::DLQ_STREAM.to_owned(),
             subjects: vec!["dlq.>".to_owned()],
@@ -91,6 +95,7 @@ pub async fn ensure_streams(
             subjects::INBOUND_STREAM => subjects::INBOUND_STREAM,
             subjects::OUTBOUND_STREAM => subjects::OUTBOUND_STREAM,
             subjects::BULK_STREAM => subjects::BULK_STREAM,
+            subjects::NOTIFY_STREAM => subjects::NOTIFY_STREAM,
             subjects::DLQ_STREAM => subjects::DLQ_STREAM,
             _ => subjects::SPILL_STREAM,
         };
