@@ -184,8 +184,12 @@ pub async fn publish(
     .increment(1);
     tracing::warn!(tenant.id = %message.tenant(), message.id = %message.message_id(), dlq.reason = reason.code.as_str(), dlq.detail = %reason.detail, delivery.attempts = attempts, "message dead-lettered");
     if message.direction().dead_letter_side() == Direction::Outbound {
+        // The reply's own id (`<event>:<part>`), as the tenant's bot knows it.
+        let reply_id = serde_json::from_slice::<crate::replies::OutboundReply>(message.payload())
+            .map(|reply| reply.reply_id.to_string())
+            .unwrap_or_else(|_| message.message_id().to_owned());
         let event = NotificationEvent::ReplyDeadLettered {
-            reply_id: message.message_id().to_owned(),
+            reply_id,
             reason: reason.code.clone(),
             attempts,
         };
