@@ -119,15 +119,16 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         direction: Direction::Bulk,
         ..live.clone()
     };
-    // Tenant notifications: their own lanes over NOTIFY, same partitions.
+    // Tenant notifications: their own lanes over NOTIFY (one partition).
     let notify_lanes = LanesParts {
         direction: Direction::Notify,
+        partitions: switchyard_shared::subjects::NOTIFY_PARTITIONS,
         ..live.clone()
     };
     let (status_tx, status_rx) = tokio::sync::watch::channel(Vec::new());
     let work = Lanes::start(live).await?;
     let bulk_work = Lanes::start(bulk).await?;
-    notify::start(notify_lanes, deliverer.db.clone(), settings.notify.clone()).await?;
+    notify::start(notify_lanes, deliverer.db.clone(), settings.notify.clone())?;
     let activity = deliverer.activity.clone();
     service.tasks.spawn(watchdog::run(watchdog::WatchdogParts {
         settings: settings.watchdog,

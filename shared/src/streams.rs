@@ -33,7 +33,10 @@ pub fn stream_configs(settings: &NatsSettings) -> Vec<Config> {
         subjects: vec![subjects::work_input_filter(direction)],
         subject_transform: Some(SubjectTransform {
             source: subjects::work_input_filter(direction),
-            destination: subjects::partition_transform_destination(direction, settings.partitions),
+            destination: subjects::partition_transform_destination(
+                direction,
+                partitions_of(direction, settings),
+            ),
         }),
         ..base(settings)
     };
@@ -61,6 +64,15 @@ pub fn stream_configs(settings: &NatsSettings) -> Vec<Config> {
             ..base(settings)
         },
     ]
+}
+
+/// How many partitions a work stream has: `SWITCHYARD_PARTITIONS`, except
+/// `NOTIFY` ([`subjects::NOTIFY_PARTITIONS`]).
+pub fn partitions_of(direction: Direction, settings: &NatsSettings) -> u16 {
+    match direction {
+        Direction::Notify => subjects::NOTIFY_PARTITIONS,
+        Direction::Inbound | Direction::Outbound | Direction::Bulk => settings.partitions,
+    }
 }
 
 fn base(settings: &NatsSettings) -> Config {

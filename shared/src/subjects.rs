@@ -21,6 +21,13 @@ pub const SPILL_STREAM: &str = "SPILL";
 /// Stream of tenant notifications waiting to be posted to the tenant's
 /// notification URL (`shared::notifications`, the sender's notifier).
 pub const NOTIFY_STREAM: &str = "NOTIFY";
+/// Partitions of [`NOTIFY_STREAM`], whatever `SWITCHYARD_PARTITIONS` says:
+/// notifications are a trickle next to replies, and every partition is a
+/// durable consumer (an R3 group on a cluster) idling at the server, so one
+/// consumer read by one sender replica at a time (moving on its failure like
+/// any partition) serves them; fairness between tenants comes from the
+/// tenant lanes inside it, not from partitions.
+pub const NOTIFY_PARTITIONS: u16 = 1;
 /// KV bucket where the sender replicas share the fleet-wide send budget.
 pub const BUDGET_BUCKET: &str = "switchyard_budget";
 /// KV bucket where router and sender replicas publish the state they hold per

@@ -5,9 +5,9 @@
 //! (`dlq.notify.<tenant>`, `notification_undelivered`).
 //!
 //! Fair across tenants by construction: `NOTIFY` is read through the same
-//! tenant lanes as the replies ([`switchyard_shared::lanes`]: partitions
-//! outside, one lane per tenant inside, a backlog spilled to the tenant's
-//! own durable lane), and each lane has one worker posting one notification
+//! tenant lanes as the replies ([`switchyard_shared::lanes`]: one partition
+//! outside, `subjects::NOTIFY_PARTITIONS`; one lane per tenant inside, a
+//! backlog spilled to the tenant's own durable lane), and each lane has one worker posting one notification
 //! at a time with a bounded per-request timeout ([`worker`]). A failing or
 //! hanging endpoint holds only its tenant's lane.
 //!
@@ -23,18 +23,21 @@ pub mod settings;
 mod stuck;
 mod worker;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use switchyard_shared::lanes::{Lanes, LanesParts};
 
 pub use settings::NotifySettings;
 
-/// Starts the notifier: the `NOTIFY` lanes, their workers and the stuck check.
-pub async fn start(
-    lanes: LanesParts,
-    db: sqlx::PgPool,
-    settings: NotifySettings,
-) -> anyhow::Result<()> {
+/// The longest wait between two tries to start the `NOTIFY` lanes.
+const START_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Starts the notifier: the `NOTIFY` lanes, their workers and the stuck
+/// check. Only a bad setting fails here: the lanes are started in the
+/// background and retried until they start, so a cluster too busy to create
+/// their consumers in time (a fresh 3-node cluster under load) never stops
+/// the sender's replies, which do not depend on the notifier.
+pub fn start(lanes: LanesParts, db: sqlx::PgPool, settings: NotifySettings) -> anyhow::Result<()> {
     if !settings.enabled {
         tracing::info!("tenant notifier off (SWITCHYARD_NOTIFY_ENABLED=false)");
         return Ok(());
@@ -46,19 +49,43 @@ pub async fn start(
         retry: settings.retry,
         shutdown: lanes.shutdown.clone(),
     });
+    let tasks = lanes.tasks.clone();
+    tasks.spawn(run(lanes, notifier, db, settings));
+    Ok(())
+}
+
+async fn run(
+    lanes: LanesParts,
+    notifier: Arc<worker::Notifier>,
+    db: sqlx::PgPool,
+    settings: NotifySettings,
+) {
     let (js, shutdown, tasks) = (
         lanes.js.clone(),
         lanes.shutdown.clone(),
         lanes.tasks.clone(),
     );
-    let work = Lanes::start(lanes).await?;
+    let mut wait = Duration::from_secs(1);
+    let work = loop {
+        match Lanes::start(lanes.clone()).await {
+            Ok(work) => break work,
+            Err(e) => {
+                tracing::warn!(error = %e, retry.delay_ms = wait.as_millis() as u64, "cannot start the notification lanes yet; retrying (replies are not affected)");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = wait.saturating_mul(2).min(START_RETRY_MAX);
+            }
+        }
+    };
     tasks.spawn(worker::run(notifier, work, tasks.clone()));
-    tasks.spawn(stuck::run(
+    stuck::run(
         db,
         js,
         settings.stuck_after,
         settings.stuck_interval,
         shutdown,
-    ));
-    Ok(())
+    )
+    .await;
 }
