@@ -69,7 +69,7 @@ pub struct Filter {
 
 fn parse_direction(raw: &str) -> Result<Direction, String> {
     Direction::parse(raw)
-        .ok_or_else(|| format!("unknown direction {raw:?}; expected inbound or outbound"))
+        .ok_or_else(|| format!("unknown direction {raw:?}; expected inbound, outbound or notify"))
 }
 
 impl Filter {
@@ -77,7 +77,7 @@ impl Filter {
     pub fn subjects(&self) -> Vec<String> {
         let directions = match self.direction {
             Some(d) => vec![d],
-            None => vec![Direction::Inbound, Direction::Outbound],
+            None => vec![Direction::Inbound, Direction::Outbound, Direction::Notify],
         };
         directions
             .into_iter()

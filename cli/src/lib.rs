@@ -5,6 +5,7 @@
 //! - [`tenants`]: the tenants table (add, list, show, suspend, resume, limits, bot, remove);
 //! - [`contacts`]: a tenant's staff and customer records (add, list, remove, import CSV);
 //! - [`offboard`]: `tenants remove`, the resumable offboarding path;
+//! - [`notify`]: `tenants notify`, a tenant's notification URL and signing secret (on, rotate, off);
 //! - [`rotate_webhook`]: `tenants rotate-webhook`, one tenant's new webhook URL (old one kept for a window, or revoked);
 //! - [`fleet`]: bridges at the provider (provision, reconcile, summary, delete, pair, stuck, repoint);
 //! - [`dlq`], [`replay`]: dead letters (list, show, replay, purge);
@@ -21,6 +22,7 @@ pub mod dlq;
 pub mod exit;
 pub mod fleet;
 pub mod metrics;
+pub mod notify;
 pub mod offboard;
 pub mod output;
 pub mod recover;
@@ -55,7 +57,7 @@ pub struct Cli {
 pub enum Command {
     /// Apply pending database migrations (reads DATABASE_URL); with --check, only report.
     Migrate(MigrateArgs),
-    /// Tenants: add, list, show, suspend, resume, set-limits, set-bot, set-whatsapp, resume-sending, rotate-webhook, remove.
+    /// Tenants: add, list, show, suspend, resume, set-limits, set-bot, set-whatsapp, resume-sending, rotate-webhook, notify, remove.
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
     /// A tenant's contacts (staff, customers, their resources): add, list, remove, import.

@@ -131,6 +131,8 @@ pub fn prepare(letter: &DeadLetter) -> Result<Prepared, String> {
     let target = match direction {
         Direction::Inbound => subjects::inbound(tenant),
         Direction::Outbound | Direction::Bulk => subjects::bulk(tenant),
+        // A notification goes back to its tenant's notifier as it was.
+        Direction::Notify => subjects::notify(tenant),
     };
     if let Some(original) = &letter.original_subject {
         let same_tenant = subjects::tenant_of(original).as_ref() == Some(tenant);
@@ -146,7 +148,7 @@ pub fn prepare(letter: &DeadLetter) -> Result<Prepared, String> {
         }
     }
     let payload = match direction {
-        Direction::Inbound => letter.stored.payload.clone(),
+        Direction::Inbound | Direction::Notify => letter.stored.payload.clone(),
         Direction::Outbound | Direction::Bulk => {
             let mut reply: OutboundReply = serde_json::from_slice(&letter.stored.payload)
                 .map_err(|e| format!("not a reply: {e}"))?;

@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use switchyard_shared::{
     bot_config::{BotConfig, BotSpec, EgressPolicy, redact_json, redact_url},
     ids::TenantId,
+    notifications,
     tenants::{self, BotKind, NewTenant, SendLimits, Tenant, TenantStatus},
     webhook_auth::Generation,
 };
@@ -52,6 +53,9 @@ pub enum TenantsCommand {
     /// Give a tenant a new webhook URL and re-point its bridge; the old URL stays
     /// accepted for --window (0: revoked at once). Other tenants are untouched.
     RotateWebhook(crate::rotate_webhook::RotateWebhookArgs),
+    /// Post a tenant's notifications (bridge state, stuck pairing, dead-lettered
+    /// replies) to its URL, signed; or rotate its secret, or turn them off.
+    Notify(crate::notify::NotifyArgs),
     /// Offboard a tenant: suspend, drain, delete its bridge, keep (default) or --purge its data.
     /// Resumable: run it again to finish.
     Remove(crate::offboard::RemoveArgs),
@@ -268,13 +272,35 @@ pub async fn set_bot(
 pub struct TenantView {
     #[serde(flatten)]
     pub tenant: Tenant,
+    /// Whether the tenant's notifications are on (`tenants list` / `show`;
+    /// never the URL's secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<bool>,
 }
 
 impl TenantView {
     pub fn new(mut tenant: Tenant) -> Self {
         redact_json(&mut tenant.bot_config);
-        Self { tenant }
+        Self {
+            tenant,
+            notifications: None,
+        }
     }
+
+    /// The view with whether notifications are on.
+    pub fn with_notifications(mut self, on: bool) -> Self {
+        self.notifications = Some(on);
+        self
+    }
+}
+
+fn on_off(on: Option<bool>) -> String {
+    match on {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "-",
+    }
+    .to_owned()
 }
 
 fn limits_cell(l: &SendLimits) -> String {
@@ -293,6 +319,7 @@ fn write_list(w: &mut dyn Write, rows: &[TenantView]) -> std::io::Result<()> {
         "bridge state",
         "bot",
         "limits",
+        "notify",
     ]);
     for v in rows {
         let r = &v.tenant;
@@ -305,6 +332,7 @@ fn write_list(w: &mut dyn Write, rows: &[TenantView]) -> std::io::Result<()> {
             r.bridge_state.to_string(),
             r.bot_kind.as_str().to_owned(),
             limits_cell(&r.limits),
+            on_off(v.notifications),
         ]);
     }
     output::write_table(w, &t)?;
@@ -335,6 +363,9 @@ fn write_one(w: &mut dyn Write, v: &TenantView) -> std::io::Result<()> {
     ]);
     t.add_row(vec!["bot".to_owned(), r.bot_kind.as_str().to_owned()]);
     t.add_row(vec!["bot config".to_owned(), r.bot_config.to_string()]);
+    if v.notifications.is_some() {
+        t.add_row(vec!["notifications".to_owned(), on_off(v.notifications)]);
+    }
     // Shown once rotated (generation 0 is every tenant's URL as provisioned).
     if r.webhook.generation != Generation::ORIGINAL {
         t.add_row(vec![
@@ -364,21 +395,29 @@ pub async fn run(command: TenantsCommand, ctx: &Context, out: &mut Output) -> Cl
         TenantsCommand::RotateWebhook(args) => {
             return crate::rotate_webhook::run(args, ctx, out).await;
         }
+        TenantsCommand::Notify(args) => return crate::notify::run(args, ctx, out).await,
         other => other,
     };
     let pool = ctx.db()?;
     let changed = match command {
         TenantsCommand::List => {
+            let notified = notifications::target::enabled(&pool).await?;
             let rows: Vec<TenantView> = tenants::list(&pool)
                 .await?
                 .into_iter()
-                .map(TenantView::new)
+                .map(|t| {
+                    let on = notified.contains(&t.id);
+                    TenantView::new(t).with_notifications(on)
+                })
                 .collect();
             out.emit(&rows, |w| write_list(w, &rows))?;
             return Ok(Exit::Ok);
         }
         TenantsCommand::Show { tenant } => {
-            let view = TenantView::new(require(&pool, &tenant).await?);
+            let on = notifications::target::enabled(&pool)
+                .await?
+                .contains(&tenant);
+            let view = TenantView::new(require(&pool, &tenant).await?).with_notifications(on);
             out.emit(&view, |w| write_one(w, &view))?;
             return Ok(Exit::Ok);
         }
@@ -397,6 +436,7 @@ pub async fn run(command: TenantsCommand, ctx: &Context, out: &mut Output) -> Cl
         TenantsCommand::SetWhatsapp(_)
         | TenantsCommand::ResumeSending { .. }
         | TenantsCommand::RotateWebhook(_)
+        | TenantsCommand::Notify(_)
         | TenantsCommand::Remove(_) => {
             return Ok(Exit::Ok);
         }

@@ -47,6 +47,7 @@ use switchyard_shared::{
     },
     log_limit::LogLimit,
     media::Content,
+    notifications::ReportSource,
     tenant_cache::TenantCache,
     tenants::Tenant,
     trace_context,
@@ -406,7 +407,9 @@ impl InboundHandler {
         state: BridgeState,
         attempt: u32,
     ) -> Outcome {
-        match bridge_report::record(&self.db, &self.nats, tenant, &state).await {
+        match bridge_report::record(&self.db, &self.nats, tenant, &state, ReportSource::Webhook)
+            .await
+        {
             Ok(recorded) if recorded.newly_paired => {
                 tracing::info!(tenant.id = %tenant, "number paired; warm-up starts");
             }

@@ -9,8 +9,8 @@
 //! own infrastructure: whose fault an error is, and slowing intake) and
 //! [`retries`] (how long it waits before an in-place retry); [`status`] (what
 //! this replica holds per tenant, published for `switchyard status`); [`takeover`] (what a `from_me`
-//! message means); [`conversations`]; [`bots`] and [`egress`] (the connect-time
-//! guard on tenants' bot URLs); [`replies`]; [`metrics`] (every
+//! message means); [`conversations`]; [`bots`] (their connect-time guard on
+//! tenants' bot URLs is `switchyard_shared::guarded_resolver`); [`replies`]; [`metrics`] (every
 //! metric name the router emits). The lanes and the
 //! tenant cache live in `switchyard_shared` (`lanes`, `tenant_cache`), shared
 //! with the sender. `main.rs` only wires things up; [`run`] is what tests
@@ -19,7 +19,6 @@
 pub mod backpressure;
 pub mod bots;
 pub mod conversations;
-pub mod egress;
 pub mod gather;
 pub mod handler;
 pub mod inbound;

@@ -7,7 +7,7 @@
 //! [`deliver`] (one send); [`dispatcher`] (the loop that ties them to the
 //! tenant lanes); [`status`] (what this replica holds per tenant, published
 //! for `switchyard status`); [`watchdog`] (probing bridges silent too long);
-//! [`fifo`] (the unfair baseline); [`metrics`] (every metric
+//! [`notify`] (posting tenant notifications to their URLs); [`fifo`] (the unfair baseline); [`metrics`] (every metric
 //! name the sender emits). The lanes, the retry
 //! schedule, the delivery ledger (`deliveries`: sent at most once) and the
 //! WA Bridges client live in `switchyard_shared`. `main.rs` only wires things
@@ -19,6 +19,7 @@ pub mod fair_share;
 pub mod fifo;
 pub mod fleet_budget;
 pub mod metrics;
+pub mod notify;
 pub mod outbound;
 pub mod retry_policy;
 pub mod settings;
@@ -118,9 +119,16 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         direction: Direction::Bulk,
         ..live.clone()
     };
+    // Tenant notifications: their own lanes over NOTIFY (one partition).
+    let notify_lanes = LanesParts {
+        direction: Direction::Notify,
+        partitions: switchyard_shared::subjects::NOTIFY_PARTITIONS,
+        ..live.clone()
+    };
     let (status_tx, status_rx) = tokio::sync::watch::channel(Vec::new());
     let work = Lanes::start(live).await?;
     let bulk_work = Lanes::start(bulk).await?;
+    notify::start(notify_lanes, deliverer.db.clone(), settings.notify.clone())?;
     let activity = deliverer.activity.clone();
     service.tasks.spawn(watchdog::run(watchdog::WatchdogParts {
         settings: settings.watchdog,

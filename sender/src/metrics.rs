@@ -50,6 +50,12 @@ pub const FLEET_BUDGET_UNREACHABLE: &str = "switchyard_sender_fleet_budget_unrea
 pub const WATCHDOG_PROBES: &str = "switchyard_sender_watchdog_probes_total";
 /// Silent bridges the watchdog found disconnected (and held).
 pub const WATCHDOG_FOUND_DISCONNECTED: &str = "switchyard_sender_watchdog_found_disconnected_total";
+/// Tenant notifications the notifier finished or tried, by `outcome`:
+/// `delivered` (2xx), `failed` (one attempt failed; retried), `dead_lettered`
+/// (limit reached or URL refused), `off` (the tenant has no URL; dropped).
+pub const NOTIFICATIONS: &str = "switchyard_sender_notifications_total";
+/// Time of one notification POST, whatever its result.
+pub const NOTIFICATION_SECONDS: &str = "switchyard_sender_notification_seconds";
 
 /// Provider calls per tenant, by `tenant` (capped) and `outcome` (`sent`, `failed`).
 pub const TENANT_SENDS: &str = "switchyard_tenant_sends_total";
@@ -77,4 +83,7 @@ pub fn register() {
     metrics::gauge!(PROVIDER_DOWN).set(0.0);
     metrics::counter!(BRIDGE_DOWN_ALERTS).absolute(0);
     metrics::counter!(WATCHDOG_FOUND_DISCONNECTED).absolute(0);
+    for outcome in ["delivered", "failed", "dead_lettered", "off"] {
+        metrics::counter!(NOTIFICATIONS, "outcome" => outcome).absolute(0);
+    }
 }

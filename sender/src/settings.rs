@@ -10,8 +10,8 @@ use switchyard_shared::{
 };
 
 use crate::{
-    dispatcher::FlapSettings, fleet_budget::FleetBudgetConfig, retry_policy::SendPolicy,
-    watchdog::WatchdogSettings,
+    dispatcher::FlapSettings, fleet_budget::FleetBudgetConfig, notify::NotifySettings,
+    retry_policy::SendPolicy, watchdog::WatchdogSettings,
 };
 
 /// How the next send is chosen.
@@ -61,6 +61,8 @@ pub struct Settings {
     pub status: StatusSettings,
     /// The silent-bridge watchdog (`SWITCHYARD_WATCHDOG_*`).
     pub watchdog: WatchdogSettings,
+    /// The tenant notifier (`SWITCHYARD_NOTIFY_*`).
+    pub notify: NotifySettings,
 }
 
 impl Settings {
@@ -125,6 +127,7 @@ impl Settings {
             },
             status: StatusSettings::from_env(env)?,
             watchdog: WatchdogSettings::from_env(env)?,
+            notify: NotifySettings::from_env(env)?,
         })
     }
 }

@@ -66,6 +66,29 @@ impl BridgeState {
     }
 }
 
+/// How a bridge can be stuck (`fleet stuck`, the `pairing.stuck` notification).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StuckKind {
+    /// Provisioned, never reported connected: nobody scanned the QR / typed the code.
+    AwaitingPairing,
+    /// The session dropped and has not reported back.
+    Disconnected,
+}
+
+impl StuckKind {
+    /// How a bridge in `state` is stuck, if it can be.
+    pub fn of(state: &BridgeState) -> Option<Self> {
+        match state {
+            BridgeState::Disconnected => Some(Self::Disconnected),
+            // `running` is what provisioning records; a value the provider did not
+            // document (`unpaired`, …) is not a working session either.
+            BridgeState::Running | BridgeState::Other(_) => Some(Self::AwaitingPairing),
+            BridgeState::Connected | BridgeState::Unprovisioned | BridgeState::Missing => None,
+        }
+    }
+}
+
 impl From<String> for BridgeState {
     fn from(s: String) -> Self {
         Self::parse(&s)

@@ -32,6 +32,8 @@
 //! - [`tls`], [`nats`], [`streams`], [`db`], [`tenants`], [`tenant_cache`]: the connections and stores;
 //! - [`db_login`]: whether the service's database login could skip row-level security (warned once);
 //! - [`deliveries`]: the delivery ledger, every query on it (sent at most once; our own echo?);
+//! - [`notifications`]: tenant notifications (typed events, the `NOTIFY` stream, the tenant's URL and secret);
+//! - [`guarded_resolver`]: the egress guard at connect time for tenant-configured URLs (HTTP bot, notifier);
 //! - [`wabridges`]: the one client of the WA Bridges HTTP API (bridges, status, sends, error classes).
 
 pub mod admission;
@@ -45,6 +47,7 @@ pub mod db_login;
 pub mod deliveries;
 pub mod events;
 pub mod flow;
+pub mod guarded_resolver;
 pub mod ids;
 pub mod lanes;
 pub mod log_limit;
@@ -52,6 +55,7 @@ pub mod media;
 pub mod message_ids;
 pub mod metrics;
 pub mod nats;
+pub mod notifications;
 pub mod ops_server;
 pub mod probe;
 pub mod public_url;

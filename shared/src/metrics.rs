@@ -41,6 +41,10 @@ pub const LANE_PARTITION_PENDING: &str = "switchyard_lane_partition_pending";
 /// Messages waiting in the tenants' spill lanes, by `direction`; reported by
 /// the replica that reads partition 0 (0 elsewhere).
 pub const LANE_SPILL_PENDING: &str = "switchyard_lane_spill_pending";
+/// Tenant notifications stored in `NOTIFY`, by `type`.
+pub const NOTIFICATIONS_PUBLISHED: &str = "switchyard_notifications_published_total";
+/// Tenant notifications that could not be stored in `NOTIFY` (lost), by `type`.
+pub const NOTIFICATIONS_NOT_PUBLISHED: &str = "switchyard_notifications_not_published_total";
 
 /// Registers, at 0, the series alerts and dashboards expect before anything
 /// happened (a counter first seen at 1 hides its first increase from

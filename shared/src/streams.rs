@@ -33,7 +33,10 @@ pub fn stream_configs(settings: &NatsSettings) -> Vec<Config> {
         subjects: vec![subjects::work_input_filter(direction)],
         subject_transform: Some(SubjectTransform {
             source: subjects::work_input_filter(direction),
-            destination: subjects::partition_transform_destination(direction, settings.partitions),
+            destination: subjects::partition_transform_destination(
+                direction,
+                partitions_of(direction, settings),
+            ),
         }),
         ..base(settings)
     };
@@ -41,6 +44,10 @@ pub fn stream_configs(settings: &NatsSettings) -> Vec<Config> {
         work(Direction::Inbound),
         work(Direction::Outbound),
         work(Direction::Bulk),
+        // Tenant notifications: partitioned like the work streams, so the
+        // sender's notifier reads them through tenant lanes (one tenant's
+        // failing endpoint holds only its own lane).
+        work(Direction::Notify),
         Config {
             name: subjects::DLQ_STREAM.to_owned(),
             subjects: vec!["dlq.>".to_owned()],
@@ -57,6 +64,15 @@ pub fn stream_configs(settings: &NatsSettings) -> Vec<Config> {
             ..base(settings)
         },
     ]
+}
+
+/// How many partitions a work stream has: `SWITCHYARD_PARTITIONS`, except
+/// `NOTIFY` ([`subjects::NOTIFY_PARTITIONS`]).
+pub fn partitions_of(direction: Direction, settings: &NatsSettings) -> u16 {
+    match direction {
+        Direction::Notify => subjects::NOTIFY_PARTITIONS,
+        Direction::Inbound | Direction::Outbound | Direction::Bulk => settings.partitions,
+    }
 }
 
 fn base(settings: &NatsSettings) -> Config {
@@ -91,6 +107,7 @@ pub async fn ensure_streams(
             subjects::INBOUND_STREAM => subjects::INBOUND_STREAM,
             subjects::OUTBOUND_STREAM => subjects::OUTBOUND_STREAM,
             subjects::BULK_STREAM => subjects::BULK_STREAM,
+            subjects::NOTIFY_STREAM => subjects::NOTIFY_STREAM,
             subjects::DLQ_STREAM => subjects::DLQ_STREAM,
             _ => subjects::SPILL_STREAM,
         };

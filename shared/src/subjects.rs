@@ -18,6 +18,16 @@ pub const BULK_STREAM: &str = "BULK";
 pub const DLQ_STREAM: &str = "DLQ";
 /// Stream of per-tenant spill lanes (a backlogged tenant's overflow).
 pub const SPILL_STREAM: &str = "SPILL";
+/// Stream of tenant notifications waiting to be posted to the tenant's
+/// notification URL (`shared::notifications`, the sender's notifier).
+pub const NOTIFY_STREAM: &str = "NOTIFY";
+/// Partitions of [`NOTIFY_STREAM`], whatever `SWITCHYARD_PARTITIONS` says:
+/// notifications are a trickle next to replies, and every partition is a
+/// durable consumer (an R3 group on a cluster) idling at the server, so one
+/// consumer read by one sender replica at a time (moving on its failure like
+/// any partition) serves them; fairness between tenants comes from the
+/// tenant lanes inside it, not from partitions.
+pub const NOTIFY_PARTITIONS: u16 = 1;
 /// KV bucket where the sender replicas share the fleet-wide send budget.
 pub const BUDGET_BUCKET: &str = "switchyard_budget";
 /// KV bucket where router and sender replicas publish the state they hold per
@@ -35,6 +45,9 @@ pub enum Direction {
     /// Bulk replies (re-runs an operator started), delivered by the sender
     /// after the tenant's live replies. Their dead letters are outbound ones.
     Bulk,
+    /// Tenant notifications, posted by the sender's notifier to the tenant's
+    /// own URL. Their dead letters are `dlq.notify.<tenant>`.
+    Notify,
 }
 
 impl Direction {
@@ -44,6 +57,7 @@ impl Direction {
             Direction::Inbound => "inbound",
             Direction::Outbound => "outbound",
             Direction::Bulk => "bulk",
+            Direction::Notify => "notify",
         }
     }
 
@@ -53,6 +67,7 @@ impl Direction {
             Direction::Inbound => INBOUND_STREAM,
             Direction::Outbound => OUTBOUND_STREAM,
             Direction::Bulk => BULK_STREAM,
+            Direction::Notify => NOTIFY_STREAM,
         }
     }
 
@@ -65,12 +80,14 @@ impl Direction {
         }
     }
 
-    /// Parses a dead-letter or command-line direction (`inbound`, `outbound`);
-    /// `bulk` is a work lane, not a dead-letter side, and is not accepted here.
+    /// Parses a dead-letter or command-line direction (`inbound`,
+    /// `outbound`, `notify`); `bulk` is a work lane, not a dead-letter side,
+    /// and is not accepted here.
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "inbound" => Some(Direction::Inbound),
             "outbound" => Some(Direction::Outbound),
+            "notify" => Some(Direction::Notify),
             _ => None,
         }
     }
@@ -95,6 +112,11 @@ pub fn outbound(tenant: &TenantId) -> String {
 /// to recovered or replayed events) put a tenant's bulk replies.
 pub fn bulk(tenant: &TenantId) -> String {
     work(Direction::Bulk, tenant)
+}
+
+/// `notify.<tenant>`: where a tenant's notifications are published.
+pub fn notify(tenant: &TenantId) -> String {
+    work(Direction::Notify, tenant)
 }
 
 /// `dlq.<direction>.<tenant>`: a tenant's dead letters (bulk ones are outbound).
@@ -144,11 +166,15 @@ pub fn partition_filter(direction: Direction, partition: u16) -> String {
 /// partitioned work subjects in each direction, its dead letters and its
 /// spill lanes (offboarding purges them).
 pub fn tenant_filters(tenant: &TenantId) -> Vec<(&'static str, String)> {
-    let mut out: Vec<(&'static str, String)> =
-        [Direction::Inbound, Direction::Outbound, Direction::Bulk]
-            .into_iter()
-            .map(|d| (d.stream(), format!("{}.*.{tenant}", d.as_str())))
-            .collect();
+    let mut out: Vec<(&'static str, String)> = [
+        Direction::Inbound,
+        Direction::Outbound,
+        Direction::Bulk,
+        Direction::Notify,
+    ]
+    .into_iter()
+    .map(|d| (d.stream(), format!("{}.*.{tenant}", d.as_str())))
+    .collect();
     out.push((DLQ_STREAM, format!("dlq.*.{tenant}")));
     out.push((SPILL_STREAM, format!("spill.*.{tenant}")));
     out

@@ -340,6 +340,40 @@ pub async fn set_bridge_state(
     Ok(done.rows_affected() == 1)
 }
 
+/// What [`record_bridge_state`] replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeStateChange {
+    /// The state recorded before.
+    pub previous: BridgeState,
+    /// When the new state was recorded (the change's identity).
+    pub at: time::OffsetDateTime,
+}
+
+/// Records the bridge's state like [`set_bridge_state`] and returns the
+/// state it replaced; `None` when no such tenant exists.
+pub async fn record_bridge_state(
+    db: impl PgExecutor<'_>,
+    tenant: &TenantId,
+    state: &BridgeState,
+) -> Result<Option<BridgeStateChange>, sqlx::Error> {
+    let row = sqlx::query(
+        "UPDATE tenants t SET bridge_state = $2, bridge_state_at = now(), updated_at = now() \
+         FROM (SELECT id, bridge_state AS previous FROM tenants WHERE id = $1 FOR UPDATE) old \
+         WHERE t.id = old.id RETURNING old.previous, t.bridge_state_at",
+    )
+    .bind(tenant.as_str())
+    .bind(state.as_str())
+    .fetch_optional(db)
+    .await?;
+    row.map(|r| {
+        Ok(BridgeStateChange {
+            previous: BridgeState::parse(r.try_get("previous")?),
+            at: r.try_get("bridge_state_at")?,
+        })
+    })
+    .transpose()
+}
+
 /// Changes a tenant's WhatsApp behaviour (`paired_at` is not touched: the
 /// router records it); `Ok(false)` when no such tenant exists.
 pub async fn set_whatsapp(

@@ -25,28 +25,15 @@ pub struct StuckArgs {
     pub older_than: Duration,
 }
 
-/// Why a bridge is stuck.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StuckKind {
-    /// Provisioned, never reported connected: nobody scanned the QR / typed the code.
-    AwaitingPairing,
-    /// The session dropped and has not reported back.
-    Disconnected,
+pub use switchyard_shared::bridge_state::StuckKind;
+
+/// How the table names a kind, and what the operator should do.
+trait StuckKindText {
+    fn label(self) -> &'static str;
+    fn next_step(self, tenant: &TenantId) -> String;
 }
 
-impl StuckKind {
-    /// How a bridge in `state` is stuck, if it can be.
-    pub fn of(state: &BridgeState) -> Option<Self> {
-        match state {
-            BridgeState::Disconnected => Some(Self::Disconnected),
-            // `running` is what provisioning records; a value the provider did not
-            // document (`unpaired`, …) is not a working session either.
-            BridgeState::Running | BridgeState::Other(_) => Some(Self::AwaitingPairing),
-            BridgeState::Connected | BridgeState::Unprovisioned | BridgeState::Missing => None,
-        }
-    }
-
+impl StuckKindText for StuckKind {
     fn label(self) -> &'static str {
         match self {
             Self::AwaitingPairing => "awaiting pairing",

@@ -22,7 +22,7 @@
 //!
 //! Timeouts, connection errors, 429 and 5xx are transient; other non-2xx
 //! answers, contract violations and URLs the egress guard refuses
-//! ([`crate::egress`]) are permanent. Every error names the endpoint only
+//! ([`switchyard_shared::guarded_resolver`]) are permanent. Every error names the endpoint only
 //! through [`redact_url`] (no query, no user info): errors reach the logs
 //! and the dead-letter headers.
 
@@ -30,16 +30,14 @@ use std::{sync::Arc, time::Duration};
 
 use switchyard_shared::{
     bot_config::{BotSpec, EgressPolicy, HttpBotConfig, redact_url},
+    guarded_resolver::{self as egress, GuardedResolver},
     standard_webhooks,
 };
 
 use switchyard_shared::{contacts::ResourceId, media::Content};
 
 use super::{Bot, BotError, BotInput, BotTurn, MAX_PARTS, REFUSAL, choice::Choice};
-use crate::{
-    egress::{self, GuardedResolver},
-    metrics as m,
-};
+use crate::metrics as m;
 
 /// Default of `SWITCHYARD_BOT_MAX_ANSWER_BYTES`.
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = 256 * 1024;

@@ -13,6 +13,7 @@ use switchyard_shared::{
     deliveries::{self, Failure},
     ids::TenantId,
     lanes::{LaneMessage, dead_letter::DeadLetter},
+    notifications::{self, Notification, NotificationEvent},
     replies::OutboundReply,
     tenant_metrics,
     wabridges::{SendReceipt, WaError},
@@ -71,6 +72,10 @@ impl Deliverer {
                 if alert {
                     metrics::counter!(m::TENANT_HELD, "reason" => why.as_str()).increment(1);
                     tracing::error!(tenant.id = %cleared.tenant.id, hold.reason = why.as_str(), "sending held for this tenant until an operator resumes it; messages are kept");
+                }
+                if why == PauseReason::Restricted {
+                    self.tell_restricted(&cleared.tenant.id, &cleared.reply, sent.ctx.attempt)
+                        .await;
                 }
                 push_back(GrantOutcome::Failed, Some((why, for_at_most)), None)
             }
@@ -133,6 +138,19 @@ impl Deliverer {
                 None,
             ),
         }
+    }
+
+    /// Tells the tenant its number is restricted (`bridge.restricted`). The
+    /// hold stops its sends, so one restriction is told once; the id names
+    /// the reply and attempt that met it, so a repeat is deduplicated.
+    async fn tell_restricted(&self, tenant: &TenantId, reply: &OutboundReply, attempt: u32) {
+        let notification = Notification::new(
+            tenant.clone(),
+            time::OffsetDateTime::now_utc(),
+            NotificationEvent::BridgeRestricted,
+            &format!("{}:{attempt}", reply.reply_id),
+        );
+        notifications::publish(&self.js, &notification).await;
     }
 
     /// Records a failed attempt in the ledger; `spent`: it counts towards

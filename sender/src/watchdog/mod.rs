@@ -29,6 +29,7 @@ use switchyard_shared::{
     config::{ConfigError, Env},
     ids::TenantId,
     lanes::work::PartitionShare,
+    notifications::ReportSource,
     tenant_cache::TenantCache,
     tenant_status::record::now_ms,
     wabridges::WaBridgesClient,
@@ -244,8 +245,14 @@ impl Watchdog {
             BridgeState::Connected => Finding::Connected,
             BridgeState::Disconnected => {
                 let p = &self.parts;
-                if let Err(e) =
-                    bridge_report::record(&p.db, &p.nats, tenant, &BridgeState::Disconnected).await
+                if let Err(e) = bridge_report::record(
+                    &p.db,
+                    &p.nats,
+                    tenant,
+                    &BridgeState::Disconnected,
+                    ReportSource::Watchdog,
+                )
+                .await
                 {
                     // Still believed connected: probed again next round.
                     tracing::warn!(tenant.id = %tenant, error = %e, "watchdog cannot record a silent disconnection; probing again next round");

@@ -1,12 +1,17 @@
 //! Dead letters: a message that can never be processed, or whose attempts ran
 //! out, is published to `dlq.<direction>.<tenant>` with its failure reason,
 //! original subject and attempt count, and only then terminated, so nothing
-//! leaves the pipeline without a trace an operator can replay.
+//! leaves the pipeline without a trace an operator can replay. A reply's
+//! dead letter is also the tenant's `reply.dead_lettered` notification.
 
 use async_nats::HeaderMap;
 
 use crate::{
-    lanes::LaneMessage, lanes::message::HEADER_ORIGINAL_SUBJECT, metrics as m, subjects,
+    lanes::LaneMessage,
+    lanes::message::HEADER_ORIGINAL_SUBJECT,
+    metrics as m,
+    notifications::{Notification, NotificationEvent},
+    subjects::{self, Direction},
     tenant_metrics,
 };
 
@@ -44,6 +49,9 @@ pub enum DeadLetterCode {
     UnexpectedAnswer,
     /// The next retry would have fallen past the age limit (sender).
     TooOld,
+    /// A tenant notification's endpoint never took it within the attempt or
+    /// age limit, or its URL is refused (the sender's notifier).
+    NotificationUndelivered,
     /// A text this version does not know, as read back from a stored letter
     /// (written by another version, or by hand): kept, never refused.
     Unknown(String),
@@ -51,7 +59,7 @@ pub enum DeadLetterCode {
 
 impl DeadLetterCode {
     /// Every code this version writes.
-    pub const KNOWN: [DeadLetterCode; 11] = [
+    pub const KNOWN: [DeadLetterCode; 12] = [
         DeadLetterCode::TenantMismatch,
         DeadLetterCode::AttemptsExhausted,
         DeadLetterCode::MalformedEvent,
@@ -63,6 +71,7 @@ impl DeadLetterCode {
         DeadLetterCode::Rejected,
         DeadLetterCode::UnexpectedAnswer,
         DeadLetterCode::TooOld,
+        DeadLetterCode::NotificationUndelivered,
     ];
 
     /// The stable text form (header value, metric label, CLI filter).
@@ -79,6 +88,7 @@ impl DeadLetterCode {
             DeadLetterCode::Rejected => "rejected",
             DeadLetterCode::UnexpectedAnswer => "unexpected_answer",
             DeadLetterCode::TooOld => "too_old",
+            DeadLetterCode::NotificationUndelivered => "notification_undelivered",
             DeadLetterCode::Unknown(text) => text,
         }
     }
@@ -173,6 +183,25 @@ pub async fn publish(
     )
     .increment(1);
     tracing::warn!(tenant.id = %message.tenant(), message.id = %message.message_id(), dlq.reason = reason.code.as_str(), dlq.detail = %reason.detail, delivery.attempts = attempts, "message dead-lettered");
+    if message.direction().dead_letter_side() == Direction::Outbound {
+        // The reply's own id (`<event>:<part>`), as the tenant's bot knows it.
+        let reply_id = serde_json::from_slice::<crate::replies::OutboundReply>(message.payload())
+            .map(|reply| reply.reply_id.to_string())
+            .unwrap_or_else(|_| message.message_id().to_owned());
+        let event = NotificationEvent::ReplyDeadLettered {
+            reply_id,
+            reason: reason.code.clone(),
+            attempts,
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let notification = Notification::new(
+            message.tenant().clone(),
+            now,
+            event,
+            &format!("{}:{attempts}", message.message_id()),
+        );
+        crate::notifications::publish(js, &notification).await;
+    }
     Ok(())
 }
 
@@ -207,6 +236,7 @@ mod tests {
                 "rejected",
                 "unexpected_answer",
                 "too_old",
+                "notification_undelivered",
             ]
         );
     }

@@ -11,9 +11,11 @@ use sqlx::{
     PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
+use std::time::Duration;
+
 use switchyard_shared::{
     config::{DatabaseSettings, Env},
-    db, db_login,
+    db, db_login, notifications,
 };
 use switchyard_tests::{fixtures, services};
 
@@ -326,4 +328,93 @@ async fn a_service_warns_once_and_sets_the_gauge_when_its_login_can_skip_row_sec
         "{}",
         logs.text()
     );
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn notification_secrets_are_read_by_the_workers_within_their_tenant_only_and_never_by_ingest(
+    owner: PgPool,
+) {
+    seed(&owner).await;
+    for id in ["alpha", "bravo"] {
+        let url = format!("https://hooks.{id}.example/n");
+        let secret = notifications::target::generate_secret();
+        let stored = notifications::target::set_url(&owner, &fixtures::tenant(id), &url, &secret)
+            .await
+            .unwrap();
+        assert_eq!(stored, Some(true));
+    }
+    let worker_options = login_in(&owner, db::APP_ROLE).await;
+    let settings = DatabaseSettings::from_env(&Env::from_map([(
+        "DATABASE_URL",
+        url_of(&worker_options, &owner),
+    )]))
+    .unwrap();
+    let app = db::pool_with_role(&settings, db::APP_ROLE).unwrap();
+    let ingest = PgPoolOptions::new()
+        .connect_with(login_in(&owner, "switchyard_ingest").await)
+        .await
+        .unwrap();
+
+    // The notifier's reads: its tenant's row only, whatever the query says.
+    let target = notifications::target::fetch(&app, &fixtures::tenant("alpha"))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut tx = db::begin_for_tenant(&app, &fixtures::tenant("alpha"))
+        .await
+        .unwrap();
+    let visible: Vec<String> =
+        sqlx::query_scalar("SELECT tenant_id FROM tenant_notifications ORDER BY tenant_id")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    let url_changed = sqlx::query("UPDATE tenant_notifications SET url = 'https://evil.example/'")
+        .execute(&mut *tx)
+        .await;
+    drop(tx);
+    // The stuck check: the function answers across tenants (ids, states and
+    // ages only), and the episode's marker is the workers' to write.
+    sqlx::query(
+        "UPDATE tenants SET bridge_id = 7, bridge_state = 'running', \
+         bridge_state_at = now() - interval '2 days' WHERE id = 'bravo'",
+    )
+    .execute(&owner)
+    .await
+    .unwrap();
+    let stuck = notifications::target::stuck_unnotified(&app, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let marked = notifications::target::mark_stuck_notified(&app, &stuck[0]).await;
+    let stuck_after = notifications::target::stuck_unnotified(&app, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let unscoped: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM tenant_notifications")
+        .fetch_all(&app)
+        .await
+        .unwrap();
+    // Ingest: nothing of it.
+    let ingest_reads = sqlx::query("SELECT 1 FROM tenant_notifications LIMIT 1")
+        .fetch_optional(&ingest)
+        .await;
+    let ingest_calls =
+        sqlx::query("SELECT * FROM switchyard_stuck_unnotified(interval '1 minute')")
+            .fetch_all(&ingest)
+            .await;
+
+    assert_eq!(target.url, "https://hooks.alpha.example/n");
+    assert_eq!(visible, vec!["alpha".to_owned()]);
+    assert!(is_denied(url_changed), "the URL is the CLI's to write");
+    let stuck_ids: Vec<String> = stuck.iter().map(|s| s.tenant.to_string()).collect();
+    assert_eq!(stuck_ids, vec!["bravo".to_owned()], "{stuck:?}");
+    assert!(marked.is_ok(), "{marked:?}");
+    assert!(
+        stuck_after.is_empty(),
+        "an episode told is not listed again"
+    );
+    assert!(unscoped.is_empty(), "no tenant, no rows");
+    assert!(
+        is_denied(ingest_reads),
+        "ingest never sees a signing secret"
+    );
+    assert!(is_denied(ingest_calls));
 }

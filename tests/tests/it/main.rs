@@ -61,6 +61,7 @@ mod sender_double_send;
 mod sender_provider_outage;
 mod sender_replicas;
 mod settings_docs;
+mod tenant_notifications;
 mod traces;
 mod wabridges_client;
 mod wabridges_errors;

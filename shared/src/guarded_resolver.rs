@@ -1,11 +1,12 @@
-//! The egress guard at connect time: the HTTP bot's client resolves host
+//! The egress guard at connect time for tenant-configured URLs: the HTTP
+//! bot's client (router) and the notifier's (sender) resolve host
 //! names only through [`GuardedResolver`], which hands the connector just the
 //! addresses the tenant may reach ([`EgressPolicy::filter_resolved`]) and
 //! fails the connection with an [`EgressError`] when none is left. Every
 //! connection attempt resolves again, so a name that resolved to a public
 //! address once and to an internal one now (DNS rebinding) is refused now.
 //!
-//! Address literals never reach a resolver: the bot checks the URL
+//! Address literals never reach a resolver: the caller checks the URL
 //! ([`EgressPolicy::check_url`]) before each call. Redirects are not
 //! followed and no proxy is used (a proxy would resolve the name itself).
 
@@ -17,8 +18,8 @@ use std::{
     sync::Arc,
 };
 
+use crate::bot_config::{EgressError, EgressPolicy};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use switchyard_shared::bot_config::{EgressError, EgressPolicy};
 
 /// Looks a host name up: the system resolver, or a fake in tests.
 pub type Lookup = Arc<
