@@ -425,3 +425,77 @@ async fn repoint_resends_the_new_url_and_says_what_to_do_when_the_provider_keeps
         assert_eq!(sim.bridges().len(), 1, "repointing never creates a bridge");
     }
 }
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn stuck_notify_tells_each_stuck_tenant_with_a_url_once_a_day(pool: PgPool) {
+    use switchyard_shared::{notifications::target, subjects};
+    let sim = unpaired_sim().await;
+    let nats = switchyard_tests::nats_server::NatsServer::start();
+    let (_client, js) = switchyard_tests::fixtures::jetstream_with_streams(&nats.url(), 1).await;
+    tenants_named(&pool, &["unscanned", "quiet", "healthy"]).await;
+    let env = vars(
+        &services::database_url(&pool),
+        Some(&nats.url()),
+        Some(&sim.base_url()),
+    );
+    run_json(
+        &["fleet", "provision", "unscanned", "quiet", "healthy"],
+        &env,
+    )
+    .await;
+    set_state_since(&pool, "unscanned", &BridgeState::Running, "2 days").await;
+    set_state_since(&pool, "quiet", &BridgeState::Disconnected, "3 days").await;
+    set_state_since(&pool, "healthy", &BridgeState::Connected, "3 days").await;
+    for tenant in ["unscanned", "healthy"] {
+        target::set_url(
+            &pool,
+            &t(tenant),
+            "https://hooks.example/switchyard",
+            &target::generate_secret(),
+        )
+        .await
+        .unwrap();
+    }
+
+    // Listing alone tells nobody.
+    run_json(&["fleet", "stuck"], &env).await;
+    let stream = js.get_stream(subjects::NOTIFY_STREAM).await.unwrap();
+    assert_eq!(stream.get_info().await.unwrap().state.messages, 0);
+
+    for _ in 0..2 {
+        let (exit, report) = run_json(&["fleet", "stuck", "--notify"], &env).await;
+        assert_eq!(exit, Exit::Drift, "{report}");
+        assert_eq!(
+            report["notified"]["told"],
+            serde_json::json!(["unscanned"]),
+            "{report}"
+        );
+        assert_eq!(report["notified"]["no_url"], serde_json::json!(["quiet"]));
+        assert_eq!(report["notified"]["failed"], serde_json::json!([]));
+    }
+    let state = js
+        .get_stream(subjects::NOTIFY_STREAM)
+        .await
+        .unwrap()
+        .get_info()
+        .await
+        .unwrap()
+        .state;
+    assert_eq!(
+        state.messages, 1,
+        "told once for the episode and the day, however often it runs"
+    );
+    // Stored under the stream's partitioned subject; the message is the one there is.
+    let stored = stream.get_raw_message(state.first_sequence).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&stored.payload).unwrap();
+    assert_eq!(body["type"], "pairing.stuck", "{body}");
+    assert_eq!(body["tenant"], "unscanned");
+    assert_eq!(body["data"]["kind"], "awaiting_pairing");
+    assert!(body["data"]["for_seconds"].as_u64().unwrap() >= 2 * 86_400 - 60);
+    let (_, text) = run(&["fleet", "stuck", "--notify"], &env).await;
+    assert!(text.contains("told (pairing.stuck): unscanned"), "{text}");
+    assert!(
+        text.contains("not told, no notification URL: quiet"),
+        "{text}"
+    );
+}
