@@ -83,10 +83,7 @@ pub async fn retire(pool: &PgPool, sim: &SimControl, scenario: &Scenario) -> any
         tenants::set_status(pool, &id, TenantStatus::Suspended).await?;
     }
     for fault in &scenario.faults {
-        let (BridgeFault::Latency { tenant, .. }
-        | BridgeFault::Hang { tenant }
-        | BridgeFault::ServerError { tenant, .. }) = fault;
-        sim.clear_faults(tenant).await?;
+        sim.clear_faults(fault.tenant()).await?;
     }
     Ok(())
 }

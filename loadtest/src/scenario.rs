@@ -55,6 +55,25 @@ pub enum BridgeFault {
     ServerError { tenant: String, status: u16 },
 }
 
+impl BridgeFault {
+    /// The tenant whose bridge misbehaves.
+    pub fn tenant(&self) -> &str {
+        match self {
+            Self::Latency { tenant, .. }
+            | Self::Hang { tenant }
+            | Self::ServerError { tenant, .. } => tenant,
+        }
+    }
+
+    fn tenant_mut(&mut self) -> &mut String {
+        match self {
+            Self::Latency { tenant, .. }
+            | Self::Hang { tenant }
+            | Self::ServerError { tenant, .. } => tenant,
+        }
+    }
+}
+
 /// One step of the front-door ramp.
 #[derive(Debug, Clone, Serialize)]
 pub struct RampStep {
@@ -99,9 +118,7 @@ impl Scenario {
             t.id = format!("{prefix}{}", t.id);
         }
         for fault in &mut renamed.faults {
-            let (BridgeFault::Latency { tenant, .. }
-            | BridgeFault::Hang { tenant }
-            | BridgeFault::ServerError { tenant, .. }) = fault;
+            let tenant = fault.tenant_mut();
             *tenant = format!("{prefix}{tenant}");
         }
         renamed
@@ -434,11 +451,9 @@ mod tests {
                 assert_eq!(b.id, format!("lt9-1-{}", a.id));
             }
             for fault in &renamed.faults {
-                let (BridgeFault::Latency { tenant, .. }
-                | BridgeFault::Hang { tenant }
-                | BridgeFault::ServerError { tenant, .. }) = fault;
+                let tenant = fault.tenant();
                 assert!(
-                    renamed.tenants.iter().any(|t| &t.id == tenant),
+                    renamed.tenants.iter().any(|t| t.id == tenant),
                     "{}: fault on {tenant}, not a tenant of the scenario",
                     scenario.name
                 );

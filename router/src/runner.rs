@@ -43,7 +43,7 @@ use switchyard_shared::{
 };
 
 use switchyard_shared::{
-    retry::RetryPolicy,
+    retry::{RetryPolicy, jitter_seed},
     tenant_status::{Activity, record::now_ms},
 };
 
@@ -444,14 +444,6 @@ impl<H: Handler> TenantWorker<H> {
 /// capped: the schedule reaches its cap long before).
 fn backpressure_delay(policy: &RetryPolicy, stalls: u32, seed: u64) -> Duration {
     policy.retry_delay(stalls.min(32), None, seed)
-}
-
-/// A stable jitter seed from a message id (FNV-1a), so a decision is
-/// reproducible yet the held turns of a process spread their retries.
-fn jitter_seed(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 /// Keeps alive every message queued in a worker's chat queues (taken from

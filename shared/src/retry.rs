@@ -34,6 +34,14 @@ pub struct RetryPolicy {
     pub max_retry_after: Duration,
 }
 
+/// A stable jitter seed from a message id (FNV-1a), so a decision is
+/// reproducible yet the held messages of a process spread their retries.
+pub fn jitter_seed(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
 /// Where a message stands when one of its attempts failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptContext {

@@ -220,7 +220,7 @@ impl Deliverer {
         let ctx = AttemptContext {
             attempt: attempts + u32::from(spent || result.is_ok()),
             age: *age,
-            jitter_seed: seed(message.message_id()),
+            jitter_seed: switchyard_shared::retry::jitter_seed(message.message_id()),
         };
         Sent { result, ctx }
     }
@@ -291,11 +291,4 @@ fn local_trouble(message: &LaneMessage, detail: String) -> End {
         Some((PauseReason::Backoff, Some(LOCAL_TROUBLE_PAUSE))),
         None,
     )
-}
-
-/// A stable jitter seed from a message id (FNV-1a).
-fn seed(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }

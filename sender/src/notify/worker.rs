@@ -10,12 +10,7 @@
 //! comes from the notification's own timestamp, so a redelivered one still
 //! meets the age limit.
 
-use std::{
-    collections::HashMap,
-    hash::{Hash as _, Hasher as _},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -93,11 +88,7 @@ impl Notifier {
         let created = serde_json::from_slice::<Stamp>(message.payload())
             .map(|s| s.timestamp)
             .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
-        let seed = {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            id.hash(&mut h);
-            h.finish()
-        };
+        let seed = switchyard_shared::retry::jitter_seed(id);
         let mut attempt = 0u32;
         loop {
             let target = match target::fetch(&self.db, tenant).await {
