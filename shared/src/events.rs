@@ -5,11 +5,19 @@
 //! event log) with our metadata in headers; the router parses it again with the
 //! same code. Unknown event types are kept, not rejected: the provider's list
 //! is incomplete and an event we refuse is lost for good.
+//!
+//! Cloud API items (`cloud.*` bodies, one per message, status or change of a
+//! batch, written by ingest from [`crate::cloud_api::webhook`]) are read here
+//! too, so the router has one entry point; [`ParsedEvent::channel`] says
+//! which channel a body came from, and ingest's WA Bridges route refuses
+//! `cloud.*` bodies.
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
+    channel::Channel,
+    cloud_api::{inbound::RecipientStatus, webhook as cloud},
     ids::{EventId, IdError},
     message_ids::{ChatId, ProviderMessageId},
 };
@@ -86,6 +94,14 @@ pub enum WebhookEvent {
     Unknown {
         event: String,
     },
+    /// Cloud API: where one of our sends stands on the recipient's side.
+    CloudStatus(RecipientStatus),
+    /// Cloud API: a number's error item or an account-level change
+    /// (template, quality, account updates), kept with its field.
+    CloudNotice {
+        field: String,
+        value: serde_json::Value,
+    },
 }
 
 impl WebhookEvent {
@@ -99,6 +115,8 @@ impl WebhookEvent {
             WebhookEvent::Typing(_) => "typing",
             WebhookEvent::PollVote(_) => "poll_vote",
             WebhookEvent::Unknown { .. } => "unknown",
+            WebhookEvent::CloudStatus(_) => "cloud_status",
+            WebhookEvent::CloudNotice { .. } => "cloud_notice",
         }
     }
 }
@@ -112,6 +130,8 @@ pub struct ParsedEvent {
     /// The provider's `message_id` when present (`<event>:<message_id>` for
     /// types other than `message`), else a digest of the body.
     pub event_id: EventId,
+    /// The channel the body came from (its shape says which).
+    pub channel: Channel,
 }
 
 #[derive(Deserialize)]
@@ -152,6 +172,9 @@ pub fn parse(body: &[u8], delivery: Delivery<'_>) -> Result<ParsedEvent, EventEr
         serde_json::from_slice(body).map_err(|e| EventError::NotJson(e.to_string()))?;
     let head: Head = serde_json::from_value(value.clone())
         .map_err(|e| EventError::NoEventField(e.to_string()))?;
+    if head.event.starts_with("cloud.") {
+        return parse_cloud(&head.event, &value);
+    }
     let customer_ref = match head.customer_ref {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(s),
@@ -205,6 +228,55 @@ pub fn parse(body: &[u8], delivery: Delivery<'_>) -> Result<ParsedEvent, EventEr
         customer_ref,
         event,
         event_id,
+        channel: Channel::Wabridges,
+    })
+}
+
+/// A Cloud API item as ingest published it ([`crate::cloud_api::webhook`]):
+/// keyed by the id ingest gave it, so the router's reply ids match.
+fn parse_cloud(event: &str, value: &serde_json::Value) -> Result<ParsedEvent, EventError> {
+    let invalid = |e: crate::cloud_api::inbound::ItemError| EventError::InvalidFields {
+        event: e.what,
+        reason: e.reason,
+    };
+    let event_id = value
+        .get("event_id")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| EventError::InvalidFields {
+            event: "cloud",
+            reason: "no event_id".to_owned(),
+        })
+        .and_then(|id| EventId::parse(id).map_err(EventError::InvalidMessageId))?;
+    let event = match event {
+        cloud::EVENT_MESSAGE => {
+            WebhookEvent::Message(crate::cloud_api::inbound::message_event(value).map_err(invalid)?)
+        }
+        cloud::EVENT_STATUS => WebhookEvent::CloudStatus(
+            crate::cloud_api::inbound::recipient_status(value).map_err(invalid)?,
+        ),
+        cloud::EVENT_ERROR => WebhookEvent::CloudNotice {
+            field: "errors".to_owned(),
+            value: value.get("error").cloned().unwrap_or_default(),
+        },
+        cloud::EVENT_ACCOUNT => WebhookEvent::CloudNotice {
+            field: value
+                .get("field")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("unknown")
+                .chars()
+                .take(64)
+                .collect(),
+            value: value.get("value").cloned().unwrap_or_default(),
+        },
+        _ => WebhookEvent::Unknown {
+            event: event.chars().take(64).collect(),
+        },
+    };
+    Ok(ParsedEvent {
+        customer_ref: None,
+        event,
+        event_id,
+        channel: Channel::CloudApi,
     })
 }
 

@@ -3,6 +3,7 @@
 //! Layout, from the domain outwards:
 //! - [`ids`]: newtypes that cannot hold an invalid tenant, event or bridge id;
 //! - [`message_ids`]: chat, reply and provider message ids, checked like their columns;
+//! - [`channel`]: a tenant's channel, WA Bridges or the Cloud API;
 //! - [`bridge_state`]: a bridge's state, one type from provider, webhook and table;
 //! - [`bridge_report`]: what a reported bridge state does (table, then announcement), webhook or probe;
 //! - [`bot_config`]: a tenant's bot configuration, parsed once (router) and checked (CLI);
@@ -34,12 +35,15 @@
 //! - [`deliveries`]: the delivery ledger, every query on it (sent at most once; our own echo?);
 //! - [`notifications`]: tenant notifications (typed events, the `NOTIFY` stream, the tenant's URL and secret);
 //! - [`guarded_resolver`]: the egress guard at connect time for tenant-configured URLs (HTTP bot, notifier);
-//! - [`wabridges`]: the one client of the WA Bridges HTTP API (bridges, status, sends, error classes).
+//! - [`wabridges`]: the one client of the WA Bridges HTTP API (bridges, status, sends, error classes);
+//! - [`cloud_api`]: the second channel, Meta's WhatsApp Cloud API (webhook batches, signature, sends, sealed tokens).
 
 pub mod admission;
 pub mod bot_config;
 pub mod bridge_report;
 pub mod bridge_state;
+pub mod channel;
+pub mod cloud_api;
 pub mod config;
 pub mod contacts;
 pub mod db;

@@ -1,0 +1,254 @@
+//! A Cloud API tenant's number and credential (`cloud_channels`, migration
+//! 0013): written by the operator CLI, read by the sender within the
+//! tenant's row-level security scope, and looked up by number for ingest's
+//! routing through `switchyard_cloud_routes` (routing facts only).
+
+use sqlx::{PgExecutor, PgPool, Row as _};
+
+use super::token_box::SealedToken;
+use crate::{db, ids::TenantId};
+
+/// Whether the tenant's token may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    Active,
+    /// An operator revoked it.
+    Revoked,
+    /// Meta refused it (codes 0/190, the app uninstalled).
+    Rejected,
+}
+
+impl TokenState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Active => "active",
+            TokenState::Revoked => "revoked",
+            TokenState::Rejected => "rejected",
+        }
+    }
+
+    fn parse(raw: &str) -> Self {
+        match raw {
+            "active" => TokenState::Active,
+            "revoked" => TokenState::Revoked,
+            // The column's check admits nothing else; read anything odd as
+            // refused rather than usable.
+            _ => TokenState::Rejected,
+        }
+    }
+}
+
+/// One `cloud_channels` row. `Debug` shows no token (sealed or not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudChannel {
+    pub tenant: TenantId,
+    pub phone_number_id: String,
+    pub waba_id: String,
+    pub display_phone_number: Option<String>,
+    pub token: Option<SealedToken>,
+    pub token_state: TokenState,
+    pub mps: u32,
+    pub quality: Option<String>,
+    pub messaging_limit: Option<String>,
+}
+
+/// What the operator connects.
+#[derive(Debug, Clone)]
+pub struct NewChannel<'a> {
+    pub phone_number_id: &'a str,
+    pub waba_id: &'a str,
+    pub display_phone_number: Option<&'a str>,
+    pub token: &'a SealedToken,
+}
+
+/// The tenant's channel row, read within its own scope (the sender).
+pub async fn fetch(pool: &PgPool, tenant: &TenantId) -> Result<Option<CloudChannel>, sqlx::Error> {
+    let mut tx = db::begin_for_tenant(pool, tenant).await?;
+    let row = fetch_in(&mut *tx, tenant).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// The tenant's channel row, on a connection that may read it (the owner).
+pub async fn fetch_in(
+    db: impl PgExecutor<'_>,
+    tenant: &TenantId,
+) -> Result<Option<CloudChannel>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT phone_number_id, waba_id, display_phone_number, token_sealed, token_key_id, \
+                token_state, mps, quality, messaging_limit \
+           FROM cloud_channels WHERE tenant_id = $1",
+    )
+    .bind(tenant.as_str())
+    .fetch_optional(db)
+    .await?;
+    row.map(|row| {
+        let sealed: Option<Vec<u8>> = row.try_get("token_sealed")?;
+        let key_id: Option<String> = row.try_get("token_key_id")?;
+        let state: String = row.try_get("token_state")?;
+        let mps: i32 = row.try_get("mps")?;
+        Ok(CloudChannel {
+            tenant: tenant.clone(),
+            phone_number_id: row.try_get("phone_number_id")?,
+            waba_id: row.try_get("waba_id")?,
+            display_phone_number: row.try_get("display_phone_number")?,
+            token: sealed
+                .zip(key_id)
+                .map(|(sealed, key_id)| SealedToken { key_id, sealed }),
+            token_state: TokenState::parse(&state),
+            mps: u32::try_from(mps).unwrap_or(1),
+            quality: row.try_get("quality")?,
+            messaging_limit: row.try_get("messaging_limit")?,
+        })
+    })
+    .transpose()
+}
+
+/// Connects (or reconnects) the tenant's number with a fresh token and
+/// makes `cloud_api` its channel, in one transaction (the operator).
+pub async fn connect(
+    pool: &PgPool,
+    tenant: &TenantId,
+    new: &NewChannel<'_>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO cloud_channels (tenant_id, phone_number_id, waba_id, display_phone_number, \
+                                     token_sealed, token_key_id, token_state) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'active') \
+         ON CONFLICT (tenant_id) DO UPDATE SET phone_number_id = EXCLUDED.phone_number_id, \
+             waba_id = EXCLUDED.waba_id, display_phone_number = EXCLUDED.display_phone_number, \
+             token_sealed = EXCLUDED.token_sealed, token_key_id = EXCLUDED.token_key_id, \
+             token_state = 'active', updated_at = now()",
+    )
+    .bind(tenant.as_str())
+    .bind(new.phone_number_id)
+    .bind(new.waba_id)
+    .bind(new.display_phone_number)
+    .bind(&new.token.sealed)
+    .bind(&new.token.key_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE tenants SET channel = 'cloud_api', updated_at = now() WHERE id = $1")
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+/// Replaces the sealed token (a rotation, a re-seal under a new key) and
+/// makes it usable again.
+pub async fn set_token(
+    db: impl PgExecutor<'_>,
+    tenant: &TenantId,
+    token: &SealedToken,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE cloud_channels SET token_sealed = $2, token_key_id = $3, token_state = 'active', \
+                updated_at = now() WHERE tenant_id = $1",
+    )
+    .bind(tenant.as_str())
+    .bind(&token.sealed)
+    .bind(&token.key_id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Marks the token unusable (`Revoked` by an operator, `Rejected` when Meta
+/// refused it). The sealed token is dropped on revocation.
+pub async fn set_token_state(
+    db: impl PgExecutor<'_>,
+    tenant: &TenantId,
+    state: TokenState,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE cloud_channels SET token_state = $2, updated_at = now(), \
+                token_sealed = CASE WHEN $2 = 'revoked' THEN NULL ELSE token_sealed END, \
+                token_key_id = CASE WHEN $2 = 'revoked' THEN NULL ELSE token_key_id END \
+          WHERE tenant_id = $1",
+    )
+    .bind(tenant.as_str())
+    .bind(state.as_str())
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records Meta's refusal of the tenant's token from the sender (its own
+/// scope; the sealed token is kept for an operator to inspect or replace).
+pub async fn mark_rejected(pool: &PgPool, tenant: &TenantId) -> Result<(), sqlx::Error> {
+    let mut tx = db::begin_for_tenant(pool, tenant).await?;
+    sqlx::query(
+        "UPDATE cloud_channels SET token_state = 'rejected', updated_at = now() \
+          WHERE tenant_id = $1 AND token_state = 'active'",
+    )
+    .bind(tenant.as_str())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// Every sealed token (for a re-seal after a key rotation; the owner).
+pub async fn sealed_tokens(
+    db: impl PgExecutor<'_>,
+) -> Result<Vec<(TenantId, SealedToken)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT tenant_id, token_sealed, token_key_id FROM cloud_channels \
+          WHERE token_sealed IS NOT NULL ORDER BY tenant_id",
+    )
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .filter_map(|row| {
+            let id: String = row.try_get("tenant_id").ok()?;
+            let tenant = TenantId::parse(&id).ok()?;
+            Some(Ok((
+                tenant,
+                SealedToken {
+                    sealed: row.try_get("token_sealed").ok()?,
+                    key_id: row.try_get("token_key_id").ok()?,
+                },
+            )))
+        })
+        .collect()
+}
+
+/// Where one number or WABA routes (ingest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRow {
+    pub tenant: TenantId,
+    pub phone_number_id: String,
+    pub waba_id: String,
+    pub display_phone_number: Option<String>,
+    /// Active and on the Cloud channel; otherwise its items are dropped.
+    pub active: bool,
+}
+
+/// The tenants of these numbers and WABAs, in one round trip.
+pub async fn routes(
+    db: impl PgExecutor<'_>,
+    numbers: &[String],
+    wabas: &[String],
+) -> Result<Vec<RouteRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT tenant_id, phone_number_id, waba_id, display_phone_number, active \
+           FROM switchyard_cloud_routes($1, $2)",
+    )
+    .bind(numbers)
+    .bind(wabas)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .filter_map(|row| {
+            let id: String = row.try_get("tenant_id").ok()?;
+            Some(Ok(RouteRow {
+                tenant: TenantId::parse(&id).ok()?,
+                phone_number_id: row.try_get("phone_number_id").ok()?,
+                waba_id: row.try_get("waba_id").ok()?,
+                display_phone_number: row.try_get("display_phone_number").ok()?,
+                active: row.try_get("active").ok()?,
+            }))
+        })
+        .collect()
+}

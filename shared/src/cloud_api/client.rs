@@ -1,0 +1,251 @@
+//! The Graph API calls the sender and the CLI make: a send on the tenant's
+//! own phone number id with its own token (docs/cloud-api.md section 4), and
+//! the Embedded Signup code exchange. The number and the token come from the
+//! tenant's row only, never from a message. Redirects are not followed (the
+//! token must not travel elsewhere); the token is never logged or returned
+//! in an error.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::{Value, json};
+
+use super::{error::CloudError, settings::CloudApiSettings};
+use crate::message_ids::{ChatId, ProviderMessageId};
+
+/// Longest error detail kept from an answer.
+const DETAIL_MAX: usize = 300;
+/// `biz_opaque_callback_data`'s length limit is unknown: at most this many
+/// ASCII characters are sent.
+pub const CALLBACK_DATA_MAX: usize = 64;
+
+/// A Graph API client. `Debug` shows the address only.
+#[derive(Debug, Clone)]
+pub struct CloudClient {
+    http: reqwest::Client,
+    base_url: String,
+    version: String,
+    timeout: Duration,
+}
+
+/// What to send.
+#[derive(Debug, Clone, Copy)]
+pub struct TextMessage<'a> {
+    /// The user: a `wa_id` (digits) or a business-scoped user id.
+    pub chat: &'a ChatId,
+    pub body: &'a str,
+    /// Echoed on the status webhooks (the reply id, capped).
+    pub callback_data: &'a str,
+}
+
+impl CloudClient {
+    pub fn new(settings: &CloudApiSettings) -> Result<Self, reqwest::Error> {
+        crate::tls::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            http,
+            base_url: settings.base_url.trim_end_matches('/').to_owned(),
+            version: settings.version.clone(),
+            timeout: settings.timeout,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{}/{path}", self.base_url, self.version)
+    }
+
+    /// `POST /{phone_number_id}/messages` with a text body. Success means
+    /// Meta accepted it, not that it was delivered (statuses say that).
+    pub async fn send_text(
+        &self,
+        phone_number_id: &str,
+        token: &SecretString,
+        message: TextMessage<'_>,
+    ) -> Result<ProviderMessageId, CloudError> {
+        let mut body = json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "type": "text",
+            "text": {"preview_url": false, "body": message.body},
+        });
+        let chat = message.chat.as_str();
+        if !chat.is_empty() && chat.bytes().all(|b| b.is_ascii_digit()) {
+            // Always with `+`: without it Meta prepends the business number's
+            // country code (misdelivery).
+            body["to"] = json!(format!("+{chat}"));
+        } else if is_bsuid(chat) {
+            body["recipient"] = json!(chat);
+        } else {
+            return Err(CloudError::NotSendable {
+                reason: "the chat is neither a wa_id nor a business-scoped user id".to_owned(),
+            });
+        }
+        let callback: String = message
+            .callback_data
+            .chars()
+            .filter(char::is_ascii_graphic)
+            .take(CALLBACK_DATA_MAX)
+            .collect();
+        if !callback.is_empty() {
+            body["biz_opaque_callback_data"] = json!(callback);
+        }
+        let path = format!("{}/messages", path_segment(phone_number_id)?);
+        let answer = self.call(Method::POST, &path, token, Some(&body)).await?;
+        answer
+            .body
+            .pointer("/messages/0/id")
+            .and_then(Value::as_str)
+            .and_then(|id| ProviderMessageId::parse(id).ok())
+            .ok_or_else(|| CloudError::InvalidResponse {
+                status: answer.status,
+                message: "accepted without messages[0].id".to_owned(),
+            })
+    }
+
+    /// Embedded Signup: exchanges the browser's one-time code for the
+    /// business token (`GET /oauth/access_token`). The code lives 30 s and
+    /// cannot be retried.
+    pub async fn exchange_code(
+        &self,
+        app_id: &str,
+        app_secret: &SecretString,
+        code: &SecretString,
+    ) -> Result<SecretString, CloudError> {
+        let request = self
+            .http
+            .get(self.url("oauth/access_token"))
+            .query(&[
+                ("client_id", app_id),
+                ("client_secret", app_secret.expose_secret()),
+                ("code", code.expose_secret()),
+            ]);
+        let answer = self.finish(request).await?;
+        answer
+            .body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(|t| SecretString::from(t.to_owned()))
+            .ok_or_else(|| CloudError::InvalidResponse {
+                status: answer.status,
+                message: "no access_token in the exchange's answer".to_owned(),
+            })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &SecretString,
+        body: Option<&Value>,
+    ) -> Result<Answer, CloudError> {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(token.expose_secret());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.finish(request).await
+    }
+
+    async fn finish(&self, request: reqwest::RequestBuilder) -> Result<Answer, CloudError> {
+        let response = request.send().await.map_err(|e| self.transport(&e))?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|e| self.transport(&e))?;
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            return Ok(Answer { status, body });
+        }
+        if let Some(error) = body.get("error")
+            && let Some(code) = error.get("code").and_then(Value::as_i64)
+        {
+            let details = error
+                .pointer("/error_data/details")
+                .or_else(|| error.get("message"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            return Err(CloudError::Api {
+                status,
+                code,
+                details: details.chars().take(DETAIL_MAX).collect(),
+            });
+        }
+        if status == 429 || status >= 500 {
+            return Err(CloudError::Transient {
+                status: Some(status),
+                message: "no error body".to_owned(),
+            });
+        }
+        Err(CloudError::InvalidResponse {
+            status,
+            message: String::from_utf8_lossy(&bytes).chars().take(DETAIL_MAX).collect(),
+        })
+    }
+
+    /// A transport failure, without the URL (its query may carry a secret).
+    fn transport(&self, e: &reqwest::Error) -> CloudError {
+        if e.is_timeout() {
+            CloudError::Timeout {
+                timeout: self.timeout,
+            }
+        } else {
+            let kind = if e.is_connect() { "connect" } else { "transport" };
+            CloudError::Transient {
+                status: None,
+                message: format!("{kind} error"),
+            }
+        }
+    }
+}
+
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+/// A business-scoped user id: `CC.digits-or-letters` (e.g. `US.1234`).
+fn is_bsuid(chat: &str) -> bool {
+    chat.split_once('.').is_some_and(|(cc, rest)| {
+        cc.len() == 2
+            && cc.bytes().all(|b| b.is_ascii_uppercase())
+            && !rest.is_empty()
+            && rest.len() <= 64
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+/// An id placed in a URL path: refused unless it is a plain id.
+fn path_segment(id: &str) -> Result<&str, CloudError> {
+    let plain = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && id != "."
+        && id != "..";
+    plain.then_some(id).ok_or_else(|| CloudError::NotSendable {
+        reason: "the phone number id is not a plain id".to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_are_addressed_by_wa_id_or_bsuid_only() {
+        assert!(is_bsuid("US.1234"));
+        assert!(!is_bsuid("us.1234") && !is_bsuid("USA.1") && !is_bsuid("US.") && !is_bsuid("1234"));
+        assert!(path_segment("106540352242922").is_ok());
+        for bad in ["", "..", "1/2", "1?x=2", "a b"] {
+            assert!(path_segment(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Meta's WhatsApp Cloud API, the second channel (issue 22;
+//! `docs/cloud-api.md` is the contract every choice here follows).
+//!
+//! - [`signature`]: `X-Hub-Signature-256` over the raw body, app secret rotation;
+//! - [`webhook`]: a batched POST split into per-tenant items with their own keys;
+//! - [`inbound`]: those items read back as the router's events;
+//! - [`client`]: the send API on the tenant's own number with its own token;
+//! - [`error`]: Meta's codes → retry, slow down, hold, dead letter;
+//! - [`token_box`]: business tokens sealed at rest;
+//! - [`channel`]: a tenant's Cloud API number and credential (the table);
+//! - [`settings`]: the Graph API address and version, the webhook secrets.
+
+pub mod channel;
+pub mod client;
+pub mod error;
+pub mod inbound;
+pub mod settings;
+pub mod signature;
+pub mod token_box;
+pub mod webhook;
+
+pub use client::CloudClient;
+pub use error::{CloudError, HoldReason, Outcome};
+pub use settings::{CloudApiSettings, CloudWebhookSettings};
