@@ -30,15 +30,16 @@ use tracing::Instrument as _;
 
 use crate::{
     admission::Admission,
-    idempotency::{Keys, NextAction},
-    metrics::{self as m, OutboxCause},
-    outbox::{NotStored, Outbox, Stored},
-    publish::{InboundMessage, Published, Publisher},
+    durable::{self, DurableEvent},
+    idempotency::Keys,
+    metrics as m,
+    outbox::Outbox,
+    publish::Publisher,
     refusal_log::RefusalLog,
     rejection::Rejection,
     replay_guard::{Bound, ReplayGuard},
-    single_flight::{InFlight, Settled, Turn},
-    verify::{UnverifiedWebhook, VerifiedWebhook, Verifier},
+    single_flight::InFlight,
+    verify::{UnverifiedWebhook, Verifier},
 };
 
 /// Everything a request needs; shared by all requests.
@@ -57,6 +58,8 @@ pub struct AppState {
     pub drop_typing: bool,
     /// Refusal log lines, at most one per reason per interval.
     pub refusal_log: RefusalLog,
+    /// The Cloud API route's settings and database, when configured.
+    pub cloud: Option<crate::cloud::CloudRoute>,
 }
 
 /// How an accepted delivery ended (all answered 200).
@@ -247,7 +250,12 @@ async fn handle(
     }
     // Published now or later from the outbox, the event continues this trace.
     let trace = TraceContext::of(&span);
-    let accepted = deliver(app, &webhook, received_at.as_millis() as i64, &trace).await?;
+    let event = DurableEvent {
+        tenant: webhook.tenant(),
+        event_id: &webhook.event().event_id,
+        body: webhook.body(),
+    };
+    let accepted = durable::deliver(app, &event, received_at.as_millis() as i64, &trace).await?;
     match accepted {
         Accepted::Published | Accepted::Outboxed => m::accepted(kind),
         Accepted::Duplicate => m::duplicate(),
@@ -275,140 +283,4 @@ async fn read_body(app: &AppState, request: Request) -> Result<Bytes, Rejection>
             Rejection::Malformed(format!("cannot read body: {}", e.body_text()))
         }
     })
-}
-
-/// Makes the event durable exactly once, coalescing identical deliveries in
-/// flight in this process.
-async fn deliver(
-    app: &AppState,
-    webhook: &VerifiedWebhook,
-    received_at_ms: i64,
-    trace: &TraceContext,
-) -> Result<Accepted, Rejection> {
-    let scoped_id = webhook.scoped_id();
-    loop {
-        match app.in_flight.turn(scoped_id.as_str()) {
-            Turn::Follow(leader) => match leader.outcome().await {
-                Some(Settled::Durable) => return Ok(Accepted::Duplicate),
-                Some(Settled::Failed) => return Err(Rejection::Unavailable),
-                // The leader's request was dropped: take over.
-                None => continue,
-            },
-            Turn::Lead(leader) => {
-                let result = claim_and_publish(app, webhook, received_at_ms, trace).await;
-                leader.settle(match result {
-                    Ok(_) => Settled::Durable,
-                    Err(_) => Settled::Failed,
-                });
-                return result;
-            }
-        }
-    }
-}
-
-async fn claim_and_publish(
-    app: &AppState,
-    webhook: &VerifiedWebhook,
-    received_at_ms: i64,
-    trace: &TraceContext,
-) -> Result<Accepted, Rejection> {
-    let tenant = webhook.tenant();
-    let event_id = &webhook.event().event_id;
-    let claimed = app.keys.claim(tenant, event_id).await;
-    match claimed.next {
-        NextAction::AlreadyPublished | NextAction::AlreadyOutboxed => {
-            return Ok(Accepted::Duplicate);
-        }
-        NextAction::Publish | NextAction::Republish => {}
-        NextAction::Degraded(why) => {
-            m::degraded(why.as_str());
-            tracing::warn!(
-                tenant.id = %tenant,
-                event.id = %event_id,
-                db.degraded = why.as_str(),
-                "PostgreSQL unavailable for the idempotency claim; publishing anyway (JetStream deduplicates)"
-            );
-        }
-    }
-    let message = InboundMessage::from_webhook(webhook, received_at_ms, trace.clone());
-
-    // While the tenant has events in the outbox, a new one queues behind
-    // them rather than overtake them in the stream (per-chat order).
-    let backlog = claimed
-        .tenant_backlog
-        .unwrap_or_else(|| app.outbox.has_backlog(tenant));
-    let mut refused_by_outbox = None;
-    if backlog && app.outbox.enabled() {
-        match app.outbox.store(&message).await {
-            Ok(stored) => return Ok(outboxed(stored, OutboxCause::Backlog)),
-            Err(not_stored) => {
-                // Losing the event would be worse than letting it overtake.
-                m::outbox_refused(not_stored.why.as_str());
-                tracing::warn!(
-                    tenant.id = %tenant,
-                    event.id = %event_id,
-                    error = %not_stored.why,
-                    "the tenant has outboxed events but the outbox refused this one; publishing it directly"
-                );
-                refused_by_outbox = Some(not_stored);
-            }
-        }
-    }
-
-    // A retry stops early when this replica has meanwhile outboxed an event
-    // of the same tenant: this one must then follow it into the outbox.
-    let give_up = || refused_by_outbox.is_none() && app.outbox.has_backlog(tenant);
-    let failure = match app.publisher.publish(&message, give_up).await {
-        Ok(published) => {
-            app.keys.mark_published(tenant, event_id);
-            return Ok(match published {
-                Published::Stored => Accepted::Published,
-                Published::Duplicate => Accepted::Duplicate,
-            });
-        }
-        Err(failure) => failure,
-    };
-
-    let refusal: NotStored = match refused_by_outbox {
-        Some(refusal) => refusal,
-        None => match app.outbox.store(&message).await {
-            Ok(stored) => {
-                tracing::info!(
-                    tenant.id = %tenant,
-                    event.id = %event_id,
-                    error = %failure,
-                    "JetStream did not take the event; kept in the outbox"
-                );
-                return Ok(outboxed(stored, OutboxCause::PublishFailed));
-            }
-            Err(refusal) => {
-                m::outbox_refused(refusal.why.as_str());
-                refusal
-            }
-        },
-    };
-    let may_be_stored = failure.may_be_stored || refusal.may_be_stored;
-    if may_be_stored {
-        m::unavailable_uncertain();
-    }
-    tracing::error!(
-        tenant.id = %tenant,
-        event.id = %event_id,
-        error = %failure,
-        outbox = %refusal.why,
-        may_be_stored,
-        "event not accepted: neither JetStream nor the outbox took it"
-    );
-    Err(Rejection::Unavailable)
-}
-
-/// The answer for an event the outbox took.
-fn outboxed(stored: Stored, cause: OutboxCause) -> Accepted {
-    match stored {
-        Stored::New => {
-            m::outboxed(cause);
-            Accepted::Outboxed
-        }
-        Stored::Duplicate => Accepted::Duplicate,
-    }
 }

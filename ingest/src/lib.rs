@@ -5,12 +5,14 @@
 //!
 //! Layout, in the order a request meets it:
 //! - [`routes`]: the paths and the body limit;
-//! - [`handler`]: the webhook route as named steps;
+//! - [`handler`]: the WA Bridges webhook route as named steps;
+//! - [`cloud`]: the Cloud API route (`/cloud`): handshake, signed batches split per tenant;
 //! - [`verify`]: untrusted URL and body → `VerifiedWebhook` (token, signature, parse, tenant agreement);
 //! - [`credentials`]: whether the tenant still accepts the token's generation (rotation, revocation), through the tenant cache;
 //! - [`admission`]: each tenant's admission limit (sustained rate and burst; over it, 429);
 //! - [`replay_guard`]: a signed `webhook-id` belongs to the first tenant that presented it (cross-tenant replays);
 //! - [`single_flight`]: identical deliveries in flight in this process share one outcome;
+//! - [`durable`]: an accepted event made durable exactly once (both routes);
 //! - [`idempotency`]: the `(tenant, event id)` claim in PostgreSQL, group-committed, degradable;
 //! - [`key_writer`]: the statements that write the keys, on connections of their own;
 //! - [`publish`]: the JetStream publish, acked before 200, retried within its budget;
@@ -20,7 +22,9 @@
 //! - [`prune`]: forgets idempotency keys once their events have left the inbound stream.
 
 pub mod admission;
+pub mod cloud;
 pub mod credentials;
+pub mod durable;
 pub mod flusher;
 pub mod handler;
 pub mod idempotency;
@@ -158,6 +162,10 @@ pub async fn build(deps: Deps, settings: Settings) -> anyhow::Result<Ingest> {
         max_body_bytes: settings.max_body_bytes,
         drop_typing: settings.drop_typing,
         refusal_log: refusal_log::RefusalLog::default(),
+        cloud: settings.cloud.clone().map(|cloud| cloud::CloudRoute {
+            settings: cloud,
+            db: deps.db.clone(),
+        }),
     };
     Ok(Ingest {
         listener,

@@ -2,8 +2,9 @@
 //! 200, retried within the publish budget while the failure looks transient.
 //!
 //! The subject comes from [`subjects::inbound`] and the tenant from the
-//! [`VerifiedWebhook`] (or from an outbox row that was written from one);
-//! the body is published exactly as received, with our metadata in headers.
+//! route's verified request (a WA Bridges webhook, a Cloud API batch item)
+//! or from the outbox row that was written from one; the body is published
+//! as the route accepted it, with our metadata in headers.
 //! `Nats-Msg-Id` is the tenant-scoped event id, so the stream's duplicate
 //! window absorbs republishes (a retry after a lost ack, a claimed-but-unacked
 //! key, a concurrent delivery on another replica, the outbox flusher).
@@ -30,10 +31,14 @@ use async_nats::{
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 use bytes::Bytes;
 use switchyard_shared::{
-    events, ids::TenantId, scoped_event_id::ScopedEventId, subjects, trace_context::TraceContext,
+    events,
+    ids::{EventId, TenantId},
+    scoped_event_id::ScopedEventId,
+    subjects,
+    trace_context::TraceContext,
 };
 
-use crate::{metrics as m, verify::VerifiedWebhook};
+use crate::metrics as m;
 
 /// First pause between two attempts; doubled (with jitter) up to [`MAX_RETRY_DELAY`].
 const MIN_RETRY_DELAY: Duration = Duration::from_millis(25);
@@ -136,22 +141,26 @@ pub struct InboundMessage {
 }
 
 impl InboundMessage {
-    pub fn from_webhook(
-        webhook: &VerifiedWebhook,
+    /// An event of a route's verified request (a WA Bridges webhook, or one
+    /// item of a Cloud API batch).
+    pub fn new(
+        tenant: &TenantId,
+        event_id: &EventId,
+        body: Bytes,
         received_at_ms: i64,
         trace: TraceContext,
     ) -> Self {
         Self {
-            tenant: webhook.tenant().clone(),
-            event_id: webhook.event().event_id.as_str().to_owned(),
-            body: webhook.body().clone(),
+            tenant: tenant.clone(),
+            event_id: event_id.as_str().to_owned(),
+            body,
             received_at_ms,
             trace,
         }
     }
 
     /// Rebuilds a message from the outbox. Only [`crate::outbox`] writes
-    /// those rows, each from a [`VerifiedWebhook`].
+    /// those rows, each from a verified request.
     pub(crate) fn from_outbox(
         tenant: TenantId,
         event_id: String,

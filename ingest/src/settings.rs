@@ -32,6 +32,7 @@ use secrecy::SecretString;
 
 use crate::{admission::AdmissionPolicy, server::ServerLimits};
 use switchyard_shared::{
+    cloud_api::CloudWebhookSettings,
     config::{ConfigError, Env},
     standard_webhooks::{self, SigningSecret},
     webhook_auth::WebhookKeys,
@@ -116,6 +117,9 @@ pub struct Settings {
     pub outbox_poll: Duration,
     /// How long a tenant's outbox stays with one flusher without renewal.
     pub outbox_lease: Duration,
+    /// The Cloud API route (`/cloud`), when `SWITCHYARD_CLOUD_APP_SECRET` and
+    /// `SWITCHYARD_CLOUD_VERIFY_TOKEN` are set; absent, the route is not served.
+    pub cloud: Option<CloudWebhookSettings>,
 }
 
 impl Settings {
@@ -286,6 +290,7 @@ impl Settings {
             outbox_write_timeout,
             outbox_poll,
             outbox_lease,
+            cloud: CloudWebhookSettings::from_env(env)?,
         })
     }
 
@@ -313,6 +318,7 @@ impl Settings {
             outbox_write_timeout: Duration::from_secs(2),
             outbox_poll: Duration::from_secs(1),
             outbox_lease: Duration::from_secs(15),
+            cloud: None,
         }
     }
 }

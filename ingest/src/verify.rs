@@ -13,6 +13,7 @@
 use axum::http::HeaderMap;
 use bytes::Bytes;
 use switchyard_shared::{
+    channel::Channel,
     events::{self, Delivery, ParsedEvent},
     ids::TenantId,
     scoped_event_id::ScopedEventId,
@@ -186,6 +187,13 @@ impl Verifier {
         }
         let event =
             events::parse(&body, delivery).map_err(|e| Rejection::Malformed(e.to_string()))?;
+        if event.channel != Channel::Wabridges {
+            // A bridge cannot speak for the Cloud channel: its items are
+            // routed and keyed by ingest itself, from a signed Meta batch.
+            return Err(Rejection::Malformed(
+                "cloud.* events are accepted only from the Cloud API route".to_owned(),
+            ));
+        }
         if let Some(claimed) = &event.customer_ref
             && claimed != tenant.0.as_str()
         {

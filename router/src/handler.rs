@@ -37,8 +37,9 @@ use switchyard_shared::{
     admission::{self, Admission},
     bridge_report,
     bridge_state::BridgeState,
+    cloud_api::inbound::{Delivered, RecipientStatus},
     contacts::SenderAddress,
-    db,
+    db, deliveries,
     events::{self, MessageEvent, WebhookEvent},
     ids::{EventId, TenantId},
     lanes::{
@@ -288,8 +289,17 @@ impl InboundHandler {
             .header(events::HEADER_EVENT_ID)
             .and_then(|id| EventId::parse(id).ok())
             .unwrap_or_else(|| parsed.event_id.clone());
+        if parsed.channel != row.channel {
+            // A body of the other channel (ingest routes Cloud items only to
+            // Cloud tenants, and the bridge route refuses them): never served.
+            return dropped("channel_mismatch");
+        }
         match &parsed.event {
             WebhookEvent::Message(m) => self.on_message(message, &row, &event_id, m, attempt).await,
+            WebhookEvent::CloudStatus(status) => {
+                self.on_recipient_status(tenant, status, attempt).await
+            }
+            WebhookEvent::CloudNotice { .. } => dropped("cloud_notice"),
             WebhookEvent::Connected { .. } => {
                 self.on_bridge_state(tenant, BridgeState::Connected, attempt)
                     .await
@@ -398,6 +408,41 @@ impl InboundHandler {
         }
         metrics::counter!(m::REPLIES).increment(parts.len() as u64);
         Outcome::Done
+    }
+
+    /// Records where a Cloud API send stands on the recipient's side.
+    async fn on_recipient_status(
+        &self,
+        tenant: &TenantId,
+        status: &RecipientStatus,
+        attempt: u32,
+    ) -> Outcome {
+        let Some(column) = status.state.as_column() else {
+            return dropped("status_other");
+        };
+        let error = match &status.state {
+            Delivered::Failed { code, title } => {
+                Some(format!("{}: {title}", code.unwrap_or_default()))
+            }
+            _ => None,
+        };
+        match deliveries::record_recipient_status(
+            &self.db,
+            tenant,
+            &status.provider_message_id,
+            column,
+            status.timestamp,
+            error.as_deref(),
+        )
+        .await
+        {
+            Ok(recorded) => {
+                metrics::counter!(m::RECIPIENT_STATUS, "status" => column, "recorded" => recorded.as_str())
+                    .increment(1);
+                Outcome::Done
+            }
+            Err(e) => db_failed(&self.retries, attempt, "recipient status", &e),
+        }
     }
 
     /// Records the bridge's state and tells the senders to pause or resume.

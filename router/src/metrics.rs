@@ -3,7 +3,8 @@
 //! the `metrics` facade's macros (`metrics::counter!(m::DROPPED, …)`).
 
 /// Events answered without a bot turn, by `reason` (`typing`, `poll_vote`,
-/// `unknown_event`, `group_chat`, `silenced`).
+/// `unknown_event`, `group_chat`, `silenced`, `channel_mismatch`,
+/// `cloud_notice`, `status_other`).
 pub const DROPPED: &str = "switchyard_router_dropped_total";
 /// Time to process one lane message or one gathered turn, outcome included.
 pub const STEP_SECONDS: &str = "switchyard_router_step_seconds";
@@ -14,6 +15,9 @@ pub const TURN_MESSAGES: &str = "switchyard_router_turn_messages";
 pub const TENANT_MISMATCH: &str = "switchyard_router_tenant_mismatch_total";
 /// Replies published to `outbound.<tenant>` (one per reply part).
 pub const REPLIES: &str = "switchyard_router_replies_total";
+/// Cloud API delivery statuses, by `status` and what the ledger made of it
+/// (`recorded`: `moved`, `stale`, `unknown`).
+pub const RECIPIENT_STATUS: &str = "switchyard_router_recipient_status_total";
 /// Bridge state changes recorded, by `state`.
 pub const BRIDGE_STATE: &str = "switchyard_router_bridge_state_total";
 /// `from_me` messages, by `origin` (`ours`, `assumed_ours`, `human`).

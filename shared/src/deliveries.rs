@@ -568,3 +568,75 @@ mod tests {
         );
     }
 }
+
+/// What a recipient-side status did to the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusRecorded {
+    /// The row moved forward.
+    Moved,
+    /// The row is already at or past this status (a late or repeated webhook).
+    Stale,
+    /// No send of this tenant has that provider id (yet: a status can overtake
+    /// the sender's ledger write, or the id is not ours).
+    Unknown,
+}
+
+impl StatusRecorded {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusRecorded::Moved => "moved",
+            StatusRecorded::Stale => "stale",
+            StatusRecorded::Unknown => "unknown",
+        }
+    }
+}
+
+/// Records a Cloud API delivery status against the reply whose send got
+/// `provider_id`, forward only (`sent` < `delivered` < `read`; `failed`
+/// final): statuses arrive unordered and `read` may come without
+/// `delivered`. `error` is Meta's code and title for a failure.
+pub async fn record_recipient_status(
+    pool: &PgPool,
+    tenant: &TenantId,
+    provider_id: &ProviderMessageId,
+    status: &str,
+    at_unix: Option<i64>,
+    error: Option<&str>,
+) -> Result<StatusRecorded, sqlx::Error> {
+    let mut tx = db::begin_for_tenant(pool, tenant).await?;
+    let moved = sqlx::query(
+        "UPDATE deliveries SET recipient_status = $3, \
+                recipient_status_at = COALESCE(to_timestamp($4), now()), recipient_error = $5 \
+          WHERE tenant_id = $1 AND provider_message_id = $2 \
+            AND (CASE recipient_status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 \
+                      WHEN 'read' THEN 3 WHEN 'failed' THEN 4 ELSE 0 END) \
+              < (CASE $3 WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 \
+                      WHEN 'read' THEN 3 WHEN 'failed' THEN 4 ELSE 0 END)",
+    )
+    .bind(tenant.as_str())
+    .bind(provider_id.as_str())
+    .bind(status)
+    .bind(at_unix.map(|s| s as f64))
+    .bind(error)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let outcome = if moved > 0 {
+        StatusRecorded::Moved
+    } else {
+        let exists = sqlx::query(
+            "SELECT 1 FROM deliveries WHERE tenant_id = $1 AND provider_message_id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(provider_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if exists.is_some() {
+            StatusRecorded::Stale
+        } else {
+            StatusRecorded::Unknown
+        }
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}

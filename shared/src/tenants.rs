@@ -8,6 +8,7 @@ use sqlx::{PgExecutor, Row, postgres::PgRow};
 use crate::{
     bot_config::{BotConfig, BotConfigError},
     bridge_state::BridgeState,
+    channel::Channel,
     ids::{BridgeId, TenantId},
     webhook_auth::Generation,
     webhook_credential::WebhookCredential,
@@ -92,6 +93,8 @@ pub struct Tenant {
     pub whatsapp: WhatsAppSettings,
     /// Which webhook URL tokens the tenant accepts (migration 0008).
     pub webhook: WebhookCredential,
+    /// WA Bridges or the Cloud API (migration 0013).
+    pub channel: Channel,
 }
 
 /// Per-tenant WhatsApp behaviour (migration 0004; `docs/whatsapp.md` gives
@@ -143,6 +146,7 @@ impl std::fmt::Debug for Tenant {
             .field("bot", &self.bot)
             .field("whatsapp", &self.whatsapp)
             .field("webhook", &self.webhook)
+            .field("channel", &self.channel)
             .finish()
     }
 }
@@ -157,7 +161,8 @@ const COLUMNS: &str = "id, display_name, status, bridge_id, bridge_state, weight
      sends_per_minute, send_burst, max_in_flight, bot_kind, bot_config, min_send_gap_ms, \
      contact_hourly_cap, takeover_minutes, debounce_ms, bulk_share_percent, \
      EXTRACT(EPOCH FROM paired_at)::bigint AS paired_at, webhook_generation, \
-     (EXTRACT(EPOCH FROM webhook_previous_until) * 1000)::bigint AS webhook_previous_until_ms";
+     (EXTRACT(EPOCH FROM webhook_previous_until) * 1000)::bigint AS webhook_previous_until_ms, \
+     channel";
 
 fn from_row(row: &PgRow) -> Result<Tenant, sqlx::Error> {
     let decode = |column: &str, e: String| sqlx::Error::ColumnDecode {
@@ -208,6 +213,11 @@ fn from_row(row: &PgRow) -> Result<Tenant, sqlx::Error> {
         webhook: WebhookCredential {
             generation: Generation::new(positive("webhook_generation")?),
             previous_until_ms: row.try_get("webhook_previous_until_ms")?,
+        },
+        channel: {
+            let raw: String = row.try_get("channel")?;
+            Channel::parse(&raw)
+                .ok_or_else(|| decode("channel", format!("unknown channel {raw:?}")))?
         },
     })
 }

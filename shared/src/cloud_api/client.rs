@@ -117,14 +117,11 @@ impl CloudClient {
         app_secret: &SecretString,
         code: &SecretString,
     ) -> Result<SecretString, CloudError> {
-        let request = self
-            .http
-            .get(self.url("oauth/access_token"))
-            .query(&[
-                ("client_id", app_id),
-                ("client_secret", app_secret.expose_secret()),
-                ("code", code.expose_secret()),
-            ]);
+        let request = self.http.get(self.url("oauth/access_token")).query(&[
+            ("client_id", app_id),
+            ("client_secret", app_secret.expose_secret()),
+            ("code", code.expose_secret()),
+        ]);
         let answer = self.finish(request).await?;
         answer
             .body
@@ -185,7 +182,10 @@ impl CloudClient {
         }
         Err(CloudError::InvalidResponse {
             status,
-            message: String::from_utf8_lossy(&bytes).chars().take(DETAIL_MAX).collect(),
+            message: String::from_utf8_lossy(&bytes)
+                .chars()
+                .take(DETAIL_MAX)
+                .collect(),
         })
     }
 
@@ -196,7 +196,11 @@ impl CloudClient {
                 timeout: self.timeout,
             }
         } else {
-            let kind = if e.is_connect() { "connect" } else { "transport" };
+            let kind = if e.is_connect() {
+                "connect"
+            } else {
+                "transport"
+            };
             CloudError::Transient {
                 status: None,
                 message: format!("{kind} error"),
@@ -242,7 +246,9 @@ mod tests {
     #[test]
     fn users_are_addressed_by_wa_id_or_bsuid_only() {
         assert!(is_bsuid("US.1234"));
-        assert!(!is_bsuid("us.1234") && !is_bsuid("USA.1") && !is_bsuid("US.") && !is_bsuid("1234"));
+        assert!(
+            !is_bsuid("us.1234") && !is_bsuid("USA.1") && !is_bsuid("US.") && !is_bsuid("1234")
+        );
         assert!(path_segment("106540352242922").is_ok());
         for bad in ["", "..", "1/2", "1?x=2", "a b"] {
             assert!(path_segment(bad).is_err(), "{bad:?}");

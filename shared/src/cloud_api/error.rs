@@ -188,32 +188,76 @@ mod tests {
     fn codes_decide_whatever_the_http_status() {
         // A token error is a hold even when Meta answers 400 or 500.
         for status in [400, 401, 500] {
-            assert_eq!(api(190, status).outcome(), Outcome::Hold(HoldReason::Unauthorized));
+            assert_eq!(
+                api(190, status).outcome(),
+                Outcome::Hold(HoldReason::Unauthorized)
+            );
         }
         assert_eq!(api(130_429, 400).outcome(), slow(1));
-        assert_eq!(api(131_047, 400).outcome(), Outcome::DeadLetter("window_closed"));
+        assert_eq!(
+            api(131_047, 400).outcome(),
+            Outcome::DeadLetter("window_closed")
+        );
         assert_eq!(
             api(131_056, 400).outcome(),
-            Outcome::SlowDown { pause: Duration::from_secs(4), chat_only: true }
+            Outcome::SlowDown {
+                pause: Duration::from_secs(4),
+                chat_only: true
+            }
         );
-        assert_eq!(api(250, 403).outcome(), Outcome::Hold(HoldReason::Permission));
-        assert_eq!(api(368, 400).outcome(), Outcome::Hold(HoldReason::Restricted));
+        assert_eq!(
+            api(250, 403).outcome(),
+            Outcome::Hold(HoldReason::Permission)
+        );
+        assert_eq!(
+            api(368, 400).outcome(),
+            Outcome::Hold(HoldReason::Restricted)
+        );
         assert_eq!(api(1, 400).outcome(), Outcome::Retry { at_most: Some(3) });
     }
 
     #[test]
     fn unknown_codes_fall_back_to_the_status() {
         assert_eq!(api(999_999, 429).outcome(), slow(1));
-        assert_eq!(api(999_999, 503).outcome(), Outcome::Retry { at_most: None });
-        assert_eq!(api(999_999, 400).outcome(), Outcome::DeadLetter("unknown_code"));
+        assert_eq!(
+            api(999_999, 503).outcome(),
+            Outcome::Retry { at_most: None }
+        );
+        assert_eq!(
+            api(999_999, 400).outcome(),
+            Outcome::DeadLetter("unknown_code")
+        );
     }
 
     #[test]
     fn only_calls_that_may_have_arrived_are_in_doubt() {
-        assert!(CloudError::Timeout { timeout: Duration::from_secs(1) }.may_have_sent());
-        assert!(CloudError::Transient { status: None, message: String::new() }.may_have_sent());
-        assert!(!CloudError::Transient { status: Some(503), message: String::new() }.may_have_sent());
+        assert!(
+            CloudError::Timeout {
+                timeout: Duration::from_secs(1)
+            }
+            .may_have_sent()
+        );
+        assert!(
+            CloudError::Transient {
+                status: None,
+                message: String::new()
+            }
+            .may_have_sent()
+        );
+        assert!(
+            !CloudError::Transient {
+                status: Some(503),
+                message: String::new()
+            }
+            .may_have_sent()
+        );
         assert!(!api(131_047, 400).may_have_sent());
-        assert!(CloudError::InvalidResponse { status: 200, message: String::new() }.may_have_sent());
+        assert!(
+            CloudError::InvalidResponse {
+                status: 200,
+                message: String::new()
+            }
+            .may_have_sent()
+        );
     }
 }

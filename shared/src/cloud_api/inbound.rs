@@ -81,7 +81,8 @@ pub fn message_event(body: &Value) -> Result<MessageEvent, ItemError> {
             text(message, &[kind, "mime_type"]).or(Some(kind)),
         ),
         "location" => (
-            text(message, &["location", "name"]).or_else(|| text(message, &["location", "address"])),
+            text(message, &["location", "name"])
+                .or_else(|| text(message, &["location", "address"])),
             None,
         ),
         _ => (None, None),
@@ -110,7 +111,10 @@ pub enum Delivered {
     Sent,
     Delivered,
     Read,
-    Failed { code: Option<i64>, title: String },
+    Failed {
+        code: Option<i64>,
+        title: String,
+    },
     /// A value Meta did not document (`played`, `deleted`, new ones): kept, not recorded.
     Other(String),
 }
@@ -169,7 +173,8 @@ pub fn recipient_status(body: &Value) -> Result<RecipientStatus, ItemError> {
     Ok(RecipientStatus {
         provider_message_id,
         state,
-        callback_data: text(status, &["biz_opaque_callback_data"]).map(|s| s.chars().take(300).collect()),
+        callback_data: text(status, &["biz_opaque_callback_data"])
+            .map(|s| s.chars().take(300).collect()),
         timestamp: seconds(status.get("timestamp")),
     })
 }
@@ -201,26 +206,47 @@ mod tests {
     #[test]
     fn taps_arrive_as_their_ids_and_media_with_type_and_caption() {
         let tap = |interactive: Value| {
-            message_event(&message(json!({"from": "1", "id": "wamid.B", "timestamp": "1",
-                "type": "interactive", "interactive": interactive})))
+            message_event(&message(
+                json!({"from": "1", "id": "wamid.B", "timestamp": "1",
+                "type": "interactive", "interactive": interactive}),
+            ))
             .unwrap()
             .body
         };
-        assert_eq!(tap(json!({"type": "button_reply", "button_reply": {"id": "sel:42", "title": "Yes"}})), "sel:42");
-        assert_eq!(tap(json!({"type": "list_reply", "list_reply": {"id": "mil:7", "title": "x"}})), "mil:7");
-        let button = message_event(&message(json!({"from": "1", "id": "wamid.C", "timestamp": "1",
-            "type": "button", "button": {"text": "Stop", "payload": "do_stop:1"}}))).unwrap();
+        assert_eq!(
+            tap(json!({"type": "button_reply", "button_reply": {"id": "sel:42", "title": "Yes"}})),
+            "sel:42"
+        );
+        assert_eq!(
+            tap(json!({"type": "list_reply", "list_reply": {"id": "mil:7", "title": "x"}})),
+            "mil:7"
+        );
+        let button = message_event(&message(
+            json!({"from": "1", "id": "wamid.C", "timestamp": "1",
+            "type": "button", "button": {"text": "Stop", "payload": "do_stop:1"}}),
+        ))
+        .unwrap();
         assert_eq!(button.body, "do_stop:1");
-        let image = message_event(&message(json!({"from": "1", "id": "wamid.D", "timestamp": "1750000000123",
-            "type": "image", "image": {"id": "m1", "mime_type": "image/jpeg", "caption": "look"}}))).unwrap();
-        assert_eq!((image.body.as_str(), image.media_type.as_deref()), ("look", Some("image/jpeg")));
-        assert_eq!(image.timestamp, 1_750_000_000, "milliseconds are read as such");
+        let image = message_event(&message(
+            json!({"from": "1", "id": "wamid.D", "timestamp": "1750000000123",
+            "type": "image", "image": {"id": "m1", "mime_type": "image/jpeg", "caption": "look"}}),
+        ))
+        .unwrap();
+        assert_eq!(
+            (image.body.as_str(), image.media_type.as_deref()),
+            ("look", Some("image/jpeg"))
+        );
+        assert_eq!(
+            image.timestamp, 1_750_000_000,
+            "milliseconds are read as such"
+        );
     }
 
     #[test]
     fn a_username_only_user_is_chatted_with_by_bsuid() {
         let event = message_event(&message(json!({"from_user_id": "US.1234", "id": "wamid.E",
-            "timestamp": "1", "type": "text", "text": {"body": "hi"}}))).unwrap();
+            "timestamp": "1", "type": "text", "text": {"body": "hi"}})))
+        .unwrap();
         assert_eq!(event.chat_id, "US.1234");
         assert_eq!(event.phone, None);
         assert_eq!(event.contact_id.as_deref(), Some("US.1234"));
@@ -249,9 +275,13 @@ mod tests {
         assert_eq!(status.callback_data.as_deref(), Some("ev1:0"));
         assert_eq!(
             status.state,
-            Delivered::Failed { code: Some(131_047), title: "Re-engagement message".to_owned() }
+            Delivered::Failed {
+                code: Some(131_047),
+                title: "Re-engagement message".to_owned()
+            }
         );
-        let played = recipient_status(&json!({"status": {"id": "wamid.I", "status": "played"}})).unwrap();
+        let played =
+            recipient_status(&json!({"status": {"id": "wamid.I", "status": "played"}})).unwrap();
         assert_eq!(played.state, Delivered::Other("played".to_owned()));
         assert_eq!(played.state.as_column(), None);
     }

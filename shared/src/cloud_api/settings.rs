@@ -42,8 +42,12 @@ impl CloudApiSettings {
             reason,
         };
         let base_url = env.string("SWITCHYARD_CLOUD_API_URL", DEFAULT_API_URL);
-        let parsed = reqwest::Url::parse(base_url.trim())
-            .map_err(|e| bad("SWITCHYARD_CLOUD_API_URL", format!("{e} (got {base_url:?})")))?;
+        let parsed = reqwest::Url::parse(base_url.trim()).map_err(|e| {
+            bad(
+                "SWITCHYARD_CLOUD_API_URL",
+                format!("{e} (got {base_url:?})"),
+            )
+        })?;
         if !matches!(parsed.scheme(), "http" | "https")
             || parsed.query().is_some()
             || !parsed.path().trim_matches('/').is_empty()
@@ -62,7 +66,10 @@ impl CloudApiSettings {
         }
         let timeout = env.duration("SWITCHYARD_CLOUD_TIMEOUT", DEFAULT_TIMEOUT)?;
         if timeout.is_zero() {
-            return Err(bad("SWITCHYARD_CLOUD_TIMEOUT", "must be greater than zero".to_owned()));
+            return Err(bad(
+                "SWITCHYARD_CLOUD_TIMEOUT",
+                "must be greater than zero".to_owned(),
+            ));
         }
         Ok(Self {
             base_url: base_url.trim().trim_end_matches('/').to_owned(),
@@ -97,6 +104,16 @@ pub struct CloudWebhookSettings {
 }
 
 impl CloudWebhookSettings {
+    /// Whether `offered` is the handshake's verify token (constant time).
+    pub fn verify_token_matches(&self, offered: &str) -> bool {
+        use secrecy::ExposeSecret as _;
+        use subtle::ConstantTimeEq as _;
+        offered
+            .as_bytes()
+            .ct_eq(self.verify_token.expose_secret().as_bytes())
+            .into()
+    }
+
     /// `None` when the Cloud channel is not configured (neither secret set);
     /// an error when only one of the two is.
     pub fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
@@ -147,7 +164,10 @@ mod tests {
     #[test]
     fn defaults_and_validation() {
         let s = CloudApiSettings::from_env(&Env::from_map::<[(&str, &str); 0], _, _>([])).unwrap();
-        assert_eq!((s.base_url.as_str(), s.version.as_str()), (DEFAULT_API_URL, "v25.0"));
+        assert_eq!(
+            (s.base_url.as_str(), s.version.as_str()),
+            (DEFAULT_API_URL, "v25.0")
+        );
         for (var, value) in [
             ("SWITCHYARD_CLOUD_API_URL", "https://graph.example/v1"),
             ("SWITCHYARD_CLOUD_API_URL", "ftp://graph.example"),
@@ -175,6 +195,9 @@ mod tests {
         ]);
         let s = CloudWebhookSettings::from_env(&both).unwrap().unwrap();
         let shown = format!("{s:?}");
-        assert!(!shown.contains("s3cret-app") && !shown.contains("v3rify"), "{shown}");
+        assert!(
+            !shown.contains("s3cret-app") && !shown.contains("v3rify"),
+            "{shown}"
+        );
     }
 }

@@ -60,7 +60,12 @@ pub struct SealedToken {
 
 impl std::fmt::Debug for SealedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SealedToken(key {}, {} bytes)", self.key_id, self.sealed.len())
+        write!(
+            f,
+            "SealedToken(key {}, {} bytes)",
+            self.key_id,
+            self.sealed.len()
+        )
     }
 }
 
@@ -69,7 +74,9 @@ impl std::fmt::Debug for SealedToken {
 pub enum OpenError {
     #[error("the token was sealed with key {0:?}, which {VARIABLE} does not hold")]
     UnknownKey(String),
-    #[error("the sealed token does not open under key {0:?} for this tenant (corrupt, or another tenant's)")]
+    #[error(
+        "the sealed token does not open under key {0:?} for this tenant (corrupt, or another tenant's)"
+    )]
     Corrupt(String),
 }
 
@@ -198,10 +205,7 @@ mod tests {
         let sealed = keys.seal(&tenant("acme"), &token);
         assert_eq!(sealed.key_id, "k1");
         assert!(
-            !sealed
-                .sealed
-                .windows(5)
-                .any(|w| w == b"EAAG-"),
+            !sealed.sealed.windows(5).any(|w| w == b"EAAG-"),
             "the token is not stored in clear"
         );
         assert_eq!(
@@ -226,7 +230,10 @@ mod tests {
         let during = keys(&format!("{new},{old}"));
         assert_eq!(during.sealing_key_id(), "new");
         assert_eq!(
-            during.open(&tenant("acme"), &sealed_old).unwrap().expose_secret(),
+            during
+                .open(&tenant("acme"), &sealed_old)
+                .unwrap()
+                .expose_secret(),
             "t1"
         );
         let after = keys(&new);

@@ -101,7 +101,8 @@ pub enum BatchError {
 
 /// Splits a verified POST body into its items.
 pub fn split(body: &[u8]) -> Result<Batch, BatchError> {
-    let root: Value = serde_json::from_slice(body).map_err(|e| BatchError::NotJson(e.to_string()))?;
+    let root: Value =
+        serde_json::from_slice(body).map_err(|e| BatchError::NotJson(e.to_string()))?;
     let object = root.get("object").and_then(Value::as_str).unwrap_or("");
     if object != OBJECT {
         let shown: String = object.chars().take(40).collect();
@@ -179,18 +180,31 @@ impl Batch {
             let mut body = context(EVENT_MESSAGE);
             body["contact"] = contact_of(contacts, message);
             body["message"] = message.clone();
-            self.push(ItemKind::Message, &route, &format!("cloud:msg:{number}:{wamid}"), body);
+            self.push(
+                ItemKind::Message,
+                &route,
+                &format!("cloud:msg:{number}:{wamid}"),
+                body,
+            );
         }
         for (i, status) in array(value, "statuses").iter().enumerate() {
             let id = status.get("id").and_then(Value::as_str);
             let state = status.get("status").and_then(Value::as_str);
             let (Some(id), Some(state)) = (id, state) else {
-                self.refuse(format!("{at}.value.statuses[{i}]"), "a status needs `id` and `status`");
+                self.refuse(
+                    format!("{at}.value.statuses[{i}]"),
+                    "a status needs `id` and `status`",
+                );
                 continue;
             };
             let mut body = context(EVENT_STATUS);
             body["status"] = status.clone();
-            self.push(ItemKind::Status, &route, &format!("cloud:st:{number}:{id}:{state}"), body);
+            self.push(
+                ItemKind::Status,
+                &route,
+                &format!("cloud:st:{number}:{id}:{state}"),
+                body,
+            );
         }
         for error in array(value, "errors") {
             let mut body = context(EVENT_ERROR);
@@ -204,9 +218,7 @@ impl Batch {
         let value = Value::Object(value.clone());
         let route = Route::Account {
             waba_id: waba_id.to_owned(),
-            display_phone_number: value
-                .get("display_phone_number")
-                .and_then(id_text),
+            display_phone_number: value.get("display_phone_number").and_then(id_text),
         };
         let key = format!("cloud:{field}:{waba_id}:{}", digest(&value));
         let body = json!({
@@ -236,9 +248,16 @@ impl Batch {
 fn event_id(key: &str) -> EventId {
     EventId::parse(key).unwrap_or_else(|_| {
         let prefix: String = key.split(':').take(2).collect::<Vec<_>>().join(":");
-        let prefix: String = prefix.chars().filter(char::is_ascii_graphic).take(60).collect();
-        EventId::parse(&format!("{prefix}:{}", hex::encode(Sha256::digest(key.as_bytes()))))
-            .unwrap_or_else(|_| EventId::from_digest(&Sha256::digest(key.as_bytes())))
+        let prefix: String = prefix
+            .chars()
+            .filter(char::is_ascii_graphic)
+            .take(60)
+            .collect();
+        EventId::parse(&format!(
+            "{prefix}:{}",
+            hex::encode(Sha256::digest(key.as_bytes()))
+        ))
+        .unwrap_or_else(|_| EventId::from_digest(&Sha256::digest(key.as_bytes())))
     })
 }
 
@@ -320,15 +339,43 @@ mod tests {
             phone_number_id: n.to_owned(),
             waba_id: w.to_owned(),
         };
-        assert_eq!(summary[0], (ItemKind::Message, &number("PN_1", "WABA_A"), "cloud:msg:PN_1:wamid.1"));
-        assert_eq!(summary[1], (ItemKind::Status, &number("PN_2", "WABA_A"), "cloud:st:PN_2:wamid.9:read"));
+        assert_eq!(
+            summary[0],
+            (
+                ItemKind::Message,
+                &number("PN_1", "WABA_A"),
+                "cloud:msg:PN_1:wamid.1"
+            )
+        );
+        assert_eq!(
+            summary[1],
+            (
+                ItemKind::Status,
+                &number("PN_2", "WABA_A"),
+                "cloud:st:PN_2:wamid.9:read"
+            )
+        );
         assert_eq!(summary[2].0, ItemKind::Account);
         assert_eq!(
             summary[2].1,
-            &Route::Account { waba_id: "WABA_A".to_owned(), display_phone_number: None }
+            &Route::Account {
+                waba_id: "WABA_A".to_owned(),
+                display_phone_number: None
+            }
         );
-        assert!(summary[2].2.starts_with("cloud:message_template_status_update:WABA_A:sha256-"));
-        assert_eq!(summary[3], (ItemKind::Message, &number("PN_3", "WABA_B"), "cloud:msg:PN_3:wamid.2"));
+        assert!(
+            summary[2]
+                .2
+                .starts_with("cloud:message_template_status_update:WABA_A:sha256-")
+        );
+        assert_eq!(
+            summary[3],
+            (
+                ItemKind::Message,
+                &number("PN_3", "WABA_B"),
+                "cloud:msg:PN_3:wamid.2"
+            )
+        );
         assert_eq!(batch.items.len(), 4);
         assert_eq!(batch.items[0].body["event"], EVENT_MESSAGE);
         assert_eq!(batch.items[0].body["message"]["text"]["body"], "hi");
@@ -403,7 +450,11 @@ mod tests {
         let batch = split(&serde_json::to_vec(&body).unwrap()).unwrap();
         assert_eq!(batch.items.len(), 2);
         for item in &batch.items {
-            assert!(item.event_id.as_str().starts_with("cloud:msg:"), "{}", item.event_id);
+            assert!(
+                item.event_id.as_str().starts_with("cloud:msg:"),
+                "{}",
+                item.event_id
+            );
             assert!(item.event_id.as_str().len() <= 200);
         }
         assert_ne!(batch.items[0].event_id, batch.items[1].event_id);

@@ -14,6 +14,7 @@
 
 // Shared arrangements.
 mod cli_support;
+mod cloud_support;
 mod ingest_support;
 mod log_capture;
 mod whatsapp_support;
@@ -31,6 +32,7 @@ mod cli_rotate_webhook;
 mod cli_status;
 mod cli_tenants;
 mod cli_tenants_remove;
+mod cloud_ingest;
 mod contacts_resolver;
 mod db_least_privilege;
 mod deploy_manifests;
