@@ -67,7 +67,7 @@ mod tests {
         let bytes = escaped_json(&value).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.is_ascii());
-        assert!(text.contains(r"ol\u00e1 \ud83d\udc4b a\/b \"q\""), "{text}");
+        assert!(text.contains(r#"ol\u00e1 \ud83d\udc4b a\/b \"q\""#), "{text}");
         let back: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(back, value);
     }

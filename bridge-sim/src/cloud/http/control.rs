@@ -32,7 +32,7 @@ pub(crate) fn router() -> Router<Arc<CloudShared>> {
         .route("/state", get(state))
         .route("/clock", get(clock).put(set_clock))
         .route("/webhook", put(set_webhook))
-        .route("/handshake", post(handshake))
+        .route("/handshake", post(run_handshake))
         .route("/wabas", post(add_waba))
         .route("/wabas/{id}/subscription", put(set_subscription))
         .route("/numbers", post(add_number))
@@ -135,7 +135,7 @@ struct HandshakeBody {
     verify_token: Option<String>,
 }
 
-async fn handshake(State(s): S, b: Bytes) -> Response {
+async fn run_handshake(State(s): S, b: Bytes) -> Response {
     let h = if b.is_empty() {
         HandshakeBody::default()
     } else {
