@@ -63,7 +63,12 @@ struct Args {
     #[arg(long, env = "CLOUD_SIM_WEBHOOK_URL")]
     cloud_webhook_url: Option<String>,
     /// The verify token of the GET handshake.
-    #[arg(long, env = "SWITCHYARD_CLOUD_VERIFY_TOKEN", hide_env_values = true, default_value = "")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_CLOUD_VERIFY_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
     cloud_verify_token: String,
     /// Meta's real durations (24 h window, 6 s pair rate, redeliveries over 7 days)
     /// instead of the compressed test clock.

@@ -133,10 +133,7 @@ pub enum BatchItem {
         current_limit: String,
     },
     /// `account_update` (e.g. `PARTNER_APP_UNINSTALLED`).
-    AccountUpdate {
-        waba_id: String,
-        event: String,
-    },
+    AccountUpdate { waba_id: String, event: String },
     /// Any change, posted as given: `{"field": field, "value": value}` under the WABA's entry.
     Raw {
         waba_id: String,
@@ -176,7 +173,11 @@ impl Batch {
 
     /// A text from a phone user.
     pub fn text(self, phone_number_id: &str, wa_id: &str, body: &str) -> Self {
-        self.message(phone_number_id, InboundFrom::phone(wa_id), Content::text(body))
+        self.message(
+            phone_number_id,
+            InboundFrom::phone(wa_id),
+            Content::text(body),
+        )
     }
 
     pub fn value_error(self, phone_number_id: &str, code: i64, title: &str) -> Self {

@@ -122,7 +122,8 @@ pub(crate) fn assemble(shared: &CloudShared, batch: &Batch) -> Result<Vec<Entry>
                 current_limit,
             } => {
                 let number = state.number_mut(phone_number_id)?;
-                let old = std::mem::replace(&mut number.spec.messaging_limit, current_limit.clone());
+                let old =
+                    std::mem::replace(&mut number.spec.messaging_limit, current_limit.clone());
                 let value = json!({
                     "display_phone_number": number.spec.display_phone_number,
                     "event": event, "current_limit": current_limit, "old_limit": old,

@@ -93,7 +93,12 @@ mod tests {
         let mut recent = VecDeque::new();
         assert!(throughput_take(&mut recent, t0, w, 2));
         assert!(throughput_take(&mut recent, t0, w, 2));
-        assert!(!throughput_take(&mut recent, t0 + Duration::from_millis(999), w, 2));
+        assert!(!throughput_take(
+            &mut recent,
+            t0 + Duration::from_millis(999),
+            w,
+            2
+        ));
         assert!(throughput_take(&mut recent, t0 + w, w, 2));
     }
 }

@@ -217,7 +217,11 @@ impl CloudSim {
     }
 
     /// Which status webhooks follow the number's accepted sends.
-    pub fn set_statuses(&self, phone_number_id: &str, plan: StatusPlan) -> Result<(), CloudSimError> {
+    pub fn set_statuses(
+        &self,
+        phone_number_id: &str,
+        plan: StatusPlan,
+    ) -> Result<(), CloudSimError> {
         ops::update_number(self.shared(), phone_number_id, NumberChange::Statuses(plan)).map(|_| ())
     }
 
@@ -277,7 +281,10 @@ impl CloudSim {
     }
 
     /// The handshake with another verify token (to see a wrong one refused).
-    pub async fn verify_webhook_with(&self, token: &str) -> Result<HandshakeOutcome, CloudSimError> {
+    pub async fn verify_webhook_with(
+        &self,
+        token: &str,
+    ) -> Result<HandshakeOutcome, CloudSimError> {
         handshake::verify(self.shared(), Some(token)).await
     }
 
@@ -291,7 +298,12 @@ impl CloudSim {
     /// The accepted sends (those with a `wamid`).
     pub fn accepted_sends(&self) -> Vec<CloudSend> {
         let state = self.shared().lock();
-        state.sends.iter().filter(|s| s.wamid.is_some()).cloned().collect()
+        state
+            .sends
+            .iter()
+            .filter(|s| s.wamid.is_some())
+            .cloned()
+            .collect()
     }
 
     /// Every webhook attempt, in order.
@@ -307,7 +319,11 @@ impl CloudSim {
     }
 
     pub fn number(&self, phone_number_id: &str) -> Option<PhoneNumberView> {
-        self.shared().lock().numbers.get(phone_number_id).map(|n| n.view())
+        self.shared()
+            .lock()
+            .numbers
+            .get(phone_number_id)
+            .map(|n| n.view())
     }
 
     pub fn waba(&self, waba_id: &str) -> Option<WabaView> {
@@ -330,7 +346,11 @@ impl CloudSim {
 
     /// Waits until `done` holds for the records (checked at every new send
     /// or delivery, and once at the start).
-    pub async fn wait_until<F>(&self, deadline: Duration, mut done: F) -> Result<(), CloudWaitTimeout>
+    pub async fn wait_until<F>(
+        &self,
+        deadline: Duration,
+        mut done: F,
+    ) -> Result<(), CloudWaitTimeout>
     where
         F: FnMut(&[CloudSend], &[CloudDelivery]) -> bool,
     {

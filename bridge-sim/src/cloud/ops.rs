@@ -167,7 +167,10 @@ pub(crate) fn open_window(
     let mut state = shared.lock();
     state.number_mut(phone_number_id)?;
     state.last_inbound.insert(
-        (phone_number_id.to_owned(), user.trim_start_matches('+').to_owned()),
+        (
+            phone_number_id.to_owned(),
+            user.trim_start_matches('+').to_owned(),
+        ),
         Instant::now(),
     );
     Ok(())

@@ -56,7 +56,6 @@ impl Formatter for Escaping {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,7 +66,10 @@ mod tests {
         let bytes = escaped_json(&value).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.is_ascii());
-        assert!(text.contains(r#"ol\u00e1 \ud83d\udc4b a\/b \"q\""#), "{text}");
+        assert!(
+            text.contains(r#"ol\u00e1 \ud83d\udc4b a\/b \"q\""#),
+            "{text}"
+        );
         let back: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(back, value);
     }

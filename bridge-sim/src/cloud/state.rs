@@ -164,7 +164,11 @@ pub(crate) struct CloudShared {
 }
 
 impl CloudShared {
-    pub fn new(config: &CloudSimConfig, http: reqwest::Client, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        config: &CloudSimConfig,
+        http: reqwest::Client,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             state: Mutex::new(CloudState {
                 webhook_url: config.webhook_url.clone(),

@@ -40,7 +40,9 @@ const MAX_CALLBACK_DATA: usize = 512;
 
 pub(crate) fn validate(body: &Value) -> Result<ValidSend, GraphError> {
     if !body.is_object() {
-        return Err(GraphError::invalid_parameter("The request body must be a JSON object."));
+        return Err(GraphError::invalid_parameter(
+            "The request body must be a JSON object.",
+        ));
     }
     match body.get("messaging_product").and_then(Value::as_str) {
         Some("whatsapp") => {}
@@ -54,7 +56,9 @@ pub(crate) fn validate(body: &Value) -> Result<ValidSend, GraphError> {
     if let Some(rt) = body.get("recipient_type")
         && rt.as_str() != Some("individual")
     {
-        return Err(GraphError::invalid_value("recipient_type must be individual"));
+        return Err(GraphError::invalid_value(
+            "recipient_type must be individual",
+        ));
     }
     let recipient = recipient(body)?;
     let callback_data = match body.get("biz_opaque_callback_data") {
@@ -96,7 +100,9 @@ pub(crate) fn validate(body: &Value) -> Result<ValidSend, GraphError> {
 
 fn recipient(body: &Value) -> Result<Recipient, GraphError> {
     let to = body.get("to").map(|v| v.as_str().unwrap_or_default());
-    let bsuid = body.get("recipient").map(|v| v.as_str().unwrap_or_default());
+    let bsuid = body
+        .get("recipient")
+        .map(|v| v.as_str().unwrap_or_default());
     match (to, bsuid) {
         (Some(_), Some(_)) => Err(GraphError::invalid_parameter(
             "give either to or recipient, not both",
@@ -125,7 +131,9 @@ fn recipient(body: &Value) -> Result<Recipient, GraphError> {
             if valid {
                 Ok(Recipient::Bsuid(id.to_owned()))
             } else {
-                Err(GraphError::invalid_parameter("recipient is not a business-scoped user id"))
+                Err(GraphError::invalid_parameter(
+                    "recipient is not a business-scoped user id",
+                ))
             }
         }
     }
@@ -140,7 +148,9 @@ fn template(t: &Value) -> Result<(String, String), GraphError> {
     if let Some(components) = t.get("components")
         && !components.is_array()
     {
-        return Err(GraphError::invalid_value("template['components'] must be an array"));
+        return Err(GraphError::invalid_value(
+            "template['components'] must be an array",
+        ));
     }
     Ok((name.to_owned(), code.to_owned()))
 }
@@ -192,7 +202,9 @@ fn buttons(action: &Value) -> Result<(), GraphError> {
         let id = required_str(reply, "id", "button reply id", 1, 256)?;
         let title = required_str(reply, "title", "button reply title", 1, 20)?;
         if !ids.insert(id) || !titles.insert(title) {
-            return Err(GraphError::invalid_value("button ids and titles must be unique"));
+            return Err(GraphError::invalid_value(
+                "button ids and titles must be unique",
+            ));
         }
     }
     Ok(())
@@ -202,7 +214,9 @@ fn list(action: &Value) -> Result<(), GraphError> {
     required_str(action, "button", "interactive['action']['button']", 1, 20)?;
     let sections = array(action, "sections", "interactive['action']['sections']")?;
     if sections.is_empty() || sections.len() > 10 {
-        return Err(GraphError::invalid_value("sections: between 1 and 10 are allowed"));
+        return Err(GraphError::invalid_value(
+            "sections: between 1 and 10 are allowed",
+        ));
     }
     let mut ids = HashSet::new();
     let mut rows_total = 0usize;
@@ -238,7 +252,9 @@ fn chars(s: &str) -> usize {
 fn object<'a>(parent: &'a Value, key: &str) -> Result<&'a Value, GraphError> {
     match parent.get(key) {
         Some(v) if v.is_object() => Ok(v),
-        Some(_) => Err(GraphError::invalid_value(format!("{key} must be an object"))),
+        Some(_) => Err(GraphError::invalid_value(format!(
+            "{key} must be an object"
+        ))),
         None => Err(GraphError::missing_parameter(key)),
     }
 }
@@ -246,7 +262,9 @@ fn object<'a>(parent: &'a Value, key: &str) -> Result<&'a Value, GraphError> {
 fn array<'a>(parent: &'a Value, key: &str, path: &str) -> Result<&'a Vec<Value>, GraphError> {
     match parent.get(key) {
         Some(Value::Array(items)) => Ok(items),
-        Some(_) => Err(GraphError::invalid_value(format!("{path} must be an array"))),
+        Some(_) => Err(GraphError::invalid_value(format!(
+            "{path} must be an array"
+        ))),
         None => Err(GraphError::missing_parameter(path)),
     }
 }
@@ -263,7 +281,9 @@ fn required_str<'a>(
         return Err(GraphError::missing_parameter(path));
     };
     let Some(s) = value.as_str() else {
-        return Err(GraphError::invalid_value(format!("{path} must be a string")));
+        return Err(GraphError::invalid_value(format!(
+            "{path} must be a string"
+        )));
     };
     let n = chars(s);
     if n < min || n > max {
@@ -300,7 +320,12 @@ mod tests {
     #[test]
     fn a_title_is_counted_in_characters() {
         assert!(validate(&buttons_body(&["ééééééééééééééééééé€"])).is_ok());
-        assert_eq!(validate(&buttons_body(&[&"x".repeat(21)])).unwrap_err().code, 131009);
+        assert_eq!(
+            validate(&buttons_body(&[&"x".repeat(21)]))
+                .unwrap_err()
+                .code,
+            131009
+        );
     }
 
     #[test]
@@ -316,8 +341,14 @@ mod tests {
                    "sections":[{"title":"A","rows":a},{"title":"B","rows":b}]}}})
         };
         assert!(validate(&body(rows(5, 200), rows(5, 3))).is_ok());
-        assert_eq!(validate(&body(rows(6, 3), rows(5, 4))).unwrap_err().code, 131009);
-        assert_eq!(validate(&body(rows(1, 201), rows(1, 3))).unwrap_err().code, 131009);
+        assert_eq!(
+            validate(&body(rows(6, 3), rows(5, 4))).unwrap_err().code,
+            131009
+        );
+        assert_eq!(
+            validate(&body(rows(1, 201), rows(1, 3))).unwrap_err().code,
+            131009
+        );
     }
 
     #[test]
@@ -328,7 +359,10 @@ mod tests {
         assert_eq!(ok.recipient, Recipient::Phone("16505551234".into()));
         let bsuid = json!({"messaging_product":"whatsapp","recipient":"US.13491208655302741918",
                            "type":"text","text":{"body":"hi"}});
-        assert!(matches!(validate(&bsuid).unwrap().recipient, Recipient::Bsuid(_)));
+        assert!(matches!(
+            validate(&bsuid).unwrap().recipient,
+            Recipient::Bsuid(_)
+        ));
         let missing = json!({"messaging_product":"whatsapp","type":"text","text":{"body":"hi"}});
         assert_eq!(validate(&missing).unwrap_err().code, 131008);
     }

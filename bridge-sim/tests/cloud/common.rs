@@ -142,9 +142,12 @@ pub async fn world_with(clock: CloudClock) -> World {
     config.webhook_url = Some(receiver.url.clone());
     config.clock = clock;
     let sim = CloudSim::start(config).await.unwrap();
-    sim.add_number(PhoneNumberSpec::new("WABA_A", "PN_1", "15550000001")).unwrap();
-    sim.add_number(PhoneNumberSpec::new("WABA_A", "PN_2", "15550000002")).unwrap();
-    sim.add_number(PhoneNumberSpec::new("WABA_B", "PN_3", "15550000003")).unwrap();
+    sim.add_number(PhoneNumberSpec::new("WABA_A", "PN_1", "15550000001"))
+        .unwrap();
+    sim.add_number(PhoneNumberSpec::new("WABA_A", "PN_2", "15550000002"))
+        .unwrap();
+    sim.add_number(PhoneNumberSpec::new("WABA_B", "PN_3", "15550000003"))
+        .unwrap();
     sim.subscribe("WABA_A", true).unwrap();
     sim.subscribe("WABA_B", true).unwrap();
     let token_a = sim.add_token("WABA_A").unwrap();

@@ -10,7 +10,13 @@ use crate::common::*;
 
 fn quiet(w: &World, pn: &str) {
     w.sim
-        .set_statuses(pn, StatusPlan { mode: StatusMode::Off, batched: false })
+        .set_statuses(
+            pn,
+            StatusPlan {
+                mode: StatusMode::Off,
+                batched: false,
+            },
+        )
         .unwrap();
 }
 
@@ -19,16 +25,31 @@ async fn a_free_form_send_needs_an_inbound_within_the_window() {
     let w = world().await;
     quiet(&w, "PN_1");
 
-    let (before, refused) = w.send(&w.token_a, "PN_1", &text_to("16505551234", "hi")).await;
-    w.sim.post_batch(&Batch::new().text("PN_1", "16505551234", "hello")).await.unwrap();
-    let (after, accepted) = w.send(&w.token_a, "PN_1", &text_to("16505551234", "hi")).await;
+    let (before, refused) = w
+        .send(&w.token_a, "PN_1", &text_to("16505551234", "hi"))
+        .await;
+    w.sim
+        .post_batch(&Batch::new().text("PN_1", "16505551234", "hello"))
+        .await
+        .unwrap();
+    let (after, accepted) = w
+        .send(&w.token_a, "PN_1", &text_to("16505551234", "hi"))
+        .await;
 
     assert_eq!((before, code(&refused)), (400, 131047));
     assert_eq!(refused["error"]["type"], "OAuthException");
-    assert!(refused["error"]["error_data"]["details"].as_str().unwrap().contains("24 hours"));
+    assert!(
+        refused["error"]["error_data"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("24 hours")
+    );
     assert_eq!(after, 200, "{accepted}");
     assert_eq!(accepted["messaging_product"], "whatsapp");
-    assert_eq!(accepted["contacts"][0], json!({"input": "+16505551234", "wa_id": "16505551234"}));
+    assert_eq!(
+        accepted["contacts"][0],
+        json!({"input": "+16505551234", "wa_id": "16505551234"})
+    );
     let wamid = accepted["messages"][0]["id"].as_str().unwrap();
     assert!(wamid.starts_with("wamid."));
     let sends = w.sim.sends();
@@ -42,7 +63,10 @@ async fn a_free_form_send_needs_an_inbound_within_the_window() {
 
 #[tokio::test]
 async fn the_window_closes_after_its_length() {
-    let clock = CloudClock { window: Duration::from_millis(300), ..CloudClock::compressed() };
+    let clock = CloudClock {
+        window: Duration::from_millis(300),
+        ..CloudClock::compressed()
+    };
     let w = world_with(clock).await;
     quiet(&w, "PN_1");
     w.sim.open_window("PN_1", "111111").unwrap();
@@ -81,7 +105,10 @@ async fn the_pair_rate_refuses_a_burst_to_one_user_only() {
 
 #[tokio::test]
 async fn the_numbers_throughput_refuses_sends_over_its_mps() {
-    let clock = CloudClock { throughput_window: Duration::from_secs(60), ..CloudClock::compressed() };
+    let clock = CloudClock {
+        throughput_window: Duration::from_secs(60),
+        ..CloudClock::compressed()
+    };
     let w = world_with(clock).await;
     quiet(&w, "PN_1");
     w.sim.set_mps("PN_1", 2).unwrap();
@@ -115,7 +142,9 @@ async fn a_revoked_token_fails_only_its_own_waba() {
     let (revoked, a) = w.send(&w.token_a, "PN_1", &text_to("111111", "x")).await;
     let (fine, _) = w.send(&w.token_b, "PN_3", &text_to("333333", "x")).await;
     let (foreign, f) = w.send(&w.token_b, "PN_1", &text_to("111111", "x")).await;
-    let (unknown, u) = w.send("EAAnot-a-token", "PN_1", &text_to("111111", "x")).await;
+    let (unknown, u) = w
+        .send("EAAnot-a-token", "PN_1", &text_to("111111", "x"))
+        .await;
 
     assert_eq!((revoked, code(&a)), (401, 190));
     assert_eq!(fine, 200);
@@ -124,7 +153,10 @@ async fn a_revoked_token_fails_only_its_own_waba() {
     assert_eq!(report.first.unwrap().fields, ["account_update"]);
     let body = w.receiver.wait_for(1).await[0].json();
     assert_eq!(body["entry"][0]["id"], "WABA_A");
-    assert_eq!(body["entry"][0]["changes"][0]["value"]["event"], "PARTNER_APP_UNINSTALLED");
+    assert_eq!(
+        body["entry"][0]["changes"][0]["value"]["event"],
+        "PARTNER_APP_UNINSTALLED"
+    );
 }
 
 #[tokio::test]
@@ -156,12 +188,22 @@ async fn interactive_limits_are_enforced() {
     quiet(&w, "PN_1");
     w.sim.open_window("PN_1", "111111").unwrap();
 
-    let (four, a) = w.send(&w.token_a, "PN_1", &buttons(&["a", "b", "c", "d"])).await;
-    let (long, b) = w.send(&w.token_a, "PN_1", &buttons(&[&"x".repeat(21)])).await;
-    let (fits, c) = w.send(&w.token_a, "PN_1", &buttons(&[&"x".repeat(20), "b", "c"])).await;
+    let (four, a) = w
+        .send(&w.token_a, "PN_1", &buttons(&["a", "b", "c", "d"]))
+        .await;
+    let (long, b) = w
+        .send(&w.token_a, "PN_1", &buttons(&[&"x".repeat(21)]))
+        .await;
+    let (fits, c) = w
+        .send(&w.token_a, "PN_1", &buttons(&[&"x".repeat(20), "b", "c"]))
+        .await;
     let (no_plus, d) = w
-        .send(&w.token_a, "PN_1", &json!({"messaging_product": "whatsapp", "to": "111111",
-                                            "type": "text", "text": {"body": "x"}}))
+        .send(
+            &w.token_a,
+            "PN_1",
+            &json!({"messaging_product": "whatsapp", "to": "111111",
+                                            "type": "text", "text": {"body": "x"}}),
+        )
         .await;
 
     assert_eq!((four, code(&a)), (400, 131009));
@@ -175,14 +217,22 @@ async fn injected_faults_answer_then_clear() {
     let w = world().await;
     quiet(&w, "PN_1");
     w.sim.open_window("PN_1", "111111").unwrap();
-    let fault = CloudFault::MetaError { code: 131000, http_status: 500, message: None };
+    let fault = CloudFault::MetaError {
+        code: 131000,
+        http_status: 500,
+        message: None,
+    };
     w.sim.set_fault("PN_1", fault, Some(1)).unwrap();
 
     let (first, a) = w.send(&w.token_a, "PN_1", &text_to("111111", "x")).await;
     let (second, _) = w.send(&w.token_a, "PN_1", &text_to("111111", "x")).await;
-    w.sim.set_fault("PN_1", CloudFault::BareServerError { status: 502 }, None).unwrap();
+    w.sim
+        .set_fault("PN_1", CloudFault::BareServerError { status: 502 }, None)
+        .unwrap();
     let (bare, bare_body) = w.send(&w.token_a, "PN_1", &text_to("111111", "x")).await;
-    w.sim.set_fault("PN_1", CloudFault::Hang { ms: None }, None).unwrap();
+    w.sim
+        .set_fault("PN_1", CloudFault::Hang { ms: None }, None)
+        .unwrap();
     let hung = w
         .http
         .post(format!("{}/v25.0/PN_1/messages", w.sim.base_url()))
@@ -215,7 +265,10 @@ async fn statuses_follow_a_send_and_echo_the_callback_data() {
         .iter()
         .map(|p| p.json()["entry"][0]["changes"][0]["value"]["statuses"][0].clone())
         .collect();
-    let names: Vec<&str> = statuses.iter().map(|s| s["status"].as_str().unwrap()).collect();
+    let names: Vec<&str> = statuses
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["sent", "delivered", "read"]);
     for s in &statuses {
         assert_eq!(s["id"], wamid);
@@ -234,13 +287,19 @@ async fn statuses_can_skip_delivered_come_batched_reordered_or_fail() {
     }
 
     let plan = |mode, batched| StatusPlan { mode, batched };
-    w.sim.set_statuses("PN_1", plan(StatusMode::ReadWithoutDelivered, true)).unwrap();
+    w.sim
+        .set_statuses("PN_1", plan(StatusMode::ReadWithoutDelivered, true))
+        .unwrap();
     w.send(&w.token_a, "PN_1", &text_to("100001", "x")).await;
     let batched = w.receiver.wait_for(1).await[0].json();
-    w.sim.set_statuses("PN_1", plan(StatusMode::Reordered, true)).unwrap();
+    w.sim
+        .set_statuses("PN_1", plan(StatusMode::Reordered, true))
+        .unwrap();
     w.send(&w.token_a, "PN_1", &text_to("100002", "x")).await;
     let reordered = w.receiver.wait_for(2).await[1].json();
-    w.sim.set_statuses("PN_1", plan(StatusMode::failed(131026), true)).unwrap();
+    w.sim
+        .set_statuses("PN_1", plan(StatusMode::failed(131026), true))
+        .unwrap();
     w.send(&w.token_a, "PN_1", &text_to("100003", "x")).await;
     let failed = w.receiver.wait_for(3).await[2].json();
 
@@ -266,9 +325,17 @@ async fn any_graph_version_is_accepted_and_recorded_and_nonsense_is_not() {
     w.sim.open_window("PN_1", "111111").unwrap();
     let url = |v: &str| format!("{}/{v}/PN_1/messages", w.sim.base_url());
 
-    let other = w.http.post(url("v99.1")).bearer_auth(&w.token_a).json(&text_to("111111", "x"));
+    let other = w
+        .http
+        .post(url("v99.1"))
+        .bearer_auth(&w.token_a)
+        .json(&text_to("111111", "x"));
     let other = other.send().await.unwrap().status().as_u16();
-    let bad = w.http.post(url("latest")).bearer_auth(&w.token_a).json(&text_to("111111", "x"));
+    let bad = w
+        .http
+        .post(url("latest"))
+        .bearer_auth(&w.token_a)
+        .json(&text_to("111111", "x"));
     let bad = bad.send().await.unwrap().status().as_u16();
 
     assert_eq!(other, 200);

@@ -64,8 +64,12 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid request body: {e}"),
+        )
+    })
 }
 
 fn failed(e: &CloudSimError) -> Response {
@@ -157,7 +161,11 @@ async fn add_waba(State(s): S, b: Bytes) -> Response {
     if let Some(waba) = s.lock().wabas.get_mut(&w.id) {
         waba.subscribed |= w.subscribed;
     }
-    answer(s.lock().waba_view(&w.id).ok_or(CloudSimError::UnknownWaba(w.id)))
+    answer(
+        s.lock()
+            .waba_view(&w.id)
+            .ok_or(CloudSimError::UnknownWaba(w.id)),
+    )
 }
 
 #[derive(Deserialize)]
@@ -207,7 +215,11 @@ struct QualityBody {
 
 async fn set_quality(State(s): S, Path(id): Path<String>, b: Bytes) -> Response {
     let q = body!(QualityBody, b);
-    answer(ops::update_number(&s, &id, NumberChange::Quality(q.quality_rating)))
+    answer(ops::update_number(
+        &s,
+        &id,
+        NumberChange::Quality(q.quality_rating),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -302,7 +314,10 @@ struct CodeBody {
 
 async fn signup_code(State(s): S, b: Bytes) -> Response {
     let c = body!(CodeBody, b);
-    answer(s.issue_signup_code(&c.waba_id).map(|code| json!({ "code": code })))
+    answer(
+        s.issue_signup_code(&c.waba_id)
+            .map(|code| json!({ "code": code })),
+    )
 }
 
 #[derive(Deserialize)]
@@ -343,7 +358,12 @@ fn default_status() -> String {
 async fn seed_template(State(s): S, Path(waba_id): Path<String>, b: Bytes) -> Response {
     let t = body!(SeedBody, b);
     answer(ops::seed_template(
-        &s, &waba_id, &t.name, &t.language, &t.category, &t.status,
+        &s,
+        &waba_id,
+        &t.name,
+        &t.language,
+        &t.category,
+        &t.status,
     ))
 }
 
@@ -383,7 +403,11 @@ async fn sends(State(s): S, Query(f): Query<NumberFilter>) -> Response {
     let sends: Vec<_> = st
         .sends
         .iter()
-        .filter(|x| f.phone_number_id.as_ref().is_none_or(|id| *id == x.phone_number_id))
+        .filter(|x| {
+            f.phone_number_id
+                .as_ref()
+                .is_none_or(|id| *id == x.phone_number_id)
+        })
         .cloned()
         .collect();
     Json(sends).into_response()

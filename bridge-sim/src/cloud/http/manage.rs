@@ -49,7 +49,12 @@ pub(crate) async fn create_template(
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
     let (name, language, category) = (text("name"), text("language"), text("category"));
-    if name.is_empty() || name.len() > 512 || !name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_')) {
+    if name.is_empty()
+        || name.len() > 512
+        || !name
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+    {
         return GraphError::invalid_parameter("name must match ^[a-z0-9_]+$ (at most 512)")
             .into_response();
     }
@@ -57,8 +62,10 @@ pub(crate) async fn create_template(
         return GraphError::invalid_parameter("language is required").into_response();
     }
     if !matches!(category, "MARKETING" | "UTILITY" | "AUTHENTICATION") {
-        return GraphError::invalid_parameter("category must be MARKETING, UTILITY or AUTHENTICATION")
-            .into_response();
+        return GraphError::invalid_parameter(
+            "category must be MARKETING, UTILITY or AUTHENTICATION",
+        )
+        .into_response();
     }
     let Some(components) = body.get("components").filter(|c| c.is_array()).cloned() else {
         return GraphError::invalid_parameter("components must be an array").into_response();
@@ -68,7 +75,11 @@ pub(crate) async fn create_template(
     let Some(waba) = state.wabas.get_mut(&waba_id) else {
         return GraphError::unknown_object(&waba_id).into_response();
     };
-    if waba.templates.iter().any(|t| t.name == name && t.language == language) {
+    if waba
+        .templates
+        .iter()
+        .any(|t| t.name == name && t.language == language)
+    {
         let mut e = GraphError::invalid_parameter(
             "Content in this language already exists: a template with this name and language exists.",
         );
@@ -115,8 +126,10 @@ pub(crate) async fn list_templates(
                    "status": t.status, "id": t.id, "components": t.components})
         })
         .collect();
-    Json(json!({"data": data, "paging": {"cursors": {"before": "QVFIUmsim", "after": "QVFIUmsim"}}}))
-        .into_response()
+    Json(
+        json!({"data": data, "paging": {"cursors": {"before": "QVFIUmsim", "after": "QVFIUmsim"}}}),
+    )
+    .into_response()
 }
 
 pub(crate) async fn subscribe(
@@ -284,8 +297,12 @@ pub(crate) async fn exchange_code(
         .into_response();
     }
     if param("client_secret") != shared.app_secret.expose_secret() {
-        return GraphError::plain(StatusCode::BAD_REQUEST, 1, "Error validating client secret.")
-            .into_response();
+        return GraphError::plain(
+            StatusCode::BAD_REQUEST,
+            1,
+            "Error validating client secret.",
+        )
+        .into_response();
     }
     let waba_id = {
         let mut state = shared.lock();

@@ -176,7 +176,11 @@ fn take_fault(number: &mut Number) -> Option<CloudFault> {
     Some(fault)
 }
 
-async fn fault_response(shared: &CloudShared, fault: CloudFault, record: &mut CloudSend) -> Response {
+async fn fault_response(
+    shared: &CloudShared,
+    fault: CloudFault,
+    record: &mut CloudSend,
+) -> Response {
     match fault {
         CloudFault::MetaError {
             code,
