@@ -159,3 +159,31 @@ mod millis_vec {
         Vec::<u64>::deserialize(d).map(|v| v.into_iter().map(Duration::from_millis).collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_app_secret_or_the_verify_token() {
+        let config = CloudSimConfig::new("app", "s3cr3t-app", "v3rify-tok");
+        let shown = format!("{config:?}");
+        assert!(shown.contains("app"));
+        assert!(
+            !shown.contains("s3cr3t-app") && !shown.contains("v3rify-tok"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn the_clock_travels_as_milliseconds() {
+        let json = serde_json::to_value(CloudClock::compressed()).unwrap();
+        assert_eq!(
+            json["redelivery_delays"],
+            serde_json::json!([50, 100, 200, 400])
+        );
+        assert_eq!(json["window"], 60_000);
+        let back: CloudClock = serde_json::from_value(json).unwrap();
+        assert_eq!(back, CloudClock::compressed());
+    }
+}
