@@ -14,8 +14,11 @@
 //! - [`events`]: the documented webhook bodies;
 //! - [`faults`]: the misbehaviours a bridge can be given;
 //! - [`flap`]: a bridge's session dropping and returning on a schedule;
-//! - `http`: the routes; `state`, `ops`, `limiter`, `webhook`: the machinery.
+//! - `http`: the routes; `state`, `ops`, `limiter`, `webhook`: the machinery;
+//! - [`cloud`]: the simulator of the second provider, Meta's WhatsApp Cloud
+//!   API ([`cloud::CloudSim`]), on its own listener.
 
+pub mod cloud;
 pub mod config;
 pub mod events;
 pub mod faults;

@@ -1,11 +1,15 @@
 //! `wabridges-sim`: the WA Bridges simulator as a process, for demos and load
-//! tests. Every flag can also be set through the environment; the API key is
-//! never printed.
+//! tests, optionally with the Cloud API simulator beside it (`--cloud-addr`).
+//! Every flag can also be set through the environment; the API key, the app
+//! secret and the verify token are never printed.
 
 use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
-use switchyard_bridge_sim::{EchoMode, Limits, SimConfig, SimHandle};
+use switchyard_bridge_sim::{
+    EchoMode, Limits, SimConfig, SimHandle,
+    cloud::{CloudClock, CloudSim, CloudSimConfig},
+};
 use switchyard_shared::config::LogFormat;
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +50,30 @@ struct Args {
     /// Let a repeated provisioning call replace the stored webhook_url.
     #[arg(long, env = "WABRIDGES_SIM_UPDATE_WEBHOOK")]
     update_webhook_on_reprovision: bool,
+    /// Also serve the Cloud API simulator on this address (off when unset).
+    #[arg(long, env = "CLOUD_SIM_ADDR")]
+    cloud_addr: Option<SocketAddr>,
+    /// Our Meta app's id (the Embedded Signup exchange's `client_id`).
+    #[arg(long, env = "SWITCHYARD_CLOUD_APP_ID", default_value = "sim-app")]
+    cloud_app_id: String,
+    /// The app secret that signs Cloud webhooks (required with --cloud-addr).
+    #[arg(long, env = "SWITCHYARD_CLOUD_APP_SECRET", hide_env_values = true)]
+    cloud_app_secret: Option<String>,
+    /// Where Cloud webhooks go (settable later through /_sim/cloud/webhook).
+    #[arg(long, env = "CLOUD_SIM_WEBHOOK_URL")]
+    cloud_webhook_url: Option<String>,
+    /// The verify token of the GET handshake.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CLOUD_VERIFY_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    cloud_verify_token: String,
+    /// Meta's real durations (24 h window, 6 s pair rate, redeliveries over 7 days)
+    /// instead of the compressed test clock.
+    #[arg(long, env = "CLOUD_SIM_REAL_CLOCK")]
+    cloud_real_clock: bool,
     /// Log format: human or json.
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", default_value = "human")]
     log_format: LogFormat,
@@ -81,7 +109,7 @@ async fn main() -> std::process::ExitCode {
         &args.log,
         &switchyard_shared::telemetry::TraceSettings::default(),
     );
-    let mut config = SimConfig::new(args.api_key);
+    let mut config = SimConfig::new(args.api_key.clone());
     config.bind = args.addr;
     config.limits = Limits {
         provision: args.provision_limit,
@@ -95,6 +123,13 @@ async fn main() -> std::process::ExitCode {
     config.echo = args.echo;
     config.update_webhook_on_reprovision = args.update_webhook_on_reprovision;
 
+    let cloud = match start_cloud(&args).await {
+        Ok(cloud) => cloud,
+        Err(message) => {
+            eprintln!("wabridges-sim: {message}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let sim = match SimHandle::start(config).await {
         Ok(sim) => sim,
         Err(e) => {
@@ -106,5 +141,33 @@ async fn main() -> std::process::ExitCode {
     switchyard_shared::shutdown::cancel_on_signal(stop.clone());
     stop.cancelled().await;
     sim.stop().await;
+    if let Some(cloud) = cloud {
+        cloud.shutdown().await;
+    }
     std::process::ExitCode::SUCCESS
+}
+
+/// Starts the Cloud API simulator when `--cloud-addr` is set. Errors never
+/// carry the secret.
+async fn start_cloud(args: &Args) -> Result<Option<CloudSim>, String> {
+    let Some(addr) = args.cloud_addr else {
+        return Ok(None);
+    };
+    let Some(secret) = args.cloud_app_secret.clone().filter(|s| !s.is_empty()) else {
+        return Err("--cloud-addr needs --cloud-app-secret (SWITCHYARD_CLOUD_APP_SECRET)".into());
+    };
+    let mut config = CloudSimConfig::new(
+        args.cloud_app_id.clone(),
+        secret,
+        args.cloud_verify_token.clone(),
+    );
+    config.bind = addr;
+    config.webhook_url = args.cloud_webhook_url.clone();
+    if args.cloud_real_clock {
+        config.clock = CloudClock::meta();
+    }
+    CloudSim::start(config)
+        .await
+        .map(Some)
+        .map_err(|e| format!("cannot listen on {addr} for the Cloud simulator: {e}"))
 }
