@@ -75,6 +75,10 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         db: app_db,
         tenants: tenants.clone(),
         client: WaBridgesClient::new(settings.wa.clone())?,
+        cloud: Arc::new(deliver::cloud::CloudSending {
+            client: switchyard_shared::cloud_api::CloudClient::new(&settings.cloud_api)?,
+            keys: settings.cloud_token_keys.clone(),
+        }),
         js: service.jetstream.clone(),
         policy: settings.retry.clone(),
         ledger: Arc::new(deliver::ledger::SendLedger::new(

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 pub use switchyard_shared::retry::AttemptContext;
 use switchyard_shared::{
+    cloud_api::{CloudError, HoldReason, Outcome},
     config::{ConfigError, Env},
     lanes::dead_letter::DeadLetterCode,
     retry::{Exhausted, NextAttempt, RetryPolicy},
@@ -274,6 +275,56 @@ impl SendPolicy {
             WaError::Transient { .. } | WaError::Timeout { .. } => {
                 self.retry_or_give_up(ctx, error.retry_after())
             }
+        }
+    }
+
+    /// The action for a failed Cloud API send (docs/cloud-api.md section 5):
+    /// a rate limit pauses this tenant only (Meta's limits are per number,
+    /// never the fleet's), an account problem holds this tenant only, the
+    /// message's own fault dead-letters it with Meta's reason in the detail.
+    pub fn decide_cloud(&self, error: &CloudError, ctx: AttemptContext) -> Action {
+        match error.outcome() {
+            Outcome::Retry { at_most } => match at_most {
+                Some(limit) if ctx.attempt >= limit => Action::DeadLetter {
+                    reason: GiveUp::AttemptsExhausted {
+                        attempts: ctx.attempt,
+                    },
+                },
+                _ => self.retry_or_give_up(ctx, None),
+            },
+            Outcome::SlowDown { pause, .. } => Action::HoldTenant {
+                reason: PauseReason::Backoff,
+                for_at_most: Some(pause),
+                alert: false,
+            },
+            Outcome::Hold(HoldReason::Unauthorized | HoldReason::Permission) => {
+                Action::HoldTenant {
+                    reason: PauseReason::Unauthorized,
+                    for_at_most: None,
+                    alert: true,
+                }
+            }
+            Outcome::Hold(_) => Action::HoldTenant {
+                reason: PauseReason::Restricted,
+                for_at_most: None,
+                alert: true,
+            },
+            Outcome::DeadLetter(_) => match error {
+                CloudError::InvalidResponse { status, .. } if (200..300).contains(status) => {
+                    Action::Done { confirmed: false }
+                }
+                CloudError::InvalidResponse { status, .. } => Action::DeadLetter {
+                    reason: GiveUp::UnexpectedAnswer { status: *status },
+                },
+                CloudError::Api { status, .. } => Action::DeadLetter {
+                    reason: GiveUp::Rejected {
+                        status: Some(*status),
+                    },
+                },
+                _ => Action::DeadLetter {
+                    reason: GiveUp::Rejected { status: None },
+                },
+            },
         }
     }
 

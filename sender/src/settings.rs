@@ -1,8 +1,9 @@
 //! The sender's own settings (beyond the common ones), read from the environment.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use switchyard_shared::{
+    cloud_api::{CloudApiSettings, settings::token_keys_from_env, token_box::TokenKeys},
     config::{ConfigError, Env},
     lanes::LaneSettings,
     tenant_status::StatusSettings,
@@ -39,6 +40,11 @@ pub struct Settings {
     pub lanes: LaneSettings,
     pub retry: SendPolicy,
     pub wa: WaBridgesSettings,
+    /// The Graph API for Cloud API tenants (`SWITCHYARD_CLOUD_API_*`).
+    pub cloud_api: CloudApiSettings,
+    /// `SWITCHYARD_CLOUD_TOKEN_KEYS`: opens Cloud tenants' tokens; unset,
+    /// Cloud tenants' sends are held (WA Bridges tenants are unaffected).
+    pub cloud_token_keys: Option<Arc<TokenKeys>>,
     pub fleet: FleetBudgetConfig,
     /// `SWITCHYARD_FLEET_MODE` (`shared` or `local`, default shared).
     pub fleet_mode: FleetMode,
@@ -76,6 +82,8 @@ impl Settings {
             lanes: LaneSettings::from_env(env)?,
             retry: SendPolicy::from_env(env)?,
             wa: WaBridgesSettings::from_env(env)?,
+            cloud_api: CloudApiSettings::from_env(env)?,
+            cloud_token_keys: token_keys_from_env(env)?.map(Arc::new),
             fleet: FleetBudgetConfig::from_env(env, replicas)?,
             fleet_mode: match env.string("SWITCHYARD_FLEET_MODE", "shared").as_str() {
                 "shared" => FleetMode::Shared,

@@ -87,7 +87,7 @@ impl Pipeline {
     /// Starts everything over `pool` and creates `tenants`, each with a
     /// connected bridge whose webhook URL points at this ingest.
     pub async fn start(pool: &PgPool, tenants: &[TenantSpec]) -> Self {
-        Self::start_on(NatsServer::start(), false, pool, tenants, &[]).await
+        Self::start_on(NatsServer::start(), false, pool, tenants, &[], &[]).await
     }
 
     /// [`Pipeline::start`] with extra settings for ingest only.
@@ -96,7 +96,17 @@ impl Pipeline {
         tenants: &[TenantSpec],
         ingest_env: &[(&str, &str)],
     ) -> Self {
-        Self::start_on(NatsServer::start(), false, pool, tenants, ingest_env).await
+        Self::start_on(NatsServer::start(), false, pool, tenants, ingest_env, &[]).await
+    }
+
+    /// [`Pipeline::start`] with extra settings for every service (e.g. the
+    /// Cloud API channel's).
+    pub async fn start_with_env(
+        pool: &PgPool,
+        tenants: &[TenantSpec],
+        common_env: &[(&str, &str)],
+    ) -> Self {
+        Self::start_on(NatsServer::start(), false, pool, tenants, &[], common_env).await
     }
 
     /// The same pipeline on a server with the shipped per-service users and
@@ -109,6 +119,7 @@ impl Pipeline {
             pool,
             tenants,
             &[],
+            &[],
         )
         .await
     }
@@ -119,6 +130,7 @@ impl Pipeline {
         pool: &PgPool,
         tenants: &[TenantSpec],
         ingest_env: &[(&str, &str)],
+        common_env: &[(&str, &str)],
     ) -> Self {
         let sim = fixtures::start_sim().await;
         let db_url = services::database_url(pool);
@@ -133,6 +145,7 @@ impl Pipeline {
                 extra.push(("SWITCHYARD_FLEET_MODE", "shared"));
                 extra.extend(credentials.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             }
+            extra.extend_from_slice(common_env);
             extra.extend_from_slice(more);
             fixtures::sender_env(&nats.url(), &db_url, &sim, &extra)
         };

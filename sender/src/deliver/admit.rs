@@ -11,6 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use switchyard_shared::{
     admission::{self, Admission},
+    channel::Channel,
     deliveries::{self, Claim},
     lanes::{
         LaneMessage,
@@ -165,7 +166,9 @@ impl Deliverer {
                 return Err(Refusal::Drop(refused.drop_reason().unwrap_or("refused")));
             }
         };
-        if tenant.bridge_id.is_none() {
+        // A Cloud API tenant sends on its phone number id (checked when its
+        // credential is read); only a WA Bridges tenant needs a bridge.
+        if tenant.channel == Channel::Wabridges && tenant.bridge_id.is_none() {
             return Err(Refusal::dead(DeadLetter::new(
                 DeadLetterCode::NoBridge,
                 "the tenant has no provisioned bridge",

@@ -16,10 +16,12 @@ use switchyard_shared::{
     notifications::{self, Notification, NotificationEvent},
     replies::OutboundReply,
     tenant_metrics,
-    wabridges::{SendReceipt, WaError},
+    wabridges::SendReceipt,
 };
 
-use super::{Deliverer, End, LOCAL_TROUBLE_PAUSE, Sent, admit::Cleared, push_back};
+use super::{
+    Deliverer, End, LOCAL_TROUBLE_PAUSE, Sent, admit::Cleared, failure::SendFailure, push_back,
+};
 use crate::{
     fair_share::{GrantOutcome, PauseReason},
     metrics as m,
@@ -29,10 +31,15 @@ use crate::{
 impl Deliverer {
     /// Step 3: carries out what the retry policy makes of the answer.
     pub(super) async fn apply(&self, message: &LaneMessage, cleared: Cleared, sent: Sent) -> End {
-        match self
-            .policy
-            .decide(sent.result.as_ref().map(|_| ()), sent.ctx)
-        {
+        let action = match &sent.result {
+            Ok(_) => self.policy.decide(Ok(()), sent.ctx),
+            Err(SendFailure::Wa(e)) => self.policy.decide(Err(e), sent.ctx),
+            Err(SendFailure::Cloud(e)) => {
+                self.cloud_refused(&cleared.tenant.id, e).await;
+                self.policy.decide_cloud(e, sent.ctx)
+            }
+        };
+        match action {
             Action::Done { confirmed } => {
                 if sent.result.is_ok() {
                     self.trouble.succeeded(&cleared.tenant.id);
@@ -166,10 +173,11 @@ impl Deliverer {
     ) {
         let tenant = message.tenant();
         let error = error_text(&sent.result);
-        let in_doubt = matches!(
-            sent.result,
-            Err(WaError::Timeout { .. } | WaError::Transient { status: None, .. })
-        );
+        let in_doubt = sent
+            .result
+            .as_ref()
+            .err()
+            .is_some_and(SendFailure::in_doubt);
         let owner = &self.ledger.lease().owner;
         let failure = Failure { spent, in_doubt };
         if let Err(e) =
@@ -182,12 +190,12 @@ impl Deliverer {
 }
 
 /// The provider error's class (`ok` for a success), as the attempts counter labels it.
-fn failure_class(result: &Result<SendReceipt, WaError>) -> &'static str {
-    result.as_ref().err().map_or("ok", WaError::class)
+fn failure_class(result: &Result<SendReceipt, SendFailure>) -> &'static str {
+    result.as_ref().err().map_or("ok", SendFailure::class)
 }
 
 /// The provider error as text (empty for a success).
-fn error_text(result: &Result<SendReceipt, WaError>) -> String {
+fn error_text(result: &Result<SendReceipt, SendFailure>) -> String {
     result
         .as_ref()
         .err()

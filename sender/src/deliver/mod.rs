@@ -16,6 +16,8 @@
 
 mod admit;
 mod apply;
+pub mod cloud;
+pub mod failure;
 pub mod ledger;
 pub mod trouble_log;
 
@@ -23,6 +25,7 @@ use std::{sync::Arc, time::Duration};
 
 use sqlx::PgPool;
 use switchyard_shared::{
+    channel::Channel,
     deliveries,
     ids::TenantId,
     lanes::{
@@ -37,7 +40,7 @@ use switchyard_shared::{
 };
 use tracing::Instrument as _;
 
-use self::{admit::Cleared, ledger::SendLedger};
+use self::{admit::Cleared, cloud::CloudSending, failure::SendFailure, ledger::SendLedger};
 use crate::{
     fair_share::{GrantOutcome, PauseReason},
     metrics as m,
@@ -67,6 +70,8 @@ pub struct Deliverer {
     pub db: PgPool,
     pub tenants: TenantCache,
     pub client: WaBridgesClient,
+    /// Sends of Cloud API tenants (their own number and token).
+    pub cloud: Arc<CloudSending>,
     pub js: async_nats::jetstream::Context,
     pub policy: SendPolicy,
     /// This sender's leases, attempts under way and unwritten sends.
@@ -82,7 +87,7 @@ const LOCAL_TROUBLE_PAUSE: Duration = Duration::from_secs(1);
 
 /// The provider's answer to one call, and the attempt it was.
 struct Sent {
-    result: Result<SendReceipt, WaError>,
+    result: Result<SendReceipt, SendFailure>,
     ctx: AttemptContext,
 }
 
@@ -123,10 +128,16 @@ pub enum ProviderSignal {
 }
 
 impl ProviderSignal {
-    fn of(result: &Result<SendReceipt, WaError>) -> Self {
+    /// What a result says of WA Bridges: nothing, for a Cloud API send.
+    fn of(result: &Result<SendReceipt, SendFailure>, channel: Channel) -> Self {
+        if channel != Channel::Wabridges {
+            return Self::NoCall;
+        }
         match result {
-            Err(WaError::Transient { .. } | WaError::Timeout { .. }) => Self::Trouble,
-            Err(WaError::InvalidChat { .. }) => Self::NoCall,
+            Err(SendFailure::Wa(WaError::Transient { .. } | WaError::Timeout { .. })) => {
+                Self::Trouble
+            }
+            Err(SendFailure::Wa(WaError::InvalidChat { .. })) => Self::NoCall,
             _ => Self::Answered,
         }
     }
@@ -168,7 +179,7 @@ impl Deliverer {
             self.ledger
                 .renewed_during(&self.db, &tenant, &reply_id, async {
                     let sent = self.send(&message, &cleared).await;
-                    signal = ProviderSignal::of(&sent.result);
+                    signal = ProviderSignal::of(&sent.result, cleared.tenant.channel);
                     if attempt == Attempt::Probe && signal == ProviderSignal::Trouble {
                         return self.probe_failed(&message, &cleared, &sent).await;
                     }
@@ -204,19 +215,34 @@ impl Deliverer {
         } = cleared;
         let started = std::time::Instant::now();
         // The provider call, a span of its own inside the delivery.
-        let call = tracing::info_span!("wabridges.send", tenant.id = %tenant.id, reply.id = %reply.reply_id);
-        let result = self
-            .client
-            .send_text(&tenant.id, reply.chat_id.as_str(), &reply.body)
-            .instrument(call)
-            .await;
+        let result = match tenant.channel {
+            Channel::Wabridges => {
+                let call = tracing::info_span!("wabridges.send", tenant.id = %tenant.id, reply.id = %reply.reply_id);
+                self.client
+                    .send_text(&tenant.id, reply.chat_id.as_str(), &reply.body)
+                    .instrument(call)
+                    .await
+                    .map_err(SendFailure::Wa)
+            }
+            Channel::CloudApi => {
+                let call = tracing::info_span!("cloud_api.send", tenant.id = %tenant.id, reply.id = %reply.reply_id);
+                self.cloud
+                    .send_text(&self.db, &tenant.id, reply)
+                    .instrument(call)
+                    .await
+                    .map_err(SendFailure::Cloud)
+            }
+        };
         metrics::histogram!(m::SEND_SECONDS).record(started.elapsed().as_secs_f64());
-        let class = result.as_ref().err().map_or("ok", WaError::class);
+        let class = result.as_ref().err().map_or("ok", SendFailure::class);
         metrics::counter!(m::ATTEMPTS, "result" => class).increment(1);
         let outcome = if result.is_ok() { "sent" } else { "failed" };
         metrics::counter!(m::TENANT_SENDS, "tenant" => tenant_metrics::label(&tenant.id), "outcome" => outcome)
             .increment(1);
-        let spent = result.as_ref().err().is_some_and(WaError::spends_attempt);
+        let spent = result
+            .as_ref()
+            .err()
+            .is_some_and(SendFailure::spends_attempt);
         let ctx = AttemptContext {
             attempt: attempts + u32::from(spent || result.is_ok()),
             age: *age,

@@ -10,6 +10,7 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use switchyard_shared::{
+    channel::Channel,
     ids::TenantId,
     tenants::{SendLimits, Tenant},
 };
@@ -60,7 +61,8 @@ impl Dispatcher {
             self.flaps.on_bridge_state(
                 &mut self.scheduler,
                 &tenant,
-                !row.bridge_state.holds_sends(),
+                // A Cloud API number has no bridge to drop.
+                row.channel == Channel::CloudApi || !row.bridge_state.holds_sends(),
             );
             let _ = self.scheduler.set_pacing(&tenant, gap);
         }

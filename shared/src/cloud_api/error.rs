@@ -32,6 +32,10 @@ pub enum CloudError {
     /// the tenant has no usable token.
     #[error("not sent: {reason}")]
     NotSendable { reason: String },
+    /// No usable credential for the tenant (no channel connected, the token
+    /// revoked or refused by Meta, no key to open it): nothing was called.
+    #[error("no usable Cloud API credential: {reason}")]
+    NoCredential { reason: String },
 }
 
 /// Why a tenant is held (a metric label and what the operator is told).
@@ -101,6 +105,7 @@ impl CloudError {
             }
             CloudError::InvalidResponse { .. } => Outcome::DeadLetter("unexpected_answer"),
             CloudError::NotSendable { .. } => Outcome::DeadLetter("invalid_request"),
+            CloudError::NoCredential { .. } => Outcome::Hold(HoldReason::Unauthorized),
         }
     }
 

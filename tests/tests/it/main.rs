@@ -33,6 +33,7 @@ mod cli_status;
 mod cli_tenants;
 mod cli_tenants_remove;
 mod cloud_ingest;
+mod cloud_pipeline;
 mod contacts_resolver;
 mod db_least_privilege;
 mod deploy_manifests;

@@ -1,0 +1,104 @@
+//! Sends of Cloud API tenants: the tenant's own phone number id and its own
+//! business token, both from its `cloud_channels` row (never from the
+//! reply), the token opened with the operators' key only for the call.
+//!
+//! A tenant without a usable credential (no channel connected, the token
+//! revoked or refused by Meta, no key configured) gets `NoCredential`, which
+//! holds that tenant only; when Meta refuses the token (`0`, `190`) the row
+//! is marked `rejected`, so the next sends do not try it again until an
+//! operator connects a new one.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use switchyard_shared::{
+    cloud_api::{
+        CloudClient, CloudError, HoldReason, Outcome,
+        channel::{self, TokenState},
+        client::TextMessage,
+        token_box::TokenKeys,
+    },
+    ids::TenantId,
+    replies::OutboundReply,
+    wabridges::SendReceipt,
+};
+
+use super::Deliverer;
+
+/// The Cloud API client and the keys that open tenants' tokens.
+#[derive(Debug)]
+pub struct CloudSending {
+    pub client: CloudClient,
+    /// `SWITCHYARD_CLOUD_TOKEN_KEYS`; without it Cloud tenants are held.
+    pub keys: Option<Arc<TokenKeys>>,
+}
+
+impl CloudSending {
+    /// One text send on the tenant's own number.
+    pub async fn send_text(
+        &self,
+        db: &PgPool,
+        tenant: &TenantId,
+        reply: &OutboundReply,
+    ) -> Result<SendReceipt, CloudError> {
+        let no_credential = |reason: &str| CloudError::NoCredential {
+            reason: reason.to_owned(),
+        };
+        let row = channel::fetch(db, tenant)
+            .await
+            .map_err(|e| CloudError::Transient {
+                status: Some(503),
+                message: format!("reading the tenant's Cloud channel: {e}"),
+            })?
+            .ok_or_else(|| no_credential("the tenant has no Cloud API number connected"))?;
+        match row.token_state {
+            TokenState::Active => {}
+            TokenState::Revoked => {
+                return Err(no_credential("the token was revoked by an operator"));
+            }
+            TokenState::Rejected => {
+                return Err(no_credential("Meta refused the token; connect a new one"));
+            }
+        }
+        let sealed = row
+            .token
+            .ok_or_else(|| no_credential("the tenant's channel has no token"))?;
+        let keys = self.keys.as_ref().ok_or_else(|| {
+            no_credential("SWITCHYARD_CLOUD_TOKEN_KEYS is not set on this sender")
+        })?;
+        let token = keys
+            .open(tenant, &sealed)
+            .map_err(|e| no_credential(&e.to_string()))?;
+        let message_id = self
+            .client
+            .send_text(
+                &row.phone_number_id,
+                &token,
+                TextMessage {
+                    chat: &reply.chat_id,
+                    body: &reply.body,
+                    callback_data: reply.reply_id.as_str(),
+                },
+            )
+            .await?;
+        Ok(SendReceipt {
+            message_id,
+            timestamp: None,
+        })
+    }
+}
+
+impl Deliverer {
+    /// Meta refused the tenant's token: mark it, so this and every other
+    /// replica stop using it (the tenant is held by the policy).
+    pub(super) async fn cloud_refused(&self, tenant: &TenantId, error: &CloudError) {
+        let meta_refused = matches!(error, CloudError::Api { .. })
+            && error.outcome() == Outcome::Hold(HoldReason::Unauthorized);
+        if meta_refused {
+            tracing::error!(tenant.id = %tenant, error = %error, "Meta refused this tenant's Cloud API token; its sends are held until a new token is connected");
+            if let Err(e) = channel::mark_rejected(&self.db, tenant).await {
+                tracing::warn!(tenant.id = %tenant, error = %e, "cannot record the refused token");
+            }
+        }
+    }
+}
