@@ -6,6 +6,7 @@ pub mod delete;
 pub mod orphans;
 pub mod pace;
 pub mod pair;
+pub mod qr_terminal;
 pub mod provision;
 pub mod reconcile;
 pub mod repoint;
