@@ -29,9 +29,8 @@ pub enum UnreadableQr {
 /// The content of the QR code in `png` (the first one that reads).
 pub fn read(png: &[u8]) -> Result<Vec<u8>, UnreadableQr> {
     let (width, height, grey) = greyscale(png)?;
-    let mut image = rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| {
-        grey[y * width + x]
-    });
+    let mut image =
+        rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| grey[y * width + x]);
     let mut last_error = None;
     for grid in image.detect_grids() {
         let mut content = Vec::new();

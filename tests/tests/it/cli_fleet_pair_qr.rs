@@ -61,7 +61,11 @@ fn read_drawn_qr(rows: &[&str]) -> String {
     let mut grey = Vec::with_capacity(width * height);
     for y in 0..height {
         for x in 0..width {
-            grey.push(if modules[y / SCALE][x / SCALE] { 255 } else { 0 });
+            grey.push(if modules[y / SCALE][x / SCALE] {
+                255
+            } else {
+                0
+            });
         }
     }
     read_qr(width, height, &grey)
@@ -156,7 +160,10 @@ async fn pair_by_qr_with_show_draws_a_code_that_reads_back_to_the_pairing_payloa
     let (exit, text) = run(&["fleet", "pair", "acme", "--qr", path, "--show"], &env).await;
 
     assert_eq!(exit, Exit::Ok, "{text}");
-    assert!(text.contains("from the drawing below or the file"), "{text}");
+    assert!(
+        text.contains("from the drawing below or the file"),
+        "{text}"
+    );
     let rows = drawing(&text);
     assert!(rows.len() > 10, "a drawn QR code: {text}");
     assert!(
