@@ -243,6 +243,12 @@ impl SimHandle {
         )
     }
 
+    /// Makes `GET .../qr` answer these bytes instead of the pairing QR
+    /// (`None`: the real QR again): a provider whose image is no QR code.
+    pub fn set_qr_image(&self, customer_ref: &str, png: Option<Vec<u8>>) -> Result<(), SimError> {
+        self.inner.shared.set_qr_image(customer_ref, png)
+    }
+
     /// Whether accepted sends come back as `from_me` webhooks, and when.
     pub fn set_echo(&self, customer_ref: &str, mode: EchoMode) -> Result<(), SimError> {
         self.inner.shared.set_echo(customer_ref, mode)

@@ -109,6 +109,7 @@ impl Shared {
                 let phone = b.phone.clone().unwrap_or_else(|| fake_phone(b.id));
                 b.phone = Some(phone.clone());
                 b.session = Session::Connected;
+                b.qr.end_attempt();
                 (b.webhook_url.clone(), events::connected(&phone))
             } else {
                 if b.session == Session::Connected {
@@ -123,6 +124,16 @@ impl Shared {
         Ok(Some(
             webhook::deliver(self, customer_ref, &url, event).await,
         ))
+    }
+
+    /// Makes `GET .../qr` answer `png` instead of the pairing QR (`None`:
+    /// the real QR again), as a provider whose image is no QR code would.
+    pub(crate) fn set_qr_image(
+        &self,
+        customer_ref: &str,
+        png: Option<Vec<u8>>,
+    ) -> Result<(), SimError> {
+        self.with_bridge(customer_ref, |b| b.qr.image_override = png)
     }
 
     /// Mutes or unmutes the bridge's webhooks (its session is left as it is).

@@ -16,6 +16,7 @@ use crate::{
     config::{Limits, SimConfig},
     faults::{EchoMode, FaultPlan},
     limiter::Limiter,
+    qr::QrPairing,
 };
 
 /// The WhatsApp session of a bridge, as `GET .../status` reports it.
@@ -59,6 +60,8 @@ pub(crate) struct SimBridge {
     pub silent: bool,
     /// `GET .../status` calls that reached this bridge.
     pub status_calls: u64,
+    /// What `GET .../qr` shows while the bridge is unpaired.
+    pub qr: QrPairing,
 }
 
 /// A bridge as the `/_sim` API and the handle show it.
@@ -79,6 +82,10 @@ pub struct BridgeView {
     /// `GET .../status` calls that reached this bridge.
     #[serde(default)]
     pub status_calls: u64,
+    /// The payload of the pairing QR last shown, while that attempt lasts
+    /// (`None` before any `GET .../qr`, and once the bridge paired).
+    #[serde(default)]
+    pub qr_payload: Option<String>,
 }
 
 impl From<&SimBridge> for BridgeView {
@@ -94,6 +101,7 @@ impl From<&SimBridge> for BridgeView {
             echo: b.echo,
             silent: b.silent,
             status_calls: b.status_calls,
+            qr_payload: b.qr.current().map(str::to_owned),
         }
     }
 }
@@ -254,6 +262,7 @@ impl Shared {
             echo: self.default_echo,
             silent: false,
             status_calls: 0,
+            qr: QrPairing::new(),
         };
         let view = BridgeView::from(&bridge);
         state.bridges.insert(id, bridge);

@@ -95,14 +95,19 @@ pub struct MigrateArgs {
 /// Runs one command against the stores `env` names; returns the exit code
 /// after writing the result (or the error, to stderr).
 pub async fn run(cli: Cli, env: Env, out: &mut Output) -> Exit {
-    let ctx = Context::new(env);
-    match dispatch(cli.command, &ctx, out).await {
+    match try_run(cli, env, out).await {
         Ok(exit) => exit,
         Err(e) => {
             output::warn_error(&e);
             e.exit()
         }
     }
+}
+
+/// [`run`], handing the error back instead of writing it (tests read it).
+pub async fn try_run(cli: Cli, env: Env, out: &mut Output) -> CliResult<Exit> {
+    let ctx = Context::new(env);
+    dispatch(cli.command, &ctx, out).await
 }
 
 async fn dispatch(command: Command, ctx: &Context, out: &mut Output) -> CliResult<Exit> {

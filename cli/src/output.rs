@@ -12,27 +12,44 @@ use serde::Serialize;
 /// Where a command's result goes, and in which shape.
 pub struct Output {
     json: bool,
+    /// Whether `out` is a terminal (only stdout can be; a test's buffer never is).
+    terminal: bool,
     out: Box<dyn Write + Send>,
 }
 
 impl std::fmt::Debug for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Output").field("json", &self.json).finish()
+        f.debug_struct("Output")
+            .field("json", &self.json)
+            .field("terminal", &self.terminal)
+            .finish()
     }
 }
 
 impl Output {
     pub fn new(json: bool, out: Box<dyn Write + Send>) -> Self {
-        Self { json, out }
+        Self {
+            json,
+            terminal: false,
+            out,
+        }
     }
 
     /// The process's stdout.
     pub fn stdout(json: bool) -> Self {
-        Self::new(json, Box::new(std::io::stdout()))
+        Self {
+            terminal: std::io::stdout().is_terminal(),
+            ..Self::new(json, Box::new(std::io::stdout()))
+        }
     }
 
     pub fn is_json(&self) -> bool {
         self.json
+    }
+
+    /// Whether the output goes to a terminal (someone is looking at it).
+    pub fn is_terminal(&self) -> bool {
+        self.terminal
     }
 
     /// Prints `value` as JSON (with `--json`) or calls `human` to render it.

@@ -126,7 +126,27 @@ pub(crate) async fn qr(
     if bridge.session != Session::Unpaired {
         return error_response(StatusCode::CONFLICT, "already paired");
     }
-    ([(header::CONTENT_TYPE, "image/png")], qr::PNG).into_response()
+    let (payload, image_override) = {
+        let mut state = shared.lock();
+        let Some(b) = state.by_ref_mut(&customer_ref) else {
+            return error_response(StatusCode::NOT_FOUND, "instance not found");
+        };
+        (
+            b.qr.payload_at(std::time::Instant::now()),
+            b.qr.image_override.clone(),
+        )
+    };
+    let png = match image_override {
+        Some(png) => png,
+        None => match qr::png(&payload) {
+            Ok(png) => png,
+            Err(e) => {
+                tracing::error!(error = %e, "the simulator could not draw its pairing QR");
+                return error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            }
+        },
+    };
+    ([(header::CONTENT_TYPE, "image/png")], png).into_response()
 }
 
 #[derive(Deserialize)]
@@ -164,6 +184,7 @@ pub(crate) async fn pair(
         };
         b.session = Session::Connected;
         b.phone = Some(phone.clone());
+        b.qr.end_attempt();
         b.webhook_url.clone()
     };
     spawn_webhook(&shared, &customer_ref, &url, events::connected(&phone));
@@ -185,6 +206,7 @@ pub(crate) async fn logout(
     if let Some(b) = shared.lock().by_ref_mut(&customer_ref) {
         b.session = Session::Unpaired;
         b.phone = None;
+        b.qr.end_attempt();
     }
     spawn_webhook(
         &shared,

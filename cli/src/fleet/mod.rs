@@ -7,6 +7,7 @@ pub mod orphans;
 pub mod pace;
 pub mod pair;
 pub mod provision;
+pub mod qr_terminal;
 pub mod reconcile;
 pub mod repoint;
 pub mod stuck;

@@ -1,11 +1,12 @@
 //! `fleet pair <tenant>`: pair a bridge that needs it, with a link code
 //! (`--phone`: `POST /pair` with the number; the code is typed on the phone
 //! under Linked devices) or the QR code (`--qr FILE`: `GET /qr`, written as
-//! PNG). The session state is asked first (`GET /status`), so a connected
-//! bridge is never touched; `--dry-run` stops there. Both are data-plane
-//! calls (the 120/min proxy budget): a `429` waits for `Retry-After`.
-//! Nothing is written to the tenants table: the provider's `connected`
-//! webhook records the pairing as for any other reconnection.
+//! PNG exactly as received, and drawn in the terminal when stdout is one or
+//! with `--show`). The session state is asked first (`GET /status`), so a
+//! connected bridge is never touched; `--dry-run` stops there. Both are
+//! data-plane calls (the 120/min proxy budget): a `429` waits for
+//! `Retry-After`. Nothing is written to the tenants table: the provider's
+//! `connected` webhook records the pairing as for any other reconnection.
 
 use std::path::PathBuf;
 
@@ -19,7 +20,10 @@ use switchyard_shared::{
 use crate::{
     context::Context,
     exit::{CliError, CliResult, Exit},
-    fleet::pace::{Paced, ctrl_c, paced},
+    fleet::{
+        pace::{Paced, ctrl_c, paced},
+        qr_terminal,
+    },
     output::Output,
     tenants::require,
 };
@@ -38,6 +42,10 @@ pub struct PairArgs {
     /// Pair by QR code: write the PNG to this file (scan it under Linked devices).
     #[arg(long, value_name = "FILE")]
     pub qr: Option<PathBuf>,
+    /// With --qr: also draw the QR code here, in text (the default when stdout
+    /// is a terminal; not with --json).
+    #[arg(long, requires = "qr")]
+    pub show: bool,
     /// Only check whether the bridge needs pairing; ask the provider for nothing else.
     #[arg(long)]
     pub dry_run: bool,
@@ -65,7 +73,13 @@ pub enum Pairing {
     /// A link code for `phone`.
     LinkCode { phone: String, code: String },
     /// The QR code, written to `file`.
-    Qr { file: PathBuf, bytes: usize },
+    Qr {
+        file: PathBuf,
+        bytes: usize,
+        /// The QR code drawn in text, for a human (never in JSON).
+        #[serde(skip)]
+        drawing: Option<String>,
+    },
     /// `--dry-run`: what would have been asked for.
     DryRun { would: String },
 }
@@ -120,9 +134,15 @@ pub async fn run(args: PairArgs, ctx: &Context, out: &mut Output) -> CliResult<E
             args.tenant, args.tenant
         )));
     }
+    if args.show && out.is_json() {
+        return Err(CliError::bad_input(
+            "--show draws the QR code for a human and --json is for machines: use one of them",
+        ));
+    }
+    let draw = args.qr.is_some() && (args.show || (out.is_terminal() && !out.is_json()));
     let (stop, signal) = ctrl_c();
     let mut waits = 0;
-    let result = pair(&client, &args, &stop, &mut waits).await;
+    let result = pair(&client, &args, draw, &stop, &mut waits).await;
     signal.abort();
     let (session, pairing) = match result {
         // Ctrl-C during a rate-limit wait: nothing was paired; running it again is safe.
@@ -146,13 +166,30 @@ pub async fn run(args: PairArgs, ctx: &Context, out: &mut Output) -> CliResult<E
              On that phone: WhatsApp > Linked devices > Link a device > Link with phone number, then type the code.",
             report.tenant
         ),
-        Pairing::Qr { file, bytes } => writeln!(
-            w,
-            "QR code of tenant {} written to {} ({bytes} bytes, PNG)\n\
-             Open it and scan it with WhatsApp > Linked devices > Link a device. QR codes expire within a minute or so: scan at once, or run this again.",
-            report.tenant,
-            file.display()
-        ),
+        Pairing::Qr {
+            file,
+            bytes,
+            drawing,
+        } => {
+            writeln!(
+                w,
+                "QR code of tenant {} written to {} ({bytes} bytes, PNG)",
+                report.tenant,
+                file.display()
+            )?;
+            match drawing {
+                Some(drawing) => writeln!(
+                    w,
+                    "Scan it with WhatsApp > Linked devices > Link a device, from the drawing below or the file. \
+                     QR codes expire within a minute or so: scan at once, or run this again.\n{drawing}"
+                ),
+                None => writeln!(
+                    w,
+                    "Open it and scan it with WhatsApp > Linked devices > Link a device. \
+                     QR codes expire within a minute or so: scan at once, or run this again."
+                ),
+            }
+        }
         Pairing::DryRun { would } => writeln!(
             w,
             "tenant {}: session {}; would {would} (dry run: nothing asked)",
@@ -162,9 +199,11 @@ pub async fn run(args: PairArgs, ctx: &Context, out: &mut Output) -> CliResult<E
     Ok(Exit::Ok)
 }
 
+/// Asks for the link code or the QR code; `draw`: also draw the QR in text.
 async fn pair(
     client: &WaBridgesClient,
     args: &PairArgs,
+    draw: bool,
     stop: &tokio_util::sync::CancellationToken,
     waits: &mut u32,
 ) -> CliResult<(BridgeState, Pairing)> {
@@ -219,11 +258,27 @@ async fn pair(
     }
     std::fs::write(file, &png)
         .map_err(|e| anyhow::anyhow!("cannot write the QR code to {}: {e}", file.display()))?;
+    // Drawn only after the file is written, so an image that is no QR code
+    // still leaves the provider's answer on disk to look at.
+    let drawing = if draw {
+        Some(qr_terminal::redraw(&png).map_err(|e| {
+            anyhow::anyhow!(
+                "the QR code of tenant {tenant} was written to {} ({} bytes, PNG) but cannot be \
+                 shown here: {e}; open the file, and if a phone cannot scan it either, the \
+                 provider's image is broken",
+                file.display(),
+                png.len()
+            )
+        })?)
+    } else {
+        None
+    };
     Ok((
         session,
         Pairing::Qr {
             file: file.clone(),
             bytes: png.len(),
+            drawing,
         },
     ))
 }

@@ -1,8 +1,9 @@
 //! The fleet's lifecycle commands against the WA Bridges simulator: `fleet
-//! pair` (link code or QR, only for bridges that need it), `fleet stuck`
-//! (awaiting pairing or disconnected beyond a threshold), and `fleet delete
-//! --orphan` (only bridges no tenant owns, checked right before deleting,
-//! paced under the provider's limit, dry run first).
+//! pair` (link code here, the QR code in `cli_fleet_pair_qr`; only for
+//! bridges that need it), `fleet stuck` (awaiting pairing or disconnected
+//! beyond a threshold), and `fleet delete --orphan` (only bridges no tenant
+//! owns, checked right before deleting, paced under the provider's limit, dry
+//! run first).
 
 use crate::cli_support::{SIM_KEY, add_tenant, run, run_json, t, vars};
 use sqlx::PgPool;
@@ -15,13 +16,13 @@ use switchyard_shared::{
 use switchyard_tests::services;
 
 /// A simulator whose new bridges wait for pairing, as real ones do.
-async fn unpaired_sim() -> SimHandle {
+pub(crate) async fn unpaired_sim() -> SimHandle {
     let mut config = SimConfig::new(SIM_KEY);
     config.auto_connect = false;
     SimHandle::start(config).await.unwrap()
 }
 
-async fn tenants_named(pool: &PgPool, ids: &[&str]) {
+pub(crate) async fn tenants_named(pool: &PgPool, ids: &[&str]) {
     for id in ids {
         add_tenant(pool, id, BotKind::Echo, serde_json::json!({})).await;
     }
@@ -83,32 +84,6 @@ async fn pair_by_link_code_pairs_an_unpaired_bridge_and_refuses_a_connected_one(
     );
     let (exit, _) = run(&["fleet", "pair", "nobody", "--phone", "15550001234"], &env).await;
     assert_eq!(exit, Exit::Usage, "an unknown tenant is refused");
-}
-
-#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
-async fn pair_by_qr_writes_the_png_and_a_dry_run_writes_nothing(pool: PgPool) {
-    let sim = unpaired_sim().await;
-    tenants_named(&pool, &["acme"]).await;
-    let env = vars(&services::database_url(&pool), None, Some(&sim.base_url()));
-    run_json(&["fleet", "provision", "acme"], &env).await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("acme.png");
-    let path = file.to_str().unwrap();
-
-    let (exit, _) = run_json(&["fleet", "pair", "acme", "--qr", path, "--dry-run"], &env).await;
-    assert_eq!(exit, Exit::Ok);
-    assert!(!file.exists(), "a dry run writes nothing");
-
-    let (exit, text) = run(&["fleet", "pair", "acme", "--qr", path], &env).await;
-    assert_eq!(exit, Exit::Ok, "{text}");
-    assert!(text.contains("written to"), "{text}");
-    let png = std::fs::read(&file).unwrap();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
-    assert_eq!(
-        sim.bridge("acme").unwrap().session,
-        Session::Unpaired,
-        "a QR only pairs once scanned"
-    );
 }
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]

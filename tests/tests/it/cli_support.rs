@@ -45,6 +45,21 @@ pub async fn run(args: &[&str], vars: &[(String, String)]) -> (Exit, String) {
     (exit, captured.text())
 }
 
+/// `run`, also giving back the error the CLI would write to stderr.
+pub async fn run_with_error(
+    args: &[&str],
+    vars: &[(String, String)],
+) -> (Exit, String, Option<String>) {
+    let cli = Cli::try_parse_from(std::iter::once("switchyard").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("arguments {args:?} do not parse: {e}"));
+    let captured = Captured::default();
+    let mut out = Output::new(cli.json, Box::new(captured.clone()));
+    match switchyard_cli::try_run(cli, Env::from_map(vars.to_vec()), &mut out).await {
+        Ok(exit) => (exit, captured.text(), None),
+        Err(e) => (e.exit(), captured.text(), Some(e.to_string())),
+    }
+}
+
 /// `run` with `--json`, parsed.
 pub async fn run_json(args: &[&str], vars: &[(String, String)]) -> (Exit, serde_json::Value) {
     let mut all = vec!["--json"];

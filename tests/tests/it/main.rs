@@ -26,6 +26,7 @@ mod cli_contacts;
 mod cli_dlq;
 mod cli_fleet;
 mod cli_fleet_lifecycle;
+mod cli_fleet_pair_qr;
 mod cli_migrate;
 mod cli_recover;
 mod cli_rotate_webhook;
