@@ -46,9 +46,22 @@ pub async fn cloud_tenant(
     waba: &str,
     token: &str,
 ) -> TenantId {
+    cloud_tenant_with(db, id, number, waba, token, |_| {}).await
+}
+
+/// [`cloud_tenant`], with the tenant row adjusted by `adjust` (e.g. its bot).
+pub async fn cloud_tenant_with(
+    db: &PgPool,
+    id: &str,
+    number: &str,
+    waba: &str,
+    token: &str,
+    adjust: impl FnOnce(&mut NewTenant),
+) -> TenantId {
     let tenant = TenantId::parse(id).expect("tenant id");
     let mut new = NewTenant::with_defaults(tenant.clone());
     new.bot_kind = switchyard_shared::tenants::BotKind::Echo;
+    adjust(&mut new);
     assert!(tenants::insert(db, &new).await.expect("insert tenant"));
     let sealed = token_keys().seal(&tenant, &SecretString::from(token.to_owned()));
     channel::connect(
