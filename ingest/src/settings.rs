@@ -16,7 +16,7 @@
 //! | `SWITCHYARD_ADMISSION_BURST` | `500` | events one tenant may send at once after a quiet while |
 //! | `SWITCHYARD_DROP_TYPING` | `true` | `typing` events are answered 200 and not published |
 //! | `SWITCHYARD_DB_CLAIM_TIMEOUT` | `500ms` | past this, the idempotency claim is skipped and the event published anyway; also the bound on reading a tenant's webhook credential and on checking a signed webhook-id against other tenants |
-//! | `SWITCHYARD_TENANT_CACHE_TTL` | `2s` | longest a webhook credential rotation takes to reach this replica if its announcement is lost |
+//! | `SWITCHYARD_TENANT_CACHE_TTL` | `30s` | longest a webhook credential rotation takes to reach this replica if its announcement is lost |
 //! | `SWITCHYARD_PUBLISH_TIMEOUT` | `3s` | longest wait for a JetStream ack before answering 503 |
 //! | `SWITCHYARD_DB_CLAIM_BATCH` | `256` | most keys written by one group-commit statement |
 //! | `SWITCHYARD_DB_CLAIM_LINGER` | `2ms` | how long a busy claim writer gathers claims before writing them (`0ms` turns it off) |
@@ -281,7 +281,7 @@ impl Settings {
             drop_typing: env.flag("SWITCHYARD_DROP_TYPING", true)?,
             db_claim_timeout,
             tenant_cache_ttl: env
-                .duration("SWITCHYARD_TENANT_CACHE_TTL", Duration::from_secs(2))?,
+                .duration("SWITCHYARD_TENANT_CACHE_TTL", Duration::from_secs(30))?,
             publish_timeout,
             claim_batch: env.bounded("SWITCHYARD_DB_CLAIM_BATCH", 256, 1..=10_000)?,
             claim_linger,
@@ -348,7 +348,7 @@ mod tests {
         assert!(s.drop_typing);
         assert!(s.signing_secret.is_none());
         assert_eq!(s.db_claim_timeout, Duration::from_millis(500));
-        assert_eq!(s.tenant_cache_ttl, Duration::from_secs(2));
+        assert_eq!(s.tenant_cache_ttl, Duration::from_secs(30));
         assert_eq!(s.claim_linger, Duration::from_millis(2));
         assert_eq!(s.outbox_max_events, 100_000);
         assert_eq!(s.outbox_max_per_tenant, 10_000);

@@ -33,6 +33,8 @@ pub struct Setup {
     pub nats_server: PathBuf,
     pub admin_database_url: String,
     pub work_dir: PathBuf,
+    /// Settings for every service, after the tool's own (`--service-env`).
+    pub service_env: Vec<(String, String)>,
 }
 
 /// A child process we started; killed on drop.
@@ -221,6 +223,7 @@ impl Deployment {
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
+            .chain(setup.service_env.iter().cloned())
             .collect()
         };
         // Ingest first: the streams exist once one service has started.

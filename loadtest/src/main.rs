@@ -135,6 +135,25 @@ struct Args {
     /// Where the reports go (latest.json, latest.md, latest-latency.svg).
     #[arg(long, default_value = "docs/benchmarks")]
     out_dir: PathBuf,
+    /// `KEY=VALUE` given to every service the tool starts, after its own
+    /// settings (so it wins): an A/B run of one binary under two settings,
+    /// e.g. `--service-env SWITCHYARD_TENANT_CACHE_TTL=2s`. Repeatable.
+    #[arg(long, value_parser = key_value)]
+    service_env: Vec<(String, String)>,
+}
+
+fn key_value(raw: &str) -> Result<(String, String), String> {
+    let (key, value) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {raw:?}"))?;
+    let key_ok = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if !key_ok {
+        return Err(format!("{key:?} is not an environment variable name"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
 }
 
 fn duration(raw: &str) -> Result<Duration, String> {
@@ -193,6 +212,7 @@ fn local_setup(args: &Args, nats_server: PathBuf) -> anyhow::Result<deployment::
         bin_dir,
         nats_server,
         admin_database_url: args.database_url.clone(),
+        service_env: args.service_env.clone(),
         work_dir: std::env::temp_dir().join(format!("switchyard-load-{}", std::process::id())),
     })
 }

@@ -173,7 +173,7 @@ pub fn selected(names: &[String], name: &str) -> bool {
 /// The isolation scenarios' tenant refresh (see [`Scenario::tenant_refresh`]).
 pub const QUICK_TENANT_REFRESH: Duration = Duration::from_secs(1);
 /// The services' default `SWITCHYARD_TENANT_REFRESH`, for the cost sweep.
-pub const COST_TENANT_REFRESH: Duration = Duration::from_secs(5);
+pub const COST_TENANT_REFRESH: Duration = Duration::from_secs(30);
 
 /// A budget high enough that the pipeline, not the budget, is the limit.
 pub const UNLIMITED_BUDGET: u32 = 1_000_000;

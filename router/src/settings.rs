@@ -24,7 +24,7 @@ pub struct Settings {
     /// handled at once while it is backlogged (its lane spilled), so a flood
     /// drains without taking the CPU and database from tenants that keep up.
     pub backlog_chats_in_flight: usize,
-    /// `SWITCHYARD_TENANT_CACHE_TTL` (default 2s): the longest a tenant change
+    /// `SWITCHYARD_TENANT_CACHE_TTL` (default 30s): the longest a tenant change
     /// (e.g. a suspension) takes to reach this replica if its notification is lost.
     pub tenant_cache_ttl: Duration,
     /// `SWITCHYARD_RETRY_DELAY` (default 500ms): base of the in-place retry
@@ -69,7 +69,7 @@ impl Settings {
                 1..=1000,
             )?,
             tenant_cache_ttl: env
-                .duration("SWITCHYARD_TENANT_CACHE_TTL", Duration::from_secs(2))?,
+                .duration("SWITCHYARD_TENANT_CACHE_TTL", Duration::from_secs(30))?,
             retry_delay: env.duration("SWITCHYARD_RETRY_DELAY", Duration::from_millis(500))?,
             max_redeliveries: env.bounded("SWITCHYARD_MAX_REDELIVERIES", 20, 2..=10_000)?,
             echo_wait: env.duration("SWITCHYARD_ECHO_WAIT", Duration::from_secs(30))?,

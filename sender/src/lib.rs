@@ -186,6 +186,11 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         events.clone(),
         service.shutdown.clone(),
     ));
+    service.tasks.spawn(dispatcher::follow_tenant_changes(
+        service.nats.clone(),
+        events.clone(),
+        service.shutdown.clone(),
+    ));
     service.tasks.spawn(dispatcher::follow_bridge_states(
         service.nats.clone(),
         events,

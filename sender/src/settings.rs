@@ -50,9 +50,10 @@ pub struct Settings {
     pub fleet_mode: FleetMode,
     /// `SWITCHYARD_SEND_IN_FLIGHT` (default 32): sends in flight from this replica.
     pub max_in_flight: u32,
-    /// `SWITCHYARD_TENANT_CACHE_TTL` (default 2s).
+    /// `SWITCHYARD_TENANT_CACHE_TTL` (default 30s).
     pub tenant_cache_ttl: Duration,
-    /// `SWITCHYARD_TENANT_REFRESH` (default 5s): limits and bridge state re-read.
+    /// `SWITCHYARD_TENANT_REFRESH` (default 30s): limits and bridge state re-read
+    /// (announced changes are read at once; this backs up a lost one).
     pub tenant_refresh: Duration,
     /// `SWITCHYARD_SCHEDULER` (`fair` or `fifo`, default fair).
     pub scheduler: SchedulerMode,
@@ -97,8 +98,8 @@ impl Settings {
             },
             max_in_flight: env.bounded("SWITCHYARD_SEND_IN_FLIGHT", 32, 1..=10_000)?,
             tenant_cache_ttl: env
-                .duration("SWITCHYARD_TENANT_CACHE_TTL", Duration::from_secs(2))?,
-            tenant_refresh: env.duration("SWITCHYARD_TENANT_REFRESH", Duration::from_secs(5))?,
+                .duration("SWITCHYARD_TENANT_CACHE_TTL", Duration::from_secs(30))?,
+            tenant_refresh: env.duration("SWITCHYARD_TENANT_REFRESH", Duration::from_secs(30))?,
             scheduler: match env.string("SWITCHYARD_SCHEDULER", "fair").as_str() {
                 "fair" => SchedulerMode::Fair,
                 "fifo" => SchedulerMode::Fifo,

@@ -1,10 +1,12 @@
 //! Resolving a tenant id to its row, cached.
 //!
-//! Every lookup is by the id taken from the subject. Entries expire after a
-//! short TTL and are dropped at once when the operator CLI announces a change
-//! on `control.tenant.<id>`, so a suspension reaches every replica within
-//! seconds even if the announcement is lost. Absence is cached too (an
-//! unknown tenant flooding us must not become a database flood).
+//! Every lookup is by the id taken from the subject. Entries are dropped at
+//! once when a change is announced (`control.tenant.<id>` by the operator
+//! CLI, `control.bridge.<id>` by the router) and all of them when the NATS
+//! connection comes back after a loss (announcements made meanwhile are
+//! gone); the TTL bounds what an announcement lost otherwise costs. Absence
+//! is cached too (an unknown tenant flooding us must not become a database
+//! flood).
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -13,6 +15,10 @@ use futures::StreamExt as _;
 use sqlx::PgPool;
 use tokio::{sync::RwLock, time::Instant};
 use tokio_util::sync::CancellationToken;
+
+/// How often [`TenantCache::follow_changes`] looks whether the NATS
+/// connection came back (and the cache must be dropped).
+const RECONNECT_CHECK: Duration = Duration::from_secs(1);
 
 /// A cached row (or cached absence) and when it was read.
 type CacheEntry = (Option<Arc<Tenant>>, Instant);
@@ -97,18 +103,41 @@ impl TenantCache {
         self.entries.write().await.remove(tenant);
     }
 
-    /// Drops entries as the operator CLI announces tenant changes.
+    /// Drops entries as their rows change: the operator CLI announces its
+    /// changes on `control.tenant.<id>`, the router a bridge's new state on
+    /// `control.bridge.<id>`. Core NATS loses what is published while this
+    /// replica is disconnected, so the whole cache is dropped when the
+    /// connection comes back; the TTL is then only the bound for an
+    /// announcement lost while connected (a slow consumer), not the usual
+    /// way a change arrives.
     pub async fn follow_changes(self, nats: async_nats::Client, shutdown: CancellationToken) {
-        let mut changes = match nats.subscribe(subjects::TENANT_CHANGED_FILTER).await {
+        let subscribed = async {
+            let tenants = nats.subscribe(subjects::TENANT_CHANGED_FILTER).await?;
+            let bridges = nats.subscribe(subjects::BRIDGE_STATE_FILTER).await?;
+            Ok::<_, async_nats::SubscribeError>(futures::stream::select(tenants, bridges))
+        };
+        let mut changes = match subscribed.await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot follow tenant changes; relying on the cache TTL");
                 return;
             }
         };
+        let mut watch = tokio::time::interval(RECONNECT_CHECK);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_connected = true;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = watch.tick() => {
+                    let connected = nats.connection_state() == async_nats::connection::State::Connected;
+                    if connected && !was_connected {
+                        // Announcements made meanwhile are lost: forget everything.
+                        self.entries.write().await.clear();
+                        tracing::info!("NATS connection back: tenant cache dropped (announcements may have been missed)");
+                    }
+                    was_connected = connected;
+                }
                 change = changes.next() => match change {
                     Some(message) => {
                         if let Some(tenant) = subjects::tenant_of(&message.subject) {

@@ -132,6 +132,9 @@ pub fn sender_env(nats_url: &str, db_url: &str, sim: &SimHandle, extra: &[(&str,
         ("SWITCHYARD_SEND_RETRY_MIN_DELAY", "50ms"),
         ("SWITCHYARD_SEND_RETRY_MAX_DELAY", "200ms"),
         ("SWITCHYARD_TENANT_REFRESH", "1s"),
+        // The services' default (30 s) leans on announcements; tests that
+        // change a row by SQL, without one, get the old short bound.
+        ("SWITCHYARD_TENANT_CACHE_TTL", "2s"),
     ];
     vars.extend_from_slice(extra);
     services::env(nats_url, db_url, &vars)

@@ -37,6 +37,24 @@ pub async fn follow_operator_resumes(
     .await;
 }
 
+/// Forwards the operator CLI's tenant change announcements into the send
+/// loop, so a changed limit or hold reaches the scheduler at once (the
+/// periodic refresh only backs up a lost announcement).
+pub async fn follow_tenant_changes(
+    nats: async_nats::Client,
+    events: EventSender,
+    shutdown: CancellationToken,
+) {
+    forward_announcements(
+        nats,
+        subjects::TENANT_CHANGED_FILTER,
+        events,
+        shutdown,
+        |tenant, _| Some(Event::TenantChanged(tenant)),
+    )
+    .await;
+}
+
 /// Forwards the router's bridge announcements into the send loop.
 pub async fn follow_bridge_states(
     nats: async_nats::Client,

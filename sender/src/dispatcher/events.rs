@@ -48,6 +48,8 @@ pub enum Event {
     BridgeState(TenantId, bool),
     /// Look at a tenant's lane again (a spilled backlog not yet fetchable).
     Probe(TenantId),
+    /// An operator changed the tenant's row (`control.tenant.<id>`): read it again.
+    TenantChanged(TenantId),
     /// An operator lifted the tenant's holds (unauthorized, restricted, operator).
     OperatorResume(TenantId),
 }

@@ -55,7 +55,9 @@ use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use self::{
-    announcements::{follow_bridge_states, follow_operator_resumes, forward_work},
+    announcements::{
+        follow_bridge_states, follow_operator_resumes, follow_tenant_changes, forward_work,
+    },
     bridge_flaps::FlapSettings,
     events::{Completion, EVENT_QUEUE_CAPACITY, Event, EventSender},
     status::StatusFeed,

@@ -29,11 +29,16 @@ use crate::{
 /// How long one lease from the shared budget may take (the loop waits for
 /// it; a healthy lease takes a few milliseconds).
 const LEASE_ATTEMPT: Duration = Duration::from_secs(2);
+/// How often long disconnections are alerted and the per-tenant gauges
+/// published (apart from the row refresh, which announcements make rare).
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
 
 impl Dispatcher {
     /// Runs until shutdown; in-flight deliveries finish on their own tasks.
     pub async fn run(mut self) {
         let mut refresh = tokio::time::interval(self.refresh_every);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut status = tokio::time::interval(self.status_every);
         status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -68,8 +73,8 @@ impl Dispatcher {
                     Some(event) => self.apply(event).await,
                     None => return,
                 },
-                _ = refresh.tick() => {
-                    self.refresh_all();
+                _ = refresh.tick() => self.refresh_all(),
+                _ = housekeeping.tick() => {
                     self.flaps.alert_long_disconnections();
                     let now = Instant::now();
                     self.gauges.publish(&self.scheduler.observe(now), now);
@@ -89,6 +94,11 @@ impl Dispatcher {
                     .on_bridge_state(&mut self.scheduler, &tenant, connected);
             }
             Event::Probe(tenant) => self.probe(&tenant).await,
+            Event::TenantChanged(tenant) => {
+                if self.lanes.contains_key(&tenant) || self.bulk_lanes.contains_key(&tenant) {
+                    self.refresh(tenant);
+                }
+            }
             Event::OperatorResume(tenant) => {
                 for reason in [
                     PauseReason::Unauthorized,

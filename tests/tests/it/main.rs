@@ -65,6 +65,7 @@ mod sender_double_send;
 mod sender_provider_outage;
 mod sender_replicas;
 mod settings_docs;
+mod tenant_cache;
 mod tenant_notifications;
 mod traces;
 mod wabridges_client;

@@ -1,0 +1,125 @@
+//! The tenant cache leans on announcements (issue 20: a short TTL cost a
+//! transaction per tenant every few seconds on every replica): a change
+//! announced on `control.tenant.<id>` or `control.bridge.<id>` is read at
+//! once, and a NATS reconnect drops the whole cache, since what was
+//! announced while disconnected is lost. The TTL here is an hour: nothing
+//! below can be the TTL's doing.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use switchyard_shared::{
+    ids::TenantId,
+    subjects,
+    tenant_cache::TenantCache,
+    tenants::{self, NewTenant, TenantStatus},
+};
+use switchyard_tests::{nats_server::NatsServer, poll};
+use tokio_util::sync::CancellationToken;
+
+const WITHIN: Duration = Duration::from_secs(15);
+
+async fn setup(pool: &PgPool) -> (TenantId, TenantCache) {
+    let tenant = TenantId::parse("acme").unwrap();
+    assert!(
+        tenants::insert(pool, &NewTenant::with_defaults(tenant.clone()))
+            .await
+            .unwrap()
+    );
+    let cache = TenantCache::new(pool.clone(), Duration::from_secs(3600));
+    let row = cache.resolve(&tenant).await.unwrap().expect("the row");
+    assert_eq!(row.status, TenantStatus::Active);
+    (tenant, cache)
+}
+
+async fn suspend_silently(pool: &PgPool) {
+    sqlx::query("UPDATE tenants SET status = 'suspended' WHERE id = 'acme'")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+async fn until_suspended(cache: &TenantCache, tenant: &TenantId, what: &str) {
+    poll::until(what, WITHIN, || async {
+        let row = cache.resolve(tenant).await.ok()??;
+        (row.status == TenantStatus::Suspended).then_some(())
+    })
+    .await;
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn announced_changes_of_either_kind_are_read_at_once(pool: PgPool) {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let (tenant, cache) = setup(&pool).await;
+    let stop = CancellationToken::new();
+    tokio::spawn(cache.clone().follow_changes(client.clone(), stop.clone()));
+    suspend_silently(&pool).await;
+    // Unannounced, the cached row stands (the TTL is an hour).
+    let cached = cache.resolve(&tenant).await.unwrap().unwrap();
+    assert_eq!(cached.status, TenantStatus::Active);
+    // A bridge state announcement (the router's) drops it too. The
+    // subscription may not be in place yet: announce until it is read.
+    poll::until(
+        "the bridge announcement to drop the row",
+        WITHIN,
+        || async {
+            client
+                .publish(subjects::bridge_state_changed(&tenant), "connected".into())
+                .await
+                .ok()?;
+            client.flush().await.ok()?;
+            let row = cache.resolve(&tenant).await.ok()??;
+            (row.status == TenantStatus::Suspended).then_some(())
+        },
+    )
+    .await;
+    sqlx::query("UPDATE tenants SET status = 'active' WHERE id = 'acme'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    client
+        .publish(subjects::tenant_changed(&tenant), "".into())
+        .await
+        .unwrap();
+    poll::until(
+        "the operator's announcement to drop the row",
+        WITHIN,
+        || async {
+            let row = cache.resolve(&tenant).await.ok()??;
+            (row.status == TenantStatus::Active).then_some(())
+        },
+    )
+    .await;
+    stop.cancel();
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_reconnect_drops_the_whole_cache(pool: PgPool) {
+    let mut nats = NatsServer::start();
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(nats.url())
+        .await
+        .unwrap();
+    let (tenant, cache) = setup(&pool).await;
+    let stop = CancellationToken::new();
+    tokio::spawn(cache.clone().follow_changes(client.clone(), stop.clone()));
+    // Give the watcher a connected state to compare against.
+    poll::until("the client connected", WITHIN, || async {
+        (client.connection_state() == async_nats::connection::State::Connected).then_some(())
+    })
+    .await;
+    nats.kill();
+    poll::until("the client to notice the loss", WITHIN, || async {
+        (client.connection_state() != async_nats::connection::State::Connected).then_some(())
+    })
+    .await;
+    // Changed while nobody could announce it.
+    suspend_silently(&pool).await;
+    let cached = cache.resolve(&tenant).await.unwrap().unwrap();
+    assert_eq!(cached.status, TenantStatus::Active, "still the cached row");
+    nats.restart();
+    until_suspended(&cache, &tenant, "the reconnect to drop the cache").await;
+    stop.cancel();
+}
