@@ -209,6 +209,21 @@ impl Pipeline {
             .as_u16()
     }
 
+    /// Posts `body` straight to ingest's Cloud API route with this
+    /// `X-Hub-Signature-256` (as an attacker, or a redelivery, would).
+    pub async fn post_cloud(&self, body: String, signature: &str) -> u16 {
+        self.http
+            .post(format!("http://{}/cloud", self.ingest_addr))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(body)
+            .send()
+            .await
+            .expect("ingest answers")
+            .status()
+            .as_u16()
+    }
+
     /// The valid webhook token of a tenant id, whether or not the tenant exists.
     pub fn token_for(&self, tenant: &str) -> String {
         self.keys.token_for(&tenant_id(tenant))

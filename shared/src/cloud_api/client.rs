@@ -41,13 +41,7 @@ pub struct TextMessage<'a> {
 
 impl CloudClient {
     pub fn new(settings: &CloudApiSettings) -> Result<Self, reqwest::Error> {
-        crate::tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = crate::tls::provider_http_client(settings.timeout)?;
         Ok(Self {
             http,
             base_url: settings.base_url.trim_end_matches('/').to_owned(),

@@ -65,13 +65,7 @@ struct Answer {
 
 impl WaBridgesClient {
     pub fn new(settings: WaBridgesSettings) -> Result<Self, BuildError> {
-        crate::tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let http = crate::tls::provider_http_client(settings.timeout)
             .map_err(|e| BuildError(e.to_string()))?;
         Ok(Self {
             http,

@@ -472,12 +472,12 @@ async fn deliver(
                         )
                     }
                     Post::CloudRaw { body, signature } => {
-                        (w.post_cloud(body.clone(), signature).await, None)
+                        (w.p.post_cloud(body.clone(), signature).await, None)
                     }
                     Post::CloudReplay { of } => {
                         let (body, signature) =
                             earlier[*of].1.clone().expect("a Cloud batch's POST");
-                        (w.post_cloud(body, &signature).await, None)
+                        (w.p.post_cloud(body, &signature).await, None)
                     }
                 }
             })
@@ -636,21 +636,6 @@ impl World {
             .expect("ghost number");
         cloud.set_webhook_url(Some(&format!("http://{}/cloud", p.ingest_addr)));
         Self { p, cloud, tokens }
-    }
-
-    /// Posts straight to ingest's `/cloud`, as an attacker (or Meta's retry) would.
-    async fn post_cloud(&self, body: String, signature: &str) -> u16 {
-        self.p
-            .http
-            .post(format!("http://{}/cloud", self.p.ingest_addr))
-            .header("content-type", "application/json")
-            .header("x-hub-signature-256", signature)
-            .body(body)
-            .send()
-            .await
-            .expect("ingest answers")
-            .status()
-            .as_u16()
     }
 }
 
