@@ -37,7 +37,11 @@ use switchyard_shared::{
     admission::{self, Admission},
     bridge_report,
     bridge_state::BridgeState,
-    cloud_api::inbound::{Delivered, RecipientStatus},
+    channel::Channel,
+    cloud_api::{
+        inbound::{Delivered, RecipientStatus},
+        window::{self, WindowSettings},
+    },
     contacts::SenderAddress,
     db, deliveries,
     events::{self, MessageEvent, WebhookEvent},
@@ -79,6 +83,9 @@ pub struct InboundHandler {
     pub echo_wait: Duration,
     /// Attempts an undecided echo gets before it is taken as ours.
     pub echo_attempts: u32,
+    /// The Cloud API customer-service window: a Cloud message older than it
+    /// gets no bot turn.
+    pub cloud_window: WindowSettings,
     /// Warnings of events refused for their tenant (unknown, inactive),
     /// at most one per reason per interval; the drop counter counts each.
     pub refused_log: Arc<LogLimit<&'static str>>,
@@ -130,7 +137,7 @@ fn step_span(message: &LaneMessage, attempt: u32) -> tracing::Span {
     span
 }
 
-fn dropped(reason: &'static str) -> Outcome {
+pub(crate) fn dropped(reason: &'static str) -> Outcome {
     metrics::counter!(m::DROPPED, "reason" => reason).increment(1);
     Outcome::Done
 }
@@ -299,7 +306,9 @@ impl InboundHandler {
             WebhookEvent::CloudStatus(status) => {
                 self.on_recipient_status(tenant, status, attempt).await
             }
-            WebhookEvent::CloudNotice { .. } => dropped("cloud_notice"),
+            WebhookEvent::CloudNotice { field, value } => {
+                self.on_cloud_notice(tenant, field, value, attempt).await
+            }
             WebhookEvent::Connected { .. } => {
                 self.on_bridge_state(tenant, BridgeState::Connected, attempt)
                     .await
@@ -337,8 +346,14 @@ impl InboundHandler {
         // no row lock (the chat's order is kept by the lane runner). The
         // read takes the conversation and the sender's contact records at once.
         let address = SenderAddress::of(message);
+        // A Cloud API chat's window is recorded in the same transaction,
+        // from Meta's timestamp (docs/cloud-api.md section 7).
+        let cloud = tenant.channel == Channel::CloudApi;
         let read = async {
             let mut tx = db::begin_for_tenant(&self.db, &tenant.id).await?;
+            if cloud {
+                window::record(&mut tx, &tenant.id, &message.chat_id, message.timestamp).await?;
+            }
             let conversation = conversations::read(&mut tx, &tenant.id, &message.chat_id).await?;
             let role = sender_role::resolve(&mut tx, tenant, &address).await?;
             tx.commit().await?;
@@ -348,6 +363,13 @@ impl InboundHandler {
             Ok(read) => read,
             Err(e) => return db_failed(&self.retries, attempt, "conversation", &e),
         };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if cloud && self.cloud_window.closed_for_turn(message.timestamp, now) {
+            // Redelivered late by Meta, or replayed: no free-form answer can
+            // reach the customer any more, so the bot is not asked.
+            tracing::info!(tenant.id = %tenant.id, message.age_s = now.saturating_sub(message.timestamp), "Cloud API message older than the customer-service window; no bot turn");
+            return dropped("window_closed");
+        }
         if conversation.silenced {
             // A person took over this chat from the phone: no bot turn.
             if let Err(e) =
