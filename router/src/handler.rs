@@ -214,6 +214,7 @@ impl InboundHandler {
         };
         let mut bodies = Vec::with_capacity(messages.len());
         let mut head = None;
+        let mut latest = i64::MIN;
         for message in messages {
             let parsed = match message.event() {
                 Ok(p) => p,
@@ -229,12 +230,16 @@ impl InboundHandler {
                 bodies.push(m.body.clone());
             }
             head.get_or_insert((&parsed.event_id, m));
+            latest = latest.max(m.timestamp);
         }
         let Some((parsed_id, head)) = head else {
             return Outcome::Done;
         };
+        // The turn's time is its newest message's: that one keeps a Cloud
+        // API chat's window open.
         let combined = MessageEvent {
             body: bodies.join("\n"),
+            timestamp: latest.max(head.timestamp),
             ..head.clone()
         };
         // Only messages whose `customer_ref` agrees were gathered (`gather_window`).
