@@ -25,6 +25,12 @@
 //! (status, bot, limits) comes from that tenant's row. Unknown and inactive
 //! tenants are dropped and counted, never routed to a default.
 //!
+//! Cloud API tenants: a message's chat window is recorded from Meta's
+//! timestamp in the transaction of the conversation read, and a message
+//! already older than the window gets no bot turn (`window_closed`,
+//! docs/cloud-api.md section 7); account notices are carried out by
+//! [`crate::cloud_notices`].
+//!
 //! Bursts: when the tenant's `debounce_ms` is set, the runner gathers a
 //! chat's customer messages that come within that window of each other and
 //! hands them over as one turn ([`Handler::handle_turn`]): the bot sees one

@@ -150,7 +150,13 @@ pub async fn start_rig(pool: &PgPool, extra_env: &[(&'static str, &'static str)]
 /// change, with Meta's `timestamp` set to `written` (unix seconds): a
 /// message Meta delivers late (its retries run for days) or one written
 /// before the window closed. The simulator's own window is not touched.
-pub fn text_written_at(number: &str, wamid: &str, from: &str, body: &str, written: i64) -> BatchItem {
+pub fn text_written_at(
+    number: &str,
+    wamid: &str,
+    from: &str,
+    body: &str,
+    written: i64,
+) -> BatchItem {
     let waba = RIG_TENANTS
         .iter()
         .find(|(_, _, n)| *n == number)

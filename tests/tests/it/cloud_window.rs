@@ -79,7 +79,13 @@ async fn a_reply_inside_the_window_is_sent_and_the_window_kept_from_metas_timest
     let written = unix_now() - 5;
     post(
         &rig,
-        Batch::new().item(text_written_at("PN1", "wamid.in1", "17770001", "hello", written)),
+        Batch::new().item(text_written_at(
+            "PN1",
+            "wamid.in1",
+            "17770001",
+            "hello",
+            written,
+        )),
     )
     .await;
     rig.cloud.open_window("PN1", "17770001").expect("window");
@@ -107,11 +113,20 @@ async fn a_reply_whose_window_closed_is_dead_lettered_without_a_call(pool: PgPoo
     // The simulator would accept the send: only our own check can stop it.
     rig.cloud.open_window("PN1", "17770002").expect("window");
     let written = unix_now() - 45;
-    assert!(written > unix_now() - WINDOW_S, "the router still answers it");
+    assert!(
+        written > unix_now() - WINDOW_S,
+        "the router still answers it"
+    );
     post(
         &rig,
         Batch::new()
-            .item(text_written_at("PN1", "wamid.late", "17770002", "still there?", written))
+            .item(text_written_at(
+                "PN1",
+                "wamid.late",
+                "17770002",
+                "still there?",
+                written,
+            ))
             .text("PN2", "17770020", "the neighbour writes now"),
     )
     .await;
@@ -123,13 +138,14 @@ async fn a_reply_whose_window_closed_is_dead_lettered_without_a_call(pool: PgPoo
         (calls_on(&rig, "PN2") == 1).then_some(())
     })
     .await;
-    assert_eq!(calls_on(&rig, "PN1"), 0, "no call: {:#?}", rig.cloud.sends());
-    let letters = traffic::read_stream(
-        &rig.p.js,
-        subjects::DLQ_STREAM,
-        "dlq.outbound.cloud-a",
-    )
-    .await;
+    assert_eq!(
+        calls_on(&rig, "PN1"),
+        0,
+        "no call: {:#?}",
+        rig.cloud.sends()
+    );
+    let letters =
+        traffic::read_stream(&rig.p.js, subjects::DLQ_STREAM, "dlq.outbound.cloud-a").await;
     assert_eq!(letters.len(), 1);
     let headers = &letters[0].1;
     assert_eq!(
@@ -149,7 +165,13 @@ async fn an_inbound_message_older_than_the_window_gets_no_bot_turn(pool: PgPool)
     let stale = unix_now() - 2 * WINDOW_S;
     post(
         &rig,
-        Batch::new().item(text_written_at("PN1", "wamid.stale", "17770003", "old news", stale)),
+        Batch::new().item(text_written_at(
+            "PN1",
+            "wamid.stale",
+            "17770003",
+            "old news",
+            stale,
+        )),
     )
     .await;
     // The same chat writes again: its messages are handled in order, so once
@@ -167,8 +189,7 @@ async fn an_inbound_message_older_than_the_window_gets_no_bot_turn(pool: PgPool)
     // No turn at all: a reply to the stale message would have left a ledger
     // row (dead, its window closed) and a dead letter.
     assert_eq!(ledger(&pool, "cloud-a").await, ["wired"]);
-    let letters =
-        traffic::read_stream(&rig.p.js, subjects::DLQ_STREAM, "dlq.*.cloud-a").await;
+    let letters = traffic::read_stream(&rig.p.js, subjects::DLQ_STREAM, "dlq.*.cloud-a").await;
     assert!(letters.is_empty(), "{letters:?}");
     // The window follows the newest message, whatever the order handled.
     let age: i64 = sqlx::query_scalar(
@@ -184,12 +205,16 @@ async fn an_inbound_message_older_than_the_window_gets_no_bot_turn(pool: PgPool)
 /// Polls the status bucket until `tenant` is held for `reason` with a reply waiting.
 async fn held_with_a_reply_waiting(rig: &CloudRig, tenant: &str, reason: HoldReason) {
     let id = TenantId::parse(tenant).unwrap();
-    poll::until(&format!("{tenant} held ({reason:?}) with a reply waiting"), WITHIN, || async {
-        let store = StatusStore::existing(&rig.p.js).await.ok()??;
-        let state = merge(&id, &store.tenant(&id).await.ok()?)?;
-        (state.holds.iter().any(|h| h.reason == reason) && state.replies_waiting >= 1)
-            .then_some(())
-    })
+    poll::until(
+        &format!("{tenant} held ({reason:?}) with a reply waiting"),
+        WITHIN,
+        || async {
+            let store = StatusStore::existing(&rig.p.js).await.ok()??;
+            let state = merge(&id, &store.tenant(&id).await.ok()?)?;
+            (state.holds.iter().any(|h| h.reason == reason) && state.replies_waiting >= 1)
+                .then_some(())
+        },
+    )
     .await;
 }
 
@@ -243,7 +268,10 @@ async fn an_uninstalled_app_holds_that_wabas_tenants_only_until_a_new_token(pool
             .find(|s| s.phone_number_id == "PN1")
     })
     .await;
-    assert_eq!(send.token.as_ref().map(|t| t.as_str()), Some(fresh.as_str()));
+    assert_eq!(
+        send.token.as_ref().map(|t| t.as_str()),
+        Some(fresh.as_str())
+    );
     assert_eq!(calls_on(&rig, "PN2"), 0);
     let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'dead'")
         .fetch_one(&pool)
@@ -297,5 +325,20 @@ async fn a_tier_change_is_recorded_on_that_number_only(pool: PgPool) {
             .then_some(())
     })
     .await;
-    assert_eq!(limits("cloud-b").await, (None, None), "its WABA neighbour is untouched");
+    assert_eq!(
+        limits("cloud-b").await,
+        (None, None),
+        "its WABA neighbour is untouched"
+    );
+    // `switchyard status cloud-c` shows them.
+    let vars = crate::cli_support::vars(
+        &switchyard_tests::services::database_url(&pool),
+        Some(&rig.p.nats.url()),
+        None,
+    );
+    let (_, status) = crate::cli_support::run_json(&["status", "cloud-c"], &vars).await;
+    assert_eq!(status["cloud"]["phone_number_id"], "PN3", "{status}");
+    assert_eq!(status["cloud"]["messaging_limit"], "TIER_2K");
+    assert_eq!(status["cloud"]["quality"], "YELLOW");
+    assert_eq!(status["cloud"]["token_state"], "active");
 }
