@@ -52,20 +52,19 @@ impl Dispatcher {
         if let Some(reason) = self.cloud_holds.pending.remove(tenant) {
             let _ = self.scheduler.pause(tenant, reason, None);
         }
-        match token {
-            Some(TokenState::Active) => {
-                if self.cloud_holds.token_held.remove(tenant) {
-                    let _ = self.scheduler.resume(tenant, PauseReason::Unauthorized);
-                    tracing::info!(tenant.id = %tenant, "the tenant's Cloud API token is usable again; sending resumed");
-                }
-            }
-            Some(TokenState::Rejected | TokenState::Revoked) => {
-                self.cloud_holds.token_held.insert(tenant.clone());
-                let _ = self
-                    .scheduler
-                    .pause(tenant, PauseReason::Unauthorized, None);
-            }
-            None => {}
+        let usable = match token {
+            Some(TokenState::Active) => true,
+            Some(TokenState::Rejected | TokenState::Revoked) => false,
+            None => return,
+        };
+        if !usable {
+            self.cloud_holds.token_held.insert(tenant.clone());
+            let _ = self
+                .scheduler
+                .pause(tenant, PauseReason::Unauthorized, None);
+        } else if self.cloud_holds.token_held.remove(tenant) {
+            let _ = self.scheduler.resume(tenant, PauseReason::Unauthorized);
+            tracing::info!(tenant.id = %tenant, "the tenant's Cloud API token is usable again; sending resumed");
         }
     }
 }
