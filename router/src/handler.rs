@@ -25,6 +25,12 @@
 //! (status, bot, limits) comes from that tenant's row. Unknown and inactive
 //! tenants are dropped and counted, never routed to a default.
 //!
+//! Cloud API tenants: a message's chat window is recorded from Meta's
+//! timestamp in the transaction of the conversation read, and a message
+//! already older than the window gets no bot turn (`window_closed`,
+//! docs/cloud-api.md section 7); account notices are carried out by
+//! [`crate::cloud_notices`].
+//!
 //! Bursts: when the tenant's `debounce_ms` is set, the runner gathers a
 //! chat's customer messages that come within that window of each other and
 //! hands them over as one turn ([`Handler::handle_turn`]): the bot sees one
@@ -37,7 +43,11 @@ use switchyard_shared::{
     admission::{self, Admission},
     bridge_report,
     bridge_state::BridgeState,
-    cloud_api::inbound::{Delivered, RecipientStatus},
+    channel::Channel,
+    cloud_api::{
+        inbound::{Delivered, RecipientStatus},
+        window::{self, WindowSettings},
+    },
     contacts::SenderAddress,
     db, deliveries,
     events::{self, MessageEvent, WebhookEvent},
@@ -79,6 +89,9 @@ pub struct InboundHandler {
     pub echo_wait: Duration,
     /// Attempts an undecided echo gets before it is taken as ours.
     pub echo_attempts: u32,
+    /// The Cloud API customer-service window: a Cloud message older than it
+    /// gets no bot turn.
+    pub cloud_window: WindowSettings,
     /// Warnings of events refused for their tenant (unknown, inactive),
     /// at most one per reason per interval; the drop counter counts each.
     pub refused_log: Arc<LogLimit<&'static str>>,
@@ -130,7 +143,7 @@ fn step_span(message: &LaneMessage, attempt: u32) -> tracing::Span {
     span
 }
 
-fn dropped(reason: &'static str) -> Outcome {
+pub(crate) fn dropped(reason: &'static str) -> Outcome {
     metrics::counter!(m::DROPPED, "reason" => reason).increment(1);
     Outcome::Done
 }
@@ -207,6 +220,7 @@ impl InboundHandler {
         };
         let mut bodies = Vec::with_capacity(messages.len());
         let mut head = None;
+        let mut latest = i64::MIN;
         for message in messages {
             let parsed = match message.event() {
                 Ok(p) => p,
@@ -222,12 +236,16 @@ impl InboundHandler {
                 bodies.push(m.body.clone());
             }
             head.get_or_insert((&parsed.event_id, m));
+            latest = latest.max(m.timestamp);
         }
         let Some((parsed_id, head)) = head else {
             return Outcome::Done;
         };
+        // The turn's time is its newest message's: that one keeps a Cloud
+        // API chat's window open.
         let combined = MessageEvent {
             body: bodies.join("\n"),
+            timestamp: latest.max(head.timestamp),
             ..head.clone()
         };
         // Only messages whose `customer_ref` agrees were gathered (`gather_window`).
@@ -299,7 +317,9 @@ impl InboundHandler {
             WebhookEvent::CloudStatus(status) => {
                 self.on_recipient_status(tenant, status, attempt).await
             }
-            WebhookEvent::CloudNotice { .. } => dropped("cloud_notice"),
+            WebhookEvent::CloudNotice { field, value } => {
+                self.on_cloud_notice(tenant, field, value, attempt).await
+            }
             WebhookEvent::Connected { .. } => {
                 self.on_bridge_state(tenant, BridgeState::Connected, attempt)
                     .await
@@ -337,8 +357,14 @@ impl InboundHandler {
         // no row lock (the chat's order is kept by the lane runner). The
         // read takes the conversation and the sender's contact records at once.
         let address = SenderAddress::of(message);
+        // A Cloud API chat's window is recorded in the same transaction,
+        // from Meta's timestamp (docs/cloud-api.md section 7).
+        let cloud = tenant.channel == Channel::CloudApi;
         let read = async {
             let mut tx = db::begin_for_tenant(&self.db, &tenant.id).await?;
+            if cloud {
+                window::record(&mut tx, &tenant.id, &message.chat_id, message.timestamp).await?;
+            }
             let conversation = conversations::read(&mut tx, &tenant.id, &message.chat_id).await?;
             let role = sender_role::resolve(&mut tx, tenant, &address).await?;
             tx.commit().await?;
@@ -348,6 +374,13 @@ impl InboundHandler {
             Ok(read) => read,
             Err(e) => return db_failed(&self.retries, attempt, "conversation", &e),
         };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if cloud && self.cloud_window.closed_for_turn(message.timestamp, now) {
+            // Redelivered late by Meta, or replayed: no free-form answer can
+            // reach the customer any more, so the bot is not asked.
+            tracing::info!(tenant.id = %tenant.id, message.age_s = now.saturating_sub(message.timestamp), "Cloud API message older than the customer-service window; no bot turn");
+            return dropped("window_closed");
+        }
         if conversation.silenced {
             // A person took over this chat from the phone: no bot turn.
             if let Err(e) =

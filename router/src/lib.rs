@@ -18,6 +18,7 @@
 
 pub mod backpressure;
 pub mod bots;
+mod cloud_notices;
 pub mod conversations;
 pub mod gather;
 pub mod handler;
@@ -81,6 +82,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         )?,
         retries,
         echo_wait: settings.echo_wait,
+        cloud_window: settings.cloud_window,
         // The runner dead-letters past max_deliveries: decide before that.
         echo_attempts: settings.lanes.max_deliveries.saturating_sub(1).max(1),
         refused_log: Default::default(),

@@ -4,7 +4,8 @@
 
 /// Events answered without a bot turn, by `reason` (`typing`, `poll_vote`,
 /// `unknown_event`, `group_chat`, `silenced`, `channel_mismatch`,
-/// `cloud_notice`, `status_other`).
+/// `cloud_notice`, `status_other`, `window_closed`: a Cloud API message
+/// already older than the customer-service window).
 pub const DROPPED: &str = "switchyard_router_dropped_total";
 /// Time to process one lane message or one gathered turn, outcome included.
 pub const STEP_SECONDS: &str = "switchyard_router_step_seconds";
@@ -18,6 +19,9 @@ pub const REPLIES: &str = "switchyard_router_replies_total";
 /// Cloud API delivery statuses, by `status` and what the ledger made of it
 /// (`recorded`: `moved`, `stale`, `unknown`).
 pub const RECIPIENT_STATUS: &str = "switchyard_router_recipient_status_total";
+/// Cloud API account notices acted on, by `action` (`token_lost`, `hold`,
+/// `limits`); the others are counted as `dropped{reason="cloud_notice"}`.
+pub const CLOUD_NOTICES: &str = "switchyard_router_cloud_notices_total";
 /// Bridge state changes recorded, by `state`.
 pub const BRIDGE_STATE: &str = "switchyard_router_bridge_state_total";
 /// `from_me` messages, by `origin` (`ours`, `assumed_ours`, `human`).

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use switchyard_shared::{
     bot_config::EgressPolicy,
+    cloud_api::window::WindowSettings,
     config::{ConfigError, Env},
     lanes::LaneSettings,
     tenant_status::StatusSettings,
@@ -52,6 +53,9 @@ pub struct Settings {
     pub bot_concurrency_per_tenant: usize,
     /// How this replica publishes its tenants' status (`SWITCHYARD_STATUS_*`).
     pub status: StatusSettings,
+    /// The Cloud API customer-service window (`SWITCHYARD_CLOUD_WINDOW`,
+    /// default 24h): a Cloud message older than it gets no bot turn.
+    pub cloud_window: WindowSettings,
 }
 
 impl Settings {
@@ -91,6 +95,7 @@ impl Settings {
                 1..=1000,
             )?,
             status: StatusSettings::from_env(env)?,
+            cloud_window: WindowSettings::from_env(env)?,
         })
     }
 }

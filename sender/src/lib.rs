@@ -78,6 +78,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         cloud: Arc::new(deliver::cloud::CloudSending {
             client: switchyard_shared::cloud_api::CloudClient::new(&settings.cloud_api)?,
             keys: settings.cloud_token_keys.clone(),
+            window: settings.cloud_window,
         }),
         js: service.jetstream.clone(),
         policy: settings.retry.clone(),
@@ -187,6 +188,11 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         service.shutdown.clone(),
     ));
     service.tasks.spawn(dispatcher::follow_tenant_changes(
+        service.nats.clone(),
+        events.clone(),
+        service.shutdown.clone(),
+    ));
+    service.tasks.spawn(dispatcher::follow_sending_holds(
         service.nats.clone(),
         events.clone(),
         service.shutdown.clone(),

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use switchyard_shared::retry::AttemptContext;
 use switchyard_shared::{
-    cloud_api::{CloudError, HoldReason, Outcome},
+    cloud_api::{CloudError, HoldReason, Outcome, error::WINDOW_CLOSED},
     config::{ConfigError, Env},
     lanes::dead_letter::DeadLetterCode,
     retry::{Exhausted, NextAttempt, RetryPolicy},
@@ -219,6 +219,9 @@ pub enum GiveUp {
     AttemptsExhausted { attempts: u32 },
     /// The next retry would fall past the age limit.
     TooOld { age: Duration },
+    /// A free-form Cloud API reply outside the customer-service window:
+    /// refused before the call, or by Meta (`131047`).
+    WindowClosed,
 }
 
 impl GiveUp {
@@ -229,6 +232,7 @@ impl GiveUp {
             GiveUp::UnexpectedAnswer { .. } => DeadLetterCode::UnexpectedAnswer,
             GiveUp::AttemptsExhausted { .. } => DeadLetterCode::AttemptsExhausted,
             GiveUp::TooOld { .. } => DeadLetterCode::TooOld,
+            GiveUp::WindowClosed => DeadLetterCode::WindowClosed,
         }
     }
 }
@@ -309,6 +313,9 @@ impl SendPolicy {
                 for_at_most: None,
                 alert: true,
             },
+            Outcome::DeadLetter(WINDOW_CLOSED) => Action::DeadLetter {
+                reason: GiveUp::WindowClosed,
+            },
             Outcome::DeadLetter(_) => match error {
                 CloudError::InvalidResponse { status, .. } if (200..300).contains(status) => {
                     Action::Done { confirmed: false }
@@ -368,6 +375,44 @@ mod tests {
             status: Some(503),
             message: msg(),
         }
+    }
+
+    #[test]
+    fn a_reply_outside_the_window_is_dead_lettered_window_closed_whoever_noticed() {
+        let before_the_call = CloudError::WindowClosed {
+            detail: "x".to_owned(),
+        };
+        let by_meta = CloudError::Api {
+            status: 400,
+            code: 131_047,
+            details: msg(),
+        };
+        for error in [before_the_call, by_meta] {
+            let action = policy().decide_cloud(&error, ctx(1));
+            assert_eq!(
+                action,
+                Action::DeadLetter {
+                    reason: GiveUp::WindowClosed
+                },
+                "{error}"
+            );
+            let Action::DeadLetter { reason } = action else {
+                unreachable!()
+            };
+            assert_eq!(reason.code(), DeadLetterCode::WindowClosed);
+        }
+        // Another message fault keeps its generic code.
+        let opted_out = CloudError::Api {
+            status: 400,
+            code: 131_050,
+            details: msg(),
+        };
+        assert_eq!(
+            policy().decide_cloud(&opted_out, ctx(1)),
+            Action::DeadLetter {
+                reason: GiveUp::Rejected { status: Some(400) }
+            }
+        );
     }
 
     #[test]

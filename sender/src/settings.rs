@@ -3,7 +3,10 @@
 use std::{sync::Arc, time::Duration};
 
 use switchyard_shared::{
-    cloud_api::{CloudApiSettings, settings::token_keys_from_env, token_box::TokenKeys},
+    cloud_api::{
+        CloudApiSettings, settings::token_keys_from_env, token_box::TokenKeys,
+        window::WindowSettings,
+    },
     config::{ConfigError, Env},
     lanes::LaneSettings,
     tenant_status::StatusSettings,
@@ -45,6 +48,10 @@ pub struct Settings {
     /// `SWITCHYARD_CLOUD_TOKEN_KEYS`: opens Cloud tenants' tokens; unset,
     /// Cloud tenants' sends are held (WA Bridges tenants are unaffected).
     pub cloud_token_keys: Option<Arc<TokenKeys>>,
+    /// `SWITCHYARD_CLOUD_WINDOW` (24h) and `SWITCHYARD_CLOUD_WINDOW_MARGIN`
+    /// (60s): a free-form Cloud reply goes only while the customer's window
+    /// is open by more than the margin.
+    pub cloud_window: WindowSettings,
     pub fleet: FleetBudgetConfig,
     /// `SWITCHYARD_FLEET_MODE` (`shared` or `local`, default shared).
     pub fleet_mode: FleetMode,
@@ -85,6 +92,7 @@ impl Settings {
             wa: WaBridgesSettings::from_env(env)?,
             cloud_api: CloudApiSettings::from_env(env)?,
             cloud_token_keys: token_keys_from_env(env)?.map(Arc::new),
+            cloud_window: WindowSettings::from_env(env)?,
             fleet: FleetBudgetConfig::from_env(env, replicas)?,
             fleet_mode: match env.string("SWITCHYARD_FLEET_MODE", "shared").as_str() {
                 "shared" => FleetMode::Shared,

@@ -208,6 +208,17 @@ pub fn sending_resumed(tenant: &TenantId) -> String {
 /// Filter for every operator resume.
 pub const SENDING_RESUMED_FILTER: &str = "control.resume.*";
 
+/// Core-NATS subject on which the router tells the senders to hold a
+/// tenant's sends at once (a Cloud API account notice: the app uninstalled,
+/// an account-level error); the payload is the hold's reason
+/// (`unauthorized`, `restricted`). Lifted like any hold of that reason.
+pub fn sending_held(tenant: &TenantId) -> String {
+    format!("control.hold.{tenant}")
+}
+
+/// Filter for every hold announcement.
+pub const SENDING_HELD_FILTER: &str = "control.hold.*";
+
 /// Core-NATS subject announcing that a tenant row changed (cache invalidation).
 pub fn tenant_changed(tenant: &TenantId) -> String {
     format!("control.tenant.{tenant}")

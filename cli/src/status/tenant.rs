@@ -5,6 +5,8 @@
 use serde::Serialize;
 use sqlx::PgPool;
 use switchyard_shared::{
+    channel::Channel,
+    cloud_api::channel as cloud_channel,
     ids::TenantId,
     tenant_status::{Hold, StatusStore, TenantState, merge::merge, record::now_ms},
     tenants,
@@ -29,6 +31,19 @@ pub struct HoldView {
     pub until: Option<String>,
 }
 
+/// A Cloud API tenant's number as Meta last reported it.
+#[derive(Debug, Serialize)]
+pub struct CloudView {
+    pub phone_number_id: String,
+    /// `active`, `revoked` (an operator) or `rejected` (Meta): sends are
+    /// held unless `active`.
+    pub token_state: &'static str,
+    /// Meta's quality rating, when one was reported.
+    pub quality: Option<String>,
+    /// The messaging limit tier (e.g. `TIER_2K`), when one was reported.
+    pub messaging_limit: Option<String>,
+}
+
 /// One replica that reported the tenant.
 #[derive(Debug, Serialize)]
 pub struct ReporterView {
@@ -47,6 +62,8 @@ pub struct TenantView {
     /// `active` or `suspended` (tenants table).
     pub status: Option<&'static str>,
     pub bridge_state: Option<String>,
+    /// The Cloud API number of a Cloud tenant (`None` for WA Bridges).
+    pub cloud: Option<CloudView>,
     pub held: bool,
     pub holds: Vec<HoldView>,
     pub replies_waiting: u64,
@@ -81,6 +98,17 @@ pub async fn view(
     } else {
         0
     };
+    let cloud = match &row {
+        Some(r) if r.channel == Channel::CloudApi => cloud_channel::fetch_in(pool, tenant)
+            .await?
+            .map(|c| CloudView {
+                phone_number_id: c.phone_number_id,
+                token_state: c.token_state.as_str(),
+                quality: c.quality,
+                messaging_limit: c.messaging_limit,
+            }),
+        _ => None,
+    };
     let now = now_ms();
     let (kind, line) = verdict(&Facts {
         row: row.as_ref().map(RowFacts::from),
@@ -96,6 +124,7 @@ pub async fn view(
         known: row.is_some(),
         status: row.as_ref().map(|r| r.status.as_str()),
         bridge_state: row.as_ref().map(|r| r.bridge_state.as_str().to_owned()),
+        cloud,
         held: s.is_held(),
         holds: s.holds.iter().map(hold_view).collect(),
         replies_waiting: s.replies_waiting,
@@ -138,9 +167,19 @@ pub async fn run(
         writeln!(w, "{}: {}", v.tenant, v.verdict)?;
         let mut t = output::table(["field", "value"]);
         let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".to_owned());
-        for (field, value) in [
+        let mut rows = vec![
             ("tenant status", v.status.unwrap_or("-").to_owned()),
             ("bridge state", opt(&v.bridge_state)),
+        ];
+        if let Some(c) = &v.cloud {
+            rows.extend([
+                ("cloud number", c.phone_number_id.clone()),
+                ("  token", c.token_state.to_owned()),
+                ("  quality", opt(&c.quality)),
+                ("  messaging limit", opt(&c.messaging_limit)),
+            ]);
+        }
+        rows.extend([
             ("replies waiting", v.replies_waiting.to_string()),
             ("  waiting since", opt(&v.replies_waiting_since)),
             ("  in memory", v.queued_in_memory.to_string()),
@@ -150,7 +189,8 @@ pub async fn run(
             ("last event in", opt(&v.last_event_in)),
             ("last reply out", opt(&v.last_send_out)),
             ("dead letters (1 h)", v.dead_letters_last_hour.to_string()),
-        ] {
+        ]);
+        for (field, value) in rows {
             t.add_row(vec![field.to_owned(), value]);
         }
         output::write_table(w, &t)?;

@@ -10,6 +10,7 @@
 //! instead of sending.
 
 use switchyard_shared::{
+    cloud_api::Outcome,
     deliveries::{self, Failure},
     ids::TenantId,
     lanes::{LaneMessage, dead_letter::DeadLetter},
@@ -87,7 +88,7 @@ impl Deliverer {
                 push_back(GrantOutcome::Failed, Some((why, for_at_most)), None)
             }
             Action::DeadLetter { reason: why } => {
-                let detail = error_text(&sent.result);
+                let detail = dead_letter_detail(&sent.result);
                 self.dead_in_ledger(
                     message,
                     &cleared.reply.reply_id,
@@ -200,6 +201,19 @@ fn error_text(result: &Result<SendReceipt, SendFailure>) -> String {
         .as_ref()
         .err()
         .map_or_else(String::new, ToString::to_string)
+}
+
+/// A dead letter's detail: the error, led by the reason Meta's code names
+/// for a Cloud API failure (`window_closed: Cloud API error 131047 …`), so
+/// an operator reading the letter sees why without the code table.
+fn dead_letter_detail(result: &Result<SendReceipt, SendFailure>) -> String {
+    match result {
+        Err(SendFailure::Cloud(e)) => match e.outcome() {
+            Outcome::DeadLetter(reason) => format!("{reason}: {e}"),
+            _ => e.to_string(),
+        },
+        other => error_text(other),
+    }
 }
 
 /// End-to-end latency, webhook received → provider accepted the reply.

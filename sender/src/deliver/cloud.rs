@@ -2,6 +2,13 @@
 //! business token, both from its `cloud_channels` row (never from the
 //! reply), the token opened with the operators' key only for the call.
 //!
+//! A free-form reply goes only while the customer's service window is open
+//! by more than the margin (`now < last_inbound + window - margin`, the last
+//! message's time as the router recorded it, read with the channel row in
+//! one round trip); otherwise it is dead-lettered `window_closed` with no
+//! call (docs/cloud-api.md section 7). A tenant's fallback template is a
+//! later step.
+//!
 //! A tenant without a usable credential (no channel connected, the token
 //! revoked or refused by Meta, no key configured) gets `NoCredential`, which
 //! holds that tenant only; when Meta refuses the token (`0`, `190`) the row
@@ -17,6 +24,7 @@ use switchyard_shared::{
         channel::{self, TokenState},
         client::TextMessage,
         token_box::TokenKeys,
+        window::WindowSettings,
     },
     ids::TenantId,
     replies::OutboundReply,
@@ -31,6 +39,8 @@ pub struct CloudSending {
     pub client: CloudClient,
     /// `SWITCHYARD_CLOUD_TOKEN_KEYS`; without it Cloud tenants are held.
     pub keys: Option<Arc<TokenKeys>>,
+    /// The customer-service window and the margin kept before it closes.
+    pub window: WindowSettings,
 }
 
 impl CloudSending {
@@ -44,7 +54,7 @@ impl CloudSending {
         let no_credential = |reason: &str| CloudError::NoCredential {
             reason: reason.to_owned(),
         };
-        let row = channel::fetch(db, tenant)
+        let (row, last_inbound) = channel::fetch_for_reply(db, tenant, &reply.chat_id)
             .await
             .map_err(|e| CloudError::Transient {
                 status: Some(503),
@@ -59,6 +69,14 @@ impl CloudSending {
             TokenState::Rejected => {
                 return Err(no_credential("Meta refused the token; connect a new one"));
             }
+        }
+        // A held tenant's message waits (above); only a sendable one is
+        // judged by its window.
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if !self.window.open_for_reply(last_inbound, now) {
+            return Err(CloudError::WindowClosed {
+                detail: window_detail(last_inbound, now, &self.window),
+            });
         }
         let sealed = row
             .token
@@ -85,6 +103,19 @@ impl CloudSending {
             message_id,
             timestamp: None,
         })
+    }
+}
+
+/// What the dead letter says of the window (times in unix seconds).
+fn window_detail(last_inbound: Option<i64>, now: i64, window: &WindowSettings) -> String {
+    match last_inbound {
+        None => "no message of this customer is recorded".to_owned(),
+        Some(at) => format!(
+            "the customer last wrote {}s ago; window {}s, margin {}s",
+            now.saturating_sub(at),
+            window.length.as_secs(),
+            window.margin.as_secs()
+        ),
     }
 }
 

@@ -2,8 +2,8 @@
 //! into events for the send loop.
 //!
 //! Lane work comes from the partition readers (one announcement per message
-//! a lane takes); bridge states and operators' resumes come as core-NATS
-//! announcements. Each forwarder waits when the loop's channel is full
+//! a lane takes); bridge states, operators' resumes and the router's Cloud
+//! API holds come as core-NATS announcements. Each forwarder waits when the loop's channel is full
 //! (see [`super::events`]) and stops when the loop is gone.
 
 use futures::StreamExt as _;
@@ -11,6 +11,7 @@ use switchyard_shared::{bridge_state::BridgeState, ids::TenantId, lanes::LaneWor
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, EventSender};
+use crate::fair_share::PauseReason;
 
 /// Forwards lane work announcements into the send loop.
 pub async fn forward_work(mut work: LaneWork, events: EventSender) {
@@ -51,6 +52,30 @@ pub async fn follow_tenant_changes(
         events,
         shutdown,
         |tenant, _| Some(Event::TenantChanged(tenant)),
+    )
+    .await;
+}
+
+/// Forwards the router's hold announcements (Cloud API account notices)
+/// into the send loop; the payload names the hold's reason.
+pub async fn follow_sending_holds(
+    nats: async_nats::Client,
+    events: EventSender,
+    shutdown: CancellationToken,
+) {
+    forward_announcements(
+        nats,
+        subjects::SENDING_HELD_FILTER,
+        events,
+        shutdown,
+        |tenant, payload| {
+            let reason = match payload {
+                b"restricted" => PauseReason::Restricted,
+                // Anything else is read as the stricter hold an operator lifts.
+                _ => PauseReason::Unauthorized,
+            };
+            Some(Event::Hold(tenant, reason))
+        },
     )
     .await;
 }

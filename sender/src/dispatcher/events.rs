@@ -17,12 +17,14 @@
 
 use std::sync::Arc;
 
-use switchyard_shared::{ids::TenantId, lanes::TenantLane, tenants::Tenant};
+use switchyard_shared::{
+    cloud_api::channel::TokenState, ids::TenantId, lanes::TenantLane, tenants::Tenant,
+};
 use tokio::sync::mpsc;
 
 use crate::{
     deliver::{ProviderSignal, StepResult},
-    fair_share::Grant,
+    fair_share::{Grant, PauseReason},
 };
 
 /// Events the channel holds at most. A few pull batches (up to 64 messages
@@ -42,8 +44,9 @@ pub enum Event {
     Work(Arc<TenantLane>),
     /// A delivery finished or must wait.
     Completed(Box<Completion>),
-    /// A tenant's row as just read (`None`: no such tenant).
-    Refreshed(TenantId, Option<Arc<Tenant>>),
+    /// A tenant's row as just read (`None`: no such tenant), and for a
+    /// Cloud API tenant its token's state (`None`: not read).
+    Refreshed(TenantId, Option<Arc<Tenant>>, Option<TokenState>),
     /// The router saw `connected` / `disconnected`.
     BridgeState(TenantId, bool),
     /// Look at a tenant's lane again (a spilled backlog not yet fetchable).
@@ -52,6 +55,8 @@ pub enum Event {
     TenantChanged(TenantId),
     /// An operator lifted the tenant's holds (unauthorized, restricted, operator).
     OperatorResume(TenantId),
+    /// The router held the tenant's sends on a Cloud API account notice.
+    Hold(TenantId, PauseReason),
 }
 
 /// A delivery's end, with the grant it used.

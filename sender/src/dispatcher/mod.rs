@@ -24,6 +24,8 @@
 //! - `lane_work`: the lanes sent from and the scheduler's count of their work;
 //! - `tenant_refresh`: tenant rows read into the scheduler;
 //! - `bridge_flaps`: holding and resuming tenants whose bridge flaps;
+//! - `cloud_holds`: Cloud API tenants held by account notices or a dead
+//!   token, and released by a new one;
 //! - `provider_outage`: noticing the provider itself is down, probing, and
 //!   resuming every tenant when it is back;
 //! - `tenant_gauges`: replies waiting and holds per tenant, as metrics;
@@ -32,6 +34,7 @@
 
 mod announcements;
 mod bridge_flaps;
+mod cloud_holds;
 mod events;
 mod lane_work;
 mod provider_outage;
@@ -56,15 +59,16 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use self::{
     announcements::{
-        follow_bridge_states, follow_operator_resumes, follow_tenant_changes, forward_work,
+        follow_bridge_states, follow_operator_resumes, follow_sending_holds,
+        follow_tenant_changes, forward_work,
     },
     bridge_flaps::FlapSettings,
     events::{Completion, EVENT_QUEUE_CAPACITY, Event, EventSender},
     status::StatusFeed,
 };
 use self::{
-    bridge_flaps::BridgeFlaps, provider_outage::ProviderOutage, status::StatusTracker,
-    tenant_gauges::TenantGauges,
+    bridge_flaps::BridgeFlaps, cloud_holds::CloudHolds, provider_outage::ProviderOutage,
+    status::StatusTracker, tenant_gauges::TenantGauges,
 };
 use crate::{
     deliver::Deliverer,
@@ -123,6 +127,8 @@ pub struct Dispatcher {
     /// Chats with a send in flight, per tenant.
     chats_in_flight: HashSet<(TenantId, String)>,
     flaps: BridgeFlaps,
+    /// Cloud API tenants held by account notices or a dead token.
+    cloud_holds: CloudHolds,
     /// Provider-wide trouble: hold every send and probe.
     outage: ProviderOutage,
     /// Replies waiting and holds per tenant, as metrics.
@@ -170,6 +176,7 @@ impl Dispatcher {
             warmup,
             chats_in_flight: HashSet::new(),
             flaps: BridgeFlaps::new(flaps),
+            cloud_holds: CloudHolds::default(),
             outage,
             gauges: TenantGauges::new(),
             status: StatusTracker::new(status),

@@ -88,7 +88,11 @@ impl Dispatcher {
     async fn apply(&mut self, event: Event) {
         match event {
             Event::Work(lane) => self.on_work(lane),
-            Event::Refreshed(tenant, row) => self.on_refreshed(tenant, row),
+            Event::Refreshed(tenant, row, token) => {
+                self.on_refreshed(tenant.clone(), row);
+                self.apply_cloud_holds(&tenant, token);
+            }
+            Event::Hold(tenant, reason) => self.on_hold_announced(tenant, reason),
             Event::BridgeState(tenant, connected) => {
                 self.flaps
                     .on_bridge_state(&mut self.scheduler, &tenant, connected);

@@ -11,6 +11,7 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use switchyard_shared::{
     channel::Channel,
+    cloud_api::channel::{self, TokenState},
     ids::TenantId,
     tenants::{SendLimits, Tenant},
 };
@@ -84,11 +85,18 @@ impl Dispatcher {
     pub(super) fn refresh(&self, tenant: TenantId) {
         let tenants = self.tenants.clone();
         let events = self.events_tx.clone();
+        let db = self.deliverer.db.clone();
         self.tasks.spawn(async move {
             tenants.invalidate(&tenant).await;
             match tenants.resolve(&tenant).await {
                 Ok(row) => {
-                    let _ = events.send(Event::Refreshed(tenant, row)).await;
+                    let cloud = row.as_ref().is_some_and(|r| r.channel == Channel::CloudApi);
+                    let token = if cloud {
+                        cloud_token_state(&db, &tenant).await
+                    } else {
+                        None
+                    };
+                    let _ = events.send(Event::Refreshed(tenant, row, token)).await;
                 }
                 Err(e) => {
                     tracing::warn!(tenant.id = %tenant, error = %e, "cannot read tenant; retrying");
@@ -99,11 +107,24 @@ impl Dispatcher {
         });
     }
 
-    /// Re-reads the row of every tenant this replica holds a lane of.
+    /// Re-reads the row of every tenant this replica holds a lane of (and
+    /// a Cloud tenant's token state, `cloud_holds`).
     pub(super) fn refresh_all(&self) {
         let tenants: HashSet<&TenantId> = self.lanes.keys().chain(self.bulk_lanes.keys()).collect();
         for tenant in tenants {
             self.refresh(tenant.clone());
+        }
+    }
+}
+
+/// The state of a Cloud tenant's token (`None`: no channel row, or it could
+/// not be read: nothing is changed then, the next refresh reads it again).
+async fn cloud_token_state(db: &sqlx::PgPool, tenant: &TenantId) -> Option<TokenState> {
+    match channel::fetch(db, tenant).await {
+        Ok(row) => row.map(|r| r.token_state),
+        Err(e) => {
+            tracing::warn!(tenant.id = %tenant, error = %e, "cannot read the tenant's Cloud API channel; its token state is read at the next refresh");
+            None
         }
     }
 }

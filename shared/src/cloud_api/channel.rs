@@ -3,10 +3,10 @@
 //! tenant's row-level security scope, and looked up by number for ingest's
 //! routing through `switchyard_cloud_routes` (routing facts only).
 
-use sqlx::{PgExecutor, PgPool, Row as _};
+use sqlx::{PgExecutor, PgPool, Row as _, postgres::PgRow};
 
 use super::token_box::SealedToken;
-use crate::{db, ids::TenantId};
+use crate::{db, ids::TenantId, message_ids::ChatId};
 
 /// Whether the tenant's token may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,34 +74,64 @@ pub async fn fetch_in(
     db: impl PgExecutor<'_>,
     tenant: &TenantId,
 ) -> Result<Option<CloudChannel>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT phone_number_id, waba_id, display_phone_number, token_sealed, token_key_id, \
-                token_state, mps, quality, messaging_limit \
-           FROM cloud_channels WHERE tenant_id = $1",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM cloud_channels WHERE tenant_id = $1"
+    ))
     .bind(tenant.as_str())
     .fetch_optional(db)
     .await?;
+    row.map(|row| from_row(&row, tenant)).transpose()
+}
+
+/// The tenant's channel row and when the customer of `chat` last wrote
+/// (unix seconds, `None`: no message of theirs recorded), in one round trip
+/// within the tenant's scope: what the sender needs before a free-form send
+/// (docs/cloud-api.md section 7).
+pub async fn fetch_for_reply(
+    pool: &PgPool,
+    tenant: &TenantId,
+    chat: &ChatId,
+) -> Result<Option<(CloudChannel, Option<i64>)>, sqlx::Error> {
+    let mut tx = db::begin_for_tenant(pool, tenant).await?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS}, \
+                (SELECT floor(extract(epoch FROM w.last_inbound_at))::bigint \
+                   FROM cloud_windows w WHERE w.tenant_id = $1 AND w.chat_id = $2) AS last_inbound \
+           FROM cloud_channels WHERE tenant_id = $1"
+    ))
+    .bind(tenant.as_str())
+    .bind(chat.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
     row.map(|row| {
-        let sealed: Option<Vec<u8>> = row.try_get("token_sealed")?;
-        let key_id: Option<String> = row.try_get("token_key_id")?;
-        let state: String = row.try_get("token_state")?;
-        let mps: i32 = row.try_get("mps")?;
-        Ok(CloudChannel {
-            tenant: tenant.clone(),
-            phone_number_id: row.try_get("phone_number_id")?,
-            waba_id: row.try_get("waba_id")?,
-            display_phone_number: row.try_get("display_phone_number")?,
-            token: sealed
-                .zip(key_id)
-                .map(|(sealed, key_id)| SealedToken { key_id, sealed }),
-            token_state: TokenState::parse(&state),
-            mps: u32::try_from(mps).unwrap_or(1),
-            quality: row.try_get("quality")?,
-            messaging_limit: row.try_get("messaging_limit")?,
-        })
+        let last_inbound: Option<i64> = row.try_get("last_inbound")?;
+        Ok((from_row(&row, tenant)?, last_inbound))
     })
     .transpose()
+}
+
+const COLUMNS: &str = "phone_number_id, waba_id, display_phone_number, token_sealed, token_key_id, \
+                       token_state, mps, quality, messaging_limit";
+
+fn from_row(row: &PgRow, tenant: &TenantId) -> Result<CloudChannel, sqlx::Error> {
+    let sealed: Option<Vec<u8>> = row.try_get("token_sealed")?;
+    let key_id: Option<String> = row.try_get("token_key_id")?;
+    let state: String = row.try_get("token_state")?;
+    let mps: i32 = row.try_get("mps")?;
+    Ok(CloudChannel {
+        tenant: tenant.clone(),
+        phone_number_id: row.try_get("phone_number_id")?,
+        waba_id: row.try_get("waba_id")?,
+        display_phone_number: row.try_get("display_phone_number")?,
+        token: sealed
+            .zip(key_id)
+            .map(|(sealed, key_id)| SealedToken { key_id, sealed }),
+        token_state: TokenState::parse(&state),
+        mps: u32::try_from(mps).unwrap_or(1),
+        quality: row.try_get("quality")?,
+        messaging_limit: row.try_get("messaging_limit")?,
+    })
 }
 
 /// Connects (or reconnects) the tenant's number with a fresh token and
@@ -175,15 +205,41 @@ pub async fn set_token_state(
     Ok(done.rows_affected() == 1)
 }
 
-/// Records Meta's refusal of the tenant's token from the sender (its own
-/// scope; the sealed token is kept for an operator to inspect or replace).
-pub async fn mark_rejected(pool: &PgPool, tenant: &TenantId) -> Result<(), sqlx::Error> {
+/// Records Meta's refusal of the tenant's token (the sender after a `0` or
+/// `190`, the router after the app was uninstalled), in the tenant's own
+/// scope; the sealed token is kept for an operator to inspect or replace.
+/// Whether the token was usable until now (so the news is told once).
+pub async fn mark_rejected(pool: &PgPool, tenant: &TenantId) -> Result<bool, sqlx::Error> {
     let mut tx = db::begin_for_tenant(pool, tenant).await?;
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE cloud_channels SET token_state = 'rejected', updated_at = now() \
           WHERE tenant_id = $1 AND token_state = 'active'",
     )
     .bind(tenant.as_str())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records the number's messaging limit tier and quality rating as Meta
+/// reported them (the router, from a quality or capability webhook), in the
+/// tenant's own scope; `None` keeps what is recorded.
+pub async fn record_limits(
+    pool: &PgPool,
+    tenant: &TenantId,
+    messaging_limit: Option<&str>,
+    quality: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = db::begin_for_tenant(pool, tenant).await?;
+    sqlx::query(
+        "UPDATE cloud_channels SET messaging_limit = coalesce($2, messaging_limit), \
+                quality = coalesce($3, quality), updated_at = now() \
+          WHERE tenant_id = $1",
+    )
+    .bind(tenant.as_str())
+    .bind(messaging_limit)
+    .bind(quality)
     .execute(&mut *tx)
     .await?;
     tx.commit().await

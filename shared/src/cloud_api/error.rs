@@ -32,11 +32,20 @@ pub enum CloudError {
     /// the tenant has no usable token.
     #[error("not sent: {reason}")]
     NotSendable { reason: String },
+    /// A free-form reply after the customer-service window closed (or with
+    /// no message of the customer known): not attempted, since Meta would
+    /// refuse it with `131047` (docs/cloud-api.md section 7).
+    #[error("the customer-service window is closed ({detail}); not sent")]
+    WindowClosed { detail: String },
     /// No usable credential for the tenant (no channel connected, the token
     /// revoked or refused by Meta, no key to open it): nothing was called.
     #[error("no usable Cloud API credential: {reason}")]
     NoCredential { reason: String },
 }
+
+/// The dead-letter reason of a free-form reply outside the window, whether
+/// refused before the call or by Meta (`131047`).
+pub const WINDOW_CLOSED: &str = "window_closed";
 
 /// Why a tenant is held (a metric label and what the operator is told).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +114,7 @@ impl CloudError {
             }
             CloudError::InvalidResponse { .. } => Outcome::DeadLetter("unexpected_answer"),
             CloudError::NotSendable { .. } => Outcome::DeadLetter("invalid_request"),
+            CloudError::WindowClosed { .. } => Outcome::DeadLetter(WINDOW_CLOSED),
             CloudError::NoCredential { .. } => Outcome::Hold(HoldReason::Unauthorized),
         }
     }
@@ -156,7 +166,7 @@ fn by_code(code: i64, status: u16) -> Outcome {
         1 => Outcome::Retry { at_most: Some(3) },
         2 | 131_000 | 131_016 | 133_004 => Outcome::Retry { at_most: None },
         131_053 => Outcome::Retry { at_most: Some(2) },
-        131_047 => Outcome::DeadLetter("window_closed"),
+        131_047 => Outcome::DeadLetter(WINDOW_CLOSED),
         131_026 => Outcome::DeadLetter("undeliverable"),
         131_049 => Outcome::DeadLetter("ecosystem_limit"),
         131_050 => Outcome::DeadLetter("opted_out"),

@@ -8,8 +8,11 @@
 //! - [`error`]: Meta's codes → retry, slow down, hold, dead letter;
 //! - [`token_box`]: business tokens sealed at rest;
 //! - [`channel`]: a tenant's Cloud API number and credential (the table);
+//! - [`window`]: the 24-hour customer-service window per (tenant, chat);
+//! - [`account`]: what account, quality and error notices mean for a tenant;
 //! - [`settings`]: the Graph API address and version, the webhook secrets.
 
+pub mod account;
 pub mod channel;
 pub mod client;
 pub mod error;
@@ -18,6 +21,7 @@ pub mod settings;
 pub mod signature;
 pub mod token_box;
 pub mod webhook;
+pub mod window;
 
 pub use client::CloudClient;
 pub use error::{CloudError, HoldReason, Outcome};

@@ -49,6 +49,9 @@ pub enum DeadLetterCode {
     UnexpectedAnswer,
     /// The next retry would have fallen past the age limit (sender).
     TooOld,
+    /// A free-form Cloud API reply after the customer-service window closed:
+    /// not attempted, or refused by Meta with `131047` (sender).
+    WindowClosed,
     /// A tenant notification's endpoint never took it within the attempt or
     /// age limit, or its URL is refused (the sender's notifier).
     NotificationUndelivered,
@@ -59,7 +62,7 @@ pub enum DeadLetterCode {
 
 impl DeadLetterCode {
     /// Every code this version writes.
-    pub const KNOWN: [DeadLetterCode; 12] = [
+    pub const KNOWN: [DeadLetterCode; 13] = [
         DeadLetterCode::TenantMismatch,
         DeadLetterCode::AttemptsExhausted,
         DeadLetterCode::MalformedEvent,
@@ -71,6 +74,7 @@ impl DeadLetterCode {
         DeadLetterCode::Rejected,
         DeadLetterCode::UnexpectedAnswer,
         DeadLetterCode::TooOld,
+        DeadLetterCode::WindowClosed,
         DeadLetterCode::NotificationUndelivered,
     ];
 
@@ -88,6 +92,7 @@ impl DeadLetterCode {
             DeadLetterCode::Rejected => "rejected",
             DeadLetterCode::UnexpectedAnswer => "unexpected_answer",
             DeadLetterCode::TooOld => "too_old",
+            DeadLetterCode::WindowClosed => "window_closed",
             DeadLetterCode::NotificationUndelivered => "notification_undelivered",
             DeadLetterCode::Unknown(text) => text,
         }
@@ -236,6 +241,7 @@ mod tests {
                 "rejected",
                 "unexpected_answer",
                 "too_old",
+                "window_closed",
                 "notification_undelivered",
             ]
         );

@@ -9,62 +9,17 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use switchyard_bridge_sim::{
-    cloud::{Batch, CloudSim, CloudSimConfig, PhoneNumberSpec, StatusMode, StatusPlan},
+    cloud::{Batch, StatusMode, StatusPlan},
     events::TextMessage,
 };
-use switchyard_tests::{
-    pipeline::{Pipeline, TenantSpec},
-    poll,
-};
+use switchyard_tests::poll;
 
-use crate::cloud_support::{self, cloud_tenant};
+use crate::cloud_support::{self, CloudRig};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
-struct Mixed {
-    p: Pipeline,
-    cloud: CloudSim,
-    /// (tenant, phone number id, token) of the Cloud tenants.
-    tenants: Vec<(&'static str, &'static str, String)>,
-}
-
-async fn start(pool: &PgPool) -> Mixed {
-    let cloud = CloudSim::start(CloudSimConfig::new(
-        "sim-app",
-        cloud_support::APP_SECRET,
-        cloud_support::VERIFY_TOKEN,
-    ))
-    .await
-    .expect("Cloud simulator");
-    let url = cloud.base_url();
-    let mut env = cloud_support::ingest_env();
-    env.push(("SWITCHYARD_CLOUD_API_URL", url.as_str()));
-    env.push(("SWITCHYARD_CLOUD_TOKEN_KEYS", cloud_support::TOKEN_KEYS));
-    let p = Pipeline::start_with_env(
-        pool,
-        &[TenantSpec::echo("wa-a"), TenantSpec::echo("wa-b")],
-        &env,
-    )
-    .await;
-    let mut tenants = Vec::new();
-    for (tenant, waba, number) in [
-        ("cloud-a", "WABA1", "PN1"),
-        ("cloud-b", "WABA1", "PN2"),
-        ("cloud-c", "WABA2", "PN3"),
-    ] {
-        if cloud.waba(waba).is_none() {
-            cloud.add_waba(waba);
-            cloud.subscribe(waba, true).expect("subscribe");
-        }
-        cloud
-            .add_number(PhoneNumberSpec::new(waba, number, format!("1555{number}")))
-            .expect("number");
-        let token = cloud.add_token(waba).expect("token");
-        cloud_tenant(pool, tenant, number, waba, &token).await;
-        tenants.push((tenant, number, token));
-    }
-    cloud.set_webhook_url(Some(&format!("http://{}/cloud", p.ingest_addr)));
-    Mixed { p, cloud, tenants }
+async fn start(pool: &PgPool) -> CloudRig {
+    cloud_support::start_rig(pool, &[]).await
 }
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]

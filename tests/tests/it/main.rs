@@ -35,6 +35,7 @@ mod cli_tenants;
 mod cli_tenants_remove;
 mod cloud_ingest;
 mod cloud_pipeline;
+mod cloud_window;
 mod contacts_resolver;
 mod db_least_privilege;
 mod deploy_manifests;

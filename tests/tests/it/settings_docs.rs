@@ -34,6 +34,7 @@ const NOT_SETTINGS: &[&str] = &[
     "IN_APPEAL",
     "PENDING_DELETION",
     "PARTNER_APP_UNINSTALLED",
+    "PARTNER_REMOVED",
 ];
 
 #[test]
