@@ -126,10 +126,12 @@ pub async fn run(args: ResealArgs, ctx: &Context, out: &mut Output) -> CliResult
             writeln!(w, "dry run: nothing changed")?;
         }
         output::write_table(w, &t)?;
-        if left == 0 {
+        if left == 0 && report.dry_run {
+            writeln!(w, "every token would be sealed with {}", report.sealing_key_id)
+        } else if left == 0 {
             writeln!(
                 w,
-                "every token is (or would be) sealed with {}",
+                "every token is sealed with {}: the other keys may leave SWITCHYARD_CLOUD_TOKEN_KEYS",
                 report.sealing_key_id
             )
         } else {
