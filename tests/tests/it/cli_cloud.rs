@@ -170,9 +170,13 @@ async fn a_token_from_a_file_or_stdin_is_stored_sealed_and_never_shown(pool: PgP
         "PN1"
     );
     // A token is one line; the refusal does not quote it.
-    let (exit, _, err) = run_with_stdin(&taken, &env, "EAAG secret with spaces").await;
-    assert_eq!(exit, Exit::Usage);
-    assert!(!err.unwrap().contains("secret"));
+    let mut own = connect_args("acme", "PN1", "WABA1");
+    own.push("--token-stdin");
+    let (exit, _, err) = run_with_stdin(&own, &env, "EAAG secret with spaces").await;
+    let err = err.unwrap();
+    assert_eq!(exit, Exit::Usage, "{err}");
+    assert!(err.contains("one line") && !err.contains("secret"), "{err}");
+    assert_eq!(opened(&pool, "acme", TOKEN_KEYS).await, TOKEN_A);
 }
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
