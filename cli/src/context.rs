@@ -19,19 +19,47 @@ use switchyard_shared::{
 
 use crate::{exit::CliResult, output};
 
+/// What a command reads a secret from when told `--…-stdin`.
+pub type Stdin = Box<dyn std::io::Read + Send>;
+
 /// Lazily connected stores for one command.
-#[derive(Debug)]
 pub struct Context {
     env: Env,
+    /// Standard input, or what a test hands in its place; taken once.
+    stdin: std::sync::Mutex<Option<Stdin>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").finish_non_exhaustive()
+    }
 }
 
 impl Context {
     pub fn new(env: Env) -> Self {
-        Self { env }
+        Self::with_stdin(env, Box::new(std::io::stdin()))
+    }
+
+    /// A context whose commands read `stdin` in place of the process's.
+    pub fn with_stdin(env: Env, stdin: Stdin) -> Self {
+        Self {
+            env,
+            stdin: std::sync::Mutex::new(Some(stdin)),
+        }
     }
 
     pub fn env(&self) -> &Env {
         &self.env
+    }
+
+    /// Standard input, for one read of a secret (a second take is refused:
+    /// one stream cannot carry two secrets).
+    pub fn take_stdin(&self) -> CliResult<Stdin> {
+        self.stdin
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| crate::exit::CliError::bad_input("standard input was already read"))
     }
 
     /// A small pool on `DATABASE_URL`.

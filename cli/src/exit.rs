@@ -7,7 +7,7 @@
 //! | 1 | unexpected failure (a store unreachable, a provider error) |
 //! | 2 | usage or bad input: an invalid tenant id, an unknown tenant, a limit out of range; nothing was changed |
 //! | 3 | `fleet reconcile` found drift (orphans, tenants without a bridge, state drift); `fleet stuck` found stuck bridges; `migrate --check` found pending migrations |
-//! | 4 | partial failure: some items failed (provisioning, a refused replay, an orphan deletion refused because a tenant owns the bridge) |
+//! | 4 | partial failure: some items failed (provisioning, a refused replay, an orphan deletion refused because a tenant owns the bridge, a `tenants cloud` step after the token was stored, tokens `reseal` left alone) |
 //! | 130 | interrupted (Ctrl-C); re-running finishes the job |
 
 use std::fmt;
@@ -46,11 +46,13 @@ Exit codes:
   3    drift found by `fleet reconcile` (orphans, tenants without a bridge, state drift),
        stuck bridges found by `fleet stuck`, or migrations pending (`migrate --check`)
   4    partial failure (some tenants failed to provision, some dead letters refused,
-       some `fleet delete --orphan` bridges refused because a tenant owns them)
+       some `fleet delete --orphan` bridges refused because a tenant owns them,
+       a `tenants cloud` step after the token was stored, tokens `reseal` left alone)
   130  interrupted; re-running finishes the job
 
 Environment: DATABASE_URL, NATS_URL, WA_API_URL, WA_API_KEY, SWITCHYARD_WEBHOOK_SECRET,
-SWITCHYARD_PUBLIC_URL, SWITCHYARD_OPS_ADDR. Secrets are never printed.";
+SWITCHYARD_PUBLIC_URL, SWITCHYARD_OPS_ADDR, SWITCHYARD_CLOUD_TOKEN_KEYS, SWITCHYARD_CLOUD_APP_ID,
+SWITCHYARD_CLOUD_APP_SECRET, SWITCHYARD_CLOUD_API_URL. Secrets are never printed.";
 
 /// A command that could not do its job.
 #[derive(Debug)]

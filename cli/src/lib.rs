@@ -3,6 +3,7 @@
 //! command functions directly.
 //!
 //! - [`tenants`]: the tenants table (add, list, show, suspend, resume, limits, bot, remove);
+//! - [`cloud`]: `tenants cloud`, a Cloud API tenant's number and sealed token (connect, rotate, revoke, reseal, show);
 //! - [`contacts`]: a tenant's staff and customer records (add, list, remove, import CSV);
 //! - [`offboard`]: `tenants remove`, the resumable offboarding path;
 //! - [`notify`]: `tenants notify`, a tenant's notification URL and signing secret (on, rotate, off);
@@ -16,6 +17,7 @@
 //! - [`context`]: the stores, built from the environment on demand; [`stored`]: reading streams back;
 //! - [`metrics`]: every metric name the CLI emits (`fleet reconcile --watch`).
 
+pub mod cloud;
 pub mod contacts;
 pub mod context;
 pub mod dlq;
@@ -57,7 +59,7 @@ pub struct Cli {
 pub enum Command {
     /// Apply pending database migrations (reads DATABASE_URL); with --check, only report.
     Migrate(MigrateArgs),
-    /// Tenants: add, list, show, suspend, resume, set-limits, set-bot, set-whatsapp, resume-sending, rotate-webhook, notify, remove.
+    /// Tenants: add, list, show, suspend, resume, set-limits, set-bot, set-whatsapp, resume-sending, rotate-webhook, notify, remove, cloud.
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
     /// A tenant's contacts (staff, customers, their resources): add, list, remove, import.
@@ -107,6 +109,18 @@ pub async fn run(cli: Cli, env: Env, out: &mut Output) -> Exit {
 /// [`run`], handing the error back instead of writing it (tests read it).
 pub async fn try_run(cli: Cli, env: Env, out: &mut Output) -> CliResult<Exit> {
     let ctx = Context::new(env);
+    dispatch(cli.command, &ctx, out).await
+}
+
+/// [`try_run`] with `stdin` in place of the process's standard input (tests
+/// hand secrets to `--token-stdin` this way).
+pub async fn try_run_with_stdin(
+    cli: Cli,
+    env: Env,
+    stdin: context::Stdin,
+    out: &mut Output,
+) -> CliResult<Exit> {
+    let ctx = Context::with_stdin(env, stdin);
     dispatch(cli.command, &ctx, out).await
 }
 

@@ -59,6 +59,11 @@ pub enum TenantsCommand {
     /// Offboard a tenant: suspend, drain, delete its bridge, keep (default) or --purge its data.
     /// Resumable: run it again to finish.
     Remove(crate::offboard::RemoveArgs),
+    /// A Cloud API tenant's phone number and business token: connect (a token
+    /// or an Embedded Signup code), rotate-token, revoke-token, reseal, show,
+    /// subscribe, keys-generate.
+    #[command(subcommand)]
+    Cloud(crate::cloud::CloudCommand),
 }
 
 #[derive(Debug, Args)]
@@ -396,6 +401,7 @@ pub async fn run(command: TenantsCommand, ctx: &Context, out: &mut Output) -> Cl
             return crate::rotate_webhook::run(args, ctx, out).await;
         }
         TenantsCommand::Notify(args) => return crate::notify::run(args, ctx, out).await,
+        TenantsCommand::Cloud(command) => return crate::cloud::run(command, ctx, out).await,
         other => other,
     };
     let pool = ctx.db()?;
@@ -437,6 +443,7 @@ pub async fn run(command: TenantsCommand, ctx: &Context, out: &mut Output) -> Cl
         | TenantsCommand::ResumeSending { .. }
         | TenantsCommand::RotateWebhook(_)
         | TenantsCommand::Notify(_)
+        | TenantsCommand::Cloud(_)
         | TenantsCommand::Remove(_) => {
             return Ok(Exit::Ok);
         }

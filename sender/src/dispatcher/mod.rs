@@ -59,8 +59,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use self::{
     announcements::{
-        follow_bridge_states, follow_operator_resumes, follow_sending_holds,
-        follow_tenant_changes, forward_work,
+        follow_bridge_states, follow_operator_resumes, follow_sending_holds, follow_tenant_changes,
+        forward_work,
     },
     bridge_flaps::FlapSettings,
     events::{Completion, EVENT_QUEUE_CAPACITY, Event, EventSender},

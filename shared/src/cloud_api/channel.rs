@@ -69,6 +69,9 @@ pub async fn fetch(pool: &PgPool, tenant: &TenantId) -> Result<Option<CloudChann
     Ok(row)
 }
 
+const COLUMNS: &str = "tenant_id, phone_number_id, waba_id, display_phone_number, token_sealed, \
+                       token_key_id, token_state, mps, quality, messaging_limit";
+
 /// The tenant's channel row, on a connection that may read it (the owner).
 pub async fn fetch_in(
     db: impl PgExecutor<'_>,
@@ -80,7 +83,7 @@ pub async fn fetch_in(
     .bind(tenant.as_str())
     .fetch_optional(db)
     .await?;
-    row.map(|row| from_row(&row, tenant)).transpose()
+    row.map(|row| decode(&row)).transpose()
 }
 
 /// The tenant's channel row and when the customer of `chat` last wrote
@@ -106,21 +109,47 @@ pub async fn fetch_for_reply(
     tx.commit().await?;
     row.map(|row| {
         let last_inbound: Option<i64> = row.try_get("last_inbound")?;
-        Ok((from_row(&row, tenant)?, last_inbound))
+        Ok((decode(&row)?, last_inbound))
     })
     .transpose()
 }
 
-const COLUMNS: &str = "phone_number_id, waba_id, display_phone_number, token_sealed, token_key_id, \
-                       token_state, mps, quality, messaging_limit";
+/// Every channel row, by tenant id (the operator's `show`).
+pub async fn list_in(db: impl PgExecutor<'_>) -> Result<Vec<CloudChannel>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM cloud_channels ORDER BY tenant_id"
+    ))
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(decode).collect()
+}
 
-fn from_row(row: &PgRow, tenant: &TenantId) -> Result<CloudChannel, sqlx::Error> {
+/// Which tenant a phone number id is connected to, if any (the operator,
+/// before connecting it elsewhere).
+pub async fn number_owner(
+    db: impl PgExecutor<'_>,
+    phone_number_id: &str,
+) -> Result<Option<TenantId>, sqlx::Error> {
+    let id: Option<String> =
+        sqlx::query_scalar("SELECT tenant_id FROM cloud_channels WHERE phone_number_id = $1")
+            .bind(phone_number_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(id.and_then(|id| TenantId::parse(&id).ok()))
+}
+
+fn decode(row: &PgRow) -> Result<CloudChannel, sqlx::Error> {
+    let id: String = row.try_get("tenant_id")?;
+    let tenant = TenantId::parse(&id).map_err(|e| sqlx::Error::ColumnDecode {
+        index: "tenant_id".to_owned(),
+        source: e.to_string().into(),
+    })?;
     let sealed: Option<Vec<u8>> = row.try_get("token_sealed")?;
     let key_id: Option<String> = row.try_get("token_key_id")?;
     let state: String = row.try_get("token_state")?;
     let mps: i32 = row.try_get("mps")?;
     Ok(CloudChannel {
-        tenant: tenant.clone(),
+        tenant,
         phone_number_id: row.try_get("phone_number_id")?,
         waba_id: row.try_get("waba_id")?,
         display_phone_number: row.try_get("display_phone_number")?,
@@ -166,8 +195,9 @@ pub async fn connect(
     tx.commit().await
 }
 
-/// Replaces the sealed token (a rotation, a re-seal under a new key) and
-/// makes it usable again.
+/// Replaces the sealed token with a new one (a rotation) and makes it
+/// usable again. A re-seal of the same token under another key is
+/// [`reseal`], which keeps the state.
 pub async fn set_token(
     db: impl PgExecutor<'_>,
     tenant: &TenantId,
@@ -180,6 +210,29 @@ pub async fn set_token(
     .bind(tenant.as_str())
     .bind(&token.sealed)
     .bind(&token.key_id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Replaces `from` by `to` (the same token sealed under another key),
+/// keeping the token's state; only if the row still holds `from`, so a
+/// rotation that landed meanwhile is never overwritten with the old token.
+pub async fn reseal(
+    db: impl PgExecutor<'_>,
+    tenant: &TenantId,
+    from: &SealedToken,
+    to: &SealedToken,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE cloud_channels SET token_sealed = $4, token_key_id = $5, updated_at = now() \
+          WHERE tenant_id = $1 AND token_key_id = $2 AND token_sealed = $3",
+    )
+    .bind(tenant.as_str())
+    .bind(&from.key_id)
+    .bind(&from.sealed)
+    .bind(&to.sealed)
+    .bind(&to.key_id)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)

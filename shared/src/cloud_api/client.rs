@@ -1,6 +1,6 @@
 //! The Graph API calls the sender and the CLI make: a send on the tenant's
 //! own phone number id with its own token (docs/cloud-api.md section 4), and
-//! the Embedded Signup code exchange. The number and the token come from the
+//! the Embedded Signup code exchange and WABA subscription (section 2). The number and the token come from the
 //! tenant's row only, never from a message. Redirects are not followed (the
 //! token must not travel elsewhere); the token is never logged or returned
 //! in an error.
@@ -89,7 +89,10 @@ impl CloudClient {
         if !callback.is_empty() {
             body["biz_opaque_callback_data"] = json!(callback);
         }
-        let path = format!("{}/messages", path_segment(phone_number_id)?);
+        let path = format!(
+            "{}/messages",
+            path_segment(phone_number_id, "phone number id")?
+        );
         let answer = self.call(Method::POST, &path, token, Some(&body)).await?;
         answer
             .body
@@ -127,6 +130,27 @@ impl CloudClient {
                 status: answer.status,
                 message: "no access_token in the exchange's answer".to_owned(),
             })
+    }
+
+    /// `POST /{waba_id}/subscribed_apps` with the WABA's business token (no
+    /// body): subscribes our app to the WABA's webhooks; without it none
+    /// arrive (docs/cloud-api.md section 2, onboarding step 4). Repeating it
+    /// is harmless.
+    pub async fn subscribe_app(
+        &self,
+        waba_id: &str,
+        token: &SecretString,
+    ) -> Result<(), CloudError> {
+        let path = format!("{}/subscribed_apps", path_segment(waba_id, "WABA id")?);
+        let answer = self.call(Method::POST, &path, token, None).await?;
+        if answer.body.get("success").and_then(Value::as_bool) == Some(true) {
+            Ok(())
+        } else {
+            Err(CloudError::InvalidResponse {
+                status: answer.status,
+                message: "the subscription was not confirmed (no \"success\": true)".to_owned(),
+            })
+        }
     }
 
     async fn call(
@@ -219,8 +243,9 @@ fn is_bsuid(chat: &str) -> bool {
     })
 }
 
-/// An id placed in a URL path: refused unless it is a plain id.
-fn path_segment(id: &str) -> Result<&str, CloudError> {
+/// An id placed in a URL path: refused unless it is a plain id; `what`
+/// names it in the refusal.
+fn path_segment<'a>(id: &'a str, what: &str) -> Result<&'a str, CloudError> {
     let plain = !id.is_empty()
         && id.len() <= 64
         && id
@@ -229,7 +254,7 @@ fn path_segment(id: &str) -> Result<&str, CloudError> {
         && id != "."
         && id != "..";
     plain.then_some(id).ok_or_else(|| CloudError::NotSendable {
-        reason: "the phone number id is not a plain id".to_owned(),
+        reason: format!("the {what} is not a plain id"),
     })
 }
 
@@ -243,9 +268,9 @@ mod tests {
         assert!(
             !is_bsuid("us.1234") && !is_bsuid("USA.1") && !is_bsuid("US.") && !is_bsuid("1234")
         );
-        assert!(path_segment("106540352242922").is_ok());
+        assert!(path_segment("106540352242922", "id").is_ok());
         for bad in ["", "..", "1/2", "1?x=2", "a b"] {
-            assert!(path_segment(bad).is_err(), "{bad:?}");
+            assert!(path_segment(bad, "id").is_err(), "{bad:?}");
         }
     }
 }

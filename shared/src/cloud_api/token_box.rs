@@ -129,6 +129,11 @@ impl TokenKeys {
         ))
     }
 
+    /// Whether the setting holds key `id` (tokens under it open).
+    pub fn holds(&self, id: &str) -> bool {
+        self.keys.contains_key(id)
+    }
+
     /// The id new tokens are sealed with.
     pub fn sealing_key_id(&self) -> &str {
         &self.sealing

@@ -60,6 +60,26 @@ pub async fn run_with_error(
     }
 }
 
+/// `run_with_error` with `stdin` as the command's standard input (a token
+/// for `--token-stdin`, a code for `--signup-code-stdin`).
+pub async fn run_with_stdin(
+    args: &[&str],
+    vars: &[(String, String)],
+    stdin: &str,
+) -> (Exit, String, Option<String>) {
+    let cli = Cli::try_parse_from(std::iter::once("switchyard").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("arguments {args:?} do not parse: {e}"));
+    let captured = Captured::default();
+    let mut out = Output::new(cli.json, Box::new(captured.clone()));
+    let input = Box::new(std::io::Cursor::new(stdin.as_bytes().to_vec()));
+    match switchyard_cli::try_run_with_stdin(cli, Env::from_map(vars.to_vec()), input, &mut out)
+        .await
+    {
+        Ok(exit) => (exit, captured.text(), None),
+        Err(e) => (e.exit(), captured.text(), Some(e.to_string())),
+    }
+}
+
 /// `run` with `--json`, parsed.
 pub async fn run_json(args: &[&str], vars: &[(String, String)]) -> (Exit, serde_json::Value) {
     let mut all = vec!["--json"];

@@ -22,6 +22,7 @@ mod whatsapp_support;
 // Suites.
 mod bot_contract;
 mod chaos;
+mod cli_cloud;
 mod cli_contacts;
 mod cli_dlq;
 mod cli_fleet;
