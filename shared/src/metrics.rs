@@ -15,6 +15,12 @@ pub const LANE_PULL_RENEWED: &str = "switchyard_lane_pull_renewed_total";
 pub const LANE_ACK_UNCONFIRMED: &str = "switchyard_lane_ack_unconfirmed_total";
 /// Messages with an invalid tenant token in their subject (terminated), by `direction`.
 pub const LANE_INVALID_SUBJECT: &str = "switchyard_lane_invalid_subject_total";
+/// Time a partition reader spends handing one message to its tenant's lane
+/// (opening the lane on first sight included), by `direction`: the reader
+/// dispatches one message at a time, so this is what its partition waits.
+pub const LANE_DISPATCH_SECONDS: &str = "switchyard_lane_dispatch_seconds";
+/// Time to open a tenant's lane (the spill backlog check), by `direction`.
+pub const LANE_OPEN_SECONDS: &str = "switchyard_lane_open_seconds";
 /// Tenant lanes that passed their queue bound and began spilling, by `direction`.
 pub const LANE_SPILL_STARTED: &str = "switchyard_lane_spill_started_total";
 /// Spill backlogs found with no lane reading them and adopted, by `direction`.

@@ -73,7 +73,10 @@ impl Lanes {
                         next = messages.next() => match next {
                             Some(Ok(message)) => {
                                 missed = 0;
+                                let started = std::time::Instant::now();
                                 self.dispatch(partition, message, &stop).await;
+                                metrics::histogram!(m::LANE_DISPATCH_SECONDS, "direction" => direction.as_str())
+                                    .record(started.elapsed().as_secs_f64());
                             }
                             Some(Err(e)) if pull_lost(&e, &mut missed) => {
                                 tracing::debug!(lane.partition = partition, error = %e, "pull lost; pulling again");
@@ -172,6 +175,7 @@ impl Lanes {
         // the map, so first sight of many tenants does not serialise every
         // partition. The partition reader and the backlog adoption
         // ([`super::adoption`]) may both open it: the first one in the map wins.
+        let started = std::time::Instant::now();
         let opened = TenantLane::open(
             tenant.clone(),
             self.inner.direction,
@@ -180,6 +184,8 @@ impl Lanes {
             self.inner.settings.clone(),
         )
         .await?;
+        metrics::histogram!(m::LANE_OPEN_SECONDS, "direction" => self.inner.direction.as_str())
+            .record(started.elapsed().as_secs_f64());
         let lane = match self.inner.lanes.lock().await.entry(tenant.clone()) {
             Entry::Occupied(existing) => return Ok(Arc::clone(existing.get())),
             Entry::Vacant(slot) => Arc::clone(slot.insert(opened)),
