@@ -59,6 +59,7 @@ use switchyard_shared::{
     log_limit::LogLimit,
     media::Content,
     notifications::ReportSource,
+    replies::ReplyMenu,
     tenant_cache::TenantCache,
     tenants::Tenant,
     trace_context,
@@ -419,6 +420,7 @@ impl InboundHandler {
             event_id,
             &message.chat_id,
             &turn.replies,
+            turn.menu.as_ref(),
             received_at_ms,
             // An event an operator re-runs is answered in the bulk lane.
             replies::priority_of_rerun(|name| lane_message.header(name).is_some()),
@@ -433,7 +435,7 @@ impl InboundHandler {
             &self.db,
             &tenant.id,
             &message.chat_id,
-            turn.menu_shown.as_deref(),
+            turn.menu.as_ref().map(ReplyMenu::ids).as_deref(),
         )
         .await
         {

@@ -7,7 +7,9 @@ use async_nats::HeaderMap;
 use switchyard_shared::{
     ids::{EventId, TenantId},
     message_ids::ChatId,
-    replies::{HEADER_RECOVER_OF, HEADER_REPLAY_OF, MAX_BODY_CHARS, OutboundReply, Priority},
+    replies::{
+        HEADER_RECOVER_OF, HEADER_REPLAY_OF, MAX_BODY_CHARS, OutboundReply, Priority, ReplyMenu,
+    },
     trace_context,
 };
 
@@ -28,10 +30,13 @@ pub fn build(
     event_id: &EventId,
     chat_id: &ChatId,
     bodies: &[String],
+    menu: Option<&ReplyMenu>,
     received_at_ms: Option<i64>,
     priority: Priority,
 ) -> Vec<OutboundReply> {
     let parts = u16::try_from(bodies.len()).unwrap_or(u16::MAX);
+    // A turn's menu is its last part (`BotTurn::menu`).
+    let last = parts.saturating_sub(1);
     bodies
         .iter()
         .zip(0u16..)
@@ -46,6 +51,7 @@ pub fn build(
             parts,
             priority,
             received_at_ms,
+            menu: menu.filter(|_| part == last).cloned(),
         })
         .collect()
 }

@@ -54,6 +54,33 @@ pub struct OutboundReply {
     /// When the inbound webhook reached ingest (unix ms), for end-to-end latency.
     #[serde(default)]
     pub received_at_ms: Option<i64>,
+    /// The menu this part shows, when it shows one: `body` is its numbered
+    /// text (what a WA Bridges number sends, and the fallback); a channel
+    /// with native buttons (the Cloud API) sends these options instead, their
+    /// ids unchanged, so a tap arrives as the id the text's number stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub menu: Option<ReplyMenu>,
+}
+
+/// A menu as shown: its title and its options in display order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyMenu {
+    pub title: String,
+    pub options: Vec<ReplyOption>,
+}
+
+/// One option of a shown menu: the stateless id (`<prefix>:<resource>`) and its title.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyOption {
+    pub id: String,
+    pub title: String,
+}
+
+impl ReplyMenu {
+    /// The option ids in display order (what a typed number maps to).
+    pub fn ids(&self) -> Vec<String> {
+        self.options.iter().map(|o| o.id.clone()).collect()
+    }
 }
 
 impl OutboundReply {

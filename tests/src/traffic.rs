@@ -225,6 +225,7 @@ pub async fn publish_replies(
             parts: 1,
             priority: Default::default(),
             received_at_ms: None,
+            menu: None,
         };
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, reply.msg_id().as_str());

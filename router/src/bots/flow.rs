@@ -2,41 +2,31 @@
 //! rules bot's chained steps (`bot_config.flow`). Every option's id carries
 //! the next step and the resource (`<step>:<resource>`, the picker's
 //! `sel:<resource>`), so the answer alone says what comes next; the ids are
-//! also returned as the turn's `menu_shown`, which only lets a typed number
+//! also returned as the turn's `menu`, which only lets a typed number
 //! stand for its id (the id is checked again when it comes back).
 
 use switchyard_shared::{
     bot_config::{FlowConfig, Step, flow::RESOURCE_PLACEHOLDER},
     contacts::ResourceId,
     flow::{Action, ActionPrefix},
+    replies::{ReplyMenu, ReplyOption},
 };
 
 use super::BotTurn;
 
-/// Numbered text: WA Bridges has no native buttons.
-fn numbered(title: &str, titles: impl Iterator<Item = String>) -> String {
-    let mut text = title.to_owned();
-    for (i, option) in titles.enumerate() {
-        if !text.is_empty() {
-            text.push('\n');
-        }
-        text.push_str(&format!("{}. {option}", i + 1));
-    }
-    text
-}
-
 /// The picker: one option per candidate, `sel:<resource>`, in the
 /// candidates' (sorted) order.
 pub fn picker(title: &str, candidates: &[ResourceId]) -> BotTurn {
-    BotTurn {
-        replies: vec![numbered(title, candidates.iter().map(ToString::to_string))],
-        menu_shown: Some(
-            candidates
-                .iter()
-                .map(|c| Action::pick(c.clone()).to_string())
-                .collect(),
-        ),
-    }
+    BotTurn::showing(ReplyMenu {
+        title: title.to_owned(),
+        options: candidates
+            .iter()
+            .map(|c| ReplyOption {
+                id: Action::pick(c.clone()).to_string(),
+                title: c.to_string(),
+            })
+            .collect(),
+    })
 }
 
 fn fill(text: &str, resource: &ResourceId) -> String {
@@ -47,22 +37,17 @@ fn fill(text: &str, resource: &ResourceId) -> String {
 /// action's reply. `None` when the flow has no such step.
 pub fn step(flow: &FlowConfig, name: &ActionPrefix, resource: &ResourceId) -> Option<BotTurn> {
     Some(match flow.steps.get(name)? {
-        Step::Reply { reply } => BotTurn {
-            replies: vec![fill(reply, resource)],
-            menu_shown: None,
-        },
-        Step::Menu { title, options } => BotTurn {
-            replies: vec![numbered(
-                &fill(title, resource),
-                options.iter().map(|o| fill(&o.title, resource)),
-            )],
-            menu_shown: Some(
-                options
-                    .iter()
-                    .map(|o| Action::new(o.next.clone(), resource.clone()).to_string())
-                    .collect(),
-            ),
-        },
+        Step::Reply { reply } => BotTurn::say(fill(reply, resource)),
+        Step::Menu { title, options } => BotTurn::showing(ReplyMenu {
+            title: fill(title, resource),
+            options: options
+                .iter()
+                .map(|o| ReplyOption {
+                    id: Action::new(o.next.clone(), resource.clone()).to_string(),
+                    title: fill(&o.title, resource),
+                })
+                .collect(),
+        }),
     })
 }
 
@@ -85,7 +70,7 @@ mod tests {
         let turn = step(&flow, &flow.start, &r).unwrap();
         assert_eq!(turn.replies, vec!["Order A-7\n1. Status\n2. Cancel"]);
         assert_eq!(
-            turn.menu_shown,
+            turn.menu.as_ref().map(ReplyMenu::ids),
             Some(vec!["status:A-7".to_owned(), "do_cancel:A-7".to_owned()])
         );
         let done = step(&flow, &ActionPrefix::parse("do_cancel").unwrap(), &r).unwrap();
@@ -104,7 +89,7 @@ mod tests {
         );
         assert_eq!(turn.replies, vec!["Which one?\n1. o1\n2. o2"]);
         assert_eq!(
-            turn.menu_shown,
+            turn.menu.as_ref().map(ReplyMenu::ids),
             Some(vec!["sel:o1".to_owned(), "sel:o2".to_owned()])
         );
     }

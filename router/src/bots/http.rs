@@ -358,7 +358,7 @@ impl Bot for HttpBot {
         })?;
         Ok(BotTurn {
             replies,
-            menu_shown: None,
+            menu: None,
         })
     }
 }

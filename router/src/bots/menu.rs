@@ -5,18 +5,42 @@
 //! another tenant's menu matches nothing. The menu's configuration and its
 //! limits live in `switchyard_shared::bot_config::menu`.
 
-use switchyard_shared::bot_config::{Menu, MenuOption, menu::OPTION_ID_PREFIX};
+use switchyard_shared::{
+    bot_config::{Menu, MenuOption, menu::OPTION_ID_PREFIX},
+    replies::{ReplyMenu, ReplyOption},
+};
 
 /// The numbered-text rendering.
 pub fn render(menu: &Menu) -> String {
-    let mut text = menu.title.clone();
-    for (i, option) in menu.options.iter().enumerate() {
+    numbered(&menu.title, menu.options.iter().map(|o| o.title.as_str()))
+}
+
+/// A title and numbered option titles, one per line: a menu as a WA Bridges
+/// number shows it (and every channel's fallback).
+pub fn numbered<'a>(title: &str, titles: impl Iterator<Item = &'a str>) -> String {
+    let mut text = title.to_owned();
+    for (i, option) in titles.enumerate() {
         if !text.is_empty() {
             text.push('\n');
         }
-        text.push_str(&format!("{}. {}", i + 1, option.title));
+        text.push_str(&format!("{}. {option}", i + 1));
     }
     text
+}
+
+/// The tenant's configured menu as shown in a reply (ids and titles).
+pub fn shown(menu: &Menu) -> ReplyMenu {
+    ReplyMenu {
+        title: menu.title.clone(),
+        options: menu
+            .options
+            .iter()
+            .map(|o| ReplyOption {
+                id: o.id.clone(),
+                title: o.title.clone(),
+            })
+            .collect(),
+    }
 }
 
 /// The option an answer selects, looked up only within this (the current

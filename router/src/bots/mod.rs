@@ -22,7 +22,9 @@ pub mod sender_role;
 
 use std::future::Future;
 
-use switchyard_shared::{events::MessageEvent, media::Content, tenants::Tenant};
+use switchyard_shared::{
+    events::MessageEvent, media::Content, replies::ReplyMenu, tenants::Tenant,
+};
 
 use crate::conversations::Conversation;
 use choice::Choice;
@@ -55,7 +57,19 @@ impl BotTurn {
     pub fn say(text: impl Into<String>) -> Self {
         Self {
             replies: vec![text.into()],
-            menu_shown: None,
+            menu: None,
+        }
+    }
+
+    /// One reply part showing `menu`: its numbered text, and the menu itself
+    /// for a channel with native buttons.
+    pub fn showing(menu: ReplyMenu) -> Self {
+        Self {
+            replies: vec![menu::numbered(
+                &menu.title,
+                menu.options.iter().map(|o| o.title.as_str()),
+            )],
+            menu: Some(menu),
         }
     }
 }
@@ -64,8 +78,9 @@ impl BotTurn {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BotTurn {
     pub replies: Vec<String>,
-    /// Option ids of a menu rendered in this turn, in display order.
-    pub menu_shown: Option<Vec<String>>,
+    /// The menu the turn's last reply part shows, if any (its ids, in
+    /// display order, are what a typed number maps to next time).
+    pub menu: Option<ReplyMenu>,
 }
 
 /// Why a bot could not answer.

@@ -78,7 +78,7 @@ fn step_of(config: &RulesConfig, action: &Action) -> Option<BotTurn> {
 
 fn append(mut turn: BotTurn, more: BotTurn) -> BotTurn {
     turn.replies.extend(more.replies);
-    turn.menu_shown = more.menu_shown.or(turn.menu_shown);
+    turn.menu = more.menu.or(turn.menu);
     turn
 }
 
@@ -166,9 +166,7 @@ impl Bot for RulesBot {
             }
         }
         if let Some(shown) = &config.menu {
-            turn.replies.push(menu::render(shown));
-            turn.menu_shown = Some(shown.options.iter().map(|o| o.id.clone()).collect());
-            return Ok(turn);
+            return Ok(append(turn, BotTurn::showing(menu::shown(shown))));
         }
         if let Some(fallback) = &config.fallback {
             turn.replies.push(fallback.clone());

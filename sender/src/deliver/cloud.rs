@@ -96,6 +96,7 @@ impl CloudSending {
                     chat: &reply.chat_id,
                     body: &reply.body,
                     callback_data: reply.reply_id.as_str(),
+                    menu: reply.menu.as_ref(),
                 },
             )
             .await?;

@@ -11,8 +11,11 @@ use reqwest::Method;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 
-use super::{error::CloudError, settings::CloudApiSettings};
-use crate::message_ids::{ChatId, ProviderMessageId};
+use super::{error::CloudError, interactive, settings::CloudApiSettings};
+use crate::{
+    message_ids::{ChatId, ProviderMessageId},
+    replies::ReplyMenu,
+};
 
 /// Longest error detail kept from an answer.
 const DETAIL_MAX: usize = 300;
@@ -37,6 +40,9 @@ pub struct TextMessage<'a> {
     pub body: &'a str,
     /// Echoed on the status webhooks (the reply id, capped).
     pub callback_data: &'a str,
+    /// Sent as native reply buttons or a list instead of `body` when it can
+    /// be one ([`super::interactive`]); `body` (its numbered text) otherwise.
+    pub menu: Option<&'a ReplyMenu>,
 }
 
 impl CloudClient {
@@ -54,7 +60,8 @@ impl CloudClient {
         format!("{}/{}/{path}", self.base_url, self.version)
     }
 
-    /// `POST /{phone_number_id}/messages` with a text body. Success means
+    /// `POST /{phone_number_id}/messages`: the text, or the menu it shows as
+    /// buttons or a list. Success means
     /// Meta accepted it, not that it was delivered (statuses say that).
     pub async fn send_text(
         &self,
@@ -62,12 +69,20 @@ impl CloudClient {
         token: &SecretString,
         message: TextMessage<'_>,
     ) -> Result<ProviderMessageId, CloudError> {
-        let mut body = json!({
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            "type": "text",
-            "text": {"preview_url": false, "body": message.body},
-        });
+        let mut body = match message.menu.and_then(interactive::interactive) {
+            Some(interactive) => json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "type": "interactive",
+                "interactive": interactive,
+            }),
+            None => json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "type": "text",
+                "text": {"preview_url": false, "body": message.body},
+            }),
+        };
         let chat = message.chat.as_str();
         if !chat.is_empty() && chat.bytes().all(|b| b.is_ascii_digit()) {
             // Always with `+`: without it Meta prepends the business number's

@@ -5,6 +5,7 @@
 //! - [`webhook`]: a batched POST split into per-tenant items with their own keys;
 //! - [`inbound`]: those items read back as the router's events;
 //! - [`client`]: the send API on the tenant's own number with its own token;
+//! - [`interactive`]: a shown menu as reply buttons or a list;
 //! - [`error`]: Meta's codes → retry, slow down, hold, dead letter;
 //! - [`token_box`]: business tokens sealed at rest;
 //! - [`channel`]: a tenant's Cloud API number and credential (the table);
@@ -17,6 +18,7 @@ pub mod channel;
 pub mod client;
 pub mod error;
 pub mod inbound;
+pub mod interactive;
 pub mod settings;
 pub mod signature;
 pub mod token_box;

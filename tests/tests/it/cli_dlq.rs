@@ -221,6 +221,7 @@ fn reply(tenant: &str, event: &str) -> OutboundReply {
         parts: 1,
         priority: Priority::Live,
         received_at_ms: Some(1),
+        menu: None,
     }
 }
 

@@ -595,6 +595,7 @@ async fn a_ledger_write_that_fails_after_the_send_is_retried_before_the_ack_and_
         parts: 1,
         priority: Default::default(),
         received_at_ms: None,
+        menu: None,
     };
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(async_nats::header::NATS_MESSAGE_ID, "replay:1");

@@ -51,6 +51,7 @@ async fn seed_dead_letters(rig: &Rig, tenant: &str, n: usize) {
             parts: 1,
             priority: Priority::Live,
             received_at_ms: None,
+            menu: None,
         };
         let mut h = HeaderMap::new();
         h.insert(events::HEADER_EVENT_ID, event_id.as_str());

@@ -92,6 +92,7 @@ async fn publish_turn(rig: &Rig, tenant: &str, event: &str, chat: &str, parts: &
             parts: u16::try_from(parts.len()).unwrap(),
             priority: Priority::Live,
             received_at_ms: None,
+            menu: None,
         };
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, reply.msg_id().as_str());
