@@ -132,14 +132,16 @@ impl WebhookTarget {
     }
 }
 
-/// Tells every router and ingest replica to drop its cached row of `tenant`.
-/// Best effort: the cache's TTL (2 s) is the fallback, so a failure only warns.
-pub async fn announce_tenant_change(nats: Option<&async_nats::Client>, tenant: &TenantId) {
+/// Tells every ingest, router and sender replica to drop its cached row of
+/// `tenant`; `true` when the announcement went out. Best effort: the
+/// services' cache TTL (`SWITCHYARD_TENANT_CACHE_TTL`, 30 s by default) is
+/// the fallback, so a failure only warns.
+pub async fn announce_tenant_change(nats: Option<&async_nats::Client>, tenant: &TenantId) -> bool {
     let Some(nats) = nats else {
         output::warn(
-            "NATS unreachable: routers and ingest pick the change up when their cache expires (seconds)",
+            "NATS unreachable: the services pick the change up when their tenant cache expires (SWITCHYARD_TENANT_CACHE_TTL, 30 s by default)",
         );
-        return;
+        return false;
     };
     let sent = async {
         nats.publish(subjects::tenant_changed(tenant), bytes::Bytes::new())
@@ -148,9 +150,13 @@ pub async fn announce_tenant_change(nats: Option<&async_nats::Client>, tenant: &
         nats.flush().await.context("flush")
     }
     .await;
-    if let Err(e) = sent {
-        output::warn(&format!(
-            "cannot announce the change of {tenant} ({e:#}); routers and ingest pick it up when their cache expires"
-        ));
+    match sent {
+        Ok(()) => true,
+        Err(e) => {
+            output::warn(&format!(
+                "cannot announce the change of {tenant} ({e:#}); the services pick it up when their tenant cache expires"
+            ));
+            false
+        }
     }
 }

@@ -40,8 +40,13 @@ use crate::{
     output::{self, Output},
 };
 
-/// Longer than the tenant cache's TTL (2 s by default): after it, no replica serves the tenant.
+/// After an announced suspension: time for every replica to read the
+/// announcement and finish a step it had begun.
 const CACHE_SETTLE: Duration = Duration::from_secs(3);
+/// When the suspension could not be announced, the services' tenant cache
+/// TTL is what bounds it (`SWITCHYARD_TENANT_CACHE_TTL`, read here too so an
+/// operator running the services with another TTL can tell the CLI).
+const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
@@ -175,8 +180,19 @@ pub async fn run(args: RemoveArgs, ctx: &Context, out: &mut Output) -> CliResult
         ),
         (TenantStatus::Active, false) => {
             tenants::set_status(&pool, tenant, TenantStatus::Suspended).await?;
-            announce_tenant_change(nats.as_ref(), tenant).await;
-            tokio::time::sleep(CACHE_SETTLE).await;
+            let settle = if announce_tenant_change(nats.as_ref(), tenant).await {
+                CACHE_SETTLE
+            } else {
+                let ttl = switchyard_shared::config::Env::from_process()
+                    .duration("SWITCHYARD_TENANT_CACHE_TTL", DEFAULT_CACHE_TTL)
+                    .unwrap_or(DEFAULT_CACHE_TTL);
+                output::warn(&format!(
+                    "waiting {}s, the services' tenant cache TTL, before going on",
+                    ttl.as_secs()
+                ));
+                ttl + CACHE_SETTLE
+            };
+            tokio::time::sleep(settle).await;
             step(
                 "suspend",
                 "done",

@@ -7,9 +7,12 @@
 //!
 //! `--notify` also tells each stuck tenant (`pairing.stuck`, through the
 //! notifier: signed, retried, never on the provider's budget) — the nudge the
-//! fleet guide asks for. At most once per tenant, stuck episode and day, so a
-//! daily cron nudges daily; tenants without a notification URL are listed
-//! as not told.
+//! fleet guide asks for. Each tenant's nudge has one `webhook-id` per stuck
+//! episode and day: a run repeated within the stream's duplicate window is
+//! stored once, a later run the same day posts it again under the same id
+//! (a receiver that deduplicates by `webhook-id`, as Standard Webhooks asks,
+//! sees it once a day); tenants without a notification URL are listed as not
+//! told.
 
 use std::time::Duration;
 
@@ -150,7 +153,7 @@ fn age(seconds: u64) -> String {
     humantime::format_duration(Duration::from_secs(rounded)).to_string()
 }
 
-/// Tells each of `stuck` that has a notification URL, once per episode and day.
+/// Tells each of `stuck` that has a notification URL, under one id per episode and day.
 async fn nudge(pool: &PgPool, ctx: &Context, stuck: &[StuckBridge]) -> CliResult<Nudges> {
     let with_url = target::enabled(pool).await?;
     let js = ctx.jetstream().await?;
