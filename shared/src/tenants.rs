@@ -333,14 +333,18 @@ pub async fn set_status(
     Ok(done.rows_affected() == 1)
 }
 
-/// Records the bridge's last known state; `Ok(false)` when no such tenant exists.
+/// Records the bridge's last known state; `Ok(false)` when no such tenant
+/// exists. `bridge_state_at` is when the state began: the same state
+/// reported again (a repeated webhook, a replayed event) keeps it, so a
+/// stuck episode's age and identity do not restart.
 pub async fn set_bridge_state(
     db: impl PgExecutor<'_>,
     tenant: &TenantId,
     state: &BridgeState,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE tenants SET bridge_state = $2, bridge_state_at = now(), updated_at = now() \
+        "UPDATE tenants SET bridge_state = $2, updated_at = now(), \
+             bridge_state_at = CASE WHEN bridge_state = $2 THEN bridge_state_at ELSE now() END \
          WHERE id = $1",
     )
     .bind(tenant.as_str())
@@ -367,7 +371,8 @@ pub async fn record_bridge_state(
     state: &BridgeState,
 ) -> Result<Option<BridgeStateChange>, sqlx::Error> {
     let row = sqlx::query(
-        "UPDATE tenants t SET bridge_state = $2, bridge_state_at = now(), updated_at = now() \
+        "UPDATE tenants t SET bridge_state = $2, updated_at = now(), \
+             bridge_state_at = CASE WHEN old.previous = $2 THEN t.bridge_state_at ELSE now() END \
          FROM (SELECT id, bridge_state AS previous FROM tenants WHERE id = $1 FOR UPDATE) old \
          WHERE t.id = old.id RETURNING old.previous, t.bridge_state_at",
     )
