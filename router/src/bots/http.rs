@@ -34,7 +34,12 @@ use switchyard_shared::{
     standard_webhooks,
 };
 
-use switchyard_shared::{contacts::ResourceId, media::Content};
+use switchyard_shared::{
+    contacts::ResourceId,
+    flow::Action,
+    media::Content,
+    replies::{ReplyMenu, ReplyOption},
+};
 
 use super::{Bot, BotError, BotInput, BotTurn, MAX_PARTS, REFUSAL, choice::Choice};
 use crate::metrics as m;
@@ -148,9 +153,81 @@ fn kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
-/// Reads an answer body against the bot contract: the reply parts, or why
-/// the answer breaks the contract.
-pub fn parse_answer(body: &[u8]) -> Result<Vec<String>, String> {
+/// Most options a backend's menu may show (a Cloud API list's limit).
+pub const MAX_MENU_OPTIONS: usize = 10;
+/// Longest menu or option title a backend may send.
+const MENU_TITLE_MAX: usize = 200;
+
+/// Reads a backend's optional `menu`: `{"title": "…", "options": [{"id":
+/// "<prefix>:<resource>", "title": "…"}]}`, 1 to 10 options, each id a flow
+/// action (checked again, within the tenant, when it comes back).
+fn parse_menu(value: serde_json::Value) -> Result<ReplyMenu, String> {
+    let serde_json::Value::Object(mut menu) = value else {
+        return Err(format!("\"menu\" is {}, not an object", kind(&value)));
+    };
+    let title = match menu.remove("title") {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(t)) if t.chars().count() <= MENU_TITLE_MAX => t,
+        Some(serde_json::Value::String(_)) => {
+            return Err(format!(
+                "\"menu\".title is longer than {MENU_TITLE_MAX} characters"
+            ));
+        }
+        Some(other) => return Err(format!("\"menu\".title is {}, not a string", kind(&other))),
+    };
+    let Some(serde_json::Value::Array(items)) = menu.remove("options") else {
+        return Err("\"menu\" has no \"options\" array".to_owned());
+    };
+    if items.is_empty() || items.len() > MAX_MENU_OPTIONS {
+        return Err(format!(
+            "\"menu\" has {} options; 1 to {MAX_MENU_OPTIONS} are allowed",
+            items.len()
+        ));
+    }
+    let options = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let field = |name: &str| item.get(name).and_then(serde_json::Value::as_str);
+            let id = field("id")
+                .filter(|id| Action::parse(id).is_some())
+                .ok_or_else(|| {
+                    format!("\"menu\".options[{i}].id is not a <prefix>:<resource> id")
+                })?;
+            let title = field("title")
+                .filter(|t| !t.trim().is_empty() && t.chars().count() <= MENU_TITLE_MAX)
+                .ok_or_else(|| {
+                    format!("\"menu\".options[{i}].title must be 1 to {MENU_TITLE_MAX} characters")
+                })?;
+            Ok(ReplyOption {
+                id: id.trim().to_owned(),
+                title: title.to_owned(),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(ReplyMenu { title, options })
+}
+
+/// Reads an answer body against the bot contract: the reply parts and the
+/// menu shown after them (if any), or why the answer breaks the contract.
+pub fn parse_answer(body: &[u8]) -> Result<BotTurn, String> {
+    let (replies, menu) = parse_parts(body)?;
+    Ok(match menu {
+        None => BotTurn {
+            replies,
+            menu: None,
+        },
+        Some(menu) => {
+            let shown = BotTurn::showing(menu);
+            BotTurn {
+                replies: replies.into_iter().chain(shown.replies).collect(),
+                menu: shown.menu,
+            }
+        }
+    })
+}
+
+fn parse_parts(body: &[u8]) -> Result<(Vec<String>, Option<ReplyMenu>), String> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON ({e})"))?;
     let serde_json::Value::Object(mut object) = value else {
@@ -169,13 +246,17 @@ pub fn parse_answer(body: &[u8]) -> Result<Vec<String>, String> {
             ));
         }
     };
-    if replies.len() > MAX_PARTS {
+    let menu = match object.remove("menu") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(menu) => Some(parse_menu(menu)?),
+    };
+    let parts = replies.len() + usize::from(menu.is_some());
+    if parts > MAX_PARTS {
         return Err(format!(
-            "the answer has {} reply parts; at most {MAX_PARTS} are allowed",
-            replies.len()
+            "the answer has {parts} reply parts (a menu is one); at most {MAX_PARTS} are allowed"
         ));
     }
-    replies
+    let replies = replies
         .into_iter()
         .enumerate()
         .map(|(i, item)| match item {
@@ -185,7 +266,8 @@ pub fn parse_answer(body: &[u8]) -> Result<Vec<String>, String> {
                 kind(&other)
             )),
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((replies, menu))
 }
 
 impl HttpBot {
@@ -347,7 +429,7 @@ impl Bot for HttpBot {
             )));
         }
         let bytes = self.read_limited(response, &shown, *timeout).await?;
-        let replies = parse_answer(&bytes).map_err(|reason| {
+        let turn = parse_answer(&bytes).map_err(|reason| {
             metrics::counter!(m::BOT_ANSWERS_REFUSED, "reason" => "contract").increment(1);
             BotError::Permanent(at(
                 &shown,
@@ -356,10 +438,7 @@ impl Bot for HttpBot {
                 ),
             ))
         })?;
-        Ok(BotTurn {
-            replies,
-            menu: None,
-        })
+        Ok(turn)
     }
 }
 
@@ -370,10 +449,13 @@ mod tests {
     #[test]
     fn the_contract_accepts_replies_and_an_explicit_empty_list_only() {
         assert_eq!(
-            parse_answer(br#"{"replies": ["a", "b"], "extra": 1}"#),
+            parse_answer(br#"{"replies": ["a", "b"], "extra": 1}"#).map(|t| t.replies),
             Ok(vec!["a".to_owned(), "b".to_owned()])
         );
-        assert_eq!(parse_answer(br#"{"replies": []}"#), Ok(vec![]));
+        assert_eq!(
+            parse_answer(br#"{"replies": []}"#).map(|t| t.replies),
+            Ok(vec![])
+        );
         for (body, reason) in [
             (&br#"{}"#[..], "no \"replies\" field"),
             (br#"{"replies": 5}"#, "\"replies\" is a number"),
@@ -392,6 +474,50 @@ mod tests {
             parse_answer(many.as_bytes())
                 .unwrap_err()
                 .contains("at most")
+        );
+    }
+
+    #[test]
+    fn a_backend_may_show_a_menu_of_flow_ids_after_its_replies() {
+        let turn = parse_answer(
+            br#"{"replies": ["Your orders:"], "menu": {"title": "Which one?",
+                "options": [{"id": "sel:o-1", "title": "Order 1"}, {"id": "do_cancel:o-2", "title": "Cancel 2"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            turn.replies,
+            ["Your orders:", "Which one?\n1. Order 1\n2. Cancel 2"]
+        );
+        assert_eq!(
+            turn.menu.map(|m| m.ids()),
+            Some(vec!["sel:o-1".to_owned(), "do_cancel:o-2".to_owned()])
+        );
+        for (menu, reason) in [
+            (r#""menu": 3"#, "not an object"),
+            (r#""menu": {"options": []}"#, "1 to 10"),
+            (
+                r#""menu": {"options": [{"id": "not an id", "title": "x"}]}"#,
+                "options[0].id",
+            ),
+            (
+                r#""menu": {"options": [{"id": "sel:a", "title": ""}]}"#,
+                "options[0].title",
+            ),
+            (
+                r#""menu": {"title": 5, "options": [{"id": "sel:a", "title": "a"}]}"#,
+                "title is a number",
+            ),
+        ] {
+            let body = format!(r#"{{"replies": [], {menu}}}"#);
+            let e = parse_answer(body.as_bytes()).unwrap_err();
+            assert!(e.contains(reason), "{menu}: {e}");
+        }
+        let full = serde_json::json!({"replies": vec!["x"; MAX_PARTS],
+            "menu": {"options": [{"id": "sel:a", "title": "a"}]}});
+        assert!(
+            parse_answer(full.to_string().as_bytes())
+                .unwrap_err()
+                .contains("a menu is one")
         );
     }
 
