@@ -173,13 +173,23 @@ impl Watchdog {
         let now = now_ms();
         let silence_ms = i64::try_from(self.parts.settings.silence.as_millis()).unwrap_or(i64::MAX);
         let silent_before = now.saturating_sub(silence_ms);
-        match silence::owned_counts(&self.parts.js, &self.parts.owned).await {
-            Ok(counts) => self.last_heard.observe(counts, now),
+        let counts = match silence::owned_counts(&self.parts.js, &self.parts.owned).await {
+            Ok(counts) => counts,
             Err(e) => {
                 tracing::debug!(error = %e, "watchdog round skipped");
                 return;
             }
-        }
+        };
+        let quiet = match silence::quiet_connected(&self.parts.db, &self.parts.owned, &counts).await
+        {
+            Ok(quiet) => quiet,
+            Err(e) => {
+                tracing::debug!(error = %e, "watchdog round skipped");
+                return;
+            }
+        };
+        self.last_heard
+            .observe(counts.into_iter().chain(quiet).collect(), now);
         self.probed_ms.retain(|_, at| *at >= silent_before);
         for tenant in self.last_heard.silent_since(silent_before) {
             if self.probed_ms.contains_key(&tenant) || !self.believed_connected(&tenant).await {

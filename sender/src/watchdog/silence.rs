@@ -14,8 +14,13 @@
 //!
 //! Only the tenants of the partitions this replica owns are kept, so one
 //! replica acts for each tenant. A tenant with no event left in the stream
-//! (older than `SWITCHYARD_STREAM_MAX_AGE`, 7 days by default) is not seen;
-//! `switchyard fleet stuck` and `fleet reconcile` cover those.
+//! (quiet for longer than `SWITCHYARD_STREAM_MAX_AGE`, 7 days by default)
+//! has no subject to count: the tenants whose bridge is believed connected
+//! are listed from the database too ([`quiet_connected`]) and count as a
+//! subject with nothing in it, heard from when first seen. Which replica
+//! acts for such a tenant is decided by a hash of its id over the
+//! partitions (its real partition is NATS's to compute, from a subject it
+//! does not have yet); every replica computes the same.
 
 use std::collections::HashMap;
 
@@ -58,6 +63,28 @@ pub(super) async fn owned_counts(
         }
     }
     Ok(out)
+}
+
+/// The tenants whose bridge is believed connected, that `counted` does not
+/// list and that this replica acts for (see the module docs), each with a
+/// count of 0.
+pub(super) async fn quiet_connected(
+    db: &sqlx::PgPool,
+    owned: &PartitionShare,
+    counted: &[(TenantId, u64)],
+) -> Result<Vec<(TenantId, u64)>, ReadError> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT tenant_id FROM switchyard_connected_bridges()")
+            .fetch_all(db)
+            .await
+            .map_err(read_error)?;
+    let listed: std::collections::HashSet<&TenantId> = counted.iter().map(|(t, _)| t).collect();
+    Ok(ids
+        .iter()
+        .filter_map(|id| TenantId::parse(id).ok())
+        .filter(|t| !listed.contains(t) && owned.owns(owned.stable_partition(t.as_str())))
+        .map(|t| (t, 0))
+        .collect())
 }
 
 /// When each owned tenant was last heard from, as far as this replica saw.

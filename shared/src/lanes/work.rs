@@ -64,6 +64,16 @@ impl PartitionShare {
         self.owned.borrow().contains(&partition)
     }
 
+    /// A partition for `key` that every replica computes the same (FNV-1a
+    /// over the bytes): for choosing one replica to act for something that
+    /// has no subject, hence no partition of NATS's, yet.
+    pub fn stable_partition(&self, key: &str) -> u16 {
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        (hash % u64::from(self.partitions.max(1))) as u16
+    }
+
     /// Owned partitions over all partitions (0..=1).
     pub fn fraction(&self) -> f64 {
         self.owned.borrow().len() as f64 / f64::from(self.partitions.max(1))

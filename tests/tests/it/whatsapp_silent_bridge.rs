@@ -251,3 +251,34 @@ async fn with_two_senders_each_silent_bridge_is_probed_by_one(pool: PgPool) {
     b.stop().await;
     router.stop().await;
 }
+
+/// A tenant with no event in the INBOUND stream at all (quiet past the
+/// stream's max age, or never heard from) used to be invisible to the
+/// watchdog: its bridge could drop silently and stay "connected" for good.
+/// Now it is listed from the tenants table, counted as heard from when first
+/// seen, and probed one silence period later like any other.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_connected_bridge_with_no_event_in_the_stream_is_probed_too(pool: PgPool) {
+    let rig = Rig::start(&pool, &["neverwrote", "alsoquiet"]).await;
+    let sender = rig
+        .sender(&[
+            ("SWITCHYARD_FLEET_MODE", "shared"),
+            ("SWITCHYARD_WATCHDOG_SILENCE", "2s"),
+            ("SWITCHYARD_WATCHDOG_INTERVAL", "200ms"),
+        ])
+        .await;
+    // Neither tenant has sent a single event; one bridge drops silently.
+    rig.sim.go_silent("neverwrote").unwrap();
+    rig.sim.set_silent("alsoquiet", true).unwrap();
+    poll::until("neverwrote recorded as disconnected", WITHIN, || async {
+        (bridge_state(&rig, "neverwrote").await == BridgeState::Disconnected).then_some(())
+    })
+    .await;
+    rig.counter_reaches(&sender, FOUND, "", 1.0).await;
+    poll::until("alsoquiet probed", WITHIN, || async {
+        (status_calls(&rig, "alsoquiet") >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(bridge_state(&rig, "alsoquiet").await, BridgeState::Connected);
+    assert_eq!(status_calls(&rig, "neverwrote"), 1, "probed once, then held");
+}
