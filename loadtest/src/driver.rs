@@ -342,6 +342,7 @@ fn summarise(
         }
         tenants.push(TenantResult {
             id: t.id.clone(),
+            channel: t.channel,
             role: t.role,
             weight: t.weight,
             offered: mine.len() as u64,
