@@ -176,3 +176,59 @@ send_demo_traffic() {
   # acme 2; globex 2 + 1 + 2 (a new chat gets the greeting first); initech 1
   DEMO_EXPECTED_REPLIES=8
 }
+
+# The demo's Cloud API tenant, on the Cloud simulator at $CLOUD_SIM_URL: a
+# WABA, a number and a business token made there through /_sim/cloud (as
+# Meta's Embedded Signup would give them), then the tenant added and
+# connected with the operator CLI (the token through stdin, sealed with
+# SWITCHYARD_CLOUD_TOKEN_KEYS). The arguments are how to run the CLI. Sets
+# DEMO_CLOUD_TOKEN (never printed: the check compares it through jq's $ENV).
+DEMO_CLOUD_TENANT="umbrella"
+DEMO_CLOUD_WABA="102290129340398"
+DEMO_CLOUD_NUMBER="106540352242922"
+DEMO_CLOUD_DISPLAY="15550199001"
+add_demo_cloud_tenant() {
+  log "Cloud API tenant: $DEMO_CLOUD_TENANT (echo bot), number $DEMO_CLOUD_NUMBER of WABA $DEMO_CLOUD_WABA"
+  jq -nc --arg id "$DEMO_CLOUD_WABA" '{id: $id, subscribed: true}' \
+    | curl -fsS -X POST --data-binary @- "$CLOUD_SIM_URL/_sim/cloud/wabas" >/dev/null
+  jq -nc --arg waba "$DEMO_CLOUD_WABA" --arg number "$DEMO_CLOUD_NUMBER" --arg display "$DEMO_CLOUD_DISPLAY" \
+    '{waba_id: $waba, phone_number_id: $number, display_phone_number: $display}' \
+    | curl -fsS -X POST --data-binary @- "$CLOUD_SIM_URL/_sim/cloud/numbers" >/dev/null
+  DEMO_CLOUD_TOKEN="$(jq -nc --arg waba "$DEMO_CLOUD_WABA" '{waba_id: $waba}' \
+    | curl -fsS -X POST --data-binary @- "$CLOUD_SIM_URL/_sim/cloud/tokens" | jq -r .token)"
+  [[ -n "$DEMO_CLOUD_TOKEN" && "$DEMO_CLOUD_TOKEN" != null ]] || die "the Cloud simulator issued no token"
+  "$@" tenants add "$DEMO_CLOUD_TENANT" --name "Umbrella (Cloud API)" --bot echo >/dev/null
+  printf '%s\n' "$DEMO_CLOUD_TOKEN" | "$@" tenants cloud connect "$DEMO_CLOUD_TENANT" \
+    --phone-number-id "$DEMO_CLOUD_NUMBER" --waba-id "$DEMO_CLOUD_WABA" \
+    --display-phone-number "$DEMO_CLOUD_DISPLAY" --token-stdin >/dev/null \
+    || die "switchyard tenants cloud connect $DEMO_CLOUD_TENANT failed"
+}
+
+# Posts one signed Meta batch (through the Cloud simulator, which signs it
+# with the app secret and posts it to its webhook URL, ingest's /cloud)
+# holding one text per "phone|text" argument, all to the demo Cloud number.
+say_cloud() {
+  local item items=()
+  for item in "$@"; do
+    printf '  %-8s %s: %s\n' "$DEMO_CLOUD_TENANT" "+${item%%|*}" "${item#*|}" >&2
+    items+=("$(jq -nc --arg number "$DEMO_CLOUD_NUMBER" --arg from "${item%%|*}" --arg body "${item#*|}" \
+      '{kind: "message", phone_number_id: $number, from: {wa_id: $from}, profile_name: "Demo user",
+        content: {type: "text", body: $body}}')")
+  done
+  printf '%s\n' "${items[@]}" | jq -sc . \
+    | curl -fsS -X POST -H 'content-type: application/json' --data-binary @- \
+        "$CLOUD_SIM_URL/_sim/cloud/batches" \
+    | jq -e '.first.status == 200' >/dev/null || die "ingest did not accept the demo Cloud batch"
+}
+
+# The Cloud tenant's demo conversation: two customers, one batch of two
+# messages then one of one; sets DEMO_CLOUD_EXPECTED_REPLIES.
+send_demo_cloud_traffic() {
+  log "demo traffic to the Cloud API tenant: signed batches through $CLOUD_SIM_URL/_sim/cloud/batches"
+  say_cloud "447700900011|Hi Umbrella, is my order on its way?" "447700900012|Do you ship to Spain?"
+  say_cloud "447700900011|Thanks!"
+  DEMO_CLOUD_EXPECTED_REPLIES=3
+}
+
+# The accepted sends of the Cloud simulator (those with a wamid).
+cloud_replies() { curl -fsS "$CLOUD_SIM_URL/_sim/cloud/sends" | jq '[.[] | select(.wamid != null)]'; }

@@ -1,5 +1,6 @@
 //! A local deployment for one run: its own nats-server and PostgreSQL
-//! database, the bridge simulator in this process, and ingest, router and
+//! database, the bridge simulator (and, when a tenant is on the Cloud API,
+//! the Cloud simulator: [`CloudSide`]) in this process, and ingest, router and
 //! sender as child processes of the real binaries (so each one's CPU and
 //! memory can be read from /proc). Everything listens on loopback; the
 //! database is dropped and the processes are killed when the run ends.
@@ -17,6 +18,8 @@ use switchyard_bridge_sim::{Limits, RecordedSend, SimConfig, SimHandle};
 use switchyard_shared::webhook_auth::WebhookKeys;
 
 use crate::{
+    cloud::CloudSide,
+    inlet::Inlet,
     provision,
     scenario::Scenario,
     sim_control::SimControl,
@@ -60,8 +63,10 @@ impl Drop for Proc {
 /// A running deployment.
 pub struct Deployment {
     sim: SimHandle,
-    /// Each tenant's webhook URL, in the scenario's order.
-    urls: Vec<String>,
+    /// The Cloud simulator, when a tenant is on the Cloud API.
+    cloud: Option<CloudSide>,
+    /// Where each tenant's events go, in the scenario's order.
+    inlets: Vec<Inlet>,
     /// ingest, router, sender, nats-server.
     procs: Vec<Proc>,
     /// The router's and the sender's ops endpoints (`/metrics`).
@@ -183,15 +188,28 @@ impl Deployment {
         let sim = SimHandle::start(config).await?;
 
         let ingest_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let ingest_base = format!("http://{ingest_addr}");
+        let mut cloud = if scenario.has_cloud() {
+            Some(CloudSide::start(&format!("{ingest_base}/cloud")).await?)
+        } else {
+            None
+        };
         let keys = WebhookKeys::new(WEBHOOK_SECRET.into(), None);
-        let urls = provision::provision(
+        let inlets = provision::provision(
             &pool,
             &SimControl::new(&sim.base_url())?,
             &keys,
-            &[format!("http://{ingest_addr}")],
+            &[ingest_base],
+            cloud.as_mut(),
             scenario,
         )
         .await?;
+        // Only a run with Cloud tenants configures the Cloud API, so a WA
+        // Bridges run starts its services exactly as before.
+        let cloud_env = cloud
+            .as_ref()
+            .map(CloudSide::service_env)
+            .unwrap_or_default();
 
         let common = |ops: u16| -> Vec<(String, String)> {
             [
@@ -223,6 +241,7 @@ impl Deployment {
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
+            .chain(cloud_env.iter().cloned())
             .chain(setup.service_env.iter().cloned())
             .collect()
         };
@@ -254,7 +273,8 @@ impl Deployment {
         }
         Ok(Self {
             sim,
-            urls,
+            cloud,
+            inlets,
             procs,
             ops: ops_urls,
             nats_monitor: format!("http://127.0.0.1:{nats_http}"),
@@ -268,6 +288,7 @@ impl Deployment {
     pub async fn stop(self) -> anyhow::Result<()> {
         let Self {
             sim,
+            cloud,
             procs,
             pool,
             admin_url,
@@ -276,6 +297,9 @@ impl Deployment {
         } = self;
         drop(procs);
         sim.stop().await;
+        if let Some(cloud) = cloud {
+            cloud.stop().await;
+        }
         pool.close().await;
         let mut admin = PgConnection::connect(&admin_url).await?;
         admin
@@ -286,12 +310,16 @@ impl Deployment {
 }
 
 impl Stack for Deployment {
-    fn webhook_urls(&self) -> &[String] {
-        &self.urls
+    fn inlets(&self) -> &[Inlet] {
+        &self.inlets
     }
 
     async fn sends(&self) -> anyhow::Result<Vec<RecordedSend>> {
-        Ok(self.sim.sends())
+        let mut sends = self.sim.sends();
+        if let Some(cloud) = &self.cloud {
+            sends.extend(cloud.replies());
+        }
+        Ok(sends)
     }
 
     async fn dead_letters(&self) -> anyhow::Result<u64> {
@@ -303,7 +331,7 @@ impl Stack for Deployment {
             .iter()
             .map(|p| (p.name.to_owned(), p.pid()))
             .chain([(
-                "switchyard-load (+ simulator)".to_owned(),
+                "switchyard-load (+ simulators)".to_owned(),
                 std::process::id(),
             )])
             .collect()

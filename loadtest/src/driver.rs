@@ -16,6 +16,7 @@ use switchyard_tests::procstat::Sampler;
 
 use crate::{
     cost::Cost,
+    inlet::token_of,
     results::{RunResult, StepResult, TenantResult},
     scenario::{Role, Scenario},
     stack::Stack,
@@ -94,33 +95,6 @@ fn schedule(scenario: &Scenario) -> Vec<Planned> {
     plan
 }
 
-fn event_body(tenant: &str, event: u64) -> String {
-    let phone = format!("4479{:08}", event % 64);
-    serde_json::json!({
-        "event": "message",
-        "customer_ref": tenant,
-        "message_id": format!("LT{event:012}"),
-        "contact_id": format!("{phone}@s.whatsapp.net"),
-        "phone": phone,
-        "chat_id": format!("{phone}@s.whatsapp.net"),
-        "name": "Load",
-        "body": format!("lt:{tenant}:{event}"),
-        "type": "text",
-        "media_type": "",
-        "is_group": false,
-        "from_me": false,
-        "timestamp": unix_ms() / 1000,
-    })
-    .to_string()
-}
-
-/// The (tenant, event) a reply answers, from `echo: lt:<tenant>:<event>`.
-fn token_of(reply: &str) -> Option<(&str, u64)> {
-    let rest = reply.strip_prefix("echo: lt:")?;
-    let (tenant, event) = rest.rsplit_once(':')?;
-    Some((tenant, event.parse().ok()?))
-}
-
 /// Runs `scenario` on `dep`; `scheduler` only labels the result.
 pub async fn run(
     dep: &impl Stack,
@@ -129,11 +103,11 @@ pub async fn run(
     progress: &ProgressBar,
 ) -> anyhow::Result<RunResult> {
     let plan = schedule(scenario);
-    let urls = dep.webhook_urls();
+    let inlets = dep.inlets();
     anyhow::ensure!(
-        urls.len() == scenario.tenants.len(),
-        "the deployment has {} webhook URLs for {} tenants",
-        urls.len(),
+        inlets.len() == scenario.tenants.len(),
+        "the deployment has {} inlets for {} tenants",
+        inlets.len(),
         scenario.tenants.len()
     );
     let http = reqwest::Client::builder()
@@ -166,25 +140,19 @@ pub async fn run(
                 .sample();
         }
         let permit = Arc::clone(&limit).acquire_owned().await?;
-        let (http, url, sent, progress) = (
-            http.clone(),
-            urls[p.tenant].clone(),
-            Arc::clone(&sent),
-            progress.clone(),
+        let (sent, progress) = (Arc::clone(&sent), progress.clone());
+        let request = inlets[p.tenant].request(
+            &http,
+            &scenario.tenants[p.tenant].id,
+            p.event,
+            unix_ms() / 1000,
         );
-        let body = event_body(&scenario.tenants[p.tenant].id, p.event);
         let p = *p;
         tasks.spawn(async move {
             let started_ms = unix_ms();
             let started_s = t0.elapsed().as_secs_f64();
             let clock = Instant::now();
-            let status = match http
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-            {
+            let status = match request.send().await {
                 Ok(r) => r.status().as_u16(),
                 Err(_) => 0,
             };
@@ -374,6 +342,7 @@ fn summarise(
         }
         tenants.push(TenantResult {
             id: t.id.clone(),
+            channel: t.channel,
             role: t.role,
             weight: t.weight,
             offered: mine.len() as u64,
@@ -462,15 +431,4 @@ fn step_results(
         offset += len;
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reply_names_the_event_it_answers() {
-        assert_eq!(token_of("echo: lt:quiet-01:42"), Some(("quiet-01", 42)));
-        assert_eq!(token_of("something else"), None);
-    }
 }

@@ -16,10 +16,12 @@
 //!
 //! Traffic goes to loopback only, and every request loop is a finite schedule.
 
+mod cloud;
 mod cost;
 mod deployment;
 mod driver;
 mod goals;
+mod inlet;
 mod machine;
 mod provision;
 mod report;
@@ -39,7 +41,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
     deployment::Deployment,
-    scenario::Knobs,
+    scenario::{ChannelMix, Knobs},
     target::{Target, TargetConfig},
 };
 
@@ -95,6 +97,14 @@ struct Args {
     /// Traffic time of each run of the `cost` sweep.
     #[arg(long, default_value = "20s", value_parser = duration)]
     cost_duration: Duration,
+    /// Which tenants are on Meta's Cloud API instead of WA Bridges: none
+    /// (wabridges), all but a faulted bridge (cloud), or every other tenant
+    /// and the misbehaving one (mixed). Cloud tenants post signed batches to
+    /// ingest's /cloud and are answered through the Cloud simulator, which
+    /// the tool starts in-process with Meta's limits out of the way. Local
+    /// deployments only.
+    #[arg(long, value_enum, default_value_t = ChannelMix::Wabridges)]
+    channel: ChannelMix,
     /// Skip the fifo baseline runs.
     #[arg(long)]
     no_fifo: bool,
@@ -269,8 +279,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         overload_rate: args.overload_rate,
         overload_drain: args.overload_drain,
         cost_duration: args.cost_duration,
+        channel: args.channel,
     };
-    let every = scenario::all(&knobs);
+    if !args.target.is_empty() && args.channel != ChannelMix::Wabridges {
+        bail!(
+            "--channel {} needs a local deployment: against --target the tool cannot give the \
+             services a Cloud API app secret, token keys and Graph URL (use --channel wabridges)",
+            match args.channel {
+                ChannelMix::Cloud => "cloud",
+                _ => "mixed",
+            }
+        );
+    }
+    let every: Vec<_> = scenario::all(&knobs)
+        .iter()
+        .map(|s| s.with_channels(args.channel))
+        .collect();
     let wanted: Vec<_> = if args.scenarios.iter().any(|s| s == "all") {
         every
             .into_iter()

@@ -4,8 +4,10 @@
 //! its bridge on the simulator with its own webhook URL, and the scenario's
 //! bridge faults. One path for the deployment this tool starts and for an
 //! existing one, so a run against `deploy/cluster.sh` is set up exactly like
-//! a local one.
+//! a local one. A Cloud API tenant (local deployments only) gets the same
+//! row, and its number and token instead of a bridge ([`CloudSide`]).
 
+use anyhow::Context as _;
 use sqlx::PgPool;
 use switchyard_bridge_sim::Fault;
 use switchyard_shared::{
@@ -16,7 +18,9 @@ use switchyard_shared::{
 };
 
 use crate::{
-    scenario::{BridgeFault, Scenario},
+    cloud::CloudSide,
+    inlet::Inlet,
+    scenario::{BridgeFault, Channel, Scenario},
     sim_control::SimControl,
 };
 
@@ -26,17 +30,19 @@ pub fn ingest_for(ingest_bases: &[String], tenant_index: usize) -> &str {
     &ingest_bases[tenant_index % ingest_bases.len()]
 }
 
-/// Adds every tenant of `scenario`, seeds its bridge and applies the faults;
-/// returns the tenants' webhook URLs in the scenario's order.
+/// Adds every tenant of `scenario`, seeds its bridge (or, on the Cloud API,
+/// its number and token through `cloud`) and applies the faults; returns
+/// where each tenant's events go, in the scenario's order.
 pub async fn provision(
     pool: &PgPool,
     sim: &SimControl,
     keys: &WebhookKeys,
     ingest_bases: &[String],
+    mut cloud: Option<&mut CloudSide>,
     scenario: &Scenario,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Vec<Inlet>> {
     anyhow::ensure!(!ingest_bases.is_empty(), "no ingest URL to post to");
-    let mut urls = Vec::with_capacity(scenario.tenants.len());
+    let mut inlets = Vec::with_capacity(scenario.tenants.len());
     for (i, t) in scenario.tenants.iter().enumerate() {
         let id = TenantId::parse(&t.id)?;
         let mut new = NewTenant::with_defaults(id.clone());
@@ -49,7 +55,19 @@ pub async fn provision(
             tenants::insert(pool, &new).await?,
             "tenant {id} already exists: a run needs tenants of its own"
         );
-        let url = keys.webhook_url(ingest_for(ingest_bases, i), &id);
+        let base = ingest_for(ingest_bases, i);
+        if t.channel == Channel::Cloud {
+            let cloud = cloud
+                .as_deref_mut()
+                .context("a Cloud API tenant needs the Cloud simulator")?;
+            inlets.push(
+                cloud
+                    .provision(pool, &id, i, &format!("{base}/cloud"))
+                    .await?,
+            );
+            continue;
+        }
+        let url = keys.webhook_url(base, &id);
         let bridge = sim.seed_bridge(&t.id, &url).await?;
         tenants::set_bridge(
             pool,
@@ -58,7 +76,7 @@ pub async fn provision(
             &BridgeState::Connected,
         )
         .await?;
-        urls.push(url);
+        inlets.push(Inlet::Bridge { url });
     }
     for fault in &scenario.faults {
         match fault {
@@ -70,7 +88,7 @@ pub async fn provision(
             }
         }
     }
-    Ok(urls)
+    Ok(inlets)
 }
 
 /// After a run on a deployment that outlives it: the run's tenants are

@@ -9,7 +9,7 @@ use crate::{
     goals::{self, Comparison, Goal},
     machine::Machine,
     results::RunResult,
-    scenario::{Knobs, Scenario},
+    scenario::{Channel, Knobs, Scenario},
 };
 
 /// Where the scenarios ran.
@@ -94,7 +94,7 @@ fn deployment_sentence(deployment: &Deployment, nats_server: &str) -> String {
         Deployment::Local => format!(
             "Every service is a separate process of its release binary, started by the tool for \
              each scenario; {nats_server} and PostgreSQL on the same cores; the load generator and \
-             the bridge simulator share one process."
+             the bridge simulator (and the Cloud API simulator, when a tenant is on the Cloud API) share one process."
         ),
         Deployment::Target { ingest, sim } => format!(
             "Against an existing deployment (`--target`): webhooks posted to {}, replies read from \
@@ -169,7 +169,7 @@ pub fn markdown(report: &Report, svg_name: &str) -> String {
     let _ = writeln!(
         out,
         "\n## How to read this\n\n\
-         - Latency is webhook request start → the reply arriving at the simulated bridge (ms, HDR histograms). \
+         - Latency is webhook request start → the reply arriving at the simulated bridge, or at the Cloud simulator for a Cloud API tenant (ms, HDR histograms). \
          Events of must-drain tenants still unanswered at the end count at the run's end (a lower bound, column *censored*).\n\
          - Throughput and share count sends arriving in the window (after a warm-up, until the traffic stops).\n\
          - Jain's index is over weight-normalised throughput of the tenants backlogged on purpose (noisy, weighted).\n\
@@ -204,14 +204,18 @@ fn run_section(out: &mut String, run: &RunResult) {
     );
     let _ = writeln!(
         out,
-        "| tenant | role | w | offered | accepted | replied | unanswered | p50 | p95 | p99 | max | censored | sends/s | share | ingest p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| tenant | role | channel | w | offered | accepted | replied | unanswered | p50 | p95 | p99 | max | censored | sends/s | share | ingest p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for t in &run.tenants {
         let _ = writeln!(
             out,
-            "| {} | {:?} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} % | {} |",
+            "| {} | {:?} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} % | {} |",
             t.id,
             t.role,
+            match t.channel {
+                Channel::Wabridges => "WA Bridges",
+                Channel::Cloud => "Cloud API",
+            },
             t.weight,
             t.offered,
             t.accepted,

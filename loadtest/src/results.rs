@@ -6,12 +6,16 @@ use serde::Serialize;
 
 use switchyard_tests::procstat::Usage;
 
-use crate::{scenario::Role, stats::Percentiles};
+use crate::{
+    scenario::{Channel, Role},
+    stats::Percentiles,
+};
 
 /// One tenant's figures in one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantResult {
     pub id: String,
+    pub channel: Channel,
     pub role: Role,
     pub weight: u32,
     /// Webhook requests scheduled.

@@ -34,10 +34,35 @@ impl Role {
     }
 }
 
+/// Which channel a tenant's events arrive on and its replies leave by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// A WA Bridges bridge: one flat webhook per event on the tenant's own URL.
+    Wabridges,
+    /// Meta's Cloud API: signed batches on ingest's `/cloud`, replies through
+    /// the tenant's own phone number id and token.
+    Cloud,
+}
+
+/// `--channel`: which tenants of a scenario are on the Cloud API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelMix {
+    /// Every tenant on WA Bridges (the tool's original scenarios).
+    Wabridges,
+    /// Every tenant on the Cloud API, but those with a bridge fault.
+    Cloud,
+    /// Every other tenant on the Cloud API (the second, fourth, …), and the
+    /// misbehaving tenant (flooder, replayer) on the Cloud API too.
+    Mixed,
+}
+
 /// One tenant's load.
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantLoad {
     pub id: String,
+    pub channel: Channel,
     pub role: Role,
     /// Webhook events per second.
     pub rate: f64,
@@ -110,6 +135,49 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// The same scenario with its tenants on the channels `mix` picks. A
+    /// tenant with a bridge fault stays on WA Bridges (the fault is a
+    /// bridge's); the description names the Cloud API tenants.
+    pub fn with_channels(&self, mix: ChannelMix) -> Scenario {
+        let mut mixed = self.clone();
+        if mix == ChannelMix::Wabridges {
+            return mixed;
+        }
+        let faulted: Vec<String> = self.faults.iter().map(|f| f.tenant().to_owned()).collect();
+        for (i, t) in mixed.tenants.iter_mut().enumerate() {
+            let cloud = match mix {
+                ChannelMix::Wabridges => false,
+                ChannelMix::Cloud => true,
+                ChannelMix::Mixed => i % 2 == 1 || matches!(t.role, Role::Noisy | Role::Replaying),
+            };
+            if cloud && !faulted.contains(&t.id) {
+                t.channel = Channel::Cloud;
+            }
+        }
+        let cloud: Vec<&str> = mixed
+            .tenants
+            .iter()
+            .filter(|t| t.channel == Channel::Cloud)
+            .map(|t| t.id.as_str())
+            .collect();
+        let on = if cloud.len() == mixed.tenants.len() {
+            "every tenant".to_owned()
+        } else if cloud.len() > 8 {
+            format!("{} of {} tenants", cloud.len(), mixed.tenants.len())
+        } else {
+            cloud.join(", ")
+        };
+        if !cloud.is_empty() {
+            mixed.description = format!("{}; on the Cloud API: {on}", mixed.description);
+        }
+        mixed
+    }
+
+    /// Whether any tenant is on the Cloud API.
+    pub fn has_cloud(&self) -> bool {
+        self.tenants.iter().any(|t| t.channel == Channel::Cloud)
+    }
+
     /// The same scenario with every tenant id (and every fault's) prefixed:
     /// on a deployment the tool did not start, a run gets tenants of its own.
     pub fn with_tenant_prefix(&self, prefix: &str) -> Scenario {
@@ -146,6 +214,8 @@ pub struct Knobs {
     pub overload_drain: Duration,
     /// Traffic time of each run of the `cost` sweep.
     pub cost_duration: Duration,
+    /// Which tenants are on the Cloud API (`--channel`).
+    pub channel: ChannelMix,
 }
 
 /// The `cost` sweep (issue 20): (name, events per second of all tenants
@@ -182,6 +252,7 @@ fn quiet(knobs: &Knobs) -> Vec<TenantLoad> {
     (1..=knobs.quiet_tenants)
         .map(|i| TenantLoad {
             id: format!("quiet-{i:02}"),
+            channel: Channel::Wabridges,
             role: Role::Quiet,
             rate: knobs.quiet_rate,
             weight: 1,
@@ -193,6 +264,7 @@ fn quiet(knobs: &Knobs) -> Vec<TenantLoad> {
 fn one(id: &str, role: Role, rate: f64) -> TenantLoad {
     TenantLoad {
         id: id.to_owned(),
+        channel: Channel::Wabridges,
         role,
         rate,
         weight: 1,
@@ -439,6 +511,67 @@ mod tests {
             overload_rate: 3.0,
             overload_drain: Duration::from_secs(1),
             cost_duration: Duration::from_secs(1),
+            channel: ChannelMix::Wabridges,
+        }
+    }
+
+    fn flood() -> Scenario {
+        all(&knobs())
+            .into_iter()
+            .find(|s| s.name == "flood")
+            .unwrap()
+    }
+
+    fn cloud_ids(s: &Scenario) -> Vec<&str> {
+        s.tenants
+            .iter()
+            .filter(|t| t.channel == Channel::Cloud)
+            .map(|t| t.id.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn by_default_every_tenant_stays_on_wa_bridges() {
+        let flood = flood().with_channels(ChannelMix::Wabridges);
+        assert!(!flood.has_cloud());
+        assert_eq!(flood.description, self::flood().description);
+    }
+
+    #[test]
+    fn mixed_puts_every_other_tenant_and_the_flooder_on_the_cloud_api() {
+        let mut k = knobs();
+        k.quiet_tenants = 4;
+        let flood = all(&k)
+            .into_iter()
+            .find(|s| s.name == "flood")
+            .unwrap()
+            .with_channels(ChannelMix::Mixed);
+        assert_eq!(cloud_ids(&flood), ["quiet-02", "quiet-04", "noisy"]);
+        assert!(
+            flood
+                .description
+                .ends_with("on the Cloud API: quiet-02, quiet-04, noisy"),
+            "{}",
+            flood.description
+        );
+    }
+
+    #[test]
+    fn cloud_puts_every_tenant_on_the_cloud_api_but_a_faulted_bridge() {
+        assert_eq!(
+            cloud_ids(&flood().with_channels(ChannelMix::Cloud)).len(),
+            3
+        );
+        for scenario in all(&knobs()) {
+            let cloud = scenario.with_channels(ChannelMix::Cloud);
+            for fault in &cloud.faults {
+                let t = cloud
+                    .tenants
+                    .iter()
+                    .find(|t| t.id == fault.tenant())
+                    .unwrap();
+                assert_eq!(t.channel, Channel::Wabridges, "{}", scenario.name);
+            }
         }
     }
 

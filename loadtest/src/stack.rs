@@ -5,11 +5,14 @@
 use anyhow::Context as _;
 use switchyard_bridge_sim::RecordedSend;
 
+use crate::inlet::Inlet;
+
 pub trait Stack {
-    /// The URL each tenant's events are posted to, in the scenario's order.
-    fn webhook_urls(&self) -> &[String];
-    /// Every send the simulator accepted (the run's and, on a shared
-    /// simulator, others': the driver keeps only its own tenants').
+    /// Where each tenant's events are posted, in the scenario's order.
+    fn inlets(&self) -> &[Inlet];
+    /// Every send the simulators accepted (the run's and, on a shared
+    /// simulator, others': the driver keeps only its own tenants'); a Cloud
+    /// API send reads as a bridge's (`crate::cloud::replies`).
     async fn sends(&self) -> anyhow::Result<Vec<RecordedSend>>;
     /// Messages the routers and senders dead-lettered during this run.
     async fn dead_letters(&self) -> anyhow::Result<u64>;

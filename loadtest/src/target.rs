@@ -15,6 +15,7 @@ use switchyard_bridge_sim::RecordedSend;
 use switchyard_shared::webhook_auth::WebhookKeys;
 
 use crate::{
+    inlet::Inlet,
     provision,
     scenario::Scenario,
     sim_control::SimControl,
@@ -44,7 +45,7 @@ pub struct TargetConfig {
 /// The deployment, set up for one scenario.
 pub struct Target {
     sim: SimControl,
-    urls: Vec<String>,
+    inlets: Vec<Inlet>,
     /// Each ops endpoint and its dead-letter count before the run.
     ops: Vec<(String, u64)>,
     nats_monitors: Vec<String>,
@@ -88,7 +89,13 @@ impl Target {
             .await
             .context("cannot connect to the target's database (DATABASE_URL)")?;
         let keys = WebhookKeys::new(config.webhook_secret.clone(), None);
-        let urls = provision::provision(&pool, &sim, &keys, &config.ingest, scenario).await?;
+        anyhow::ensure!(
+            !scenario.has_cloud(),
+            "--channel cloud|mixed runs against a local deployment only: the tool cannot \
+             configure a target's Cloud API settings (app secret, token keys, Graph URL)"
+        );
+        let inlets =
+            provision::provision(&pool, &sim, &keys, &config.ingest, None, scenario).await?;
         let processes = match &config.pids_dir {
             Some(dir) => live_pids(dir)?,
             None => Vec::new(),
@@ -99,7 +106,7 @@ impl Target {
         }
         Ok(Self {
             sim,
-            urls,
+            inlets,
             ops,
             nats_monitors: config.nats_monitors.clone(),
             processes,
@@ -116,8 +123,8 @@ impl Target {
 }
 
 impl Stack for Target {
-    fn webhook_urls(&self) -> &[String] {
-        &self.urls
+    fn inlets(&self) -> &[Inlet] {
+        &self.inlets
     }
 
     async fn sends(&self) -> anyhow::Result<Vec<RecordedSend>> {

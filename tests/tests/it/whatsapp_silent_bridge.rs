@@ -279,6 +279,13 @@ async fn a_connected_bridge_with_no_event_in_the_stream_is_probed_too(pool: PgPo
         (status_calls(&rig, "alsoquiet") >= 1).then_some(())
     })
     .await;
-    assert_eq!(bridge_state(&rig, "alsoquiet").await, BridgeState::Connected);
-    assert_eq!(status_calls(&rig, "neverwrote"), 1, "probed once, then held");
+    assert_eq!(
+        bridge_state(&rig, "alsoquiet").await,
+        BridgeState::Connected
+    );
+    assert_eq!(
+        status_calls(&rig, "neverwrote"),
+        1,
+        "probed once, then held"
+    );
 }
