@@ -14,12 +14,47 @@ pub mod stuck;
 pub mod summary;
 
 use clap::Subcommand;
+use sqlx::PgPool;
+use switchyard_shared::{
+    channel::Channel,
+    ids::TenantId,
+    tenants::{self, Tenant},
+};
 
 use crate::{
     context::Context,
-    exit::{CliResult, Exit},
+    exit::{CliError, CliResult, Exit},
     output::Output,
 };
+
+/// The tenants whose number is a WA Bridges bridge: the fleet's. A Cloud API
+/// tenant has no bridge by design, so it is neither "without a bridge" nor
+/// ever provisioned one.
+pub async fn bridge_tenants(pool: &PgPool) -> CliResult<Vec<Tenant>> {
+    Ok(tenants::list(pool)
+        .await?
+        .into_iter()
+        .filter(|t| t.channel == Channel::Wabridges)
+        .collect())
+}
+
+/// Refuses a named tenant that is on the Cloud API (exit 2, nothing done).
+pub fn require_bridge_channel(tenant: &Tenant) -> CliResult<()> {
+    if tenant.channel == Channel::Wabridges {
+        return Ok(());
+    }
+    Err(CliError::bad_input(format!(
+        "tenant {} is on the {} channel: it has no WA Bridges bridge",
+        tenant.id, tenant.channel
+    )))
+}
+
+/// [`require_bridge_channel`] for a tenant id (unknown tenants refused too).
+pub async fn require_bridge_tenant(pool: &PgPool, tenant: &TenantId) -> CliResult<Tenant> {
+    let row = crate::tenants::require(pool, tenant).await?;
+    require_bridge_channel(&row)?;
+    Ok(row)
+}
 
 #[derive(Debug, Subcommand)]
 pub enum FleetCommand {

@@ -22,7 +22,6 @@ use crate::{
     context::{Context, WebhookTarget, announce_tenant_change},
     exit::{CliError, CliResult, Exit},
     output::{self, Output},
-    tenants::require,
 };
 
 /// Transient provider failures tried per tenant before it counts as failed.
@@ -86,7 +85,7 @@ impl ProvisionReport {
 /// Which tenants a run covers; unknown tenants refuse the whole run before any call.
 pub async fn select(pool: &PgPool, args: &ProvisionArgs) -> CliResult<Vec<TenantId>> {
     if args.all {
-        return Ok(tenants::list(pool)
+        return Ok(super::bridge_tenants(pool)
             .await?
             .into_iter()
             .filter(|t| t.bridge_id.is_none())
@@ -95,7 +94,7 @@ pub async fn select(pool: &PgPool, args: &ProvisionArgs) -> CliResult<Vec<Tenant
     }
     let mut chosen: Vec<TenantId> = Vec::new();
     for tenant in &args.tenants {
-        require(pool, tenant).await?;
+        super::require_bridge_tenant(pool, tenant).await?;
         if !chosen.contains(tenant) {
             chosen.push(tenant.clone());
         }

@@ -21,7 +21,7 @@ use switchyard_shared::{
     config::Env,
     ids::{BridgeId, TenantId},
     ops_server,
-    tenants::{self, Tenant},
+    tenants::Tenant,
     wabridges::{Bridge, BridgeState, WaBridgesClient},
 };
 use tokio_util::sync::CancellationToken;
@@ -206,7 +206,7 @@ impl ReconcileReport {
 /// Lists, diffs and records the provider's view (compare-and-set per row).
 pub async fn reconcile(pool: &PgPool, client: &WaBridgesClient) -> CliResult<ReconcileReport> {
     let bridges = client.list().await?;
-    let rows = tenants::list(pool).await?;
+    let rows = super::bridge_tenants(pool).await?;
     let diff = diff(&rows, &bridges);
     let spending = spending(&rows, &bridges);
     let mut rows_updated = 0;

@@ -26,7 +26,6 @@ use crate::{
     exit::{CliError, CliResult, Exit},
     fleet::pace::{Paced, ctrl_c, paced},
     output::{self, Output},
-    tenants::require,
 };
 
 #[derive(Debug, Args)]
@@ -115,7 +114,7 @@ fn operator_action(bridge: i64) -> String {
 
 async fn select(pool: &PgPool, args: &RepointArgs) -> CliResult<Vec<TenantId>> {
     if args.all {
-        return Ok(tenants::list(pool)
+        return Ok(super::bridge_tenants(pool)
             .await?
             .into_iter()
             .filter(|t| t.bridge_id.is_some())
@@ -124,7 +123,7 @@ async fn select(pool: &PgPool, args: &RepointArgs) -> CliResult<Vec<TenantId>> {
     }
     let mut chosen: Vec<TenantId> = Vec::new();
     for tenant in &args.tenants {
-        require(pool, tenant).await?;
+        super::require_bridge_tenant(pool, tenant).await?;
         if !chosen.contains(tenant) {
             chosen.push(tenant.clone());
         }

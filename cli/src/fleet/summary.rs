@@ -9,10 +9,7 @@
 
 use serde::Serialize;
 use sqlx::PgPool;
-use switchyard_shared::{
-    tenants,
-    wabridges::{BridgeState, WaBridgesClient},
-};
+use switchyard_shared::wabridges::{BridgeState, WaBridgesClient};
 
 use crate::{
     context::Context,
@@ -50,7 +47,7 @@ pub struct FleetSummary {
 /// Counts by state from the provider's list and the tenants table.
 pub async fn summarise(pool: &PgPool, client: &WaBridgesClient) -> CliResult<FleetSummary> {
     let bridges = client.list().await?;
-    let rows = tenants::list(pool).await?;
+    let rows = super::bridge_tenants(pool).await?;
     let found = diff(&rows, &bridges);
     let spent = spending(&rows, &bridges);
     let mut s = FleetSummary {

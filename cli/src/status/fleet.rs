@@ -58,7 +58,7 @@ pub async fn view(
     top: usize,
 ) -> CliResult<FleetStatus> {
     let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT bridge_state, count(*) FROM tenants GROUP BY 1 ORDER BY 1")
+        sqlx::query_as("SELECT bridge_state, count(*) FROM tenants WHERE channel = 'wabridges' GROUP BY 1 ORDER BY 1")
             .fetch_all(pool)
             .await?;
     let records = match store {

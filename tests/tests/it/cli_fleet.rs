@@ -357,3 +357,31 @@ async fn fleet_delete_removes_only_the_named_tenants_bridge(pool: PgPool) {
     );
     assert!(row(&pool, "keep").await.bridge_id.is_some());
 }
+
+/// A Cloud API tenant has no bridge by design: the fleet commands neither
+/// provision one for it (refused by name, skipped by `--all`) nor count it
+/// as a tenant without a bridge.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn the_fleet_leaves_cloud_api_tenants_alone(pool: PgPool) {
+    let sim = sim().await;
+    tenants_named(&pool, &["acme"]).await;
+    crate::cloud_support::cloud_tenant(&pool, "umbrella", "PN1", "WABA1", "tok-u").await;
+    let env = vars(&services::database_url(&pool), None, Some(&sim.base_url()));
+
+    let (exit, named) = run_json(&["fleet", "provision", "umbrella"], &env).await;
+    assert_eq!(exit, Exit::Usage, "{named}");
+    let (exit, all) = run_json(&["fleet", "provision", "--all"], &env).await;
+    assert_eq!(exit, Exit::Ok, "{all}");
+    let provisioned: Vec<&str> = all["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["tenant"].as_str())
+        .collect();
+    assert_eq!(provisioned, ["acme"]);
+    assert!(sim.bridges().iter().all(|b| b.customer_ref != "umbrella"));
+    let (_, summary) = run_json(&["fleet", "summary"], &env).await;
+    assert_eq!(summary["tenants_without_bridge"], 0, "{summary}");
+    let (_, report) = run_json(&["fleet", "reconcile"], &env).await;
+    assert!(!report.to_string().contains("umbrella"), "{report}");
+}
