@@ -45,6 +45,7 @@ pub const BOT_BUDGET_WAIT_SECONDS: &str = "switchyard_router_bot_budget_wait_sec
 /// the drops of events whose `customer_ref` has no tenant or an inactive one
 /// (the reasons of `switchyard_shared::admission::Admission::drop_reason`).
 pub fn register() {
+    switchyard_shared::notifications::publish::register_metrics();
     for reason in ["unknown_tenant", "inactive_tenant"] {
         metrics::counter!(DROPPED, "reason" => reason).absolute(0);
     }

@@ -71,6 +71,7 @@ pub const TENANT_HELD_SECONDS: &str = "switchyard_tenant_held_seconds";
 
 /// Registers, at 0, what alerts and dashboards expect before the first event.
 pub fn register() {
+    switchyard_shared::notifications::publish::register_metrics();
     use switchyard_shared::tenant_metrics::OTHER;
     for outcome in ["sent", "failed"] {
         metrics::counter!(TENANT_SENDS, "tenant" => OTHER, "outcome" => outcome).absolute(0);

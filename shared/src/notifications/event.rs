@@ -57,6 +57,15 @@ pub enum ReportSource {
 }
 
 impl NotificationEvent {
+    /// Every `type` text, once (for metrics registered before the first one).
+    pub const KINDS: [&'static str; 5] = [
+        "bridge.disconnected",
+        "bridge.restricted",
+        "bridge.repaired",
+        "pairing.stuck",
+        "reply.dead_lettered",
+    ];
+
     /// The `type` text (a metric label, a log field).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -133,6 +142,32 @@ impl Notification {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn kinds_lists_every_variants_type_once() {
+        use crate::{bridge_state::StuckKind, lanes::dead_letter::DeadLetterCode};
+        let all = [
+            NotificationEvent::BridgeDisconnected {
+                source: ReportSource::Webhook,
+            },
+            NotificationEvent::BridgeRestricted,
+            NotificationEvent::BridgeRepaired {
+                first_pairing: false,
+            },
+            NotificationEvent::PairingStuck {
+                kind: StuckKind::AwaitingPairing,
+                for_seconds: 1,
+            },
+            NotificationEvent::ReplyDeadLettered {
+                reply_id: "r".to_owned(),
+                reason: DeadLetterCode::Rejected,
+                attempts: 1,
+            },
+        ];
+        let kinds: Vec<&str> = all.iter().map(NotificationEvent::kind).collect();
+        assert_eq!(kinds, NotificationEvent::KINDS);
+    }
+
     use super::*;
 
     #[test]

@@ -51,3 +51,12 @@ pub async fn publish(js: &async_nats::jetstream::Context, notification: &Notific
     tracing::warn!(tenant.id = %notification.tenant, notification.id = notification.id(), notification.kind = notification.event.kind(), error = %last_error, "cannot publish a tenant notification; it is lost");
     false
 }
+
+/// Registers, at 0, the lost-notification counter for every type: the alert
+/// on it (`SwitchyardNotificationsNotPublished`) and a dashboard see the
+/// series before the first loss. Called by every service that publishes.
+pub fn register_metrics() {
+    for kind in super::NotificationEvent::KINDS {
+        metrics::counter!(m::NOTIFICATIONS_NOT_PUBLISHED, "type" => kind).absolute(0);
+    }
+}
