@@ -144,6 +144,13 @@ fn step_span(message: &LaneMessage, attempt: u32) -> tracing::Span {
     span
 }
 
+/// Records how long one phase of a message's step took (issue 20: where a
+/// step's time goes).
+fn phase(name: &'static str, started: std::time::Instant) {
+    metrics::histogram!(m::STEP_PHASE_SECONDS, "phase" => name)
+        .record(started.elapsed().as_secs_f64());
+}
+
 pub(crate) fn dropped(reason: &'static str) -> Outcome {
     metrics::counter!(m::DROPPED, "reason" => reason).increment(1);
     Outcome::Done
@@ -300,10 +307,12 @@ impl InboundHandler {
             Ok(p) => p,
             Err(e) => return dead(DeadLetterCode::MalformedEvent, e.to_string()),
         };
+        let admitting = std::time::Instant::now();
         let row = match self.admitted(tenant, parsed.customer_ref.as_deref()).await {
             Ok(row) => row,
             Err(finished) => return finished,
         };
+        phase("tenant", admitting);
         let event_id = message
             .header(events::HEADER_EVENT_ID)
             .and_then(|id| EventId::parse(id).ok())
@@ -371,10 +380,12 @@ impl InboundHandler {
             tx.commit().await?;
             Ok::<_, sqlx::Error>((conversation, role))
         };
+        let reading = std::time::Instant::now();
         let (conversation, role) = match read.await {
             Ok(read) => read,
             Err(e) => return db_failed(&self.retries, attempt, "conversation", &e),
         };
+        phase("read", reading);
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         if cloud && self.cloud_window.closed_for_turn(message.timestamp, now) {
             // Redelivered late by Meta, or replayed: no free-form answer can
@@ -407,6 +418,7 @@ impl InboundHandler {
         // Waits for a place in the tenant's bot budget, then runs the bot
         // within its time limit; a failure leaves the conversation as it was
         // (so a failed first turn is still `is_new` when retried).
+        let responding = std::time::Instant::now();
         let turn = match self.bots.respond(input).await {
             Ok(turn) => turn,
             Err(BotError::Transient(e)) => return retry(&self.retries, attempt, e),
@@ -425,12 +437,16 @@ impl InboundHandler {
             // An event an operator re-runs is answered in the bulk lane.
             replies::priority_of_rerun(|name| lane_message.header(name).is_some()),
         );
+        phase("bot", responding);
         // Replies first, then the conversation: a crash in between republishes
         // the same reply ids, which the duplicate window and the ledger absorb.
+        let publishing = std::time::Instant::now();
         if let Err(e) = replies::publish(&self.js, &parts).await {
             // JetStream did not store them (an error, or no ack in time): ours.
             return ours(format!("publish replies: {e}"));
         }
+        phase("publish", publishing);
+        let recording = std::time::Instant::now();
         if let Err(e) = conversations::record_inbound(
             &self.db,
             &tenant.id,
@@ -441,6 +457,7 @@ impl InboundHandler {
         {
             return db_failed(&self.retries, attempt, "conversation", &e);
         }
+        phase("record", recording);
         metrics::counter!(m::REPLIES).increment(parts.len() as u64);
         Outcome::Done
     }

@@ -9,6 +9,11 @@
 pub const DROPPED: &str = "switchyard_router_dropped_total";
 /// Time to process one lane message or one gathered turn, outcome included.
 pub const STEP_SECONDS: &str = "switchyard_router_step_seconds";
+/// Time of one phase of a message's step, by `phase`: `tenant` (the row,
+/// cached), `read` (conversation and sender role, one transaction), `bot`
+/// (the bot's turn, its budget wait included), `publish` (the replies
+/// stored in JetStream), `record` (the conversation written).
+pub const STEP_PHASE_SECONDS: &str = "switchyard_router_step_phase_seconds";
 /// Messages in a gathered turn (a chat's burst answered as one).
 pub const TURN_MESSAGES: &str = "switchyard_router_turn_messages";
 /// Events whose payload `customer_ref` disagrees with the subject's tenant
