@@ -56,8 +56,7 @@ impl CloudSending {
         };
         let (row, last_inbound) = channel::fetch_for_reply(db, tenant, &reply.chat_id)
             .await
-            .map_err(|e| CloudError::Transient {
-                status: Some(503),
+            .map_err(|e| CloudError::OursUnavailable {
                 message: format!("reading the tenant's Cloud channel: {e}"),
             })?
             .ok_or_else(|| no_credential("the tenant has no Cloud API number connected"))?;

@@ -41,6 +41,11 @@ pub enum CloudError {
     /// revoked or refused by Meta, no key to open it): nothing was called.
     #[error("no usable Cloud API credential: {reason}")]
     NoCredential { reason: String },
+    /// Our own store could not be read before the call (the tenant's
+    /// channel row): nothing was called, and it is not the message's fault,
+    /// so it spends no attempt; the tenant waits a moment and tries again.
+    #[error("not sent: our own store is unavailable: {message}")]
+    OursUnavailable { message: String },
 }
 
 /// The dead-letter reason of a free-form reply outside the window, whether
@@ -116,6 +121,7 @@ impl CloudError {
             CloudError::NotSendable { .. } => Outcome::DeadLetter("invalid_request"),
             CloudError::WindowClosed { .. } => Outcome::DeadLetter(WINDOW_CLOSED),
             CloudError::NoCredential { .. } => Outcome::Hold(HoldReason::Unauthorized),
+            CloudError::OursUnavailable { .. } => slow(1),
         }
     }
 
@@ -130,6 +136,9 @@ impl CloudError {
 
     /// A short label for metrics.
     pub fn class(&self) -> &'static str {
+        if matches!(self, CloudError::OursUnavailable { .. }) {
+            return "local_trouble";
+        }
         match self.outcome() {
             Outcome::Retry { .. } => "cloud_transient",
             Outcome::SlowDown { .. } => "cloud_rate_limited",
@@ -242,6 +251,22 @@ mod tests {
             api(999_999, 400).outcome(),
             Outcome::DeadLetter("unknown_code")
         );
+    }
+
+    #[test]
+    fn our_own_store_failing_spends_no_attempt_and_holds_nobody() {
+        let ours = CloudError::OursUnavailable {
+            message: "pool timed out".to_owned(),
+        };
+        assert!(matches!(
+            ours.outcome(),
+            Outcome::SlowDown {
+                chat_only: false,
+                ..
+            }
+        ));
+        assert!(!ours.may_have_sent());
+        assert_eq!(ours.class(), "local_trouble");
     }
 
     #[test]
