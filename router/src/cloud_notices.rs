@@ -11,7 +11,11 @@
 //! - an account-level error item (`368`, `131031`, `131042`, `131064`): the
 //!   senders hold the tenant as that code answered to a send would, until an
 //!   operator resumes it;
-//! - a tier (or quality) change: recorded on the tenant's channel row;
+//! - a tier (or quality) change, a quality event or an account alert:
+//!   recorded on the tenant's channel row when it carries a value, and
+//!   announced (`control.tenant.<tenant>`, payload `cloud_health`) so the
+//!   sender holding the tenant reads the number's health from Meta and
+//!   lowers or restores its limits (`cloud_api::limits`);
 //! - anything else: counted and dropped.
 //!
 //! The announcement is best effort: a sender that misses it still makes no
@@ -69,16 +73,19 @@ impl InboundHandler {
                 messaging_limit,
                 quality,
             } => {
-                let recorded = channel::record_limits(
-                    &self.db,
-                    tenant,
-                    messaging_limit.as_deref(),
-                    quality.as_deref(),
-                )
-                .await;
-                if let Err(e) = recorded {
-                    return db_failed(&self.retries, attempt, "cloud limits", &e);
+                if messaging_limit.is_some() || quality.is_some() {
+                    let recorded = channel::record_limits(
+                        &self.db,
+                        tenant,
+                        messaging_limit.as_deref(),
+                        quality.as_deref(),
+                    )
+                    .await;
+                    if let Err(e) = recorded {
+                        return db_failed(&self.retries, attempt, "cloud limits", &e);
+                    }
                 }
+                self.announce_health_check(tenant).await;
                 tracing::info!(
                     tenant.id = %tenant,
                     cloud.messaging_limit = messaging_limit.as_deref().unwrap_or("-"),
@@ -89,6 +96,21 @@ impl InboundHandler {
                 Outcome::Done
             }
             Notice::Other(_) => dropped("cloud_notice"),
+        }
+    }
+
+    /// Tells the senders the number's health may have changed (best effort:
+    /// the sender's periodic health poll catches a lost announcement).
+    async fn announce_health_check(&self, tenant: &TenantId) {
+        let sent = self
+            .nats
+            .publish(
+                subjects::tenant_changed(tenant),
+                subjects::CLOUD_HEALTH_CHANGED.into(),
+            )
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(tenant.id = %tenant, error = %e, "cannot announce the Cloud number's health change; the senders' periodic poll reads it");
         }
     }
 

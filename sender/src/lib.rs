@@ -154,6 +154,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         fleet_share: work.share(),
         tenants,
         refresh_every: settings.tenant_refresh,
+        cloud_health_every: settings.cloud_health_interval,
         flaps: settings.flaps,
         fleet_per_minute: settings.fleet.limit,
         warmup: settings.warmup,

@@ -62,6 +62,10 @@ pub struct Settings {
     /// `SWITCHYARD_TENANT_REFRESH` (default 30s): limits and bridge state re-read
     /// (announced changes are read at once; this backs up a lost one).
     pub tenant_refresh: Duration,
+    /// `SWITCHYARD_CLOUD_HEALTH_INTERVAL` (default 15m, at least 1s): how
+    /// often the quality of each held Cloud API tenant's number is read from
+    /// Meta (a quality notice makes it read at once).
+    pub cloud_health_interval: Duration,
     /// `SWITCHYARD_SCHEDULER` (`fair` or `fifo`, default fair).
     pub scheduler: SchedulerMode,
     /// `SWITCHYARD_REPLICA_ID` (default: random).
@@ -108,6 +112,17 @@ impl Settings {
             tenant_cache_ttl: env
                 .duration("SWITCHYARD_TENANT_CACHE_TTL", Duration::from_secs(30))?,
             tenant_refresh: env.duration("SWITCHYARD_TENANT_REFRESH", Duration::from_secs(30))?,
+            cloud_health_interval: {
+                let every =
+                    env.duration("SWITCHYARD_CLOUD_HEALTH_INTERVAL", Duration::from_secs(900))?;
+                if every < Duration::from_secs(1) {
+                    return Err(ConfigError {
+                        variable: "SWITCHYARD_CLOUD_HEALTH_INTERVAL".into(),
+                        reason: format!("{every:?} is below 1s"),
+                    });
+                }
+                every
+            },
             scheduler: match env.string("SWITCHYARD_SCHEDULER", "fair").as_str() {
                 "fair" => SchedulerMode::Fair,
                 "fifo" => SchedulerMode::Fifo,

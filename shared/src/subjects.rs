@@ -227,6 +227,12 @@ pub fn tenant_changed(tenant: &TenantId) -> String {
 /// Filter for every tenant change announcement.
 pub const TENANT_CHANGED_FILTER: &str = "control.tenant.*";
 
+/// Payload of a [`tenant_changed`] announcement by the router after a Cloud
+/// API quality, tier or account notice: besides re-reading the row, the
+/// sender holding the tenant reads the number's health from Meta at once.
+/// (An operator's announcement has an empty payload.)
+pub const CLOUD_HEALTH_CHANGED: &[u8] = b"cloud_health";
+
 /// Key of one replica's status record of a tenant in [`STATUS_BUCKET`]:
 /// `<tenant>.<service>.<replica>`, so one tenant's records are listed by the
 /// filter [`status_tenant_filter`]. The replica id comes from the environment:

@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 
+use secrecy::SecretString;
 use sqlx::PgPool;
 use switchyard_shared::{
     cloud_api::{
@@ -77,15 +78,7 @@ impl CloudSending {
                 detail: window_detail(last_inbound, now, &self.window),
             });
         }
-        let sealed = row
-            .token
-            .ok_or_else(|| no_credential("the tenant's channel has no token"))?;
-        let keys = self.keys.as_ref().ok_or_else(|| {
-            no_credential("SWITCHYARD_CLOUD_TOKEN_KEYS is not set on this sender")
-        })?;
-        let token = keys
-            .open(tenant, &sealed)
-            .map_err(|e| no_credential(&e.to_string()))?;
+        let token = self.open_token(tenant, &row)?;
         let message_id = self
             .client
             .send_text(
@@ -104,6 +97,77 @@ impl CloudSending {
             timestamp: None,
         })
     }
+}
+
+impl CloudSending {
+    /// The tenant's token, opened for one call.
+    fn open_token(
+        &self,
+        tenant: &TenantId,
+        row: &channel::CloudChannel,
+    ) -> Result<SecretString, CloudError> {
+        let no_credential = |reason: &str| CloudError::NoCredential {
+            reason: reason.to_owned(),
+        };
+        let sealed = row
+            .token
+            .as_ref()
+            .ok_or_else(|| no_credential("the tenant's channel has no token"))?;
+        let keys = self.keys.as_ref().ok_or_else(|| {
+            no_credential("SWITCHYARD_CLOUD_TOKEN_KEYS is not set on this sender")
+        })?;
+        keys.open(tenant, sealed)
+            .map_err(|e| no_credential(&e.to_string()))
+    }
+
+    /// Reads the number's health from Meta with the tenant's token and
+    /// records a changed quality rating or tier on its channel row. `Ok(None)`:
+    /// nothing to ask with (no channel, or its token is not `active`).
+    pub async fn check_health(
+        &self,
+        db: &PgPool,
+        tenant: &TenantId,
+    ) -> Result<Option<HealthChange>, CloudError> {
+        let ours = |e: sqlx::Error| CloudError::OursUnavailable {
+            message: format!("the tenant's Cloud channel: {e}"),
+        };
+        let Some(row) = channel::fetch(db, tenant).await.map_err(ours)? else {
+            return Ok(None);
+        };
+        if row.token_state != TokenState::Active {
+            return Ok(None);
+        }
+        let token = self.open_token(tenant, &row)?;
+        let health = self
+            .client
+            .number_health(&row.phone_number_id, &token)
+            .await?;
+        let change = HealthChange {
+            quality: (health.quality.is_some() && health.quality != row.quality)
+                .then(|| (row.quality.clone(), health.quality.clone())),
+            messaging_limit: (health.messaging_limit.is_some()
+                && health.messaging_limit != row.messaging_limit)
+                .then(|| (row.messaging_limit.clone(), health.messaging_limit.clone())),
+        };
+        if change.quality.is_some() || change.messaging_limit.is_some() {
+            channel::record_limits(
+                db,
+                tenant,
+                health.messaging_limit.as_deref(),
+                health.quality.as_deref(),
+            )
+            .await
+            .map_err(ours)?;
+        }
+        Ok(Some(change))
+    }
+}
+
+/// What a health check changed: (before, after) of each value that moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthChange {
+    pub quality: Option<(Option<String>, Option<String>)>,
+    pub messaging_limit: Option<(Option<String>, Option<String>)>,
 }
 
 /// What the dead letter says of the window (times in unix seconds).

@@ -40,7 +40,8 @@ pub async fn follow_operator_resumes(
 
 /// Forwards the operator CLI's tenant change announcements into the send
 /// loop, so a changed limit or hold reaches the scheduler at once (the
-/// periodic refresh only backs up a lost announcement).
+/// periodic refresh only backs up a lost announcement), and the router's
+/// Cloud API quality notices (payload `cloud_health`).
 pub async fn follow_tenant_changes(
     nats: async_nats::Client,
     events: EventSender,
@@ -51,7 +52,10 @@ pub async fn follow_tenant_changes(
         subjects::TENANT_CHANGED_FILTER,
         events,
         shutdown,
-        |tenant, _| Some(Event::TenantChanged(tenant)),
+        |tenant, payload| {
+            let health = payload == subjects::CLOUD_HEALTH_CHANGED;
+            Some(Event::TenantChanged(tenant, health))
+        },
     )
     .await;
 }

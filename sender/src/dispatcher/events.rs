@@ -17,10 +17,10 @@
 
 use std::sync::Arc;
 
-use switchyard_shared::{
-    cloud_api::channel::TokenState, ids::TenantId, lanes::TenantLane, tenants::Tenant,
-};
+use switchyard_shared::{ids::TenantId, lanes::TenantLane, tenants::Tenant};
 use tokio::sync::mpsc;
+
+use super::tenant_refresh::CloudView;
 
 use crate::{
     deliver::{ProviderSignal, StepResult},
@@ -45,14 +45,16 @@ pub enum Event {
     /// A delivery finished or must wait.
     Completed(Box<Completion>),
     /// A tenant's row as just read (`None`: no such tenant), and for a
-    /// Cloud API tenant its token's state (`None`: not read).
-    Refreshed(TenantId, Option<Arc<Tenant>>, Option<TokenState>),
+    /// Cloud API tenant its channel (`None`: not read).
+    Refreshed(TenantId, Option<Arc<Tenant>>, Option<CloudView>),
     /// The router saw `connected` / `disconnected`.
     BridgeState(TenantId, bool),
     /// Look at a tenant's lane again (a spilled backlog not yet fetchable).
     Probe(TenantId),
-    /// An operator changed the tenant's row (`control.tenant.<id>`): read it again.
-    TenantChanged(TenantId),
+    /// An operator changed the tenant's row (`control.tenant.<id>`): read it
+    /// again; `true`: the router saw a Cloud API quality or tier notice, so
+    /// the number's health is read from Meta first.
+    TenantChanged(TenantId, bool),
     /// An operator lifted the tenant's holds (unauthorized, restricted, operator).
     OperatorResume(TenantId),
     /// The router held the tenant's sends on a Cloud API account notice.

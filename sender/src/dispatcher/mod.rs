@@ -26,6 +26,8 @@
 //! - `bridge_flaps`: holding and resuming tenants whose bridge flaps;
 //! - `cloud_holds`: Cloud API tenants held by account notices or a dead
 //!   token, and released by a new one;
+//! - `cloud_health`: Cloud API numbers' quality read from Meta, so their
+//!   tenants' limits follow it;
 //! - `provider_outage`: noticing the provider itself is down, probing, and
 //!   resuming every tenant when it is back;
 //! - `tenant_gauges`: replies waiting and holds per tenant, as metrics;
@@ -34,6 +36,7 @@
 
 mod announcements;
 mod bridge_flaps;
+mod cloud_health;
 mod cloud_holds;
 mod events;
 mod lane_work;
@@ -50,6 +53,7 @@ use std::{
 };
 
 use switchyard_shared::{
+    cloud_api::limits::CloudLimits,
     ids::TenantId,
     lanes::{TenantLane, work::PartitionShare},
     tenant_cache::TenantCache,
@@ -88,6 +92,8 @@ pub struct DispatcherParts {
     pub tenants: TenantCache,
     /// How often every known tenant's row is read again.
     pub refresh_every: Duration,
+    /// How often the health of held Cloud API tenants' numbers is read from Meta.
+    pub cloud_health_every: Duration,
     /// How bridge flaps are handled.
     pub flaps: FlapSettings,
     /// The fleet budget (calls a minute) bulk shares are taken of.
@@ -110,6 +116,10 @@ pub struct Dispatcher {
     fleet_share: PartitionShare,
     tenants: TenantCache,
     refresh_every: Duration,
+    cloud_health_every: Duration,
+    /// The limits of the Cloud API tenants this replica schedules, as last
+    /// computed from their numbers' rate and quality (`cloud_health`).
+    cloud_limits: HashMap<TenantId, CloudLimits>,
     /// Handed to the tasks that report back; the loop itself never sends.
     events_tx: EventSender,
     events: mpsc::Receiver<Event>,
@@ -148,6 +158,7 @@ impl Dispatcher {
             fleet_share,
             tenants,
             refresh_every,
+            cloud_health_every,
             flaps,
             fleet_per_minute,
             warmup,
@@ -165,6 +176,8 @@ impl Dispatcher {
             fleet_share,
             tenants,
             refresh_every,
+            cloud_health_every,
+            cloud_limits: HashMap::new(),
             events_tx,
             events,
             shutdown,

@@ -39,6 +39,11 @@ impl Dispatcher {
         let mut refresh = tokio::time::interval(self.refresh_every);
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cloud_health = tokio::time::interval_at(
+            Instant::now() + self.cloud_health_every,
+            self.cloud_health_every,
+        );
+        cloud_health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut status = tokio::time::interval(self.status_every);
         status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -46,11 +51,22 @@ impl Dispatcher {
                 self.apply(event).await;
             }
             let wake = match self.outage.gate(Instant::now()) {
-                // The provider is down: nothing goes until the next probe.
-                Gate::Hold(until) => until,
+                // WA Bridges is down: none of its tenants sends until the
+                // next probe; Cloud API tenants go on.
+                Gate::Hold(until) => match self.scheduler.next_outside_fleet(Instant::now()) {
+                    Decision::Send(grant) => {
+                        self.start_delivery(grant, false).await;
+                        continue;
+                    }
+                    Decision::WaitUntil(at) => Some(until.map_or(at, |u| u.min(at))),
+                    Decision::Idle | Decision::NeedFleetPermits { .. } => until,
+                },
                 gate => match self.scheduler.next(Instant::now()) {
                     Decision::Send(grant) => {
-                        self.start_delivery(grant, gate == Gate::Probe).await;
+                        // Only a WA Bridges send can tell whether WA Bridges is back.
+                        let probe = gate == Gate::Probe
+                            && self.scheduler.is_fleet_member(grant.tenant()) == Some(true);
+                        self.start_delivery(grant, probe).await;
                         continue;
                     }
                     Decision::NeedFleetPermits { wanted } => {
@@ -74,6 +90,7 @@ impl Dispatcher {
                     None => return,
                 },
                 _ = refresh.tick() => self.refresh_all(),
+                _ = cloud_health.tick() => self.check_all_cloud_health(),
                 _ = housekeeping.tick() => {
                     self.flaps.alert_long_disconnections();
                     let now = Instant::now();
@@ -88,8 +105,9 @@ impl Dispatcher {
     async fn apply(&mut self, event: Event) {
         match event {
             Event::Work(lane) => self.on_work(lane),
-            Event::Refreshed(tenant, row, token) => {
-                self.on_refreshed(tenant.clone(), row);
+            Event::Refreshed(tenant, row, cloud) => {
+                let token = cloud.as_ref().map(|c| c.token);
+                self.on_refreshed(tenant.clone(), row, cloud);
                 self.apply_cloud_holds(&tenant, token);
             }
             Event::Hold(tenant, reason) => self.on_hold_announced(tenant, reason),
@@ -98,9 +116,13 @@ impl Dispatcher {
                     .on_bridge_state(&mut self.scheduler, &tenant, connected);
             }
             Event::Probe(tenant) => self.probe(&tenant).await,
-            Event::TenantChanged(tenant) => {
+            Event::TenantChanged(tenant, health) => {
                 if self.lanes.contains_key(&tenant) || self.bulk_lanes.contains_key(&tenant) {
-                    self.refresh(tenant);
+                    if health {
+                        self.check_cloud_health(tenant);
+                    } else {
+                        self.refresh(tenant);
+                    }
                 }
             }
             Event::OperatorResume(tenant) => {

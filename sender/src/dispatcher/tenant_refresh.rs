@@ -3,6 +3,11 @@
 //! when its first work arrives and again every refresh period, in case an
 //! announcement was lost or an operator changed the row.
 //!
+//! A Cloud API tenant is scheduled outside the WA Bridges fleet budget, with
+//! its own limits as `cloud_api::limits::effective` makes them of its plan,
+//! its number's rate (`mps`) and quality rating (read with its channel row);
+//! its bulk lane's share is of its own rate, and stops at quality `RED`.
+//!
 //! Work announced before the row is read is counted here and handed to the
 //! scheduler once the row arrives. Rows are read on tasks of their own, which
 //! report back as [`Event::Refreshed`].
@@ -11,13 +16,26 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use switchyard_shared::{
     channel::Channel,
-    cloud_api::channel::{self, TokenState},
+    cloud_api::{
+        channel::{self, TokenState},
+        limits,
+    },
     ids::TenantId,
     tenants::{SendLimits, Tenant},
 };
 
 use super::{Dispatcher, events::Event};
-use crate::fair_share::LaneClass;
+use crate::fair_share::{FleetMembership, LaneClass};
+
+/// What the refresh reads of a Cloud API tenant's channel row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudView {
+    pub token: TokenState,
+    /// The number's messages per second (`cloud_channels.mps`).
+    pub mps: u32,
+    /// Meta's quality rating as last recorded.
+    pub quality: Option<String>,
+}
 
 /// Limits used for a tenant whose row is not known (yet): its messages flow
 /// to the delivery step, which drops them and counts.
@@ -44,41 +62,96 @@ impl Dispatcher {
     }
 
     /// A tenant's row was read: hand its limits and state to the scheduler.
-    pub(super) fn on_refreshed(&mut self, tenant: TenantId, row: Option<Arc<Tenant>>) {
+    pub(super) fn on_refreshed(
+        &mut self,
+        tenant: TenantId,
+        row: Option<Arc<Tenant>>,
+        cloud: Option<CloudView>,
+    ) {
         let now_unix = time::OffsetDateTime::now_utc().unix_timestamp();
-        let (limits, gap) = row
-            .as_ref()
-            .map_or((UNKNOWN_TENANT_LIMITS, Duration::ZERO), |r| {
-                // A newly paired number gets lower limits (re-read every refresh).
-                self.warmup.apply(
-                    r.limits,
-                    Duration::from_millis(u64::from(r.whatsapp.min_send_gap_ms)),
-                    r.whatsapp.paired_at,
-                    now_unix,
-                )
-            });
+        let is_cloud = row.as_ref().is_some_and(|r| r.channel == Channel::CloudApi);
+        let (limits, gap) = match &row {
+            None => (UNKNOWN_TENANT_LIMITS, Duration::ZERO),
+            Some(r) if is_cloud => (self.cloud_limits(&tenant, r, cloud), Duration::ZERO),
+            // A newly paired number gets lower limits (re-read every refresh).
+            Some(r) => self.warmup.apply(
+                r.limits,
+                Duration::from_millis(u64::from(r.whatsapp.min_send_gap_ms)),
+                r.whatsapp.paired_at,
+                now_unix,
+            ),
+        };
+        if !is_cloud {
+            self.cloud_limits.remove(&tenant);
+        }
         self.scheduler.upsert_tenant(tenant.clone(), limits);
+        let membership = if is_cloud {
+            FleetMembership::Exempt
+        } else {
+            FleetMembership::Member
+        };
+        let _ = self.scheduler.set_fleet_membership(&tenant, membership);
         if let Some(row) = &row {
             self.flaps.on_bridge_state(
                 &mut self.scheduler,
                 &tenant,
                 // A Cloud API number has no bridge to drop.
-                row.channel == Channel::CloudApi || !row.bridge_state.holds_sends(),
+                is_cloud || !row.bridge_state.holds_sends(),
             );
             let _ = self.scheduler.set_pacing(&tenant, gap);
         }
         let share = row.as_ref().map_or(100, |r| {
             u64::from(r.whatsapp.bulk_share_percent.clamp(1, 100))
         });
-        let per_minute = (u64::from(self.fleet_per_minute) * share / 100).max(1);
+        // A bridge tenant's bulk share is of the fleet budget, a Cloud
+        // tenant's of its own rate (and nothing at quality RED).
+        let (of, stopped) = match self.cloud_limits.get(&tenant) {
+            Some(cloud) => (cloud.limits.sends_per_minute, cloud.bulk_stopped),
+            None => (self.fleet_per_minute, false),
+        };
+        let per_minute = (u64::from(of) * share / 100).max(1);
         let per_minute = u32::try_from(per_minute).unwrap_or(u32::MAX);
-        let _ = self
-            .scheduler
-            .set_bulk_rate(&tenant, Some((per_minute, per_minute.div_ceil(20).max(1))));
+        let bulk = if stopped {
+            Some((0, 1))
+        } else {
+            Some((per_minute, per_minute.div_ceil(20).max(1)))
+        };
+        let _ = self.scheduler.set_bulk_rate(&tenant, bulk);
         if let Some((live, bulk)) = self.waiting_for_row.remove(&tenant) {
             let _ = self.scheduler.work_arrived(&tenant, live);
             let _ = self.scheduler.bulk_arrived(&tenant, bulk);
         }
+    }
+
+    /// A Cloud tenant's limits from its plan and its channel; when the
+    /// channel could not be read, the last ones computed (or the number's
+    /// default rate with no rating) stand.
+    fn cloud_limits(
+        &mut self,
+        tenant: &TenantId,
+        row: &Tenant,
+        cloud: Option<CloudView>,
+    ) -> SendLimits {
+        let computed = match (cloud, self.cloud_limits.get(tenant)) {
+            (Some(view), previous) => {
+                let next = limits::effective(row.limits, view.mps, view.quality.as_deref());
+                let changed = previous.is_some_and(|p| p.limits != next.limits);
+                if changed {
+                    tracing::warn!(
+                        tenant.id = %tenant,
+                        cloud.quality = %next.quality,
+                        limit = %next.explain(),
+                        "the Cloud API number's send limit changed with its quality rating"
+                    );
+                }
+                next
+            }
+            (None, Some(previous)) => previous.clone(),
+            (None, None) => limits::effective(row.limits, limits::DEFAULT_MPS, None),
+        };
+        let out = computed.limits;
+        self.cloud_limits.insert(tenant.clone(), computed);
+        out
     }
 
     /// Reads the tenant's row afresh, on a task of its own.
@@ -91,12 +164,12 @@ impl Dispatcher {
             match tenants.resolve(&tenant).await {
                 Ok(row) => {
                     let cloud = row.as_ref().is_some_and(|r| r.channel == Channel::CloudApi);
-                    let token = if cloud {
-                        cloud_token_state(&db, &tenant).await
+                    let view = if cloud {
+                        cloud_view(&db, &tenant).await
                     } else {
                         None
                     };
-                    let _ = events.send(Event::Refreshed(tenant, row, token)).await;
+                    let _ = events.send(Event::Refreshed(tenant, row, view)).await;
                 }
                 Err(e) => {
                     tracing::warn!(tenant.id = %tenant, error = %e, "cannot read tenant; retrying");
@@ -117,13 +190,18 @@ impl Dispatcher {
     }
 }
 
-/// The state of a Cloud tenant's token (`None`: no channel row, or it could
-/// not be read: nothing is changed then, the next refresh reads it again).
-async fn cloud_token_state(db: &sqlx::PgPool, tenant: &TenantId) -> Option<TokenState> {
+/// A Cloud tenant's channel as the scheduler needs it (`None`: no channel
+/// row, or it could not be read: nothing is changed then, the next refresh
+/// reads it again).
+async fn cloud_view(db: &sqlx::PgPool, tenant: &TenantId) -> Option<CloudView> {
     match channel::fetch(db, tenant).await {
-        Ok(row) => row.map(|r| r.token_state),
+        Ok(row) => row.map(|r| CloudView {
+            token: r.token_state,
+            mps: r.mps,
+            quality: r.quality,
+        }),
         Err(e) => {
-            tracing::warn!(tenant.id = %tenant, error = %e, "cannot read the tenant's Cloud API channel; its token state is read at the next refresh");
+            tracing::warn!(tenant.id = %tenant, error = %e, "cannot read the tenant's Cloud API channel; its token state and limits are read at the next refresh");
             None
         }
     }

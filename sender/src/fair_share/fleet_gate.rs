@@ -33,7 +33,28 @@ pub enum FleetLimit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum FleetPermit {
     Local,
-    Leased { expires_at: Instant },
+    Leased {
+        expires_at: Instant,
+    },
+    /// The tenant's provider has no fleet-wide budget here (a Cloud API
+    /// number: Meta limits each number on its own): nothing was taken.
+    Exempt,
+}
+
+/// Whether a tenant's sends count against the fleet-wide budget.
+///
+/// WA Bridges limits calls per API key, so every bridge tenant shares one
+/// budget. Meta's Cloud API limits each phone number on its own (docs/cloud-api.md
+/// section 6): a Cloud tenant is bounded by its own bucket only, so a
+/// Cloud burst never spends the bridge tenants' budget, and a WA Bridges
+/// 429 (a fleet pause) never holds a Cloud tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FleetMembership {
+    /// Counted against the fleet budget and held by fleet pauses.
+    #[default]
+    Member,
+    /// Outside the fleet budget: only the tenant's own limits apply.
+    Exempt,
 }
 
 /// A stock of leased permits with the instant they stop being valid.

@@ -12,7 +12,8 @@
 //! - [`token_bucket`]: an exact rate limiter (GCRA) used per tenant and for a local fleet budget;
 //! - `tenant_state`: one tenant's limits, work, in-flight count, pauses and
 //!   pacing gate (a minimum gap with jitter between two sends on its bridge);
-//! - `fleet_gate`: the fleet budget, local or leased from [`crate::fleet_budget`];
+//! - `fleet_gate`: the fleet budget, local or leased from [`crate::fleet_budget`],
+//!   and which tenants it binds (WA Bridges tenants; not Cloud API tenants);
 //! - [`warmup`]: lower limits for a newly paired number, fed into the gates above;
 //! - `scheduler`: the DRR itself and its decisions, and the choice between a
 //!   tenant's live and bulk lanes (bulk only when no live reply waits, within
@@ -27,13 +28,15 @@ pub mod warmup;
 #[cfg(test)]
 mod bulk_tests;
 #[cfg(test)]
+mod membership_tests;
+#[cfg(test)]
 mod pacing_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
 
-pub use fleet_gate::FleetLimit;
+pub use fleet_gate::{FleetLimit, FleetMembership};
 pub use scheduler::{
     Decision, GlobalLimits, Grant, GrantOutcome, LaneClass, Scheduler, TenantView, UnknownTenant,
 };

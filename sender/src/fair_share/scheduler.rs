@@ -9,6 +9,10 @@
 //! Admission is layered: the fleet gate (local bucket or leased permits) and
 //! the global in-flight cap bound the total; each tenant's pauses, bucket and
 //! in-flight cap bound that tenant; DRR chooses among the tenants that pass.
+//! The fleet gate binds only the tenants of the provider whose budget it is
+//! ([`FleetMembership::Member`], WA Bridges); a Cloud API tenant
+//! ([`FleetMembership::Exempt`]) passes it, and keeps sending while the
+//! gate is closed or paused by the other provider's 429.
 //!
 //! Each tenant has two lanes: live replies and bulk (re-runs an operator
 //! started). A grant serves the bulk lane only when the tenant has no live
@@ -23,7 +27,7 @@ use switchyard_shared::{ids::TenantId, tenants::SendLimits};
 use tokio::time::Instant;
 
 use super::{
-    fleet_gate::{FleetGate, FleetLimit, FleetPermit, FleetReady},
+    fleet_gate::{FleetGate, FleetLimit, FleetMembership, FleetPermit, FleetReady},
     tenant_state::{Pause, PauseReason, TenantState},
     token_bucket::TokenBucket,
 };
@@ -169,13 +173,45 @@ pub struct TenantView {
     pub held: Vec<PauseReason>,
 }
 
-/// What one pass over the ring found, before DRR picks anyone.
+/// What one pass over the ring found, before DRR picks anyone, for the
+/// tenants the fleet budget gates (`member`) and those it does not (`exempt`).
 #[derive(Debug, Default)]
 struct Survey {
+    member: Group,
+    exempt: Group,
+}
+
+/// One side of a [`Survey`].
+#[derive(Debug, Default, Clone, Copy)]
+struct Group {
     eligible: u32,
     max_eligible_weight: u64,
     /// Earliest instant an ineligible tenant with work becomes eligible.
     earliest: Option<Instant>,
+}
+
+impl Group {
+    /// When this group could send, if the fleet gate (for members) opens at `gate`.
+    fn ready_at(&self, now: Instant, gate: Option<Instant>) -> Option<Instant> {
+        let at = if self.eligible > 0 {
+            Some(now)
+        } else {
+            self.earliest
+        };
+        match (at, gate) {
+            (Some(at), Some(gate)) => Some(at.max(gate)),
+            (at, _) => at,
+        }
+    }
+}
+
+/// Which tenants a pick may grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// The fleet gate is open: everyone.
+    All,
+    /// The fleet gate is closed: only tenants outside the fleet budget.
+    ExemptOnly,
 }
 
 impl Scheduler {
@@ -226,6 +262,17 @@ impl Scheduler {
             // Pacing off takes effect now; a changed gap from the next send.
             state.next_send_at = None;
         }
+        Ok(())
+    }
+
+    /// Sets whether the fleet budget (and its pauses) gate this tenant's
+    /// sends; a tenant starts as a [`FleetMembership::Member`].
+    pub fn set_fleet_membership(
+        &mut self,
+        tenant: &TenantId,
+        membership: FleetMembership,
+    ) -> Result<(), UnknownTenant> {
+        self.state_mut(tenant)?.fleet = membership;
         Ok(())
     }
 
@@ -446,39 +493,83 @@ impl Scheduler {
     }
 
     /// Decides what to do at `now`. A [`Decision::Send`] has already taken a
-    /// fleet token, a tenant token, an in-flight slot on both levels and one
-    /// ready message of the tenant.
+    /// fleet token (for a fleet member), a tenant token, an in-flight slot on
+    /// both levels and one ready message of the tenant.
     pub fn next(&mut self, now: Instant) -> Decision {
+        self.decide(now, false)
+    }
+
+    /// [`Scheduler::next`] for the tenants outside the fleet budget only,
+    /// while the fleet's provider is down (the send loop's outage hold):
+    /// a WA Bridges outage holds no Cloud API tenant. Fleet members are
+    /// neither granted nor waited for.
+    pub fn next_outside_fleet(&mut self, now: Instant) -> Decision {
+        self.decide(now, true)
+    }
+
+    /// Whether the fleet budget gates this tenant (`None`: unknown tenant).
+    pub fn is_fleet_member(&self, tenant: &TenantId) -> Option<bool> {
+        self.tenants.get(tenant).map(TenantState::fleet_gated)
+    }
+
+    fn decide(&mut self, now: Instant, fleet_held: bool) -> Decision {
         if self.ring.is_empty() {
             return Decision::Idle;
         }
         let survey = self.survey(now);
-        if let Some(until) = self.fleet_paused_until {
-            if now < until {
-                return self.wait(now, Some(until), &survey);
-            }
-            self.fleet_paused_until = None;
-        }
         if self.in_flight >= self.limits.max_in_flight {
             return Decision::Idle;
         }
-        match self.fleet.ready(now) {
-            FleetReady::Never => return Decision::Idle,
-            FleetReady::At(at) => return self.wait(now, Some(at), &survey),
-            FleetReady::NeedPermits if survey.eligible > 0 => {
-                let room = self.limits.max_in_flight - self.in_flight;
-                return Decision::NeedFleetPermits {
-                    wanted: survey.eligible.min(room),
-                };
+        let gate = if fleet_held {
+            FleetReady::Never
+        } else {
+            self.fleet_gate(now)
+        };
+        if gate == FleetReady::Now {
+            let eligible = survey.member.eligible + survey.exempt.eligible;
+            if eligible > 0 {
+                let weight = survey
+                    .member
+                    .max_eligible_weight
+                    .max(survey.exempt.max_eligible_weight);
+                if let Some(grant) = self.pick(now, weight.max(1), Admit::All) {
+                    return Decision::Send(grant);
+                }
             }
-            FleetReady::NeedPermits => return self.wait(now, None, &survey),
-            FleetReady::Now => {}
+            return Self::wait(now, None, &survey);
         }
-        if survey.eligible == 0 {
-            return self.wait(now, None, &survey);
+        // The fleet gate is closed: tenants outside it go on.
+        if survey.exempt.eligible > 0
+            && let Some(grant) = self.pick(
+                now,
+                survey.exempt.max_eligible_weight.max(1),
+                Admit::ExemptOnly,
+            )
+        {
+            return Decision::Send(grant);
         }
-        self.pick(now, survey.max_eligible_weight.max(1))
-            .map_or_else(|| self.wait(now, None, &survey), Decision::Send)
+        match gate {
+            FleetReady::NeedPermits if survey.member.eligible > 0 => {
+                let room = self.limits.max_in_flight - self.in_flight;
+                Decision::NeedFleetPermits {
+                    wanted: survey.member.eligible.min(room),
+                }
+            }
+            FleetReady::At(at) => Self::wait(now, Some(Some(at)), &survey),
+            FleetReady::Never => Self::wait(now, Some(None), &survey),
+            FleetReady::NeedPermits | FleetReady::Now => Self::wait(now, None, &survey),
+        }
+    }
+
+    /// The fleet gate at `now`, a fleet pause (a 429's Retry-After) included.
+    fn fleet_gate(&mut self, now: Instant) -> FleetReady {
+        if let Some(until) = self.fleet_paused_until {
+            if now < until {
+                return FleetReady::At(until);
+            }
+            self.fleet_paused_until = None;
+        }
+        self.fleet.ready(now)
     }
 
     /// Releases a grant's in-flight slots and refunds tokens as `outcome`
@@ -541,35 +632,43 @@ impl Scheduler {
                 continue;
             };
             state.expire_pauses(now);
+            let group = if state.fleet_gated() {
+                &mut survey.member
+            } else {
+                &mut survey.exempt
+            };
             if state.is_eligible(now) {
-                survey.eligible += 1;
-                survey.max_eligible_weight = survey.max_eligible_weight.max(state.weight());
+                group.eligible += 1;
+                group.max_eligible_weight = group.max_eligible_weight.max(state.weight());
             } else if let Some(at) = state.ready_at(now) {
-                survey.earliest = Some(survey.earliest.map_or(at, |e| e.min(at)));
+                group.earliest = Some(group.earliest.map_or(at, |e| e.min(at)));
             }
         }
         survey
     }
 
-    /// The wait answer when a gate (fleet pause, fleet bucket) opens at
-    /// `gate` and the tenants are as `survey` found them.
-    fn wait(&self, now: Instant, gate: Option<Instant>, survey: &Survey) -> Decision {
-        let tenants_at = if survey.eligible > 0 {
-            Some(now)
-        } else {
-            survey.earliest
+    /// The wait answer when the tenants are as `survey` found them and the
+    /// fleet gate is open (`None`), opens at an instant (`Some(Some(at))`) or
+    /// never opens by itself (`Some(None)`, a zero rate): fleet members
+    /// wait for the gate, exempt tenants only for themselves.
+    fn wait(now: Instant, gate: Option<Option<Instant>>, survey: &Survey) -> Decision {
+        let member = match gate {
+            None => survey.member.ready_at(now, None),
+            Some(Some(at)) => survey.member.ready_at(now, Some(at)),
+            Some(None) => None,
         };
-        match (tenants_at, gate) {
-            (None, _) => Decision::Idle,
-            (Some(at), None) => Decision::WaitUntil(at),
-            (Some(at), Some(gate)) => Decision::WaitUntil(at.max(gate)),
+        let exempt = survey.exempt.ready_at(now, None);
+        match (member, exempt) {
+            (None, None) => Decision::Idle,
+            (Some(at), None) | (None, Some(at)) => Decision::WaitUntil(at),
+            (Some(a), Some(b)) => Decision::WaitUntil(a.min(b)),
         }
     }
 
     /// DRR: the front tenant keeps the turn while it has credit and can send;
     /// a tenant that cannot send when its turn comes is passed over without
     /// a quantum, so waiting never turns into banked credit.
-    fn pick(&mut self, now: Instant, max_weight: u64) -> Option<Grant> {
+    fn pick(&mut self, now: Instant, max_weight: u64, admit: Admit) -> Option<Grant> {
         // Each tenant needs at most two steps (start its turn, then send or
         // pass); the heaviest eligible tenant always gets a full credit.
         let steps = 2 * self.ring.len() + 2;
@@ -579,7 +678,7 @@ impl Scheduler {
                 self.ring.pop_front();
                 continue;
             };
-            let eligible = state.is_eligible(now);
+            let eligible = state.is_eligible(now) && (admit == Admit::All || !state.fleet_gated());
             if !state.in_turn {
                 if !eligible {
                     self.ring.rotate_left(1);
@@ -605,7 +704,12 @@ impl Scheduler {
     }
 
     fn grant_front(&mut self, now: Instant, id: TenantId) -> Option<Grant> {
-        let fleet = self.fleet.take(now)?;
+        let gated = self.tenants.get(&id)?.fleet_gated();
+        let fleet = if gated {
+            self.fleet.take(now)?
+        } else {
+            FleetPermit::Exempt
+        };
         let Some(state) = self.tenants.get_mut(&id) else {
             self.fleet.refund(fleet);
             return None;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use switchyard_shared::tenants::SendLimits;
 use tokio::time::Instant;
 
-use super::token_bucket::TokenBucket;
+use super::{fleet_gate::FleetMembership, token_bucket::TokenBucket};
 
 /// Why a tenant's sending is held. Several reasons can hold at once; each is
 /// lifted on its own (a bridge reconnecting does not lift an operator's pause).
@@ -106,6 +106,9 @@ pub(super) struct TenantState {
     pub bulk_in_flight: u32,
     /// The bulk lane's share of the fleet budget; `None`: no cap of its own.
     pub bulk_bucket: Option<TokenBucket>,
+    /// Whether the fleet budget and its pauses apply (a WA Bridges tenant)
+    /// or only the tenant's own limits (a Cloud API tenant).
+    pub fleet: FleetMembership,
 }
 
 impl TenantState {
@@ -127,7 +130,13 @@ impl TenantState {
             bulk_ready: 0,
             bulk_in_flight: 0,
             bulk_bucket: None,
+            fleet: FleetMembership::Member,
         }
+    }
+
+    /// Whether the fleet budget gates this tenant's sends.
+    pub fn fleet_gated(&self) -> bool {
+        self.fleet == FleetMembership::Member
     }
 
     /// Work in either lane.

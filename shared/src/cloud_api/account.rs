@@ -6,9 +6,11 @@
 //!   lost access to the WABA, so the tenant's token is dead: it is marked
 //!   `rejected` and the tenant's sends are held until an operator connects a
 //!   new one;
-//! - `phone_number_quality_update` and `business_capability_update`: the
-//!   messaging limit tier (and a quality rating, if one is ever sent) is
-//!   recorded on the tenant's channel;
+//! - `phone_number_quality_update`, `business_capability_update` and
+//!   `account_alerts`: the messaging limit tier (and a quality rating, if
+//!   one is ever sent) is recorded on the tenant's channel, and the number's
+//!   health is to be read from Meta at once (the webhook no longer carries
+//!   the rating: a `DOWNGRADE` or `FLAGGED` event is the cue to look);
 //! - a number's `errors[]` item with an account-level code (`0`, `190`,
 //!   `368`, `131031`, `131042`, `131064`): the tenant is held as the same
 //!   code answered to a send would hold it;
@@ -36,7 +38,8 @@ pub enum Notice {
     TokenLost { event: String },
     /// Hold the tenant's sends for this reason (an account-level error).
     Hold { reason: HoldReason, code: i64 },
-    /// Record the number's messaging limit and/or quality rating.
+    /// Record the number's messaging limit and/or quality rating (either
+    /// may be absent: the notice is still a cue to read the number's health).
     Limits {
         messaging_limit: Option<String>,
         quality: Option<String>,
@@ -69,13 +72,9 @@ pub fn classify(field: &str, value: &Value) -> Notice {
                 .iter()
                 .find_map(|k| text(value, k))
                 .map(short);
-            if messaging_limit.is_none() && quality.is_none() {
-                Notice::Other("quality_update")
-            } else {
-                Notice::Limits {
-                    messaging_limit,
-                    quality,
-                }
+            Notice::Limits {
+                messaging_limit,
+                quality,
             }
         }
         "errors" => {
@@ -101,7 +100,12 @@ pub fn classify(field: &str, value: &Value) -> Notice {
             }
         }
         "message_template_status_update" => Notice::Other("template_status"),
-        "account_alerts" => Notice::Other("account_alerts"),
+        // A denied tier increase and the like: nothing to record, but the
+        // number's health may have moved.
+        "account_alerts" => Notice::Limits {
+            messaging_limit: None,
+            quality: None,
+        },
         _ => Notice::Other("other"),
     }
 }
@@ -189,13 +193,24 @@ mod tests {
             },
             "cut to the column's width"
         );
-        assert_eq!(
-            classify(
-                "phone_number_quality_update",
-                &json!({"event": "ONBOARDING"})
+        // An event with neither (`FLAGGED`, `ONBOARDING`) or an account
+        // alert is still a cue to read the number's health.
+        for (field, value) in [
+            ("phone_number_quality_update", json!({"event": "FLAGGED"})),
+            (
+                "account_alerts",
+                json!({"alert_type": "INCREASED_CAPABILITIES_ELIGIBILITY"}),
             ),
-            Notice::Other("quality_update")
-        );
+        ] {
+            assert_eq!(
+                classify(field, &value),
+                Notice::Limits {
+                    messaging_limit: None,
+                    quality: None
+                },
+                "{field}"
+            );
+        }
     }
 
     #[test]

@@ -32,6 +32,14 @@ pub struct CloudClient {
     timeout: Duration,
 }
 
+/// A number's health as Meta reports it (each cut to 32 characters, the
+/// columns' width; `None`: not in the answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberHealth {
+    pub quality: Option<String>,
+    pub messaging_limit: Option<String>,
+}
+
 /// What to send.
 #[derive(Debug, Clone, Copy)]
 pub struct TextMessage<'a> {
@@ -166,6 +174,34 @@ impl CloudClient {
                 message: "the subscription was not confirmed (no \"success\": true)".to_owned(),
             })
         }
+    }
+
+    /// `GET /{phone_number_id}?fields=quality_rating,whatsapp_business_manager_messaging_limit`
+    /// with the tenant's token: the number's health as Meta rates it now
+    /// (docs/cloud-api.md section 6; the quality webhook no longer carries
+    /// a rating, so this is how a downgrade is learned).
+    pub async fn number_health(
+        &self,
+        phone_number_id: &str,
+        token: &SecretString,
+    ) -> Result<NumberHealth, CloudError> {
+        let path = format!(
+            "{}?fields=quality_rating,whatsapp_business_manager_messaging_limit",
+            path_segment(phone_number_id, "phone number id")?
+        );
+        let answer = self.call(Method::GET, &path, token, None).await?;
+        let text = |key: &str| {
+            answer
+                .body
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(|v| v.chars().filter(|c| !c.is_control()).take(32).collect())
+        };
+        Ok(NumberHealth {
+            quality: text("quality_rating"),
+            messaging_limit: text("whatsapp_business_manager_messaging_limit"),
+        })
     }
 
     async fn call(

@@ -11,6 +11,7 @@
 //! - [`channel`]: a tenant's Cloud API number and credential (the table);
 //! - [`window`]: the 24-hour customer-service window per (tenant, chat);
 //! - [`account`]: what account, quality and error notices mean for a tenant;
+//! - [`limits`]: a tenant's send limits from its number's rate and quality;
 //! - [`settings`]: the Graph API address and version, the webhook secrets.
 
 pub mod account;
@@ -19,6 +20,7 @@ pub mod client;
 pub mod error;
 pub mod inbound;
 pub mod interactive;
+pub mod limits;
 pub mod settings;
 pub mod signature;
 pub mod token_box;
