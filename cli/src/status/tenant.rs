@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use switchyard_shared::{
     channel::Channel,
-    cloud_api::channel as cloud_channel,
+    cloud_api::{channel as cloud_channel, limits},
     ids::TenantId,
     tenant_status::{Hold, StatusStore, TenantState, merge::merge, record::now_ms},
     tenants,
@@ -42,6 +42,10 @@ pub struct CloudView {
     pub quality: Option<String>,
     /// The messaging limit tier (e.g. `TIER_2K`), when one was reported.
     pub messaging_limit: Option<String>,
+    /// The send rate the senders schedule the tenant at (its plan, capped
+    /// by the number's rate, scaled by the quality rating), e.g.
+    /// `30/min (quality RED: 25 % of 120/min; bulk stopped)`.
+    pub send_limit: String,
 }
 
 /// One replica that reported the tenant.
@@ -102,6 +106,8 @@ pub async fn view(
         Some(r) if r.channel == Channel::CloudApi => cloud_channel::fetch_in(pool, tenant)
             .await?
             .map(|c| CloudView {
+                // The senders' own computation (`dispatcher::tenant_refresh`).
+                send_limit: limits::effective(r.limits, c.mps, c.quality.as_deref()).explain(),
                 phone_number_id: c.phone_number_id,
                 token_state: c.token_state.as_str(),
                 quality: c.quality,
@@ -177,6 +183,7 @@ pub async fn run(
                 ("  token", c.token_state.to_owned()),
                 ("  quality", opt(&c.quality)),
                 ("  messaging limit", opt(&c.messaging_limit)),
+                ("  send limit", c.send_limit.clone()),
             ]);
         }
         rows.extend([

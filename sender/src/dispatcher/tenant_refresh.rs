@@ -150,7 +150,12 @@ impl Dispatcher {
             (None, None) => limits::effective(row.limits, limits::DEFAULT_MPS, None),
         };
         let out = computed.limits;
-        self.cloud_limits.insert(tenant.clone(), computed);
+        let first_sight = self.cloud_limits.insert(tenant.clone(), computed).is_none();
+        if first_sight {
+            // What the row says may be days old (Meta sends no quality
+            // webhook): ask Meta once for the tenant's number now.
+            self.check_cloud_health(tenant.clone());
+        }
         out
     }
 

@@ -36,6 +36,7 @@ mod cli_tenants;
 mod cli_tenants_remove;
 mod cloud_ingest;
 mod cloud_pipeline;
+mod cloud_quality;
 mod cloud_window;
 mod contacts_resolver;
 mod db_least_privilege;
