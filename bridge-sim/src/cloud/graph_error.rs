@@ -194,7 +194,9 @@ impl GraphError {
             StatusCode::BAD_REQUEST,
             132000,
             "Number of parameters does not match the expected number of params",
-            &format!("body: number of localizable_params ({got}) does not match the expected number of params ({expected})"),
+            &format!(
+                "body: number of localizable_params ({got}) does not match the expected number of params ({expected})"
+            ),
         )
     }
 

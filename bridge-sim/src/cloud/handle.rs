@@ -188,7 +188,15 @@ impl CloudSim {
         status: &str,
     ) -> Result<TemplateView, CloudSimError> {
         let none = serde_json::Value::Array(Vec::new());
-        ops::seed_template(self.shared(), waba_id, name, language, category, status, none)
+        ops::seed_template(
+            self.shared(),
+            waba_id,
+            name,
+            language,
+            category,
+            status,
+            none,
+        )
     }
 
     /// [`Self::seed_template`] with Meta's `components` (its BODY's
@@ -201,7 +209,15 @@ impl CloudSim {
         status: &str,
         components: serde_json::Value,
     ) -> Result<TemplateView, CloudSimError> {
-        ops::seed_template(self.shared(), waba_id, name, language, "UTILITY", status, components)
+        ops::seed_template(
+            self.shared(),
+            waba_id,
+            name,
+            language,
+            "UTILITY",
+            status,
+            components,
+        )
     }
 
     /// Sets the Callback URL (`None`: webhooks cannot be posted).

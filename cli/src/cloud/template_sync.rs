@@ -7,8 +7,6 @@
 //! language). The listing happens before any write; no transaction spans
 //! the call.
 
-use std::io::Write;
-
 use serde::Serialize;
 use switchyard_shared::{
     cloud_api::{
@@ -143,13 +141,25 @@ pub async fn run(tenant: &TenantId, ctx: &Context, out: &mut Output) -> CliResul
             report.unchanged
         )?;
         for c in &report.changed {
-            writeln!(w, "  {} ({}): {} -> {}", c.name, c.language, c.was, c.status)?;
+            writeln!(
+                w,
+                "  {} ({}): {} -> {}",
+                c.name, c.language, c.was, c.status
+            )?;
         }
         if !report.only_at_meta.is_empty() {
-            writeln!(w, "at Meta only (not stored here): {}", report.only_at_meta.join(", "))?;
+            writeln!(
+                w,
+                "at Meta only (not stored here): {}",
+                report.only_at_meta.join(", ")
+            )?;
         }
         if !report.only_here.is_empty() {
-            writeln!(w, "stored here only (not listed by Meta): {}", report.only_here.join(", "))?;
+            writeln!(
+                w,
+                "stored here only (not listed by Meta): {}",
+                report.only_here.join(", ")
+            )?;
         }
         Ok(())
     })?;

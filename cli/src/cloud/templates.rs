@@ -16,7 +16,7 @@
 //! No database transaction spans a Graph call, and the token never reaches
 //! the output (Graph errors are scrubbed of it).
 
-use std::{io::Read as _, io::Write, path::PathBuf};
+use std::{io::Read as _, path::PathBuf};
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -26,7 +26,9 @@ use switchyard_shared::{
         channel::{self, TokenState},
         client::TemplateSubmission,
         template_store::{self, NewTemplate, Template},
-        templates::{COMPONENTS_MAX_BYTES, Category, Components, Language, TemplateName, TemplateStatus},
+        templates::{
+            COMPONENTS_MAX_BYTES, Category, Components, Language, TemplateName, TemplateStatus,
+        },
     },
     ids::TenantId,
 };
@@ -68,7 +70,11 @@ pub struct AddArgs {
     #[arg(long)]
     pub category: String,
     /// The body text, with placeholders {{1}}, {{2}} … or {{name}}s.
-    #[arg(long, required_unless_present = "components", conflicts_with = "components")]
+    #[arg(
+        long,
+        required_unless_present = "components",
+        conflicts_with = "components"
+    )]
     pub body: Option<String>,
     /// A text header (at most 60 characters).
     #[arg(long, conflicts_with = "components")]
@@ -98,7 +104,12 @@ pub struct KeyArgs {
 #[derive(Debug, Args)]
 pub struct FallbackArgs {
     pub tenant: TenantId,
-    #[arg(long, required_unless_present = "none", conflicts_with = "none", requires = "language")]
+    #[arg(
+        long,
+        required_unless_present = "none",
+        conflicts_with = "none",
+        requires = "language"
+    )]
     pub name: Option<String>,
     #[arg(long, conflicts_with = "none")]
     pub language: Option<String>,
@@ -173,10 +184,7 @@ fn read_components(path: &PathBuf) -> CliResult<Value> {
         )));
     }
     serde_json::from_slice(&raw).map_err(|e| {
-        CliError::bad_input(format!(
-            "--components {} is not JSON: {e}",
-            path.display()
-        ))
+        CliError::bad_input(format!("--components {} is not JSON: {e}", path.display()))
     })
 }
 
@@ -346,8 +354,7 @@ async fn remove(args: KeyArgs, ctx: &Context, out: &mut Output) -> CliResult<Exi
     }
     let done = Removed {
         tenant: tenant.clone(),
-        was_fallback: fallback
-            .is_some_and(|(n, l)| n == name.as_str() && l == language.as_str()),
+        was_fallback: fallback.is_some_and(|(n, l)| n == name.as_str() && l == language.as_str()),
         at_meta: format!(
             "Meta still holds it: delete it in WhatsApp Manager or with DELETE /{{waba_id}}/message_templates?name={name} \
              (that deletes every language of the name; an approved name cannot be reused for 30 days)"
@@ -356,9 +363,16 @@ async fn remove(args: KeyArgs, ctx: &Context, out: &mut Output) -> CliResult<Exi
         language: language.as_str().to_owned(),
     };
     out.emit(&done, |w| {
-        writeln!(w, "template {} ({}) of {} removed here", done.name, done.language, done.tenant)?;
+        writeln!(
+            w,
+            "template {} ({}) of {} removed here",
+            done.name, done.language, done.tenant
+        )?;
         if done.was_fallback {
-            writeln!(w, "it was the fallback template: replies outside the window are now dead-lettered")?;
+            writeln!(
+                w,
+                "it was the fallback template: replies outside the window are now dead-lettered"
+            )?;
         }
         writeln!(w, "{}", done.at_meta)
     })?;
@@ -397,7 +411,9 @@ async fn fallback(args: FallbackArgs, ctx: &Context, out: &mut Output) -> CliRes
                 ))
             })?;
         let components = Components::parse(template.components.clone()).map_err(|e| {
-            CliError::bad_input(format!("template {name} ({language}) cannot be a fallback: {e}"))
+            CliError::bad_input(format!(
+                "template {name} ({language}) cannot be a fallback: {e}"
+            ))
         })?;
         if components.body_params() > 1 {
             return Err(CliError::bad_input(format!(
@@ -427,9 +443,16 @@ async fn fallback(args: FallbackArgs, ctx: &Context, out: &mut Output) -> CliRes
     out.emit(&done, |w| match (&done.name, &done.language) {
         (Some(name), Some(language)) => {
             let status = done.status.as_deref().unwrap_or("-");
-            writeln!(w, "fallback template of {} is {name} ({language}), status {status}", done.tenant)?;
+            writeln!(
+                w,
+                "fallback template of {} is {name} ({language}), status {status}",
+                done.tenant
+            )?;
             if status != "APPROVED" {
-                writeln!(w, "until Meta approves it, replies outside the window are dead-lettered")?;
+                writeln!(
+                    w,
+                    "until Meta approves it, replies outside the window are dead-lettered"
+                )?;
             }
             Ok(())
         }

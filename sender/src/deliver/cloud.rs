@@ -103,7 +103,15 @@ impl CloudSending {
                 .open(tenant, &sealed)
                 .map_err(|e| no_credential(&e.to_string()))?;
             return self
-                .send_fallback(db, tenant, reply, &row.phone_number_id, &token, &send, &closed)
+                .send_fallback(
+                    db,
+                    tenant,
+                    reply,
+                    &row.phone_number_id,
+                    &token,
+                    &send,
+                    &closed,
+                )
                 .await;
         }
         let token = keys

@@ -123,8 +123,9 @@ pub fn classify(field: &str, value: &Value) -> Notice {
                 _ => Notice::Other("error"),
             }
         }
-        "message_template_status_update" => template_event(value)
-            .map_or(Notice::Other("template_status"), Notice::TemplateStatus),
+        "message_template_status_update" => {
+            template_event(value).map_or(Notice::Other("template_status"), Notice::TemplateStatus)
+        }
         "account_alerts" => Notice::Other("account_alerts"),
         _ => Notice::Other("other"),
     }
@@ -154,7 +155,11 @@ fn template_event(value: &Value) -> Option<TemplateEvent> {
         return None;
     }
     let reason = text(value, "reason")
-        .or_else(|| value.pointer("/rejection_info/reason").and_then(Value::as_str))
+        .or_else(|| {
+            value
+                .pointer("/rejection_info/reason")
+                .and_then(Value::as_str)
+        })
         .filter(|r| !r.is_empty() && *r != "NONE")
         .map(keep);
     Some(TemplateEvent {
@@ -310,7 +315,10 @@ mod tests {
                               "message_template_language": "en_US", "reason": "NONE"});
         match classify("message_template_status_update", &approved) {
             Notice::TemplateStatus(e) => {
-                assert_eq!((e.event.as_str(), e.reason, e.meta_id), ("APPROVED", None, None));
+                assert_eq!(
+                    (e.event.as_str(), e.reason, e.meta_id),
+                    ("APPROVED", None, None)
+                );
             }
             other => panic!("{other:?}"),
         }

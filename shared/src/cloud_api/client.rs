@@ -154,12 +154,22 @@ impl CloudClient {
         let id = answer
             .body
             .get("id")
-            .and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_u64().map(|n| n.to_string())))
+            .and_then(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .or_else(|| v.as_u64().map(|n| n.to_string()))
+            })
             .ok_or_else(|| CloudError::InvalidResponse {
                 status: answer.status,
                 message: "the template was accepted without an id".to_owned(),
             })?;
-        let text = |k: &str| answer.body.get(k).and_then(Value::as_str).map(str::to_owned);
+        let text = |k: &str| {
+            answer
+                .body
+                .get(k)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
         Ok(CreatedTemplate {
             id,
             status: text("status").unwrap_or_else(|| "PENDING".to_owned()),
@@ -181,7 +191,10 @@ impl CloudClient {
         let mut after: Option<String> = None;
         for _ in 0..LIST_PAGES_MAX {
             let mut query = vec![
-                ("fields", "id,name,language,category,status,rejected_reason,components".to_owned()),
+                (
+                    "fields",
+                    "id,name,language,category,status,rejected_reason,components".to_owned(),
+                ),
                 ("limit", "100".to_owned()),
             ];
             if let Some(after) = &after {

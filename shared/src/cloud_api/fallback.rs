@@ -204,6 +204,10 @@ mod tests {
         assert!(two.contains("2 body parameters"), "{two}");
         let mut gone = row("APPROVED", "Hi", None);
         gone.status = None;
-        assert!(decide(Some(&gone), "r1", "x").unwrap_err().contains("not in"));
+        assert!(
+            decide(Some(&gone), "r1", "x")
+                .unwrap_err()
+                .contains("not in")
+        );
     }
 }

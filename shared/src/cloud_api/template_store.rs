@@ -239,7 +239,12 @@ pub async fn record_status_in(
     .bind(by_id)
     .bind(status.as_str())
     .bind(meta_id.filter(|id| plain_id(id)))
-    .bind(reason.map(|r| r.chars().filter(|c| !c.is_control()).take(300).collect::<String>()))
+    .bind(reason.map(|r| {
+        r.chars()
+            .filter(|c| !c.is_control())
+            .take(300)
+            .collect::<String>()
+    }))
     .fetch_optional(db)
     .await?;
     let Some(row) = row else {

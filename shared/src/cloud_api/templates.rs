@@ -244,7 +244,9 @@ impl Placeholders {
             let inner = &after[..end];
             if let Ok(n) = inner.parse::<usize>() {
                 if n == 0 || n > MAX_BODY_PARAMS {
-                    return Err(format!("placeholder {{{{{inner}}}}} is out of 1-{MAX_BODY_PARAMS}"));
+                    return Err(format!(
+                        "placeholder {{{{{inner}}}}} is out of 1-{MAX_BODY_PARAMS}"
+                    ));
                 }
                 numbers.push(n);
             } else if is_param_name(inner) {
@@ -266,7 +268,9 @@ impl Placeholders {
                 numbers.sort_unstable();
                 numbers.dedup();
                 if numbers.iter().enumerate().any(|(i, n)| *n != i + 1) {
-                    return Err("positional placeholders must run {{1}}, {{2}}, … without a gap".to_owned());
+                    return Err(
+                        "positional placeholders must run {{1}}, {{2}}, … without a gap".to_owned(),
+                    );
                 }
                 Ok(Placeholders::Positional(numbers.len()))
             }
@@ -312,9 +316,7 @@ impl Components {
         let err = |m: String| TemplateError::Components(m);
         let size = serde_json::to_vec(&value).map_or(usize::MAX, |v| v.len());
         if size > COMPONENTS_MAX_BYTES {
-            return Err(err(format!(
-                "{size} bytes; at most {COMPONENTS_MAX_BYTES}"
-            )));
+            return Err(err(format!("{size} bytes; at most {COMPONENTS_MAX_BYTES}")));
         }
         let items = value
             .as_array()

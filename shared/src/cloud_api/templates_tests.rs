@@ -13,7 +13,14 @@ fn strings(items: &[&str]) -> Vec<String> {
 #[test]
 fn names_languages_and_categories_follow_metas_rules() {
     assert!(TemplateName::parse("order_update_2").is_ok());
-    for bad in ["", "Order", "order-update", "order update", "ordér", &"a".repeat(513)] {
+    for bad in [
+        "",
+        "Order",
+        "order-update",
+        "order update",
+        "ordér",
+        &"a".repeat(513),
+    ] {
         assert!(
             matches!(TemplateName::parse(bad), Err(TemplateError::Name(_))),
             "{bad:?}"
@@ -60,7 +67,10 @@ fn statuses_keep_unknown_words_and_events_move_them_as_meta_says() {
 
 #[test]
 fn placeholders_are_positional_or_named_never_both_and_without_gaps() {
-    assert_eq!(Placeholders::parse("no params").unwrap(), Placeholders::None);
+    assert_eq!(
+        Placeholders::parse("no params").unwrap(),
+        Placeholders::None
+    );
     assert_eq!(
         Placeholders::parse("Hi {{1}}, order {{2}} ({{1}})").unwrap(),
         Placeholders::Positional(2)
@@ -107,8 +117,10 @@ fn components_need_one_bounded_body_and_say_what_a_send_must_fill() {
     };
     assert!(refused(json!({"type": "BODY"})).contains("array"));
     assert!(refused(json!([])).contains("BODY component is required"));
-    assert!(refused(json!([{"type": "BODY", "text": "a"}, {"type": "BODY", "text": "b"}]))
-        .contains("more than one BODY"));
+    assert!(
+        refused(json!([{"type": "BODY", "text": "a"}, {"type": "BODY", "text": "b"}]))
+            .contains("more than one BODY")
+    );
     assert!(refused(json!([{"type": "BODY", "text": "x".repeat(1025)}])).contains("1-1024"));
     assert!(refused(json!([{"type": "BODY", "text": "   "}])).contains("1-1024"));
     assert!(refused(json!([{"type": "CAROUSEL"}])).contains("not HEADER"));
@@ -182,9 +194,14 @@ fn parameters_are_checked_for_count_emptiness_whitespace_and_length() {
     );
     // "Order " and " is " are 10 fixed characters.
     let long = "x".repeat(1014);
-    assert_eq!(c.check_body_params(&[long.clone(), "y".to_owned()]),
-        Err(ParamError::TooLong { length: 1025 }));
-    assert_eq!(c.check_body_params(&[long[1..].to_owned(), "y".to_owned()]), Ok(()));
+    assert_eq!(
+        c.check_body_params(&[long.clone(), "y".to_owned()]),
+        Err(ParamError::TooLong { length: 1025 })
+    );
+    assert_eq!(
+        c.check_body_params(&[long[1..].to_owned(), "y".to_owned()]),
+        Ok(())
+    );
     assert_eq!(body("Hi {{1}}").single_param_room(), 1021);
 }
 
@@ -195,7 +212,11 @@ fn a_reply_is_flattened_into_one_parameter() {
         "Line one line two end"
     );
     assert_eq!(flatten_param("abcdef", 4), "abc…");
-    assert_eq!(flatten_param("ab  cdef", 4), "ab…", "no space before the ellipsis");
+    assert_eq!(
+        flatten_param("ab  cdef", 4),
+        "ab…",
+        "no space before the ellipsis"
+    );
     assert_eq!(flatten_param(" \n\t", 10), "…");
     assert_eq!(flatten_param("äöü", 3), "äöü", "characters, not bytes");
     let flat = flatten_param(&"word \n".repeat(500), 1021);

@@ -167,7 +167,10 @@ fn decide(
 /// (`132001`), paused (`132015`), disabled (`132016`), or given another
 /// number of body parameters than its BODY's placeholders (`132000`).
 /// The category (for pricing) when it may go.
-fn template_check(found: Option<&TemplateView>, wanted: &TemplateRef) -> Result<String, GraphError> {
+fn template_check(
+    found: Option<&TemplateView>,
+    wanted: &TemplateRef,
+) -> Result<String, GraphError> {
     let unavailable = || GraphError::template_unavailable(&wanted.name, &wanted.language);
     let t = found.ok_or_else(unavailable)?;
     match t.status.as_str() {
