@@ -9,7 +9,7 @@
 CREATE TABLE cloud_templates (
     tenant_id        text        NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     -- Meta's rule for names.
-    name             text        NOT NULL CHECK (name ~ '^[a-z0-9_]{1,512}$'),
+    name             text        NOT NULL CHECK (name ~ '^[a-z0-9_]+$' AND length(name) <= 512),
     -- `en`, `en_US`, `zh_HK`, `es_419`: a language with an optional region.
     language         text        NOT NULL CHECK (language ~ '^[a-z]{2,3}(_[A-Za-z0-9]{2,4})?$'),
     category         text        NOT NULL CHECK (category IN ('MARKETING', 'UTILITY', 'AUTHENTICATION')),

@@ -38,7 +38,10 @@ async fn world(pool: &PgPool) -> World {
     let token = sim.add_token("WABA1").unwrap();
     cloud_tenant(pool, "acme", "PN1", "WABA1", &token).await;
     let mut env = vars(&services::database_url(pool), None, None);
-    env.push(("SWITCHYARD_CLOUD_TOKEN_KEYS".to_owned(), TOKEN_KEYS.to_owned()));
+    env.push((
+        "SWITCHYARD_CLOUD_TOKEN_KEYS".to_owned(),
+        TOKEN_KEYS.to_owned(),
+    ));
     env.push(("SWITCHYARD_CLOUD_API_URL".to_owned(), sim.base_url()));
     World { sim, env, token }
 }
@@ -84,8 +87,20 @@ async fn templates_are_submitted_listed_synced_and_one_becomes_the_fallback(pool
     let (exit, added) = cli_json(
         &w,
         &[
-            "add", "acme", "--name", "reengage", "--language", "en_US", "--category", "utility",
-            "--body", "Sorry for the wait: {{1}}", "--example", "your order", "--footer", "Acme",
+            "add",
+            "acme",
+            "--name",
+            "reengage",
+            "--language",
+            "en_US",
+            "--category",
+            "utility",
+            "--body",
+            "Sorry for the wait: {{1}}",
+            "--example",
+            "your order",
+            "--footer",
+            "Acme",
         ],
     )
     .await;
@@ -93,37 +108,95 @@ async fn templates_are_submitted_listed_synced_and_one_becomes_the_fallback(pool
     let (exit, shown, err) = cli(
         &w,
         &[
-            "add", "acme", "--name", "order_update", "--language", "en_US", "--category",
-            "UTILITY", "--components", file.to_str().unwrap(),
+            "add",
+            "acme",
+            "--name",
+            "order_update",
+            "--language",
+            "en_US",
+            "--category",
+            "UTILITY",
+            "--components",
+            file.to_str().unwrap(),
         ],
     )
     .await;
     assert_eq!(exit, Exit::Ok, "{shown} {err:?}");
-    assert!(shown.contains("submitted to Meta") && shown.contains("PENDING"), "{shown}");
+    assert!(
+        shown.contains("submitted to Meta") && shown.contains("PENDING"),
+        "{shown}"
+    );
 
     // Meta holds them as submitted; we hold Meta's id and status.
     let at_meta = w.sim.templates("WABA1");
-    let reengage = at_meta.iter().find(|t| t.name == "reengage").expect("at Meta");
+    let reengage = at_meta
+        .iter()
+        .find(|t| t.name == "reengage")
+        .expect("at Meta");
     assert_eq!(reengage.category, "UTILITY");
-    assert_eq!(reengage.components[0]["example"]["body_text"], json!([["your order"]]));
+    assert_eq!(
+        reengage.components[0]["example"]["body_text"],
+        json!([["your order"]])
+    );
     assert_eq!(reengage.components[1]["text"], "Acme");
     assert_eq!(added["meta_id"], reengage.id.as_str());
     assert_eq!(added["status"], "PENDING");
     assert_eq!(added["body_params"], 1);
     let (exit, listed) = cli_json(&w, &["list", "acme"]).await;
     assert_eq!(exit, Exit::Ok);
-    let names: Vec<&str> = listed.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["order_update", "reengage"]);
     assert_eq!(listed[0]["body_params"], 2);
 
     // A fallback fills one parameter at most, and must be stored here.
-    let (exit, _, err) = cli(&w, &["fallback", "acme", "--name", "order_update", "--language", "en_US"]).await;
+    let (exit, _, err) = cli(
+        &w,
+        &[
+            "fallback",
+            "acme",
+            "--name",
+            "order_update",
+            "--language",
+            "en_US",
+        ],
+    )
+    .await;
     assert_eq!(exit, Exit::Usage);
     assert!(err.unwrap().contains("takes 2 body parameters"));
-    let (exit, _, err) = cli(&w, &["fallback", "acme", "--name", "made_elsewhere", "--language", "en_US"]).await;
+    let (exit, _, err) = cli(
+        &w,
+        &[
+            "fallback",
+            "acme",
+            "--name",
+            "made_elsewhere",
+            "--language",
+            "en_US",
+        ],
+    )
+    .await;
     assert_eq!(exit, Exit::Usage);
-    assert!(err.unwrap().contains("has no template made_elsewhere (en_US)"));
-    let (exit, shown, err) = cli(&w, &["fallback", "acme", "--name", "reengage", "--language", "en_US"]).await;
+    assert!(
+        err.unwrap()
+            .contains("has no template made_elsewhere (en_US)")
+    );
+    let (exit, shown, err) = cli(
+        &w,
+        &[
+            "fallback",
+            "acme",
+            "--name",
+            "reengage",
+            "--language",
+            "en_US",
+        ],
+    )
+    .await;
     assert_eq!(exit, Exit::Ok, "{err:?}");
     assert!(shown.contains("until Meta approves it"), "{shown}");
 
@@ -142,29 +215,79 @@ async fn templates_are_submitted_listed_synced_and_one_becomes_the_fallback(pool
     assert_eq!(synced["changed"].as_array().unwrap().len(), 2, "{synced}");
     assert_eq!(synced["only_at_meta"], json!(["made_elsewhere (en_US)"]));
     let (_, listed) = cli_json(&w, &["list", "acme"]).await;
-    assert_eq!((listed[0]["name"].as_str(), listed[0]["status"].as_str()), (Some("order_update"), Some("REJECTED")));
-    assert_eq!((listed[1]["status"].as_str(), listed[1]["fallback"].as_bool()), (Some("APPROVED"), Some(true)));
+    assert_eq!(
+        (listed[0]["name"].as_str(), listed[0]["status"].as_str()),
+        (Some("order_update"), Some("REJECTED"))
+    );
+    assert_eq!(
+        (
+            listed[1]["status"].as_str(),
+            listed[1]["fallback"].as_bool()
+        ),
+        (Some("APPROVED"), Some(true))
+    );
     let (_, again) = cli_json(&w, &["sync", "acme"]).await;
-    assert_eq!((again["changed"].as_array().unwrap().len(), again["unchanged"].as_u64()), (0, Some(2)));
+    assert_eq!(
+        (
+            again["changed"].as_array().unwrap().len(),
+            again["unchanged"].as_u64()
+        ),
+        (0, Some(2))
+    );
 
     // Removing the fallback's template clears the fallback; Meta keeps it.
-    let (exit, removed) = cli_json(&w, &["remove", "acme", "--name", "reengage", "--language", "en_US"]).await;
+    let (exit, removed) = cli_json(
+        &w,
+        &[
+            "remove",
+            "acme",
+            "--name",
+            "reengage",
+            "--language",
+            "en_US",
+        ],
+    )
+    .await;
     assert_eq!(exit, Exit::Ok);
     assert_eq!(removed["was_fallback"], true);
-    assert!(removed["at_meta"].as_str().unwrap().contains("message_templates?name=reengage"));
-    assert_eq!(template_store::fallback_in(&pool, &t("acme")).await.unwrap(), None);
+    assert!(
+        removed["at_meta"]
+            .as_str()
+            .unwrap()
+            .contains("message_templates?name=reengage")
+    );
+    assert_eq!(
+        template_store::fallback_in(&pool, &t("acme"))
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(w.sim.templates("WABA1").len(), 3);
     let (exit, _, _) = cli(&w, &["fallback", "acme", "--none"]).await;
     assert_eq!(exit, Exit::Ok);
 
-    for text in [added.to_string(), listed.to_string(), synced.to_string(), shown] {
+    for text in [
+        added.to_string(),
+        listed.to_string(),
+        synced.to_string(),
+        shown,
+    ] {
         assert!(!text.contains(&w.token), "a token is never printed: {text}");
     }
 }
 
 /// `add acme --name NAME --language en_US --category UTILITY` and `more`.
 fn add_args<'a>(name: &'a str, more: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["add", "acme", "--name", name, "--language", "en_US", "--category", "UTILITY"];
+    let mut args = vec![
+        "add",
+        "acme",
+        "--name",
+        name,
+        "--language",
+        "en_US",
+        "--category",
+        "UTILITY",
+    ];
     args.extend_from_slice(more);
     args
 }
@@ -176,7 +299,14 @@ async fn hostile_or_broken_templates_are_refused_with_the_reason_before_meta_see
     let w = world(&pool).await;
     let dir = tempfile::tempdir().unwrap();
     let huge = dir.path().join("huge.json");
-    std::fs::write(&huge, format!("[{{\"type\":\"BODY\",\"text\":\"{}\"}}]", "x".repeat(70_000))).unwrap();
+    std::fs::write(
+        &huge,
+        format!(
+            "[{{\"type\":\"BODY\",\"text\":\"{}\"}}]",
+            "x".repeat(70_000)
+        ),
+    )
+    .unwrap();
     let not_json = dir.path().join("not.json");
     std::fs::write(&not_json, "{\"type\": BODY").unwrap();
     let no_body = dir.path().join("no_body.json");
@@ -189,27 +319,83 @@ async fn hostile_or_broken_templates_are_refused_with_the_reason_before_meta_see
         no_body.to_str().unwrap(),
     );
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (add_args("Bad-Name", &["--body", "hi"]), "must be 1-512 of a-z 0-9 _"),
-        (add_args(&long_name, &["--body", "hi"]), "must be 1-512 of a-z 0-9 _"),
         (
-            vec!["add", "acme", "--name", "ok", "--language", "en-US", "--category", "UTILITY", "--body", "hi"],
+            add_args("Bad-Name", &["--body", "hi"]),
+            "must be 1-512 of a-z 0-9 _",
+        ),
+        (
+            add_args(&long_name, &["--body", "hi"]),
+            "must be 1-512 of a-z 0-9 _",
+        ),
+        (
+            vec![
+                "add",
+                "acme",
+                "--name",
+                "ok",
+                "--language",
+                "en-US",
+                "--category",
+                "UTILITY",
+                "--body",
+                "hi",
+            ],
             "must be a code such as en or en_US",
         ),
         (
-            vec!["add", "acme", "--name", "ok", "--language", "en", "--category", "PROMO", "--body", "hi"],
+            vec![
+                "add",
+                "acme",
+                "--name",
+                "ok",
+                "--language",
+                "en",
+                "--category",
+                "PROMO",
+                "--body",
+                "hi",
+            ],
             "must be MARKETING, UTILITY or AUTHENTICATION",
         ),
-        (add_args("ok", &["--components", huge]), "larger than 65536 bytes"),
-        (add_args("ok", &["--components", not_json]), "is not JSON"),
-        (add_args("ok", &["--components", no_body]), "a BODY component is required"),
         (
-            add_args("ok", &["--body", "Hi {{1}} and {{3}}", "--example", "a", "--example", "b"]),
+            add_args("ok", &["--components", huge]),
+            "larger than 65536 bytes",
+        ),
+        (add_args("ok", &["--components", not_json]), "is not JSON"),
+        (
+            add_args("ok", &["--components", no_body]),
+            "a BODY component is required",
+        ),
+        (
+            add_args(
+                "ok",
+                &[
+                    "--body",
+                    "Hi {{1}} and {{3}}",
+                    "--example",
+                    "a",
+                    "--example",
+                    "b",
+                ],
+            ),
             "without a gap",
         ),
-        (add_args("ok", &["--body", "Hi {{1}}"]), "give one --example for each"),
-        (add_args("ok", &["--body", &long_body]), "BODY text must be 1-1024 characters"),
-        (add_args("ok", &["--body", "hi", "--header", "{{1}} {{2}}"]), "at most one placeholder"),
-        (add_args("ok", &["--body", "hi", "--footer", "Call {{1}}"]), "FOOTER takes no placeholder"),
+        (
+            add_args("ok", &["--body", "Hi {{1}}"]),
+            "give one --example for each",
+        ),
+        (
+            add_args("ok", &["--body", &long_body]),
+            "BODY text must be 1-1024 characters",
+        ),
+        (
+            add_args("ok", &["--body", "hi", "--header", "{{1}} {{2}}"]),
+            "at most one placeholder",
+        ),
+        (
+            add_args("ok", &["--body", "hi", "--footer", "Call {{1}}"]),
+            "FOOTER takes no placeholder",
+        ),
     ];
     for (args, reason) in &cases {
         let (exit, out, err) = cli(&w, args).await;
@@ -217,7 +403,22 @@ async fn hostile_or_broken_templates_are_refused_with_the_reason_before_meta_see
         assert_eq!(exit, Exit::Usage, "{args:?}: {out} {err}");
         assert!(err.contains(reason), "{args:?}: {err}");
     }
-    let (exit, _, err) = cli(&w, &["add", "nobody", "--name", "x", "--language", "en", "--category", "UTILITY", "--body", "hi"]).await;
+    let (exit, _, err) = cli(
+        &w,
+        &[
+            "add",
+            "nobody",
+            "--name",
+            "x",
+            "--language",
+            "en",
+            "--category",
+            "UTILITY",
+            "--body",
+            "hi",
+        ],
+    )
+    .await;
     assert_eq!(exit, Exit::Usage);
     assert!(err.unwrap().contains("unknown tenant nobody"));
     assert!(w.sim.templates("WABA1").is_empty(), "nothing reached Meta");
@@ -230,7 +431,15 @@ async fn hostile_or_broken_templates_are_refused_with_the_reason_before_meta_see
     let (exit, _, err) = cli(&w, &add_args("dup_tpl", &["--body", "hi"])).await;
     let err = err.unwrap();
     assert_eq!(exit, Exit::Failure, "{err}");
-    assert!(err.contains("Meta refused template dup_tpl (en_US)") && err.contains("100"), "{err}");
+    assert!(
+        err.contains("Meta refused template dup_tpl (en_US)") && err.contains("100"),
+        "{err}"
+    );
     assert!(!err.contains(&w.token));
-    assert!(template_store::list_in(&pool, &t("acme")).await.unwrap().is_empty());
+    assert!(
+        template_store::list_in(&pool, &t("acme"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -49,7 +49,14 @@ async fn post(rig: &CloudRig, batch: Batch) {
 }
 
 /// Stores a template for `tenant` as `templates add` would after Meta's answer.
-async fn store(pool: &PgPool, tenant: &str, name: &str, body: &str, status: &str, meta_id: Option<&str>) {
+async fn store(
+    pool: &PgPool,
+    tenant: &str,
+    name: &str,
+    body: &str,
+    status: &str,
+    meta_id: Option<&str>,
+) {
     let components = Components::parse(json!([{"type": "BODY", "text": body}])).unwrap();
     template_store::upsert(
         pool,
@@ -123,7 +130,15 @@ async fn letters(rig: &CloudRig, tenant: &str) -> Vec<(String, String)> {
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn metas_review_event_approves_the_stored_template_of_that_tenant_only(pool: PgPool) {
     let rig = start(&pool).await;
-    store(&pool, "cloud-a", "order_update", "Order {{1}} shipped", "PENDING", None).await;
+    store(
+        &pool,
+        "cloud-a",
+        "order_update",
+        "Order {{1}} shipped",
+        "PENDING",
+        None,
+    )
+    .await;
     let at_meta = rig
         .cloud
         .seed_template_with(
@@ -143,7 +158,10 @@ async fn metas_review_event_approves_the_stored_template_of_that_tenant_only(poo
         .await
         .expect("status event")
         .expect("posted");
-    assert!(report.first.as_ref().is_some_and(|d| d.acknowledged()), "{report:?}");
+    assert!(
+        report.first.as_ref().is_some_and(|d| d.acknowledged()),
+        "{report:?}"
+    );
 
     let row = poll::until("cloud-a's template approved", WITHIN, || async {
         let t = template_store::fetch_in(
@@ -157,7 +175,11 @@ async fn metas_review_event_approves_the_stored_template_of_that_tenant_only(poo
         (t.status == TemplateStatus::Approved).then_some(t)
     })
     .await;
-    assert_eq!(row.meta_id.as_deref(), Some(at_meta.id.as_str()), "Meta's id kept");
+    assert_eq!(
+        row.meta_id.as_deref(),
+        Some(at_meta.id.as_str()),
+        "Meta's id kept"
+    );
     rig.p.settled(WITHIN).await;
     let others: i64 =
         sqlx::query_scalar("SELECT count(*) FROM cloud_templates WHERE tenant_id <> 'cloud-a'")
@@ -188,7 +210,15 @@ async fn metas_review_event_approves_the_stored_template_of_that_tenant_only(poo
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn a_reply_outside_the_window_goes_as_the_fallback_template_once_per_chat(pool: PgPool) {
     let rig = start(&pool).await;
-    store(&pool, "cloud-a", "reengage", FALLBACK_BODY, "APPROVED", None).await;
+    store(
+        &pool,
+        "cloud-a",
+        "reengage",
+        FALLBACK_BODY,
+        "APPROVED",
+        None,
+    )
+    .await;
     set_fallback(&pool, "cloud-a", "reengage").await;
     rig.cloud
         .seed_template_with(
@@ -231,11 +261,13 @@ async fn a_reply_outside_the_window_goes_as_the_fallback_template_once_per_chat(
     assert_eq!(send.body["template"]["name"], "reengage");
     assert_eq!(send.body["template"]["language"]["code"], "en_US");
     assert_eq!(
-        send.body["template"]["components"][0]["parameters"][0]["text"],
-        "echo: where is my order?",
+        send.body["template"]["components"][0]["parameters"][0]["text"], "echo: where is my order?",
         "the reply's text, flattened"
     );
-    assert_eq!(wired[0].1, send.wamid, "the ledger follows the template's wamid");
+    assert_eq!(
+        wired[0].1, send.wamid,
+        "the ledger follows the template's wamid"
+    );
 
     // The same customer's next message (still not answered in time): the
     // fallback already went to this chat since they last wrote.
@@ -259,7 +291,11 @@ async fn a_reply_outside_the_window_goes_as_the_fallback_template_once_per_chat(
     let dead = letters(&rig, "cloud-a").await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].0, "window_closed");
-    assert!(dead[0].1.contains("already sent to this chat"), "{}", dead[0].1);
+    assert!(
+        dead[0].1.contains("already sent to this chat"),
+        "{}",
+        dead[0].1
+    );
 }
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
@@ -285,22 +321,34 @@ async fn without_an_approved_fallback_a_late_reply_is_dead_lettered_with_the_rea
     post(
         &rig,
         Batch::new()
-            .item(text_written_at("PN1", "wamid.a", "17770201", "anyone?", written))
-            .item(text_written_at("PN2", "wamid.b", "17770202", "anyone?", written)),
+            .item(text_written_at(
+                "PN1", "wamid.a", "17770201", "anyone?", written,
+            ))
+            .item(text_written_at(
+                "PN2", "wamid.b", "17770202", "anyone?", written,
+            )),
     )
     .await;
     for tenant in ["cloud-a", "cloud-b"] {
-        poll::until(&format!("{tenant}'s reply dead-lettered"), WITHIN, || async {
-            (letters(&rig, tenant).await.len() == 1).then_some(())
-        })
+        poll::until(
+            &format!("{tenant}'s reply dead-lettered"),
+            WITHIN,
+            || async { (letters(&rig, tenant).await.len() == 1).then_some(()) },
+        )
         .await;
     }
 
     assert_eq!(rig.cloud.sends().len(), 0, "{:#?}", rig.cloud.sends());
     let (reason_a, detail_a) = letters(&rig, "cloud-a").await.remove(0);
     let (reason_b, detail_b) = letters(&rig, "cloud-b").await.remove(0);
-    assert_eq!((reason_a.as_str(), reason_b.as_str()), ("window_closed", "window_closed"));
-    assert!(detail_a.contains("no fallback template is configured"), "{detail_a}");
+    assert_eq!(
+        (reason_a.as_str(), reason_b.as_str()),
+        ("window_closed", "window_closed")
+    );
+    assert!(
+        detail_a.contains("no fallback template is configured"),
+        "{detail_a}"
+    );
     assert!(
         detail_b.contains("fallback template reengage (en_US) is not approved (status PAUSED)"),
         "{detail_b}"
