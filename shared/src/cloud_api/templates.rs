@@ -581,5 +581,4 @@ fn shown(raw: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "templates_tests.rs"]
 mod tests;

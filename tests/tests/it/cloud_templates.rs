@@ -359,3 +359,64 @@ async fn without_an_approved_fallback_a_late_reply_is_dead_lettered_with_the_rea
         .unwrap();
     assert_eq!(claims, 0);
 }
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn metas_refusal_of_the_fallback_keeps_its_outcome_and_gives_the_chat_back(pool: PgPool) {
+    let rig = start(&pool).await;
+    // Our table lags: Meta paused the template already.
+    store(
+        &pool,
+        "cloud-c",
+        "reengage",
+        FALLBACK_BODY,
+        "APPROVED",
+        None,
+    )
+    .await;
+    set_fallback(&pool, "cloud-c", "reengage").await;
+    rig.cloud
+        .seed_template_with(
+            "WABA2",
+            "reengage",
+            "en_US",
+            "PAUSED",
+            json!([{"type": "BODY", "text": FALLBACK_BODY}]),
+        )
+        .expect("seed");
+
+    post(
+        &rig,
+        Batch::new().item(text_written_at(
+            "PN3",
+            "wamid.c1",
+            "17770301",
+            "hi",
+            unix_now() - 45,
+        )),
+    )
+    .await;
+    poll::until("cloud-c's reply dead-lettered", WITHIN, || async {
+        (letters(&rig, "cloud-c").await.len() == 1).then_some(())
+    })
+    .await;
+
+    let sends = rig.cloud.sends();
+    assert_eq!(sends.len(), 1, "{sends:#?}");
+    assert_eq!(sends[0].error_code, Some(132015));
+    let (reason, detail) = letters(&rig, "cloud-c").await.remove(0);
+    // Meta's code names the reason in the detail (as for every Cloud dead
+    // letter but `window_closed`, which has its own code).
+    assert_eq!(reason, "rejected", "{detail}");
+    assert!(
+        detail.starts_with("template_paused: Cloud API error 132015"),
+        "{detail}"
+    );
+    let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM cloud_fallback_sends")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        claims, 0,
+        "nothing was sent, so the chat may get the fallback later"
+    );
+}
