@@ -220,6 +220,12 @@ impl CloudSim {
         )
     }
 
+    /// Caps every template listing page at `max` templates (`None`: as
+    /// `limit` asks, 25 by default), so a client's paging can be tested.
+    pub fn set_template_page_max(&self, max: Option<usize>) {
+        self.shared().lock().template_page_max = max;
+    }
+
     /// Sets the Callback URL (`None`: webhooks cannot be posted).
     pub fn set_webhook_url(&self, url: Option<&str>) {
         self.shared().lock().webhook_url = url.map(str::to_owned);

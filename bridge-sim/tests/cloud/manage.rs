@@ -128,6 +128,47 @@ async fn a_template_send_is_refused_as_meta_does_when_paused_disabled_pending_or
 }
 
 #[tokio::test]
+async fn a_template_listing_pages_by_cursor_with_next_only_while_more_remain() {
+    let w = world().await;
+    for name in ["t_one", "t_two", "t_three"] {
+        w.sim
+            .seed_template("WABA_A", name, "en_US", "UTILITY", "APPROVED")
+            .unwrap();
+    }
+    w.sim.set_template_page_max(Some(2));
+
+    let (first_status, first) = w
+        .get(&w.token_a, "WABA_A/message_templates?limit=100")
+        .await;
+    let after = first["paging"]["cursors"]["after"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, second) = w
+        .get(
+            &w.token_a,
+            &format!("WABA_A/message_templates?limit=100&after={after}"),
+        )
+        .await;
+    let (bad_status, bad) = w
+        .get(&w.token_a, "WABA_A/message_templates?after=nonsense")
+        .await;
+
+    assert_eq!(first_status, 200);
+    assert_eq!(first["data"].as_array().unwrap().len(), 2);
+    assert!(
+        first["paging"]["next"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("after={after}"))
+    );
+    assert_eq!(second["data"].as_array().unwrap().len(), 1);
+    assert_eq!(second["data"][0]["name"], "t_three");
+    assert!(second["paging"].get("next").is_none(), "{second}");
+    assert_eq!((bad_status, code(&bad)), (400, 100));
+}
+
+#[tokio::test]
 async fn health_fields_follow_quality_and_tier_changes() {
     let w = world().await;
     w.sim.set_quality("PN_1", "RED").unwrap();

@@ -95,6 +95,12 @@ pub fn decide(
             ));
         }
     };
+    // Flattened as they are, the parameters pass; checked all the same, as
+    // every template send is, so a rule changed here cannot reach Meta.
+    let texts: Vec<String> = params.iter().map(|p| p.text.clone()).collect();
+    components
+        .check_body_params(&texts)
+        .map_err(|e| format!("{which}: {e}"))?;
     Ok(FallbackSend {
         name: f.name.clone(),
         language: f.language.clone(),

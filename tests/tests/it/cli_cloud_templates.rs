@@ -209,6 +209,8 @@ async fn templates_are_submitted_listed_synced_and_one_becomes_the_fallback(pool
         .set_template_status("WABA1", "order_update", "en_US", "REJECTED", false)
         .await
         .unwrap();
+    // One template a page: sync follows Meta's cursors through all three.
+    w.sim.set_template_page_max(Some(1));
     let (exit, synced) = cli_json(&w, &["sync", "acme"]).await;
     assert_eq!(exit, Exit::Ok, "{synced}");
     assert_eq!(synced["listed_at_meta"], 3);
