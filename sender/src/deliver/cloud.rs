@@ -90,6 +90,9 @@ impl CloudSending {
         let keys = self.keys.as_ref().ok_or_else(|| {
             no_credential("SWITCHYARD_CLOUD_TOKEN_KEYS is not set on this sender")
         })?;
+        let token = keys
+            .open(tenant, &sealed)
+            .map_err(|e| no_credential(&e.to_string()))?;
         // A held tenant's message waits (above); only a sendable one is
         // judged by its window.
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -99,9 +102,6 @@ impl CloudSending {
                 .map_err(|why| CloudError::WindowClosed {
                     detail: format!("{closed}; {why}"),
                 })?;
-            let token = keys
-                .open(tenant, &sealed)
-                .map_err(|e| no_credential(&e.to_string()))?;
             return self
                 .send_fallback(
                     db,
@@ -114,9 +114,6 @@ impl CloudSending {
                 )
                 .await;
         }
-        let token = keys
-            .open(tenant, &sealed)
-            .map_err(|e| no_credential(&e.to_string()))?;
         let message_id = self
             .client
             .send_text(
