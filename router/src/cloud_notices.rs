@@ -16,6 +16,11 @@
 //!   announced (`control.tenant.<tenant>`, payload `cloud_health`) so the
 //!   sender holding the tenant reads the number's health from Meta and
 //!   lowers or restores its limits (`cloud_api::limits`);
+//! - a template review event: the status recorded on the tenant's template
+//!   row (`cloud_templates`); a template the tenant does not hold is logged
+//!   and counted, never created; the tenant's fallback template leaving
+//!   `APPROVED` is a warning (replies outside the window will be
+//!   dead-lettered until it is approved again);
 //! - anything else: counted and dropped.
 //!
 //! The announcement is best effort: a sender that misses it still makes no
@@ -26,8 +31,10 @@
 use switchyard_shared::{
     cloud_api::{
         HoldReason,
-        account::{self, Notice},
+        account::{self, Notice, TemplateEvent},
         channel,
+        template_store::{self, Recorded, TemplateKey},
+        templates::TemplateStatus,
     },
     ids::TenantId,
     subjects,
@@ -95,6 +102,7 @@ impl InboundHandler {
                 metrics::counter!(m::CLOUD_NOTICES, "action" => "limits").increment(1);
                 Outcome::Done
             }
+            Notice::TemplateStatus(event) => self.on_template_event(tenant, &event, attempt).await,
             Notice::Other(_) => dropped("cloud_notice"),
         }
     }
@@ -111,6 +119,59 @@ impl InboundHandler {
             .await;
         if let Err(e) = sent {
             tracing::warn!(tenant.id = %tenant, error = %e, "cannot announce the Cloud number's health change; the senders' periodic poll reads it");
+        }
+    }
+
+    /// Records a template's review event on the tenant's row.
+    async fn on_template_event(
+        &self,
+        tenant: &TenantId,
+        event: &TemplateEvent,
+        attempt: u32,
+    ) -> Outcome {
+        let Some(status) = TemplateStatus::after_event(&event.event) else {
+            tracing::info!(tenant.id = %tenant, cloud.template = event.name.as_deref().unwrap_or("-"), cloud.event = %event.event, "Cloud API template event leaves its status as it is");
+            metrics::counter!(m::CLOUD_NOTICES, "action" => "template_status").increment(1);
+            return Outcome::Done;
+        };
+        let key = match (&event.name, &event.language, &event.meta_id) {
+            (Some(name), Some(language), _) => TemplateKey::NameLanguage {
+                name: name.clone(),
+                language: language.clone(),
+            },
+            (_, _, Some(id)) => TemplateKey::MetaId(id.clone()),
+            // `classify` gives no event without a template to name.
+            _ => return dropped("cloud_notice"),
+        };
+        let recorded = template_store::record_status(
+            &self.db,
+            tenant,
+            &key,
+            &status,
+            event.meta_id.as_deref(),
+            event.reason.as_deref(),
+        )
+        .await;
+        match recorded {
+            Err(e) => db_failed(&self.retries, attempt, "cloud template status", &e),
+            Ok(Recorded::Unknown) => {
+                tracing::warn!(tenant.id = %tenant, cloud.template = event.name.as_deref().unwrap_or("-"), cloud.template_language = event.language.as_deref().unwrap_or("-"), cloud.template_id = event.meta_id.as_deref().unwrap_or("-"), cloud.event = %event.event, "Cloud API template event for a template this tenant does not hold; not recorded (add it with `tenants cloud templates add` or `sync`)");
+                metrics::counter!(m::CLOUD_NOTICES, "action" => "template_unknown").increment(1);
+                Outcome::Done
+            }
+            Ok(Recorded::Updated {
+                name,
+                language,
+                was,
+                fallback,
+            }) => {
+                tracing::info!(tenant.id = %tenant, cloud.template = %name, cloud.template_language = %language, cloud.event = %event.event, template.status = %status, template.was = %was, "Cloud API template status recorded");
+                if fallback && status != TemplateStatus::Approved {
+                    tracing::warn!(tenant.id = %tenant, cloud.template = %name, cloud.template_language = %language, template.status = %status, "this tenant's fallback template is no longer approved: replies outside the customer-service window are dead-lettered until it is");
+                }
+                metrics::counter!(m::CLOUD_NOTICES, "action" => "template_status").increment(1);
+                Outcome::Done
+            }
         }
     }
 

@@ -25,7 +25,9 @@ pub const REPLIES: &str = "switchyard_router_replies_total";
 /// (`recorded`: `moved`, `stale`, `unknown`).
 pub const RECIPIENT_STATUS: &str = "switchyard_router_recipient_status_total";
 /// Cloud API account notices acted on, by `action` (`token_lost`, `hold`,
-/// `limits`); the others are counted as `dropped{reason="cloud_notice"}`.
+/// `limits`, `template_status`, and `template_unknown` for a review event
+/// about a template the tenant does not hold); the others are counted as
+/// `dropped{reason="cloud_notice"}`.
 pub const CLOUD_NOTICES: &str = "switchyard_router_cloud_notices_total";
 /// Bridge state changes recorded, by `state`.
 pub const BRIDGE_STATE: &str = "switchyard_router_bridge_state_total";

@@ -16,6 +16,9 @@ pub const CONTACT_CAP: &str = "switchyard_sender_contact_cap_total";
 pub const DROPPED: &str = "switchyard_sender_dropped_total";
 /// Replies the delivery ledger already records as sent (acked, not re-sent).
 pub const ALREADY_SENT: &str = "switchyard_sender_already_sent_total";
+/// Cloud API replies sent as the tenant's fallback template once the
+/// customer-service window had closed, by `outcome` (`sent`, `failed`).
+pub const CLOUD_FALLBACK: &str = "switchyard_sender_cloud_fallback_total";
 /// Tenants held until an operator resumes them, by `reason` (e.g. `restricted`).
 pub const TENANT_HELD: &str = "switchyard_sender_tenant_held_total";
 /// How long a bridge was disconnected, recorded when it connects again.

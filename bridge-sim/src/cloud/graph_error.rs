@@ -168,6 +168,38 @@ impl GraphError {
         )
     }
 
+    /// `132015`: the template is paused for low quality.
+    pub fn template_paused(name: &str) -> Self {
+        Self::whatsapp(
+            StatusCode::BAD_REQUEST,
+            132015,
+            "Template is Paused",
+            &format!("template ({name}) is paused due to low quality"),
+        )
+    }
+
+    /// `132016`: the template was paused too often and is disabled for good.
+    pub fn template_disabled(name: &str) -> Self {
+        Self::whatsapp(
+            StatusCode::BAD_REQUEST,
+            132016,
+            "Template is Disabled",
+            &format!("template ({name}) has been paused too many times and is disabled"),
+        )
+    }
+
+    /// `132000`: the parameters do not match the template's placeholders.
+    pub fn template_params(expected: usize, got: usize) -> Self {
+        Self::whatsapp(
+            StatusCode::BAD_REQUEST,
+            132000,
+            "Number of parameters does not match the expected number of params",
+            &format!(
+                "body: number of localizable_params ({got}) does not match the expected number of params ({expected})"
+            ),
+        )
+    }
+
     /// The answer to a failed token exchange (the code is unknown, used or expired).
     pub fn oauth_code(message: &str, subcode: i64) -> Self {
         Self::plain(StatusCode::BAD_REQUEST, 100, message).with_subcode(subcode)

@@ -177,7 +177,8 @@ impl CloudSim {
         self.shared().issue_signup_code(waba_id)
     }
 
-    /// Adds a template in any status, without review (e.g. an `APPROVED` one).
+    /// Adds a template in any status, without review (e.g. an `APPROVED`
+    /// one), with no components (a send gives it no parameters).
     pub fn seed_template(
         &self,
         waba_id: &str,
@@ -186,7 +187,43 @@ impl CloudSim {
         category: &str,
         status: &str,
     ) -> Result<TemplateView, CloudSimError> {
-        ops::seed_template(self.shared(), waba_id, name, language, category, status)
+        let none = serde_json::Value::Array(Vec::new());
+        ops::seed_template(
+            self.shared(),
+            waba_id,
+            name,
+            language,
+            category,
+            status,
+            none,
+        )
+    }
+
+    /// [`Self::seed_template`] with Meta's `components` (its BODY's
+    /// placeholders are the parameters a send must give).
+    pub fn seed_template_with(
+        &self,
+        waba_id: &str,
+        name: &str,
+        language: &str,
+        status: &str,
+        components: serde_json::Value,
+    ) -> Result<TemplateView, CloudSimError> {
+        ops::seed_template(
+            self.shared(),
+            waba_id,
+            name,
+            language,
+            "UTILITY",
+            status,
+            components,
+        )
+    }
+
+    /// Caps every template listing page at `max` templates (`None`: as
+    /// `limit` asks, 25 by default), so a client's paging can be tested.
+    pub fn set_template_page_max(&self, max: Option<usize>) {
+        self.shared().lock().template_page_max = max;
     }
 
     /// Sets the Callback URL (`None`: webhooks cannot be posted).

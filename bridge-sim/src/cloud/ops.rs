@@ -72,6 +72,7 @@ pub(crate) fn seed_template(
     language: &str,
     category: &str,
     status: &str,
+    components: Value,
 ) -> Result<TemplateView, CloudSimError> {
     let id = (1_000_000_000_000_000 + shared.next_id()).to_string();
     let mut state = shared.lock();
@@ -88,7 +89,7 @@ pub(crate) fn seed_template(
         language: language.to_owned(),
         category: category.to_owned(),
         status: status.to_owned(),
-        components: Value::Array(Vec::new()),
+        components,
     };
     waba.templates.push(template.clone());
     Ok(template)

@@ -109,6 +109,9 @@ pub(crate) struct CloudState {
     pub versions: BTreeSet<String>,
     pub webhook_url: Option<String>,
     pub clock: CloudClock,
+    /// The most templates one listing page holds, whatever `limit` asks
+    /// (`None`: `limit` alone decides), so tests can make listings page.
+    pub template_page_max: Option<usize>,
 }
 
 impl CloudState {

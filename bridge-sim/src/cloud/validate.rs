@@ -30,9 +30,18 @@ impl Recipient {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ValidSend {
     pub recipient: Recipient,
-    /// `(name, language code)` for a template send; `None`: free-form.
-    pub template: Option<(String, String)>,
+    /// The template of a template send; `None`: free-form.
+    pub template: Option<TemplateRef>,
     pub callback_data: Option<String>,
+}
+
+/// What a template send names and fills.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TemplateRef {
+    pub name: String,
+    pub language: String,
+    /// Parameters of the `body` component (0 without one).
+    pub body_params: usize,
 }
 
 /// Meta documents no limit for `biz_opaque_callback_data`; the simulator takes 512.
@@ -139,7 +148,7 @@ fn recipient(body: &Value) -> Result<Recipient, GraphError> {
     }
 }
 
-fn template(t: &Value) -> Result<(String, String), GraphError> {
+fn template(t: &Value) -> Result<TemplateRef, GraphError> {
     let name = required_str(t, "name", "template['name']", 1, 512)?;
     let language = t
         .get("language")
@@ -152,7 +161,24 @@ fn template(t: &Value) -> Result<(String, String), GraphError> {
             "template['components'] must be an array",
         ));
     }
-    Ok((name.to_owned(), code.to_owned()))
+    let body_params = t
+        .get("components")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k.eq_ignore_ascii_case("body"))
+        })
+        .filter_map(|c| c.get("parameters").and_then(Value::as_array))
+        .map(Vec::len)
+        .sum();
+    Ok(TemplateRef {
+        name: name.to_owned(),
+        language: code.to_owned(),
+        body_params,
+    })
 }
 
 fn interactive(i: &Value) -> Result<(), GraphError> {

@@ -72,6 +72,102 @@ async fn a_template_is_sendable_only_after_approval_flows_by_webhook() {
     assert_eq!(other_waba, 404, "templates belong to one WABA");
 }
 
+fn template_send_with(name: &str, params: &[&str]) -> Value {
+    let parameters: Vec<Value> = params
+        .iter()
+        .map(|p| json!({"type": "text", "text": p}))
+        .collect();
+    json!({"messaging_product": "whatsapp", "to": "+16505551234", "type": "template",
+           "template": {"name": name, "language": {"code": "en_US"},
+                        "components": [{"type": "body", "parameters": parameters}]}})
+}
+
+#[tokio::test]
+async fn a_template_send_is_refused_as_meta_does_when_paused_disabled_pending_or_miscounted() {
+    let w = world().await;
+    let body = json!([{"type": "BODY", "text": "Order {{1}} ships {{2}} ({{1}})"}]);
+    for (name, status) in [
+        ("two_params", "APPROVED"),
+        ("paused", "PAUSED"),
+        ("disabled", "DISABLED"),
+        ("pending", "PENDING"),
+        ("rejected", "REJECTED"),
+    ] {
+        w.sim
+            .seed_template_with("WABA_A", name, "en_US", status, body.clone())
+            .unwrap();
+    }
+
+    let mut answers = Vec::new();
+    for (name, params) in [
+        ("two_params", &["A-1", "Monday"][..]),
+        ("two_params", &["A-1"][..]),
+        ("two_params", &["A-1", "Monday", "x"][..]),
+        ("paused", &["A-1", "Monday"][..]),
+        ("disabled", &["A-1", "Monday"][..]),
+        ("pending", &["A-1", "Monday"][..]),
+        ("rejected", &["A-1", "Monday"][..]),
+        ("missing", &["A-1", "Monday"][..]),
+    ] {
+        let (status, answer) = w
+            .send(&w.token_a, "PN_1", &template_send_with(name, params))
+            .await;
+        answers.push((status, code(&answer)));
+    }
+
+    assert_eq!(answers[0], (200, -1), "the distinct placeholders are two");
+    assert_eq!(answers[1], (400, 132000));
+    assert_eq!(answers[2], (400, 132000));
+    assert_eq!(answers[3], (400, 132015));
+    assert_eq!(answers[4], (400, 132016));
+    assert_eq!(answers[5], (404, 132001));
+    assert_eq!(answers[6], (404, 132001));
+    assert_eq!(answers[7], (404, 132001));
+    let refused = w.sim.sends().iter().filter(|s| s.wamid.is_none()).count();
+    assert_eq!(refused, 7, "every refusal recorded");
+}
+
+#[tokio::test]
+async fn a_template_listing_pages_by_cursor_with_next_only_while_more_remain() {
+    let w = world().await;
+    for name in ["t_one", "t_two", "t_three"] {
+        w.sim
+            .seed_template("WABA_A", name, "en_US", "UTILITY", "APPROVED")
+            .unwrap();
+    }
+    w.sim.set_template_page_max(Some(2));
+
+    let (first_status, first) = w
+        .get(&w.token_a, "WABA_A/message_templates?limit=100")
+        .await;
+    let after = first["paging"]["cursors"]["after"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, second) = w
+        .get(
+            &w.token_a,
+            &format!("WABA_A/message_templates?limit=100&after={after}"),
+        )
+        .await;
+    let (bad_status, bad) = w
+        .get(&w.token_a, "WABA_A/message_templates?after=nonsense")
+        .await;
+
+    assert_eq!(first_status, 200);
+    assert_eq!(first["data"].as_array().unwrap().len(), 2);
+    assert!(
+        first["paging"]["next"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("after={after}"))
+    );
+    assert_eq!(second["data"].as_array().unwrap().len(), 1);
+    assert_eq!(second["data"][0]["name"], "t_three");
+    assert!(second["paging"].get("next").is_none(), "{second}");
+    assert_eq!((bad_status, code(&bad)), (400, 100));
+}
+
 #[tokio::test]
 async fn health_fields_follow_quality_and_tier_changes() {
     let w = world().await;

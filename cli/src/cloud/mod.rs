@@ -7,7 +7,9 @@
 //! - [`reseal`]: every token re-sealed under the first key of
 //!   `SWITCHYARD_CLOUD_TOKEN_KEYS` (a key rotation);
 //! - [`show`]: the channels, never a token; `keys-generate`;
-//! - [`secret_input`]: tokens and codes read from stdin or a file, never argv.
+//! - [`secret_input`]: tokens and codes read from stdin or a file, never argv;
+//! - [`templates`]: `templates add|list|remove|fallback`, message templates
+//!   and the fallback template; [`template_sync`]: `templates sync`.
 //!
 //! Tokens, the app secret and signup codes never reach the output, an error
 //! or a `Debug`: they live in `SecretString`s and every error text from a
@@ -18,6 +20,8 @@ pub mod reseal;
 pub mod revoke;
 pub mod secret_input;
 pub mod show;
+pub mod template_sync;
+pub mod templates;
 
 use clap::Subcommand;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -60,6 +64,11 @@ pub enum CloudCommand {
     /// /{waba}/subscribed_apps`) with its stored token: redoes that step of
     /// an Embedded Signup connect.
     Subscribe { tenant: TenantId },
+    /// Message templates: add (submitted to Meta), list, sync (statuses from
+    /// Meta), remove, and the fallback template sent once a chat's window
+    /// has closed.
+    #[command(subcommand)]
+    Templates(templates::TemplatesCommand),
     /// Print a fresh random key as an `id:base64` entry of
     /// SWITCHYARD_CLOUD_TOKEN_KEYS (put it first to seal with it).
     KeysGenerate {
@@ -78,6 +87,7 @@ pub async fn run(command: CloudCommand, ctx: &Context, out: &mut Output) -> CliR
         CloudCommand::Reseal(args) => reseal::run(args, ctx, out).await,
         CloudCommand::Show { tenant } => show::run(tenant.as_ref(), ctx, out).await,
         CloudCommand::KeysGenerate { id } => show::run_keys_generate(&id, out),
+        CloudCommand::Templates(command) => templates::run(command, ctx, out).await,
     }
 }
 

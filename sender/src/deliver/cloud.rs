@@ -5,9 +5,17 @@
 //! A free-form reply goes only while the customer's service window is open
 //! by more than the margin (`now < last_inbound + window - margin`, the last
 //! message's time as the router recorded it, read with the channel row in
-//! one round trip); otherwise it is dead-lettered `window_closed` with no
-//! call (docs/cloud-api.md section 7). A tenant's fallback template is a
-//! later step.
+//! one round trip). Once it has closed (docs/cloud-api.md section 7) the
+//! reply is sent as the tenant's fallback template instead, when one is
+//! configured, approved in our table and not yet sent to this chat since
+//! the customer's last message: its one body parameter (if it has one)
+//! carries the reply's text flattened to Meta's rules, the chat's claim is
+//! recorded before the call, and the ledger records the template's
+//! `wamid` for the reply, so delivery statuses follow it. Otherwise the
+//! reply is dead-lettered `window_closed` without a call, the detail
+//! saying why no fallback went (none configured, not approved, already
+//! sent). Meta's own refusals of the template keep their outcomes
+//! (`template_*`, section 5). No transaction is open during a call.
 //!
 //! A tenant without a usable credential (no channel connected, the token
 //! revoked or refused by Meta, no key configured) gets `NoCredential`, which
@@ -22,8 +30,9 @@ use sqlx::PgPool;
 use switchyard_shared::{
     cloud_api::{
         CloudClient, CloudError, HoldReason, Outcome,
-        channel::{self, TokenState},
-        client::TextMessage,
+        channel::{self, ReplyContext, TokenState},
+        client::{TemplateSend, TextMessage},
+        fallback::{self, FallbackSend},
         token_box::TokenKeys,
         window::WindowSettings,
     },
@@ -33,6 +42,7 @@ use switchyard_shared::{
 };
 
 use super::Deliverer;
+use crate::metrics as m;
 
 /// The Cloud API client and the keys that open tenants' tokens.
 #[derive(Debug)]
@@ -55,7 +65,11 @@ impl CloudSending {
         let no_credential = |reason: &str| CloudError::NoCredential {
             reason: reason.to_owned(),
         };
-        let (row, last_inbound) = channel::fetch_for_reply(db, tenant, &reply.chat_id)
+        let ReplyContext {
+            channel: row,
+            last_inbound,
+            fallback,
+        } = channel::fetch_for_reply(db, tenant, &reply.chat_id)
             .await
             .map_err(|e| CloudError::OursUnavailable {
                 message: format!("reading the tenant's Cloud channel: {e}"),
@@ -70,15 +84,28 @@ impl CloudSending {
                 return Err(no_credential("Meta refused the token; connect a new one"));
             }
         }
+        let token = self.open_token(tenant, &row)?;
         // A held tenant's message waits (above); only a sendable one is
         // judged by its window.
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         if !self.window.open_for_reply(last_inbound, now) {
-            return Err(CloudError::WindowClosed {
-                detail: window_detail(last_inbound, now, &self.window),
-            });
+            let closed = window_detail(last_inbound, now, &self.window);
+            let send = fallback::decide(fallback.as_ref(), reply.reply_id.as_str(), &reply.body)
+                .map_err(|why| CloudError::WindowClosed {
+                    detail: format!("{closed}; {why}"),
+                })?;
+            return self
+                .send_fallback(
+                    db,
+                    tenant,
+                    reply,
+                    &row.phone_number_id,
+                    &token,
+                    &send,
+                    &closed,
+                )
+                .await;
         }
-        let token = self.open_token(tenant, &row)?;
         let message_id = self
             .client
             .send_text(
@@ -96,6 +123,71 @@ impl CloudSending {
             message_id,
             timestamp: None,
         })
+    }
+
+    /// Sends the fallback template in place of `reply`: claims the chat's
+    /// fallback first (another reply that got there since the customer's
+    /// last message wins, and this one is dead-lettered), and gives the
+    /// claim back when the call certainly sent nothing.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_fallback(
+        &self,
+        db: &PgPool,
+        tenant: &TenantId,
+        reply: &OutboundReply,
+        phone_number_id: &str,
+        token: &SecretString,
+        send: &FallbackSend,
+        closed: &str,
+    ) -> Result<SendReceipt, CloudError> {
+        let reply_id = reply.reply_id.as_str();
+        let claimed = fallback::claim(db, tenant, &reply.chat_id, reply_id)
+            .await
+            .map_err(|e| CloudError::OursUnavailable {
+                message: format!("claiming the chat's fallback template: {e}"),
+            })?;
+        if !claimed {
+            return Err(CloudError::WindowClosed {
+                detail: format!(
+                    "{closed}; fallback template {} ({}) was already sent to this chat since the customer's last message",
+                    send.name, send.language
+                ),
+            });
+        }
+        let sent = self
+            .client
+            .send_template(
+                phone_number_id,
+                token,
+                TemplateSend {
+                    chat: &reply.chat_id,
+                    name: &send.name,
+                    language: &send.language,
+                    params: &send.params,
+                    callback_data: reply_id,
+                },
+            )
+            .await;
+        match sent {
+            Ok(message_id) => {
+                tracing::info!(tenant.id = %tenant, reply.id = %reply.reply_id, cloud.template = %send.name, "the customer-service window has closed: the reply went as the fallback template");
+                metrics::counter!(m::CLOUD_FALLBACK, "outcome" => "sent").increment(1);
+                Ok(SendReceipt {
+                    message_id,
+                    timestamp: None,
+                })
+            }
+            Err(e) => {
+                if !e.may_have_sent()
+                    && let Err(db_error) =
+                        fallback::release(db, tenant, &reply.chat_id, reply_id).await
+                {
+                    tracing::warn!(tenant.id = %tenant, error = %db_error, "cannot give back the chat's fallback claim; a later reply to it is dead-lettered");
+                }
+                metrics::counter!(m::CLOUD_FALLBACK, "outcome" => "failed").increment(1);
+                Err(e)
+            }
+        }
     }
 }
 

@@ -14,6 +14,9 @@
 //! - a number's `errors[]` item with an account-level code (`0`, `190`,
 //!   `368`, `131031`, `131042`, `131064`): the tenant is held as the same
 //!   code answered to a send would hold it;
+//! - `message_template_status_update`: Meta's review moved a template (its
+//!   name, language and id, the event, a rejection reason): the router
+//!   records the status on the tenant's template row;
 //! - anything else is counted and dropped.
 
 use serde_json::Value;
@@ -44,9 +47,29 @@ pub enum Notice {
         messaging_limit: Option<String>,
         quality: Option<String>,
     },
+    /// A template's review event (`APPROVED`, `REJECTED`, `PAUSED`, …).
+    TemplateStatus(TemplateEvent),
     /// Nothing to do beyond counting it (the metric label).
     Other(&'static str),
 }
+
+/// What a `message_template_status_update` says (docs/cloud-api.md 3.3):
+/// which template (by name and language, and Meta's id) and what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateEvent {
+    pub name: Option<String>,
+    pub language: Option<String>,
+    /// `message_template_id`, a number in Meta's payload, as text.
+    pub meta_id: Option<String>,
+    /// Upper case, as Meta spells it.
+    pub event: String,
+    /// `reason` (`INVALID_FORMAT`, …), or `rejection_info.reason`;
+    /// `NONE` is read as no reason.
+    pub reason: Option<String>,
+}
+
+/// The longest template name, language or reason kept from a webhook.
+const MAX_TEMPLATE_TEXT: usize = 512;
 
 /// Classifies a notice by its webhook `field` and `value`.
 pub fn classify(field: &str, value: &Value) -> Notice {
@@ -99,7 +122,9 @@ pub fn classify(field: &str, value: &Value) -> Notice {
                 _ => Notice::Other("error"),
             }
         }
-        "message_template_status_update" => Notice::Other("template_status"),
+        "message_template_status_update" => {
+            template_event(value).map_or(Notice::Other("template_status"), Notice::TemplateStatus)
+        }
         // A denied tier increase and the like: nothing to record, but the
         // number's health may have moved.
         "account_alerts" => Notice::Limits {
@@ -108,6 +133,46 @@ pub fn classify(field: &str, value: &Value) -> Notice {
         },
         _ => Notice::Other("other"),
     }
+}
+
+/// A template event, when it names an event and a template (by name and
+/// language, or by id).
+fn template_event(value: &Value) -> Option<TemplateEvent> {
+    let keep = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_TEMPLATE_TEXT)
+            .collect()
+    };
+    let event = text(value, "event")?.trim().to_ascii_uppercase();
+    if event.is_empty() || event.len() > 32 {
+        return None;
+    }
+    let name = text(value, "message_template_name").map(keep);
+    let language = text(value, "message_template_language").map(keep);
+    let meta_id = match value.get("message_template_id") {
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::String(s)) if !s.is_empty() => Some(keep(s)),
+        _ => None,
+    };
+    if (name.is_none() || language.is_none()) && meta_id.is_none() {
+        return None;
+    }
+    let reason = text(value, "reason")
+        .or_else(|| {
+            value
+                .pointer("/rejection_info/reason")
+                .and_then(Value::as_str)
+        })
+        .filter(|r| !r.is_empty() && *r != "NONE")
+        .map(keep);
+    Some(TemplateEvent {
+        name,
+        language,
+        meta_id,
+        event,
+        reason,
+    })
 }
 
 fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
@@ -241,6 +306,58 @@ mod tests {
         // A rate limit or an unknown code only counts.
         for other in [json!({"code": 130_429}), json!({"code": "190"}), json!({})] {
             assert_eq!(classify("errors", &other), Notice::Other("error"));
+        }
+    }
+
+    #[test]
+    fn a_template_review_event_names_the_template_and_what_happened() {
+        let value = json!({"event": "REJECTED", "message_template_id": 1689556908129835_u64,
+                           "message_template_name": "abandoned_cart",
+                           "message_template_language": "en", "reason": "INVALID_FORMAT",
+                           "message_template_category": "MARKETING",
+                           "rejection_info": {"reason": "other", "recommendation": "…"}});
+        assert_eq!(
+            classify("message_template_status_update", &value),
+            Notice::TemplateStatus(TemplateEvent {
+                name: Some("abandoned_cart".to_owned()),
+                language: Some("en".to_owned()),
+                meta_id: Some("1689556908129835".to_owned()),
+                event: "REJECTED".to_owned(),
+                reason: Some("INVALID_FORMAT".to_owned()),
+            })
+        );
+        let approved = json!({"event": "approved", "message_template_name": "order_update",
+                              "message_template_language": "en_US", "reason": "NONE"});
+        match classify("message_template_status_update", &approved) {
+            Notice::TemplateStatus(e) => {
+                assert_eq!(
+                    (e.event.as_str(), e.reason, e.meta_id),
+                    ("APPROVED", None, None)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let by_id = json!({"event": "PAUSED", "message_template_id": "77",
+                           "rejection_info": {"reason": "low quality"}});
+        match classify("message_template_status_update", &by_id) {
+            Notice::TemplateStatus(e) => {
+                assert_eq!(e.meta_id.as_deref(), Some("77"));
+                assert_eq!(e.reason.as_deref(), Some("low quality"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without an event, or without a template to name, only counted.
+        for unusable in [
+            json!({"message_template_name": "x", "message_template_language": "en"}),
+            json!({"event": "APPROVED", "message_template_name": "x"}),
+            json!({"event": "APPROVED"}),
+            json!({"event": "x".repeat(40), "message_template_id": 1}),
+        ] {
+            assert_eq!(
+                classify("message_template_status_update", &unusable),
+                Notice::Other("template_status"),
+                "{unusable}"
+            );
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use sqlx::{PgExecutor, PgPool, Row as _, postgres::PgRow};
 
-use super::token_box::SealedToken;
+use super::{fallback::FallbackRow, templates::TemplateStatus, token_box::SealedToken};
 use crate::{db, ids::TenantId, message_ids::ChatId};
 
 /// Whether the tenant's token may be used.
@@ -86,20 +86,40 @@ pub async fn fetch_in(
     row.map(|row| decode(&row)).transpose()
 }
 
-/// The tenant's channel row and when the customer of `chat` last wrote
-/// (unix seconds, `None`: no message of theirs recorded), in one round trip
-/// within the tenant's scope: what the sender needs before a free-form send
+/// What the sender reads before a reply: the channel row, when the
+/// customer of the chat last wrote (unix seconds; `None`: no message of
+/// theirs recorded) and the tenant's fallback template with whether it was
+/// sent to this chat since then.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplyContext {
+    pub channel: CloudChannel,
+    pub last_inbound: Option<i64>,
+    pub fallback: Option<FallbackRow>,
+}
+
+/// [`ReplyContext`] in one round trip within the tenant's scope
 /// (docs/cloud-api.md section 7).
 pub async fn fetch_for_reply(
     pool: &PgPool,
     tenant: &TenantId,
     chat: &ChatId,
-) -> Result<Option<(CloudChannel, Option<i64>)>, sqlx::Error> {
+) -> Result<Option<ReplyContext>, sqlx::Error> {
     let mut tx = db::begin_for_tenant(pool, tenant).await?;
+    // Subqueries rather than joins: the channel's columns stay unqualified.
     let row = sqlx::query(&format!(
-        "SELECT {COLUMNS}, \
+        "SELECT {COLUMNS}, fallback_template_name, fallback_template_language, \
                 (SELECT floor(extract(epoch FROM w.last_inbound_at))::bigint \
-                   FROM cloud_windows w WHERE w.tenant_id = $1 AND w.chat_id = $2) AS last_inbound \
+                   FROM cloud_windows w WHERE w.tenant_id = $1 AND w.chat_id = $2) AS last_inbound, \
+                (SELECT t.status FROM cloud_templates t WHERE t.tenant_id = $1 \
+                    AND t.name = fallback_template_name \
+                    AND t.language = fallback_template_language) AS fallback_status, \
+                (SELECT t.components FROM cloud_templates t WHERE t.tenant_id = $1 \
+                    AND t.name = fallback_template_name \
+                    AND t.language = fallback_template_language) AS fallback_components, \
+                (SELECT f.reply_id FROM cloud_fallback_sends f \
+                  WHERE f.tenant_id = $1 AND f.chat_id = $2 \
+                    AND f.sent_at > coalesce((SELECT w.last_inbound_at FROM cloud_windows w \
+                          WHERE w.tenant_id = $1 AND w.chat_id = $2), '-infinity')) AS fallback_sent_for \
            FROM cloud_channels WHERE tenant_id = $1"
     ))
     .bind(tenant.as_str())
@@ -108,8 +128,24 @@ pub async fn fetch_for_reply(
     .await?;
     tx.commit().await?;
     row.map(|row| {
-        let last_inbound: Option<i64> = row.try_get("last_inbound")?;
-        Ok((decode(&row)?, last_inbound))
+        let name: Option<String> = row.try_get("fallback_template_name")?;
+        let language: Option<String> = row.try_get("fallback_template_language")?;
+        let status: Option<String> = row.try_get("fallback_status")?;
+        let fallback = match name.zip(language) {
+            Some((name, language)) => Some(FallbackRow {
+                name,
+                language,
+                status: status.as_deref().map(TemplateStatus::parse),
+                components: row.try_get("fallback_components")?,
+                sent_for: row.try_get("fallback_sent_for")?,
+            }),
+            None => None,
+        };
+        Ok(ReplyContext {
+            channel: decode(&row)?,
+            last_inbound: row.try_get("last_inbound")?,
+            fallback,
+        })
     })
     .transpose()
 }

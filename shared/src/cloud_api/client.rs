@@ -1,6 +1,7 @@
-//! The Graph API calls the sender and the CLI make: a send on the tenant's
-//! own phone number id with its own token (docs/cloud-api.md section 4), and
-//! the Embedded Signup code exchange and WABA subscription (section 2). The number and the token come from the
+//! The Graph API calls the sender and the CLI make: a send (text, menu or
+//! template) on the tenant's own phone number id with its own token
+//! (docs/cloud-api.md section 4), template creation and listing (section
+//! 8), and the Embedded Signup code exchange and WABA subscription (section 2). The number and the token come from the
 //! tenant's row only, never from a message. Redirects are not followed (the
 //! token must not travel elsewhere); the token is never logged or returned
 //! in an error.
@@ -11,7 +12,7 @@ use reqwest::Method;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 
-use super::{error::CloudError, interactive, settings::CloudApiSettings};
+use super::{error::CloudError, fallback::BodyParam, interactive, settings::CloudApiSettings};
 use crate::{
     message_ids::{ChatId, ProviderMessageId},
     replies::ReplyMenu,
@@ -91,41 +92,149 @@ impl CloudClient {
                 "text": {"preview_url": false, "body": message.body},
             }),
         };
-        let chat = message.chat.as_str();
-        if !chat.is_empty() && chat.bytes().all(|b| b.is_ascii_digit()) {
-            // Always with `+`: without it Meta prepends the business number's
-            // country code (misdelivery).
-            body["to"] = json!(format!("+{chat}"));
-        } else if is_bsuid(chat) {
-            body["recipient"] = json!(chat);
-        } else {
-            return Err(CloudError::NotSendable {
-                reason: "the chat is neither a wa_id nor a business-scoped user id".to_owned(),
-            });
-        }
-        let callback: String = message
-            .callback_data
-            .chars()
-            .filter(char::is_ascii_graphic)
-            .take(CALLBACK_DATA_MAX)
-            .collect();
-        if !callback.is_empty() {
-            body["biz_opaque_callback_data"] = json!(callback);
-        }
+        address(&mut body, message.chat, message.callback_data)?;
         let path = format!(
             "{}/messages",
             path_segment(phone_number_id, "phone number id")?
         );
         let answer = self.call(Method::POST, &path, token, Some(&body)).await?;
-        answer
+        message_id(&answer)
+    }
+
+    /// `POST /{phone_number_id}/messages` of type `template`: the named
+    /// template with its body parameters (positional, or named with
+    /// `parameter_name` for a `NAMED` template). Parameters are checked by
+    /// the caller ([`super::templates::Components::check_body_params`]).
+    pub async fn send_template(
+        &self,
+        phone_number_id: &str,
+        token: &SecretString,
+        message: TemplateSend<'_>,
+    ) -> Result<ProviderMessageId, CloudError> {
+        let parameters: Vec<Value> = message
+            .params
+            .iter()
+            .map(|p| match &p.name {
+                Some(name) => json!({"type": "text", "parameter_name": name, "text": p.text}),
+                None => json!({"type": "text", "text": p.text}),
+            })
+            .collect();
+        let mut template = json!({
+            "name": message.name,
+            "language": {"policy": "deterministic", "code": message.language},
+        });
+        if !parameters.is_empty() {
+            template["components"] = json!([{"type": "body", "parameters": parameters}]);
+        }
+        let mut body = json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "type": "template",
+            "template": template,
+        });
+        address(&mut body, message.chat, message.callback_data)?;
+        let path = format!(
+            "{}/messages",
+            path_segment(phone_number_id, "phone number id")?
+        );
+        let answer = self.call(Method::POST, &path, token, Some(&body)).await?;
+        message_id(&answer)
+    }
+
+    /// `POST /{waba_id}/message_templates`: submits a template for Meta's
+    /// review (docs/cloud-api.md section 8). The answer's `status` is
+    /// usually `PENDING`; the review's outcome arrives by webhook.
+    pub async fn create_template(
+        &self,
+        waba_id: &str,
+        token: &SecretString,
+        template: &TemplateSubmission<'_>,
+    ) -> Result<CreatedTemplate, CloudError> {
+        let path = format!("{}/message_templates", path_segment(waba_id, "WABA id")?);
+        let body = json!({
+            "name": template.name,
+            "language": template.language,
+            "category": template.category,
+            "parameter_format": template.parameter_format,
+            "components": template.components,
+        });
+        let answer = self.call(Method::POST, &path, token, Some(&body)).await?;
+        let id = answer
             .body
-            .pointer("/messages/0/id")
-            .and_then(Value::as_str)
-            .and_then(|id| ProviderMessageId::parse(id).ok())
+            .get("id")
+            .and_then(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .or_else(|| v.as_u64().map(|n| n.to_string()))
+            })
             .ok_or_else(|| CloudError::InvalidResponse {
                 status: answer.status,
-                message: "accepted without messages[0].id".to_owned(),
-            })
+                message: "the template was accepted without an id".to_owned(),
+            })?;
+        let text = |k: &str| {
+            answer
+                .body
+                .get(k)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        Ok(CreatedTemplate {
+            id,
+            status: text("status").unwrap_or_else(|| "PENDING".to_owned()),
+            category: text("category"),
+        })
+    }
+
+    /// `GET /{waba_id}/message_templates`, every page: the WABA's templates
+    /// with their status. Pages are followed by the `after` cursor on our
+    /// own address (never by the answer's `next` URL, which would carry the
+    /// token wherever it pointed), at most [`LIST_PAGES_MAX`] of them.
+    pub async fn list_templates(
+        &self,
+        waba_id: &str,
+        token: &SecretString,
+    ) -> Result<Vec<ListedTemplate>, CloudError> {
+        let path = format!("{}/message_templates", path_segment(waba_id, "WABA id")?);
+        let mut listed = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..LIST_PAGES_MAX {
+            let mut query = vec![
+                (
+                    "fields",
+                    "id,name,language,category,status,rejected_reason,components".to_owned(),
+                ),
+                ("limit", "100".to_owned()),
+            ];
+            if let Some(after) = &after {
+                query.push(("after", after.clone()));
+            }
+            let request = self
+                .http
+                .get(self.url(&path))
+                .query(&query)
+                .bearer_auth(token.expose_secret());
+            let answer = self.finish(request).await?;
+            let data = answer
+                .body
+                .get("data")
+                .and_then(Value::as_array)
+                .ok_or_else(|| CloudError::InvalidResponse {
+                    status: answer.status,
+                    message: "a template listing without \"data\"".to_owned(),
+                })?;
+            listed.extend(data.iter().filter_map(ListedTemplate::from_json));
+            // Meta gives `paging.next` only when another page exists.
+            let next = answer.body.pointer("/paging/next").is_some();
+            after = answer
+                .body
+                .pointer("/paging/cursors/after")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if !next || after.is_none() || data.is_empty() {
+                return Ok(listed);
+            }
+        }
+        Ok(listed)
     }
 
     /// Embedded Signup: exchanges the browser's one-time code for the
@@ -276,6 +385,105 @@ impl CloudClient {
             }
         }
     }
+}
+
+/// The most pages a template listing follows (Meta's limit is 250
+/// templates per WABA: three pages of 100).
+pub const LIST_PAGES_MAX: usize = 20;
+
+/// A template send.
+#[derive(Debug, Clone, Copy)]
+pub struct TemplateSend<'a> {
+    pub chat: &'a ChatId,
+    pub name: &'a str,
+    pub language: &'a str,
+    pub params: &'a [BodyParam],
+    /// Echoed on the status webhooks (the reply id, capped).
+    pub callback_data: &'a str,
+}
+
+/// A template submitted for review.
+#[derive(Debug, Clone, Copy)]
+pub struct TemplateSubmission<'a> {
+    pub name: &'a str,
+    pub language: &'a str,
+    pub category: &'a str,
+    /// `POSITIONAL` or `NAMED`.
+    pub parameter_format: &'a str,
+    pub components: &'a Value,
+}
+
+/// Meta's answer to a creation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedTemplate {
+    pub id: String,
+    pub status: String,
+    pub category: Option<String>,
+}
+
+/// One template of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedTemplate {
+    pub id: Option<String>,
+    pub name: String,
+    pub language: String,
+    pub status: String,
+    pub category: Option<String>,
+    pub rejected_reason: Option<String>,
+}
+
+impl ListedTemplate {
+    fn from_json(v: &Value) -> Option<Self> {
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        Some(Self {
+            id: text("id").or_else(|| v.get("id").and_then(Value::as_u64).map(|n| n.to_string())),
+            name: text("name")?,
+            language: text("language")?,
+            status: text("status").unwrap_or_default(),
+            category: text("category"),
+            // Meta says `NONE` when there is nothing to say.
+            rejected_reason: text("rejected_reason").filter(|r| r != "NONE"),
+        })
+    }
+}
+
+/// Sets `to` (a `wa_id`, always with `+`) or `recipient` (a BSUID), and the
+/// callback data, on a send body.
+fn address(body: &mut Value, chat: &ChatId, callback_data: &str) -> Result<(), CloudError> {
+    let chat = chat.as_str();
+    if !chat.is_empty() && chat.bytes().all(|b| b.is_ascii_digit()) {
+        // Always with `+`: without it Meta prepends the business number's
+        // country code (misdelivery).
+        body["to"] = json!(format!("+{chat}"));
+    } else if is_bsuid(chat) {
+        body["recipient"] = json!(chat);
+    } else {
+        return Err(CloudError::NotSendable {
+            reason: "the chat is neither a wa_id nor a business-scoped user id".to_owned(),
+        });
+    }
+    let callback: String = callback_data
+        .chars()
+        .filter(char::is_ascii_graphic)
+        .take(CALLBACK_DATA_MAX)
+        .collect();
+    if !callback.is_empty() {
+        body["biz_opaque_callback_data"] = json!(callback);
+    }
+    Ok(())
+}
+
+/// The `wamid` of an accepted send.
+fn message_id(answer: &Answer) -> Result<ProviderMessageId, CloudError> {
+    answer
+        .body
+        .pointer("/messages/0/id")
+        .and_then(Value::as_str)
+        .and_then(|id| ProviderMessageId::parse(id).ok())
+        .ok_or_else(|| CloudError::InvalidResponse {
+            status: answer.status,
+            message: "accepted without messages[0].id".to_owned(),
+        })
 }
 
 struct Answer {

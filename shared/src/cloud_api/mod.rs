@@ -10,6 +10,9 @@
 //! - [`token_box`]: business tokens sealed at rest;
 //! - [`channel`]: a tenant's Cloud API number and credential (the table);
 //! - [`window`]: the 24-hour customer-service window per (tenant, chat);
+//! - [`templates`]: templates, their placeholders and parameter checks;
+//! - [`template_store`]: a tenant's templates and fallback choice (the tables);
+//! - [`fallback`]: the template sent in place of a reply once the window closed;
 //! - [`account`]: what account, quality and error notices mean for a tenant;
 //! - [`limits`]: a tenant's send limits from its number's rate and quality;
 //! - [`settings`]: the Graph API address and version, the webhook secrets.
@@ -18,11 +21,14 @@ pub mod account;
 pub mod channel;
 pub mod client;
 pub mod error;
+pub mod fallback;
 pub mod inbound;
 pub mod interactive;
 pub mod limits;
 pub mod settings;
 pub mod signature;
+pub mod template_store;
+pub mod templates;
 pub mod token_box;
 pub mod webhook;
 pub mod window;

@@ -418,3 +418,100 @@ async fn notification_secrets_are_read_by_the_workers_within_their_tenant_only_a
     );
     assert!(is_denied(ingest_calls));
 }
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_worker_login_moves_only_its_tenants_templates_and_cannot_create_one(owner: PgPool) {
+    use switchyard_shared::cloud_api::{
+        template_store::{self, Recorded, TemplateKey},
+        templates::TemplateStatus,
+    };
+    seed(&owner).await;
+    sqlx::query(
+        "INSERT INTO cloud_templates (tenant_id, name, language, category, components, body_params, header_params, status) \
+         VALUES ('alpha', 'a_t', 'en', 'UTILITY', '[]', 0, 0, 'PENDING'), ('bravo', 'b_t', 'en', 'UTILITY', '[]', 0, 0, 'PENDING')",
+    )
+    .execute(&owner)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO cloud_fallback_sends (tenant_id, chat_id, reply_id) VALUES ('alpha', 'a1', 'ra'), ('bravo', 'b1', 'rb1')",
+    )
+    .execute(&owner)
+    .await
+    .unwrap();
+    let options = login_in(&owner, db::APP_ROLE).await;
+    let settings =
+        DatabaseSettings::from_env(&Env::from_map([("DATABASE_URL", url_of(&options, &owner))]))
+            .unwrap();
+    let app = db::pool_with_role(&settings, db::APP_ROLE).unwrap();
+    let alpha = fixtures::tenant("alpha");
+    let key = |name: &str| TemplateKey::NameLanguage {
+        name: name.to_owned(),
+        language: "en".to_owned(),
+    };
+
+    let mut tx = db::begin_for_tenant(&app, &alpha).await.unwrap();
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM cloud_templates ORDER BY name")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    let chats: Vec<String> = sqlx::query_scalar("SELECT chat_id FROM cloud_fallback_sends")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    drop(tx);
+    let mut tx = db::begin_for_tenant(&app, &alpha).await.unwrap();
+    let created = sqlx::query(
+        "INSERT INTO cloud_templates (tenant_id, name, language, category, components, body_params, header_params, status) \
+         VALUES ('alpha', 'new_t', 'en', 'UTILITY', '[]', 0, 0, 'APPROVED')",
+    )
+    .execute(&mut *tx)
+    .await;
+    drop(tx);
+    // The router's statement, as the router's login.
+    let own = template_store::record_status(
+        &app,
+        &alpha,
+        &key("a_t"),
+        &TemplateStatus::Approved,
+        Some("42"),
+        None,
+    )
+    .await
+    .unwrap();
+    let foreign = template_store::record_status(
+        &app,
+        &alpha,
+        &key("b_t"),
+        &TemplateStatus::Approved,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let statuses: Vec<(String, String)> =
+        sqlx::query_as("SELECT tenant_id, status FROM cloud_templates ORDER BY tenant_id")
+            .fetch_all(&owner)
+            .await
+            .unwrap();
+
+    assert_eq!(names, ["a_t"]);
+    assert_eq!(chats, ["a1"]);
+    assert!(is_denied(created), "templates are the CLI's to create");
+    assert!(
+        matches!(own, Recorded::Updated { ref was, fallback: false, .. } if *was == TemplateStatus::Pending),
+        "{own:?}"
+    );
+    assert_eq!(
+        foreign,
+        Recorded::Unknown,
+        "another tenant's template is not seen"
+    );
+    assert_eq!(
+        statuses,
+        [
+            ("alpha".to_owned(), "APPROVED".to_owned()),
+            ("bravo".to_owned(), "PENDING".to_owned())
+        ]
+    );
+}

@@ -33,6 +33,7 @@ const NOT_SETTINGS: &[&str] = &[
     "TIER_250",
     "IN_APPEAL",
     "PENDING_DELETION",
+    "LIMIT_EXCEEDED",
     "PARTNER_APP_UNINSTALLED",
     "PARTNER_REMOVED",
 ];

@@ -345,6 +345,9 @@ struct SeedBody {
     category: String,
     #[serde(default = "default_status")]
     status: String,
+    /// Meta's `components`; none (a template without parameters) if absent.
+    #[serde(default)]
+    components: Option<serde_json::Value>,
 }
 
 fn default_category() -> String {
@@ -364,6 +367,8 @@ async fn seed_template(State(s): S, Path(waba_id): Path<String>, b: Bytes) -> Re
         &t.language,
         &t.category,
         &t.status,
+        t.components
+            .unwrap_or_else(|| serde_json::Value::Array(Vec::new())),
     ))
 }
 

@@ -18,6 +18,9 @@ use tokio::time::Instant;
 use super::{authorise, bearer, check_version, live_token};
 use crate::cloud::{graph_error::GraphError, model::TemplateView, state::CloudShared};
 
+/// The simulator's opaque-looking listing cursors: this prefix and an offset.
+const CURSOR: &str = "QVFIUsim";
+
 /// Meta's limit on templates per WABA (`2388019` beyond it).
 const MAX_TEMPLATES: usize = 250;
 
@@ -113,7 +116,7 @@ pub(crate) async fn list_templates(
         return e.into_response();
     }
     let state = shared.lock();
-    let data: Vec<Value> = state
+    let all: Vec<Value> = state
         .wabas
         .get(&waba_id)
         .map(|w| w.templates.as_slice())
@@ -126,10 +129,42 @@ pub(crate) async fn list_templates(
                    "status": t.status, "id": t.id, "components": t.components})
         })
         .collect();
-    Json(
-        json!({"data": data, "paging": {"cursors": {"before": "QVFIUmsim", "after": "QVFIUmsim"}}}),
-    )
-    .into_response()
+    // Cursor paging as Meta's: `limit` (25 by default), `after` from the
+    // previous page's cursors, `next` only while another page exists.
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(25)
+        .clamp(1, 1000);
+    let limit = state
+        .template_page_max
+        .map_or(limit, |max| limit.min(max.max(1)));
+    let start = match query.get("after") {
+        None => 0,
+        Some(after) => match after
+            .strip_prefix(CURSOR)
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(n) if n <= all.len() => n,
+            _ => {
+                return GraphError::invalid_parameter("after is not a cursor of this listing")
+                    .into_response();
+            }
+        },
+    };
+    let end = (start + limit).min(all.len());
+    let mut paging = json!({"cursors": {"before": format!("{CURSOR}{start}"), "after": format!("{CURSOR}{end}")}});
+    if end < all.len() {
+        // Meta's `next` is a full URL; the simulator's names the address asked.
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        paging["next"] = json!(format!(
+            "http://{host}/{version}/{waba_id}/message_templates?limit={limit}&after={CURSOR}{end}"
+        ));
+    }
+    Json(json!({"data": &all[start..end], "paging": paging})).into_response()
 }
 
 pub(crate) async fn subscribe(

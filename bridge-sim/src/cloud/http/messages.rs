@@ -20,10 +20,10 @@ use crate::{
     cloud::{
         gates::{PairBucket, throughput_take, window_open},
         graph_error::GraphError,
-        model::{CloudFault, CloudSend, RecordedToken, StatusPlan},
+        model::{CloudFault, CloudSend, RecordedToken, StatusPlan, TemplateView},
         state::{CloudShared, Number},
         statuses::{self, AcceptedSend},
-        validate::validate,
+        validate::{TemplateRef, validate},
     },
     state::unix_ms,
 };
@@ -110,15 +110,15 @@ fn decide(
     let now = Instant::now();
     let user = (phone_number_id.to_owned(), valid.recipient.key().to_owned());
     let template_category = match &valid.template {
-        Some((name, language)) => {
-            let approved = state.wabas.get(&waba_id).and_then(|w| {
+        Some(wanted) => {
+            let found = state.wabas.get(&waba_id).and_then(|w| {
                 w.templates
                     .iter()
-                    .find(|t| &t.name == name && &t.language == language && t.status == "APPROVED")
+                    .find(|t| t.name == wanted.name && t.language == wanted.language)
             });
-            match approved {
-                Some(t) => Some(t.category.to_lowercase()),
-                None => return Decision::Refuse(GraphError::template_unavailable(name, language)),
+            match template_check(found, wanted) {
+                Ok(category) => Some(category),
+                Err(e) => return Decision::Refuse(e),
             }
         }
         None => {
@@ -161,6 +161,58 @@ fn decide(
         template_category,
     };
     Decision::Accept(accepted, number.statuses.clone())
+}
+
+/// A template send's template as Meta checks it: missing or not approved
+/// (`132001`), paused (`132015`), disabled (`132016`), or given another
+/// number of body parameters than its BODY's placeholders (`132000`).
+/// The category (for pricing) when it may go.
+fn template_check(
+    found: Option<&TemplateView>,
+    wanted: &TemplateRef,
+) -> Result<String, GraphError> {
+    let unavailable = || GraphError::template_unavailable(&wanted.name, &wanted.language);
+    let t = found.ok_or_else(unavailable)?;
+    match t.status.as_str() {
+        "APPROVED" => {}
+        "PAUSED" => return Err(GraphError::template_paused(&t.name)),
+        "DISABLED" => return Err(GraphError::template_disabled(&t.name)),
+        _ => return Err(unavailable()),
+    }
+    let expected = body_placeholders(&t.components);
+    if expected != wanted.body_params {
+        return Err(GraphError::template_params(expected, wanted.body_params));
+    }
+    Ok(t.category.to_lowercase())
+}
+
+/// The distinct `{{…}}` placeholders of the template's BODY text.
+fn body_placeholders(components: &Value) -> usize {
+    let text = components
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| {
+            c.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k.eq_ignore_ascii_case("BODY"))
+        })
+        .and_then(|c| c.get("text"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let Some(end) = rest[start + 2..].find("}}") else {
+            break;
+        };
+        let inner = &rest[start + 2..start + 2 + end];
+        if !seen.contains(&inner) {
+            seen.push(inner);
+        }
+        rest = &rest[start + 2 + end + 2..];
+    }
+    seen.len()
 }
 
 /// The active fault for this send, counting down a limited one.
