@@ -25,10 +25,20 @@ pub const TENANT_SETTING: &str = "switchyard.tenant_id";
 pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
     crate::tls::install_crypto_provider();
     let options: PgConnectOptions = settings.url.expose_secret().parse()?;
-    Ok(PgPoolOptions::new()
+    Ok(options_for(settings).connect_lazy_with(options))
+}
+
+/// The pool settings every pool shares. No ping before each acquire
+/// (sqlx's default): sqlx already pings every connection when it is given
+/// back (and closes a broken one), so the acquire ping only added a round
+/// trip to every transaction (issue 20); a connection that broke while idle
+/// fails its first statement, which every caller treats as our own
+/// transient trouble and retries.
+fn options_for(settings: &DatabaseSettings) -> PgPoolOptions {
+    PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
-        .connect_lazy_with(options))
+        .test_before_acquire(false)
 }
 
 /// Applies every pending migration.
@@ -104,9 +114,7 @@ pub fn pool_with_role(
 ) -> Result<PgPool, sqlx::Error> {
     crate::tls::install_crypto_provider();
     let options: PgConnectOptions = settings.url.expose_secret().parse()?;
-    Ok(PgPoolOptions::new()
-        .max_connections(settings.max_connections)
-        .acquire_timeout(settings.acquire_timeout)
+    Ok(options_for(settings)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 sqlx::query(&format!("SET ROLE {role}"))

@@ -14,7 +14,8 @@
 //! `wamid` for the reply, so delivery statuses follow it. Otherwise the
 //! reply is dead-lettered `window_closed` without a call, the detail
 //! saying why no fallback went (none configured, not approved, already
-//! sent). Meta's own refusals of the template keep their outcomes
+//! sent, or the number's messaging-limit tier 90 % used by the fallback in
+//! the last 24 hours: `cloud_api::limits::template_room`). Meta's own refusals of the template keep their outcomes
 //! (`template_*`, section 5). No transaction is open during a call.
 //!
 //! A tenant without a usable credential (no channel connected, the token
@@ -33,6 +34,7 @@ use switchyard_shared::{
         channel::{self, ReplyContext, TokenState},
         client::{TemplateSend, TextMessage},
         fallback::{self, FallbackSend},
+        limits,
         token_box::TokenKeys,
         window::WindowSettings,
     },
@@ -69,6 +71,7 @@ impl CloudSending {
             channel: row,
             last_inbound,
             fallback,
+            fallback_recipients_24h,
         } = channel::fetch_for_reply(db, tenant, &reply.chat_id)
             .await
             .map_err(|e| CloudError::OursUnavailable {
@@ -91,6 +94,18 @@ impl CloudSending {
         if !self.window.open_for_reply(last_inbound, now) {
             let closed = window_detail(last_inbound, now, &self.window);
             let send = fallback::decide(fallback.as_ref(), reply.reply_id.as_str(), &reply.body)
+                .and_then(|send| {
+                    // A retry of the reply that claimed this chat is no new customer.
+                    let retry = fallback
+                        .as_ref()
+                        .and_then(|f| f.sent_for.as_deref())
+                        .is_some_and(|by| by == reply.reply_id.as_str());
+                    if retry {
+                        return Ok(send);
+                    }
+                    limits::template_room(row.messaging_limit.as_deref(), fallback_recipients_24h)
+                        .map(|()| send)
+                })
                 .map_err(|why| CloudError::WindowClosed {
                     detail: format!("{closed}; {why}"),
                 })?;

@@ -13,6 +13,12 @@
 //!   less while it is rated low is what a careful person would do, and what
 //!   keeps a number from the next downgrade. Live replies inside the window
 //!   keep going, slower.
+//! - The messaging-limit tier bounds the customers a business reaches
+//!   outside their service window in a moving 24 hours; Switchyard's only
+//!   such send is the fallback template, so [`template_room`] stops it at
+//!   90 % of the tier ([`TIER_SHARE_PERCENT`]), leaving room for Meta's
+//!   own count to differ from ours. A tier not reported yet, `TIER_UNLIMITED`
+//!   or a value Meta did not document sets no cap.
 //! - Meta's names are kept: `HIGH`/`MEDIUM`/`LOW` (the ratings' display
 //!   names) read as `GREEN`/`YELLOW`/`RED`; `FLAGGED` (the quality webhook's
 //!   event for a number at risk) reads as `RED`; any other value is shown as
@@ -70,6 +76,41 @@ impl fmt::Display for Quality {
             Quality::Red => f.write_str("RED"),
             Quality::Other(raw) => f.write_str(raw),
         }
+    }
+}
+
+/// The share of the messaging-limit tier the fallback template may use.
+pub const TIER_SHARE_PERCENT: u64 = 90;
+
+/// The unique customers a tier allows outside the window in 24 hours
+/// (`TIER_250`, `TIER_2K`, `TIER_10K`, `TIER_100K`, or bare digits);
+/// `None`: no cap (unlimited, not reported, not understood).
+pub fn tier_customers(tier: Option<&str>) -> Option<u64> {
+    let tier = tier?.trim().to_ascii_uppercase();
+    let raw = tier.strip_prefix("TIER_").unwrap_or(&tier);
+    let (digits, scale) = match raw.strip_suffix('K') {
+        Some(d) => (d, 1_000),
+        None => (raw, 1),
+    };
+    digits.parse::<u64>().ok().map(|n| n.saturating_mul(scale))
+}
+
+/// Whether one more customer may get a template outside the window, with
+/// `reached` other customers reached so in the last 24 hours; `Err` says why not.
+pub fn template_room(tier: Option<&str>, reached: i64) -> Result<(), String> {
+    let Some(customers) = tier_customers(tier) else {
+        return Ok(());
+    };
+    let cap = customers * TIER_SHARE_PERCENT / 100;
+    let reached = u64::try_from(reached).unwrap_or(0);
+    if reached < cap {
+        Ok(())
+    } else {
+        Err(format!(
+            "the messaging limit {} allows {customers} customers outside the window in 24 h; \
+             {reached} were reached, and Switchyard stops at {TIER_SHARE_PERCENT} % ({cap})",
+            tier.unwrap_or_default()
+        ))
     }
 }
 
@@ -194,6 +235,22 @@ mod tests {
         ] {
             assert_eq!(Quality::parse(Some(raw)), expected, "{raw}");
         }
+    }
+
+    #[test]
+    fn the_fallback_stops_at_ninety_percent_of_the_tier() {
+        assert_eq!(tier_customers(Some("TIER_250")), Some(250));
+        assert_eq!(tier_customers(Some("TIER_2K")), Some(2_000));
+        assert_eq!(tier_customers(Some("tier_100k")), Some(100_000));
+        assert_eq!(tier_customers(Some("1000")), Some(1_000));
+        for none in [None, Some("TIER_UNLIMITED"), Some("TIER_?"), Some("")] {
+            assert_eq!(tier_customers(none), None, "{none:?}");
+        }
+        assert!(template_room(Some("TIER_250"), 224).is_ok());
+        let full = template_room(Some("TIER_250"), 225).unwrap_err();
+        assert!(full.contains("TIER_250") && full.contains("(225)"), "{full}");
+        assert!(template_room(Some("TIER_UNLIMITED"), 1_000_000).is_ok());
+        assert!(template_room(None, 1_000_000).is_ok());
     }
 
     #[test]

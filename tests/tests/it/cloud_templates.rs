@@ -420,3 +420,70 @@ async fn metas_refusal_of_the_fallback_keeps_its_outcome_and_gives_the_chat_back
         "nothing was sent, so the chat may get the fallback later"
     );
 }
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn the_fallback_stops_at_ninety_percent_of_the_numbers_messaging_limit(pool: PgPool) {
+    let rig = start(&pool).await;
+    store(&pool, "cloud-a", "reengage", FALLBACK_BODY, "APPROVED", None).await;
+    set_fallback(&pool, "cloud-a", "reengage").await;
+    rig.cloud
+        .seed_template_with(
+            "WABA1",
+            "reengage",
+            "en_US",
+            "APPROVED",
+            json!([{"type": "BODY", "text": FALLBACK_BODY}]),
+        )
+        .expect("seed");
+    // PN1 is on TIER_250 (at Meta and in our row): 225 customers a day
+    // outside the window at most; 224 were reached today already.
+    rig.cloud
+        .set_messaging_limit("PN1", "TIER_250", "DOWNGRADE", false)
+        .await
+        .expect("tier");
+    sqlx::query("UPDATE cloud_channels SET messaging_limit = 'TIER_250' WHERE tenant_id = 'cloud-a'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO cloud_fallback_sends (tenant_id, chat_id, reply_id, sent_at) \
+         SELECT 'cloud-a', '1888' || n, 'earlier-' || n, now() - interval '1 hour' \
+           FROM generate_series(1, 224) n",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let written = unix_now() - 45;
+
+    // The 225th customer gets the fallback.
+    post(
+        &rig,
+        Batch::new().item(text_written_at("PN1", "wamid.t1", "17770301", "hello?", written)),
+    )
+    .await;
+    poll::until("the 225th customer's fallback", WITHIN, || async {
+        (calls_on(&rig, "PN1") == 1).then_some(())
+    })
+    .await;
+    let sent = rig.cloud.accepted_sends();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0].kind.as_deref(), Some("template"));
+
+    // The 226th does not: dead-lettered with the limit, no call.
+    post(
+        &rig,
+        Batch::new().item(text_written_at("PN1", "wamid.t2", "17770302", "hello?", written)),
+    )
+    .await;
+    let letter = poll::until("the 226th customer's reply dead-lettered", WITHIN, || async {
+        letters(&rig, "cloud-a").await.pop()
+    })
+    .await;
+    assert_eq!(letter.0, "window_closed");
+    assert!(
+        letter.1.contains("messaging limit TIER_250") && letter.1.contains("(225)"),
+        "{}",
+        letter.1
+    );
+    assert_eq!(calls_on(&rig, "PN1"), 1, "{:#?}", rig.cloud.sends());
+}
