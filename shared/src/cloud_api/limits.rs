@@ -248,7 +248,10 @@ mod tests {
         }
         assert!(template_room(Some("TIER_250"), 224).is_ok());
         let full = template_room(Some("TIER_250"), 225).unwrap_err();
-        assert!(full.contains("TIER_250") && full.contains("(225)"), "{full}");
+        assert!(
+            full.contains("TIER_250") && full.contains("(225)"),
+            "{full}"
+        );
         assert!(template_room(Some("TIER_UNLIMITED"), 1_000_000).is_ok());
         assert!(template_room(None, 1_000_000).is_ok());
     }

@@ -424,7 +424,15 @@ async fn metas_refusal_of_the_fallback_keeps_its_outcome_and_gives_the_chat_back
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn the_fallback_stops_at_ninety_percent_of_the_numbers_messaging_limit(pool: PgPool) {
     let rig = start(&pool).await;
-    store(&pool, "cloud-a", "reengage", FALLBACK_BODY, "APPROVED", None).await;
+    store(
+        &pool,
+        "cloud-a",
+        "reengage",
+        FALLBACK_BODY,
+        "APPROVED",
+        None,
+    )
+    .await;
     set_fallback(&pool, "cloud-a", "reengage").await;
     rig.cloud
         .seed_template_with(
@@ -441,10 +449,12 @@ async fn the_fallback_stops_at_ninety_percent_of_the_numbers_messaging_limit(poo
         .set_messaging_limit("PN1", "TIER_250", "DOWNGRADE", false)
         .await
         .expect("tier");
-    sqlx::query("UPDATE cloud_channels SET messaging_limit = 'TIER_250' WHERE tenant_id = 'cloud-a'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE cloud_channels SET messaging_limit = 'TIER_250' WHERE tenant_id = 'cloud-a'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     sqlx::query(
         "INSERT INTO cloud_fallback_sends (tenant_id, chat_id, reply_id, sent_at) \
          SELECT 'cloud-a', '1888' || n, 'earlier-' || n, now() - interval '1 hour' \
@@ -458,7 +468,9 @@ async fn the_fallback_stops_at_ninety_percent_of_the_numbers_messaging_limit(poo
     // The 225th customer gets the fallback.
     post(
         &rig,
-        Batch::new().item(text_written_at("PN1", "wamid.t1", "17770301", "hello?", written)),
+        Batch::new().item(text_written_at(
+            "PN1", "wamid.t1", "17770301", "hello?", written,
+        )),
     )
     .await;
     poll::until("the 225th customer's fallback", WITHIN, || async {
@@ -472,12 +484,16 @@ async fn the_fallback_stops_at_ninety_percent_of_the_numbers_messaging_limit(poo
     // The 226th does not: dead-lettered with the limit, no call.
     post(
         &rig,
-        Batch::new().item(text_written_at("PN1", "wamid.t2", "17770302", "hello?", written)),
+        Batch::new().item(text_written_at(
+            "PN1", "wamid.t2", "17770302", "hello?", written,
+        )),
     )
     .await;
-    let letter = poll::until("the 226th customer's reply dead-lettered", WITHIN, || async {
-        letters(&rig, "cloud-a").await.pop()
-    })
+    let letter = poll::until(
+        "the 226th customer's reply dead-lettered",
+        WITHIN,
+        || async { letters(&rig, "cloud-a").await.pop() },
+    )
     .await;
     assert_eq!(letter.0, "window_closed");
     assert!(
