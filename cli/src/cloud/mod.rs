@@ -25,8 +25,13 @@ pub mod templates;
 
 use clap::Subcommand;
 use secrecy::{ExposeSecret as _, SecretString};
+use sqlx::PgPool;
 use switchyard_shared::{
-    cloud_api::{CloudApiSettings, CloudClient, settings, token_box},
+    cloud_api::{
+        CloudApiSettings, CloudClient,
+        channel::{self, CloudChannel, TokenState},
+        settings, token_box,
+    },
     config::{ConfigError, Env},
     ids::TenantId,
     subjects,
@@ -36,6 +41,7 @@ use crate::{
     context::Context,
     exit::{CliError, CliResult, Exit},
     output::Output,
+    tenants::require,
 };
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +125,35 @@ pub fn app_credentials(env: &Env) -> CliResult<(String, SecretString)> {
             reason: "required to exchange an Embedded Signup code".to_owned(),
         })?;
     Ok((id.trim().to_owned(), secret))
+}
+
+/// The tenant's Cloud API channel row; the tenant must exist and have a
+/// number connected.
+pub async fn channel_row(pool: &PgPool, tenant: &TenantId) -> CliResult<CloudChannel> {
+    require(pool, tenant).await?;
+    channel::fetch_in(pool, tenant).await?.ok_or_else(|| {
+        CliError::bad_input(format!("tenant {tenant} has no Cloud API number connected"))
+    })
+}
+
+/// The tenant's stored token, opened for the calls of one command; only an
+/// `active` one (a revoked or refused token is an operator's matter).
+pub fn open_active_token(
+    keys: &token_box::TokenKeys,
+    tenant: &TenantId,
+    row: &CloudChannel,
+) -> CliResult<SecretString> {
+    let sealed = match (&row.token, row.token_state) {
+        (Some(sealed), TokenState::Active) => sealed,
+        (_, state) => {
+            return Err(CliError::bad_input(format!(
+                "tenant {tenant}'s token is {}: connect a new one with `tenants cloud rotate-token`",
+                state.as_str()
+            )));
+        }
+    };
+    keys.open(tenant, sealed)
+        .map_err(|e| CliError::Failed(anyhow::anyhow!("{e}")))
 }
 
 /// The Graph API client (`SWITCHYARD_CLOUD_API_URL`, `…_API_VERSION`, `…_TIMEOUT`).

@@ -473,22 +473,8 @@ pub async fn run_subscribe(tenant: &TenantId, ctx: &Context, out: &mut Output) -
     let keys = super::token_keys(ctx.env())?;
     let client = super::client(ctx.env())?;
     let pool = ctx.db()?;
-    require(&pool, tenant).await?;
-    let row = channel::fetch_in(&pool, tenant).await?.ok_or_else(|| {
-        CliError::bad_input(format!("tenant {tenant} has no Cloud API number connected"))
-    })?;
-    let sealed = match (&row.token, row.token_state) {
-        (Some(sealed), TokenState::Active) => sealed,
-        (_, state) => {
-            return Err(CliError::bad_input(format!(
-                "tenant {tenant}'s token is {}: connect a new one with `tenants cloud rotate-token`",
-                state.as_str()
-            )));
-        }
-    };
-    let token = keys
-        .open(tenant, sealed)
-        .map_err(|e| CliError::Failed(anyhow::anyhow!("{e}")))?;
+    let row = super::channel_row(&pool, tenant).await?;
+    let token = super::open_active_token(&keys, tenant, &row)?;
     client
         .subscribe_app(&row.waba_id, &token)
         .await

@@ -13,9 +13,8 @@ use switchyard_shared::{
 
 use crate::{
     context::{Context, announce_tenant_change},
-    exit::{CliError, CliResult, Exit},
+    exit::{CliResult, Exit},
     output::Output,
-    tenants::require,
 };
 
 #[derive(Debug, Args)]
@@ -45,10 +44,7 @@ const NOTE: &str = "sends are held until a new token is connected (tenants cloud
 pub async fn run(args: RevokeArgs, ctx: &Context, out: &mut Output) -> CliResult<Exit> {
     let pool = ctx.db()?;
     let tenant = &args.tenant;
-    require(&pool, tenant).await?;
-    let row = channel::fetch_in(&pool, tenant).await?.ok_or_else(|| {
-        CliError::bad_input(format!("tenant {tenant} has no Cloud API number connected"))
-    })?;
+    let row = super::channel_row(&pool, tenant).await?;
     let previous = row.token_state;
     let already = previous == TokenState::Revoked && row.token.is_none();
     if !args.dry_run && !already {

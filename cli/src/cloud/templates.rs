@@ -23,7 +23,6 @@ use serde::Serialize;
 use serde_json::Value;
 use switchyard_shared::{
     cloud_api::{
-        channel::{self, TokenState},
         client::TemplateSubmission,
         template_store::{self, NewTemplate, Template},
         templates::{
@@ -212,10 +211,7 @@ async fn add(args: AddArgs, ctx: &Context, out: &mut Output) -> CliResult<Exit> 
     let client = super::client(ctx.env())?;
     let pool = ctx.db()?;
     let tenant = &args.tenant;
-    require(&pool, tenant).await?;
-    let row = channel::fetch_in(&pool, tenant).await?.ok_or_else(|| {
-        CliError::bad_input(format!("tenant {tenant} has no Cloud API number connected"))
-    })?;
+    let row = super::channel_row(&pool, tenant).await?;
     if template_store::fetch_in(&pool, tenant, name.as_str(), language.as_str())
         .await?
         .is_some()
@@ -224,18 +220,7 @@ async fn add(args: AddArgs, ctx: &Context, out: &mut Output) -> CliResult<Exit> 
             "tenant {tenant} already has template {name} ({language}); `templates remove` it first"
         )));
     }
-    let sealed = match (&row.token, row.token_state) {
-        (Some(sealed), TokenState::Active) => sealed,
-        (_, state) => {
-            return Err(CliError::bad_input(format!(
-                "tenant {tenant}'s token is {}: connect a new one with `tenants cloud rotate-token`",
-                state.as_str()
-            )));
-        }
-    };
-    let token = keys
-        .open(tenant, sealed)
-        .map_err(|e| CliError::Failed(anyhow::anyhow!("{e}")))?;
+    let token = super::open_active_token(&keys, tenant, &row)?;
     let created = client
         .create_template(
             &row.waba_id,
