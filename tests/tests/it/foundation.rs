@@ -176,3 +176,47 @@ async fn a_tenant_transaction_scopes_itself_and_leaves_no_trace_on_its_connectio
     let again: String = sqlx::query_scalar(setting).fetch_one(&one).await.unwrap();
     assert_eq!(again, "");
 }
+
+/// A tenant-scoped transaction whose opening is abandoned midway (a caller's
+/// timeout, a `select!` that went the other way) leaves no open transaction
+/// on its connection: otherwise the next statements on it, whoever runs
+/// them, run inside that transaction, in that tenant's scope, and are lost
+/// if it is rolled back (sqlx counts a transaction as open only once its
+/// `BEGIN` was answered, so it sends no `ROLLBACK` for one abandoned before).
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn an_abandoned_tenant_transaction_leaves_nothing_open_on_its_connection(pool: PgPool) {
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await
+        .unwrap();
+    let tenant = TenantId::parse("alpha").unwrap();
+    // A simple query outside a transaction is its own transaction: it
+    // starts when the statement does.
+    let leaked = "SELECT coalesce(current_setting('switchyard.tenant_id', true), '') \
+                  || CASE WHEN xact_start <> query_start THEN ' (in a transaction)' ELSE '' END \
+                  FROM pg_stat_activity WHERE pid = pg_backend_pid()";
+    let mut abandoned = 0;
+    for micros in (0..400).map(|i| i * 5) {
+        let opened = tokio::time::timeout(
+            Duration::from_micros(micros),
+            switchyard_shared::db::begin_for_tenant(&one, &tenant),
+        )
+        .await;
+        if opened.is_err() {
+            abandoned += 1;
+        }
+        drop(opened);
+        let row = sqlx::raw_sql(leaked).fetch_one(&one).await.unwrap();
+        let seen: String = sqlx::Row::get(&row, 0);
+        assert_eq!(
+            seen, "",
+            "after an opening abandoned at {micros} µs the connection carried {seen:?}"
+        );
+    }
+    assert!(
+        abandoned > 0,
+        "no opening was abandoned: the test proved nothing"
+    );
+}
