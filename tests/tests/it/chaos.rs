@@ -74,14 +74,23 @@ async fn run(kind: Kind, db: PgPool) -> Outcome {
 /// loaded machine (replies resumed 6–9 s after the kill in quiet runs).
 const LEADER_LOSS_FLOWING_AGAIN: Duration = Duration::from_secs(15);
 
+/// A stream leader's loss stops every partition it led at once, so the
+/// backlog to catch up is the whole pipeline's, not one tenant's: on this
+/// 2-core machine every event was answered 11–30 s after the faults in
+/// quiet runs (30.3 s once, a CI run of 2026-12-06, with the replies
+/// flowing again 48 ms after NATS had its leaders back). A stopped lane,
+/// what the bound is for, still never catches up.
+const LEADER_LOSS_CAUGHT_UP: Duration = Duration::from_secs(45);
+
 /// The goals every fault kind must meet.
 fn assert_goals(outcome: &Outcome) {
-    assert_goals_within(outcome, FLOWING_AGAIN);
+    assert_goals_within(outcome, FLOWING_AGAIN, CAUGHT_UP);
 }
 
 /// The goals, with replies flowing again within `flowing_again` of each
-/// fault and every event caught up within [`CAUGHT_UP`].
-fn assert_goals_within(outcome: &Outcome, flowing_again: Duration) {
+/// fault and every event caught up within `caught_up` ([`CAUGHT_UP`] but
+/// for a stream leader's loss).
+fn assert_goals_within(outcome: &Outcome, flowing_again: Duration, caught_up: Duration) {
     let f = &outcome.figures;
     assert!(f.accepted > 0, "no event was accepted");
     assert!(
@@ -117,8 +126,8 @@ fn assert_goals_within(outcome: &Outcome, flowing_again: Duration) {
         f.first_reply_ms
     );
     assert!(
-        f.max_recovery_ms() <= CAUGHT_UP.as_millis() as u64,
-        "every event was answered {:?} ms after the faults (bound {CAUGHT_UP:?})",
+        f.max_recovery_ms() <= caught_up.as_millis() as u64,
+        "every event was answered {:?} ms after the faults (bound {caught_up:?})",
         f.recovery_ms
     );
 }
@@ -168,7 +177,7 @@ async fn chaos_ingest_kill(db: PgPool) {
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn chaos_nats_stream_leaders(db: PgPool) {
     let outcome = run(Kind::NatsInboundLeader, db).await;
-    assert_goals_within(&outcome, LEADER_LOSS_FLOWING_AGAIN);
+    assert_goals_within(&outcome, LEADER_LOSS_FLOWING_AGAIN, LEADER_LOSS_CAUGHT_UP);
     assert_no_double_send(&outcome);
     assert_eq!(
         outcome.figures.non_2xx(),
