@@ -71,7 +71,6 @@ impl CloudSending {
             channel: row,
             last_inbound,
             fallback,
-            fallback_recipients_24h,
         } = channel::fetch_for_reply(db, tenant, &reply.chat_id)
             .await
             .map_err(|e| CloudError::OursUnavailable {
@@ -93,22 +92,24 @@ impl CloudSending {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         if !self.window.open_for_reply(last_inbound, now) {
             let closed = window_detail(last_inbound, now, &self.window);
+            let refused = |why: String| CloudError::WindowClosed {
+                detail: format!("{closed}; {why}"),
+            };
             let send = fallback::decide(fallback.as_ref(), reply.reply_id.as_str(), &reply.body)
-                .and_then(|send| {
-                    // A retry of the reply that claimed this chat is no new customer.
-                    let retry = fallback
-                        .as_ref()
-                        .and_then(|f| f.sent_for.as_deref())
-                        .is_some_and(|by| by == reply.reply_id.as_str());
-                    if retry {
-                        return Ok(send);
-                    }
-                    limits::template_room(row.messaging_limit.as_deref(), fallback_recipients_24h)
-                        .map(|()| send)
-                })
-                .map_err(|why| CloudError::WindowClosed {
-                    detail: format!("{closed}; {why}"),
-                })?;
+                .map_err(refused)?;
+            // A retry of the reply that claimed this chat is no new customer.
+            let retry = fallback
+                .as_ref()
+                .and_then(|f| f.sent_for.as_deref())
+                .is_some_and(|by| by == reply.reply_id.as_str());
+            if !retry {
+                let reached = fallback::recipients_24h(db, tenant, &reply.chat_id)
+                    .await
+                    .map_err(|e| CloudError::OursUnavailable {
+                        message: format!("counting the fallback's customers: {e}"),
+                    })?;
+                limits::template_room(row.messaging_limit.as_deref(), reached).map_err(refused)?;
+            }
             return self
                 .send_fallback(
                     db,

@@ -95,9 +95,6 @@ pub struct ReplyContext {
     pub channel: CloudChannel,
     pub last_inbound: Option<i64>,
     pub fallback: Option<FallbackRow>,
-    /// Other customers the fallback template reached in the last 24 hours
-    /// (the messaging limit counts them, docs/cloud-api.md section 6).
-    pub fallback_recipients_24h: i64,
 }
 
 /// [`ReplyContext`] in one round trip within the tenant's scope
@@ -122,10 +119,7 @@ pub async fn fetch_for_reply(
                 (SELECT f.reply_id FROM cloud_fallback_sends f \
                   WHERE f.tenant_id = $1 AND f.chat_id = $2 \
                     AND f.sent_at > coalesce((SELECT w.last_inbound_at FROM cloud_windows w \
-                          WHERE w.tenant_id = $1 AND w.chat_id = $2), '-infinity')) AS fallback_sent_for, \
-                (SELECT count(*) FROM cloud_fallback_sends f \
-                  WHERE f.tenant_id = $1 AND f.chat_id <> $2 \
-                    AND f.sent_at > now() - interval '24 hours') AS fallback_recipients_24h \
+                          WHERE w.tenant_id = $1 AND w.chat_id = $2), '-infinity')) AS fallback_sent_for \
            FROM cloud_channels WHERE tenant_id = $1"
     ))
     .bind(tenant.as_str())
@@ -151,7 +145,6 @@ pub async fn fetch_for_reply(
             channel: decode(&row)?,
             last_inbound: row.try_get("last_inbound")?,
             fallback,
-            fallback_recipients_24h: row.try_get("fallback_recipients_24h")?,
         })
     })
     .transpose()

@@ -78,7 +78,7 @@ impl CloudClient {
         token: &SecretString,
         message: TextMessage<'_>,
     ) -> Result<ProviderMessageId, CloudError> {
-        let mut body = match message.menu.and_then(interactive::interactive) {
+        let body = match message.menu.and_then(interactive::interactive) {
             Some(interactive) => json!({
                 "messaging_product": "whatsapp",
                 "recipient_type": "individual",
@@ -92,13 +92,14 @@ impl CloudClient {
                 "text": {"preview_url": false, "body": message.body},
             }),
         };
-        address(&mut body, message.chat, message.callback_data)?;
-        let path = format!(
-            "{}/messages",
-            path_segment(phone_number_id, "phone number id")?
-        );
-        let answer = self.call(Method::POST, &path, token, Some(&body)).await?;
-        message_id(&answer)
+        self.post_message(
+            phone_number_id,
+            token,
+            body,
+            message.chat,
+            message.callback_data,
+        )
+        .await
     }
 
     /// `POST /{phone_number_id}/messages` of type `template`: the named
@@ -126,19 +127,20 @@ impl CloudClient {
         if !parameters.is_empty() {
             template["components"] = json!([{"type": "body", "parameters": parameters}]);
         }
-        let mut body = json!({
+        let body = json!({
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
             "type": "template",
             "template": template,
         });
-        address(&mut body, message.chat, message.callback_data)?;
-        let path = format!(
-            "{}/messages",
-            path_segment(phone_number_id, "phone number id")?
-        );
-        let answer = self.call(Method::POST, &path, token, Some(&body)).await?;
-        message_id(&answer)
+        self.post_message(
+            phone_number_id,
+            token,
+            body,
+            message.chat,
+            message.callback_data,
+        )
+        .await
     }
 
     /// `POST /{waba_id}/message_templates`: submits a template for Meta's
@@ -311,6 +313,25 @@ impl CloudClient {
             quality: text("quality_rating"),
             messaging_limit: text("whatsapp_business_manager_messaging_limit"),
         })
+    }
+
+    /// `POST /{phone_number_id}/messages` of `body`, addressed to `chat`:
+    /// the message id Meta answered.
+    async fn post_message(
+        &self,
+        phone_number_id: &str,
+        token: &SecretString,
+        mut body: Value,
+        chat: &ChatId,
+        callback_data: &str,
+    ) -> Result<ProviderMessageId, CloudError> {
+        address(&mut body, chat, callback_data)?;
+        let path = format!(
+            "{}/messages",
+            path_segment(phone_number_id, "phone number id")?
+        );
+        let answer = self.call(Method::POST, &path, token, Some(&body)).await?;
+        message_id(&answer)
     }
 
     async fn call(

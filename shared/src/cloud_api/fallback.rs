@@ -136,6 +136,27 @@ pub async fn claim(
     Ok(claimed.is_some())
 }
 
+/// Other customers the fallback reached in the last 24 hours (the
+/// messaging limit counts them, docs/cloud-api.md section 6): read only
+/// when a fallback is about to go, never for a reply inside the window.
+pub async fn recipients_24h(
+    pool: &PgPool,
+    tenant: &TenantId,
+    chat: &ChatId,
+) -> Result<i64, sqlx::Error> {
+    let mut tx = db::begin_for_tenant(pool, tenant).await?;
+    let reached: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM cloud_fallback_sends \
+          WHERE tenant_id = $1 AND chat_id <> $2 AND sent_at > now() - interval '24 hours'",
+    )
+    .bind(tenant.as_str())
+    .bind(chat.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(reached)
+}
+
 /// Gives back `reply_id`'s claim (its call certainly sent nothing), so a
 /// later reply may still send the fallback.
 pub async fn release(
