@@ -19,6 +19,7 @@ use crate::{
     inlet::token_of,
     results::{RunResult, StepResult, TenantResult},
     scenario::{Role, Scenario},
+    schedule::{Planned, schedule},
     stack::Stack,
     stats::{self, Percentiles},
 };
@@ -33,16 +34,6 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// One scheduled request.
-#[derive(Debug, Clone, Copy)]
-struct Planned {
-    at: Duration,
-    tenant: usize,
-    /// The event's number (its token); repeats for a replaying tenant.
-    event: u64,
-    step: usize,
-}
-
 /// One request as it went.
 #[derive(Debug, Clone, Copy)]
 struct Sent {
@@ -52,47 +43,6 @@ struct Sent {
     started_s: f64,
     http_ms: u64,
     status: u16,
-}
-
-fn schedule(scenario: &Scenario) -> Vec<Planned> {
-    let steps: Vec<(f64, Duration)> = if scenario.ramp.is_empty() {
-        vec![(f64::NAN, scenario.duration)]
-    } else {
-        scenario
-            .ramp
-            .iter()
-            .map(|s| (s.rate_per_tenant, s.duration))
-            .collect()
-    };
-    let mut plan = Vec::new();
-    let mut counters = vec![0u64; scenario.tenants.len()];
-    let mut offset = Duration::ZERO;
-    for (step, (ramp_rate, length)) in steps.iter().enumerate() {
-        for (i, t) in scenario.tenants.iter().enumerate() {
-            let rate = if ramp_rate.is_nan() {
-                t.rate
-            } else {
-                *ramp_rate
-            };
-            if rate <= 0.0 {
-                continue;
-            }
-            let n = (rate * length.as_secs_f64()).floor() as u64;
-            for k in 0..n {
-                let seq = counters[i];
-                counters[i] += 1;
-                plan.push(Planned {
-                    at: offset + Duration::from_secs_f64(k as f64 / rate),
-                    tenant: i,
-                    event: t.distinct.map_or(seq, |d| seq % d.max(1)),
-                    step,
-                });
-            }
-        }
-        offset += *length;
-    }
-    plan.sort_by_key(|p| p.at);
-    plan
 }
 
 /// Runs `scenario` on `dep`; `scheduler` only labels the result.

@@ -27,6 +27,7 @@ mod provision;
 mod report;
 mod results;
 mod scenario;
+mod schedule;
 mod sim_control;
 mod stack;
 mod stats;

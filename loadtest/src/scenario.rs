@@ -491,28 +491,34 @@ fn cost_run(knobs: &Knobs, name: &'static str, rate: f64, n: usize) -> Scenario 
     }
 }
 
+/// Small knobs for unit tests (1 s runs, a few tenants).
+#[cfg(test)]
+pub(crate) fn test_knobs() -> Knobs {
+    Knobs {
+        duration: Duration::from_secs(1),
+        drain: Duration::from_secs(1),
+        quiet_tenants: 2,
+        quiet_rate: 1.0,
+        noisy_rate: 10.0,
+        steady_rate: 1.0,
+        budget_per_minute: 600,
+        slow_ms: 100,
+        ramp: vec![1.0],
+        ramp_step: Duration::from_secs(1),
+        overload_tenants: 3,
+        overload_rate: 3.0,
+        overload_drain: Duration::from_secs(1),
+        cost_duration: Duration::from_secs(1),
+        channel: ChannelMix::Wabridges,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn knobs() -> Knobs {
-        Knobs {
-            duration: Duration::from_secs(1),
-            drain: Duration::from_secs(1),
-            quiet_tenants: 2,
-            quiet_rate: 1.0,
-            noisy_rate: 10.0,
-            steady_rate: 1.0,
-            budget_per_minute: 600,
-            slow_ms: 100,
-            ramp: vec![1.0],
-            ramp_step: Duration::from_secs(1),
-            overload_tenants: 3,
-            overload_rate: 3.0,
-            overload_drain: Duration::from_secs(1),
-            cost_duration: Duration::from_secs(1),
-            channel: ChannelMix::Wabridges,
-        }
+        test_knobs()
     }
 
     fn flood() -> Scenario {

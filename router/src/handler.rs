@@ -163,6 +163,7 @@ impl Handler for InboundHandler {
 
     async fn handle(&self, message: &InboundMessage, attempt: u32) -> Outcome {
         let started = std::time::Instant::now();
+        message.lane().record_age("handled");
         let span = step_span(message.lane(), attempt);
         let outcome = async {
             let outcome = self.step(message, attempt).await;

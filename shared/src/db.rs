@@ -96,9 +96,13 @@ pub async fn begin_for_tenant(
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     let pool = pool.clone();
     let statement = begin_statement(tenant);
-    tokio::spawn(async move { pool.begin_with(statement).await })
+    let started = std::time::Instant::now();
+    let opened = tokio::spawn(async move { pool.begin_with(statement).await })
         .await
-        .map_err(|e| sqlx::Error::Protocol(format!("opening a tenant transaction: {e}")))?
+        .map_err(|e| sqlx::Error::Protocol(format!("opening a tenant transaction: {e}")))?;
+    metrics::histogram!(crate::metrics::DB_TENANT_BEGIN_SECONDS)
+        .record(started.elapsed().as_secs_f64());
+    opened
 }
 
 /// `BEGIN; SELECT set_config('switchyard.tenant_id', '<tenant>', true)`.

@@ -65,6 +65,7 @@ pub mod probe;
 pub mod public_url;
 pub mod replies;
 pub mod retry;
+pub mod runtime_probe;
 pub mod scoped_event_id;
 pub mod service;
 pub mod shutdown;

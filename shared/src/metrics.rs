@@ -19,6 +19,15 @@ pub const LANE_INVALID_SUBJECT: &str = "switchyard_lane_invalid_subject_total";
 /// (opening the lane on first sight included), by `direction`: the reader
 /// dispatches one message at a time, so this is what its partition waits.
 pub const LANE_DISPATCH_SECONDS: &str = "switchyard_lane_dispatch_seconds";
+/// How old a message was (since the server stored it) when a partition
+/// reader took it (`at="taken"`) and when its handling began (`at="handled"`:
+/// the router's step, the sender's send), by `direction`: the difference is
+/// its wait in the process (lane, worker, scheduler). Spilled messages count
+/// from their spill. Across hosts it includes their clocks' skew.
+pub const LANE_MESSAGE_AGE_SECONDS: &str = "switchyard_lane_message_age_seconds";
+/// Time to open a tenant-scoped transaction (`db::begin_for_tenant`: a
+/// pooled connection acquired, checked, and `BEGIN` answered).
+pub const DB_TENANT_BEGIN_SECONDS: &str = "switchyard_db_tenant_begin_seconds";
 /// Time to open a tenant's lane (the spill backlog check), by `direction`.
 pub const LANE_OPEN_SECONDS: &str = "switchyard_lane_open_seconds";
 /// Tenant lanes that passed their queue bound and began spilling, by `direction`.

@@ -70,6 +70,7 @@ impl Service {
             Duration::from_secs(1),
             shutdown.clone(),
         ));
+        tasks.spawn(crate::runtime_probe::run(shutdown.clone()));
         tasks.spawn(probe_dependencies(
             client.clone(),
             pool.clone(),

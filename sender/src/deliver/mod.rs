@@ -169,6 +169,7 @@ impl Deliverer {
         attempt: Attempt,
     ) -> (StepResult, ProviderSignal) {
         let (message, reply) = message.into_parts();
+        message.record_age("handled");
         let mut signal = ProviderSignal::NoCall;
         let end = keep_alive_during(std::slice::from_ref(&message), async {
             let cleared = match self.admit(&message, reply).await {

@@ -133,6 +133,7 @@ impl Lanes {
         };
         let message = LaneMessage::new(tenant, direction, message)
             .with_keep_alive_after(self.inner.settings.keep_alive_after());
+        message.record_age("taken");
         // Bounds the spills on their way at once (their acks share one inbox).
         let Ok(slot) = Arc::clone(&self.inner.spill_slots).acquire_owned().await else {
             return;

@@ -55,6 +55,8 @@ pub struct LaneMessage {
     jetstream: async_nats::jetstream::Message,
     /// When this copy was taken from the server (its delivery).
     taken_at: Instant,
+    /// When the server stored it (its clock), if the delivery said.
+    stored_at: Option<time::OffsetDateTime>,
     /// Milliseconds after `taken_at` of the last progress ack sent.
     last_contact_ms: AtomicU64,
     /// [`keep_alive_spacing`] of its consumer's `ack_wait` (zero: every tick).
@@ -81,15 +83,16 @@ impl LaneMessage {
         jetstream: async_nats::jetstream::Message,
     ) -> Self {
         let headers = jetstream.headers.clone().unwrap_or_default();
-        let (delivered, sequence) = jetstream
+        let (delivered, sequence, stored_at) = jetstream
             .info()
             .map(|i| {
                 (
                     u32::try_from(i.delivered).unwrap_or(u32::MAX),
                     i.stream_sequence,
+                    Some(i.published),
                 )
             })
-            .unwrap_or((1, 0));
+            .unwrap_or((1, 0, None));
         let message_id = headers
             .get(async_nats::header::NATS_MESSAGE_ID)
             .map(|v| v.as_str().to_owned())
@@ -108,6 +111,7 @@ impl LaneMessage {
             message_id,
             jetstream,
             taken_at: Instant::now(),
+            stored_at,
             last_contact_ms: AtomicU64::new(0),
             keep_alive_after: Duration::ZERO,
         }
@@ -118,6 +122,17 @@ impl LaneMessage {
     pub fn with_keep_alive_after(mut self, spacing: Duration) -> Self {
         self.keep_alive_after = spacing;
         self
+    }
+
+    /// Records its age now (see [`m::LANE_MESSAGE_AGE_SECONDS`]): `at` is
+    /// `taken` or `handled`.
+    pub fn record_age(&self, at: &'static str) {
+        let Some(stored_at) = self.stored_at else {
+            return;
+        };
+        let age = (time::OffsetDateTime::now_utc() - stored_at).as_seconds_f64();
+        metrics::histogram!(m::LANE_MESSAGE_AGE_SECONDS, "direction" => self.direction.as_str(), "at" => at)
+            .record(age.max(0.0));
     }
 
     /// The tenant, taken from the stored subject (never from the payload).
