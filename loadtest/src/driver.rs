@@ -123,6 +123,17 @@ pub async fn run(
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
+    // The traffic window lasts its full length even when the plan ends
+    // earlier or is empty (the idle run measures a window with no events).
+    while t0.elapsed() < scenario.duration {
+        sampler
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sample();
+        let next =
+            (t0 + scenario.duration).min(tokio::time::Instant::now() + Duration::from_millis(500));
+        tokio::time::sleep_until(next).await;
+    }
     let traffic_end = t0.elapsed();
     let traffic_end_ms = unix_ms();
 

@@ -189,7 +189,7 @@ pub fn sustained_rate(runs: &[RunResult]) -> Option<(String, f64)> {
         .filter_map(|r| {
             let (_, rate, _) = crate::scenario::COST_RUNS
                 .iter()
-                .find(|(name, _, _)| *name == r.scenario)?;
+                .find(|(name, rate, _)| *name == r.scenario && *rate > 0.0)?;
             Some((r.scenario.clone(), *rate))
         })
         .max_by(|a, b| a.1.total_cmp(&b.1))

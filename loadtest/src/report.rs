@@ -296,11 +296,65 @@ fn pair(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+fn is_idle(run: &RunResult) -> bool {
+    run.scenario.starts_with("cost-idle")
+}
+
+/// The idle runs of the `cost` sweep: each party's mean CPU as a share of
+/// one core, and the servers' operations per second, with no traffic.
+fn idle_table(out: &mut String, runs: &[RunResult]) {
+    let idle: Vec<&RunResult> = runs.iter().filter(|r| is_idle(r)).collect();
+    if idle.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Idle cost (no traffic)\n\n\
+         | run | seconds | ingest | router | sender | nats-server | postgres | pipeline | NATS msgs in/out per s | PG xacts per s |\n\
+         |---|---|---|---|---|---|---|---|---|---|"
+    );
+    for r in idle {
+        let share = |prefix: &str| -> f64 {
+            r.services
+                .iter()
+                .filter(|(name, _)| name.starts_with(prefix))
+                .map(|(_, u)| u.cpu_percent_mean)
+                .sum()
+        };
+        let pipeline: f64 = r
+            .services
+            .iter()
+            .filter(|(name, _)| !name.starts_with(crate::cost::LOAD_GENERATOR))
+            .map(|(_, u)| u.cpu_percent_mean)
+            .sum();
+        // With nothing delivered the per-event figures are totals.
+        let seconds = (r.traffic_seconds + r.drain_seconds).max(f64::EPSILON);
+        let per_s =
+            |v: Option<f64>| v.map_or("not read".to_owned(), |v| format!("{:.0}", v / seconds));
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.1} % | {:.1} % | {:.1} % | {:.1} % | {:.1} % | **{:.1} %** | {} / {} | {} |",
+            r.scenario,
+            seconds,
+            share("switchyard-ingest"),
+            share("switchyard-router"),
+            share("switchyard-sender"),
+            share("nats-server"),
+            share("postgres"),
+            pipeline,
+            per_s(r.cost.nats_msgs_in_per_event),
+            per_s(r.cost.nats_msgs_out_per_event),
+            per_s(r.cost.pg_xacts_per_event),
+        );
+    }
+}
+
 /// The `cost` sweep as one table, and the highest rate it kept up with.
 fn cost_table(out: &mut String, runs: &[RunResult]) {
+    idle_table(out, runs);
     let sweep: Vec<&RunResult> = runs
         .iter()
-        .filter(|r| r.scenario.starts_with("cost-"))
+        .filter(|r| r.scenario.starts_with("cost-") && !is_idle(r))
         .collect();
     if sweep.is_empty() {
         return;

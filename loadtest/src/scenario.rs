@@ -231,6 +231,9 @@ pub const COST_RUNS: &[(&str, f64, usize)] = &[
     ("cost-500x1000", 500.0, 1000),
     ("cost-1000x1000", 1000.0, 1000),
     ("cost-2000x1000", 2000.0, 1000),
+    // No traffic: what 1,000 provisioned tenants cost while nothing happens
+    // (reported as a share of a core per party, not per event).
+    ("cost-idle-1000", 0.0, 1000),
 ];
 
 /// Whether the command line's scenario names select `name` (`cost` selects the whole sweep).
@@ -470,12 +473,16 @@ pub fn all(knobs: &Knobs) -> Vec<Scenario> {
 /// once; what it measures is CPU and server operations per delivered event.
 fn cost_run(knobs: &Knobs, name: &'static str, rate: f64, n: usize) -> Scenario {
     let per_tenant = rate / n as f64;
+    let seconds = knobs.cost_duration.as_secs();
     Scenario {
         name,
-        description: format!(
-            "cost: {n} tenants at {rate:.0} ev/s together ({per_tenant:.2} each) for {} s, budget out of the way",
-            knobs.cost_duration.as_secs()
-        ),
+        description: if rate > 0.0 {
+            format!(
+                "cost: {n} tenants at {rate:.0} ev/s together ({per_tenant:.2} each) for {seconds} s, budget out of the way"
+            )
+        } else {
+            format!("cost, idle: {n} tenants provisioned, no traffic for {seconds} s")
+        },
         tenants: (1..=n)
             .map(|i| one(&format!("c{i:04}"), Role::Quiet, per_tenant))
             .collect(),

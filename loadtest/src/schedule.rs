@@ -114,6 +114,13 @@ mod tests {
     }
 
     #[test]
+    fn the_idle_run_provisions_its_tenants_and_plans_nothing() {
+        let run = cost_run("cost-idle-1000");
+        assert_eq!(run.tenants.len(), 1_000);
+        assert!(schedule(&run).is_empty());
+    }
+
+    #[test]
     fn every_tenant_gets_its_rate_over_the_run() {
         let run = cost_run("cost-500x100");
         let plan = schedule(&run);

@@ -22,6 +22,21 @@ pub struct Conversation {
     pub last_menu: Vec<String>,
     /// A person answered from the phone recently: the bot stays quiet here.
     pub silenced: bool,
+    /// The row exists and its `last_inbound_at` is younger than an hour: a
+    /// turn that shows no menu changes nothing worth a transaction (see
+    /// [`Conversation::needs_record`]).
+    pub touched_recently: bool,
+}
+
+impl Conversation {
+    /// Whether the turn must be recorded: a new chat (its row makes the next
+    /// message not new), a menu to remember, or a `last_inbound_at` older
+    /// than an hour. The column is for operators (when did this chat last
+    /// write to us, to the hour); rewriting it on every message cost one
+    /// transaction of the four or five per event (issue 20).
+    pub fn needs_record(&self, shows_menu: bool) -> bool {
+        self.is_new || shows_menu || !self.touched_recently
+    }
 }
 
 /// Reads the conversation as it stands, without creating it, inside the
@@ -35,7 +50,8 @@ pub async fn read(
     chat_id: &ChatId,
 ) -> Result<Conversation, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT last_menu, coalesce(silenced_until > now(), false) AS silenced \
+        "SELECT last_menu, coalesce(silenced_until > now(), false) AS silenced, \
+           last_inbound_at > now() - interval '1 hour' AS touched_recently \
          FROM conversations WHERE tenant_id = $1 AND chat_id = $2",
     )
     .bind(tenant.as_str())
@@ -48,6 +64,7 @@ pub async fn read(
             is_new: true,
             last_menu: Vec::new(),
             silenced: false,
+            touched_recently: false,
         });
     };
     let last_menu: Option<serde_json::Value> = row.try_get("last_menu")?;
@@ -58,6 +75,7 @@ pub async fn read(
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default(),
         silenced: row.try_get("silenced")?,
+        touched_recently: row.try_get("touched_recently")?,
     })
 }
 

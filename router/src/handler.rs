@@ -447,18 +447,22 @@ impl InboundHandler {
             return ours(format!("publish replies: {e}"));
         }
         phase("publish", publishing);
-        let recording = std::time::Instant::now();
-        if let Err(e) = conversations::record_inbound(
-            &self.db,
-            &tenant.id,
-            &message.chat_id,
-            turn.menu.as_ref().map(ReplyMenu::ids).as_deref(),
-        )
-        .await
-        {
-            return db_failed(&self.retries, attempt, "conversation", &e);
+        // An existing chat whose turn shows no menu changes nothing worth a
+        // transaction (its `last_inbound_at` is rewritten at most hourly).
+        if conversation.needs_record(turn.menu.is_some()) {
+            let recording = std::time::Instant::now();
+            if let Err(e) = conversations::record_inbound(
+                &self.db,
+                &tenant.id,
+                &message.chat_id,
+                turn.menu.as_ref().map(ReplyMenu::ids).as_deref(),
+            )
+            .await
+            {
+                return db_failed(&self.retries, attempt, "conversation", &e);
+            }
+            phase("record", recording);
         }
-        phase("record", recording);
         metrics::counter!(m::REPLIES).increment(parts.len() as u64);
         Outcome::Done
     }

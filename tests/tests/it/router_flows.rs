@@ -349,3 +349,60 @@ async fn the_http_bot_is_told_role_resource_action_and_content_and_never_sees_a_
     );
     p.router.stop().await;
 }
+
+/// The row of one chat, once it exists: when it was last written (its
+/// `xmin`) and its `last_inbound_at` as seconds since the epoch.
+async fn conversation_row(pool: &PgPool, tenant: &str) -> (String, f64) {
+    poll::until("the conversation row", Duration::from_secs(10), || async {
+        sqlx::query_as(
+            "SELECT xmin::text, extract(epoch FROM last_inbound_at)::float8 \
+             FROM conversations WHERE tenant_id = $1 AND chat_id = $2",
+        )
+        .bind(tenant)
+        .bind(CHAT)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+    })
+    .await
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_turn_that_changes_nothing_writes_no_conversation_row_until_its_touch_is_an_hour_old(
+    pool: PgPool,
+) {
+    fixtures::add_tenant(&pool, "echoer", |new| new.bot_kind = BotKind::Echo).await;
+    let p = start(&pool).await;
+    let mut sent = 0;
+    let body = |id: &str, text: &str| traffic::message_body(Some("echoer"), id, CHAT, text);
+    let mut say_echo =
+        async |id: &str, text: &str| say(&p, "echoer", id, body(id, text), &mut sent).await;
+
+    // A new chat is recorded (its next message is no longer new).
+    assert_eq!(say_echo("m1", "one").await, vec!["echo: one"]);
+    let first = conversation_row(&pool, "echoer").await;
+    // Its next turns show no menu: answered, and the row is not written. (A
+    // chat's messages are handled in order, so by m3's reply m2's step,
+    // record included, is over.)
+    assert_eq!(say_echo("m2", "two").await, vec!["echo: two"]);
+    assert_eq!(say_echo("m3", "three").await, vec!["echo: three"]);
+    assert_eq!(conversation_row(&pool, "echoer").await, first);
+    // Once the touch is over an hour old, a turn writes it again.
+    sqlx::query("UPDATE conversations SET last_inbound_at = now() - interval '2 hours'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let stale = conversation_row(&pool, "echoer").await;
+    assert_eq!(say_echo("m4", "four").await, vec!["echo: four"]);
+    let touched = poll::until(
+        "the stale touch rewritten",
+        Duration::from_secs(10),
+        || async {
+            let row = conversation_row(&pool, "echoer").await;
+            (row.1 > stale.1 + 3_600.0).then_some(row)
+        },
+    )
+    .await;
+    assert_ne!(touched.0, stale.0);
+    p.router.stop().await;
+}
