@@ -6,8 +6,6 @@
 //! replica at start-up. Tenant-scoped work goes through [`begin_for_tenant`],
 //! which sets the per-transaction tenant that the row-level security policies key on.
 
-use std::time::Duration;
-
 use secrecy::ExposeSecret;
 use sqlx::{
     PgPool, Postgres, Transaction,
@@ -36,32 +34,16 @@ pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
 /// connections left broken by a database outage fail one statement each
 /// once it is back, some after a bot turn, so the turn ran twice
 /// (`router_backpressure::an_unreachable_database_holds_events_without_spending_attempts_and_all_are_answered_once_it_returns`).
-/// A pooled connection idle at least this long is checked (a round trip)
-/// before it is handed out; one used more recently is handed out as it is.
-///
-/// sqlx checks every connection before every acquire, and again when it is
-/// given back: one extra round trip per transaction, of the four or five a
-/// transaction takes (issue 20). A connection given back less than a second
-/// ago passed the check on its way back; what a database outage breaks is
-/// caught by the failures while it lasts and, for connections idle across
-/// it, by this check (without any check, connections left broken by an
-/// outage failed a statement after a bot turn, which then ran twice:
-/// `router_backpressure`).
-pub const CHECK_IF_IDLE_FOR: Duration = Duration::from_secs(1);
-
+/// Pool options. sqlx checks a connection (a round trip) before every
+/// acquire; that check stays. Without it (2026-12-06), and even with it only
+/// for connections idle a second or more, a database outage's broken
+/// connections failed a statement after a bot turn, which then ran twice
+/// (`router_backpressure::an_unreachable_database_…`: 1 run in 1 without any
+/// check, 1 in 8 with the idle-only check, 0 in 10 with sqlx's).
 fn options_for(settings: &DatabaseSettings) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= CHECK_IF_IDLE_FOR {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
 }
 
 /// Applies every pending migration.
