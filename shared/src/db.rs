@@ -29,17 +29,14 @@ pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
 }
 
 /// The pool settings every pool shares. sqlx pings a connection before
-/// handing it out (and again when it is given back): without that ping
-/// (tried for issue 20: p50 −12 % at 100/s over 1,000 tenants) the
-/// connections left broken by a database outage fail one statement each
-/// once it is back, some after a bot turn, so the turn ran twice
-/// (`router_backpressure::an_unreachable_database_holds_events_without_spending_attempts_and_all_are_answered_once_it_returns`).
-/// Pool options. sqlx checks a connection (a round trip) before every
-/// acquire; that check stays. Without it (2026-12-06), and even with it only
-/// for connections idle a second or more, a database outage's broken
-/// connections failed a statement after a bot turn, which then ran twice
-/// (`router_backpressure::an_unreachable_database_…`: 1 run in 1 without any
-/// check, 1 in 8 with the idle-only check, 0 in 10 with sqlx's).
+/// handing it out (and again when it is given back), one round trip per
+/// transaction, and that ping stays: without it (tried for issue 20: p50
+/// −12 % at 100/s over 1,000 tenants), and even with it only for
+/// connections idle a second or more (tried the next session), the
+/// connections left broken by a database outage failed a statement after a
+/// bot turn, so the turn ran twice
+/// (`router_backpressure::an_unreachable_database_holds_events_without_spending_attempts_and_all_are_answered_once_it_returns`:
+/// 1 run in 8 with the idle-only ping, 0 in 10 with sqlx's).
 fn options_for(settings: &DatabaseSettings) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)

@@ -21,9 +21,11 @@ pub const LANE_INVALID_SUBJECT: &str = "switchyard_lane_invalid_subject_total";
 pub const LANE_DISPATCH_SECONDS: &str = "switchyard_lane_dispatch_seconds";
 /// How old a message was (since the server stored it) when a partition
 /// reader took it (`at="taken"`) and when its handling began (`at="handled"`:
-/// the router's step, the sender's send), by `direction`: the difference is
-/// its wait in the process (lane, worker, scheduler). Spilled messages count
-/// from their spill. Across hosts it includes their clocks' skew.
+/// each try of the router's step of a single message, each try of the
+/// sender's send; a gathered burst is not counted, it waited on purpose), by
+/// `direction`: the difference is its wait in the process (lane, worker,
+/// scheduler). Spilled messages count from their spill. Across hosts it
+/// includes their clocks' skew.
 pub const LANE_MESSAGE_AGE_SECONDS: &str = "switchyard_lane_message_age_seconds";
 /// Time to open a tenant-scoped transaction (`db::begin_for_tenant`: a
 /// pooled connection acquired, checked, and `BEGIN` answered).
