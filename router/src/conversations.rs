@@ -9,8 +9,13 @@
 //! connections and timed out every other tenant's steps). Two steps of one
 //! chat never overlap: the lane runner handles a chat's messages in order.
 
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable as _};
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use switchyard_shared::{db, ids::TenantId, message_ids::ChatId};
+
+use crate::backpressure::{self, Fault};
 
 /// What the bot may know about a chat between turns.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +105,40 @@ pub async fn record_inbound(
     .execute(&mut *tx)
     .await?;
     tx.commit().await
+}
+
+/// How often [`record_after_turn`] tries, and its waits: enough tries for
+/// every connection of a pool an outage left broken to fail once (each fails
+/// at once), about a second and a half in all when the database stays away.
+const AFTER_TURN_TRIES: usize = 12;
+const AFTER_TURN_MIN_DELAY: Duration = Duration::from_millis(10);
+const AFTER_TURN_MAX_DELAY: Duration = Duration::from_millis(200);
+
+/// [`record_inbound`] after a bot turn whose replies are out, retried in
+/// place while the failure is our own trouble (a broken connection, the pool,
+/// the server away), so the turn is not run again for a failed record: a
+/// connection a database outage left broken fails its first statement, and
+/// the pools of the router and the sender do not ping a connection before
+/// handing it out (`switchyard_shared::db::pool_with_role`). The record is an
+/// upsert, so one that committed before its answer was lost can run again.
+/// An error of the message's data, or our trouble past the tries, is returned.
+pub async fn record_after_turn(
+    pool: &PgPool,
+    tenant: &TenantId,
+    chat_id: &ChatId,
+    menu: Option<&[String]>,
+) -> Result<(), sqlx::Error> {
+    let tries = ExponentialBuilder::default()
+        .with_min_delay(AFTER_TURN_MIN_DELAY)
+        .with_max_delay(AFTER_TURN_MAX_DELAY)
+        .with_max_times(AFTER_TURN_TRIES - 1);
+    (|| record_inbound(pool, tenant, chat_id, menu))
+        .retry(tries)
+        .when(|e| backpressure::db_fault(e) == Fault::Ours)
+        .notify(|e, after| {
+            tracing::debug!(tenant.id = %tenant, error = %e, retry_in_ms = after.as_millis(), "conversation record after a turn failed; retrying in place");
+        })
+        .await
 }
 
 /// Human takeover: keeps the bot silent in this chat for `minutes` from now

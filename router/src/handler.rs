@@ -451,7 +451,7 @@ impl InboundHandler {
         // transaction (its `last_inbound_at` is rewritten at most hourly).
         if conversation.needs_record(turn.menu.is_some()) {
             let recording = std::time::Instant::now();
-            if let Err(e) = conversations::record_inbound(
+            if let Err(e) = conversations::record_after_turn(
                 &self.db,
                 &tenant.id,
                 &message.chat_id,

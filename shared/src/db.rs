@@ -29,14 +29,8 @@ pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
 }
 
 /// The pool settings every pool shares. sqlx pings a connection before
-/// handing it out (and again when it is given back), one round trip per
-/// transaction, and that ping stays: without it (tried for issue 20: p50
-/// −12 % at 100/s over 1,000 tenants), and even with it only for
-/// connections idle a second or more (tried the next session), the
-/// connections left broken by a database outage failed a statement after a
-/// bot turn, so the turn ran twice
-/// (`router_backpressure::an_unreachable_database_holds_events_without_spending_attempts_and_all_are_answered_once_it_returns`:
-/// 1 run in 8 with the idle-only ping, 0 in 10 with sqlx's).
+/// handing it out (and again when it is given back, which cannot be turned
+/// off): see [`pool_with_role`] for the pools that skip the first ping.
 fn options_for(settings: &DatabaseSettings) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
@@ -129,6 +123,18 @@ pub const APP_ROLE: &str = "switchyard_app";
 /// A pool whose every connection acts as `role` (`SET ROLE`), so row-level
 /// security applies even when the login user owns the tables. Production
 /// deployments log in as a member of the role; tests log in as `postgres`.
+///
+/// The router's and the sender's tenant-scoped work runs on it, several
+/// short transactions per event, so it does not ping a connection before
+/// handing it out: one round trip fewer per transaction, and each round trip
+/// is a wake-up of both processes (issue 20: PostgreSQL is about a third of
+/// the pipeline's CPU). A connection an outage left broken then fails its
+/// first statement instead of being replaced, which every step there
+/// survives: a failed read or claim is retried before anything happens, the
+/// sender's ledger write after a send retries on its own, and so does the
+/// router's conversation record after a bot turn (without that, the turn ran
+/// again: 1 run in 8 of
+/// `router_backpressure::an_unreachable_database_holds_events_without_spending_attempts_and_all_are_answered_once_it_returns`).
 pub fn pool_with_role(
     settings: &DatabaseSettings,
     role: &'static str,
@@ -136,6 +142,7 @@ pub fn pool_with_role(
     crate::tls::install_crypto_provider();
     let options: PgConnectOptions = settings.url.expose_secret().parse()?;
     Ok(options_for(settings)
+        .test_before_acquire(false)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 sqlx::query(&format!("SET ROLE {role}"))

@@ -396,3 +396,79 @@ async fn a_messages_own_faults_are_still_dead_lettered_at_once_through_an_outage
     assert_eq!(calls.load(Ordering::SeqCst), 2, "one bot call each");
     router.stop().await;
 }
+
+/// The router's and the sender's pools do not ping a connection before
+/// handing it out (`db::pool_with_role`), so the connections a database
+/// restart broke fail their first statement once it is back. After a bot
+/// turn the conversation record must not fail for that (the turn would run
+/// again): it retries in place on its own trouble.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn the_record_after_a_turn_gets_past_the_connections_a_restart_broke(pool: PgPool) {
+    use switchyard_router::conversations;
+    use switchyard_shared::{config, db, message_ids::ChatId};
+
+    add_tenant(&pool, "alpha", BotKind::Echo, serde_json::json!({})).await;
+    const APP_NAME: &str = "broken-connections-under-test";
+    let url = format!(
+        "{}?application_name={APP_NAME}",
+        services::database_url(&pool)
+    );
+    let settings = config::DatabaseSettings::from_env(&config::Env::from_map([
+        ("DATABASE_URL", url.as_str()),
+        ("SWITCHYARD_DB_MAX_CONNECTIONS", "4"),
+    ]))
+    .unwrap();
+    let app = db::pool_with_role(&settings, db::APP_ROLE).unwrap();
+    // Four connections open at once, then idle in the pool.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut conn = app.acquire().await.unwrap();
+        sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
+        held.push(conn);
+    }
+    drop(held);
+    poll::until("four idle connections", Duration::from_secs(10), || async {
+        (app.num_idle() == 4).then_some(())
+    })
+    .await;
+    // What a database restart does to them: every backend ends.
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(APP_NAME)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(ended, vec![true; 4]);
+    poll::until("the backends gone", Duration::from_secs(10), || async {
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(APP_NAME)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        (left == 0).then_some(())
+    })
+    .await;
+
+    let tenant = t("alpha");
+    let chat = ChatId::parse("15550001111@s.whatsapp.net").unwrap();
+    // The premise: a single try meets a broken connection.
+    let once = conversations::record_inbound(&app, &tenant, &chat, None).await;
+    assert!(
+        once.is_err(),
+        "a broken connection was handed out: {once:?}"
+    );
+    // The record after a turn gets through on the same pool.
+    conversations::record_after_turn(&app, &tenant, &chat, Some(&["a".to_owned()]))
+        .await
+        .expect("recorded past the broken connections");
+    let menu: serde_json::Value = sqlx::query_scalar(
+        "SELECT last_menu FROM conversations WHERE tenant_id = 'alpha' AND chat_id = $1",
+    )
+    .bind(chat.as_str())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(menu, serde_json::json!(["a"]));
+}
