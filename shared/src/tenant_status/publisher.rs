@@ -294,11 +294,7 @@ mod tests {
 
     #[test]
     fn news_goes_first_within_the_budget_and_an_idle_tenant_gets_one_last_record() {
-        let settings = StatusSettings {
-            max_age: Duration::from_secs(30),
-            interval: Duration::from_secs(1),
-            writes_per_second: 2,
-        };
+        let settings = settings(2);
         let t0 = Instant::now();
         let later = t0 + Duration::from_secs(11);
         let mut written = Written::new();
@@ -338,6 +334,22 @@ mod tests {
         );
     }
 
+    /// A 30 s max age, a cycle a second, `writes_per_second` writes a cycle.
+    fn settings(writes_per_second: u32) -> StatusSettings {
+        StatusSettings {
+            max_age: Duration::from_secs(30),
+            interval: Duration::from_secs(1),
+            writes_per_second,
+        }
+    }
+
+    fn held(records: &[StatusRecord]) -> HeldBack {
+        records
+            .iter()
+            .map(|r| (r.tenant.clone(), r.clone()))
+            .collect()
+    }
+
     fn sent_at(tenant: &str, ms: i64) -> StatusRecord {
         StatusRecord {
             last_send_out_ms: Some(ms),
@@ -347,11 +359,7 @@ mod tests {
 
     #[test]
     fn traffic_times_are_written_at_the_refresh_or_when_the_tenant_goes_quiet() {
-        let settings = StatusSettings {
-            max_age: Duration::from_secs(30),
-            interval: Duration::from_secs(1),
-            writes_per_second: 100,
-        };
+        let settings = settings(100);
         let t0 = Instant::now();
         let mut written = Written::new();
         written.insert(TenantId::parse("a").unwrap(), (sent_at("a", 1), t0));
@@ -371,14 +379,9 @@ mod tests {
         let due = plan(&written, &none, settings, vec![sent_at("a", 9)], refresh);
         assert_eq!(due.write, vec![sent_at("a", 9)]);
         // Gone quiet before the refresh: the held-back times are its last words.
-        let held: HeldBack = soon
-            .held_back
-            .into_iter()
-            .map(|r| (r.tenant.clone(), r))
-            .collect();
         let quiet = plan(
             &written,
-            &held,
+            &held(&soon.held_back),
             settings,
             Vec::new(),
             t0 + Duration::from_secs(2),
@@ -402,11 +405,7 @@ mod tests {
 
     #[test]
     fn news_over_the_budget_is_written_by_a_later_cycle_even_if_its_tenant_went_quiet() {
-        let settings = StatusSettings {
-            max_age: Duration::from_secs(30),
-            interval: Duration::from_secs(1),
-            writes_per_second: 1,
-        };
+        let settings = settings(1);
         let t0 = Instant::now();
         let written = Written::new();
         let first = plan(
@@ -418,14 +417,9 @@ mod tests {
         );
         assert_eq!(first.write.len(), 1);
         assert_eq!(first.held_back.len(), 1);
-        let held: HeldBack = first
-            .held_back
-            .iter()
-            .map(|r| (r.tenant.clone(), r.clone()))
-            .collect();
         let next = plan(
             &written,
-            &held,
+            &held(&first.held_back),
             settings,
             Vec::new(),
             t0 + Duration::from_secs(1),
