@@ -170,6 +170,28 @@ impl SimHandle {
         }
     }
 
+    /// Waits until at least `n` valid send requests have arrived in total,
+    /// accepted or not yet answered (a bridge's latency holds the answer):
+    /// the caller's send is under way.
+    pub async fn wait_for_send_requests(
+        &self,
+        n: usize,
+        deadline: Duration,
+    ) -> Result<(), WaitTimeout> {
+        let mut arrived = self.inner.shared.arrived.subscribe();
+        let reached = tokio::time::timeout(deadline, arrived.wait_for(|count| *count >= n))
+            .await
+            .is_ok_and(|waited| waited.is_ok());
+        if reached {
+            return Ok(());
+        }
+        Err(WaitTimeout {
+            wanted: n,
+            got: *self.inner.shared.arrived.borrow(),
+            deadline,
+        })
+    }
+
     /// Forgets recorded sends, attempts and webhook deliveries.
     pub fn clear_records(&self) {
         self.inner.shared.clear_records();

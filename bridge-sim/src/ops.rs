@@ -60,6 +60,7 @@ impl Shared {
             state.accepted = 0;
         }
         self.accepted.send_replace(0);
+        self.arrived.send_replace(0);
     }
 
     fn with_bridge<T>(

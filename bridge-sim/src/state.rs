@@ -198,6 +198,9 @@ pub(crate) struct Shared {
     pub default_echo: EchoMode,
     /// The number of accepted sends, for waiters.
     pub accepted: watch::Sender<usize>,
+    /// The number of valid send requests that arrived (before their
+    /// bridge's latency and fault), for waiters: a send is under way.
+    pub arrived: watch::Sender<usize>,
     /// Posts webhooks with the provider's timeout and no retries.
     pub webhook_http: reqwest::Client,
     pub shutdown: CancellationToken,
@@ -221,6 +224,7 @@ impl Shared {
             update_webhook_on_reprovision: config.update_webhook_on_reprovision,
             default_echo: config.echo,
             accepted: watch::channel(0).0,
+            arrived: watch::channel(0).0,
             webhook_http,
             shutdown,
         }

@@ -241,6 +241,7 @@ pub(crate) async fn send_text(
         return error_response(StatusCode::BAD_REQUEST, "body is required");
     }
     let at_ms = unix_ms();
+    shared.arrived.send_modify(|n| *n += 1);
     let (bridge, fault) = match enter(&shared, &customer_ref).await {
         Err(r) => return r,
         Ok(Entry::Go(b)) => (b, None),

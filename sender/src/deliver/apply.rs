@@ -133,8 +133,10 @@ impl Deliverer {
             .await;
         record_latency(&tenant.id, reply);
         match written {
+            // The ledger says it went out: a lost ack costs a redelivery
+            // that the claim answers "already sent", never a second send.
             Ok(()) => {
-                message.ack().await;
+                message.ack_unconfirmed().await;
                 End::Finished(GrantOutcome::Delivered)
             }
             // Sent, not recorded (logged by the ledger): no ack, since a

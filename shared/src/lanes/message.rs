@@ -191,6 +191,19 @@ impl LaneMessage {
         }
     }
 
+    /// Marks the message done without waiting for the server to confirm:
+    /// one message and one wake-up fewer than [`Self::ack`], and the caller's
+    /// next step does not wait. Only for a message whose redelivery costs
+    /// nothing but a lookup (the sender's delivered reply: its ledger row says
+    /// it went out, so a lost ack brings it back once, answered "already
+    /// sent"); where a redelivery would redo work (a bot turn, a spill),
+    /// [`Self::ack`].
+    pub async fn ack_unconfirmed(&self) {
+        if let Err(e) = self.jetstream.ack().await {
+            tracing::debug!(tenant.id = %self.tenant, message.id = %self.message_id, error = %e, "ack not sent; the message will be redelivered");
+        }
+    }
+
     /// Resets the redelivery timer of a message that is waiting or being
     /// retried, once [`Self::with_keep_alive_after`]'s spacing has passed
     /// since its delivery or its last progress ack (holders call this every

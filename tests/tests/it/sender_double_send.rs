@@ -537,14 +537,21 @@ async fn a_ledger_write_that_fails_after_the_send_is_retried_before_the_ack_and_
     let id = reply_id("cut", 0);
 
     rig.reply("alpha", "cut", "alpha:cut").await;
-    poll::until(
-        "the reply to be claimed",
-        Duration::from_secs(10),
-        || async { row(&pool, "alpha", &id).await?.lease_owner.map(|_| ()) },
-    )
-    .await;
-    // The call is under way (1.5 s of latency): PostgreSQL goes away before
-    // the provider accepts it, so the ledger write after it fails.
+    // The call is under way (1.5 s of latency), so its claim is done and
+    // answered (closing the gate while the claim's commit was on its way back
+    // failed the claim instead, under load): PostgreSQL goes away before the
+    // provider accepts it, so the ledger write after it fails.
+    rig.sim
+        .wait_for_send_requests(1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        row(&pool, "alpha", &id)
+            .await
+            .unwrap()
+            .lease_owner
+            .is_some()
+    );
     gate.close();
     rig.sim
         .wait_for_sends(1, Duration::from_secs(10))
