@@ -109,10 +109,14 @@ pub async fn record_inbound(
 
 /// How often [`record_after_turn`] tries, and its waits: enough tries for
 /// every connection of a pool an outage left broken to fail once (each fails
-/// at once), about a second and a half in all when the database stays away.
+/// at once), about a second and a half of waits when the database stays
+/// away; and the bound on the whole, since a try against an unreachable
+/// server may take the pool's acquire timeout (2 s by default) before it
+/// fails: the turn then reports our trouble as before, a few seconds later.
 const AFTER_TURN_TRIES: usize = 12;
 const AFTER_TURN_MIN_DELAY: Duration = Duration::from_millis(10);
 const AFTER_TURN_MAX_DELAY: Duration = Duration::from_millis(200);
+const AFTER_TURN_BOUND: Duration = Duration::from_secs(4);
 
 /// [`record_inbound`] after a bot turn whose replies are out, retried in
 /// place while the failure is our own trouble (a broken connection, the pool,
@@ -132,13 +136,17 @@ pub async fn record_after_turn(
         .with_min_delay(AFTER_TURN_MIN_DELAY)
         .with_max_delay(AFTER_TURN_MAX_DELAY)
         .with_max_times(AFTER_TURN_TRIES - 1);
-    (|| record_inbound(pool, tenant, chat_id, menu))
+    let recording = (|| record_inbound(pool, tenant, chat_id, menu))
         .retry(tries)
         .when(|e| backpressure::db_fault(e) == Fault::Ours)
         .notify(|e, after| {
             tracing::debug!(tenant.id = %tenant, error = %e, retry_in_ms = after.as_millis(), "conversation record after a turn failed; retrying in place");
-        })
+        });
+    // A try cut short here is safe: its transaction opens on a task of its
+    // own (`db::begin_for_tenant`) and rolls back when dropped.
+    tokio::time::timeout(AFTER_TURN_BOUND, recording)
         .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
 }
 
 /// Human takeover: keeps the bot silent in this chat for `minutes` from now

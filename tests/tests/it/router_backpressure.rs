@@ -472,3 +472,42 @@ async fn the_record_after_a_turn_gets_past_the_connections_a_restart_broke(pool:
     .unwrap();
     assert_eq!(menu, serde_json::json!(["a"]));
 }
+
+/// The in-place retries of the record after a turn are bounded as a whole:
+/// against a server that accepts connections and never answers, every try
+/// takes the pool's acquire timeout, and twelve of them would hold the chat
+/// for many seconds before the turn reports our trouble.
+#[tokio::test]
+async fn the_record_after_a_turn_gives_up_within_its_bound_when_the_database_never_answers() {
+    use switchyard_router::conversations;
+    use switchyard_shared::{config, db, message_ids::ChatId};
+
+    // A black hole: connections are accepted and never answered.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let url = format!("postgres://postgres@{addr}/nowhere?sslmode=disable");
+    let settings = config::DatabaseSettings::from_env(&config::Env::from_map([
+        ("DATABASE_URL", url.as_str()),
+        ("SWITCHYARD_DB_ACQUIRE_TIMEOUT", "500ms"),
+    ]))
+    .unwrap();
+    let app = db::pool_with_role(&settings, db::APP_ROLE).unwrap();
+    let chat = ChatId::parse("15550001111@s.whatsapp.net").unwrap();
+    // Unbounded, 12 tries of 500 ms each plus their waits would take 7.5 s.
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(6),
+        conversations::record_after_turn(&app, &t("alpha"), &chat, None),
+    )
+    .await
+    .expect("gave up within its bound");
+    assert!(
+        matches!(outcome, Err(sqlx::Error::PoolTimedOut)),
+        "{outcome:?}"
+    );
+}
