@@ -13,7 +13,7 @@ use std::{
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use switchyard_shared::wabridges::WaBridgesSettings;
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::{
@@ -158,16 +158,14 @@ impl SimHandle {
         n: usize,
         deadline: Duration,
     ) -> Result<Vec<RecordedSend>, WaitTimeout> {
-        let mut accepted = self.inner.shared.accepted.subscribe();
-        let reached = tokio::time::timeout(deadline, accepted.wait_for(|count| *count >= n)).await;
-        match reached {
-            Ok(Ok(_)) => Ok(self.sends()),
-            _ => Err(WaitTimeout {
-                wanted: n,
-                got: self.sends().len(),
-                deadline,
-            }),
+        if reaches(&self.inner.shared.accepted, n, deadline).await {
+            return Ok(self.sends());
         }
+        Err(WaitTimeout {
+            wanted: n,
+            got: self.sends().len(),
+            deadline,
+        })
     }
 
     /// Waits until at least `n` valid send requests have arrived in total,
@@ -178,16 +176,13 @@ impl SimHandle {
         n: usize,
         deadline: Duration,
     ) -> Result<(), WaitTimeout> {
-        let mut arrived = self.inner.shared.arrived.subscribe();
-        let reached = tokio::time::timeout(deadline, arrived.wait_for(|count| *count >= n))
-            .await
-            .is_ok_and(|waited| waited.is_ok());
-        if reached {
+        let arrived = &self.inner.shared.arrived;
+        if reaches(arrived, n, deadline).await {
             return Ok(());
         }
         Err(WaitTimeout {
             wanted: n,
-            got: *self.inner.shared.arrived.borrow(),
+            got: *arrived.borrow(),
             deadline,
         })
     }
@@ -322,4 +317,12 @@ impl SimHandle {
     pub fn set_webhook_customer_ref(&self, include: bool) {
         self.inner.shared.set_webhook_customer_ref(include);
     }
+}
+
+/// Whether `counter` reaches `n` within `deadline`.
+async fn reaches(counter: &watch::Sender<usize>, n: usize, deadline: Duration) -> bool {
+    let mut seen = counter.subscribe();
+    tokio::time::timeout(deadline, seen.wait_for(|count| *count >= n))
+        .await
+        .is_ok_and(|waited| waited.is_ok())
 }

@@ -187,9 +187,9 @@ pub fn sustained_rate(runs: &[RunResult]) -> Option<(String, f64)> {
                 && r.quiet_latency.p99_ms <= 1000
         })
         .filter_map(|r| {
-            let (_, rate, _) = crate::scenario::COST_RUNS
-                .iter()
-                .find(|(name, rate, _)| *name == r.scenario && *rate > 0.0)?;
+            let (_, rate, _) = crate::scenario::COST_RUNS.iter().find(|(name, _, _)| {
+                *name == r.scenario && !crate::scenario::is_idle_cost_run(name)
+            })?;
             Some((r.scenario.clone(), *rate))
         })
         .max_by(|a, b| a.1.total_cmp(&b.1))

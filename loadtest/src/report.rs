@@ -297,7 +297,7 @@ fn pair(a: Option<f64>, b: Option<f64>) -> String {
 }
 
 fn is_idle(run: &RunResult) -> bool {
-    run.scenario.starts_with("cost-idle")
+    crate::scenario::is_idle_cost_run(&run.scenario)
 }
 
 /// The idle runs of the `cost` sweep: each party's mean CPU as a share of

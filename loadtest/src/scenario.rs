@@ -236,6 +236,14 @@ pub const COST_RUNS: &[(&str, f64, usize)] = &[
     ("cost-idle-1000", 0.0, 1000),
 ];
 
+/// Whether `scenario` is an idle run of the `cost` sweep (provisioned
+/// tenants, no traffic): reported as shares of a core, never as a rate.
+pub fn is_idle_cost_run(scenario: &str) -> bool {
+    COST_RUNS
+        .iter()
+        .any(|(name, rate, _)| *name == scenario && *rate == 0.0)
+}
+
 /// Whether the command line's scenario names select `name` (`cost` selects the whole sweep).
 pub fn selected(names: &[String], name: &str) -> bool {
     names
