@@ -7,13 +7,26 @@
 //! the leader goes away without an outcome (its client disconnected and the
 //! request was dropped), a follower takes its turn as the new leader. Across
 //! replicas the database claim and the `Nats-Msg-Id` do the same job.
+//!
+//! A durable event is remembered for [`REMEMBER_DURABLE`] after its leader
+//! settles: an identical delivery arriving then is answered as a duplicate
+//! at once. Without it, one arriving before the key's `published` mark
+//! reached PostgreSQL (marks are written in batches, up to 100 ms late)
+//! found the key only `claimed` and published the event again (absorbed by
+//! the stream's duplicate window, but a second publish; seen in CI among a
+//! hundred identical deliveries).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
+
+/// How long a durable event's outcome answers identical deliveries after
+/// its leader settled: well past the mark writer's linger and its write.
+pub const REMEMBER_DURABLE: Duration = Duration::from_secs(2);
 
 /// How the leader's delivery ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,10 +39,33 @@ pub enum Settled {
 
 type Slot = watch::Sender<Option<Settled>>;
 
-/// The deliveries in flight in this process, by scoped event id.
+/// The deliveries in flight in this process, by scoped event id, and the
+/// ones that became durable within [`REMEMBER_DURABLE`].
 #[derive(Debug, Clone, Default)]
 pub struct InFlight {
-    leaders: Arc<Mutex<HashMap<String, Slot>>>,
+    leaders: Arc<Mutex<Leaders>>,
+}
+
+#[derive(Debug, Default)]
+struct Leaders {
+    in_flight: HashMap<String, Slot>,
+    /// Durable events by when they are forgotten, oldest first (every entry
+    /// is remembered equally long, so the queue is in expiry order).
+    durable: VecDeque<(Instant, String)>,
+    durable_keys: HashSet<String>,
+}
+
+impl Leaders {
+    fn forget_expired(&mut self, now: Instant) {
+        while let Some((until, _)) = self.durable.front() {
+            if *until > now {
+                break;
+            }
+            if let Some((_, key)) = self.durable.pop_front() {
+                self.durable_keys.remove(&key);
+            }
+        }
+    }
 }
 
 /// Whose turn it is.
@@ -49,10 +85,16 @@ impl InFlight {
                 in_flight: self.clone(),
             });
         };
-        if let Some(slot) = leaders.get(key) {
+        leaders.forget_expired(Instant::now());
+        if leaders.durable_keys.contains(key) {
+            return Turn::Follow(Follower(watch::channel(Some(Settled::Durable)).1));
+        }
+        if let Some(slot) = leaders.in_flight.get(key) {
             return Turn::Follow(Follower(slot.subscribe()));
         }
-        leaders.insert(key.to_owned(), watch::channel(None).0);
+        leaders
+            .in_flight
+            .insert(key.to_owned(), watch::channel(None).0);
         Turn::Lead(Leader {
             key: Some(key.to_owned()),
             in_flight: self.clone(),
@@ -60,7 +102,13 @@ impl InFlight {
     }
 
     fn finish(&self, key: &str, outcome: Option<Settled>) {
-        let slot = self.leaders.lock().ok().and_then(|mut l| l.remove(key));
+        let slot = self.leaders.lock().ok().and_then(|mut l| {
+            if outcome == Some(Settled::Durable) && l.durable_keys.insert(key.to_owned()) {
+                l.durable
+                    .push_back((Instant::now() + REMEMBER_DURABLE, key.to_owned()));
+            }
+            l.in_flight.remove(key)
+        });
         if let (Some(slot), Some(outcome)) = (slot, outcome) {
             slot.send_replace(Some(outcome));
         }
@@ -118,6 +166,33 @@ mod tests {
         let waiting = tokio::spawn(follower.outcome());
         leader.settle(Settled::Durable);
         assert_eq!(waiting.await.unwrap(), Some(Settled::Durable));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_durable_event_answers_identical_deliveries_until_it_is_forgotten() {
+        let in_flight = InFlight::default();
+        let Turn::Lead(leader) = in_flight.turn("acme:1") else {
+            panic!("first must lead")
+        };
+        leader.settle(Settled::Durable);
+        tokio::time::advance(REMEMBER_DURABLE - Duration::from_millis(1)).await;
+        let Turn::Follow(late) = in_flight.turn("acme:1") else {
+            panic!("a delivery right after the leader settled must not lead")
+        };
+        assert_eq!(late.outcome().await, Some(Settled::Durable));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(matches!(in_flight.turn("acme:1"), Turn::Lead(_)));
+        let remembered = in_flight.leaders.lock().unwrap().durable.len();
+        assert_eq!(remembered, 0, "forgotten events leave nothing behind");
+    }
+
+    #[tokio::test]
+    async fn a_failed_event_lets_the_next_identical_delivery_lead() {
+        let in_flight = InFlight::default();
+        let Turn::Lead(leader) = in_flight.turn("acme:1") else {
+            panic!("first must lead")
+        };
+        leader.settle(Settled::Failed);
         assert!(matches!(in_flight.turn("acme:1"), Turn::Lead(_)));
     }
 
