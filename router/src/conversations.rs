@@ -4,16 +4,20 @@
 //! braces).
 //!
 //! The router's step reads a conversation before the bot call and records it
-//! after, each in a short transaction: no connection and no row lock is held
-//! while a tenant's bot takes its time (a slow bot once held the pool's
+//! after, each in one statement ([`read_turn`], [`record_inbound`]): no
+//! connection and no row lock is held while a tenant's bot takes its time (a slow bot once held the pool's
 //! connections and timed out every other tenant's steps). Two steps of one
 //! chat never overlap: the lane runner handles a chat's messages in order.
 
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable as _};
-use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
-use switchyard_shared::{db, ids::TenantId, message_ids::ChatId};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use switchyard_shared::{
+    contacts::{self, Contact, PhoneNumber},
+    ids::TenantId,
+    message_ids::ChatId,
+};
 
 use crate::backpressure::{self, Fault};
 
@@ -44,48 +48,69 @@ impl Conversation {
     }
 }
 
-/// Reads the conversation as it stands, without creating it, inside the
-/// caller's short tenant-scoped transaction (the step reads the sender's
-/// contacts in the same one): the step holds no connection while the bot runs.
+/// What a turn reads before its bot call: the conversation as it stands
+/// (without creating it) and the sender's contact records in this tenant
+/// (none when the sender has no phone number), in one statement
+/// (`switchyard_turn_context`, migration 0017): it sets the tenant's
+/// row-level security scope itself, so on the pool it is one round trip
+/// instead of a transaction of four; inside a tenant-scoped transaction (a
+/// Cloud API tenant records the chat's window in the same one) it leaves the
+/// caller's scope as it was. The step holds no connection while the bot runs.
+///
 /// A chat with no row yet is new; it stays new until a turn is recorded, so
 /// the retry of a first message whose bot call failed still says `is_new`.
-pub async fn read(
-    conn: &mut PgConnection,
+pub async fn read_turn<'e, E>(
+    executor: E,
     tenant: &TenantId,
     chat_id: &ChatId,
-) -> Result<Conversation, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT last_menu, coalesce(silenced_until > now(), false) AS silenced, \
-           last_inbound_at > now() - interval '1 hour' AS touched_recently \
-         FROM conversations WHERE tenant_id = $1 AND chat_id = $2",
-    )
-    .bind(tenant.as_str())
-    .bind(chat_id.as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else {
-        return Ok(Conversation {
+    phone: Option<&PhoneNumber>,
+) -> Result<(Conversation, Vec<Contact>), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    let rows = sqlx::query("SELECT * FROM switchyard_turn_context($1, $2, $3)")
+        .bind(tenant.as_str())
+        .bind(chat_id.as_str())
+        .bind(phone.map(PhoneNumber::as_str))
+        .fetch_all(executor)
+        .await?;
+    let Some(first) = rows.first() else {
+        return Err(sqlx::Error::RowNotFound);
+    };
+    let exists: bool = first.try_get("conversation_exists")?;
+    let conversation = if exists {
+        let last_menu: Option<serde_json::Value> = first.try_get("last_menu")?;
+        Conversation {
+            chat_id: chat_id.clone(),
+            is_new: false,
+            last_menu: last_menu
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
+            silenced: first.try_get("silenced")?,
+            touched_recently: first.try_get("touched_recently")?,
+        }
+    } else {
+        Conversation {
             chat_id: chat_id.clone(),
             is_new: true,
             last_menu: Vec::new(),
             silenced: false,
             touched_recently: false,
-        });
+        }
     };
-    let last_menu: Option<serde_json::Value> = row.try_get("last_menu")?;
-    Ok(Conversation {
-        chat_id: chat_id.clone(),
-        is_new: false,
-        last_menu: last_menu
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default(),
-        silenced: row.try_get("silenced")?,
-        touched_recently: row.try_get("touched_recently")?,
-    })
+    let mut records = Vec::new();
+    for row in &rows {
+        // A row without a record: the conversation's columns alone.
+        if row.try_get::<Option<i64>, _>("id")?.is_some() {
+            records.push(contacts::contact_of(row)?);
+        }
+    }
+    Ok((conversation, records))
 }
 
-/// Records an inbound message that was handled, in a short transaction of
-/// its own: creates the conversation or touches it (`last_inbound_at`), and
+/// Records an inbound message that was handled, in one statement
+/// (`switchyard_record_turn`, migration 0017, which sets the tenant's scope
+/// itself): creates the conversation or touches it (`last_inbound_at`), and
 /// remembers `menu` when the turn showed one (otherwise the last menu stays).
 pub async fn record_inbound(
     pool: &PgPool,
@@ -93,18 +118,13 @@ pub async fn record_inbound(
     chat_id: &ChatId,
     menu: Option<&[String]>,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = db::begin_for_tenant(pool, tenant).await?;
-    sqlx::query(
-        "INSERT INTO conversations (tenant_id, chat_id, last_menu) VALUES ($1, $2, $3) \
-         ON CONFLICT (tenant_id, chat_id) DO UPDATE SET last_inbound_at = now(), \
-           last_menu = coalesce(EXCLUDED.last_menu, conversations.last_menu)",
-    )
-    .bind(tenant.as_str())
-    .bind(chat_id.as_str())
-    .bind(menu.map(|m| serde_json::json!(m)))
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await
+    sqlx::query("SELECT switchyard_record_turn($1, $2, $3)")
+        .bind(tenant.as_str())
+        .bind(chat_id.as_str())
+        .bind(menu.map(|m| serde_json::json!(m)))
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 /// How often [`record_after_turn`] tries, and its waits: enough tries for
@@ -142,8 +162,7 @@ pub async fn record_after_turn(
         .notify(|e, after| {
             tracing::debug!(tenant.id = %tenant, error = %e, retry_in_ms = after.as_millis(), "conversation record after a turn failed; retrying in place");
         });
-    // A try cut short here is safe: its transaction opens on a task of its
-    // own (`db::begin_for_tenant`) and rolls back when dropped.
+    // A try cut short here is safe: one statement, which commits or not.
     tokio::time::timeout(AFTER_TURN_BOUND, recording)
         .await
         .unwrap_or(Err(sqlx::Error::PoolTimedOut))

@@ -371,19 +371,23 @@ impl InboundHandler {
         // A Cloud API chat's window is recorded in the same transaction,
         // from Meta's timestamp (docs/cloud-api.md section 7).
         let cloud = tenant.channel == Channel::CloudApi;
+        let (chat, phone) = (&message.chat_id, address.phone());
         let read = async {
-            let mut tx = db::begin_for_tenant(&self.db, &tenant.id).await?;
-            if cloud {
-                window::record(&mut tx, &tenant.id, &message.chat_id, message.timestamp).await?;
+            if !cloud {
+                return conversations::read_turn(&self.db, &tenant.id, chat, phone).await;
             }
-            let conversation = conversations::read(&mut tx, &tenant.id, &message.chat_id).await?;
-            let role = sender_role::resolve(&mut tx, tenant, &address).await?;
+            let mut tx = db::begin_for_tenant(&self.db, &tenant.id).await?;
+            window::record(&mut tx, &tenant.id, chat, message.timestamp).await?;
+            let read = conversations::read_turn(&mut *tx, &tenant.id, chat, phone).await?;
             tx.commit().await?;
-            Ok::<_, sqlx::Error>((conversation, role))
+            Ok(read)
         };
         let reading = std::time::Instant::now();
         let (conversation, role) = match read.await {
-            Ok(read) => read,
+            Ok((conversation, records)) => (
+                conversation,
+                sender_role::role_of(tenant, &address, &records),
+            ),
             Err(e) => return db_failed(&self.retries, attempt, "conversation", &e),
         };
         phase("read", reading);

@@ -135,27 +135,25 @@ pub async fn claim(
     chat_id: &ChatId,
     lease: &Lease,
 ) -> Result<Claim, sqlx::Error> {
-    let mut tx = db::begin_for_tenant(db, tenant).await?;
-    let created = sqlx::query(
-        "INSERT INTO deliveries (tenant_id, reply_id, chat_id, lease_owner, lease_until) \
-         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) \
-         ON CONFLICT (tenant_id, reply_id) DO NOTHING RETURNING 1",
-    )
-    .bind(tenant.as_str())
-    .bind(reply_id.as_str())
-    .bind(chat_id.as_str())
-    .bind(&lease.owner)
-    .bind(lease.duration.as_secs_f64())
-    .fetch_optional(&mut *tx)
-    .await?;
-    if created.is_some() {
-        tx.commit().await?;
+    // The common case, a part seen for the first time, in one statement
+    // (`switchyard_claim_new`, migration 0017); a part with a row is read and
+    // taken in a transaction below, its row locked.
+    let created: bool = sqlx::query_scalar("SELECT switchyard_claim_new($1, $2, $3, $4, $5)")
+        .bind(tenant.as_str())
+        .bind(reply_id.as_str())
+        .bind(chat_id.as_str())
+        .bind(&lease.owner)
+        .bind(lease.duration.as_secs_f64())
+        .fetch_one(db)
+        .await?;
+    if created {
         return Ok(Claim::Send {
             attempts: 0,
             age: Duration::ZERO,
             in_doubt: false,
         });
     }
+    let mut tx = db::begin_for_tenant(db, tenant).await?;
     let row = sqlx::query(
         "SELECT status, lease_owner, \
            EXTRACT(EPOCH FROM (lease_until - now()))::float8 AS lease_left_s, \
@@ -259,19 +257,15 @@ pub async fn mark_wired(
     reply_id: &ReplyId,
     provider_message_id: Option<&ProviderMessageId>,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = db::begin_for_tenant(db, tenant).await?;
-    sqlx::query(
-        "UPDATE deliveries SET status = 'wired', wired_at = now(), \
-         provider_message_id = coalesce($3, 'unconfirmed:' || reply_id), \
-         attempts = attempts + 1, lease_owner = NULL, lease_until = NULL \
-         WHERE tenant_id = $1 AND reply_id = $2",
-    )
-    .bind(tenant.as_str())
-    .bind(reply_id.as_str())
-    .bind(provider_message_id.map(ProviderMessageId::as_str))
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await
+    // One statement (`switchyard_mark_wired`, migration 0017): it runs after
+    // every send.
+    sqlx::query("SELECT switchyard_mark_wired($1, $2, $3)")
+        .bind(tenant.as_str())
+        .bind(reply_id.as_str())
+        .bind(provider_message_id.map(ProviderMessageId::as_str))
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// How a failed attempt ended, for [`record_failure`].

@@ -20,7 +20,7 @@
 use serde::Serialize;
 use switchyard_shared::{
     bot_config::BotConfig,
-    contacts::{self, Contact, ContactRole, PhoneNumber, ResourceId, SenderAddress},
+    contacts::{Contact, ContactRole, PhoneNumber, ResourceId, SenderAddress},
     ids::TenantId,
     tenants::Tenant,
 };
@@ -89,24 +89,19 @@ pub fn resolve_known(known: &Known<'_>) -> SenderRole {
         .unwrap_or(SenderRole::Unknown)
 }
 
-/// Resolves the author of a message within `tenant`: reads the sender's
-/// records (nothing for a `@lid` or unreadable sender) inside the caller's
-/// transaction, scoped to `tenant`, then runs the passes.
-pub async fn resolve(
-    conn: &mut sqlx::PgConnection,
-    tenant: &Tenant,
-    address: &SenderAddress,
-) -> Result<SenderRole, sqlx::Error> {
-    let phone = match address {
-        SenderAddress::Phone(phone) => phone,
-        SenderAddress::Lid(_) | SenderAddress::Unreadable => return Ok(SenderRole::Unknown),
+/// The author of a message within `tenant`, from the sender's records in
+/// this tenant (read with the conversation:
+/// [`crate::conversations::read_turn`]); a `@lid` or unreadable sender is
+/// unknown whatever the records say.
+pub fn role_of(tenant: &Tenant, address: &SenderAddress, records: &[Contact]) -> SenderRole {
+    let Some(phone) = address.phone() else {
+        return SenderRole::Unknown;
     };
-    let records = contacts::of_phone(conn, &tenant.id, phone).await?;
-    Ok(resolve_known(&Known {
+    resolve_known(&Known {
         phone,
-        records: &records,
+        records,
         legacy_staff: legacy_staff_of(tenant),
-    }))
+    })
 }
 
 /// The tenant's legacy staff list (empty when its bot configuration does not parse).

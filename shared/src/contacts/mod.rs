@@ -67,7 +67,10 @@ pub struct Contact {
     pub name: String,
 }
 
-fn contact_of(row: &sqlx::postgres::PgRow) -> Result<Contact, sqlx::Error> {
+/// Decodes a record from a row holding its columns (`id, role, phone,
+/// resource, name`); the router's turn read returns them beside the
+/// conversation's (`switchyard_turn_context`, migration 0017).
+pub fn contact_of(row: &sqlx::postgres::PgRow) -> Result<Contact, sqlx::Error> {
     let decode = |column: &str, e: String| sqlx::Error::ColumnDecode {
         index: column.to_owned(),
         source: e.into(),
@@ -126,24 +129,6 @@ pub async fn list(pool: &PgPool, tenant: &TenantId) -> Result<Vec<Contact>, sqlx
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    rows.iter().map(contact_of).collect()
-}
-
-/// The tenant's records for one phone number (the resolver's one query),
-/// inside the caller's transaction, opened with [`db::begin_for_tenant`]
-/// for `tenant` (the router reads the conversation in the same one).
-pub async fn of_phone(
-    conn: &mut sqlx::PgConnection,
-    tenant: &TenantId,
-    phone: &PhoneNumber,
-) -> Result<Vec<Contact>, sqlx::Error> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM contacts WHERE tenant_id = $1 AND phone = $2 ORDER BY resource NULLS FIRST, id"
-    ))
-    .bind(tenant.as_str())
-    .bind(phone.as_str())
-    .fetch_all(&mut *conn)
-    .await?;
     rows.iter().map(contact_of).collect()
 }
 

@@ -5,7 +5,10 @@
 //! and `@lid` ids never matching a phone.
 
 use sqlx::PgPool;
-use switchyard_router::bots::sender_role::{self, SenderRole};
+use switchyard_router::{
+    bots::sender_role::{self, SenderRole},
+    conversations,
+};
 use switchyard_shared::{
     config::{DatabaseSettings, Env},
     contacts::{self, ContactRole, NewContact, PhoneNumber, ResourceId, SenderAddress},
@@ -54,10 +57,11 @@ async fn role_in(app: &PgPool, owner: &PgPool, tenant: &str, message: &MessageEv
         .await
         .unwrap()
         .unwrap();
-    let mut tx = db::begin_for_tenant(app, &row.id).await.unwrap();
-    sender_role::resolve(&mut tx, &row, &SenderAddress::of(message))
+    let address = SenderAddress::of(message);
+    let (_, records) = conversations::read_turn(app, &row.id, &message.chat_id, address.phone())
         .await
-        .unwrap()
+        .unwrap();
+    sender_role::role_of(&row, &address, &records)
 }
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]

@@ -211,6 +211,111 @@ async fn a_worker_login_sees_only_its_tenant_on_every_tenant_table_even_after_re
     assert!(owner_rights.superuser && owner_rights.escapes_row_security());
 }
 
+/// The scope a transaction is in, as its next statement sees it.
+async fn scope_of(conn: &mut sqlx::PgConnection) -> Option<String> {
+    sqlx::query_scalar("SELECT current_setting('switchyard.tenant_id', true)")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap()
+}
+
+/// The one-statement steps of migration 0017 set their tenant's scope
+/// themselves: each acts in the tenant it is given only, puts back the scope
+/// of a transaction it is called in (so a step never leaks its tenant into
+/// the caller's later statements), and is the workers' alone.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn the_one_statement_steps_act_in_their_tenant_only_and_leave_the_callers_scope_as_it_was(
+    owner: PgPool,
+) {
+    seed(&owner).await;
+    let options = login_in(&owner, db::APP_ROLE).await;
+    let settings =
+        DatabaseSettings::from_env(&Env::from_map([("DATABASE_URL", url_of(&options, &owner))]))
+            .unwrap();
+    let app = db::pool_with_role(&settings, db::APP_ROLE).unwrap();
+    let ingest = PgPoolOptions::new()
+        .connect_with(login_in(&owner, "switchyard_ingest").await)
+        .await
+        .unwrap();
+    let alpha = (
+        vec!["alpha".to_owned()],
+        vec!["a1".to_owned()],
+        vec!["ra".to_owned()],
+    );
+
+    let mut tx = db::begin_for_tenant(&app, &fixtures::tenant("alpha"))
+        .await
+        .unwrap();
+    // Bravo's context for alpha's chat and a phone both tenants know: no
+    // conversation (a1 is alpha's), bravo's record only.
+    let context: Vec<(bool, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT conversation_exists, role, resource FROM switchyard_turn_context('bravo', 'a1', '15550000001')",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    let after_context = (scope_of(&mut tx).await, seen(&mut tx).await);
+    let claimed: bool =
+        sqlx::query_scalar("SELECT switchyard_claim_new('bravo', 'rb-new', 'b1', 'owner-1', 30)")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    let claimed_again: bool =
+        sqlx::query_scalar("SELECT switchyard_claim_new('bravo', 'rb-new', 'b1', 'owner-2', 30)")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    // Alpha has no row `rb1` (bravo's): nothing to mark.
+    let marked_foreign: bool =
+        sqlx::query_scalar("SELECT switchyard_mark_wired('alpha', 'rb1', 'wamid.x')")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    let marked_own: bool =
+        sqlx::query_scalar("SELECT switchyard_mark_wired('alpha', 'ra', 'wamid.a')")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    let after_steps = (scope_of(&mut tx).await, seen(&mut tx).await);
+    tx.commit().await.unwrap();
+    let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT tenant_id, reply_id, status, provider_message_id FROM deliveries ORDER BY tenant_id, reply_id",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    let by_ingest = sqlx::query("SELECT switchyard_claim_new('alpha', 'r-ingest', 'a1', 'i', 30)")
+        .fetch_one(&ingest)
+        .await;
+
+    assert_eq!(
+        context,
+        vec![(false, Some("staff".to_owned()), Some("b-order".to_owned()))]
+    );
+    assert_eq!(after_context, (Some("alpha".to_owned()), alpha.clone()));
+    assert!(claimed && !claimed_again, "a second claim finds the row");
+    assert!(!marked_foreign && marked_own);
+    assert_eq!(after_steps, (Some("alpha".to_owned()), alpha));
+    let row = |t: &str, r: &str, s: &str, p: Option<&str>| {
+        (
+            t.to_owned(),
+            r.to_owned(),
+            s.to_owned(),
+            p.map(str::to_owned),
+        )
+    };
+    assert_eq!(
+        rows,
+        vec![
+            row("alpha", "ra", "wired", Some("wamid.a")),
+            row("bravo", "rb-new", "sending", None),
+            row("bravo", "rb1", "sending", None),
+            row("bravo", "rb2", "sending", None),
+        ]
+    );
+    assert!(is_denied(by_ingest), "the steps are the workers'");
+}
+
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn ingest_logged_in_as_its_own_role_takes_webhooks_and_cannot_read_the_workers_tables(
     owner: PgPool,
