@@ -38,12 +38,24 @@ pub struct Setup {
     pub work_dir: PathBuf,
     /// Settings for every service, after the tool's own (`--service-env`).
     pub service_env: Vec<(String, String)>,
+    /// Routers and senders started (`--replicas`); ingest is one.
+    pub replicas: usize,
+}
+
+/// The name a service's `n`th replica (from 1) goes by in the reports: the
+/// binary's name, then `-2`, `-3`… (the reports sum a party by prefix).
+fn replica_name(binary: &str, n: usize) -> String {
+    if n <= 1 {
+        binary.to_owned()
+    } else {
+        format!("{binary}-{n}")
+    }
 }
 
 /// A child process we started; killed on drop.
 #[derive(Debug)]
 pub struct Proc {
-    pub name: &'static str,
+    pub name: String,
     child: Child,
 }
 
@@ -106,7 +118,7 @@ async fn wait_ready(what: &str, url: &str, deadline: Duration) -> anyhow::Result
 }
 
 fn spawn(
-    name: &'static str,
+    name: String,
     program: &Path,
     args: &[String],
     env: &[(String, String)],
@@ -141,7 +153,7 @@ impl Deployment {
         let nats_port = free_port()?;
         let nats_http = free_port()?;
         procs.push(spawn(
-            "nats-server",
+            "nats-server".to_owned(),
             &setup.nats_server,
             &[
                 "-a".into(),
@@ -247,27 +259,31 @@ impl Deployment {
         };
         // Ingest first: the streams exist once one service has started.
         let mut ops_urls = Vec::new();
-        for name in [
-            "switchyard-ingest",
-            "switchyard-router",
-            "switchyard-sender",
-        ] {
+        let replicas = setup.replicas.max(1);
+        let services = [
+            ("switchyard-ingest", 1),
+            ("switchyard-router", replicas),
+            ("switchyard-sender", replicas),
+        ]
+        .into_iter()
+        .flat_map(|(binary, n)| (1..=n).map(move |i| (binary, replica_name(binary, i))));
+        for (binary, name) in services {
             let ops = free_port()?;
             procs.push(spawn(
-                name,
-                &setup.bin_dir.join(name),
+                name.clone(),
+                &setup.bin_dir.join(binary),
                 &[],
                 &common(ops),
                 &run_dir,
             )?);
             wait_ready(
-                name,
+                &name,
                 &format!("http://127.0.0.1:{ops}/readyz"),
                 Duration::from_secs(30),
             )
             .await
             .with_context(|| format!("see {}", run_dir.join(format!("{name}.log")).display()))?;
-            if name != "switchyard-ingest" {
+            if binary != "switchyard-ingest" {
                 ops_urls.push(format!("http://127.0.0.1:{ops}"));
             }
         }
@@ -329,7 +345,7 @@ impl Stack for Deployment {
     fn processes(&self) -> Vec<(String, u32)> {
         self.procs
             .iter()
-            .map(|p| (p.name.to_owned(), p.pid()))
+            .map(|p| (p.name.clone(), p.pid()))
             .chain([(
                 "switchyard-load (+ simulators)".to_owned(),
                 std::process::id(),
@@ -342,5 +358,27 @@ impl Stack for Deployment {
             nats_msgs: stack::nats_msgs(&self.nats_monitor).await,
             pg: stack::pg_counts(&self.pool).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replica_name;
+
+    #[test]
+    fn replicas_are_named_apart_and_summed_by_their_binarys_prefix() {
+        let names: Vec<String> = (1..=3)
+            .map(|n| replica_name("switchyard-router", n))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "switchyard-router",
+                "switchyard-router-2",
+                "switchyard-router-3"
+            ]
+        );
+        assert!(names.iter().all(|n| n.starts_with("switchyard-router")));
+        assert!(!replica_name("switchyard-sender", 2).starts_with("switchyard-router"));
     }
 }

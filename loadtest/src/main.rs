@@ -109,6 +109,11 @@ struct Args {
     /// Skip the fifo baseline runs.
     #[arg(long)]
     no_fifo: bool,
+    /// Routers and senders a local deployment starts, each (ingest is one):
+    /// the partitions are shared among them as in a scaled deployment, and
+    /// the reports sum each service's replicas.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    replicas: u16,
     /// Where switchyard-ingest, -router and -sender are (default: next to this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -224,6 +229,7 @@ fn local_setup(args: &Args, nats_server: PathBuf) -> anyhow::Result<deployment::
         nats_server,
         admin_database_url: args.database_url.clone(),
         service_env: args.service_env.clone(),
+        replicas: usize::from(args.replicas),
         work_dir: std::env::temp_dir().join(format!("switchyard-load-{}", std::process::id())),
     })
 }
@@ -396,7 +402,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     machine.load_after = machine::load_average();
 
     let deployment = match &mode {
-        Mode::Local(_) => report::Deployment::Local,
+        Mode::Local(setup) => report::Deployment::Local {
+            replicas: setup.replicas,
+        },
         Mode::Target(config) => report::Deployment::Target {
             ingest: config.ingest.clone(),
             sim: config.sim.clone(),

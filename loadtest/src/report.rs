@@ -16,8 +16,9 @@ use crate::{
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Deployment {
-    /// Started by the tool for each scenario and scheduler.
-    Local,
+    /// Started by the tool for each scenario and scheduler, with this many
+    /// routers and senders (`--replicas`; ingest is one).
+    Local { replicas: usize },
     /// An existing deployment (`--target`), with its own settings.
     Target { ingest: Vec<String>, sim: String },
 }
@@ -91,10 +92,16 @@ pub fn terminal(report: &Report) -> String {
 
 fn deployment_sentence(deployment: &Deployment, nats_server: &str) -> String {
     match deployment {
-        Deployment::Local => format!(
+        Deployment::Local { replicas } => format!(
             "Every service is a separate process of its release binary, started by the tool for \
-             each scenario; {nats_server} and PostgreSQL on the same cores; the load generator and \
-             the bridge simulator (and the Cloud API simulator, when a tenant is on the Cloud API) share one process."
+             each scenario ({}); {nats_server} and PostgreSQL on the same cores; the load generator and \
+             the bridge simulator (and the Cloud API simulator, when a tenant is on the Cloud API) share one process.",
+            match replicas {
+                1 => "one replica each".to_owned(),
+                n => format!(
+                    "one ingest, {n} routers and {n} senders, each service's figures summed over its replicas"
+                ),
+            }
         ),
         Deployment::Target { ingest, sim } => format!(
             "Against an existing deployment (`--target`): webhooks posted to {}, replies read from \
