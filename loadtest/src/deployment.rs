@@ -235,7 +235,17 @@ impl Deployment {
                 ("WA_API_URL", sim.base_url()),
                 ("WA_API_KEY", API_KEY.to_owned()),
                 ("SWITCHYARD_WA_TIMEOUT", "5s".to_owned()),
-                ("SWITCHYARD_FLEET_MODE", "local".to_owned()),
+                // Several senders must share the fleet budget, as in a
+                // scaled deployment (a local budget is per process).
+                (
+                    "SWITCHYARD_FLEET_MODE",
+                    if setup.replicas > 1 {
+                        "shared"
+                    } else {
+                        "local"
+                    }
+                    .to_owned(),
+                ),
                 // The scenarios measure isolation behind the front door (a
                 // flood is 250 events/s from one tenant): ingest's per-tenant
                 // admission limit would refuse most of it, so it is lifted.

@@ -110,8 +110,10 @@ struct Args {
     #[arg(long)]
     no_fifo: bool,
     /// Routers and senders a local deployment starts, each (ingest is one):
-    /// the partitions are shared among them as in a scaled deployment, and
-    /// the reports sum each service's replicas.
+    /// the partitions are shared among them and, with more than one, the
+    /// fleet budget too (`SWITCHYARD_FLEET_MODE=shared`), as in a scaled
+    /// deployment; the cost and idle tables sum each service's replicas.
+    /// Not used with `--target`.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     replicas: u16,
     /// Where switchyard-ingest, -router and -sender are (default: next to this binary).

@@ -99,7 +99,7 @@ fn deployment_sentence(deployment: &Deployment, nats_server: &str) -> String {
             match replicas {
                 1 => "one replica each".to_owned(),
                 n => format!(
-                    "one ingest, {n} routers and {n} senders, each service's figures summed over its replicas"
+                    "one ingest, {n} routers and {n} senders sharing the fleet budget; the cost and idle tables sum each service's replicas"
                 ),
             }
         ),

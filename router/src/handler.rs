@@ -363,10 +363,11 @@ impl InboundHandler {
                 return dropped("group_chat");
             }
         }
-        // Read, call, publish, record: each database step is a short
-        // transaction of its own, so the bot call holds no connection and
-        // no row lock (the chat's order is kept by the lane runner). The
-        // read takes the conversation and the sender's contact records at once.
+        // Read, call, publish, record: each database step is one statement
+        // of its own (a Cloud API tenant's read is a short transaction), so
+        // the bot call holds no connection and no row lock (the chat's order
+        // is kept by the lane runner). The read takes the conversation and
+        // the sender's contact records at once.
         let address = SenderAddress::of(message);
         // A Cloud API chat's window is recorded in the same transaction,
         // from Meta's timestamp (docs/cloud-api.md section 7).

@@ -12,7 +12,7 @@
 //!
 //! A step whose tenant's budget is taken waits here, holding nothing shared:
 //! no database connection (the step reads its conversation before and writes
-//! it after the call, each in a short transaction of its own), no worker
+//! it after the call, each in one statement of its own), no worker
 //! other tenants need (each tenant has its own worker and chat tasks), and
 //! no attempt of the message (the wait is inside one attempt; the runner
 //! keeps the message alive meanwhile).
