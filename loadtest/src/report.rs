@@ -176,8 +176,9 @@ pub fn markdown(report: &Report, svg_name: &str) -> String {
     let _ = writeln!(
         out,
         "\n## How to read this\n\n\
-         - Latency is webhook request start → the reply arriving at the simulated bridge, or at the Cloud simulator for a Cloud API tenant (ms, HDR histograms). \
-         Events of must-drain tenants still unanswered at the end count at the run's end (a lower bound, column *censored*).\n\
+         - Latency is webhook request start → the reply arriving at the simulated bridge, or at the Cloud simulator for a Cloud API tenant (ms, HDR histograms), \
+         over the events posted in the window (a tenant's first events pay for cold lanes, connections and caches). \
+         Events of must-drain tenants still unanswered at the end count at the run's end, whenever posted (a lower bound, column *censored*).\n\
          - Throughput and share count sends arriving in the window (after a warm-up, until the traffic stops).\n\
          - Jain's index is over weight-normalised throughput of the tenants backlogged on purpose (noisy, weighted).\n\
          - *leftover*: noisy sends / (fleet budget in the window − everyone else's sends).\n\
