@@ -62,6 +62,24 @@ fn url_of(options: &PgConnectOptions, owner: &PgPool) -> String {
     format!("postgres://{}:{PASSWORD}@{rest}", options.get_username())
 }
 
+/// The workers' pool as the router and the sender build theirs (the app
+/// role set on every connection), logged in as `options`.
+fn worker_pool(options: &PgConnectOptions, owner: &PgPool) -> PgPool {
+    let settings =
+        DatabaseSettings::from_env(&Env::from_map([("DATABASE_URL", url_of(options, owner))]))
+            .unwrap();
+    db::pool_with_role(&settings, db::APP_ROLE).unwrap()
+}
+
+/// What a transaction scoped to `alpha` must see on the three tenant tables.
+fn alpha_view() -> (Vec<String>, Vec<String>, Vec<String>) {
+    (
+        vec!["alpha".to_owned()],
+        vec!["a1".to_owned()],
+        vec!["ra".to_owned()],
+    )
+}
+
 fn is_denied(result: Result<impl Sized, sqlx::Error>) -> bool {
     match result {
         Err(sqlx::Error::Database(e)) => e.code().as_deref() == Some("42501"),
@@ -124,17 +142,9 @@ async fn a_worker_login_sees_only_its_tenant_on_every_tenant_table_even_after_re
 ) {
     seed(&owner).await;
     let options = login_in(&owner, db::APP_ROLE).await;
-    let settings =
-        DatabaseSettings::from_env(&Env::from_map([("DATABASE_URL", url_of(&options, &owner))]))
-            .unwrap();
-    // As the router and the sender build theirs.
-    let app = db::pool_with_role(&settings, db::APP_ROLE).unwrap();
+    let app = worker_pool(&options, &owner);
     let plain = PgPoolOptions::new().connect_with(options).await.unwrap();
-    let alpha = (
-        vec!["alpha".to_owned()],
-        vec!["a1".to_owned()],
-        vec!["ra".to_owned()],
-    );
+    let alpha = alpha_view();
 
     let mut tx = db::begin_for_tenant(&app, &fixtures::tenant("alpha"))
         .await
@@ -228,20 +238,12 @@ async fn the_one_statement_steps_act_in_their_tenant_only_and_leave_the_callers_
     owner: PgPool,
 ) {
     seed(&owner).await;
-    let options = login_in(&owner, db::APP_ROLE).await;
-    let settings =
-        DatabaseSettings::from_env(&Env::from_map([("DATABASE_URL", url_of(&options, &owner))]))
-            .unwrap();
-    let app = db::pool_with_role(&settings, db::APP_ROLE).unwrap();
+    let app = worker_pool(&login_in(&owner, db::APP_ROLE).await, &owner);
     let ingest = PgPoolOptions::new()
         .connect_with(login_in(&owner, "switchyard_ingest").await)
         .await
         .unwrap();
-    let alpha = (
-        vec!["alpha".to_owned()],
-        vec!["a1".to_owned()],
-        vec!["ra".to_owned()],
-    );
+    let alpha = alpha_view();
 
     let mut tx = db::begin_for_tenant(&app, &fixtures::tenant("alpha"))
         .await
@@ -448,13 +450,7 @@ async fn notification_secrets_are_read_by_the_workers_within_their_tenant_only_a
             .unwrap();
         assert_eq!(stored, Some(true));
     }
-    let worker_options = login_in(&owner, db::APP_ROLE).await;
-    let settings = DatabaseSettings::from_env(&Env::from_map([(
-        "DATABASE_URL",
-        url_of(&worker_options, &owner),
-    )]))
-    .unwrap();
-    let app = db::pool_with_role(&settings, db::APP_ROLE).unwrap();
+    let app = worker_pool(&login_in(&owner, db::APP_ROLE).await, &owner);
     let ingest = PgPoolOptions::new()
         .connect_with(login_in(&owner, "switchyard_ingest").await)
         .await
@@ -544,11 +540,7 @@ async fn a_worker_login_moves_only_its_tenants_templates_and_cannot_create_one(o
     .execute(&owner)
     .await
     .unwrap();
-    let options = login_in(&owner, db::APP_ROLE).await;
-    let settings =
-        DatabaseSettings::from_env(&Env::from_map([("DATABASE_URL", url_of(&options, &owner))]))
-            .unwrap();
-    let app = db::pool_with_role(&settings, db::APP_ROLE).unwrap();
+    let app = worker_pool(&login_in(&owner, db::APP_ROLE).await, &owner);
     let alpha = fixtures::tenant("alpha");
     let key = |name: &str| TemplateKey::NameLanguage {
         name: name.to_owned(),
