@@ -5,9 +5,10 @@
 //!
 //! The router's step reads a conversation before the bot call and records it
 //! after, each in one statement ([`read_turn`], [`record_inbound`]): no
-//! connection and no row lock is held while a tenant's bot takes its time (a slow bot once held the pool's
-//! connections and timed out every other tenant's steps). Two steps of one
-//! chat never overlap: the lane runner handles a chat's messages in order.
+//! connection and no row lock is held while a tenant's bot takes its time (a
+//! slow bot once held the pool's connections and timed out every other
+//! tenant's steps). Two steps of one chat never overlap: the lane runner
+//! handles a chat's messages in order.
 
 use std::time::Duration;
 

@@ -229,6 +229,14 @@ async fn scope_of(conn: &mut sqlx::PgConnection) -> Option<String> {
         .unwrap()
 }
 
+/// What a one-statement step answers (whether it found or made its row).
+async fn step(conn: &mut sqlx::PgConnection, statement: &str) -> bool {
+    sqlx::query_scalar(statement)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap()
+}
+
 /// The one-statement steps of migration 0017 set their tenant's scope
 /// themselves: each acts in the tenant it is given only, puts back the scope
 /// of a transaction it is called in (so a step never leaks its tenant into
@@ -257,27 +265,27 @@ async fn the_one_statement_steps_act_in_their_tenant_only_and_leave_the_callers_
     .await
     .unwrap();
     let after_context = (scope_of(&mut tx).await, seen(&mut tx).await);
-    let claimed: bool =
-        sqlx::query_scalar("SELECT switchyard_claim_new('bravo', 'rb-new', 'b1', 'owner-1', 30)")
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
-    let claimed_again: bool =
-        sqlx::query_scalar("SELECT switchyard_claim_new('bravo', 'rb-new', 'b1', 'owner-2', 30)")
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
+    let claimed = step(
+        &mut tx,
+        "SELECT switchyard_claim_new('bravo', 'rb-new', 'b1', 'owner-1', 30)",
+    )
+    .await;
+    let claimed_again = step(
+        &mut tx,
+        "SELECT switchyard_claim_new('bravo', 'rb-new', 'b1', 'owner-2', 30)",
+    )
+    .await;
     // Alpha has no row `rb1` (bravo's): nothing to mark.
-    let marked_foreign: bool =
-        sqlx::query_scalar("SELECT switchyard_mark_wired('alpha', 'rb1', 'wamid.x')")
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
-    let marked_own: bool =
-        sqlx::query_scalar("SELECT switchyard_mark_wired('alpha', 'ra', 'wamid.a')")
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
+    let marked_foreign = step(
+        &mut tx,
+        "SELECT switchyard_mark_wired('alpha', 'rb1', 'wamid.x')",
+    )
+    .await;
+    let marked_own = step(
+        &mut tx,
+        "SELECT switchyard_mark_wired('alpha', 'ra', 'wamid.a')",
+    )
+    .await;
     let after_steps = (scope_of(&mut tx).await, seen(&mut tx).await);
     tx.commit().await.unwrap();
     let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
