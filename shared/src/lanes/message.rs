@@ -255,10 +255,11 @@ pub async fn keep_alive_during<M: AsRef<LaneMessage>, F: Future>(
     work: F,
 ) -> F::Output {
     let mut work = std::pin::pin!(work);
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + KEEP_ALIVE_EVERY,
-        KEEP_ALIVE_EVERY,
-    );
+    // The first tick is at once: a message handed over from another holder
+    // (a chat queue, a gathered burst) may have been silent for up to a
+    // tick already, and waiting a whole tick more could reach `ack_wait`.
+    // A check costs nothing unless the message is due.
+    let mut tick = tokio::time::interval(KEEP_ALIVE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -216,7 +216,21 @@ impl TenantLane {
 
     /// The next message in order without waiting for new work; may fetch from
     /// the spill lane. `Ok(None)` means nothing is available right now.
+    ///
+    /// The message leaves the lane's keep-alive here, and its next holder
+    /// checks it only a tick later: it is checked on the way out, so the
+    /// hand-over adds no silence (with an `ack_wait` of 2 s the gaps of
+    /// the lane, the chat queue and the turn once added up to the whole
+    /// `ack_wait`, and a held turn was redelivered and run twice).
     pub async fn try_next(&self) -> Result<Option<LaneMessage>, async_nats::Error> {
+        let message = self.pop_next().await?;
+        if let Some(message) = &message {
+            message.keep_alive().await;
+        }
+        Ok(message)
+    }
+
+    async fn pop_next(&self) -> Result<Option<LaneMessage>, async_nats::Error> {
         if self.closed.load(Ordering::Acquire) {
             return Ok(None);
         }
