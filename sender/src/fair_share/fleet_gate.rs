@@ -13,6 +13,10 @@ use tokio::time::Instant;
 
 use super::token_bucket::TokenBucket;
 
+/// Tokens of a local fleet bucket that only sparse tenants may take (a
+/// bucket whose burst is smaller keeps what it can).
+pub(super) const SPARSE_RESERVE: u32 = 1;
+
 /// Where the fleet-wide budget is enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FleetLimit {
@@ -107,6 +111,22 @@ impl FleetGate {
                     FleetReady::Now
                 }
             }
+        }
+    }
+
+    /// What the gate allows a backlogged tenant (not sparse: see
+    /// [`super::scheduler`]): a local bucket keeps [`SPARSE_RESERVE`]
+    /// tokens for sparse tenants when its burst has room for them; leased
+    /// permits are kept for nobody (one held back would expire unused
+    /// whenever no sparse tenant came, and the fleet would lose it).
+    pub fn backlog_ready(&mut self, now: Instant) -> FleetReady {
+        match self {
+            FleetGate::Local(bucket) => match bucket.ready_at_holding(now, 1 + SPARSE_RESERVE) {
+                None => FleetReady::Never,
+                Some(at) if at <= now => FleetReady::Now,
+                Some(at) => FleetReady::At(at),
+            },
+            FleetGate::Leased(_) => self.ready(now),
         }
     }
 

@@ -34,8 +34,12 @@ mod pacing_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
+mod sparse_tests;
+#[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+use fleet_gate::SPARSE_RESERVE;
 pub use fleet_gate::{FleetLimit, FleetMembership};
 pub use scheduler::{
     Decision, GlobalLimits, Grant, GrantOutcome, LaneClass, Scheduler, TenantView, UnknownTenant,

@@ -200,10 +200,16 @@ fn run(
                 let fleet_open = fleet_paused_until.is_none_or(|u| now >= u)
                     && (outstanding.len() as u32) < max_in_flight
                     && fleet_bucket.has_token(now);
+                // The last token (when the burst can hold more) is kept for
+                // sparse tenants.
+                let reserve_free = fleet_bucket
+                    .ready_at_holding(now, 1 + SPARSE_RESERVE)
+                    .is_some_and(|at| at <= now);
                 let could_send: Vec<bool> = (0..TENANTS)
                     .map(|i| {
                         let m = &models[i];
                         fleet_open
+                            && (reserve_free || s.is_sparse(&ids[i]))
                             && m.ready > 0
                             && m.in_flight < tenant_limits[i].max_in_flight
                             && !m.paused(now)

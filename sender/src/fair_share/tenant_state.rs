@@ -87,11 +87,20 @@ pub(super) struct TenantState {
     pub deficit: u64,
     /// The tenant is at the ring's front and has had its quantum for this turn.
     pub in_turn: bool,
-    /// The tenant got work since its last turn: its next turn allows one send
-    /// whatever its weight, so a quiet tenant's first message is not delayed.
+    /// The tenant got work after a round of the others since its last send:
+    /// its next turn allows one send whatever its weight, so a quiet
+    /// tenant's first message is not delayed.
     pub fresh: bool,
     /// The tenant's id is in the ring (at most once).
     pub in_ring: bool,
+    /// The tenant came back with live work after everyone in the ring had a
+    /// turn since its last send: it waits ahead of the backlogged tenants,
+    /// and its next send may take the fleet gate's reserve
+    /// ([`super::scheduler`], "Sparse tenants"). Cleared once it leaves the
+    /// ring's front.
+    pub sparse: bool,
+    /// The scheduler's grant count at this tenant's last grant (`None`: never).
+    pub last_grant: Option<u64>,
     /// Distinguishes a re-added tenant from the one whose grants are still out.
     pub generation: u64,
     /// The pacing gate: minimum gap between two sends on the bridge (zero: off).
@@ -123,6 +132,8 @@ impl TenantState {
             in_turn: false,
             fresh: false,
             in_ring: false,
+            sparse: false,
+            last_grant: None,
             generation,
             min_gap: Duration::ZERO,
             next_send_at: None,

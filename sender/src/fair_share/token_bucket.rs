@@ -45,12 +45,19 @@ impl TokenBucket {
     /// The earliest instant at which a token can be taken: `now` or earlier
     /// when one is there, `None` when the rate is zero.
     pub fn ready_at(&self, now: Instant) -> Option<Instant> {
+        self.ready_at_holding(now, 1)
+    }
+
+    /// The earliest instant at which the bucket holds `tokens` (at most its
+    /// `burst`; at least 1), `None` when the rate is zero.
+    pub fn ready_at_holding(&self, now: Instant, tokens: u32) -> Option<Instant> {
         let interval = self.interval?;
         let Some(tat) = self.tat else {
             return Some(now);
         };
-        // Conforming when tat <= now + (burst - 1) * interval.
-        let slack = interval.saturating_mul(self.burst - 1);
+        // Holding k tokens when tat <= now + (burst - k) * interval.
+        let tokens = tokens.clamp(1, self.burst);
+        let slack = interval.saturating_mul(self.burst - tokens);
         Some(tat.checked_sub(slack).unwrap_or(now))
     }
 
