@@ -64,6 +64,10 @@ pub struct FleetBudgetConfig {
     pub max_per_slot: Option<u32>,
     /// KV replicas (1 in development, 3 in production).
     pub replicas: usize,
+    /// Whether takes are paced so that a sustained demand never runs the
+    /// window out ([`budget_ledger`]); always in production, off in tests
+    /// that look at the window alone.
+    pub pace: bool,
 }
 
 impl FleetBudgetConfig {
@@ -79,6 +83,7 @@ impl FleetBudgetConfig {
             chunk: 4,
             max_per_slot: None,
             replicas: 1,
+            pace: true,
         }
     }
 
@@ -115,16 +120,23 @@ impl FleetBudgetConfig {
                 self.window, self.slots, self.chunk, self.limit
             ));
         }
+        let max_per_slot = self
+            .max_per_slot
+            .unwrap_or_else(|| self.limit.div_ceil(20))
+            .max(1);
         Ok(Window {
             limit: self.limit,
             slot_ms,
             span_slots: u64::from(self.slots) + u64::from(self.guard_slots),
             chunk: self.chunk,
-            max_per_slot: self
-                .max_per_slot
-                .unwrap_or_else(|| self.limit.div_ceil(20))
-                .max(1),
+            max_per_slot,
             grace_ms: slot_ms / 2,
+            // Paced at 2 % of the limit at once: with the steady rate that
+            // is 3.6 % of it in a slot at most, below the slot cap.
+            pace_burst: self
+                .pace
+                .then(|| self.limit.div_ceil(50).max(1))
+                .filter(|burst| *burst < self.limit),
         })
     }
 }
@@ -465,6 +477,7 @@ mod tests {
         assert_eq!(window.span_slots, 62);
         assert_eq!(window.max_per_slot, 6);
         assert_eq!(window.grace_ms, 500);
+        assert_eq!(window.pace_burst, Some(3));
     }
 
     #[test]

@@ -65,6 +65,7 @@ async fn three_replicas_together_stay_within_the_budget_and_use_most_of_it() {
         tasks.push(tokio::spawn(async move {
             let mut used_at_once = Vec::new();
             let mut used_at_expiry = Vec::new();
+            let mut longest_wait = Duration::ZERO;
             while start.elapsed() < run {
                 match budget.acquire(4).await.unwrap() {
                     Lease::Granted {
@@ -79,22 +80,25 @@ async fn three_replicas_together_stay_within_the_budget_and_use_most_of_it() {
                         }
                     }
                     Lease::Exhausted { retry_at } | Lease::Paused { until: retry_at } => {
+                        longest_wait = longest_wait.max(retry_at - Instant::now());
                         // Pacing, not synchronisation: the budget said when.
                         tokio::time::sleep_until(retry_at.min(start + run)).await;
                     }
                 }
             }
-            (used_at_once, used_at_expiry)
+            (used_at_once, used_at_expiry, longest_wait)
         }));
     }
     let mut at_once = Vec::new();
     let mut at_expiry = Vec::new();
     let mut per_replica = Vec::new();
+    let mut longest_wait = Duration::ZERO;
     for task in tasks {
-        let (once, expiry) = task.await.unwrap();
+        let (once, expiry, waited) = task.await.unwrap();
         per_replica.push(once.len());
         at_once.extend(once);
         at_expiry.extend(expiry);
+        longest_wait = longest_wait.max(waited);
     }
     at_once.sort();
     at_expiry.sort();
@@ -125,6 +129,12 @@ async fn three_replicas_together_stay_within_the_budget_and_use_most_of_it() {
     assert!(
         per_replica.iter().all(|n| *n > 0),
         "every replica got a share: {per_replica:?}"
+    );
+    // Paced, the window never ran out: a wait was one permit's interval
+    // (21 ms here), never the seconds until the window's oldest slot left.
+    assert!(
+        longest_wait <= Duration::from_millis(250),
+        "told to wait {longest_wait:?}"
     );
 }
 
@@ -268,8 +278,10 @@ async fn a_shorter_pause_never_cuts_a_longer_one() {
 async fn an_exhausted_budget_says_when_it_frees_up() {
     let server = NatsServer::start();
     let config = FleetBudgetConfig {
-        // The whole window may go in one slot, so the window is what runs out.
+        // The whole window may go in one slot and at once, so the window is
+        // what runs out.
         max_per_slot: Some(10),
+        pace: false,
         ..fast_budget(10)
     };
     let budgets = replicas(&server, &config, 2).await;
