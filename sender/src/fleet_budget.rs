@@ -173,9 +173,10 @@ impl Lease {
                 permits,
                 expires_at,
             } => scheduler.add_fleet_permits(permits, expires_at),
-            Lease::Exhausted { retry_at: until } | Lease::Paused { until } => {
-                scheduler.pause_fleet_until(until);
-            }
+            // Spent for now: ask again then; the permits held (a sparse
+            // tenant's reserve) stay usable.
+            Lease::Exhausted { retry_at } => scheduler.lease_later(retry_at),
+            Lease::Paused { until } => scheduler.pause_fleet_until(until),
         }
     }
 }

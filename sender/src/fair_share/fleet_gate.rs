@@ -13,9 +13,14 @@ use tokio::time::Instant;
 
 use super::token_bucket::TokenBucket;
 
-/// Tokens of a local fleet bucket that only sparse tenants may take (a
-/// bucket whose burst is smaller keeps what it can).
+/// Permits only sparse tenants may take: a local bucket's last token (a
+/// bucket whose burst is 1 keeps none), or the last leased permit held.
 pub(super) const SPARSE_RESERVE: u32 = 1;
+
+/// How long before it expires a reserved leased permit is given to the
+/// backlogged tenants after all, so the reserve is never wasted (a lease
+/// lives half a slot to a slot and a half: 0.5–1.5 s by default).
+pub(super) const RESERVE_RELEASE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Where the fleet-wide budget is enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,10 +120,11 @@ impl FleetGate {
     }
 
     /// What the gate allows a backlogged tenant (not sparse: see
-    /// [`super::scheduler`]): a local bucket keeps [`SPARSE_RESERVE`]
-    /// tokens for sparse tenants when its burst has room for them; leased
-    /// permits are kept for nobody (one held back would expire unused
-    /// whenever no sparse tenant came, and the fleet would lose it).
+    /// [`super::scheduler`]): both gates keep [`SPARSE_RESERVE`] for sparse
+    /// tenants. A local bucket's reserve refills with its rate; a leased
+    /// one is the permit that expires last, given to the backlogged tenants
+    /// in its last [`RESERVE_RELEASE`] (a newer lease takes its place), so
+    /// held back it is never lost to the fleet.
     pub fn backlog_ready(&mut self, now: Instant) -> FleetReady {
         match self {
             FleetGate::Local(bucket) => match bucket.ready_at_holding(now, 1 + SPARSE_RESERVE) {
@@ -126,7 +132,18 @@ impl FleetGate {
                 Some(at) if at <= now => FleetReady::Now,
                 Some(at) => FleetReady::At(at),
             },
-            FleetGate::Leased(_) => self.ready(now),
+            FleetGate::Leased(lots) => {
+                expire(lots, now);
+                let held: u32 = lots.iter().map(|l| l.remaining).sum();
+                let reserve_due = lots.back().is_some_and(|l| {
+                    l.expires_at.saturating_duration_since(now) <= RESERVE_RELEASE
+                });
+                if held > SPARSE_RESERVE || (held > 0 && reserve_due) {
+                    FleetReady::Now
+                } else {
+                    FleetReady::NeedPermits
+                }
+            }
         }
     }
 

@@ -30,11 +30,12 @@
 //! a light tenant waits proportionally more grants) is *sparse*: it waits
 //! ahead of the backlogged tenants, in arrival order, for one send. The
 //! rule bounds what a tenant can take by arriving just in time: one send
-//! per round of the others, its fair share. And the local fleet bucket
-//! keeps one token in reserve that only sparse tenants may take
-//! ([`FleetGate::backlog_ready`]), so a sparse tenant's reply does not
-//! wait for the next token at all; backlogged tenants lose no rate, only
-//! run one token later (the reserve refills before they go on).
+//! per round of the others, its fair share. And the fleet gate keeps one
+//! permit in reserve that only sparse tenants may take
+//! ([`FleetGate::backlog_ready`]: the local bucket's last token, or the
+//! last leased permit held until shortly before it expires), so a sparse
+//! tenant's reply does not wait for the next token or lease at all;
+//! backlogged tenants lose no rate, only run one permit later.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -170,6 +171,9 @@ pub struct Scheduler {
     limits: GlobalLimits,
     fleet: FleetGate,
     fleet_paused_until: Option<Instant>,
+    /// The shared budget has no permit before this instant: no lease is
+    /// asked for until then, while the permits held stay usable.
+    lease_after: Option<Instant>,
     in_flight: u32,
     tenants: HashMap<TenantId, TenantState>,
     /// Tenants with ready work, in DRR order; the front one has the turn.
@@ -251,6 +255,7 @@ impl Scheduler {
             limits,
             fleet: FleetGate::new(limits.fleet),
             fleet_paused_until: None,
+            lease_after: None,
             in_flight: 0,
             tenants: HashMap::new(),
             ring: VecDeque::new(),
@@ -502,7 +507,16 @@ impl Scheduler {
 
     /// Until when every send is held (a 429, a spent shared budget), if it is at `now`.
     pub fn fleet_paused_until(&self, now: Instant) -> Option<Instant> {
-        self.fleet_paused_until.filter(|until| now < *until)
+        self.fleet_paused_until
+            .max(self.lease_after)
+            .filter(|until| now < *until)
+    }
+
+    /// The shared budget said its next permit comes at `at`: no lease is
+    /// asked for before then. Unlike [`Scheduler::pause_fleet_until`] the
+    /// permits held stay usable (a sparse tenant may still take the reserve).
+    pub fn lease_later(&mut self, at: Instant) {
+        self.lease_after = Some(self.lease_after.map_or(at, |a| a.max(at)));
     }
 
     /// Stops every send until `until` (a 429's Retry-After, or the shared
@@ -604,17 +618,15 @@ impl Scheduler {
         };
         if gate == FleetReady::Now {
             // Backlogged tenants leave the gate's reserve to sparse ones.
-            let (admit, eligible, backlog_at) = match self.fleet.backlog_ready(now) {
-                FleetReady::At(at) => (
+            let backlog = self.fleet.backlog_ready(now);
+            let backlog = self.not_before_lease(now, backlog);
+            let (admit, eligible) = if backlog == FleetReady::Now {
+                (Admit::All, survey.member.eligible + survey.exempt.eligible)
+            } else {
+                (
                     Admit::SparseOnly,
                     survey.sparse_members + survey.exempt.eligible,
-                    Some(at),
-                ),
-                _ => (
-                    Admit::All,
-                    survey.member.eligible + survey.exempt.eligible,
-                    None,
-                ),
+                )
             };
             if eligible > 0 {
                 let weight = survey
@@ -625,7 +637,21 @@ impl Scheduler {
                     return Decision::Send(grant);
                 }
             }
-            return Self::wait(now, backlog_at.map(Some), &survey);
+            return match backlog {
+                FleetReady::Now => Self::wait(now, None, &survey),
+                FleetReady::At(at) => Self::wait(now, Some(Some(at)), &survey),
+                FleetReady::Never => Self::wait(now, Some(None), &survey),
+                // Only the reserve is held: lease more for the backlog.
+                FleetReady::NeedPermits if survey.member.eligible > 0 => {
+                    Decision::NeedFleetPermits {
+                        wanted: survey
+                            .member
+                            .eligible
+                            .min(self.limits.max_in_flight - self.in_flight),
+                    }
+                }
+                FleetReady::NeedPermits => Self::wait(now, None, &survey),
+            };
         }
         // The fleet gate is closed: tenants outside it go on.
         if survey.exempt.eligible > 0
@@ -658,7 +684,21 @@ impl Scheduler {
             }
             self.fleet_paused_until = None;
         }
-        self.fleet.ready(now)
+        let ready = self.fleet.ready(now);
+        self.not_before_lease(now, ready)
+    }
+
+    /// `ready`, except that a gate needing permits waits while the shared
+    /// budget has said when its next one comes.
+    fn not_before_lease(&mut self, now: Instant, ready: FleetReady) -> FleetReady {
+        match (ready, self.lease_after) {
+            (FleetReady::NeedPermits, Some(at)) if now < at => FleetReady::At(at),
+            (ready, Some(at)) if now >= at => {
+                self.lease_after = None;
+                ready
+            }
+            (ready, _) => ready,
+        }
     }
 
     /// Releases a grant's in-flight slots and refunds tokens as `outcome`
@@ -771,11 +811,16 @@ impl Scheduler {
                 self.ring.pop_front();
                 continue;
             };
-            let eligible = state.is_eligible(now) && admit.admits(state);
+            let can_send = state.is_eligible(now);
+            let eligible = can_send && admit.admits(state);
             if !state.in_turn {
                 if !eligible {
-                    // Sparse for one turn at the front only.
-                    state.sparse = false;
+                    // Sparse for one turn at the front, unless only the
+                    // fleet gate held it (passed over while the gate was
+                    // closed to it, it keeps its claim on the reserve).
+                    if !can_send {
+                        state.sparse = false;
+                    }
                     self.ring.rotate_left(1);
                     continue;
                 }

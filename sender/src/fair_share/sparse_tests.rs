@@ -1,7 +1,8 @@
 //! Sparse tenants, driven with made-up instants: a tenant that gets a reply
 //! while another floods the fleet budget sends at once (ahead of the
 //! flooder, on the gate's reserve), yet arriving just in time again and
-//! again buys no more than an equal (or weighted) share.
+//! again buys no more than an equal (or weighted) share. With leased
+//! permits (several replicas) the one that expires last is the reserve.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -169,4 +170,69 @@ fn backlogged_tenants_alone_keep_the_full_rate() {
     }
     // 5 at once, less the reserve, then one every 10 ms for 10 s.
     assert!((1_003..=1_005).contains(&grants), "{grants}");
+}
+
+/// Leased permits (several replicas): 3 permits valid for 1.2 s.
+fn leased_with_a_backlog(now: Instant) -> Scheduler {
+    let mut s = Scheduler::new(GlobalLimits::leased(100));
+    for id in ["noisy", "quiet"] {
+        s.upsert_tenant(t(id), unlimited(1));
+    }
+    s.work_arrived(&t("noisy"), 1_000).unwrap();
+    s.add_fleet_permits(3, now + Duration::from_millis(1_200));
+    s
+}
+
+#[test]
+fn with_leased_permits_the_last_one_is_kept_for_a_sparse_tenant() {
+    let now = Instant::now();
+    let mut s = leased_with_a_backlog(now);
+    // The flooder's first send is sparse (it never sent); backlogged after
+    // it, it takes one more and leaves the last.
+    assert_eq!(grant_all_now(&mut s, now), [t("noisy"), t("noisy")]);
+    assert!(
+        matches!(s.next(now), Decision::NeedFleetPermits { wanted: 1 }),
+        "it leases more rather than take the reserve"
+    );
+    assert_eq!(s.fleet_permits_held(now), 1);
+    s.work_arrived(&t("quiet"), 1).unwrap();
+    assert_eq!(grant_all_now(&mut s, now), [t("quiet")], "on the spot");
+    assert_eq!(s.fleet_permits_held(now), 0);
+}
+
+#[test]
+fn a_reserved_leased_permit_goes_to_the_backlog_before_it_expires() {
+    let now = Instant::now();
+    let mut s = leased_with_a_backlog(now);
+    grant_all_now(&mut s, now);
+    let late = now + Duration::from_millis(900);
+    assert!(matches!(s.next(late), Decision::NeedFleetPermits { .. }));
+    // Within its last 250 ms nobody sparse came: the backlog uses it.
+    let last_part = now + Duration::from_millis(950);
+    assert_eq!(grant_all_now(&mut s, last_part), [t("noisy")]);
+    assert_eq!(s.fleet_permits_held(last_part), 0);
+}
+
+#[test]
+fn a_spent_shared_budget_stops_leases_but_not_the_reserve() {
+    let now = Instant::now();
+    let mut s = leased_with_a_backlog(now);
+    grant_all_now(&mut s, now);
+    let next_permit = now + Duration::from_millis(10);
+    s.lease_later(next_permit);
+    assert!(
+        matches!(s.next(now), Decision::WaitUntil(at) if at == next_permit),
+        "no lease before the budget's next permit"
+    );
+    assert_eq!(s.fleet_paused_until(now), Some(next_permit));
+    s.work_arrived(&t("quiet"), 1).unwrap();
+    assert_eq!(
+        grant_all_now(&mut s, now),
+        [t("quiet")],
+        "the reserve is still there"
+    );
+    assert!(matches!(
+        s.next(next_permit),
+        Decision::NeedFleetPermits { .. }
+    ));
 }
