@@ -30,7 +30,7 @@ use switchyard_shared::{
 use tokio::time::Instant;
 
 use self::{
-    budget_ledger::{BudgetLedger, Take, Window},
+    budget_ledger::{BudgetLedger, Claim, Take, Window},
     local_share::{LocalShare, LocalTake, Steady},
 };
 use crate::fair_share::Scheduler;
@@ -278,12 +278,18 @@ impl FleetBudget {
     /// spent under [`FleetBudget::local_lease`] since the last answer are
     /// charged first, in the same write.
     pub async fn acquire(&self, want: u32) -> Result<Lease, FleetBudgetError> {
+        self.acquire_for(want, Claim::Backlog).await
+    }
+
+    /// [`FleetBudget::acquire`] for `claim`: a sparse tenant's lease may take
+    /// the pace's last permit, which backlogged tenants leave.
+    pub async fn acquire_for(&self, want: u32, claim: Claim) -> Result<Lease, FleetBudgetError> {
         let want = want.max(1);
         let owed = self.local().settle();
         let taken = self
             .modify(|ledger, now_ms| {
                 ledger.charge(&self.window, now_ms, owed);
-                let take = ledger.take(&self.window, now_ms, want);
+                let take = ledger.take_for(&self.window, now_ms, want, claim);
                 // A grant, or a charge, needs writing; a bare refusal leaves
                 // the ledger as it was.
                 let write = owed > 0 || matches!(take, Take::Granted { .. });

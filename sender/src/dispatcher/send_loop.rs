@@ -21,7 +21,7 @@ use super::{
 use crate::{
     deliver::{Attempt, ProviderSignal, StepResult},
     fair_share::{Decision, Grant, GrantOutcome, PauseReason},
-    fleet_budget::{FleetBudgetError, Lease},
+    fleet_budget::{FleetBudgetError, Lease, budget_ledger::Claim},
     metrics as m,
     outbound::OutboundMessage,
 };
@@ -307,7 +307,15 @@ impl Dispatcher {
         // lease is never answered: ask again soon rather than wait out the
         // request timeout after the new leader is there. A write that lands
         // after we gave up only counts permits nobody uses (the safe side).
-        let asked = tokio::time::timeout(LEASE_ATTEMPT, fleet.acquire(wanted)).await;
+        // A quiet tenant's reply may take the budget's reserve, which the
+        // leases for a backlog leave (so another replica's flood cannot
+        // outrun it to every permit).
+        let claim = if self.scheduler.sparse_member_waiting(Instant::now()) {
+            Claim::Sparse
+        } else {
+            Claim::Backlog
+        };
+        let asked = tokio::time::timeout(LEASE_ATTEMPT, fleet.acquire_for(wanted, claim)).await;
         match asked.unwrap_or(Err(FleetBudgetError::Unanswered(LEASE_ATTEMPT))) {
             Ok(lease) => {
                 record_budget_wait(&lease);

@@ -576,6 +576,16 @@ impl Scheduler {
         self.tenants.get(tenant).map(|s| s.ready)
     }
 
+    /// Whether a sparse fleet member can send at `now` but for a fleet
+    /// permit: its lease may take the shared budget's reserve
+    /// ([`crate::fleet_budget::budget_ledger::Claim::Sparse`]).
+    pub fn sparse_member_waiting(&self, now: Instant) -> bool {
+        self.ring
+            .iter()
+            .filter_map(|id| self.tenants.get(id))
+            .any(|s| s.sparse && s.fleet_gated() && s.is_eligible(now))
+    }
+
     /// Whether a tenant is sparse now (waits ahead of the backlogged
     /// tenants and may take the fleet reserve); for the models in tests.
     #[cfg(test)]

@@ -236,3 +236,23 @@ fn a_spent_shared_budget_stops_leases_but_not_the_reserve() {
         Decision::NeedFleetPermits { .. }
     ));
 }
+
+#[test]
+fn a_sparse_member_waiting_for_a_permit_is_reported_for_its_lease() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(GlobalLimits::leased(100));
+    for id in ["noisy", "quiet"] {
+        s.upsert_tenant(t(id), unlimited(1));
+    }
+    s.work_arrived(&t("noisy"), 1_000).unwrap();
+    s.add_fleet_permits(1, now + Duration::from_secs(1));
+    grant_all_now(&mut s, now);
+    assert!(
+        !s.sparse_member_waiting(now),
+        "a backlog alone leases as a backlog"
+    );
+    s.work_arrived(&t("quiet"), 1).unwrap();
+    assert!(s.sparse_member_waiting(now));
+    s.pause(&t("quiet"), PauseReason::Operator, None).unwrap();
+    assert!(!s.sparse_member_waiting(now), "only one that could send");
+}

@@ -83,15 +83,27 @@ impl Pace {
         })
     }
 
-    /// Permits available at `now_us` when `tat_us` is owed to.
-    fn available(&self, tat_us: u64, now_us: u64) -> u64 {
+    /// Permits `claim` may take at `now_us` when `tat_us` is owed to.
+    fn available(&self, tat_us: u64, now_us: u64, claim: Claim) -> u64 {
         let owed = tat_us.saturating_sub(now_us).div_ceil(self.interval_us);
-        u64::from(self.burst).saturating_sub(owed)
+        u64::from(self.burst)
+            .saturating_sub(owed)
+            .saturating_sub(self.kept(claim))
     }
 
-    /// When the next permit is there (unix milliseconds, rounded up).
-    fn next_at_ms(&self, tat_us: u64, now_us: u64) -> u64 {
-        let slack = u64::from(self.burst - 1).saturating_mul(self.interval_us);
+    /// Permits the pace keeps back from `claim`.
+    fn kept(&self, claim: Claim) -> u64 {
+        match claim {
+            Claim::Backlog if self.burst > 1 => 1,
+            _ => 0,
+        }
+    }
+
+    /// When `claim`'s next permit is there (unix milliseconds, rounded up).
+    fn next_at_ms(&self, tat_us: u64, now_us: u64, claim: Claim) -> u64 {
+        let holding = 1 + self.kept(claim);
+        let slack =
+            (u64::from(self.burst).saturating_sub(holding)).saturating_mul(self.interval_us);
         tat_us.saturating_sub(slack).max(now_us).div_ceil(1000)
     }
 
@@ -101,6 +113,19 @@ impl Pace {
             .max(now_us)
             .saturating_add(u64::from(count).saturating_mul(self.interval_us))
     }
+}
+
+/// Whom a take is for: the pace keeps its last permit for a sparse tenant
+/// (one back after a round of the others, `crate::fair_share`), so a
+/// replica whose quiet tenant needs one permit is not outrun by another
+/// replica leasing for a flood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Backlogged tenants: the pace's last permit stays (when its burst
+    /// holds more than one).
+    Backlog,
+    /// A sparse tenant waits: every permit the pace holds.
+    Sparse,
 }
 
 /// The answer to a take.
@@ -116,8 +141,14 @@ pub enum Take {
 }
 
 impl BudgetLedger {
-    /// Takes up to `want` permits at `now_ms`, recording them in the ledger.
+    /// Takes up to `want` permits at `now_ms` for backlogged tenants,
+    /// recording them in the ledger.
     pub fn take(&mut self, window: &Window, now_ms: u64, want: u32) -> Take {
+        self.take_for(window, now_ms, want, Claim::Backlog)
+    }
+
+    /// [`BudgetLedger::take`] for `claim`.
+    pub fn take_for(&mut self, window: &Window, now_ms: u64, want: u32, claim: Claim) -> Take {
         if self.paused_until_ms > now_ms {
             return Take::Paused {
                 until_ms: self.paused_until_ms,
@@ -140,7 +171,7 @@ impl BudgetLedger {
         let slot_room = u64::from(window.max_per_slot).saturating_sub(in_slot);
         let now_us = now_ms.saturating_mul(1000);
         let pace = Pace::of(window);
-        let paced_room = pace.map_or(u64::MAX, |p| p.available(self.pace_tat_us, now_us));
+        let paced_room = pace.map_or(u64::MAX, |p| p.available(self.pace_tat_us, now_us, claim));
         let count = u64::from(want.min(window.chunk))
             .min(room)
             .min(slot_room)
@@ -149,7 +180,7 @@ impl BudgetLedger {
             let next_slot = current + window.slot_ms;
             let retry_at_ms = match pace {
                 Some(p) if paced_room == 0 => {
-                    let paced = p.next_at_ms(self.pace_tat_us, now_us);
+                    let paced = p.next_at_ms(self.pace_tat_us, now_us, claim);
                     if slot_room == 0 {
                         paced.max(next_slot)
                     } else {
@@ -511,7 +542,10 @@ mod tests {
         while let Take::Granted { count, .. } = ledger.take(&w, 5_000, 4) {
             burst += count;
         }
-        assert_eq!(burst, 120, "the pace's burst at once");
+        assert_eq!(
+            burst, 119,
+            "the pace's burst at once, but the sparse reserve"
+        );
         // 62 s / 5,880 = 10.54 ms a permit.
         assert_eq!(
             ledger.take(&w, 5_000, 4),
@@ -519,6 +553,30 @@ mod tests {
         );
         assert_eq!(granted(ledger.take(&w, 5_011, 4)), 1);
         assert_eq!(granted(ledger.take(&w, 5_032, 4)), 2);
+    }
+
+    #[test]
+    fn the_paces_last_permit_is_kept_for_a_sparse_claim() {
+        let w = paced();
+        let mut ledger = BudgetLedger::default();
+        // A flood leases everything the pace lets backlogged tenants have.
+        let mut now = 5_000;
+        for _ in 0..1_000 {
+            if let Take::Exhausted { retry_at_ms } = ledger.take(&w, now, 4) {
+                now = retry_at_ms;
+            }
+        }
+        assert!(matches!(ledger.take(&w, now, 4), Take::Exhausted { .. }));
+        // A replica whose quiet tenant got a reply is not outrun by it.
+        assert_eq!(granted(ledger.take_for(&w, now, 1, Claim::Sparse)), 1);
+        // The reserve refills before the flood goes on: one interval later.
+        let Take::Exhausted { retry_at_ms } = ledger.take(&w, now, 4) else {
+            panic!("the reserve is refilled first");
+        };
+        assert!(
+            (now + 10..=now + 22).contains(&retry_at_ms),
+            "{retry_at_ms} from {now}"
+        );
     }
 
     #[test]
