@@ -505,7 +505,8 @@ impl Scheduler {
         })
     }
 
-    /// Until when every send is held (a 429, a spent shared budget), if it is at `now`.
+    /// Until when the fleet's sends wait, if they do at `now`: a 429's pause, or the
+    /// shared budget's next permit (a sparse tenant may still take a held reserve).
     pub fn fleet_paused_until(&self, now: Instant) -> Option<Instant> {
         self.fleet_paused_until
             .max(self.lease_after)
@@ -519,8 +520,8 @@ impl Scheduler {
         self.lease_after = Some(self.lease_after.map_or(at, |a| a.max(at)));
     }
 
-    /// Stops every send until `until` (a 429's Retry-After, or the shared
-    /// budget saying it is spent). A later end extends the pause; an earlier
+    /// Stops every send until `until` (a 429's Retry-After, here or shared
+    /// by another replica). A later end extends the pause; an earlier
     /// one does not shorten it. Leased permits held are dropped: the provider
     /// would refuse them.
     pub fn pause_fleet_until(&mut self, until: Instant) {
