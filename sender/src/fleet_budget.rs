@@ -10,8 +10,9 @@
 //! honours it at its next lease. `docs/fair-share.md` derives the bound.
 //!
 //! The scheduler is fed from here in [`crate::fair_share::FleetLimit::Leased`]
-//! mode: when it answers `NeedFleetPermits { wanted }`, call
-//! [`FleetBudget::acquire`] and hand the lease over.
+//! mode: when it answers `NeedFleetPermits { wanted, sparse_waiting }`, call
+//! [`FleetBudget::acquire_for`] (with [`budget_ledger::Claim::Sparse`] when a
+//! sparse tenant waits) and hand the lease over.
 
 pub mod budget_ledger;
 pub mod local_share;
@@ -165,8 +166,9 @@ impl Lease {
         }
     }
 
-    /// Hands the lease to a scheduler in leased mode: permits to spend, or a
-    /// fleet-wide wait (after which it asks again with `NeedFleetPermits`).
+    /// Hands the lease to a scheduler in leased mode: permits to spend, a
+    /// time before which no lease is asked for (the permits held stay
+    /// usable), or a fleet pause.
     pub fn apply_to(self, scheduler: &mut Scheduler) {
         match self {
             Lease::Granted {

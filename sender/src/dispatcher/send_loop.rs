@@ -69,8 +69,16 @@ impl Dispatcher {
                         self.start_delivery(grant, probe).await;
                         continue;
                     }
-                    Decision::NeedFleetPermits { wanted } => {
-                        self.lease(wanted).await;
+                    Decision::NeedFleetPermits {
+                        wanted,
+                        sparse_waiting,
+                    } => {
+                        let claim = if sparse_waiting {
+                            Claim::Sparse
+                        } else {
+                            Claim::Backlog
+                        };
+                        self.lease(wanted, claim).await;
                         continue;
                     }
                     Decision::WaitUntil(at) => Some(at),
@@ -299,7 +307,10 @@ impl Dispatcher {
         }
     }
 
-    async fn lease(&mut self, wanted: u32) {
+    /// A quiet tenant's reply (`Claim::Sparse`) may take the budget's
+    /// reserve, which the leases for a backlog leave, so another replica's
+    /// flood cannot outrun it to every permit.
+    async fn lease(&mut self, wanted: u32, claim: Claim) {
         let Some(fleet) = self.fleet.clone() else {
             return;
         };
@@ -307,14 +318,6 @@ impl Dispatcher {
         // lease is never answered: ask again soon rather than wait out the
         // request timeout after the new leader is there. A write that lands
         // after we gave up only counts permits nobody uses (the safe side).
-        // A quiet tenant's reply may take the budget's reserve, which the
-        // leases for a backlog leave (so another replica's flood cannot
-        // outrun it to every permit).
-        let claim = if self.scheduler.sparse_member_waiting(Instant::now()) {
-            Claim::Sparse
-        } else {
-            Claim::Backlog
-        };
         let asked = tokio::time::timeout(LEASE_ATTEMPT, fleet.acquire_for(wanted, claim)).await;
         match asked.unwrap_or(Err(FleetBudgetError::Unanswered(LEASE_ATTEMPT))) {
             Ok(lease) => {

@@ -91,6 +91,17 @@ pub(super) enum FleetReady {
     Never,
 }
 
+impl FleetReady {
+    /// A local bucket's answer: when it holds what was asked for.
+    fn of_bucket(at: Option<Instant>, now: Instant) -> Self {
+        match at {
+            None => FleetReady::Never,
+            Some(at) if at <= now => FleetReady::Now,
+            Some(at) => FleetReady::At(at),
+        }
+    }
+}
+
 impl FleetGate {
     pub fn new(limit: FleetLimit) -> Self {
         match limit {
@@ -103,11 +114,7 @@ impl FleetGate {
 
     pub fn ready(&mut self, now: Instant) -> FleetReady {
         match self {
-            FleetGate::Local(bucket) => match bucket.ready_at(now) {
-                None => FleetReady::Never,
-                Some(at) if at <= now => FleetReady::Now,
-                Some(at) => FleetReady::At(at),
-            },
+            FleetGate::Local(bucket) => FleetReady::of_bucket(bucket.ready_at(now), now),
             FleetGate::Leased(lots) => {
                 expire(lots, now);
                 if lots.is_empty() {
@@ -127,11 +134,9 @@ impl FleetGate {
     /// held back it is never lost to the fleet.
     pub fn backlog_ready(&mut self, now: Instant) -> FleetReady {
         match self {
-            FleetGate::Local(bucket) => match bucket.ready_at_holding(now, 1 + SPARSE_RESERVE) {
-                None => FleetReady::Never,
-                Some(at) if at <= now => FleetReady::Now,
-                Some(at) => FleetReady::At(at),
-            },
+            FleetGate::Local(bucket) => {
+                FleetReady::of_bucket(bucket.ready_at_holding(now, 1 + SPARSE_RESERVE), now)
+            }
             FleetGate::Leased(lots) => {
                 expire(lots, now);
                 let held: u32 = lots.iter().map(|l| l.remaining).sum();

@@ -165,7 +165,7 @@ fn leased_mode_asks_for_permits_for_members_and_lets_cloud_tenants_go() {
                 assert_eq!(grant.tenant(), &t("cloud"));
                 cloud.push(grant);
             }
-            Decision::NeedFleetPermits { wanted } => {
+            Decision::NeedFleetPermits { wanted, .. } => {
                 assert_eq!(wanted, 1, "one member tenant is eligible");
                 break;
             }

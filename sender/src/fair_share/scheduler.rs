@@ -92,12 +92,14 @@ pub enum Decision {
     /// when an event arrives (work, completion, resume).
     WaitUntil(Instant),
     /// Leased mode: tenants could send but this replica holds no fleet
-    /// permit. Lease up to `wanted` and hand them to
-    /// [`Scheduler::add_fleet_permits`] (or [`Scheduler::pause_fleet_until`]
-    /// when the shared budget says to wait).
+    /// permit (or only the reserve). Lease up to `wanted` and hand them over
+    /// with [`crate::fleet_budget::Lease::apply_to`].
     NeedFleetPermits {
         /// How many sends could start right away.
         wanted: u32,
+        /// A sparse tenant is among them: the lease may take the shared
+        /// budget's reserve ([`crate::fleet_budget::budget_ledger::Claim::Sparse`]).
+        sparse_waiting: bool,
     },
     /// Nothing can be sent until an event arrives: no work, every tenant with
     /// work paused without end, or the in-flight caps reached.
@@ -577,16 +579,6 @@ impl Scheduler {
         self.tenants.get(tenant).map(|s| s.ready)
     }
 
-    /// Whether a sparse fleet member can send at `now` but for a fleet
-    /// permit: its lease may take the shared budget's reserve
-    /// ([`crate::fleet_budget::budget_ledger::Claim::Sparse`]).
-    pub fn sparse_member_waiting(&self, now: Instant) -> bool {
-        self.ring
-            .iter()
-            .filter_map(|id| self.tenants.get(id))
-            .any(|s| s.sparse && s.fleet_gated() && s.is_eligible(now))
-    }
-
     /// Whether a tenant is sparse now (waits ahead of the backlogged
     /// tenants and may take the fleet reserve); for the models in tests.
     #[cfg(test)]
@@ -653,14 +645,7 @@ impl Scheduler {
                 FleetReady::At(at) => Self::wait(now, Some(Some(at)), &survey),
                 FleetReady::Never => Self::wait(now, Some(None), &survey),
                 // Only the reserve is held: lease more for the backlog.
-                FleetReady::NeedPermits if survey.member.eligible > 0 => {
-                    Decision::NeedFleetPermits {
-                        wanted: survey
-                            .member
-                            .eligible
-                            .min(self.limits.max_in_flight - self.in_flight),
-                    }
-                }
+                FleetReady::NeedPermits if survey.member.eligible > 0 => self.need_permits(&survey),
                 FleetReady::NeedPermits => Self::wait(now, None, &survey),
             };
         }
@@ -675,15 +660,22 @@ impl Scheduler {
             return Decision::Send(grant);
         }
         match gate {
-            FleetReady::NeedPermits if survey.member.eligible > 0 => {
-                let room = self.limits.max_in_flight - self.in_flight;
-                Decision::NeedFleetPermits {
-                    wanted: survey.member.eligible.min(room),
-                }
-            }
+            FleetReady::NeedPermits if survey.member.eligible > 0 => self.need_permits(&survey),
             FleetReady::At(at) => Self::wait(now, Some(Some(at)), &survey),
             FleetReady::Never => Self::wait(now, Some(None), &survey),
             FleetReady::NeedPermits | FleetReady::Now => Self::wait(now, None, &survey),
+        }
+    }
+
+    /// A lease for the fleet members `survey` found eligible, within the
+    /// in-flight room left.
+    fn need_permits(&self, survey: &Survey) -> Decision {
+        Decision::NeedFleetPermits {
+            wanted: survey
+                .member
+                .eligible
+                .min(self.limits.max_in_flight - self.in_flight),
+            sparse_waiting: survey.sparse_members > 0,
         }
     }
 

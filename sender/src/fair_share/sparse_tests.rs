@@ -191,7 +191,7 @@ fn with_leased_permits_the_last_one_is_kept_for_a_sparse_tenant() {
     // it, it takes one more and leaves the last.
     assert_eq!(grant_all_now(&mut s, now), [t("noisy"), t("noisy")]);
     assert!(
-        matches!(s.next(now), Decision::NeedFleetPermits { wanted: 1 }),
+        matches!(s.next(now), Decision::NeedFleetPermits { wanted: 1, .. }),
         "it leases more rather than take the reserve"
     );
     assert_eq!(s.fleet_permits_held(now), 1);
@@ -247,12 +247,16 @@ fn a_sparse_member_waiting_for_a_permit_is_reported_for_its_lease() {
     s.work_arrived(&t("noisy"), 1_000).unwrap();
     s.add_fleet_permits(1, now + Duration::from_secs(1));
     grant_all_now(&mut s, now);
+    let sparse_waiting = |s: &mut Scheduler| match s.next(now) {
+        Decision::NeedFleetPermits { sparse_waiting, .. } => sparse_waiting,
+        other => panic!("expected a lease, got {other:?}"),
+    };
     assert!(
-        !s.sparse_member_waiting(now),
+        !sparse_waiting(&mut s),
         "a backlog alone leases as a backlog"
     );
     s.work_arrived(&t("quiet"), 1).unwrap();
-    assert!(s.sparse_member_waiting(now));
+    assert!(sparse_waiting(&mut s));
     s.pause(&t("quiet"), PauseReason::Operator, None).unwrap();
-    assert!(!s.sparse_member_waiting(now), "only one that could send");
+    assert!(!sparse_waiting(&mut s), "only one that could send");
 }

@@ -399,13 +399,13 @@ fn leased_mode_asks_for_as_many_permits_as_can_start() {
 
     assert!(matches!(
         s.next(now),
-        Decision::NeedFleetPermits { wanted: 2 }
+        Decision::NeedFleetPermits { wanted: 2, .. }
     ));
     s.add_fleet_permits(1, now + secs(1.0));
     let _grant = expect_send(&mut s, now);
     assert!(matches!(
         s.next(now),
-        Decision::NeedFleetPermits { wanted: 1 }
+        Decision::NeedFleetPermits { wanted: 1, .. }
     ));
 }
 

@@ -9,7 +9,7 @@
 //! compare-and-swap, so the document is the fleet's single source of truth.
 //!
 //! The window alone let a flood take the whole window's permits in its
-//! first third (a slot could hold 5 % of the limit) and then stopped every
+//! first third (a slot may hold 5 % of the limit) and then stopped every
 //! tenant until the window's oldest slots left it: with two senders and a
 //! 6,000/min budget, a 250/s flood held the quiet tenants' replies 22 s at
 //! the median and 40 s at worst. So takes are also *paced* ([`Pace`]), as a
@@ -479,7 +479,7 @@ mod tests {
 
     #[test]
     fn skew_beyond_the_guard_overshoots_by_at_most_one_slot_cap() {
-        // 5 % of the limit per slot (the default was): +6 on 120.
+        // 5 % of the limit per slot by default: +6 on 120.
         assert_eq!(skew_adversary(400, 6), 126);
         // Without the cap the same skew could double the rate.
         assert_eq!(skew_adversary(400, 120), 240);

@@ -160,7 +160,7 @@ async fn send_loop(budget: FleetBudget, end: Instant) -> Vec<Instant> {
                 sent.push(Instant::now());
                 scheduler.completed(grant, GrantOutcome::Delivered);
             }
-            Decision::NeedFleetPermits { wanted } => {
+            Decision::NeedFleetPermits { wanted, .. } => {
                 budget
                     .acquire(wanted)
                     .await
