@@ -13,7 +13,9 @@
 //! [`write_claims`] runs once per flush slot; the slots share one queue, and a
 //! slot takes everything queued when it becomes free, so at most
 //! `slots` statements are in flight while the next batch accumulates. A slot
-//! whose last batch had company gathers a little longer (`claim_linger`).
+//! whose last batch had company gathers a little longer
+//! (`switchyard_shared::group_commit::linger_after`: with 2 ms, CPU per event at
+//! half the benchmark's maximum rate fell from ~420 to ~280 µs).
 //! [`write_marks`] is a single writer that gathers for a fixed while. A connection that fails or hangs
 //! past `STATEMENT_BOUND` is dropped and opened afresh for the next batch;
 //! the waiters of a failed batch are told by their dropped reply channel.
@@ -25,6 +27,7 @@ use sqlx::{
     postgres::{PgArguments, PgConnectOptions, PgRow},
     query::Query,
 };
+use switchyard_shared::group_commit::{gather, linger_after};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::{
@@ -203,7 +206,7 @@ pub async fn write_claims(
     loop {
         // Only one idle slot waits on the queue; the other slots are busy
         // writing or wait here, so a batch is everything queued meanwhile.
-        let wait = claim_linger(previous_batch, linger);
+        let wait = linger_after(previous_batch, linger);
         let received = gather(&mut *queue.lock().await, &mut batch, max_batch, wait).await;
         if received == 0 {
             connection.close().await;
@@ -212,44 +215,6 @@ pub async fn write_claims(
         previous_batch = received;
         flush_claims(&mut connection, std::mem::take(&mut batch)).await;
     }
-}
-
-/// How long a claim slot gathers after the first claim of a batch: `linger`
-/// while claims come faster than one per statement (the last batch had
-/// company), nothing when they come one at a time, so a quiet ingest adds no
-/// wait. Gathering is what makes a busy ingest cheap: one statement, one
-/// PostgreSQL wake-up and a burst of publishes that leave in one write serve
-/// many events, where without it ~3 events shared each (CPU per event at half
-/// the benchmark's maximum rate fell from ~420 to ~280 µs with 2 ms).
-fn claim_linger(previous_batch: usize, linger: Duration) -> Duration {
-    if previous_batch > 1 {
-        linger
-    } else {
-        Duration::ZERO
-    }
-}
-
-/// Waits for the first item, then keeps receiving for `linger` (or until
-/// `max_batch` items). Returns how many arrived: 0 once the queue is closed
-/// and drained.
-pub(crate) async fn gather<T>(
-    queue: &mut mpsc::Receiver<T>,
-    batch: &mut Vec<T>,
-    max_batch: usize,
-    linger: Duration,
-) -> usize {
-    if queue.recv_many(batch, max_batch).await == 0 {
-        return 0;
-    }
-    let deadline = tokio::time::Instant::now() + linger;
-    while batch.len() < max_batch && !linger.is_zero() {
-        let room = max_batch - batch.len();
-        match tokio::time::timeout_at(deadline, queue.recv_many(batch, room)).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-    batch.len()
 }
 
 async fn flush_claims(connection: &mut WriterConnection, claims: Vec<Claim>) {
@@ -354,58 +319,5 @@ mod tests {
             next_action(false, Some("outboxed")),
             NextAction::AlreadyOutboxed
         );
-    }
-
-    #[test]
-    fn a_slot_lingers_only_after_a_batch_that_had_company() {
-        let linger = Duration::from_millis(2);
-        assert_eq!(claim_linger(0, linger), Duration::ZERO, "first batch");
-        assert_eq!(claim_linger(1, linger), Duration::ZERO, "one at a time");
-        assert_eq!(claim_linger(2, linger), linger);
-        assert_eq!(claim_linger(40, linger), linger);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn gather_takes_what_arrives_within_the_linger_and_no_more() {
-        let (tx, mut rx) = mpsc::channel(16);
-        let start = tokio::time::Instant::now();
-        let sender = tokio::spawn(async move {
-            for (at_ms, item) in [(0, 1), (1, 2), (2, 3), (4, 4)] {
-                tokio::time::sleep_until(start + Duration::from_millis(at_ms)).await;
-                tx.send(item).await.unwrap();
-            }
-        });
-        let mut batch = Vec::new();
-        let got = gather(&mut rx, &mut batch, 16, Duration::from_millis(3)).await;
-        assert_eq!(
-            (got, batch.clone()),
-            (3, vec![1, 2, 3]),
-            "item 4 comes after the linger"
-        );
-        batch.clear();
-        assert_eq!(gather(&mut rx, &mut batch, 16, Duration::ZERO).await, 1);
-        assert_eq!(batch, vec![4]);
-        sender.await.unwrap();
-        batch.clear();
-        assert_eq!(
-            gather(&mut rx, &mut batch, 16, Duration::from_millis(3)).await,
-            0,
-            "closed and drained"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn gather_stops_at_the_batch_limit_without_waiting_out_the_linger() {
-        let (tx, mut rx) = mpsc::channel(16);
-        for item in 0..5 {
-            tx.send(item).await.unwrap();
-        }
-        let before = tokio::time::Instant::now();
-        let mut batch = Vec::new();
-        assert_eq!(
-            gather(&mut rx, &mut batch, 4, Duration::from_secs(60)).await,
-            4
-        );
-        assert_eq!(before.elapsed(), Duration::ZERO);
     }
 }

@@ -51,11 +51,7 @@ use switchyard_shared::ids::TenantId;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use crate::{
-    key_writer::{self, WriterConnection},
-    metrics as m,
-    publish::InboundMessage,
-};
+use crate::{key_writer::WriterConnection, metrics as m, publish::InboundMessage};
 
 /// Events waiting for the writer; past this, an event is refused at once.
 const WRITE_QUEUE: usize = 16 * 1024;
@@ -294,7 +290,15 @@ async fn write_events(
 ) {
     let mut connection = WriterConnection::new(options);
     let mut batch = Vec::with_capacity(WRITE_BATCH);
-    while key_writer::gather(&mut queue, &mut batch, WRITE_BATCH, Duration::ZERO).await > 0 {
+    while switchyard_shared::group_commit::gather(
+        &mut queue,
+        &mut batch,
+        WRITE_BATCH,
+        Duration::ZERO,
+    )
+    .await
+        > 0
+    {
         let outcomes = write_batch(&mut connection, &mut batch).await;
         let mut stored_any = false;
         {

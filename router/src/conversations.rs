@@ -4,7 +4,8 @@
 //! braces).
 //!
 //! The router's step reads a conversation before the bot call and records it
-//! after, each in one statement ([`read_turn`], [`record_inbound`]): no
+//! after, each in one statement, group-committed with other turns' steps
+//! ([`TurnSteps`], [`record_inbound`]): no
 //! connection and no row lock is held while a tenant's bot takes its time (a
 //! slow bot once held the pool's connections and timed out every other
 //! tenant's steps). Two steps of one chat never overlap: the lane runner
@@ -13,14 +14,17 @@
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable as _};
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{Postgres, Row, Transaction, postgres::PgRow};
 use switchyard_shared::{
     contacts::{self, Contact, PhoneNumber},
     ids::TenantId,
     message_ids::ChatId,
 };
 
-use crate::backpressure::{self, Fault};
+use crate::{
+    backpressure::{self, Fault},
+    turn_steps::TurnSteps,
+};
 
 /// What the bot may know about a chat between turns.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +61,8 @@ impl Conversation {
 /// instead of a transaction of four; inside a tenant-scoped transaction (a
 /// Cloud API tenant records the chat's window in the same one) it leaves the
 /// caller's scope as it was. The step holds no connection while the bot runs.
+/// Outside a transaction the router reads through [`TurnSteps::read`] (the
+/// same read, group-committed).
 ///
 /// A chat with no row yet is new; it stays new until a turn is recorded, so
 /// the retry of a first message whose bot call failed still says `is_new`.
@@ -75,6 +81,16 @@ where
         .bind(phone.map(PhoneNumber::as_str))
         .fetch_all(executor)
         .await?;
+    turn_of(chat_id, &rows)
+}
+
+/// A turn's read from its rows (`switchyard_turn_context`, or one item's
+/// rows of `switchyard_turn_context_batch`): the conversation's columns on
+/// the first row, a contact record on every row that has one.
+pub(crate) fn turn_of(
+    chat_id: &ChatId,
+    rows: &[PgRow],
+) -> Result<(Conversation, Vec<Contact>), sqlx::Error> {
     let Some(first) = rows.first() else {
         return Err(sqlx::Error::RowNotFound);
     };
@@ -100,7 +116,7 @@ where
         }
     };
     let mut records = Vec::new();
-    for row in &rows {
+    for row in rows {
         // A row without a record: the conversation's columns alone.
         if row.try_get::<Option<i64>, _>("id")?.is_some() {
             records.push(contacts::contact_of(row)?);
@@ -109,25 +125,19 @@ where
     Ok((conversation, records))
 }
 
-/// Records an inbound message that was handled, in one statement
-/// (`switchyard_record_turn`, migration 0017, which sets the tenant's scope
-/// itself): creates the conversation or touches it (`last_inbound_at`), and
-/// remembers `menu` when the turn showed one (otherwise the last menu stays).
+/// Records an inbound message that was handled, group-committed with other
+/// turns' records (`steps`; `switchyard_record_turn_batch`, migration 0018,
+/// which sets each row's tenant scope itself): creates the conversation or
+/// touches it (`last_inbound_at`), and remembers `menu` when the turn showed
+/// one (otherwise the last menu stays).
 pub async fn record_inbound(
-    pool: &PgPool,
+    steps: &TurnSteps,
     tenant: &TenantId,
     chat_id: &ChatId,
     menu: Option<&[String]>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT switchyard_record_turn($1, $2, $3)")
-        .bind(tenant.as_str())
-        .bind(chat_id.as_str())
-        .bind(menu.map(|m| serde_json::json!(m)))
-        .execute(pool)
-        .await?;
-    Ok(())
+    steps.record(tenant, chat_id, menu).await
 }
-
 /// How often [`record_after_turn`] tries, and its waits: enough tries for
 /// every connection of a pool an outage left broken to fail once (each fails
 /// at once), about a second and a half of waits when the database stays
@@ -148,7 +158,7 @@ const AFTER_TURN_BOUND: Duration = Duration::from_secs(4);
 /// upsert, so one that committed before its answer was lost can run again.
 /// An error of the message's data, or our trouble past the tries, is returned.
 pub async fn record_after_turn(
-    pool: &PgPool,
+    steps: &TurnSteps,
     tenant: &TenantId,
     chat_id: &ChatId,
     menu: Option<&[String]>,
@@ -157,7 +167,7 @@ pub async fn record_after_turn(
         .with_min_delay(AFTER_TURN_MIN_DELAY)
         .with_max_delay(AFTER_TURN_MAX_DELAY)
         .with_max_times(AFTER_TURN_TRIES - 1);
-    let recording = (|| record_inbound(pool, tenant, chat_id, menu))
+    let recording = (|| record_inbound(steps, tenant, chat_id, menu))
         .retry(tries)
         .when(|e| backpressure::db_fault(e) == Fault::Ours)
         .notify(|e, after| {

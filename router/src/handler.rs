@@ -74,6 +74,7 @@ use crate::{
     metrics as m, replies,
     retries::Retries,
     runner::{Handler, Outcome},
+    turn_steps::TurnSteps,
 };
 
 /// Everything the step needs, shared by all workers.
@@ -82,6 +83,8 @@ pub struct InboundHandler {
     pub js: async_nats::jetstream::Context,
     pub nats: async_nats::Client,
     pub db: sqlx::PgPool,
+    /// The read and record of every turn, group-committed on `db`.
+    pub steps: TurnSteps,
     pub tenants: TenantCache,
     pub bots: Bots,
     /// How long a failed step waits before it is tried again in place.
@@ -375,7 +378,7 @@ impl InboundHandler {
         let (chat, phone) = (&message.chat_id, address.phone());
         let read = async {
             if !cloud {
-                return conversations::read_turn(&self.db, &tenant.id, chat, phone).await;
+                return self.steps.read(&tenant.id, chat, phone).await;
             }
             let mut tx = db::begin_for_tenant(&self.db, &tenant.id).await?;
             window::record(&mut tx, &tenant.id, chat, message.timestamp).await?;
@@ -402,7 +405,7 @@ impl InboundHandler {
         if conversation.silenced {
             // A person took over this chat from the phone: no bot turn.
             if let Err(e) =
-                conversations::record_inbound(&self.db, &tenant.id, &message.chat_id, None).await
+                conversations::record_inbound(&self.steps, &tenant.id, &message.chat_id, None).await
             {
                 return db_failed(&self.retries, attempt, "conversation", &e);
             }
@@ -457,7 +460,7 @@ impl InboundHandler {
         if conversation.needs_record(turn.menu.is_some()) {
             let recording = std::time::Instant::now();
             if let Err(e) = conversations::record_after_turn(
-                &self.db,
+                &self.steps,
                 &tenant.id,
                 &message.chat_id,
                 turn.menu.as_ref().map(ReplyMenu::ids).as_deref(),

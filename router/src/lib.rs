@@ -30,6 +30,7 @@ pub mod runner;
 pub mod settings;
 pub mod status;
 pub mod takeover;
+pub mod turn_steps;
 
 use std::sync::Arc;
 
@@ -74,6 +75,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
     let handler = Arc::new(handler::InboundHandler {
         js: service.jetstream.clone(),
         nats: service.nats.clone(),
+        steps: turn_steps::TurnSteps::start(&app_db),
         db: app_db,
         tenants,
         bots: bots::Bots::new(

@@ -72,6 +72,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         ),
     };
     let deliverer = Arc::new(deliver::Deliverer {
+        steps: switchyard_shared::deliveries::SendSteps::start(&app_db),
         db: app_db,
         tenants: tenants.clone(),
         client: WaBridgesClient::new(settings.wa.clone())?,

@@ -51,6 +51,7 @@ pub mod db_login;
 pub mod deliveries;
 pub mod events;
 pub mod flow;
+pub mod group_commit;
 pub mod guarded_resolver;
 pub mod ids;
 pub mod lanes;

@@ -63,6 +63,15 @@ pub const NOTIFICATIONS_PUBLISHED: &str = "switchyard_notifications_published_to
 /// Tenant notifications that could not be stored in `NOTIFY` (lost), by `type`.
 pub const NOTIFICATIONS_NOT_PUBLISHED: &str = "switchyard_notifications_not_published_total";
 
+/// Items per group-committed step statement, by `step`
+/// (`crate::group_commit`): how many events one round trip served.
+pub const DB_STEP_BATCH_SIZE: &str = "switchyard_db_step_batch_size";
+
+/// One group-committed statement of `step` served `size` items.
+pub fn group_commit_batch(step: &'static str, size: usize) {
+    metrics::histogram!(DB_STEP_BATCH_SIZE, "step" => step).record(size as f64);
+}
+
 /// Registers, at 0, the series alerts and dashboards expect before anything
 /// happened (a counter first seen at 1 hides its first increase from
 /// `increase()`). Called once by every service at start-up.

@@ -186,7 +186,15 @@ impl Deliverer {
         reply: &OutboundReply,
     ) -> Result<(u32, Duration, bool), Refusal> {
         let lease = self.ledger.lease();
-        match deliveries::claim(&self.db, &tenant.id, &reply.reply_id, &reply.chat_id, lease).await
+        match deliveries::claim(
+            &self.db,
+            &self.steps,
+            &tenant.id,
+            &reply.reply_id,
+            &reply.chat_id,
+            lease,
+        )
+        .await
         {
             Ok(Claim::Send {
                 attempts,
@@ -294,7 +302,7 @@ impl Deliverer {
                 let tenant = message.tenant();
                 let written = self
                     .ledger
-                    .record_wired(&self.db, tenant, &reply_id, provider_id.as_ref())
+                    .record_wired(&self.steps, tenant, &reply_id, provider_id.as_ref())
                     .await;
                 match written {
                     Ok(()) => {

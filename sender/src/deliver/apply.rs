@@ -129,7 +129,7 @@ impl Deliverer {
         };
         let written = self
             .ledger
-            .record_wired(&self.db, &tenant.id, &reply.reply_id, provider_id)
+            .record_wired(&self.steps, &tenant.id, &reply.reply_id, provider_id)
             .await;
         record_latency(&tenant.id, reply);
         match written {

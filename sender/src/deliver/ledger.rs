@@ -143,7 +143,7 @@ impl SendLedger {
     /// turn to write instead of sending.
     pub(super) async fn record_wired(
         &self,
-        db: &PgPool,
+        steps: &deliveries::SendSteps,
         tenant: &TenantId,
         reply: &ReplyId,
         provider_id: Option<&ProviderMessageId>,
@@ -151,7 +151,7 @@ impl SendLedger {
         let started = Instant::now();
         let mut attempt = 1;
         loop {
-            let error = match deliveries::mark_wired(db, tenant, reply, provider_id).await {
+            let error = match deliveries::mark_wired(steps, tenant, reply, provider_id).await {
                 Ok(()) => {
                     lock(&self.unrecorded).remove(&(tenant.clone(), reply.clone()));
                     if attempt > 1 {

@@ -68,6 +68,8 @@ pub enum StepResult {
 #[derive(Debug, Clone)]
 pub struct Deliverer {
     pub db: PgPool,
+    /// The ledger's claim and mark of every send, group-committed on `db`.
+    pub steps: deliveries::SendSteps,
     pub tenants: TenantCache,
     pub client: WaBridgesClient,
     /// Sends of Cloud API tenants (their own number and token).

@@ -326,6 +326,129 @@ async fn the_one_statement_steps_act_in_their_tenant_only_and_leave_the_callers_
     assert!(is_denied(by_ingest), "the steps are the workers'");
 }
 
+/// The batched steps of migration 0018 act in each item's own tenant: a
+/// batch mixing tenants reads, claims and marks every item in its tenant
+/// only (an item naming another tenant's reply finds nothing), answers every
+/// item by its position, and puts back the caller's scope.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn the_batched_steps_act_in_each_items_tenant_only_and_leave_the_callers_scope_as_it_was(
+    owner: PgPool,
+) {
+    seed(&owner).await;
+    let app = worker_pool(&login_in(&owner, db::APP_ROLE).await, &owner);
+    let ingest = PgPoolOptions::new()
+        .connect_with(login_in(&owner, "switchyard_ingest").await)
+        .await
+        .unwrap();
+    let mut tx = db::begin_for_tenant(&app, &fixtures::tenant("alpha"))
+        .await
+        .unwrap();
+    // Item 1: bravo's context for alpha's chat (none) and the shared phone
+    // (bravo's record only); item 2: alpha's own chat and record.
+    let context: Vec<(i32, bool, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT item, conversation_exists, role, resource FROM switchyard_turn_context_batch(\
+           ARRAY['bravo', 'alpha'], ARRAY['a1', 'a1'], ARRAY['15550000001', '15550000001']) \
+         ORDER BY item",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    let claimed: Vec<(i32, bool)> = sqlx::query_as(
+        "SELECT item, created FROM switchyard_claim_new_batch(\
+           ARRAY['bravo', 'alpha', 'bravo'], ARRAY['rb-new', 'rb1', 'rb1'], \
+           ARRAY['b1', 'a1', 'b1'], ARRAY['o', 'o', 'o'], ARRAY[30, 30, 30]::float8[]) \
+         ORDER BY item",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    // Alpha has no row `rb2` (bravo's): nothing to mark there.
+    let marked: Vec<(i32, bool)> = sqlx::query_as(
+        "SELECT item, marked FROM switchyard_mark_wired_batch(\
+           ARRAY['alpha', 'alpha'], ARRAY['rb2', 'ra'], ARRAY['wamid.x', NULL]) ORDER BY item",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    let recorded: Vec<i32> = sqlx::query_scalar(
+        "SELECT item FROM switchyard_record_turn_batch(\
+           ARRAY['bravo', 'alpha'], ARRAY['b9', 'a9'], ARRAY['[\"x\"]'::jsonb, NULL]) ORDER BY item",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    let after_steps = (scope_of(&mut tx).await, seen(&mut tx).await);
+    tx.commit().await.unwrap();
+    let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT tenant_id, reply_id, status, provider_message_id FROM deliveries ORDER BY tenant_id, reply_id",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    let conversations: Vec<(String, String, Option<serde_json::Value>)> = sqlx::query_as(
+        "SELECT tenant_id, chat_id, last_menu FROM conversations WHERE chat_id LIKE '_9' ORDER BY tenant_id",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    let by_ingest = sqlx::query(
+        "SELECT * FROM switchyard_claim_new_batch(ARRAY['alpha'], ARRAY['r'], ARRAY['a1'], ARRAY['i'], ARRAY[30]::float8[])",
+    )
+    .fetch_all(&ingest)
+    .await;
+
+    let s = |v: &str| Some(v.to_owned());
+    assert_eq!(
+        context,
+        vec![
+            (1, false, s("staff"), s("b-order")),
+            (2, true, s("customer"), s("a-order"))
+        ]
+    );
+    assert_eq!(claimed, vec![(1, true), (2, true), (3, false)]);
+    assert_eq!(marked, vec![(1, false), (2, true)]);
+    assert_eq!(recorded, vec![1, 2]);
+    let v = |items: &[&str]| items.iter().map(|i| (*i).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        after_steps,
+        (
+            Some("alpha".to_owned()),
+            (v(&["alpha"]), v(&["a1", "a9"]), v(&["ra", "rb1"]))
+        ),
+        "the caller's scope, which sees alpha's new rows only"
+    );
+    let row = |t: &str, r: &str, st: &str, p: Option<&str>| {
+        (
+            t.to_owned(),
+            r.to_owned(),
+            st.to_owned(),
+            p.map(str::to_owned),
+        )
+    };
+    assert_eq!(
+        rows,
+        vec![
+            row("alpha", "ra", "wired", Some("unconfirmed:ra")),
+            row("alpha", "rb1", "sending", None),
+            row("bravo", "rb-new", "sending", None),
+            row("bravo", "rb1", "sending", None),
+            row("bravo", "rb2", "sending", None),
+        ]
+    );
+    assert_eq!(
+        conversations,
+        vec![
+            ("alpha".to_owned(), "a9".to_owned(), None),
+            (
+                "bravo".to_owned(),
+                "b9".to_owned(),
+                Some(serde_json::json!(["x"]))
+            ),
+        ]
+    );
+    assert!(is_denied(by_ingest), "the steps are the workers'");
+}
+
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn ingest_logged_in_as_its_own_role_takes_webhooks_and_cannot_read_the_workers_tables(
     owner: PgPool,

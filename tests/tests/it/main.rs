@@ -47,6 +47,7 @@ mod e2e_isolation;
 mod e2e_property;
 mod fleet_budget;
 mod foundation;
+mod group_commit;
 mod ingest_admission;
 mod ingest_credentials;
 mod ingest_degraded;

@@ -454,13 +454,14 @@ async fn the_record_after_a_turn_gets_past_the_connections_a_restart_broke(pool:
     let tenant = t("alpha");
     let chat = ChatId::parse("15550001111@s.whatsapp.net").unwrap();
     // The premise: a single try meets a broken connection.
-    let once = conversations::record_inbound(&app, &tenant, &chat, None).await;
+    let steps = switchyard_router::turn_steps::TurnSteps::start(&app);
+    let once = conversations::record_inbound(&steps, &tenant, &chat, None).await;
     assert!(
         once.is_err(),
         "a broken connection was handed out: {once:?}"
     );
     // The record after a turn gets through on the same pool.
-    conversations::record_after_turn(&app, &tenant, &chat, Some(&["a".to_owned()]))
+    conversations::record_after_turn(&steps, &tenant, &chat, Some(&["a".to_owned()]))
         .await
         .expect("recorded past the broken connections");
     let menu: serde_json::Value = sqlx::query_scalar(
@@ -498,11 +499,12 @@ async fn the_record_after_a_turn_gives_up_within_its_bound_when_the_database_nev
     ]))
     .unwrap();
     let app = db::pool_with_role(&settings, db::APP_ROLE).unwrap();
+    let steps = switchyard_router::turn_steps::TurnSteps::start(&app);
     let chat = ChatId::parse("15550001111@s.whatsapp.net").unwrap();
     // Unbounded, 12 tries of 500 ms each plus their waits would take 7.5 s.
     let outcome = tokio::time::timeout(
         Duration::from_secs(6),
-        conversations::record_after_turn(&app, &t("alpha"), &chat, None),
+        conversations::record_after_turn(&steps, &t("alpha"), &chat, None),
     )
     .await
     .expect("gave up within its bound");

@@ -221,6 +221,7 @@ async fn a_send_longer_than_the_default_ack_wait_is_kept_alive_at_its_spacing_an
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn a_send_slower_than_ack_wait_is_sent_once_and_never_redelivered(pool: PgPool) {
+    let steps = deliveries::SendSteps::start(&pool);
     let rig = Rig::new(&pool, &["alpha"], 1).await;
     // Twice the ack wait (2 s), within the provider call's timeout (10 s).
     rig.sim
@@ -249,7 +250,7 @@ async fn a_send_slower_than_ack_wait_is_sent_once_and_never_redelivered(pool: Pg
     )
     .await;
     let other = lease("sender-other/1", Duration::from_secs(60));
-    let claim = deliveries::claim(&pool, &t("alpha"), &id, &chat(), &other)
+    let claim = deliveries::claim(&pool, &steps, &t("alpha"), &id, &chat(), &other)
         .await
         .unwrap();
     assert!(
@@ -377,12 +378,13 @@ async fn replies_whose_partition_moves_to_a_new_replica_during_slow_sends_are_ea
 async fn a_reply_another_sender_is_sending_waits_and_is_acked_unsent_once_that_sender_records_it(
     pool: PgPool,
 ) {
+    let steps = deliveries::SendSteps::start(&pool);
     let rig = Rig::new(&pool, &["alpha"], 1).await;
     let tenant = t("alpha");
     let id = reply_id("held", 0);
     // Another sender has claimed the reply and is (still) sending it.
     let other = lease("sender-other/1", Duration::from_secs(60));
-    let claim = deliveries::claim(&pool, &tenant, &id, &chat(), &other)
+    let claim = deliveries::claim(&pool, &steps, &tenant, &id, &chat(), &other)
         .await
         .unwrap();
     assert!(matches!(claim, Claim::Send { attempts: 0, .. }));
@@ -413,7 +415,7 @@ async fn a_reply_another_sender_is_sending_waits_and_is_acked_unsent_once_that_s
 
     // The other sender's answer comes: recorded as wired.
     let theirs = ProviderMessageId::parse("THEIRS-1").unwrap();
-    deliveries::mark_wired(&pool, &tenant, &id, Some(&theirs))
+    deliveries::mark_wired(&steps, &tenant, &id, Some(&theirs))
         .await
         .unwrap();
     rig.wait_settled("the waiting copy to be acked", Duration::from_secs(10))
@@ -427,6 +429,7 @@ async fn a_reply_another_sender_is_sending_waits_and_is_acked_unsent_once_that_s
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn a_lease_whose_sender_died_is_taken_over_only_when_it_ends(pool: PgPool) {
+    let steps = deliveries::SendSteps::start(&pool);
     let rig = Rig::new(&pool, &["alpha"], 1).await;
     let tenant = t("alpha");
     let id = reply_id("orphan", 0);
@@ -434,7 +437,7 @@ async fn a_lease_whose_sender_died_is_taken_over_only_when_it_ends(pool: PgPool)
     // The database stamps the lease with its own `now()` during the claim, so
     // the lease ends no earlier than this instant taken just before it.
     let claimed_from = std::time::SystemTime::now();
-    deliveries::claim(&pool, &tenant, &id, &chat(), &dead)
+    deliveries::claim(&pool, &steps, &tenant, &id, &chat(), &dead)
         .await
         .unwrap();
     let lease_ends = claimed_from + dead.duration;
@@ -469,6 +472,7 @@ async fn a_lease_whose_sender_died_is_taken_over_only_when_it_ends(pool: PgPool)
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn an_attempt_left_in_doubt_whose_echo_arrived_is_recorded_and_not_sent_again(pool: PgPool) {
+    let steps = deliveries::SendSteps::start(&pool);
     let rig = Rig::new(&pool, &["alpha"], 1).await;
     let tenant = t("alpha");
     let id = reply_id("echoed", 0);
@@ -476,7 +480,7 @@ async fn an_attempt_left_in_doubt_whose_echo_arrived_is_recorded_and_not_sent_ag
     // reached the router (which asks the ledger about every `from_me`
     // event) before the sender died, without recording its answer.
     let dead = lease("sender-dead/1", Duration::from_secs(1));
-    deliveries::claim(&pool, &tenant, &id, &chat(), &dead)
+    deliveries::claim(&pool, &steps, &tenant, &id, &chat(), &dead)
         .await
         .unwrap();
     let echo = ProviderMessageId::parse("ECHO-OF-THE-DEAD").unwrap();
@@ -756,15 +760,22 @@ impl LateRelay {
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn a_ledger_lease_keeps_other_senders_off_until_an_outcome_or_its_end(pool: PgPool) {
+    let steps = deliveries::SendSteps::start(&pool);
     fixtures::add_tenant(&pool, "alpha", |_| {}).await;
     let tenant = t("alpha");
     let id = ReplyId::parse("e1:0").unwrap();
     let a = lease("sender-a/1", Duration::from_secs(60));
     let b = lease("sender-b/1", Duration::from_secs(60));
     let claim = |l: &Lease| {
-        let (pool, tenant, id, l) = (pool.clone(), tenant.clone(), id.clone(), l.clone());
+        let (pool, steps, tenant, id, l) = (
+            pool.clone(),
+            steps.clone(),
+            tenant.clone(),
+            id.clone(),
+            l.clone(),
+        );
         async move {
-            deliveries::claim(&pool, &tenant, &id, &chat(), &l)
+            deliveries::claim(&pool, &steps, &tenant, &id, &chat(), &l)
                 .await
                 .unwrap()
         }
@@ -829,7 +840,7 @@ async fn a_ledger_lease_keeps_other_senders_off_until_an_outcome_or_its_end(pool
             ..
         }
     ));
-    deliveries::mark_wired(&pool, &tenant, &id, None)
+    deliveries::mark_wired(&steps, &tenant, &id, None)
         .await
         .unwrap();
     assert_eq!(claim(&a).await, Claim::AlreadyDone);
@@ -837,6 +848,7 @@ async fn a_ledger_lease_keeps_other_senders_off_until_an_outcome_or_its_end(pool
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn an_echo_is_written_only_on_the_chats_one_attempt_under_way(pool: PgPool) {
+    let steps = deliveries::SendSteps::start(&pool);
     fixtures::add_tenant(&pool, "alpha", |_| {}).await;
     let tenant = t("alpha");
     let window = Duration::from_secs(30);
@@ -846,7 +858,7 @@ async fn an_echo_is_written_only_on_the_chats_one_attempt_under_way(pool: PgPool
     let echo = |id: &str| ProviderMessageId::parse(id).unwrap();
 
     // No attempt under way: a person answered from the phone; nothing written.
-    deliveries::claim(&pool, &tenant, &first, &chat(), &a)
+    deliveries::claim(&pool, &steps, &tenant, &first, &chat(), &a)
         .await
         .unwrap();
     let known = Failure {
@@ -865,7 +877,7 @@ async fn an_echo_is_written_only_on_the_chats_one_attempt_under_way(pool: PgPool
     );
 
     // One attempt under way: the unknown echo is written on it, once.
-    deliveries::claim(&pool, &tenant, &first, &chat(), &a)
+    deliveries::claim(&pool, &steps, &tenant, &first, &chat(), &a)
         .await
         .unwrap();
     for _ in 0..2 {
@@ -879,12 +891,12 @@ async fn an_echo_is_written_only_on_the_chats_one_attempt_under_way(pool: PgPool
     );
 
     // Two attempts under way in one chat: an echo is ambiguous, written nowhere.
-    deliveries::mark_wired(&pool, &tenant, &first, Some(&echo("E1")))
+    deliveries::mark_wired(&steps, &tenant, &first, Some(&echo("E1")))
         .await
         .unwrap();
     let third = ReplyId::parse("e3:0").unwrap();
     for id in [&second, &third] {
-        deliveries::claim(&pool, &tenant, id, &chat(), &a)
+        deliveries::claim(&pool, &steps, &tenant, id, &chat(), &a)
             .await
             .unwrap();
     }

@@ -27,9 +27,13 @@
 //! the router, or two in-doubt rows of one chat at once) is sent again. The
 //! provider offers no idempotency key and no way to look a sent message up.
 
+mod batched;
+
 use std::time::Duration;
 
 use sqlx::{PgPool, Row};
+
+pub use batched::SendSteps;
 
 use crate::{
     db,
@@ -127,26 +131,19 @@ fn claim_step(row: &Found, owner: &str) -> ClaimStep {
 }
 
 /// Claims a reply part for one attempt under `lease` (creating its row on
-/// first sight); see the module docs for what each answer means.
+/// first sight); see the module docs for what each answer means. The common
+/// case, a part seen for the first time, is one group-committed statement
+/// (`steps`); a part with a row is read and taken in a transaction on `db`,
+/// its row locked.
 pub async fn claim(
     db: &PgPool,
+    steps: &SendSteps,
     tenant: &TenantId,
     reply_id: &ReplyId,
     chat_id: &ChatId,
     lease: &Lease,
 ) -> Result<Claim, sqlx::Error> {
-    // The common case, a part seen for the first time, in one statement
-    // (`switchyard_claim_new`, migration 0017); a part with a row is read and
-    // taken in a transaction below, its row locked.
-    let created: bool = sqlx::query_scalar("SELECT switchyard_claim_new($1, $2, $3, $4, $5)")
-        .bind(tenant.as_str())
-        .bind(reply_id.as_str())
-        .bind(chat_id.as_str())
-        .bind(&lease.owner)
-        .bind(lease.duration.as_secs_f64())
-        .fetch_one(db)
-        .await?;
-    if created {
+    if steps.claim_new(tenant, reply_id, chat_id, lease).await? {
         return Ok(Claim::Send {
             attempts: 0,
             age: Duration::ZERO,
@@ -250,20 +247,16 @@ pub async fn renew(
 /// The provider accepted the send, with the id it gave the message; `None`
 /// when the acceptance was not confirmed with an id, recorded as
 /// `unconfirmed:<reply id>` so the row is still unique and never taken for an
-/// echo's id. Ends the attempt's lease.
+/// echo's id. Ends the attempt's lease. Group-committed with the other
+/// sends' marks (`steps`): it runs after every send.
 pub async fn mark_wired(
-    db: &PgPool,
+    steps: &SendSteps,
     tenant: &TenantId,
     reply_id: &ReplyId,
     provider_message_id: Option<&ProviderMessageId>,
 ) -> Result<(), sqlx::Error> {
-    // One statement (`switchyard_mark_wired`, migration 0017): it runs after
-    // every send.
-    sqlx::query("SELECT switchyard_mark_wired($1, $2, $3)")
-        .bind(tenant.as_str())
-        .bind(reply_id.as_str())
-        .bind(provider_message_id.map(ProviderMessageId::as_str))
-        .execute(db)
+    steps
+        .mark_wired(tenant, reply_id, provider_message_id)
         .await?;
     Ok(())
 }

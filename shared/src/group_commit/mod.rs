@@ -1,0 +1,333 @@
+//! Group commit for the workers' per-event database steps.
+//!
+//! Every event takes a few tenant-scoped steps (the router's read before a
+//! bot turn and its record after one, the sender's ledger claim before a
+//! send and its mark after it), each one statement (migration 0017). At a
+//! few hundred events a second that is a round trip, a commit and a
+//! PostgreSQL wake-up per step per event: the largest share of the
+//! pipeline's CPU per event (issue 20, `docs/benchmarks/cost.md`). A
+//! [`GroupCommit`] queues a step's calls from every task of the process and
+//! runs them as one statement over arrays (migration 0018: the function sets
+//! each row's tenant scope in turn, so row-level security applies per row
+//! exactly as before), answering each caller with its own row.
+//!
+//! Each step stays what it was for its caller: it returns once its statement
+//! committed, so the ledger's claim-before-send and mark-after-send hold per
+//! batch. `slots` statements may be in flight at once; a slot takes
+//! everything queued when it becomes free, and lingers a little only when
+//! its last batch had company ([`linger_after`]), so a quiet worker waits for
+//! nothing. Connections come from the service's pool (its role, its limits,
+//! its acquire timeout), held only while a statement runs.
+//!
+//! Isolation: one tenant's bad row must not fail its neighbours'. A batch
+//! the database refuses (an error of the data, say a row whose tenant was
+//! deleted meanwhile) is run again one item at a time on the same
+//! connection, so every caller gets its own answer or its own error. Trouble
+//! of the infrastructure (no connection, a broken one) is everyone's, and
+//! every caller of the batch gets it: [`shared_error`] keeps its kind, which
+//! is what callers classify (`router::backpressure::db_fault`).
+//!
+//! Written by hand: the batching is a few lines over a tokio channel, and no
+//! kept crate does group commit for sqlx.
+
+mod gather;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+pub use gather::{gather, linger_after};
+
+/// One step that can run for many items in one statement.
+pub trait Statement: Send + Sync + 'static {
+    /// The step's name in metrics (`step` label).
+    const NAME: &'static str;
+    /// What one caller asks.
+    type Item: Send + 'static;
+    /// What one caller gets back.
+    type Answer: Send + 'static;
+    /// Runs the step for `items` as one statement on `connection` and
+    /// returns one answer per item, in the items' order.
+    fn run<'c>(
+        &'c self,
+        connection: &'c mut PgConnection,
+        items: &'c [Self::Item],
+    ) -> impl Future<Output = Result<Vec<Self::Answer>, sqlx::Error>> + Send + 'c;
+}
+
+/// How a step's batches are cut.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Statements in flight at once.
+    pub slots: usize,
+    /// Most items in one statement.
+    pub max_batch: usize,
+    /// How long a busy slot gathers after a batch's first item.
+    pub linger: Duration,
+}
+
+impl Shape {
+    /// The workers' steps: two slots (one statement waiting on a lock does
+    /// not stop the step), up to 64 items, 1 ms of gathering while busy
+    /// (a step is about a millisecond's round trip, so this at most doubles
+    /// one step's wait and only under load).
+    pub const WORKER_STEP: Shape = Shape {
+        slots: 2,
+        max_batch: 64,
+        linger: Duration::from_millis(1),
+    };
+}
+
+struct Pending<S: Statement> {
+    item: S::Item,
+    reply: oneshot::Sender<Result<S::Answer, sqlx::Error>>,
+}
+
+/// A step's queue and its flush slots. Cloning shares them; the slots end
+/// when the last clone is dropped and the queue has drained.
+pub struct GroupCommit<S: Statement> {
+    queue: mpsc::Sender<Pending<S>>,
+}
+
+impl<S: Statement> Clone for GroupCommit<S> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<S: Statement> std::fmt::Debug for GroupCommit<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit")
+            .field(
+                "queued",
+                &(self.queue.max_capacity() - self.queue.capacity()),
+            )
+            .finish()
+    }
+}
+
+impl<S: Statement> GroupCommit<S> {
+    /// Starts the step's flush slots on the current tokio runtime.
+    pub fn start(pool: PgPool, statement: S, shape: Shape) -> Self {
+        // Callers wait for their answer, so the queue holds at most what the
+        // process has in flight; the bound only stops a runaway.
+        let (queue, receiver) = mpsc::channel(shape.max_batch * shape.slots * 16);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let statement = Arc::new(statement);
+        for _ in 0..shape.slots.max(1) {
+            tokio::spawn(flush_slot(
+                pool.clone(),
+                Arc::clone(&statement),
+                Arc::clone(&receiver),
+                shape,
+            ));
+        }
+        Self { queue }
+    }
+
+    /// Calls waiting for a slot (not those in a statement under way).
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    /// Runs the step for `item` in the next batch and returns its answer
+    /// once the batch's statement has committed.
+    pub async fn run(&self, item: S::Item) -> Result<S::Answer, sqlx::Error> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Pending { item, reply })
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        // A dropped reply: the slot's task ended (the runtime is shutting down).
+        answer.await.unwrap_or(Err(sqlx::Error::PoolClosed))
+    }
+}
+
+/// One flush slot: takes whatever is queued whenever it is free and runs it
+/// as one statement. Only one idle slot waits on the queue; the others are
+/// busy or wait for the lock, so a batch is everything queued meanwhile.
+async fn flush_slot<S: Statement>(
+    pool: PgPool,
+    statement: Arc<S>,
+    queue: Arc<Mutex<mpsc::Receiver<Pending<S>>>>,
+    shape: Shape,
+) {
+    let mut batch = Vec::with_capacity(shape.max_batch);
+    let mut previous_batch = 0;
+    loop {
+        let wait = linger_after(previous_batch, shape.linger);
+        let received = gather(&mut *queue.lock().await, &mut batch, shape.max_batch, wait).await;
+        if received == 0 {
+            return;
+        }
+        previous_batch = received;
+        flush(&pool, &*statement, std::mem::take(&mut batch)).await;
+    }
+}
+
+async fn flush<S: Statement>(pool: &PgPool, statement: &S, batch: Vec<Pending<S>>) {
+    crate::metrics::group_commit_batch(S::NAME, batch.len());
+    let (items, replies): (Vec<S::Item>, Vec<_>) =
+        batch.into_iter().map(|p| (p.item, p.reply)).unzip();
+    let mut connection = match pool.acquire().await {
+        Ok(connection) => connection,
+        Err(e) => return answer_all(replies, &e),
+    };
+    match statement.run(&mut connection, &items).await {
+        Ok(answers) if answers.len() == items.len() => {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                // The caller may have stopped waiting: nothing to do then.
+                let _ = reply.send(Ok(answer));
+            }
+        }
+        Ok(answers) => {
+            let e = sqlx::Error::Protocol(format!(
+                "a batched step answered {} rows for {} items",
+                answers.len(),
+                items.len()
+            ));
+            answer_all(replies, &e);
+        }
+        Err(sqlx::Error::Database(_)) if items.len() > 1 => {
+            // Refused for one item's data, perhaps: each on its own.
+            for (item, reply) in items.into_iter().zip(replies) {
+                let answer = statement
+                    .run(&mut connection, std::slice::from_ref(&item))
+                    .await
+                    .and_then(|mut answers| answers.pop().ok_or(sqlx::Error::RowNotFound));
+                let _ = reply.send(answer);
+            }
+        }
+        Err(e) => answer_all(replies, &e),
+    }
+}
+
+/// A batch statement's rows grouped by the item they answer (its `item`
+/// column, counting from 1), in the items' order. An item without a row, or
+/// a row naming no item, is a protocol error: the batch functions answer
+/// every item at least once.
+pub fn rows_by_item(items: usize, rows: Vec<PgRow>) -> Result<Vec<Vec<PgRow>>, sqlx::Error> {
+    let mut grouped: Vec<Vec<PgRow>> = (0..items).map(|_| Vec::new()).collect();
+    for row in rows {
+        let item: i32 = row.try_get("item")?;
+        usize::try_from(item - 1)
+            .ok()
+            .and_then(|i| grouped.get_mut(i))
+            .ok_or_else(|| {
+                sqlx::Error::Protocol(format!("a batch answered item {item} of {items}"))
+            })?
+            .push(row);
+    }
+    if grouped.iter().any(Vec::is_empty) {
+        return Err(sqlx::Error::Protocol(
+            "a batch left an item unanswered".into(),
+        ));
+    }
+    Ok(grouped)
+}
+
+fn answer_all<A>(replies: Vec<oneshot::Sender<Result<A, sqlx::Error>>>, error: &sqlx::Error) {
+    for reply in replies {
+        let _ = reply.send(Err(shared_error(error)));
+    }
+}
+
+/// A copy of a batch's error for each of its callers (`sqlx::Error` cannot
+/// be cloned): the same variant where callers tell variants apart (the pool
+/// timing out or closed, an I/O error of that kind, a database error's
+/// SQLSTATE), otherwise a protocol error with the same message.
+pub fn shared_error(error: &sqlx::Error) -> sqlx::Error {
+    match error {
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        sqlx::Error::Io(e) => sqlx::Error::Io(std::io::Error::new(e.kind(), e.to_string())),
+        sqlx::Error::Database(e) => sqlx::Error::Database(Box::new(SharedDatabaseError {
+            message: e.message().to_owned(),
+            code: e.code().map(|c| c.into_owned()),
+        })),
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
+/// A database error as it reached a batch, for each of its callers.
+#[derive(Debug)]
+struct SharedDatabaseError {
+    message: String,
+    code: Option<String>,
+}
+
+impl std::fmt::Display for SharedDatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SharedDatabaseError {}
+
+impl sqlx::error::DatabaseError for SharedDatabaseError {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+        self.code.as_deref().map(std::borrow::Cow::Borrowed)
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        sqlx::error::ErrorKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_error_keeps_what_callers_classify() {
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(
+            matches!(shared_error(&io), sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+        );
+        assert!(matches!(
+            shared_error(&sqlx::Error::PoolTimedOut),
+            sqlx::Error::PoolTimedOut
+        ));
+        assert!(matches!(
+            shared_error(&sqlx::Error::PoolClosed),
+            sqlx::Error::PoolClosed
+        ));
+        let db = sqlx::Error::Database(Box::new(SharedDatabaseError {
+            message: "insert or update violates foreign key constraint".into(),
+            code: Some("23503".into()),
+        }));
+        match shared_error(&db) {
+            sqlx::Error::Database(e) => {
+                assert_eq!(e.code().as_deref(), Some("23503"));
+                assert_eq!(
+                    e.message(),
+                    "insert or update violates foreign key constraint"
+                );
+            }
+            other => panic!("expected a database error, got {other:?}"),
+        }
+        assert!(matches!(
+            shared_error(&sqlx::Error::RowNotFound),
+            sqlx::Error::Protocol(m) if m.contains("no rows")
+        ));
+    }
+}

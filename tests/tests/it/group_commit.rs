@@ -1,0 +1,210 @@
+//! Group commit of the workers' steps (`switchyard_shared::group_commit`):
+//! calls queued while a statement runs share the next one, every caller gets
+//! its own answer, one item the database refuses fails that item only, and
+//! trouble reaching the database reaches every caller as our own trouble.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use sqlx::{PgConnection, PgPool, Row, postgres::PgPoolOptions};
+use switchyard_router::backpressure::{Fault, db_fault};
+use switchyard_shared::{
+    deliveries::{self, Claim, Lease},
+    group_commit::{GroupCommit, Shape, Statement, rows_by_item},
+    message_ids::{ChatId, ReplyId},
+};
+use switchyard_tests::fixtures;
+use tokio::sync::Semaphore;
+
+/// `100 / x` for each item, in PostgreSQL: `x = 0` is an error of the data
+/// (SQLSTATE 22012). Every statement waits for a permit of `gate` first and
+/// records its batch's size.
+struct Divide {
+    gate: Arc<Semaphore>,
+    batches: Arc<Mutex<Vec<usize>>>,
+}
+
+impl Statement for Divide {
+    const NAME: &'static str = "test_divide";
+    type Item = i32;
+    type Answer = i32;
+
+    async fn run(
+        &self,
+        connection: &mut PgConnection,
+        items: &[i32],
+    ) -> Result<Vec<i32>, sqlx::Error> {
+        self.batches.lock().unwrap().push(items.len());
+        let _permit = self.gate.acquire().await.unwrap();
+        let rows = sqlx::query(
+            "SELECT item::int AS item, 100 / x AS q FROM unnest($1::int[]) WITH ORDINALITY AS t(x, item)",
+        )
+        .bind(items)
+        .fetch_all(connection)
+        .await?;
+        rows_by_item(items.len(), rows)?
+            .iter()
+            .map(|rows| rows[0].try_get("q"))
+            .collect()
+    }
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[sqlx::test]
+async fn calls_queued_during_a_statement_share_the_next_and_a_refused_item_fails_alone(
+    pool: PgPool,
+) {
+    let gate = Arc::new(Semaphore::new(0));
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let steps = GroupCommit::start(
+        pool,
+        Divide {
+            gate: Arc::clone(&gate),
+            batches: Arc::clone(&batches),
+        },
+        Shape {
+            slots: 1,
+            max_batch: 64,
+            linger: Duration::ZERO,
+        },
+    );
+    let call = |x: i32| {
+        let steps = steps.clone();
+        tokio::spawn(async move { steps.run(x).await })
+    };
+    // The first call holds the only slot at the gate...
+    let first = call(1);
+    wait_until("the first statement started", || {
+        batches.lock().unwrap().len() == 1
+    })
+    .await;
+    // ...while five more queue, one of them refused by the database.
+    let rest: Vec<_> = [50, 0, 20, 25, -4].into_iter().map(call).collect();
+    wait_until("five calls queued", || steps.queued() == 5).await;
+    gate.add_permits(100);
+
+    assert_eq!(first.await.unwrap().unwrap(), 100);
+    let mut answers = Vec::new();
+    for call in rest {
+        answers.push(call.await.unwrap());
+    }
+    let codes: Vec<Result<i32, Option<String>>> = answers
+        .into_iter()
+        .map(|a| {
+            a.map_err(|e| match e {
+                sqlx::Error::Database(e) => e.code().map(|c| c.into_owned()),
+                other => panic!("expected a database error, got {other:?}"),
+            })
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![Ok(2), Err(Some("22012".to_owned())), Ok(5), Ok(4), Ok(-25)],
+        "each caller its own answer; only the zero's call fails"
+    );
+    // One statement for the first, one for the five, then the five alone
+    // (the batch was refused).
+    assert_eq!(*batches.lock().unwrap(), vec![1, 5, 1, 1, 1, 1, 1]);
+}
+
+#[tokio::test]
+async fn a_database_out_of_reach_fails_every_caller_of_the_batch_as_our_own_trouble() {
+    // A port nothing listens on: taken from the OS, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy(&format!(
+            "postgres://postgres@127.0.0.1:{port}/nowhere?sslmode=disable"
+        ))
+        .unwrap();
+    let steps = GroupCommit::start(
+        pool,
+        Divide {
+            gate: Arc::new(Semaphore::new(100)),
+            batches: Arc::default(),
+        },
+        Shape::WORKER_STEP,
+    );
+    let calls: Vec<_> = (1..=6)
+        .map(|x| {
+            let steps = steps.clone();
+            tokio::spawn(async move { steps.run(x).await })
+        })
+        .collect();
+    for call in calls {
+        let outcome = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("answered")
+            .unwrap();
+        let error = outcome.expect_err("no database");
+        assert_eq!(db_fault(&error), Fault::Ours, "{error:?}");
+    }
+}
+
+/// The sender's claims of many tenants' parts at once: each part is
+/// created once, in its own tenant, and a part claimed twice is found the
+/// second time, whichever batches the calls fell into.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn concurrent_claims_of_many_tenants_each_get_their_own_row(pool: PgPool) {
+    for tenant in ["alpha", "bravo"] {
+        fixtures::add_tenant(&pool, tenant, |_| {}).await;
+    }
+    let steps = deliveries::SendSteps::start(&pool);
+    let lease = Lease {
+        owner: "sender-test/1".to_owned(),
+        duration: Duration::from_secs(60),
+    };
+    let chat = ChatId::parse("15550001111@s.whatsapp.net").unwrap();
+    let claims: Vec<_> = (0..40)
+        .map(|i| {
+            let (pool, steps, lease, chat) =
+                (pool.clone(), steps.clone(), lease.clone(), chat.clone());
+            let tenant = fixtures::tenant(if i % 2 == 0 { "alpha" } else { "bravo" });
+            let reply = ReplyId::parse(&format!("e{}:0", i / 2)).unwrap();
+            tokio::spawn(async move {
+                let first = deliveries::claim(&pool, &steps, &tenant, &reply, &chat, &lease)
+                    .await
+                    .unwrap();
+                deliveries::mark_wired(&steps, &tenant, &reply, None)
+                    .await
+                    .unwrap();
+                let again = deliveries::claim(&pool, &steps, &tenant, &reply, &chat, &lease)
+                    .await
+                    .unwrap();
+                (first, again)
+            })
+        })
+        .collect();
+    for claim in claims {
+        let (first, again) = claim.await.unwrap();
+        assert!(
+            matches!(first, Claim::Send { attempts: 0, .. }),
+            "{first:?}"
+        );
+        assert_eq!(again, Claim::AlreadyDone);
+    }
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT tenant_id, count(*) FILTER (WHERE status = 'wired' AND attempts = 1) \
+         FROM deliveries GROUP BY tenant_id ORDER BY tenant_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![("alpha".to_owned(), 20), ("bravo".to_owned(), 20)]
+    );
+}
