@@ -237,6 +237,18 @@ async fn step(conn: &mut sqlx::PgConnection, statement: &str) -> bool {
         .unwrap()
 }
 
+/// A `deliveries` row as the tests read it: tenant, reply, status, provider id.
+type DeliveryRow = (String, String, String, Option<String>);
+
+fn delivery_row(tenant: &str, reply: &str, status: &str, provider: Option<&str>) -> DeliveryRow {
+    (
+        tenant.to_owned(),
+        reply.to_owned(),
+        status.to_owned(),
+        provider.map(str::to_owned),
+    )
+}
+
 /// The one-statement steps of migration 0017 set their tenant's scope
 /// themselves: each acts in the tenant it is given only, puts back the scope
 /// of a transaction it is called in (so a step never leaks its tenant into
@@ -288,7 +300,7 @@ async fn the_one_statement_steps_act_in_their_tenant_only_and_leave_the_callers_
     .await;
     let after_steps = (scope_of(&mut tx).await, seen(&mut tx).await);
     tx.commit().await.unwrap();
-    let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+    let rows: Vec<DeliveryRow> = sqlx::query_as(
         "SELECT tenant_id, reply_id, status, provider_message_id FROM deliveries ORDER BY tenant_id, reply_id",
     )
     .fetch_all(&owner)
@@ -306,21 +318,13 @@ async fn the_one_statement_steps_act_in_their_tenant_only_and_leave_the_callers_
     assert!(claimed && !claimed_again, "a second claim finds the row");
     assert!(!marked_foreign && marked_own);
     assert_eq!(after_steps, (Some("alpha".to_owned()), alpha));
-    let row = |t: &str, r: &str, s: &str, p: Option<&str>| {
-        (
-            t.to_owned(),
-            r.to_owned(),
-            s.to_owned(),
-            p.map(str::to_owned),
-        )
-    };
     assert_eq!(
         rows,
         vec![
-            row("alpha", "ra", "wired", Some("wamid.a")),
-            row("bravo", "rb-new", "sending", None),
-            row("bravo", "rb1", "sending", None),
-            row("bravo", "rb2", "sending", None),
+            delivery_row("alpha", "ra", "wired", Some("wamid.a")),
+            delivery_row("bravo", "rb-new", "sending", None),
+            delivery_row("bravo", "rb1", "sending", None),
+            delivery_row("bravo", "rb2", "sending", None),
         ]
     );
     assert!(is_denied(by_ingest), "the steps are the workers'");
@@ -379,7 +383,7 @@ async fn the_batched_steps_act_in_each_items_tenant_only_and_leave_the_callers_s
     .unwrap();
     let after_steps = (scope_of(&mut tx).await, seen(&mut tx).await);
     tx.commit().await.unwrap();
-    let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+    let rows: Vec<DeliveryRow> = sqlx::query_as(
         "SELECT tenant_id, reply_id, status, provider_message_id FROM deliveries ORDER BY tenant_id, reply_id",
     )
     .fetch_all(&owner)
@@ -417,22 +421,14 @@ async fn the_batched_steps_act_in_each_items_tenant_only_and_leave_the_callers_s
         ),
         "the caller's scope, which sees alpha's new rows only"
     );
-    let row = |t: &str, r: &str, st: &str, p: Option<&str>| {
-        (
-            t.to_owned(),
-            r.to_owned(),
-            st.to_owned(),
-            p.map(str::to_owned),
-        )
-    };
     assert_eq!(
         rows,
         vec![
-            row("alpha", "ra", "wired", Some("unconfirmed:ra")),
-            row("alpha", "rb1", "sending", None),
-            row("bravo", "rb-new", "sending", None),
-            row("bravo", "rb1", "sending", None),
-            row("bravo", "rb2", "sending", None),
+            delivery_row("alpha", "ra", "wired", Some("unconfirmed:ra")),
+            delivery_row("alpha", "rb1", "sending", None),
+            delivery_row("bravo", "rb-new", "sending", None),
+            delivery_row("bravo", "rb1", "sending", None),
+            delivery_row("bravo", "rb2", "sending", None),
         ]
     );
     assert_eq!(
