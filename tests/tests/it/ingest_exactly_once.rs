@@ -286,3 +286,36 @@ async fn a_second_disconnect_in_the_same_minute_is_a_new_event(db: PgPool) {
     assert_eq!(bodies.len(), 3);
     assert_eq!(bodies[2], down.as_bytes());
 }
+
+/// The claim statement's generic plan (the key writers force one per
+/// connection, for its whole life), made on an empty table, still reads a
+/// known key by its primary key: a plan that scanned the whole table for
+/// every batch grew with the table.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn the_claim_statement_reads_known_keys_by_index_even_when_planned_on_an_empty_table(
+    db: PgPool,
+) {
+    let mut connection = db.acquire().await.unwrap();
+    sqlx::query("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!(
+        "PREPARE claim(text[], text[]) AS {}",
+        switchyard_ingest::key_writer::CLAIM_SQL
+    ))
+    .execute(&mut *connection)
+    .await
+    .unwrap();
+    let plan: Vec<String> =
+        sqlx::query_scalar("EXPLAIN EXECUTE claim(ARRAY['alpha'], ARRAY['e1'])")
+            .fetch_all(&mut *connection)
+            .await
+            .unwrap();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("Index Scan using inbound_event_keys_pkey on inbound_event_keys known"),
+        "{plan}"
+    );
+    assert!(!plan.contains("Seq Scan on inbound_event_keys"), "{plan}");
+}
