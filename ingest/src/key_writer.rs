@@ -106,8 +106,24 @@ SET state = 'published', published_at = now()
 WHERE k.state = 'claimed'
 "#;
 
+/// The session settings of the writers' connections ([`connect_options`]).
+///
+/// Every statement they run finds rows by key, and each plan is made once
+/// per connection (a generic plan, for the connection's life), often while
+/// the tables are small: a sequential scan chosen then stays when the table
+/// has grown. With sequential scans off the planner takes an index wherever
+/// one serves: the claim's outbox check reads the tenant's rows of
+/// `inbound_outbox` by its index instead of scanning the whole outbox for
+/// every key, which matters exactly when the outbox holds a backlog (test
+/// `ingest_exactly_once::the_claim_statement_reads_known_keys_by_index_even_when_planned_on_an_empty_table`).
+pub const WRITER_SETTINGS: [(&str, &str); 3] = [
+    ("synchronous_commit", "off"),
+    ("plan_cache_mode", "force_generic_plan"),
+    ("enable_seqscan", "off"),
+];
+
 /// The options of the writers' connections: the service's database, with
-/// commits that do not wait for their WAL flush.
+/// commits that do not wait for their WAL flush ([`WRITER_SETTINGS`]).
 ///
 /// Why that is safe: what a claim protects is guarded twice more (the
 /// stream's duplicate window and the sender's delivery ledger), and what it
@@ -120,10 +136,7 @@ pub fn connect_options(service_db: &PgConnectOptions) -> PgConnectOptions {
     service_db
         .clone()
         .application_name(APPLICATION_NAME)
-        .options([
-            ("synchronous_commit", "off"),
-            ("plan_cache_mode", "force_generic_plan"),
-        ])
+        .options(WRITER_SETTINGS)
 }
 
 /// Why a statement did not run.

@@ -288,18 +288,23 @@ async fn a_second_disconnect_in_the_same_minute_is_a_new_event(db: PgPool) {
 }
 
 /// The claim statement's generic plan (the key writers force one per
-/// connection, for its whole life), made on an empty table, still reads a
-/// known key by its primary key: a plan that scanned the whole table for
-/// every batch grew with the table.
+/// connection, for its whole life), made on empty tables with the writers'
+/// session settings, still reads a known key by its primary key and the
+/// tenant's outbox rows by their index: a plan that scanned a whole table
+/// for every batch (or every key) grew with that table.
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn the_claim_statement_reads_known_keys_by_index_even_when_planned_on_an_empty_table(
     db: PgPool,
 ) {
     let mut connection = db.acquire().await.unwrap();
-    sqlx::query("SET plan_cache_mode = force_generic_plan")
-        .execute(&mut *connection)
-        .await
-        .unwrap();
+    for (setting, value) in switchyard_ingest::key_writer::WRITER_SETTINGS {
+        sqlx::query("SELECT set_config($1, $2, false)")
+            .bind(setting)
+            .bind(value)
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+    }
     sqlx::raw_sql(&format!(
         "PREPARE claim(text[], text[]) AS {}",
         switchyard_ingest::key_writer::CLAIM_SQL
@@ -317,5 +322,9 @@ async fn the_claim_statement_reads_known_keys_by_index_even_when_planned_on_an_e
         plan.contains("Index Scan using inbound_event_keys_pkey on inbound_event_keys known"),
         "{plan}"
     );
-    assert!(!plan.contains("Seq Scan on inbound_event_keys"), "{plan}");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+    assert!(
+        plan.contains("inbound_outbox_tenant_order"),
+        "the outbox check by the tenant's index: {plan}"
+    );
 }
