@@ -82,18 +82,23 @@ impl Shape {
 struct Pending<S: Statement> {
     item: S::Item,
     reply: oneshot::Sender<Result<S::Answer, sqlx::Error>>,
+    /// Told once the item's statement has a connection.
+    started: oneshot::Sender<()>,
 }
 
 /// A step's queue and its flush slots. Cloning shares them; the slots end
 /// when the last clone is dropped and the queue has drained.
 pub struct GroupCommit<S: Statement> {
     queue: mpsc::Sender<Pending<S>>,
+    /// Longest a call waits for its statement to get a connection.
+    start_bound: Duration,
 }
 
 impl<S: Statement> Clone for GroupCommit<S> {
     fn clone(&self) -> Self {
         Self {
             queue: self.queue.clone(),
+            start_bound: self.start_bound,
         }
     }
 }
@@ -117,6 +122,7 @@ impl<S: Statement> GroupCommit<S> {
         let (queue, receiver) = mpsc::channel(shape.max_batch * shape.slots * 16);
         let receiver = Arc::new(Mutex::new(receiver));
         let statement = Arc::new(statement);
+        let start_bound = pool.options().get_acquire_timeout();
         for _ in 0..shape.slots.max(1) {
             tokio::spawn(flush_slot(
                 pool.clone(),
@@ -125,7 +131,7 @@ impl<S: Statement> GroupCommit<S> {
                 shape,
             ));
         }
-        Self { queue }
+        Self { queue, start_bound }
     }
 
     /// Calls waiting for a slot (not those in a statement under way).
@@ -135,12 +141,34 @@ impl<S: Statement> GroupCommit<S> {
 
     /// Runs the step for `item` in the next batch and returns its answer
     /// once the batch's statement has committed.
+    ///
+    /// A call whose statement has no connection within the pool's acquire
+    /// timeout (both slots stuck behind a lock, the pool exhausted) fails with
+    /// [`sqlx::Error::PoolTimedOut`], as a pooled statement did, and is then
+    /// never run: callers rely on that bound to see an overloaded database as
+    /// their trouble (`router::backpressure`). Once started, a statement
+    /// runs to its end, as before.
     pub async fn run(&self, item: S::Item) -> Result<S::Answer, sqlx::Error> {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Pending { item, reply })
-            .await
-            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let (started, has_started) = oneshot::channel();
+        let queued = self.queue.send(Pending {
+            item,
+            reply,
+            started,
+        });
+        let waited = tokio::time::timeout(self.start_bound, async {
+            queued.await.map_err(|_| sqlx::Error::PoolClosed)?;
+            // An error here: the slot answered without starting (its own
+            // error is in `answer`).
+            let _ = has_started.await;
+            Ok(())
+        })
+        .await;
+        match waited {
+            Err(_) => return Err(sqlx::Error::PoolTimedOut),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(())) => {}
+        }
         // A dropped reply: the slot's task ended (the runtime is shutting down).
         answer.await.unwrap_or(Err(sqlx::Error::PoolClosed))
     }
@@ -164,18 +192,31 @@ async fn flush_slot<S: Statement>(
             return;
         }
         previous_batch = received;
-        flush(&pool, &*statement, std::mem::take(&mut batch)).await;
+        // Calls that gave up waiting are not run.
+        batch.retain(|pending| !pending.reply.is_closed());
+        if !batch.is_empty() {
+            flush(&pool, &*statement, std::mem::take(&mut batch)).await;
+        }
     }
 }
 
 async fn flush<S: Statement>(pool: &PgPool, statement: &S, batch: Vec<Pending<S>>) {
     crate::metrics::group_commit_batch(S::NAME, batch.len());
-    let (items, replies): (Vec<S::Item>, Vec<_>) =
-        batch.into_iter().map(|p| (p.item, p.reply)).unzip();
+    let mut items = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut starts = Vec::with_capacity(batch.len());
+    for pending in batch {
+        items.push(pending.item);
+        replies.push(pending.reply);
+        starts.push(pending.started);
+    }
     let mut connection = match pool.acquire().await {
         Ok(connection) => connection,
         Err(e) => return answer_all(replies, &e),
     };
+    for started in starts {
+        let _ = started.send(());
+    }
     match statement.run(&mut connection, &items).await {
         Ok(answers) if answers.len() == items.len() => {
             for (reply, answer) in replies.into_iter().zip(answers) {

@@ -208,3 +208,47 @@ async fn concurrent_claims_of_many_tenants_each_get_their_own_row(pool: PgPool) 
         vec![("alpha".to_owned(), 20), ("bravo".to_owned(), 20)]
     );
 }
+
+/// Both slots stuck (here: the only slot, held at the gate): a call that
+/// gets no connection within the pool's acquire timeout fails as the pool
+/// timing out, as a pooled statement did (the router counts that as our
+/// trouble and slows down), and is never run afterwards.
+#[sqlx::test]
+async fn a_call_that_cannot_start_within_the_acquire_timeout_fails_as_a_pool_timeout_and_never_runs(
+    pool: PgPool,
+) {
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(300))
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let steps = GroupCommit::start(
+        pool,
+        Divide {
+            gate: Arc::clone(&gate),
+            batches: Arc::clone(&batches),
+        },
+        Shape {
+            slots: 1,
+            max_batch: 64,
+            linger: Duration::ZERO,
+        },
+    );
+    let first = {
+        let steps = steps.clone();
+        tokio::spawn(async move { steps.run(1).await })
+    };
+    wait_until("the first statement started", || {
+        batches.lock().unwrap().len() == 1
+    })
+    .await;
+    let stuck = steps.run(4).await;
+    assert!(matches!(stuck, Err(sqlx::Error::PoolTimedOut)), "{stuck:?}");
+    gate.add_permits(100);
+    assert_eq!(first.await.unwrap().unwrap(), 100);
+    // A later call runs; the one that gave up never did.
+    assert_eq!(steps.run(5).await.unwrap(), 20);
+    assert_eq!(*batches.lock().unwrap(), vec![1, 1]);
+}
