@@ -125,18 +125,24 @@ impl TenantCache {
         };
         let mut watch = tokio::time::interval(RECONNECT_CHECK);
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut was_connected = true;
+        // The client counts every connection it establishes: a count that
+        // grew between two looks is a reconnect, however short the loss was
+        // (looking at the connection state instead misses a loss and
+        // reconnect that both fall between two looks).
+        let stats = nats.statistics();
+        let connects = || stats.connects.load(std::sync::atomic::Ordering::Relaxed);
+        let mut seen = connects();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = watch.tick() => {
-                    let connected = nats.connection_state() == async_nats::connection::State::Connected;
-                    if connected && !was_connected {
+                    let now = connects();
+                    if now != seen {
                         // Announcements made meanwhile are lost: forget everything.
                         self.entries.write().await.clear();
                         tracing::info!("NATS connection back: tenant cache dropped (announcements may have been missed)");
+                        seen = now;
                     }
-                    was_connected = connected;
                 }
                 change = changes.next() => match change {
                     Some(message) => {

@@ -123,3 +123,65 @@ async fn a_reconnect_drops_the_whole_cache(pool: PgPool) {
     until_suspended(&cache, &tenant, "the reconnect to drop the cache").await;
     stop.cancel();
 }
+
+/// A loss far shorter than the watcher's one-second look: the old watcher,
+/// which compared the connection state between looks, almost never saw it.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_loss_and_reconnect_between_two_looks_still_drops_the_cache(pool: PgPool) {
+    let mut nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let (tenant, cache) = setup(&pool).await;
+    let stop = CancellationToken::new();
+    tokio::spawn(cache.clone().follow_changes(client.clone(), stop.clone()));
+    // The watcher is listening once an announced change of another tenant
+    // is read (announce until it is: its subscription may not be in place
+    // yet; another tenant, so that late copies cannot touch this one).
+    let probe = TenantId::parse("probe").unwrap();
+    assert!(
+        tenants::insert(&pool, &NewTenant::with_defaults(probe.clone()))
+            .await
+            .unwrap()
+    );
+    cache
+        .resolve(&probe)
+        .await
+        .unwrap()
+        .expect("the probe's row");
+    sqlx::query("UPDATE tenants SET status = 'suspended' WHERE id = 'probe'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    poll::until("the watcher to read an announcement", WITHIN, || async {
+        client
+            .publish(subjects::tenant_changed(&probe), "".into())
+            .await
+            .ok()?;
+        client.flush().await.ok()?;
+        let row = cache.resolve(&probe).await.ok()??;
+        (row.status == TenantStatus::Suspended).then_some(())
+    })
+    .await;
+    // Changed without an announcement: only a reconnect may drop the row.
+    suspend_silently(&pool).await;
+    let cached = cache.resolve(&tenant).await.unwrap().unwrap();
+    assert_eq!(cached.status, TenantStatus::Active, "still the cached row");
+    let connects = || {
+        client
+            .statistics()
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = connects();
+    nats.kill();
+    poll::until("the client to notice the loss", WITHIN, || async {
+        (client.connection_state() != async_nats::connection::State::Connected).then_some(())
+    })
+    .await;
+    nats.restart();
+    poll::until("the client to reconnect", WITHIN, || async {
+        (connects() > before).then_some(())
+    })
+    .await;
+    until_suspended(&cache, &tenant, "the short loss to drop the cache").await;
+    stop.cancel();
+}
