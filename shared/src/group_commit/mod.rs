@@ -17,7 +17,8 @@
 //! everything queued when it becomes free, and lingers a little only when
 //! its last batch had company ([`linger_after`]), so a quiet worker waits for
 //! nothing. Connections come from the service's pool (its role, its limits,
-//! its acquire timeout), held only while a statement runs.
+//! its acquire timeout); a slot keeps its connection while it is busy
+//! ([`held`]: giving one back costs sqlx's release ping, a round trip).
 //!
 //! Isolation: one tenant's bad row must not fail its neighbours'. A batch
 //! the database refuses (an error of the data, say a row whose tenant was
@@ -31,9 +32,11 @@
 //! kept crate does group commit for sqlx.
 
 mod gather;
+mod held;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
+use held::{HeldConnection, fit_after};
 use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -65,17 +68,23 @@ pub struct Shape {
     pub max_batch: usize,
     /// How long a busy slot gathers after a batch's first item.
     pub linger: Duration,
+    /// How long a slot keeps its connection without a batch before it gives
+    /// it back to the pool.
+    pub hold_idle: Duration,
 }
 
 impl Shape {
     /// The workers' steps: two slots (one statement waiting on a lock does
     /// not stop the step), up to 64 items, 1 ms of gathering while busy
     /// (a step is about a millisecond's round trip, so this at most doubles
-    /// one step's wait and only under load).
+    /// one step's wait and only under load); a slot keeps its connection
+    /// through pauses of up to a second (events a few hundred milliseconds
+    /// apart reuse it; an idle service holds none).
     pub const WORKER_STEP: Shape = Shape {
         slots: 2,
         max_batch: 64,
         linger: Duration::from_millis(1),
+        hold_idle: Duration::from_secs(1),
     };
 }
 
@@ -185,9 +194,27 @@ async fn flush_slot<S: Statement>(
 ) {
     let mut batch = Vec::with_capacity(shape.max_batch);
     let mut previous_batch = 0;
+    let mut connection = HeldConnection::new(pool);
     loop {
         let wait = linger_after(previous_batch, shape.linger);
-        let received = gather(&mut *queue.lock().await, &mut batch, shape.max_batch, wait).await;
+        let received = {
+            let mut queue = queue.lock().await;
+            let gathering = gather(&mut queue, &mut batch, shape.max_batch, wait);
+            if connection.is_held() {
+                match tokio::time::timeout(shape.hold_idle, gathering).await {
+                    Ok(received) => received,
+                    // Idle: the connection goes back (`gather` keeps in
+                    // `batch` whatever it received before the timeout).
+                    Err(_) if batch.is_empty() => {
+                        connection.release();
+                        continue;
+                    }
+                    Err(_) => batch.len(),
+                }
+            } else {
+                gathering.await
+            }
+        };
         if received == 0 {
             return;
         }
@@ -195,12 +222,12 @@ async fn flush_slot<S: Statement>(
         // Calls that gave up waiting are not run.
         batch.retain(|pending| !pending.reply.is_closed());
         if !batch.is_empty() {
-            flush(&pool, &*statement, std::mem::take(&mut batch)).await;
+            flush(&mut connection, &*statement, std::mem::take(&mut batch)).await;
         }
     }
 }
 
-async fn flush<S: Statement>(pool: &PgPool, statement: &S, batch: Vec<Pending<S>>) {
+async fn flush<S: Statement>(held: &mut HeldConnection, statement: &S, batch: Vec<Pending<S>>) {
     crate::metrics::group_commit_batch(S::NAME, batch.len());
     let mut items = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
@@ -210,19 +237,20 @@ async fn flush<S: Statement>(pool: &PgPool, statement: &S, batch: Vec<Pending<S>
         replies.push(pending.reply);
         starts.push(pending.started);
     }
-    let mut connection = match pool.acquire().await {
+    let connection = match held.get().await {
         Ok(connection) => connection,
         Err(e) => return answer_all(replies, &e),
     };
     for started in starts {
         let _ = started.send(());
     }
-    match statement.run(&mut connection, &items).await {
+    let fit = match statement.run(connection, &items).await {
         Ok(answers) if answers.len() == items.len() => {
             for (reply, answer) in replies.into_iter().zip(answers) {
                 // The caller may have stopped waiting: nothing to do then.
                 let _ = reply.send(Ok(answer));
             }
+            true
         }
         Ok(answers) => {
             let e = sqlx::Error::Protocol(format!(
@@ -231,19 +259,29 @@ async fn flush<S: Statement>(pool: &PgPool, statement: &S, batch: Vec<Pending<S>
                 items.len()
             ));
             answer_all(replies, &e);
+            false
         }
         Err(sqlx::Error::Database(_)) if items.len() > 1 => {
             // Refused for one item's data, perhaps: each on its own.
+            let mut fit = true;
             for (item, reply) in items.into_iter().zip(replies) {
                 let answer = statement
-                    .run(&mut connection, std::slice::from_ref(&item))
+                    .run(connection, std::slice::from_ref(&item))
                     .await
                     .and_then(|mut answers| answers.pop().ok_or(sqlx::Error::RowNotFound));
+                if let Err(e) = &answer {
+                    fit &= fit_after(e);
+                }
                 let _ = reply.send(answer);
             }
+            fit
         }
-        Err(e) => answer_all(replies, &e),
-    }
+        Err(e) => {
+            answer_all(replies, &e);
+            fit_after(&e)
+        }
+    };
+    held.after_statement(fit);
 }
 
 /// A batch statement's rows grouped by the item they answer (its `item`

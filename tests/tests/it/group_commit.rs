@@ -1,7 +1,9 @@
 //! Group commit of the workers' steps (`switchyard_shared::group_commit`):
 //! calls queued while a statement runs share the next one, every caller gets
 //! its own answer, one item the database refuses fails that item only, and
-//! trouble reaching the database reaches every caller as our own trouble.
+//! trouble reaching the database reaches every caller as our own trouble;
+//! a busy slot keeps its connection (no release ping per statement) and
+//! gives it back when idle.
 
 use std::{
     sync::{Arc, Mutex},
@@ -75,6 +77,7 @@ async fn calls_queued_during_a_statement_share_the_next_and_a_refused_item_fails
             slots: 1,
             max_batch: 64,
             linger: Duration::ZERO,
+            hold_idle: Duration::from_secs(1),
         },
     );
     let call = |x: i32| {
@@ -234,6 +237,7 @@ async fn a_call_that_cannot_start_within_the_acquire_timeout_fails_as_a_pool_tim
             slots: 1,
             max_batch: 64,
             linger: Duration::ZERO,
+            hold_idle: Duration::from_secs(1),
         },
     );
     let first = {
@@ -251,4 +255,77 @@ async fn a_call_that_cannot_start_within_the_acquire_timeout_fails_as_a_pool_tim
     // A later call runs; the one that gave up never did.
     assert_eq!(steps.run(5).await.unwrap(), 20);
     assert_eq!(*batches.lock().unwrap(), vec![1, 1]);
+}
+
+/// The PostgreSQL backend that ran each item.
+struct BackendPid;
+
+impl Statement for BackendPid {
+    const NAME: &'static str = "test_backend_pid";
+    type Item = ();
+    type Answer = i32;
+
+    async fn run(
+        &self,
+        connection: &mut PgConnection,
+        items: &[()],
+    ) -> Result<Vec<i32>, sqlx::Error> {
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(connection)
+            .await?;
+        Ok(vec![pid; items.len()])
+    }
+}
+
+#[sqlx::test]
+async fn a_busy_slot_keeps_its_connection_between_statements_and_gives_it_back_when_idle(
+    pool: PgPool,
+) {
+    // Three idle connections in the pool: it hands out the longest idle
+    // one, so a slot that took a connection per statement would run its
+    // next statement on another backend.
+    let warm: Vec<_> = futures::future::join_all((0..3).map(|_| pool.acquire()))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    drop(warm);
+    wait_until("the warm connections are idle", || pool.num_idle() == 3).await;
+    let hold_idle = Duration::from_millis(300);
+    let steps = GroupCommit::start(
+        pool.clone(),
+        BackendPid,
+        Shape {
+            slots: 1,
+            max_batch: 64,
+            linger: Duration::ZERO,
+            hold_idle,
+        },
+    );
+    let first = steps.run(()).await.unwrap();
+    let second = steps.run(()).await.unwrap();
+    let third = steps.run(()).await.unwrap();
+    assert_eq!(
+        (second, third),
+        (first, first),
+        "consecutive statements of a busy slot run on its one connection"
+    );
+    assert_eq!(
+        pool.size() as usize - pool.num_idle(),
+        1,
+        "the slot holds one connection between statements"
+    );
+    // Idle for longer than `hold_idle`: the connection goes back to the pool.
+    let idle_since = tokio::time::Instant::now();
+    wait_until("the idle slot gives its connection back", || {
+        pool.num_idle() == pool.size() as usize
+    })
+    .await;
+    assert!(
+        idle_since.elapsed() >= hold_idle / 2,
+        "given back only after it was idle for a while"
+    );
+    // And the slot takes one again when work comes.
+    let again = steps.run(()).await.unwrap();
+    assert!(again > 0);
 }
