@@ -6,11 +6,17 @@
 //! connection per batch paid two round trips and two PostgreSQL wake-ups per
 //! statement: the statement and the ping. A slot now keeps its connection
 //! while batches keep coming and gives it back once it had nothing to do for
-//! [`super::Shape::hold_idle`], after [`HOLD_AT_MOST`] (so the pool's
-//! lifetime and idle rules still apply to it), or after a statement failed
+//! [`super::Shape::hold_idle`], when the pool closes, after [`HOLD_AT_MOST`] (so the pool's
+//! lifetime and idle rules still apply to it), after a statement failed
 //! for any reason but its data (the pool's release check then closes a
-//! broken connection). A busy slot holds one connection of the pool, as it
+//! broken connection), and after every statement while the pool has no
+//! connection to spare (others may be waiting for one). A busy slot holds one connection of the pool, as it
 //! did for the length of each statement before.
+//!
+//! Nothing carries over from one batch to the next on a kept connection: a
+//! step is one statement in autocommit, and the batch functions set each
+//! item's tenant scope transaction-locally (`set_config(.., true)`), so the
+//! scope ends with the statement, as it did on a connection given back.
 
 use std::time::Duration;
 
@@ -49,15 +55,27 @@ impl HeldConnection {
     }
 
     /// After a statement: keeps the connection if it is fit (no error but
-    /// of the data) and not held for too long, else gives it back.
+    /// of the data), not held for too long, and the pool has another to
+    /// spare; else gives it back. With the pool exhausted someone may be
+    /// waiting for a connection: keeping this one would starve them (the
+    /// steps' other slots, the service's transactions) for as long as this
+    /// slot stays busy, so it goes back after every statement, as before.
     pub(super) fn after_statement(&mut self, fit: bool) {
         let too_long = self
             .held
             .as_ref()
             .is_some_and(|(_, since)| since.elapsed() >= HOLD_AT_MOST);
-        if !fit || too_long {
+        let exhausted = self.pool.num_idle() == 0
+            && self.pool.size() >= self.pool.options().get_max_connections();
+        if !fit || too_long || exhausted {
             self.release();
         }
+    }
+
+    /// Resolves when the pool is closed (at shutdown it waits for every
+    /// connection to come back).
+    pub(super) fn pool_closing(&self) -> impl std::future::Future<Output = ()> + use<> {
+        self.pool.close_event()
     }
 
     /// Gives the connection back to the pool (which checks it).

@@ -329,3 +329,64 @@ async fn a_busy_slot_keeps_its_connection_between_statements_and_gives_it_back_w
     let again = steps.run(()).await.unwrap();
     assert!(again > 0);
 }
+
+#[sqlx::test]
+async fn closing_the_pool_takes_back_a_connection_a_slot_holds(pool: PgPool) {
+    let steps = GroupCommit::start(
+        pool.clone(),
+        BackendPid,
+        Shape {
+            slots: 1,
+            max_batch: 64,
+            linger: Duration::ZERO,
+            // Far longer than the bound below: only the close may end the hold.
+            hold_idle: Duration::from_secs(3600),
+        },
+    );
+    steps.run(()).await.unwrap();
+    assert_eq!(
+        pool.size() as usize - pool.num_idle(),
+        1,
+        "the slot holds its connection"
+    );
+    tokio::time::timeout(Duration::from_secs(10), pool.close())
+        .await
+        .expect("the pool closes without waiting out the slot's hold");
+    assert!(matches!(steps.run(()).await, Err(sqlx::Error::PoolClosed)));
+}
+
+#[sqlx::test]
+async fn a_slot_gives_its_connection_back_after_each_statement_while_the_pool_has_none_to_spare(
+    pool: PgPool,
+) {
+    // A pool of one: the slot's connection is the only one.
+    let one = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let steps = GroupCommit::start(
+        one.clone(),
+        BackendPid,
+        Shape {
+            slots: 1,
+            max_batch: 64,
+            linger: Duration::ZERO,
+            // Far longer than the acquire timeout: only giving the
+            // connection back at once lets the other user in.
+            hold_idle: Duration::from_secs(3600),
+        },
+    );
+    for round in 0..3 {
+        steps.run(()).await.unwrap();
+        // Another user of the pool (a transaction of the service) gets the
+        // connection within the pool's acquire timeout.
+        let other = one.acquire().await;
+        assert!(
+            other.is_ok(),
+            "round {round}: the slot kept the pool's only connection: {:?}",
+            other.err()
+        );
+    }
+}
