@@ -53,6 +53,16 @@ impl Statement for Divide {
     }
 }
 
+/// One flush slot, no gathering: each statement is whatever was queued.
+fn one_slot(hold_idle: Duration) -> Shape {
+    Shape {
+        slots: 1,
+        max_batch: 64,
+        linger: Duration::ZERO,
+        hold_idle,
+    }
+}
+
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !done() {
@@ -73,12 +83,7 @@ async fn calls_queued_during_a_statement_share_the_next_and_a_refused_item_fails
             gate: Arc::clone(&gate),
             batches: Arc::clone(&batches),
         },
-        Shape {
-            slots: 1,
-            max_batch: 64,
-            linger: Duration::ZERO,
-            hold_idle: Duration::from_secs(1),
-        },
+        one_slot(Duration::from_secs(1)),
     );
     let call = |x: i32| {
         let steps = steps.clone();
@@ -233,12 +238,7 @@ async fn a_call_that_cannot_start_within_the_acquire_timeout_fails_as_a_pool_tim
             gate: Arc::clone(&gate),
             batches: Arc::clone(&batches),
         },
-        Shape {
-            slots: 1,
-            max_batch: 64,
-            linger: Duration::ZERO,
-            hold_idle: Duration::from_secs(1),
-        },
+        one_slot(Duration::from_secs(1)),
     );
     let first = {
         let steps = steps.clone();
@@ -292,16 +292,7 @@ async fn a_busy_slot_keeps_its_connection_between_statements_and_gives_it_back_w
     drop(warm);
     wait_until("the warm connections are idle", || pool.num_idle() == 3).await;
     let hold_idle = Duration::from_millis(300);
-    let steps = GroupCommit::start(
-        pool.clone(),
-        BackendPid,
-        Shape {
-            slots: 1,
-            max_batch: 64,
-            linger: Duration::ZERO,
-            hold_idle,
-        },
-    );
+    let steps = GroupCommit::start(pool.clone(), BackendPid, one_slot(hold_idle));
     let first = steps.run(()).await.unwrap();
     let second = steps.run(()).await.unwrap();
     let third = steps.run(()).await.unwrap();
@@ -335,13 +326,8 @@ async fn closing_the_pool_takes_back_a_connection_a_slot_holds(pool: PgPool) {
     let steps = GroupCommit::start(
         pool.clone(),
         BackendPid,
-        Shape {
-            slots: 1,
-            max_batch: 64,
-            linger: Duration::ZERO,
-            // Far longer than the bound below: only the close may end the hold.
-            hold_idle: Duration::from_secs(3600),
-        },
+        // Far longer than the bound below: only the close may end the hold.
+        one_slot(Duration::from_secs(3600)),
     );
     steps.run(()).await.unwrap();
     assert_eq!(
@@ -369,14 +355,9 @@ async fn a_slot_gives_its_connection_back_after_each_statement_while_the_pool_ha
     let steps = GroupCommit::start(
         one.clone(),
         BackendPid,
-        Shape {
-            slots: 1,
-            max_batch: 64,
-            linger: Duration::ZERO,
-            // Far longer than the acquire timeout: only giving the
-            // connection back at once lets the other user in.
-            hold_idle: Duration::from_secs(3600),
-        },
+        // Far longer than the acquire timeout: only giving the connection
+        // back at once lets the other user in.
+        one_slot(Duration::from_secs(3600)),
     );
     for round in 0..3 {
         steps.run(()).await.unwrap();
