@@ -20,7 +20,11 @@
 
 use std::time::Duration;
 
-use sqlx::{PgConnection, PgPool, Postgres, pool::PoolConnection};
+use sqlx::{
+    PgConnection, PgPool, Postgres,
+    pool::PoolConnection,
+    postgres::{PgDatabaseError, PgSeverity},
+};
 use tokio::time::Instant;
 
 /// Longest a slot keeps one connection however busy it is.
@@ -72,8 +76,8 @@ impl HeldConnection {
         }
     }
 
-    /// Resolves when the pool is closed (at shutdown it waits for every
-    /// connection to come back).
+    /// Resolves when the pool is closed (a closed pool waits for every
+    /// connection to come back before its `close` returns).
     pub(super) fn pool_closing(&self) -> impl std::future::Future<Output = ()> + use<> {
         self.pool.close_event()
     }
@@ -86,8 +90,47 @@ impl HeldConnection {
 
 /// Whether a connection that returned `error` may run the next statement:
 /// only an error of the data (the database refused the statement) leaves it
-/// as it was; anything else (I/O, protocol, a timeout) may have left it
-/// broken or mid-message.
+/// as it was. Anything else (I/O, protocol, a timeout) may have left it
+/// broken or mid-message, and so may a database error that ends the session
+/// (severity FATAL or PANIC: a terminated backend, a server shutting down)
+/// or names the connection (SQLSTATE classes 08, connection exception, and
+/// 57P, operator intervention).
 pub(super) fn fit_after(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(_))
+    let sqlx::Error::Database(e) = error else {
+        return false;
+    };
+    let code = e.code();
+    let names_the_connection = code
+        .as_deref()
+        .is_some_and(|c| c.starts_with("08") || c.starts_with("57P"));
+    let ends_the_session = e
+        .try_downcast_ref::<PgDatabaseError>()
+        .is_some_and(|pg| matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic));
+    !names_the_connection && !ends_the_session
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_error_of_the_data_leaves_a_connection_fit() {
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        assert!(!fit_after(&io));
+        assert!(!fit_after(&sqlx::Error::PoolTimedOut));
+        assert!(!fit_after(&sqlx::Error::Protocol("torn".into())));
+        let database = |code: &str| {
+            sqlx::Error::Database(Box::new(super::super::SharedDatabaseError {
+                message: "refused".into(),
+                code: Some(code.into()),
+            }))
+        };
+        assert!(fit_after(&database("22012")), "division by zero: the data");
+        assert!(fit_after(&database("23503")), "a foreign key: the data");
+        assert!(
+            !fit_after(&database("57P01")),
+            "terminated by the administrator"
+        );
+        assert!(!fit_after(&database("08006")), "connection failure");
+    }
 }

@@ -198,30 +198,35 @@ async fn flush_slot<S: Statement>(
     let mut connection = HeldConnection::new(pool);
     loop {
         let wait = linger_after(previous_batch, shape.linger);
-        let received = {
+        // Waiting for the queue's lock is waiting too: it is inside what
+        // `hold_idle` bounds, or a slot behind another would keep its
+        // connection for as long as the service stays idle.
+        let gathering = async {
             let mut queue = queue.lock().await;
-            let gathering = gather(&mut queue, &mut batch, shape.max_batch, wait);
-            if connection.is_held() {
-                // Idle for `hold_idle`, or the pool closing (it waits for
-                // every connection to come back): the connection goes back.
-                // `gather` keeps in `batch` whatever it received meanwhile.
-                let closing = connection.pool_closing();
-                tokio::select! {
-                    gathered = tokio::time::timeout(shape.hold_idle, gathering) => match gathered {
-                        Ok(received) => received,
-                        Err(_) if batch.is_empty() => {
-                            connection.release();
-                            continue;
-                        }
-                        Err(_) => batch.len(),
-                    },
-                    _ = closing => {
-                        connection.release();
-                        continue;
-                    }
+            gather(&mut queue, &mut batch, shape.max_batch, wait).await
+        };
+        let gathered = if connection.is_held() {
+            // `None`: idle for `hold_idle`, or the pool closing (a closed
+            // pool waits for every connection to come back).
+            let closing = connection.pool_closing();
+            tokio::select! {
+                gathered = tokio::time::timeout(shape.hold_idle, gathering) => gathered.ok(),
+                _ = closing => None,
+            }
+        } else {
+            Some(gathering.await)
+        };
+        let received = match gathered {
+            Some(received) => received,
+            None => {
+                // The connection goes back. `gather` keeps in `batch`
+                // whatever it received meanwhile, and that is run (on a
+                // closed pool it fails at once).
+                connection.release();
+                if batch.is_empty() {
+                    continue;
                 }
-            } else {
-                gathering.await
+                batch.len()
             }
         };
         if received == 0 {
@@ -238,20 +243,25 @@ async fn flush_slot<S: Statement>(
 
 async fn flush<S: Statement>(held: &mut HeldConnection, statement: &S, batch: Vec<Pending<S>>) {
     crate::metrics::group_commit_batch(S::NAME, batch.len());
-    let mut items = Vec::with_capacity(batch.len());
-    let mut replies = Vec::with_capacity(batch.len());
-    let mut starts = Vec::with_capacity(batch.len());
-    for pending in batch {
-        items.push(pending.item);
-        replies.push(pending.reply);
-        starts.push(pending.started);
-    }
     let connection = match held.get().await {
         Ok(connection) => connection,
-        Err(e) => return answer_all(replies, &e),
+        Err(e) => {
+            let replies = batch.into_iter().map(|pending| pending.reply).collect();
+            return answer_all(replies, &e);
+        }
     };
-    for started in starts {
-        let _ = started.send(());
+    // A call that gave up while the connection was being taken (its start
+    // bound ran out) is told nothing more and never run.
+    let mut items = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    for pending in batch {
+        if pending.started.send(()).is_ok() {
+            items.push(pending.item);
+            replies.push(pending.reply);
+        }
+    }
+    if items.is_empty() {
+        return;
     }
     let fit = match statement.run(connection, &items).await {
         Ok(answers) if answers.len() == items.len() => {
@@ -270,7 +280,7 @@ async fn flush<S: Statement>(held: &mut HeldConnection, statement: &S, batch: Ve
             answer_all(replies, &e);
             false
         }
-        Err(sqlx::Error::Database(_)) if items.len() > 1 => {
+        Err(e @ sqlx::Error::Database(_)) if items.len() > 1 && fit_after(&e) => {
             // Refused for one item's data, perhaps: each on its own.
             let mut fit = true;
             for (item, reply) in items.into_iter().zip(replies) {

@@ -371,3 +371,48 @@ async fn a_slot_gives_its_connection_back_after_each_statement_while_the_pool_ha
         );
     }
 }
+
+#[sqlx::test]
+async fn an_idle_step_with_two_slots_gives_every_connection_back(pool: PgPool) {
+    // Two slots: after one call, the slot that ran it (holding its
+    // connection) waits for the queue's lock behind the other slot (which
+    // holds none and waits for work), and that wait must count as idle too.
+    let steps = GroupCommit::start(
+        pool.clone(),
+        BackendPid,
+        Shape {
+            slots: 2,
+            ..one_slot(Duration::from_millis(200))
+        },
+    );
+    steps.run(()).await.unwrap();
+    wait_until("every connection is back in the pool", || {
+        pool.num_idle() == pool.size() as usize
+    })
+    .await;
+}
+
+#[sqlx::test]
+async fn a_terminated_backend_costs_one_failed_call_not_two(pool: PgPool) {
+    let steps = GroupCommit::start(
+        pool.clone(),
+        BackendPid,
+        one_slot(Duration::from_secs(3600)),
+    );
+    let pid = steps.run(()).await.unwrap();
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(terminated);
+    // The first call after it may meet the dead session (FATAL 57P01); the
+    // connection must not be kept for the next one.
+    let first = steps.run(()).await;
+    let second = steps.run(()).await;
+    let fresh = second.expect("the call after the failure runs on a fresh connection");
+    assert_ne!(fresh, pid, "not on the terminated backend");
+    if let Ok(after) = first {
+        assert_ne!(after, pid);
+    }
+}
