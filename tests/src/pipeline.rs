@@ -175,7 +175,14 @@ impl Pipeline {
             js,
             keys,
             ingest_addr,
-            http: reqwest::Client::new(),
+            // Ingest closes an idle keep-alive connection when its header
+            // timeout (5 s by default) runs out; a client that reuses one
+            // at that moment gets `IncompleteMessage` (seen once in CI).
+            // Idle connections are dropped well before that.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(2))
+                .build()
+                .expect("an HTTP client"),
             ingest,
             router,
             sender,
