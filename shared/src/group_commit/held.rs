@@ -48,14 +48,13 @@ impl HeldConnection {
     /// The held connection, or one taken from the pool (within the pool's
     /// acquire timeout) when none is held.
     pub(super) async fn get(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
-        let (connection, _) = match self.held.take() {
-            Some(held) => self.held.insert(held),
-            None => {
-                let connection = self.pool.acquire().await?;
-                self.held.insert((connection, Instant::now()))
-            }
-        };
-        Ok(&mut **connection)
+        if self.held.is_none() {
+            self.held = Some((self.pool.acquire().await?, Instant::now()));
+        }
+        match self.held.as_mut() {
+            Some((connection, _)) => Ok(&mut **connection),
+            None => Err(sqlx::Error::PoolClosed),
+        }
     }
 
     /// After a statement: keeps the connection if it is fit (no error but

@@ -53,6 +53,21 @@ impl Statement for Divide {
     }
 }
 
+/// A one-slot [`Divide`] step, its gate (closed) and its batch sizes.
+fn gated_divide(pool: PgPool) -> (GroupCommit<Divide>, Arc<Semaphore>, Arc<Mutex<Vec<usize>>>) {
+    let gate = Arc::new(Semaphore::new(0));
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let steps = GroupCommit::start(
+        pool,
+        Divide {
+            gate: Arc::clone(&gate),
+            batches: Arc::clone(&batches),
+        },
+        one_slot(Duration::from_secs(1)),
+    );
+    (steps, gate, batches)
+}
+
 /// One flush slot, no gathering: each statement is whatever was queued.
 fn one_slot(hold_idle: Duration) -> Shape {
     Shape {
@@ -75,16 +90,7 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 async fn calls_queued_during_a_statement_share_the_next_and_a_refused_item_fails_alone(
     pool: PgPool,
 ) {
-    let gate = Arc::new(Semaphore::new(0));
-    let batches = Arc::new(Mutex::new(Vec::new()));
-    let steps = GroupCommit::start(
-        pool,
-        Divide {
-            gate: Arc::clone(&gate),
-            batches: Arc::clone(&batches),
-        },
-        one_slot(Duration::from_secs(1)),
-    );
+    let (steps, gate, batches) = gated_divide(pool);
     let call = |x: i32| {
         let steps = steps.clone();
         tokio::spawn(async move { steps.run(x).await })
@@ -230,16 +236,7 @@ async fn a_call_that_cannot_start_within_the_acquire_timeout_fails_as_a_pool_tim
         .connect_with((*pool.connect_options()).clone())
         .await
         .unwrap();
-    let gate = Arc::new(Semaphore::new(0));
-    let batches = Arc::new(Mutex::new(Vec::new()));
-    let steps = GroupCommit::start(
-        pool,
-        Divide {
-            gate: Arc::clone(&gate),
-            batches: Arc::clone(&batches),
-        },
-        one_slot(Duration::from_secs(1)),
-    );
+    let (steps, gate, batches) = gated_divide(pool);
     let first = {
         let steps = steps.clone();
         tokio::spawn(async move { steps.run(1).await })
