@@ -17,6 +17,7 @@ use super::{
     events::{Completion, Event},
     lane_work::class_of,
     provider_outage::{Change, Gate},
+    tenant_refresh::RefreshSlices,
 };
 use crate::{
     deliver::{Attempt, ProviderSignal, StepResult},
@@ -36,7 +37,9 @@ const HOUSEKEEPING: Duration = Duration::from_secs(5);
 impl Dispatcher {
     /// Runs until shutdown; in-flight deliveries finish on their own tasks.
     pub async fn run(mut self) {
-        let mut refresh = tokio::time::interval(self.refresh_every);
+        let slices = RefreshSlices::new(self.refresh_every);
+        let mut refresh = tokio::time::interval(slices.tick());
+        let mut slice = 0;
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut cloud_health = tokio::time::interval_at(
@@ -97,7 +100,10 @@ impl Dispatcher {
                     Some(event) => self.apply(event).await,
                     None => return,
                 },
-                _ = refresh.tick() => self.refresh_all(),
+                _ = refresh.tick() => {
+                    self.refresh_slice(&slices, slice);
+                    slice = (slice + 1) % slices.count();
+                }
                 _ = cloud_health.tick() => self.check_all_cloud_health(),
                 _ = housekeeping.tick() => {
                     self.flaps.alert_long_disconnections();

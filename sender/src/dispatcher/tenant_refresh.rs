@@ -8,6 +8,12 @@
 //! its number's rate (`mps`) and quality rating (read with its channel row);
 //! its bulk lane's share is of its own rate, and stops at quality `RED`.
 //!
+//! The periodic re-read is spread over the period: the tenants are cut into
+//! [`RefreshSlices`] by a hash of their id and one slice is read per tick,
+//! so a replica holding a thousand tenants reads a few dozen rows a second
+//! instead of a thousand at once (that burst took the pool from the ledger's
+//! steps and stalled every tenant's sends; issue 20).
+//!
 //! Work announced before the row is read is counted here and handed to the
 //! scheduler once the row arrives. Rows are read on tasks of their own, which
 //! report back as [`Event::Refreshed`].
@@ -185,13 +191,57 @@ impl Dispatcher {
         });
     }
 
-    /// Re-reads the row of every tenant this replica holds a lane of (and
-    /// a Cloud tenant's token state, `cloud_holds`).
-    pub(super) fn refresh_all(&self) {
+    /// Re-reads the row of every tenant of slice `slice` this replica holds
+    /// a lane of (and a Cloud tenant's token state, `cloud_holds`).
+    pub(super) fn refresh_slice(&self, slices: &RefreshSlices, slice: u32) {
         let tenants: HashSet<&TenantId> = self.lanes.keys().chain(self.bulk_lanes.keys()).collect();
         for tenant in tenants {
-            self.refresh(tenant.clone());
+            if slices.of(tenant) == slice {
+                self.refresh(tenant.clone());
+            }
         }
+    }
+}
+
+/// The tenants cut into slices, one re-read per tick, so that every tenant
+/// is re-read once per refresh period: a slice per second of the period, at
+/// most [`RefreshSlices::MAX`], at least one (a period of a second or less
+/// reads everyone every tick, as before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RefreshSlices {
+    count: u32,
+    tick: Duration,
+}
+
+impl RefreshSlices {
+    const MAX: u32 = 60;
+
+    pub(super) fn new(period: Duration) -> Self {
+        let count = u32::try_from(period.as_secs())
+            .unwrap_or(Self::MAX)
+            .clamp(1, Self::MAX);
+        Self {
+            count,
+            tick: period / count,
+        }
+    }
+
+    /// How many slices (and ticks per period) there are.
+    pub(super) fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// How often one slice is read.
+    pub(super) fn tick(&self) -> Duration {
+        self.tick
+    }
+
+    /// The slice `tenant` belongs to (the same for the replica's lifetime).
+    pub(super) fn of(&self, tenant: &TenantId) -> u32 {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        tenant.hash(&mut h);
+        u32::try_from(h.finish() % u64::from(self.count)).unwrap_or(0)
     }
 }
 
@@ -209,5 +259,38 @@ async fn cloud_view(db: &sqlx::PgPool, tenant: &TenantId) -> Option<CloudView> {
             tracing::warn!(tenant.id = %tenant, error = %e, "cannot read the tenant's Cloud API channel; its token state and limits are read at the next refresh");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_period_is_cut_into_a_slice_per_second_and_a_short_one_into_one() {
+        let s = RefreshSlices::new(Duration::from_secs(30));
+        assert_eq!((s.count(), s.tick()), (30, Duration::from_secs(1)));
+        let s = RefreshSlices::new(Duration::from_millis(200));
+        assert_eq!((s.count(), s.tick()), (1, Duration::from_millis(200)));
+        let s = RefreshSlices::new(Duration::from_secs(3600));
+        assert_eq!((s.count(), s.tick()), (60, Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_thousand_tenants_are_read_a_few_dozen_per_tick_each_once_per_period() {
+        let s = RefreshSlices::new(Duration::from_secs(30));
+        let mut per_slice = vec![0u32; s.count() as usize];
+        for i in 0..1_000 {
+            let tenant = TenantId::parse(&format!("t{i:04}")).unwrap();
+            let slice = s.of(&tenant);
+            assert_eq!(slice, s.of(&tenant), "a tenant keeps its slice");
+            per_slice[slice as usize] += 1;
+        }
+        let most = *per_slice.iter().max().unwrap();
+        assert!(
+            most <= 70,
+            "no tick reads many more than the average 33: {per_slice:?}"
+        );
+        assert_eq!(per_slice.iter().sum::<u32>(), 1_000);
     }
 }
