@@ -22,6 +22,7 @@
 mod fleet_gate;
 mod scheduler;
 mod tenant_state;
+mod tenant_table;
 pub mod token_bucket;
 pub mod warmup;
 

@@ -37,7 +37,7 @@
 //! tenant's reply does not wait for the next token or lease at all;
 //! backlogged tenants lose no rate, only run one permit later.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use switchyard_shared::{ids::TenantId, tenants::SendLimits};
 use tokio::time::Instant;
@@ -45,6 +45,7 @@ use tokio::time::Instant;
 use super::{
     fleet_gate::{FleetGate, FleetLimit, FleetMembership, FleetPermit, FleetReady},
     tenant_state::{Pause, PauseReason, TenantState},
+    tenant_table::{Slot, TenantTable},
     token_bucket::TokenBucket,
 };
 
@@ -177,9 +178,9 @@ pub struct Scheduler {
     /// asked for until then, while the permits held stay usable.
     lease_after: Option<Instant>,
     in_flight: u32,
-    tenants: HashMap<TenantId, TenantState>,
+    tenants: TenantTable,
     /// Tenants with ready work, in DRR order; the front one has the turn.
-    ring: VecDeque<TenantId>,
+    ring: VecDeque<Slot>,
     next_grant: u64,
     next_generation: u64,
 }
@@ -259,7 +260,7 @@ impl Scheduler {
             fleet_paused_until: None,
             lease_after: None,
             in_flight: 0,
-            tenants: HashMap::new(),
+            tenants: TenantTable::default(),
             ring: VecDeque::new(),
             next_grant: 0,
             next_generation: 0,
@@ -316,11 +317,12 @@ impl Scheduler {
     /// Forgets a tenant. Its outstanding grants still hold global in-flight
     /// slots until completed. Returns whether it was known.
     pub fn remove_tenant(&mut self, tenant: &TenantId) -> bool {
-        let known = self.tenants.remove(tenant).is_some();
-        if known {
-            self.ring.retain(|id| id != tenant);
-        }
-        known
+        let Some(slot) = self.tenants.slot(tenant) else {
+            return false;
+        };
+        self.ring.retain(|s| *s != slot);
+        self.tenants.remove(tenant);
+        true
     }
 
     /// The caller now holds `n` more messages ready for this tenant.
@@ -381,10 +383,11 @@ impl Scheduler {
     /// Puts the tenant in the ring when it has work in either lane, takes it
     /// out when it has none.
     fn sync_ring(&mut self, tenant: &TenantId) -> Result<(), UnknownTenant> {
-        let state = self
+        let slot = self
             .tenants
-            .get_mut(tenant)
+            .slot(tenant)
             .ok_or_else(|| UnknownTenant(tenant.clone()))?;
+        let state = self.tenants.at_mut(slot);
         let has_work = state.has_work();
         if has_work && !state.in_ring {
             state.in_ring = true;
@@ -396,20 +399,19 @@ impl Scheduler {
             // coming and going buys no more than its weighted share.
             let rested = self.had_its_round(last_grant, weight);
             let sparse = live && rested;
-            if let Some(state) = self.tenants.get_mut(tenant) {
-                state.fresh = rested;
-                state.sparse = sparse;
-            }
+            let state = self.tenants.at_mut(slot);
+            state.fresh = rested;
+            state.sparse = sparse;
             if sparse {
                 // Behind the sparse tenants already waiting, ahead of the rest.
                 let at = self
                     .ring
                     .iter()
-                    .take_while(|id| self.tenants.get(*id).is_some_and(|s| s.sparse))
+                    .take_while(|s| self.tenants.at(**s).sparse)
                     .count();
-                self.ring.insert(at, tenant.clone());
+                self.ring.insert(at, slot);
             } else {
-                self.ring.push_back(tenant.clone());
+                self.ring.push_back(slot);
             }
         } else if !has_work && state.in_ring {
             // Classic DRR: a tenant without work keeps no credit.
@@ -418,7 +420,7 @@ impl Scheduler {
             state.fresh = false;
             state.sparse = false;
             state.deficit = 0;
-            self.ring.retain(|id| id != tenant);
+            self.ring.retain(|s| *s != slot);
         }
         Ok(())
     }
@@ -434,8 +436,7 @@ impl Scheduler {
         let heaviest = self
             .ring
             .iter()
-            .filter_map(|id| self.tenants.get(id))
-            .map(TenantState::weight)
+            .map(|s| self.tenants.at(*s).weight())
             .max()
             .unwrap_or(1);
         let round = (self.ring.len() as u64).saturating_mul(heaviest.div_ceil(weight.max(1)));
@@ -759,10 +760,8 @@ impl Scheduler {
 
     fn survey(&mut self, now: Instant) -> Survey {
         let mut survey = Survey::default();
-        for id in &self.ring {
-            let Some(state) = self.tenants.get_mut(id) else {
-                continue;
-            };
+        for slot in &self.ring {
+            let state = self.tenants.at_mut(*slot);
             state.expire_pauses(now);
             let eligible = state.is_eligible(now);
             if eligible && state.sparse && state.fleet_gated() {
@@ -809,11 +808,8 @@ impl Scheduler {
         // pass); the heaviest eligible tenant always gets a full credit.
         let steps = 2 * self.ring.len() + 2;
         for _ in 0..steps {
-            let id = self.ring.front()?.clone();
-            let Some(state) = self.tenants.get_mut(&id) else {
-                self.ring.pop_front();
-                continue;
-            };
+            let slot = *self.ring.front()?;
+            let state = self.tenants.at_mut(slot);
             let can_send = state.is_eligible(now);
             let eligible = can_send && admit.admits(state);
             if !state.in_turn {
@@ -838,7 +834,7 @@ impl Scheduler {
                 state.in_turn = true;
             }
             if eligible && state.deficit >= CREDIT {
-                return self.grant_front(now, id);
+                return self.grant_front(now, slot);
             }
             state.in_turn = false;
             state.sparse = false;
@@ -847,17 +843,14 @@ impl Scheduler {
         None
     }
 
-    fn grant_front(&mut self, now: Instant, id: TenantId) -> Option<Grant> {
-        let gated = self.tenants.get(&id)?.fleet_gated();
+    fn grant_front(&mut self, now: Instant, slot: Slot) -> Option<Grant> {
+        let gated = self.tenants.at(slot).fleet_gated();
         let fleet = if gated {
             self.fleet.take(now)?
         } else {
             FleetPermit::Exempt
         };
-        let Some(state) = self.tenants.get_mut(&id) else {
-            self.fleet.refund(fleet);
-            return None;
-        };
+        let state = self.tenants.at_mut(slot);
         let class = if state.serves_bulk() {
             LaneClass::Bulk
         } else {
@@ -906,7 +899,7 @@ impl Scheduler {
         }
         self.next_grant += 1;
         Some(Grant {
-            tenant: id,
+            tenant: self.tenants.id_at(slot).clone(),
             id: self.next_grant,
             generation,
             fleet,
