@@ -343,6 +343,7 @@ fn summarise(
         noisy.throughput_per_s * window_len / (budget - others).max(1.0)
     });
     let steps = step_results(scenario, sent, &first_accept, &replies)?;
+    let by_second = by_second(tl.t0_ms, &first_accept, &replies)?;
     Ok(RunResult {
         scenario: scenario.name.to_owned(),
         scheduler: scheduler.to_owned(),
@@ -356,9 +357,30 @@ fn summarise(
         noisy_share_of_leftover,
         services,
         steps,
+        by_second,
         dead_letters,
         cost: Cost::default(),
     })
+}
+
+/// The replied events' latency by the second of the run they were posted in.
+fn by_second(
+    t0_ms: u64,
+    first_accept: &HashMap<(usize, u64), &Sent>,
+    replies: &HashMap<(usize, u64), u64>,
+) -> anyhow::Result<Vec<Percentiles>> {
+    let mut seconds: Vec<hdrhistogram::Histogram<u64>> = Vec::new();
+    for (key, s) in first_accept {
+        let Some(at) = replies.get(key) else {
+            continue;
+        };
+        let second = usize::try_from(s.started_ms.saturating_sub(t0_ms) / 1000).unwrap_or(0);
+        while seconds.len() <= second {
+            seconds.push(stats::histogram()?);
+        }
+        stats::record(&mut seconds[second], at.saturating_sub(s.started_ms));
+    }
+    Ok(seconds.iter().map(Percentiles::of).collect())
 }
 
 fn step_results(
@@ -411,7 +433,8 @@ mod tests {
     /// (answered after 150 ms, a cold lane) and one posted in the window
     /// (answered after 4 ms).
     #[test]
-    fn latency_counts_the_events_posted_in_the_window_and_every_event_counts_as_replied() {
+    fn latency_counts_the_events_posted_in_the_window_and_every_event_counts_as_replied_and_by_second()
+     {
         let scenario = all(&test_knobs())
             .into_iter()
             .find(|s| s.name == "steady")
@@ -460,5 +483,16 @@ mod tests {
         assert_eq!((first.replied, first.unanswered), (2, 0));
         assert_eq!(first.latency.count, 1, "the cold first event is left out");
         assert_eq!(first.latency.max_ms, 4);
+        // By second posted: the cold event in second 0, the other in second 5.
+        let by_second: Vec<(u64, u64)> = result
+            .by_second
+            .iter()
+            .map(|p| (p.count, p.max_ms))
+            .collect();
+        assert_eq!(
+            by_second,
+            [(1, 150), (0, 0), (0, 0), (0, 0), (0, 0), (1, 4)],
+            "every replied event, warm-up included, in the second it was posted"
+        );
     }
 }

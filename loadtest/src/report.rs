@@ -210,6 +210,19 @@ fn run_section(out: &mut String, run: &RunResult) {
                 l * 100.0
             )),
     );
+    if !run.by_second.is_empty() {
+        let seconds: Vec<String> = run
+            .by_second
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{i}: {}/{}", p.p99_ms, p.max_ms))
+            .collect();
+        let _ = writeln!(
+            out,
+            "End-to-end p99/max (ms) of the events posted in each second of the run: {}.\n",
+            seconds.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "| tenant | role | channel | w | offered | accepted | replied | unanswered | p50 | p95 | p99 | max | censored | sends/s | share | ingest p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"

@@ -80,6 +80,10 @@ pub struct RunResult {
     pub noisy_share_of_leftover: Option<f64>,
     pub services: BTreeMap<String, Usage>,
     pub steps: Vec<StepResult>,
+    /// End-to-end latency of the replied events by the second they were
+    /// posted in (from the traffic's start, warm-up included): where in the
+    /// run a tail came from, a cold start, a stall or a steady backlog.
+    pub by_second: Vec<Percentiles>,
     /// Messages the router and the sender dead-lettered during the run
     /// (their `switchyard_dead_letters_total`, read at its end).
     pub dead_letters: u64,
