@@ -71,6 +71,7 @@ mod sender_double_send;
 mod sender_provider_outage;
 mod sender_replicas;
 mod settings_docs;
+mod spill_lookup;
 mod tenant_cache;
 mod tenant_notifications;
 mod traces;
