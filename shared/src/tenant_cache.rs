@@ -17,7 +17,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use crate::{db, ids::TenantId, subjects, tenants, tenants::Tenant};
+use crate::{ids::TenantId, subjects, tenants, tenants::Tenant};
 use futures::StreamExt as _;
 use sqlx::PgPool;
 use tokio::{sync::RwLock, time::Instant};
@@ -81,10 +81,8 @@ impl TenantCache {
         if let Some(row) = self.fresh(tenant).await {
             return Ok(row);
         }
-        // Read under the tenant's row-level security scope.
-        let mut tx = db::begin_for_tenant(&self.db, tenant).await?;
-        let row = tenants::fetch(&mut *tx, tenant).await?.map(Arc::new);
-        tx.commit().await?;
+        // Read under the tenant's row-level security scope, in one statement.
+        let row = tenants::fetch_scoped(&self.db, tenant).await?.map(Arc::new);
         self.entries.write().await.insert(
             tenant.clone(),
             (

@@ -248,6 +248,21 @@ pub async fn fetch(
     row.as_ref().map(from_row).transpose()
 }
 
+/// Reads one tenant in one statement under its own row-level security scope
+/// (`switchyard_tenant_row`, migration 0019): what a service reads on a
+/// tenant's first event and once per cache TTL, with no transaction around
+/// it. `None` when no such tenant exists.
+pub async fn fetch_scoped(
+    db: impl PgExecutor<'_>,
+    tenant: &TenantId,
+) -> Result<Option<Tenant>, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM switchyard_tenant_row($1)"))
+        .bind(tenant.as_str())
+        .fetch_optional(db)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
 /// Every tenant, ordered by id.
 pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<Tenant>, sqlx::Error> {
     let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM tenants ORDER BY id"))
