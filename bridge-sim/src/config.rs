@@ -90,3 +90,8 @@ impl SimConfig {
         }
     }
 }
+
+/// How long the simulators keep an idle webhook connection for reuse: below
+/// ingest's keep-alive close (`SWITCHYARD_HTTP_HEADER_TIMEOUT`, 5 s), so a
+/// post never goes out on a connection the server is closing at that moment.
+pub const WEBHOOK_POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
