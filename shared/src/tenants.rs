@@ -241,11 +241,7 @@ pub async fn fetch(
     db: impl PgExecutor<'_>,
     tenant: &TenantId,
 ) -> Result<Option<Tenant>, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tenants WHERE id = $1"))
-        .bind(tenant.as_str())
-        .fetch_optional(db)
-        .await?;
-    row.as_ref().map(from_row).transpose()
+    fetch_from(db, "tenants WHERE id = $1", tenant).await
 }
 
 /// Reads one tenant in one statement under its own row-level security scope
@@ -256,7 +252,16 @@ pub async fn fetch_scoped(
     db: impl PgExecutor<'_>,
     tenant: &TenantId,
 ) -> Result<Option<Tenant>, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM switchyard_tenant_row($1)"))
+    fetch_from(db, "switchyard_tenant_row($1)", tenant).await
+}
+
+/// One tenant's columns `FROM {source}`, whose `$1` is the tenant's id.
+async fn fetch_from(
+    db: impl PgExecutor<'_>,
+    source: &str,
+    tenant: &TenantId,
+) -> Result<Option<Tenant>, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {source}"))
         .bind(tenant.as_str())
         .fetch_optional(db)
         .await?;
