@@ -30,8 +30,14 @@ pub const LANE_MESSAGE_AGE_SECONDS: &str = "switchyard_lane_message_age_seconds"
 /// Time to open a tenant-scoped transaction (`db::begin_for_tenant`: a
 /// pooled connection acquired, checked, and `BEGIN` answered).
 pub const DB_TENANT_BEGIN_SECONDS: &str = "switchyard_db_tenant_begin_seconds";
-/// Time to open a tenant's lane (the spill backlog check), by `direction`.
+/// Time to ask JetStream whether a tenant whose lane opens has a spill
+/// backlog, by `direction` (only when the partition's snapshot of backlogs
+/// could not be taken; see [`LANE_OPENED`]).
 pub const LANE_OPEN_SECONDS: &str = "switchyard_lane_open_seconds";
+/// Tenant lanes opened, by `direction` and how their spill backlog was known
+/// (`backlog`: `known` from the snapshot taken when the partition was gained
+/// or from a backlog scan, `asked` from a request of its own).
+pub const LANE_OPENED: &str = "switchyard_lane_opened_total";
 /// Tenant lanes that passed their queue bound and began spilling, by `direction`.
 pub const LANE_SPILL_STARTED: &str = "switchyard_lane_spill_started_total";
 /// Spill backlogs found with no lane reading them and adopted, by `direction`.

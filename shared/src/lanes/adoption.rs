@@ -13,27 +13,36 @@
 //! message names the partition, and the owner of that partition opens the lane (or
 //! switches its direct lane to the backlog) and announces it.
 //!
-//! Cost: one stream-info request per scan, plus one message read per
-//! backlogged tenant this replica holds no lane for (partitions never change
-//! while the service runs, so a tenant's partition is read once and kept).
+//! Cost: one stream-info request per scan (the [`BacklogSnapshot`], from
+//! which the readers of partitions gained at the same moment also open their
+//! lanes), plus one message read per backlogged tenant this replica holds no
+//! lane for (partitions never change while the service runs, so a tenant's
+//! partition is read once and kept).
 
 use std::collections::BTreeSet;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    lanes::{Lanes, spill},
+    lanes::{
+        Lanes,
+        dispatch::Backlog,
+        spill::{self, BacklogSnapshot},
+    },
     metrics as m,
 };
 
 impl Lanes {
-    /// Adopts every spill backlog of the partitions in `owned` that no lane
-    /// of this replica reads; errors are logged, the next scan tries again.
-    pub(super) async fn adopt_backlogs(&self, owned: &BTreeSet<u16>, stop: &CancellationToken) {
-        if owned.is_empty() {
-            return;
-        }
-        if let Err(e) = self.try_adopt(owned, stop).await {
+    /// Adopts every spill backlog in `snapshot` of the partitions in `owned`
+    /// that no lane of this replica reads; errors are logged, the next scan
+    /// tries again.
+    pub(super) async fn adopt_backlogs(
+        &self,
+        snapshot: &BacklogSnapshot,
+        owned: &BTreeSet<u16>,
+        stop: &CancellationToken,
+    ) {
+        if let Err(e) = self.try_adopt(snapshot, owned, stop).await {
             tracing::warn!(
                 lane.direction = self.inner.direction.as_str(),
                 error = %e,
@@ -44,25 +53,26 @@ impl Lanes {
 
     async fn try_adopt(
         &self,
+        snapshot: &BacklogSnapshot,
         owned: &BTreeSet<u16>,
         stop: &CancellationToken,
     ) -> Result<(), async_nats::Error> {
         let direction = self.inner.direction;
-        for (tenant, _) in spill::backlogs(&self.inner.js, direction).await? {
-            let open = self.inner.lanes.lock().await.get(&tenant).cloned();
+        for tenant in snapshot.tenants() {
+            let open = self.inner.lanes.lock().await.get(tenant).cloned();
             if let Some(lane) = open {
                 if lane.adopt_backlog().await {
-                    self.adopted(&tenant, "late spill");
+                    self.adopted(tenant, "late spill");
                     self.inner.announcer.announce(lane, stop).await;
                 }
                 continue;
             }
-            let known = self.inner.partition_of.lock().await.get(&tenant).copied();
+            let known = self.inner.partition_of.lock().await.get(tenant).copied();
             let partition = match known {
                 Some(p) => p,
                 None => {
                     let Some(p) =
-                        spill::backlog_partition(&self.inner.js, direction, &tenant).await?
+                        spill::backlog_partition(&self.inner.js, direction, tenant).await?
                     else {
                         continue;
                     };
@@ -76,8 +86,9 @@ impl Lanes {
             };
             if owned.contains(&partition) {
                 // Opens in spill mode (the backlog is there) and announces it.
-                self.lane_for(&tenant, partition, stop).await?;
-                self.adopted(&tenant, "no lane");
+                self.lane_for(tenant, partition, Backlog::Known(true), stop)
+                    .await?;
+                self.adopted(tenant, "no lane");
             }
         }
         Ok(())

@@ -7,6 +7,11 @@
 //! ingest built from an authenticated, validated id. A subject whose tenant
 //! token is not a valid id cannot come from our publishers: it is terminated
 //! and counted, never routed.
+//!
+//! A tenant's lane opens on its first message, in spill mode when the tenant
+//! has a backlog there, which the reader knows from the snapshot taken when
+//! its partition was gained ([`super::spill::BacklogSnapshot`]); it asks
+//! JetStream only when no snapshot could be taken.
 
 use std::{collections::hash_map::Entry, sync::Arc, time::Duration};
 
@@ -16,7 +21,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     ids::TenantId,
-    lanes::{LaneMessage, Lanes, TenantLane, consumer::PRIORITY_GROUP, tenant_lane::Offered},
+    lanes::{
+        LaneMessage, Lanes, TenantLane,
+        consumer::PRIORITY_GROUP,
+        spill::{self, BacklogSnapshot},
+        tenant_lane::Offered,
+    },
     metrics as m, subjects,
 };
 
@@ -26,6 +36,7 @@ impl Lanes {
         self,
         partition: u16,
         stream: jetstream::stream::Stream,
+        snapshot: Option<Arc<BacklogSnapshot>>,
         stop: CancellationToken,
     ) {
         let direction = self.inner.direction;
@@ -74,7 +85,7 @@ impl Lanes {
                             Some(Ok(message)) => {
                                 missed = 0;
                                 let started = std::time::Instant::now();
-                                self.dispatch(partition, message, &stop).await;
+                                self.dispatch(partition, message, snapshot.as_deref(), &stop).await;
                                 metrics::histogram!(m::LANE_DISPATCH_SECONDS, "direction" => direction.as_str())
                                     .record(started.elapsed().as_secs_f64());
                             }
@@ -108,6 +119,7 @@ impl Lanes {
         &self,
         partition: u16,
         message: jetstream::Message,
+        snapshot: Option<&BacklogSnapshot>,
         stop: &CancellationToken,
     ) {
         let direction = self.inner.direction;
@@ -121,7 +133,11 @@ impl Lanes {
             let _ = message.ack_with(AckKind::Term).await;
             return;
         };
-        let lane = match self.lane_for(&tenant, partition, stop).await {
+        let backlog = match snapshot {
+            Some(snapshot) => Backlog::Known(snapshot.has_backlog(&tenant)),
+            None => Backlog::Ask,
+        };
+        let lane = match self.lane_for(&tenant, partition, backlog, stop).await {
             Ok(lane) => lane,
             Err(e) => {
                 tracing::warn!(tenant.id = %tenant, error = %e, "cannot open tenant lane; message released");
@@ -167,35 +183,65 @@ impl Lanes {
         &self,
         tenant: &TenantId,
         partition: u16,
+        backlog: Backlog,
         stop: &CancellationToken,
     ) -> Result<Arc<TenantLane>, async_nats::Error> {
         if let Some(lane) = self.inner.lanes.lock().await.get(tenant) {
             return Ok(Arc::clone(lane));
         }
-        // Opening asks the server about a spill backlog: do it without holding
-        // the map, so first sight of many tenants does not serialise every
-        // partition. The partition reader and the backlog adoption
-        // ([`super::adoption`]) may both open it: the first one in the map wins.
-        let started = std::time::Instant::now();
-        let opened = TenantLane::open(
-            tenant.clone(),
-            self.inner.direction,
-            partition,
-            self.inner.js.clone(),
-            self.inner.settings.clone(),
-        )
-        .await?;
-        metrics::histogram!(m::LANE_OPEN_SECONDS, "direction" => self.inner.direction.as_str())
-            .record(started.elapsed().as_secs_f64());
+        let direction = self.inner.direction;
+        let has_backlog = match backlog {
+            Backlog::Known(has) => has,
+            Backlog::Ask => {
+                // Without holding the map, so first sight of many tenants
+                // does not serialise every partition.
+                let started = std::time::Instant::now();
+                let has = spill::has_backlog(&self.inner.js, direction, tenant).await?;
+                metrics::histogram!(m::LANE_OPEN_SECONDS, "direction" => direction.as_str())
+                    .record(started.elapsed().as_secs_f64());
+                has
+            }
+        };
+        // The partition reader and the backlog adoption ([`super::adoption`])
+        // may both open it: the first one in the map wins.
         let lane = match self.inner.lanes.lock().await.entry(tenant.clone()) {
             Entry::Occupied(existing) => return Ok(Arc::clone(existing.get())),
-            Entry::Vacant(slot) => Arc::clone(slot.insert(opened)),
+            Entry::Vacant(slot) => Arc::clone(slot.insert(TenantLane::open(
+                tenant.clone(),
+                direction,
+                partition,
+                self.inner.js.clone(),
+                self.inner.settings.clone(),
+                has_backlog,
+            ))),
         };
-        if lane.is_spilling().await {
+        metrics::counter!(m::LANE_OPENED, "direction" => direction.as_str(), "backlog" => backlog.source())
+            .increment(1);
+        if has_backlog {
             // A backlog left by the partition's previous owner: announce it.
             self.inner.announcer.announce(Arc::clone(&lane), stop).await;
         }
         Ok(lane)
+    }
+}
+
+/// How the opener of a lane knows whether the tenant has a spill backlog.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Backlog {
+    /// From what was found when the partition was gained (a
+    /// [`BacklogSnapshot`]) or by a backlog scan: no request.
+    Known(bool),
+    /// Not known (no snapshot could be taken): one request to JetStream.
+    Ask,
+}
+
+impl Backlog {
+    /// The `backlog` label of [`m::LANE_OPENED`].
+    fn source(self) -> &'static str {
+        match self {
+            Backlog::Known(_) => "known",
+            Backlog::Ask => "asked",
+        }
     }
 }
 

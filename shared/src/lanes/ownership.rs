@@ -3,17 +3,24 @@
 //! (taking the pin at once rather than waiting out a dead owner's
 //! `priority_timeout`), and on losing one, or on shutdown, hands it over:
 //! stop pulling, give the lanes' waiting messages back, leave, unpin. After
-//! every change, and every `backlog_scan`, it adopts the spill backlogs of its
-//! partitions that no lane reads ([`super::adoption`]).
+//! every change, and every `backlog_scan`, it lists the direction's spill
+//! backlogs once ([`BacklogSnapshot`]): the readers of partitions gained then
+//! open their tenants' lanes from that list, and it adopts the backlogs of
+//! its partitions that no lane reads ([`super::adoption`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+};
 
 use async_nats::jetstream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     ids::TenantId,
-    lanes::{Lanes, TenantLane, assignment::Membership, consumer::PRIORITY_GROUP},
+    lanes::{
+        Lanes, TenantLane, assignment::Membership, consumer::PRIORITY_GROUP, spill::BacklogSnapshot,
+    },
     metrics as m, subjects,
 };
 
@@ -34,6 +41,9 @@ impl Lanes {
         scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let owned: BTreeSet<u16> = membership.owned.borrow_and_update().clone();
+            // Which tenants have a spill backlog, once for the partitions
+            // gained now and for the adoption below.
+            let snapshot = self.backlog_snapshot(&owned).await.map(Arc::new);
             for p in &owned {
                 if !readers.contains_key(p) {
                     // The assignment says this partition is ours: its previous
@@ -46,6 +56,7 @@ impl Lanes {
                     let handle = tasks.spawn(self.clone().read_partition(
                         *p,
                         stream.clone(),
+                        snapshot.clone(),
                         token.clone(),
                     ));
                     readers.insert(*p, (token, handle));
@@ -71,7 +82,9 @@ impl Lanes {
             )
             .set(readers.len() as f64);
             // Backlogs the previous owners spilled and nobody reads yet.
-            self.adopt_backlogs(&owned, &shutdown).await;
+            if let Some(snapshot) = &snapshot {
+                self.adopt_backlogs(snapshot, &owned, &shutdown).await;
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = scan.tick() => {}
@@ -99,6 +112,26 @@ impl Lanes {
             "replica" => self.inner.replica_id.clone()
         )
         .set(0.0);
+    }
+
+    /// The spill backlogs of this direction now; `None` (logged) when the
+    /// server cannot tell: lanes then ask one by one, and the next scan
+    /// adopts what is unread.
+    async fn backlog_snapshot(&self, owned: &BTreeSet<u16>) -> Option<BacklogSnapshot> {
+        if owned.is_empty() {
+            return None;
+        }
+        match BacklogSnapshot::take(&self.inner.js, self.inner.direction).await {
+            Ok(snapshot) => Some(snapshot),
+            Err(e) => {
+                tracing::warn!(
+                    lane.direction = self.inner.direction.as_str(),
+                    error = %e,
+                    "cannot list the spill backlogs; lanes ask one by one, the next scan tries again"
+                );
+                None
+            }
+        }
     }
 
     pub(super) async fn unpin(&self, stream: &jetstream::stream::Stream, partition: u16) {

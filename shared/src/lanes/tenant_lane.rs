@@ -90,16 +90,17 @@ impl std::fmt::Debug for TenantLane {
 
 impl TenantLane {
     /// A lane for `tenant`; starts in spill mode when the tenant's spill lane
-    /// still holds a backlog (left by an earlier owner of the partition).
-    pub(crate) async fn open(
+    /// holds a `backlog` (left by an earlier owner of the partition), which
+    /// the caller found out ([`super::dispatch`]).
+    pub(crate) fn open(
         tenant: TenantId,
         direction: Direction,
         partition: u16,
         js: jetstream::Context,
         settings: LaneSettings,
-    ) -> Result<Arc<Self>, async_nats::Error> {
-        let backlog = spill::has_backlog(&js, direction, &tenant).await?;
-        Ok(Arc::new(Self {
+        backlog: bool,
+    ) -> Arc<Self> {
+        Arc::new(Self {
             tenant,
             direction,
             partition,
@@ -115,7 +116,7 @@ impl TenantLane {
             notify: Notify::new(),
             closed: AtomicBool::new(false),
             spills_in_flight: AtomicUsize::new(0),
-        }))
+        })
     }
 
     pub fn tenant(&self) -> &TenantId {
