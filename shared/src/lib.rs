@@ -76,6 +76,7 @@ pub mod subjects;
 pub mod telemetry;
 pub mod tenant_cache;
 pub mod tenant_metrics;
+pub mod tenant_reads;
 pub mod tenant_status;
 pub mod tenants;
 pub mod tls;

@@ -8,6 +8,10 @@
 //! is cached too (an unknown tenant flooding us must not become a database
 //! flood).
 //!
+//! Rows are read through [`TenantReads`]: the reads asked for while one is
+//! under way share the next statement (a thousand tenants' first events at
+//! a start).
+//!
 //! Each entry lives a random share of the TTL, between half and all of it:
 //! rows read together (every tenant's first event after a start, a
 //! reconnect's drop) would otherwise all expire together, and a thousand
@@ -18,7 +22,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use crate::{ids::TenantId, subjects, tenants, tenants::Tenant};
+use crate::{ids::TenantId, subjects, tenant_reads::TenantReads, tenants::Tenant};
 use futures::StreamExt as _;
 use sqlx::PgPool;
 use tokio::{sync::RwLock, time::Instant};
@@ -48,6 +52,9 @@ pub struct TenantCache {
     /// tenant whose entry is missing or expired makes one database read, not
     /// one per request (ingest checks every webhook's credential here).
     loading: Arc<std::sync::Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The reads, group-committed ([`TenantReads`]); started on the first
+    /// read, so a cache can be made outside a runtime.
+    reads: Arc<tokio::sync::OnceCell<TenantReads>>,
 }
 
 impl std::fmt::Debug for TenantCache {
@@ -65,6 +72,7 @@ impl TenantCache {
             ttl,
             entries: Arc::default(),
             loading: Arc::default(),
+            reads: Arc::default(),
         }
     }
 
@@ -82,8 +90,13 @@ impl TenantCache {
         if let Some(row) = self.fresh(tenant).await {
             return Ok(row);
         }
-        // Read under the tenant's row-level security scope, in one statement.
-        let row = tenants::fetch_scoped(&self.db, tenant).await?.map(Arc::new);
+        // Read under the tenant's row-level security scope, in one statement
+        // with whatever other rows were asked for meanwhile.
+        let reads = self
+            .reads
+            .get_or_init(|| async { TenantReads::start(self.db.clone()) })
+            .await;
+        let row = reads.read(tenant).await?.map(Arc::new);
         self.entries.write().await.insert(
             tenant.clone(),
             (

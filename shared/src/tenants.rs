@@ -241,31 +241,31 @@ pub async fn fetch(
     db: impl PgExecutor<'_>,
     tenant: &TenantId,
 ) -> Result<Option<Tenant>, sqlx::Error> {
-    fetch_from(db, "tenants WHERE id = $1", tenant).await
-}
-
-/// Reads one tenant in one statement under its own row-level security scope
-/// (`switchyard_tenant_row`, migration 0019): what a service reads on a
-/// tenant's first event and once per cache TTL, with no transaction around
-/// it. `None` when no such tenant exists.
-pub async fn fetch_scoped(
-    db: impl PgExecutor<'_>,
-    tenant: &TenantId,
-) -> Result<Option<Tenant>, sqlx::Error> {
-    fetch_from(db, "switchyard_tenant_row($1)", tenant).await
-}
-
-/// One tenant's columns `FROM {source}`, whose `$1` is the tenant's id.
-async fn fetch_from(
-    db: impl PgExecutor<'_>,
-    source: &str,
-    tenant: &TenantId,
-) -> Result<Option<Tenant>, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {source}"))
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tenants WHERE id = $1"))
         .bind(tenant.as_str())
         .fetch_optional(db)
         .await?;
     row.as_ref().map(from_row).transpose()
+}
+
+/// Several tenants' rows in one statement, each read under its own scope
+/// (`switchyard_tenant_rows`, migration 0020): one answer per id, in the ids'
+/// order, `None` for an id without a row. What [`crate::tenant_reads`]
+/// runs for every tenant whose row was asked for meanwhile.
+pub async fn fetch_scoped_many(
+    db: impl PgExecutor<'_>,
+    ids: &[TenantId],
+) -> Result<Vec<Option<Tenant>>, sqlx::Error> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM switchyard_tenant_rows($1)"))
+        .bind(ids.iter().map(TenantId::as_str).collect::<Vec<_>>())
+        .fetch_all(db)
+        .await?;
+    let mut found = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let tenant = from_row(row)?;
+        found.insert(tenant.id.clone(), tenant);
+    }
+    Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
 }
 
 /// Every tenant, ordered by id.

@@ -445,44 +445,51 @@ async fn the_batched_steps_act_in_each_items_tenant_only_and_leave_the_callers_s
     assert!(is_denied(by_ingest), "the steps are the workers'");
 }
 
-/// The one-statement tenant read (`switchyard_tenant_row`, what the tenant
-/// cache reads, in ingest too) returns the row it names and no other, with
-/// the services' logins, and puts back the caller's scope.
+/// The batched tenant read (`switchyard_tenant_rows`, what the tenant cache
+/// reads, in ingest too) returns each row it names under that tenant's own
+/// scope and no other, with the services' logins, and puts back the
+/// caller's scope.
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
-async fn the_one_statement_tenant_read_returns_its_tenant_only_and_leaves_the_callers_scope(
+async fn the_batched_tenant_read_returns_the_tenants_it_names_only_and_leaves_the_callers_scope(
     owner: PgPool,
 ) {
     seed(&owner).await;
+    let ids = ["bravo", "nobody", "alpha"].map(fixtures::tenant);
     let app = worker_pool(&login_in(&owner, db::APP_ROLE).await, &owner);
-    let bravo = tenants::fetch_scoped(&app, &fixtures::tenant("bravo"))
-        .await
-        .unwrap()
-        .expect("bravo's row");
-    assert_eq!(bravo.id.as_str(), "bravo");
-    let unknown = tenants::fetch_scoped(&app, &fixtures::tenant("nobody"))
-        .await
-        .unwrap();
-    assert!(unknown.is_none(), "no row for an unknown tenant");
+    let rows = tenants::fetch_scoped_many(&app, &ids).await.unwrap();
+    let names: Vec<Option<&str>> = rows
+        .iter()
+        .map(|row| row.as_ref().map(|t| t.id.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [Some("bravo"), None, Some("alpha")],
+        "one answer per id, in order; none for an unknown tenant"
+    );
     // Ingest's login reads webhook credentials the same way.
     let ingest = PgPoolOptions::new()
         .connect_with(login_in(&owner, "switchyard_ingest").await)
         .await
         .unwrap();
-    let alpha = tenants::fetch_scoped(&ingest, &fixtures::tenant("alpha"))
+    let rows = tenants::fetch_scoped_many(&ingest, &ids[2..])
         .await
-        .unwrap()
-        .expect("alpha's row, read by ingest");
-    assert_eq!(alpha.id.as_str(), "alpha");
-    // Inside alpha's transaction: bravo's row is read, then alpha's scope
-    // (and what it sees) is as before.
+        .unwrap();
+    assert_eq!(
+        rows[0].as_ref().map(|t| t.id.as_str()),
+        Some("alpha"),
+        "alpha's row, read by ingest"
+    );
+    // Inside alpha's transaction: bravo's row is read under bravo's scope,
+    // then alpha's scope (and what it sees) is as before.
     let mut tx = db::begin_for_tenant(&app, &fixtures::tenant("alpha"))
         .await
         .unwrap();
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM switchyard_tenant_row('bravo')")
-        .fetch_all(&mut *tx)
-        .await
-        .unwrap();
-    assert_eq!(ids, ["bravo"], "exactly the row asked for");
+    let read: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM switchyard_tenant_rows(ARRAY['bravo', 'nobody'])")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(read, ["bravo"], "exactly the rows asked for");
     assert_eq!(scope_of(&mut tx).await.as_deref(), Some("alpha"));
     assert_eq!(seen(&mut tx).await, alpha_view());
     tx.rollback().await.unwrap();

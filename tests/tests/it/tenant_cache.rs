@@ -185,3 +185,68 @@ async fn a_loss_and_reconnect_between_two_looks_still_drops_the_cache(pool: PgPo
     until_suspended(&cache, &tenant, "the short loss to drop the cache").await;
     stop.cancel();
 }
+
+/// A thousand tenants' first events at a start each need their row (issue
+/// 20): reads asked while one is under way share the next statement, and
+/// every caller gets its own tenant's row (or none).
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn rows_asked_for_while_a_read_is_under_way_share_one_statement(pool: PgPool) {
+    const TENANTS: usize = 30;
+    let ids: Vec<TenantId> = (0..TENANTS)
+        .map(|i| TenantId::parse(&format!("t{i:02}")).unwrap())
+        .collect();
+    for id in &ids[1..] {
+        assert!(
+            tenants::insert(&pool, &NewTenant::with_defaults(id.clone()))
+                .await
+                .unwrap()
+        );
+    }
+    let batches = || {
+        switchyard_tests::traffic::metric_sum(
+            &switchyard_shared::ops_server::metrics_handle().render(),
+            "switchyard_db_step_batch_size_count",
+            "step=\"tenant_row\"",
+        )
+    };
+    let before = batches();
+    let cache = TenantCache::new(pool.clone(), Duration::from_secs(3600));
+    // Hold the table so that the first read waits in the database while the
+    // others queue behind it.
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let reads: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let cache = cache.clone();
+            let id = id.clone();
+            tokio::spawn(async move { cache.resolve(&id).await })
+        })
+        .collect();
+    poll::until("the first read to wait for the lock", WITHIN, || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'tenants'::regclass AND NOT granted",
+        )
+        .fetch_one(&pool)
+        .await
+        .ok()?;
+        (waiting > 0).then_some(())
+    })
+    .await;
+    blocker.rollback().await.unwrap();
+    for (i, read) in reads.into_iter().enumerate() {
+        let row = read.await.unwrap().unwrap();
+        match i {
+            0 => assert!(row.is_none(), "t00 was never inserted"),
+            _ => assert_eq!(row.expect("its row").id, ids[i], "each caller its own row"),
+        }
+    }
+    let statements = batches() - before;
+    assert!(
+        (1.0..=3.0).contains(&statements),
+        "{TENANTS} reads took {statements} statements"
+    );
+}
