@@ -191,13 +191,19 @@ impl Pipeline {
     }
 
     /// The provider's side: the simulator posts `event` to `tenant`'s
-    /// bridge's webhook URL (adding `customer_ref`); returns ingest's status.
+    /// bridge's webhook URL (adding `customer_ref`); returns ingest's status
+    /// (`None`: no answer, and why is printed).
     pub async fn post(&self, tenant: &str, event: Value) -> Option<u16> {
-        self.sim
+        let delivery = self
+            .sim
             .post_webhook(tenant, event)
             .await
-            .expect("the bridge exists")
-            .status
+            .expect("the bridge exists");
+        if let Some(error) = &delivery.error {
+            // Shown with a failing test's output: why ingest gave no answer.
+            eprintln!("{tenant}'s webhook got no answer: {error}");
+        }
+        delivery.status
     }
 
     /// Posts `body` straight to `/hook/<url_tenant>/<token>`; returns the status.

@@ -40,20 +40,26 @@ pub fn message_body(
     event.to_string()
 }
 
+/// The headers ingest puts on an inbound event: `<tenant>:<event id>` as
+/// both its `Nats-Msg-Id` and its event id (the router refuses an event id
+/// scoped to another tenant than the subject).
+pub fn event_headers(tenant: &TenantId, event_id: &str) -> HeaderMap {
+    let scoped = ScopedEventId::new(tenant, event_id);
+    let mut headers = HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, scoped.as_str());
+    headers.insert(events::HEADER_EVENT_ID, scoped.as_str());
+    headers
+}
+
 /// Publishes an inbound event for `tenant` as ingest would (subject from the
-/// tenant id, `Nats-Msg-Id` and event id headers) and waits for the ack.
+/// tenant id, [`event_headers`]) and waits for the ack.
 pub async fn publish_inbound(
     js: &jetstream::Context,
     tenant: &TenantId,
     event_id: &str,
     body: String,
 ) {
-    // `<tenant>:<event id>` in both, as ingest writes them (the router refuses
-    // an event id scoped to another tenant than the subject).
-    let scoped = ScopedEventId::new(tenant, event_id);
-    let mut headers = HeaderMap::new();
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, scoped.as_str());
-    headers.insert(events::HEADER_EVENT_ID, scoped.as_str());
+    let mut headers = event_headers(tenant, event_id);
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     headers.insert(events::HEADER_RECEIVED_AT_MS, now_ms.to_string().as_str());
     js.publish_with_headers(subjects::inbound(tenant), headers, body.into())
@@ -78,14 +84,14 @@ pub async fn publish_burst(
                 ack.await.expect("publish ack");
             }
         }
-        let scoped = ScopedEventId::new(tenant, &event_id);
-        let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, scoped.as_str());
-        headers.insert(events::HEADER_EVENT_ID, scoped.as_str());
         acks.push(
-            js.publish_with_headers(subjects::inbound(tenant), headers, body.into())
-                .await
-                .expect("publish"),
+            js.publish_with_headers(
+                subjects::inbound(tenant),
+                event_headers(tenant, &event_id),
+                body.into(),
+            )
+            .await
+            .expect("publish"),
         );
     }
     for ack in acks {

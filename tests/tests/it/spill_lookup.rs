@@ -16,13 +16,10 @@
 
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use sqlx::PgPool;
 use switchyard_shared::{
-    events,
     ids::TenantId,
     lanes::spill,
-    scoped_event_id::ScopedEventId,
     subjects::{self, Direction},
     tenants::BotKind,
 };
@@ -75,13 +72,9 @@ async fn leave_spilled(
     id: &str,
     body: String,
 ) {
-    let scoped = ScopedEventId::new(tenant, id);
-    let mut headers = HeaderMap::new();
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, scoped.as_str());
-    headers.insert(events::HEADER_EVENT_ID, scoped.as_str());
     js.publish_with_headers(
         subjects::spill(Direction::Inbound, tenant),
-        headers,
+        traffic::event_headers(tenant, id),
         body.into(),
     )
     .await
