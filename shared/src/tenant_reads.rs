@@ -49,7 +49,7 @@ impl TenantReads {
 
     /// The tenant's row, `None` when no such tenant exists.
     pub async fn read(&self, tenant: &TenantId) -> Result<Option<Tenant>, sqlx::Error> {
-        self.reads.run(tenant.clone()).await
+        self.reads.run(tenant.clone()).await?
     }
 }
 
@@ -59,13 +59,15 @@ struct ReadRows;
 impl Statement for ReadRows {
     const NAME: &'static str = "tenant_row";
     type Item = TenantId;
-    type Answer = Option<Tenant>;
+    /// Each row decoded on its own: one this build cannot read fails its
+    /// own caller, not the batch.
+    type Answer = Result<Option<Tenant>, sqlx::Error>;
 
     async fn run(
         &self,
         connection: &mut PgConnection,
         items: &[TenantId],
-    ) -> Result<Vec<Option<Tenant>>, sqlx::Error> {
+    ) -> Result<Vec<Self::Answer>, sqlx::Error> {
         tenants::fetch_scoped_many(connection, items).await
     }
 }

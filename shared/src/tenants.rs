@@ -250,22 +250,27 @@ pub async fn fetch(
 
 /// Several tenants' rows in one statement, each read under its own scope
 /// (`switchyard_tenant_rows`, migration 0020): one answer per id, in the ids'
-/// order, `None` for an id without a row. What [`crate::tenant_reads`]
-/// runs for every tenant whose row was asked for meanwhile.
+/// order, `None` for an id without a row. A row this build cannot read (a
+/// value a newer release wrote) fails its own tenant's answer only. What
+/// [`crate::tenant_reads`] runs for every tenant whose row was asked for
+/// meanwhile.
 pub async fn fetch_scoped_many(
     db: impl PgExecutor<'_>,
     ids: &[TenantId],
-) -> Result<Vec<Option<Tenant>>, sqlx::Error> {
+) -> Result<Vec<Result<Option<Tenant>, sqlx::Error>>, sqlx::Error> {
     let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM switchyard_tenant_rows($1)"))
         .bind(ids.iter().map(TenantId::as_str).collect::<Vec<_>>())
         .fetch_all(db)
         .await?;
     let mut found = std::collections::HashMap::with_capacity(rows.len());
     for row in &rows {
-        let tenant = from_row(row)?;
-        found.insert(tenant.id.clone(), tenant);
+        let id: String = row.try_get("id")?;
+        found.insert(id, row);
     }
-    Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+    Ok(ids
+        .iter()
+        .map(|id| found.get(id.as_str()).map(|row| from_row(row)).transpose())
+        .collect())
 }
 
 /// Every tenant, ordered by id.

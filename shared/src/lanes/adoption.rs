@@ -13,11 +13,10 @@
 //! message names the partition, and the owner of that partition opens the lane (or
 //! switches its direct lane to the backlog) and announces it.
 //!
-//! Cost: one stream-info request per scan (the [`BacklogSnapshot`], from
-//! which the readers of partitions gained at the same moment also open their
-//! lanes), plus one message read per backlogged tenant this replica holds no
-//! lane for (partitions never change while the service runs, so a tenant's
-//! partition is read once and kept).
+//! Cost: one stream-info request per scan (a [`BacklogSnapshot`]), plus one
+//! message read per backlogged tenant this replica holds no lane for
+//! (partitions never change while the service runs, so a tenant's partition
+//! is read once and kept).
 
 use std::collections::BTreeSet;
 
@@ -85,9 +84,15 @@ impl Lanes {
                 }
             };
             if owned.contains(&partition) {
-                // Opens in spill mode (the backlog is there) and announces it.
-                self.lane_for(tenant, partition, Backlog::Known(true), stop)
+                // Opens in spill mode (the backlog is there) and announces it;
+                // a lane its partition reader opened in direct delivery
+                // meanwhile is switched to the backlog instead.
+                let lane = self
+                    .lane_for(tenant, partition, Backlog::Known(true), stop)
                     .await?;
+                if lane.adopt_backlog().await {
+                    self.inner.announcer.announce(lane, stop).await;
+                }
                 self.adopted(tenant, "no lane");
             }
         }

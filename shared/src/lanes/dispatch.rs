@@ -9,9 +9,9 @@
 //! and counted, never routed.
 //!
 //! A tenant's lane opens on its first message, in spill mode when the tenant
-//! has a backlog there, which the reader knows from the snapshot taken when
-//! its partition was gained ([`super::spill::BacklogSnapshot`]); it asks
-//! JetStream only when no snapshot could be taken.
+//! has a backlog there, which the reader knows from the snapshot it took on
+//! its first message ([`ReaderBacklogs`]); it asks JetStream only when no
+//! snapshot could be taken.
 
 use std::{collections::hash_map::Entry, sync::Arc, time::Duration};
 
@@ -36,10 +36,10 @@ impl Lanes {
         self,
         partition: u16,
         stream: jetstream::stream::Stream,
-        snapshot: Option<Arc<BacklogSnapshot>>,
         stop: CancellationToken,
     ) {
         let direction = self.inner.direction;
+        let mut backlogs = ReaderBacklogs::default();
         let name = subjects::partition_consumer(direction, partition);
         let settings = &self.inner.settings;
         while !stop.is_cancelled() {
@@ -85,7 +85,8 @@ impl Lanes {
                             Some(Ok(message)) => {
                                 missed = 0;
                                 let started = std::time::Instant::now();
-                                self.dispatch(partition, message, snapshot.as_deref(), &stop).await;
+                                let snapshot = backlogs.current(&self.inner.js, direction).await;
+                                self.dispatch(partition, message, snapshot, &stop).await;
                                 metrics::histogram!(m::LANE_DISPATCH_SECONDS, "direction" => direction.as_str())
                                     .record(started.elapsed().as_secs_f64());
                             }
@@ -225,11 +226,49 @@ impl Lanes {
     }
 }
 
+/// A partition reader's [`BacklogSnapshot`], taken when its first message
+/// arrives: the reader then holds the partition's pin, so its previous owner
+/// receives none of its messages any more and can only finish spills of
+/// messages it already had (stored late: the backlog scan adopts those, as it
+/// adopted one stored after a lane's own request). Taken earlier, at the
+/// gain, it could miss what the previous owner, not yet told of its loss,
+/// still spilled, and the tenant's next messages would overtake that.
+#[derive(Default)]
+struct ReaderBacklogs {
+    snapshot: Option<BacklogSnapshot>,
+    /// After a failed attempt, not before then: lanes ask one by one meanwhile.
+    next_try: Option<tokio::time::Instant>,
+}
+
+impl ReaderBacklogs {
+    /// How long a reader whose snapshot failed lets its lanes ask one by one
+    /// before it tries again.
+    const RETRY: Duration = Duration::from_secs(1);
+
+    async fn current(
+        &mut self,
+        js: &jetstream::Context,
+        direction: subjects::Direction,
+    ) -> Option<&BacklogSnapshot> {
+        let now = tokio::time::Instant::now();
+        if self.snapshot.is_none() && self.next_try.is_none_or(|at| now >= at) {
+            match BacklogSnapshot::take(js, direction).await {
+                Ok(snapshot) => self.snapshot = Some(snapshot),
+                Err(e) => {
+                    tracing::warn!(lane.direction = direction.as_str(), error = %e, "cannot list the spill backlogs; lanes ask one by one meanwhile");
+                    self.next_try = Some(now + Self::RETRY);
+                }
+            }
+        }
+        self.snapshot.as_ref()
+    }
+}
+
 /// How the opener of a lane knows whether the tenant has a spill backlog.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Backlog {
-    /// From what was found when the partition was gained (a
-    /// [`BacklogSnapshot`]) or by a backlog scan: no request.
+    /// From the partition reader's [`BacklogSnapshot`] or a backlog scan:
+    /// no request.
     Known(bool),
     /// Not known (no snapshot could be taken): one request to JetStream.
     Ask,

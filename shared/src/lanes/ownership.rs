@@ -3,15 +3,10 @@
 //! (taking the pin at once rather than waiting out a dead owner's
 //! `priority_timeout`), and on losing one, or on shutdown, hands it over:
 //! stop pulling, give the lanes' waiting messages back, leave, unpin. After
-//! every change, and every `backlog_scan`, it lists the direction's spill
-//! backlogs once ([`BacklogSnapshot`]): the readers of partitions gained then
-//! open their tenants' lanes from that list, and it adopts the backlogs of
-//! its partitions that no lane reads ([`super::adoption`]).
+//! every change, and every `backlog_scan`, it adopts the spill backlogs of its
+//! partitions that no lane reads ([`super::adoption`]).
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    sync::Arc,
-};
+use std::collections::{BTreeSet, HashMap};
 
 use async_nats::jetstream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -41,9 +36,6 @@ impl Lanes {
         scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let owned: BTreeSet<u16> = membership.owned.borrow_and_update().clone();
-            // Which tenants have a spill backlog, once for the partitions
-            // gained now and for the adoption below.
-            let snapshot = self.backlog_snapshot(&owned).await.map(Arc::new);
             for p in &owned {
                 if !readers.contains_key(p) {
                     // The assignment says this partition is ours: its previous
@@ -56,7 +48,6 @@ impl Lanes {
                     let handle = tasks.spawn(self.clone().read_partition(
                         *p,
                         stream.clone(),
-                        snapshot.clone(),
                         token.clone(),
                     ));
                     readers.insert(*p, (token, handle));
@@ -82,8 +73,8 @@ impl Lanes {
             )
             .set(readers.len() as f64);
             // Backlogs the previous owners spilled and nobody reads yet.
-            if let Some(snapshot) = &snapshot {
-                self.adopt_backlogs(snapshot, &owned, &shutdown).await;
+            if let Some(snapshot) = self.backlog_snapshot(&owned).await {
+                self.adopt_backlogs(&snapshot, &owned, &shutdown).await;
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -114,9 +105,8 @@ impl Lanes {
         .set(0.0);
     }
 
-    /// The spill backlogs of this direction now; `None` (logged) when the
-    /// server cannot tell: lanes then ask one by one, and the next scan
-    /// adopts what is unread.
+    /// The spill backlogs of this direction now, for the adoption; `None`
+    /// (logged) when the server cannot tell: the next scan tries again.
     async fn backlog_snapshot(&self, owned: &BTreeSet<u16>) -> Option<BacklogSnapshot> {
         if owned.is_empty() {
             return None;
@@ -127,7 +117,7 @@ impl Lanes {
                 tracing::warn!(
                     lane.direction = self.inner.direction.as_str(),
                     error = %e,
-                    "cannot list the spill backlogs; lanes ask one by one, the next scan tries again"
+                    "cannot look for unread spill backlogs; trying again at the next scan"
                 );
                 None
             }

@@ -71,25 +71,26 @@ pub async fn has_backlog(
     }
 }
 
-/// The tenants whose spill lanes held something when a replica gained its
-/// partitions, so the lanes it then opens know their backlog without asking
-/// JetStream one tenant at a time (issue 20: a start over a thousand
-/// tenants made a thousand such requests per direction, each holding its
-/// partition's dispatch for 20-30 ms on a busy server, and they set the
-/// latency of every tenant's first event).
+/// The tenants whose spill lanes held something at one moment. A partition
+/// reader takes one when its first message arrives and opens its tenants'
+/// lanes from it, without asking JetStream one tenant at a time (issue 20: a
+/// start over a thousand tenants made a thousand such requests per
+/// direction, each holding its partition's dispatch for 20-30 ms on a busy
+/// server, and they set the latency of every tenant's first event).
 ///
-/// Sound for as long as the replica keeps the partition: only a partition's
+/// Sound for as long as the reader keeps the partition: only a partition's
 /// owner spills its tenants, and a lane, once open, stays open until the
-/// partition goes. What the snapshot cannot see is a spill of the previous
-/// owner stored after it was taken; the backlog scan adopts that, as it
-/// adopts one stored after a lane asked ([`super::adoption`]).
+/// partition goes. What it cannot see is a spill of the previous owner
+/// stored after it was taken; the backlog scan adopts that, as it adopts
+/// one stored after a lane asked ([`super::adoption`]).
 #[derive(Debug, Clone, Default)]
 pub struct BacklogSnapshot {
     tenants: std::collections::HashSet<TenantId>,
 }
 
 impl BacklogSnapshot {
-    /// Takes the snapshot (one paged request: [`backlogs`]).
+    /// Takes the snapshot ([`backlogs`]: the stream's per-subject counts,
+    /// paged).
     pub async fn take(
         js: &jetstream::Context,
         direction: Direction,

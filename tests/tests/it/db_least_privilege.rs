@@ -459,7 +459,7 @@ async fn the_batched_tenant_read_returns_the_tenants_it_names_only_and_leaves_th
     let rows = tenants::fetch_scoped_many(&app, &ids).await.unwrap();
     let names: Vec<Option<&str>> = rows
         .iter()
-        .map(|row| row.as_ref().map(|t| t.id.as_str()))
+        .map(|row| row.as_ref().unwrap().as_ref().map(|t| t.id.as_str()))
         .collect();
     assert_eq!(
         names,
@@ -475,7 +475,7 @@ async fn the_batched_tenant_read_returns_the_tenants_it_names_only_and_leaves_th
         .await
         .unwrap();
     assert_eq!(
-        rows[0].as_ref().map(|t| t.id.as_str()),
+        rows[0].as_ref().unwrap().as_ref().map(|t| t.id.as_str()),
         Some("alpha"),
         "alpha's row, read by ingest"
     );

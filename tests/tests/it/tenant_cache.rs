@@ -250,3 +250,37 @@ async fn rows_asked_for_while_a_read_is_under_way_share_one_statement(pool: PgPo
         "{TENANTS} reads took {statements} statements"
     );
 }
+
+/// A row this build cannot read (a value a newer release wrote) fails its own
+/// tenant's read only, not the other reads of its statement.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_row_this_build_cannot_read_fails_only_its_own_tenants_read(pool: PgPool) {
+    let ids: Vec<TenantId> = ["alpha", "bravo", "charlie"]
+        .iter()
+        .map(|id| TenantId::parse(id).unwrap())
+        .collect();
+    for id in &ids {
+        assert!(
+            tenants::insert(&pool, &NewTenant::with_defaults(id.clone()))
+                .await
+                .unwrap()
+        );
+    }
+    // What a newer release might store: a bot kind this build does not know.
+    sqlx::query("ALTER TABLE tenants DROP CONSTRAINT tenants_bot_kind_check")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE tenants SET bot_kind = 'future' WHERE id = 'bravo'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let answers = tenants::fetch_scoped_many(&pool, &ids).await.unwrap();
+    assert_eq!(answers.len(), 3);
+    assert_eq!(answers[0].as_ref().unwrap().as_ref().unwrap().id, ids[0]);
+    match &answers[1] {
+        Err(sqlx::Error::ColumnDecode { index, .. }) => assert_eq!(index, "bot_kind"),
+        other => panic!("bravo's unreadable row should fail its read alone: {other:?}"),
+    }
+    assert_eq!(answers[2].as_ref().unwrap().as_ref().unwrap().id, ids[2]);
+}
