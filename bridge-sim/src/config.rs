@@ -95,3 +95,17 @@ impl SimConfig {
 /// ingest's keep-alive close (`SWITCHYARD_HTTP_HEADER_TIMEOUT`, 5 s), so a
 /// post never goes out on a connection the server is closing at that moment.
 pub const WEBHOOK_POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The HTTP client both simulators post their webhooks with: answers awaited
+/// up to `timeout`, no redirects followed, and idle connections dropped after
+/// [`WEBHOOK_POOL_IDLE`] (how long the real providers keep one is unknown,
+/// and reusing one the server is closing loses the webhook: the provider
+/// never retries; docs/ingest.md).
+pub fn webhook_client(timeout: std::time::Duration) -> std::io::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .pool_idle_timeout(WEBHOOK_POOL_IDLE)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(std::io::Error::other)
+}

@@ -60,16 +60,7 @@ impl SimHandle {
         switchyard_shared::tls::install_crypto_provider();
         let listener = TcpListener::bind(config.bind).await?;
         let addr = listener.local_addr()?;
-        let webhook_http = reqwest::Client::builder()
-            .timeout(config.webhook_timeout)
-            // Idle connections are dropped before ingest's keep-alive close
-            // (its header timeout, 5 s by default): how long the provider
-            // keeps one is unknown, and reusing one the server is closing
-            // loses the webhook (the provider never retries; docs/ingest.md).
-            .pool_idle_timeout(crate::config::WEBHOOK_POOL_IDLE)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(std::io::Error::other)?;
+        let webhook_http = crate::config::webhook_client(config.webhook_timeout)?;
         let shutdown = CancellationToken::new();
         let shared = Arc::new(Shared::new(&config, webhook_http, shutdown.clone()));
         let app =
