@@ -99,6 +99,9 @@ pub struct InboundHandler {
     /// Warnings of events refused for their tenant (unknown, inactive),
     /// at most one per reason per interval; the drop counter counts each.
     pub refused_log: Arc<LogLimit<&'static str>>,
+    /// Backlogged tenants' extra chats, sized by the time steps spend in
+    /// PostgreSQL and JetStream (fed by [`InboundHandler::phase`]).
+    pub spare: Arc<crate::spare::SparePool>,
 }
 
 fn dead(code: DeadLetterCode, detail: impl Into<String>) -> Outcome {
@@ -147,16 +150,23 @@ fn step_span(message: &LaneMessage, attempt: u32) -> tracing::Span {
     span
 }
 
-/// Records how long one phase of a message's step took (issue 20: where a
-/// step's time goes).
-fn phase(name: &'static str, started: std::time::Instant) {
-    metrics::histogram!(m::STEP_PHASE_SECONDS, "phase" => name)
-        .record(started.elapsed().as_secs_f64());
-}
-
 pub(crate) fn dropped(reason: &'static str) -> Outcome {
     metrics::counter!(m::DROPPED, "reason" => reason).increment(1);
     Outcome::Done
+}
+
+impl InboundHandler {
+    /// Records how long one phase of a message's step took (issue 20: where
+    /// a step's time goes). The phases in PostgreSQL and JetStream also size
+    /// the backlogs' spare chats; the bot's time and the cached tenant row
+    /// say nothing about the shared infrastructure.
+    fn phase(&self, name: &'static str, started: std::time::Instant) {
+        let took = started.elapsed();
+        metrics::histogram!(m::STEP_PHASE_SECONDS, "phase" => name).record(took.as_secs_f64());
+        if matches!(name, "read" | "publish" | "record") {
+            self.spare.observe(took);
+        }
+    }
 }
 
 impl Handler for InboundHandler {
@@ -316,7 +326,7 @@ impl InboundHandler {
             Ok(row) => row,
             Err(finished) => return finished,
         };
-        phase("tenant", admitting);
+        self.phase("tenant", admitting);
         let event_id = message
             .header(events::HEADER_EVENT_ID)
             .and_then(|id| EventId::parse(id).ok())
@@ -394,7 +404,7 @@ impl InboundHandler {
             ),
             Err(e) => return db_failed(&self.retries, attempt, "conversation", &e),
         };
-        phase("read", reading);
+        self.phase("read", reading);
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         if cloud && self.cloud_window.closed_for_turn(message.timestamp, now) {
             // Redelivered late by Meta, or replayed: no free-form answer can
@@ -446,7 +456,7 @@ impl InboundHandler {
             // An event an operator re-runs is answered in the bulk lane.
             replies::priority_of_rerun(|name| lane_message.header(name).is_some()),
         );
-        phase("bot", responding);
+        self.phase("bot", responding);
         // Replies first, then the conversation: a crash in between republishes
         // the same reply ids, which the duplicate window and the ledger absorb.
         let publishing = std::time::Instant::now();
@@ -454,7 +464,7 @@ impl InboundHandler {
             // JetStream did not store them (an error, or no ack in time): ours.
             return ours(format!("publish replies: {e}"));
         }
-        phase("publish", publishing);
+        self.phase("publish", publishing);
         // An existing chat whose turn shows no menu changes nothing worth a
         // transaction (its `last_inbound_at` is rewritten at most hourly).
         if conversation.needs_record(turn.menu.is_some()) {
@@ -469,7 +479,7 @@ impl InboundHandler {
             {
                 return db_failed(&self.retries, attempt, "conversation", &e);
             }
-            phase("record", recording);
+            self.phase("record", recording);
         }
         metrics::counter!(m::REPLIES).increment(parts.len() as u64);
         Outcome::Done

@@ -28,6 +28,7 @@ pub mod replies;
 pub mod retries;
 pub mod runner;
 pub mod settings;
+pub mod spare;
 pub mod status;
 pub mod takeover;
 pub mod turn_steps;
@@ -72,6 +73,10 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         service.shutdown.clone(),
     ));
     let retries = retries::Retries::from_base(settings.retry_delay);
+    let spare = spare::SparePool::new(settings.backlog_spare_chats);
+    service
+        .tasks
+        .spawn(Arc::clone(&spare).run(service.shutdown.clone()));
     let handler = Arc::new(handler::InboundHandler {
         js: service.jetstream.clone(),
         nats: service.nats.clone(),
@@ -88,6 +93,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         // The runner dead-letters past max_deliveries: decide before that.
         echo_attempts: settings.lanes.max_deliveries.saturating_sub(1).max(1),
         refused_log: Default::default(),
+        spare: Arc::clone(&spare),
     });
     service.tasks.spawn(runner::run(
         handler,
@@ -99,6 +105,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
             max_redeliveries: settings.max_redeliveries,
             backpressure: retries.backpressure,
             backlog_chats_in_flight: settings.backlog_chats_in_flight,
+            spare,
         },
         activity,
         service.shutdown.clone(),

@@ -47,6 +47,19 @@ pub const BOT_ANSWERS_REFUSED: &str = "switchyard_router_bot_answers_refused_tot
 pub const BOT_BUDGET_WAITS: &str = "switchyard_router_bot_budget_waits_total";
 /// How long those calls waited.
 pub const BOT_BUDGET_WAIT_SECONDS: &str = "switchyard_router_bot_budget_wait_seconds";
+/// Extra chats backlogged tenants may run at once in this replica now
+/// (`crate::spare`: grows while every tenant's steps keep their time).
+pub const SPARE_CHATS_LIMIT: &str = "switchyard_router_spare_chats_limit";
+/// Extra chats of backlogged tenants running now.
+pub const SPARE_CHATS_IN_USE: &str = "switchyard_router_spare_chats_in_use";
+
+/// Spare permits taken: turns of backlogged tenants that ran past their floor.
+pub const SPARE_CHATS_TAKEN: &str = "switchyard_router_spare_chats_taken_total";
+
+pub fn spare_chats(limit: usize, in_use: usize) {
+    metrics::gauge!(SPARE_CHATS_LIMIT).set(limit as f64);
+    metrics::gauge!(SPARE_CHATS_IN_USE).set(in_use as f64);
+}
 
 /// Registers, at 0, what alerts and dashboards expect before the first event:
 /// the drops of events whose `customer_ref` has no tenant or an inactive one
@@ -58,5 +71,6 @@ pub fn register() {
     }
     metrics::counter!(REPLIES).absolute(0);
     metrics::gauge!(BACKPRESSURE).set(0.0);
+    metrics::counter!(SPARE_CHATS_TAKEN).absolute(0);
     let _ = metrics::histogram!(STEP_SECONDS);
 }

@@ -47,7 +47,12 @@ use switchyard_shared::{
     tenant_status::{Activity, record::now_ms},
 };
 
-use crate::{backpressure::Pressure, inbound::InboundMessage, metrics as m};
+use crate::{
+    backpressure::Pressure,
+    inbound::InboundMessage,
+    metrics as m,
+    spare::{SparePermit, SparePool},
+};
 
 /// What a handler decided about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +143,9 @@ pub struct RunnerSettings {
     /// CPU and database connections from the tenants that keep up. Per
     /// tenant, so a backlogged tenant with a slow bot holds up only itself.
     pub backlog_chats_in_flight: usize,
+    /// The replica's extra chats for backlogged tenants, past their floor
+    /// (`crate::spare`), shared by every tenant worker.
+    pub spare: Arc<SparePool>,
 }
 
 /// Starts a worker for every lane that reports work, until `shutdown`.
@@ -287,7 +295,8 @@ impl<H: Handler> TenantWorker<H> {
                 }
             };
             drop(permit);
-            // While the tenant is backlogged, fewer of its chats run at once.
+            // While the tenant is backlogged, fewer of its chats run at once:
+            // its floor, and what the spare pool has room for.
             let _backlogged = if self.lane.is_spilling().await {
                 tokio::select! {
                     _ = self.shutdown.cancelled() => {
@@ -296,7 +305,7 @@ impl<H: Handler> TenantWorker<H> {
                         }
                         return;
                     }
-                    p = keep_alive_during(&turn, Arc::clone(backlog).acquire_owned()) => p.ok(),
+                    p = keep_alive_during(&turn, backlog_place(backlog, &self.settings.spare)) => p,
                 }
             } else {
                 None
@@ -442,6 +451,29 @@ impl<H: Handler> TenantWorker<H> {
 
 /// The wait after `stalls` backpressure outcomes in a row (the count is
 /// capped: the schedule reaches its cap long before).
+/// A backlogged tenant's place to run one more chat, held while it runs:
+/// one of its floor's, or else one of the replica's spare chats.
+#[derive(Debug)]
+struct BacklogPlace {
+    _floor: Option<OwnedSemaphorePermit>,
+    _spare: Option<SparePermit>,
+}
+
+/// Takes the first place free, the floor's first.
+async fn backlog_place(floor: &Arc<Semaphore>, spare: &Arc<SparePool>) -> Option<BacklogPlace> {
+    let floor_place = |permit| BacklogPlace {
+        _floor: Some(permit),
+        _spare: None,
+    };
+    if let Ok(permit) = Arc::clone(floor).try_acquire_owned() {
+        return Some(floor_place(permit));
+    }
+    tokio::select! {
+        p = Arc::clone(floor).acquire_owned() => p.ok().map(floor_place),
+        p = spare.take() => Some(BacklogPlace { _floor: None, _spare: Some(p) }),
+    }
+}
+
 fn backpressure_delay(policy: &RetryPolicy, stalls: u32, seed: u64) -> Duration {
     policy.retry_delay(stalls.min(32), None, seed)
 }

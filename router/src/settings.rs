@@ -25,6 +25,11 @@ pub struct Settings {
     /// handled at once while it is backlogged (its lane spilled), so a flood
     /// drains without taking the CPU and database from tenants that keep up.
     pub backlog_chats_in_flight: usize,
+    /// `SWITCHYARD_BACKLOG_SPARE_CHATS` (default 16): extra chats, past
+    /// their floor, that backlogged tenants may run at once in this replica
+    /// while every tenant's steps keep their time (`crate::spare`); 0 keeps
+    /// every backlog at its floor.
+    pub backlog_spare_chats: usize,
     /// `SWITCHYARD_TENANT_CACHE_TTL` (default 30s): the longest a tenant change
     /// (e.g. a suspension) takes to reach this replica if its notification is lost.
     pub tenant_cache_ttl: Duration,
@@ -72,6 +77,7 @@ impl Settings {
                 1,
                 1..=1000,
             )?,
+            backlog_spare_chats: env.bounded("SWITCHYARD_BACKLOG_SPARE_CHATS", 16, 0..=1000)?,
             tenant_cache_ttl: env
                 .duration("SWITCHYARD_TENANT_CACHE_TTL", Duration::from_secs(30))?,
             retry_delay: env.duration("SWITCHYARD_RETRY_DELAY", Duration::from_millis(500))?,

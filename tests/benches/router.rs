@@ -6,7 +6,9 @@
 //! at the maximum rate, and, while one tenant has a 20,000-message backlog,
 //! the p99 of the other tenants of its partition next to their p99 without
 //! it (goal ≤ 1.5×), for three ways the backlog can come about (see
-//! [`Scenario`]). Run: `cargo bench -p switchyard-tests --bench router`.
+//! [`Scenario`]). Run: `cargo bench -p switchyard-tests --bench router`;
+//! `SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT` and `SWITCHYARD_BACKLOG_SPARE_CHATS`
+//! in its environment go to the routers (defaults 1 and 16), to compare.
 
 // Benchmark tooling, not a service: a failed start-up stops the run loudly,
 // and the figures it prints on stdout are its report.
@@ -59,7 +61,11 @@ async fn run(nats: &NatsServer, pool: PgPool, db_url: &str) -> anyhow::Result<()
     // The router's default unless the caller sets it (to compare settings).
     let backlog_chats =
         std::env::var("SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT").unwrap_or_else(|_| "1".to_owned());
-    println!("routers: SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT={backlog_chats}");
+    let spare_chats =
+        std::env::var("SWITCHYARD_BACKLOG_SPARE_CHATS").unwrap_or_else(|_| "16".to_owned());
+    println!(
+        "routers: SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT={backlog_chats} SWITCHYARD_BACKLOG_SPARE_CHATS={spare_chats}"
+    );
     let mut routers = Vec::new();
     for r in 0..3 {
         let replica = format!("bench-router-{r}");
@@ -71,6 +77,7 @@ async fn run(nats: &NatsServer, pool: PgPool, db_url: &str) -> anyhow::Result<()
                 ("SWITCHYARD_REPLICA_ID", replica.as_str()),
                 ("SWITCHYARD_DB_MAX_CONNECTIONS", "8"),
                 ("SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT", backlog_chats.as_str()),
+                ("SWITCHYARD_BACKLOG_SPARE_CHATS", spare_chats.as_str()),
             ],
         );
         routers.push(services::start_router(&env).await);
@@ -179,6 +186,7 @@ async fn run(nats: &NatsServer, pool: PgPool, db_url: &str) -> anyhow::Result<()
             neighbours.len()
         );
         let noisy_first = NOISY_SEQ_BASE * (used_partitions.len() as u64);
+        let backlog_started = Instant::now();
         let during = match scenario {
             Scenario::Held | Scenario::Burst => {
                 publish_backlog(js.clone(), Arc::clone(&sent), noisy, noisy_first, None).await?;
@@ -235,8 +243,9 @@ async fn run(nats: &NatsServer, pool: PgPool, db_url: &str) -> anyhow::Result<()
         })
         .await;
         println!(
-            "  backlog fully answered {:.1} s after the measurement",
-            drained.elapsed().as_secs_f64()
+            "  backlog fully answered {:.1} s after the measurement: {:.0} msg/s from its first publication to its last reply",
+            drained.elapsed().as_secs_f64(),
+            BACKLOG as f64 / backlog_started.elapsed().as_secs_f64()
         );
     }
     let changes = traffic::metric(

@@ -247,6 +247,8 @@ async fn a_backlogged_tenant_drains_one_chat_at_a_time_while_one_that_keeps_up_r
             ("SWITCHYARD_LANE_QUEUE", "4"),
             ("SWITCHYARD_CHATS_IN_FLIGHT", "4"),
             ("SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT", "1"),
+            // The floor alone: no spare chats (the next test has them).
+            ("SWITCHYARD_BACKLOG_SPARE_CHATS", "0"),
         ],
     );
     let router = services::start_router(&env).await;
@@ -314,6 +316,82 @@ async fn a_backlogged_tenant_drains_one_chat_at_a_time_while_one_that_keeps_up_r
 /// A bot endpoint that answers `{"replies": ["echo: <body>"]}` after `delay`
 /// and records, for every call in order of arrival, how many calls (itself
 /// included) were running then.
+/// The same flood with the spare pool on: the router's steps keep their time
+/// (one tenant, a 20 ms bot), so the backlogged tenant runs more chats than its
+/// floor, never more than `SWITCHYARD_CHATS_IN_FLIGHT`, and the pool says so.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_backlogged_tenant_runs_more_chats_than_its_floor_while_the_steps_keep_their_time(
+    pool: PgPool,
+) {
+    let nats = NatsServer::start();
+    let (flood_bot, flood_calls) = counting_bot(Duration::from_millis(20)).await;
+    add_tenant(
+        &pool,
+        "flood",
+        BotKind::Http,
+        serde_json::json!({"url": flood_bot}),
+    )
+    .await;
+    let env = services::env(
+        &nats.url(),
+        &services::database_url(&pool),
+        &[
+            ("SWITCHYARD_LANE_QUEUE", "4"),
+            ("SWITCHYARD_CHATS_IN_FLIGHT", "4"),
+            ("SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT", "1"),
+            ("SWITCHYARD_BACKLOG_SPARE_CHATS", "16"),
+        ],
+    );
+    let router = services::start_router(&env).await;
+    let js = streams::context(
+        async_nats::connect(nats.url()).await.unwrap(),
+        Duration::from_secs(5),
+    );
+    let flood: Vec<_> = (0..240)
+        .map(|i| {
+            let id = format!("f-{i:03}");
+            let chat = format!("{}@s.whatsapp.net", i % 8);
+            (
+                id.clone(),
+                traffic::message_body(Some("flood"), &id, &chat, &id),
+            )
+        })
+        .collect();
+    traffic::publish_burst(&js, &t("flood"), flood).await;
+
+    poll::until("every reply", Duration::from_secs(60), || async {
+        let all = traffic::replies_by_tenant(&js).await;
+        (all.get("flood").map_or(0, Vec::len) >= 240).then_some(())
+    })
+    .await;
+    let spills = traffic::metric(
+        router.ops_addr,
+        "switchyard_lane_spill_started_total",
+        "inbound",
+    )
+    .await;
+    assert!(spills >= 1.0, "the flood must have spilled");
+    let flood_calls = flood_calls.lock().unwrap().clone();
+    assert_eq!(flood_calls.len(), 240, "one bot call per message");
+    let while_backlogged = &flood_calls[16..230];
+    let most = while_backlogged.iter().max().copied().unwrap_or(0);
+    assert!(
+        (2..=4).contains(&most),
+        "the backlog ran past its floor of one chat, within its four: {while_backlogged:?}"
+    );
+    let spare_taken = traffic::metric(
+        router.ops_addr,
+        "switchyard_router_spare_chats_taken_total",
+        "",
+    )
+    .await;
+    assert!(
+        spare_taken >= 1.0,
+        "the extra chats held spare permits: {spare_taken}"
+    );
+    router.stop().await;
+}
+
 async fn counting_bot(delay: Duration) -> (String, Arc<Mutex<Vec<usize>>>) {
     let running = Arc::new(AtomicUsize::new(0));
     let calls: Arc<Mutex<Vec<usize>>> = Arc::default();

@@ -1,0 +1,410 @@
+//! Spare capacity for backlogged tenants (issue 20, "single-tenant drain").
+//!
+//! A tenant whose lane spilled always runs `SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT`
+//! chats at once (default 1): its floor, so a flood cannot take the machine
+//! from the tenants that keep up. Past the floor it may run more, up to
+//! `SWITCHYARD_CHATS_IN_FLIGHT`, each extra chat holding a permit of this
+//! replica's spare pool, whose size follows what the shared infrastructure
+//! shows. Every [`ADJUST_EVERY`] the pool looks at the time every tenant's
+//! steps spent in PostgreSQL and JetStream in that interval (the `read`,
+//! `publish` and `record` phases; bot time is left out, a slow bot is its
+//! own tenant's business) and, as TCP's congestion window does
+//! (additive increase, multiplicative decrease):
+//! - an interval in which no extra chat ran updates the reference: what the
+//!   steps take when backlogs run at their floor;
+//! - an interval whose steps stayed within [`TOLERANCE`] of the reference
+//!   grows the pool by one, if a backlogged chat asked for a permit and found
+//!   none (the pool grows only with demand, so a new backlog starts small);
+//! - an interval above it halves the pool.
+//!
+//! So a backlog drains as fast as the machine has room for, and gives the
+//! room back within one interval once the steps of every tenant (the quiet
+//! ones included) slow down. The limit is per replica; the floor stays per
+//! tenant.
+//!
+//! Written here rather than taken from a crate: the adaptive limiters kept
+//! on crates.io (`tower-acc`, `rate_limiter_aimd`) limit the requests whose
+//! own latency they measure; here the limited work (a backlog's extra
+//! chats) is judged by the latency it causes to everyone's steps.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics as m;
+
+/// How often the pool is resized.
+pub const ADJUST_EVERY: Duration = Duration::from_millis(200);
+/// Steps within this factor of the reference (plus [`SLACK`]) leave room.
+pub const TOLERANCE: f64 = 1.25;
+/// Absolute allowance over the reference: sub-millisecond steps jitter by
+/// more than a quarter of themselves on a shared machine.
+pub const SLACK: Duration = Duration::from_millis(1);
+/// Fewer step phases than this in an interval say nothing either way.
+pub const MIN_SAMPLES: usize = 10;
+
+/// This replica's spare chats for backlogged tenants. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct SparePool {
+    state: Mutex<State>,
+    /// Woken whenever a permit may have become available.
+    room: Notify,
+}
+
+#[derive(Debug)]
+struct State {
+    controller: Controller,
+    in_use: usize,
+    /// The most extra chats running at once since the last adjustment.
+    peak_in_use: usize,
+    /// Whether a chat found the pool full since the last adjustment.
+    wanted_more: bool,
+    /// Step phase durations (seconds) since the last adjustment.
+    samples: Vec<f64>,
+}
+
+/// An extra chat of a backlogged tenant; gives its place back when dropped.
+#[derive(Debug)]
+pub struct SparePermit {
+    pool: Arc<SparePool>,
+}
+
+impl Drop for SparePermit {
+    fn drop(&mut self) {
+        {
+            let mut state = self.pool.lock();
+            state.in_use = state.in_use.saturating_sub(1);
+            m::spare_chats(state.controller.limit, state.in_use);
+        }
+        self.pool.room.notify_waiters();
+    }
+}
+
+impl SparePool {
+    /// A pool of at most `max` extra chats (0: backlogged tenants stay at
+    /// their floor), starting empty.
+    pub fn new(max: usize) -> Arc<Self> {
+        m::spare_chats(0, 0);
+        Arc::new(Self {
+            state: Mutex::new(State {
+                controller: Controller::new(max),
+                in_use: 0,
+                peak_in_use: 0,
+                wanted_more: false,
+                samples: Vec::new(),
+            }),
+            room: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is counts and samples: a panic elsewhere leaves it usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One step phase's time in the shared infrastructure.
+    pub fn observe(&self, took: Duration) {
+        let mut state = self.lock();
+        if state.controller.max > 0 && state.samples.len() < MAX_SAMPLES {
+            state.samples.push(took.as_secs_f64());
+        }
+    }
+
+    /// A permit now, if the pool has room.
+    pub fn try_take(self: &Arc<Self>) -> Option<SparePermit> {
+        let mut state = self.lock();
+        if state.in_use >= state.controller.limit {
+            state.wanted_more = true;
+            return None;
+        }
+        state.in_use += 1;
+        state.peak_in_use = state.peak_in_use.max(state.in_use);
+        m::spare_chats(state.controller.limit, state.in_use);
+        metrics::counter!(m::SPARE_CHATS_TAKEN).increment(1);
+        Some(SparePermit {
+            pool: Arc::clone(self),
+        })
+    }
+
+    /// Waits for a permit. Cancel-safe: a permit exists only once returned.
+    pub async fn take(self: &Arc<Self>) -> SparePermit {
+        loop {
+            let room = self.room.notified();
+            if let Some(permit) = self.try_take() {
+                return permit;
+            }
+            room.await;
+        }
+    }
+
+    /// Resizes the pool from the interval's samples; returns the new limit.
+    pub fn adjust(&self) -> usize {
+        let limit = {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            let window = Window::of(&mut state.samples, state.peak_in_use, state.wanted_more);
+            state.peak_in_use = state.in_use;
+            state.wanted_more = false;
+            let limit = state.controller.adjust(window);
+            m::spare_chats(limit, state.in_use);
+            limit
+        };
+        self.room.notify_waiters();
+        limit
+    }
+
+    /// Resizes the pool every [`ADJUST_EVERY`] until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut every = tokio::time::interval(ADJUST_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            self.adjust();
+        }
+    }
+}
+
+/// Samples kept per interval at most (a few thousand steps a second fit;
+/// past it the interval's first samples speak for it).
+const MAX_SAMPLES: usize = 8192;
+
+/// What one interval showed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    /// The 90th percentile of the step phases, if there were enough of them.
+    pub p90: Option<Duration>,
+    /// The most extra chats that ran at once during it.
+    pub peak_in_use: usize,
+    /// Whether a chat found the pool full during it.
+    pub wanted_more: bool,
+}
+
+impl Window {
+    /// The window of `samples` (emptied).
+    fn of(samples: &mut Vec<f64>, peak_in_use: usize, wanted_more: bool) -> Self {
+        let p90 = (samples.len() >= MIN_SAMPLES).then(|| {
+            let k = (samples.len() * 9 / 10).min(samples.len() - 1);
+            let (_, v, _) = samples.select_nth_unstable_by(k, f64::total_cmp);
+            Duration::from_secs_f64(*v)
+        });
+        samples.clear();
+        Self {
+            p90,
+            peak_in_use,
+            wanted_more,
+        }
+    }
+}
+
+/// The pool's size, decided interval by interval (pure, so its rules are
+/// tested without a clock).
+#[derive(Debug, Clone)]
+pub struct Controller {
+    /// Extra chats allowed now.
+    pub limit: usize,
+    /// Extra chats allowed at most (`SWITCHYARD_BACKLOG_SPARE_CHATS`).
+    pub max: usize,
+    /// The steps' p90 while backlogs ran at their floor (a moving average).
+    pub reference: Option<Duration>,
+}
+
+impl Controller {
+    pub fn new(max: usize) -> Self {
+        Self {
+            limit: 0,
+            max,
+            reference: None,
+        }
+    }
+
+    /// The limit after `window`.
+    pub fn adjust(&mut self, window: Window) -> usize {
+        let Some(p90) = window.p90 else {
+            // Too few steps to judge: the limit stays.
+            return self.limit;
+        };
+        let grown = if window.wanted_more {
+            (self.limit + 1).min(self.max)
+        } else {
+            self.limit
+        };
+        if window.peak_in_use == 0 {
+            // Nothing extra ran: this is what the steps take without it.
+            self.reference = Some(match self.reference {
+                None => p90,
+                Some(r) => r.mul_f64(0.8) + p90.mul_f64(0.2),
+            });
+            self.limit = grown;
+            return self.limit;
+        }
+        let Some(reference) = self.reference else {
+            // Extras ran before any reference was taken (cannot happen from
+            // a start at 0): back to the floor to take one.
+            self.limit = 0;
+            return 0;
+        };
+        self.limit = if p90 <= reference.mul_f64(TOLERANCE) + SLACK {
+            grown
+        } else {
+            self.limit / 2
+        };
+        self.limit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Option<Duration> {
+        Some(Duration::from_millis(v))
+    }
+
+    /// An interval in which a chat asked for more.
+    fn window(p90: Option<Duration>, peak_in_use: usize) -> Window {
+        Window {
+            p90,
+            peak_in_use,
+            wanted_more: true,
+        }
+    }
+
+    #[test]
+    fn grows_by_one_while_the_steps_keep_their_time_and_halves_when_they_slow() {
+        let mut c = Controller::new(8);
+        assert_eq!(
+            c.adjust(window(ms(4), 0)),
+            1,
+            "a clean interval sets the reference"
+        );
+        assert_eq!(c.reference, ms(4));
+        assert_eq!(c.adjust(window(ms(5), 1)), 2, "within 1.25× + 1 ms");
+        assert_eq!(
+            c.adjust(window(ms(6), 2)),
+            3,
+            "6 ms = 1.25 × 4 + 1: still room"
+        );
+        assert_eq!(c.adjust(window(ms(7), 3)), 1, "above it: halved");
+        assert_eq!(c.adjust(window(ms(20), 1)), 0, "to the floor");
+        assert_eq!(
+            c.adjust(window(ms(4), 0)),
+            1,
+            "and up again once the steps recover"
+        );
+    }
+
+    #[test]
+    fn never_passes_its_maximum_and_a_maximum_of_zero_keeps_every_backlog_at_its_floor() {
+        let mut c = Controller::new(3);
+        for _ in 0..10 {
+            c.adjust(window(ms(2), 1));
+            c.adjust(window(ms(2), 0));
+        }
+        assert_eq!(c.limit, 3);
+        let mut off = Controller::new(0);
+        for _ in 0..10 {
+            assert_eq!(off.adjust(window(ms(2), 0)), 0);
+        }
+    }
+
+    #[test]
+    fn an_interval_with_too_few_steps_changes_nothing() {
+        let mut c = Controller::new(8);
+        c.adjust(window(ms(4), 0));
+        c.adjust(window(ms(4), 1));
+        assert_eq!(c.limit, 2);
+        assert_eq!(c.adjust(window(None, 2)), 2);
+        assert_eq!(c.reference, ms(4));
+    }
+
+    #[test]
+    fn the_reference_moves_only_in_intervals_without_extra_chats() {
+        let mut c = Controller::new(8);
+        c.adjust(window(ms(10), 0));
+        c.adjust(window(ms(12), 2));
+        assert_eq!(c.reference, ms(10), "a busy interval is not a reference");
+        c.adjust(window(ms(5), 0));
+        let reference = c.reference.expect("a reference");
+        assert!(
+            reference.abs_diff(Duration::from_millis(9)) < Duration::from_micros(1),
+            "0.8 × 10 + 0.2 × 5: {reference:?}"
+        );
+    }
+
+    #[test]
+    fn without_demand_the_pool_keeps_its_size() {
+        let mut c = Controller::new(8);
+        let idle = |p90, peak_in_use| Window {
+            p90,
+            peak_in_use,
+            wanted_more: false,
+        };
+        assert_eq!(
+            c.adjust(idle(ms(4), 0)),
+            0,
+            "no backlog asked: nothing to grow for"
+        );
+        assert_eq!(c.reference, ms(4), "but the reference is taken");
+        assert_eq!(c.adjust(window(ms(4), 0)), 1);
+        assert_eq!(c.adjust(idle(ms(4), 1)), 1);
+        assert_eq!(
+            c.adjust(idle(ms(40), 1)),
+            0,
+            "a slowdown halves it all the same"
+        );
+    }
+
+    #[test]
+    fn the_window_reads_the_90th_percentile_of_at_least_min_samples() {
+        let mut few: Vec<f64> = vec![0.001; MIN_SAMPLES - 1];
+        assert_eq!(Window::of(&mut few, 0, true).p90, None);
+        assert!(few.is_empty());
+        let mut hundred: Vec<f64> = (1..=100).rev().map(|i| f64::from(i) / 1000.0).collect();
+        let w = Window::of(&mut hundred, 3, false);
+        assert_eq!(w.p90, ms(91));
+        assert_eq!((w.peak_in_use, w.wanted_more), (3, false));
+    }
+
+    #[tokio::test]
+    async fn permits_follow_the_limit_and_a_lowered_limit_takes_effect_as_permits_return() {
+        let pool = SparePool::new(4);
+        assert!(
+            pool.try_take().is_none(),
+            "the pool starts empty (and is asked)"
+        );
+        for _ in 0..MIN_SAMPLES {
+            pool.observe(Duration::from_millis(2));
+        }
+        assert_eq!(pool.adjust(), 1);
+        let first = pool.try_take().expect("room for one");
+        assert!(pool.try_take().is_none(), "full: asked for more");
+        for _ in 0..MIN_SAMPLES {
+            pool.observe(Duration::from_millis(2));
+        }
+        assert_eq!(pool.adjust(), 2);
+        let waiter = tokio::spawn({
+            let pool = Arc::clone(&pool);
+            async move { pool.take().await }
+        });
+        let second = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("a permit once the limit grew")
+            .expect("the waiter ran");
+        // The steps slowed down: halved to 1 while two run.
+        for _ in 0..MIN_SAMPLES {
+            pool.observe(Duration::from_millis(50));
+        }
+        assert_eq!(pool.adjust(), 1);
+        drop(first);
+        assert!(pool.try_take().is_none(), "still one in use: the new limit");
+        drop(second);
+        assert!(pool.try_take().is_some());
+    }
+}
