@@ -224,15 +224,7 @@ async fn a_backlogged_tenant_drains_one_chat_at_a_time_while_one_that_keeps_up_r
     pool: PgPool,
 ) {
     let nats = NatsServer::start();
-    let (flood_bot, flood_calls) = counting_bot(Duration::from_millis(20)).await;
     let (steady_bot, steady_calls) = counting_bot(Duration::from_millis(300)).await;
-    add_tenant(
-        &pool,
-        "flood",
-        BotKind::Http,
-        serde_json::json!({"url": flood_bot}),
-    )
-    .await;
     add_tenant(
         &pool,
         "steady",
@@ -240,22 +232,8 @@ async fn a_backlogged_tenant_drains_one_chat_at_a_time_while_one_that_keeps_up_r
         serde_json::json!({"url": steady_bot}),
     )
     .await;
-    let env = services::env(
-        &nats.url(),
-        &services::database_url(&pool),
-        &[
-            ("SWITCHYARD_LANE_QUEUE", "4"),
-            ("SWITCHYARD_CHATS_IN_FLIGHT", "4"),
-            ("SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT", "1"),
-            // The floor alone: no spare chats (the next test has them).
-            ("SWITCHYARD_BACKLOG_SPARE_CHATS", "0"),
-        ],
-    );
-    let router = services::start_router(&env).await;
-    let js = streams::context(
-        async_nats::connect(nats.url()).await.unwrap(),
-        Duration::from_secs(5),
-    );
+    // The floor alone: no spare chats (the next test has them).
+    let (router, js, flood_calls) = flood_and_router(&pool, &nats, "0").await;
 
     // steady: four chats, one message each, fewer than its queue holds.
     let steady: Vec<_> = (0..4)
@@ -270,17 +248,7 @@ async fn a_backlogged_tenant_drains_one_chat_at_a_time_while_one_that_keeps_up_r
         .collect();
     traffic::publish_burst(&js, &t("steady"), steady).await;
     // flood: 160 messages over 8 chats at once, far past its queue bound of 4.
-    let flood: Vec<_> = (0..160)
-        .map(|i| {
-            let id = format!("f-{i:03}");
-            let chat = format!("{}@s.whatsapp.net", i % 8);
-            (
-                id.clone(),
-                traffic::message_body(Some("flood"), &id, &chat, &id),
-            )
-        })
-        .collect();
-    traffic::publish_burst(&js, &t("flood"), flood).await;
+    traffic::publish_burst(&js, &t("flood"), flood_over_eight_chats(160)).await;
 
     poll::until("every reply", Duration::from_secs(60), || async {
         let all = traffic::replies_by_tenant(&js).await;
@@ -288,17 +256,9 @@ async fn a_backlogged_tenant_drains_one_chat_at_a_time_while_one_that_keeps_up_r
             .then_some(())
     })
     .await;
-    let spills = traffic::metric(
-        router.ops_addr,
-        "switchyard_lane_spill_started_total",
-        "inbound",
-    )
-    .await;
-    assert!(spills >= 1.0, "the flood must have spilled");
+    let flood_calls = spilled_flood_calls(&router, &flood_calls, 160).await;
     // The first calls may start before the lane spills; once it has, the
     // flood's chats run one at a time.
-    let flood_calls = flood_calls.lock().unwrap().clone();
-    assert_eq!(flood_calls.len(), 160);
     let while_backlogged = &flood_calls[16..150];
     assert!(
         while_backlogged.iter().all(|running| *running == 1),
@@ -313,9 +273,6 @@ async fn a_backlogged_tenant_drains_one_chat_at_a_time_while_one_that_keeps_up_r
     router.stop().await;
 }
 
-/// A bot endpoint that answers `{"replies": ["echo: <body>"]}` after `delay`
-/// and records, for every call in order of arrival, how many calls (itself
-/// included) were running then.
 /// The same flood with the spare pool on: the router's steps keep their time
 /// (one tenant, a 20 ms bot), so the backlogged tenant runs more chats than its
 /// floor, never more than `SWITCHYARD_CHATS_IN_FLIGHT`, and the pool says so.
@@ -324,55 +281,15 @@ async fn a_backlogged_tenant_runs_more_chats_than_its_floor_while_the_steps_keep
     pool: PgPool,
 ) {
     let nats = NatsServer::start();
-    let (flood_bot, flood_calls) = counting_bot(Duration::from_millis(20)).await;
-    add_tenant(
-        &pool,
-        "flood",
-        BotKind::Http,
-        serde_json::json!({"url": flood_bot}),
-    )
-    .await;
-    let env = services::env(
-        &nats.url(),
-        &services::database_url(&pool),
-        &[
-            ("SWITCHYARD_LANE_QUEUE", "4"),
-            ("SWITCHYARD_CHATS_IN_FLIGHT", "4"),
-            ("SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT", "1"),
-            ("SWITCHYARD_BACKLOG_SPARE_CHATS", "16"),
-        ],
-    );
-    let router = services::start_router(&env).await;
-    let js = streams::context(
-        async_nats::connect(nats.url()).await.unwrap(),
-        Duration::from_secs(5),
-    );
-    let flood: Vec<_> = (0..240)
-        .map(|i| {
-            let id = format!("f-{i:03}");
-            let chat = format!("{}@s.whatsapp.net", i % 8);
-            (
-                id.clone(),
-                traffic::message_body(Some("flood"), &id, &chat, &id),
-            )
-        })
-        .collect();
-    traffic::publish_burst(&js, &t("flood"), flood).await;
+    let (router, js, flood_calls) = flood_and_router(&pool, &nats, "16").await;
+    traffic::publish_burst(&js, &t("flood"), flood_over_eight_chats(240)).await;
 
     poll::until("every reply", Duration::from_secs(60), || async {
         let all = traffic::replies_by_tenant(&js).await;
         (all.get("flood").map_or(0, Vec::len) >= 240).then_some(())
     })
     .await;
-    let spills = traffic::metric(
-        router.ops_addr,
-        "switchyard_lane_spill_started_total",
-        "inbound",
-    )
-    .await;
-    assert!(spills >= 1.0, "the flood must have spilled");
-    let flood_calls = flood_calls.lock().unwrap().clone();
-    assert_eq!(flood_calls.len(), 240, "one bot call per message");
+    let flood_calls = spilled_flood_calls(&router, &flood_calls, 240).await;
     let while_backlogged = &flood_calls[16..230];
     let most = while_backlogged.iter().max().copied().unwrap_or(0);
     assert!(
@@ -392,6 +309,79 @@ async fn a_backlogged_tenant_runs_more_chats_than_its_floor_while_the_steps_keep
     router.stop().await;
 }
 
+/// Tenant `flood` (a 20 ms bot counting its calls running at once) and a
+/// router with a lane queue of 4 (a flood spills at once), four chats of a
+/// tenant at once, a backlog's floor of one and `spare` extra chats for
+/// backlogs.
+async fn flood_and_router(
+    pool: &PgPool,
+    nats: &NatsServer,
+    spare: &str,
+) -> (
+    services::RunningService,
+    async_nats::jetstream::Context,
+    Arc<Mutex<Vec<usize>>>,
+) {
+    let (flood_bot, flood_calls) = counting_bot(Duration::from_millis(20)).await;
+    add_tenant(
+        pool,
+        "flood",
+        BotKind::Http,
+        serde_json::json!({"url": flood_bot}),
+    )
+    .await;
+    let env = services::env(
+        &nats.url(),
+        &services::database_url(pool),
+        &[
+            ("SWITCHYARD_LANE_QUEUE", "4"),
+            ("SWITCHYARD_CHATS_IN_FLIGHT", "4"),
+            ("SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT", "1"),
+            ("SWITCHYARD_BACKLOG_SPARE_CHATS", spare),
+        ],
+    );
+    let router = services::start_router(&env).await;
+    let js = streams::context(
+        async_nats::connect(nats.url()).await.unwrap(),
+        Duration::from_secs(5),
+    );
+    (router, js, flood_calls)
+}
+
+/// The flood's bot calls (how many ran at once at each), once its lane
+/// spilled and each of its `n` messages made exactly one call.
+async fn spilled_flood_calls(
+    router: &services::RunningService,
+    calls: &Mutex<Vec<usize>>,
+    n: usize,
+) -> Vec<usize> {
+    let spills = traffic::metric(
+        router.ops_addr,
+        "switchyard_lane_spill_started_total",
+        "inbound",
+    )
+    .await;
+    assert!(spills >= 1.0, "the flood must have spilled");
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), n, "one bot call per message");
+    calls
+}
+
+/// `n` messages of tenant `flood` over 8 chats, in order.
+fn flood_over_eight_chats(n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            let id = format!("f-{i:03}");
+            let chat = format!("{}@s.whatsapp.net", i % 8);
+            let body = traffic::message_body(Some("flood"), &id, &chat, &id);
+            (id, body)
+        })
+        .collect()
+}
+
+/// A bot endpoint that answers `{"replies": ["echo: <body>"]}` after `delay`
+/// and records, for every call in order of arrival, how many calls (itself
+/// included) were running then.
 async fn counting_bot(delay: Duration) -> (String, Arc<Mutex<Vec<usize>>>) {
     let running = Arc::new(AtomicUsize::new(0));
     let calls: Arc<Mutex<Vec<usize>>> = Arc::default();
