@@ -50,12 +50,13 @@ pub const BOT_BUDGET_WAIT_SECONDS: &str = "switchyard_router_bot_budget_wait_sec
 /// Extra chats backlogged tenants may run at once in this replica now
 /// (`crate::spare`: grows while every tenant's steps keep their time).
 pub const SPARE_CHATS_LIMIT: &str = "switchyard_router_spare_chats_limit";
-/// Extra chats of backlogged tenants running now.
+/// Extra chats of backlogged tenants running now (above the limit for a
+/// while after it was lowered: running turns keep their permit).
 pub const SPARE_CHATS_IN_USE: &str = "switchyard_router_spare_chats_in_use";
-
 /// Spare permits taken: turns of backlogged tenants that ran past their floor.
 pub const SPARE_CHATS_TAKEN: &str = "switchyard_router_spare_chats_taken_total";
 
+/// Sets the spare pool's gauges.
 pub fn spare_chats(limit: usize, in_use: usize) {
     metrics::gauge!(SPARE_CHATS_LIMIT).set(limit as f64);
     metrics::gauge!(SPARE_CHATS_IN_USE).set(in_use as f64);

@@ -389,6 +389,8 @@ impl<H: Handler> TenantWorker<H> {
                 Outcome::Backpressure { reason } => {
                     stalls = stalls.saturating_add(1);
                     self.pressure.trouble(&reason);
+                    // A failed step is never timed: tell the pool directly.
+                    self.settings.spare.trouble();
                     metrics::counter!(m::BACKPRESSURE_TOTAL).increment(1);
                     let after = backpressure_delay(&self.settings.backpressure, stalls, seed);
                     tracing::debug!(tenant.id = %first.lane().tenant(), message.id = %first.lane().message_id(), turn.messages = turn.len(), backpressure.stalls = stalls, backpressure.reason = %reason, retry.after_ms = after.as_millis() as u64, "infrastructure trouble; holding the turn (no attempt spent)");
@@ -449,8 +451,6 @@ impl<H: Handler> TenantWorker<H> {
     }
 }
 
-/// The wait after `stalls` backpressure outcomes in a row (the count is
-/// capped: the schedule reaches its cap long before).
 /// A backlogged tenant's place to run one more chat, held while it runs:
 /// one of its floor's, or else one of the replica's spare chats.
 #[derive(Debug)]
@@ -469,11 +469,14 @@ async fn backlog_place(floor: &Arc<Semaphore>, spare: &Arc<SparePool>) -> Option
         return Some(floor_place(permit));
     }
     tokio::select! {
+        biased;
         p = Arc::clone(floor).acquire_owned() => p.ok().map(floor_place),
         p = spare.take() => Some(BacklogPlace { _floor: None, _spare: Some(p) }),
     }
 }
 
+/// The wait after `stalls` backpressure outcomes in a row (the count is
+/// capped: the schedule reaches its cap long before).
 fn backpressure_delay(policy: &RetryPolicy, stalls: u32, seed: u64) -> Duration {
     policy.retry_delay(stalls.min(32), None, seed)
 }

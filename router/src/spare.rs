@@ -13,14 +13,22 @@
 //! - an interval in which no extra chat ran updates the reference: what the
 //!   steps take when backlogs run at their floor;
 //! - an interval whose steps stayed within [`TOLERANCE`] of the reference
-//!   grows the pool by one, if a backlogged chat asked for a permit and found
-//!   none (the pool grows only with demand, so a new backlog starts small);
-//! - an interval above it halves the pool.
+//!   grows the pool by one if a backlogged chat asked for a permit and found
+//!   none, and else shrinks it to the most permits that were in use (the pool
+//!   follows demand, so a new backlog starts small);
+//! - an interval above it halves the pool, and so does a step that met
+//!   trouble in our infrastructure (a failed step is never timed).
 //!
 //! So a backlog drains as fast as the machine has room for, and gives the
-//! room back within one interval once the steps of every tenant (the quiet
-//! ones included) slow down. The limit is per replica; the floor stays per
-//! tenant.
+//! room back once the steps of every tenant (the quiet ones included) slow
+//! down: halved every interval (16 to 0 in about a second), a lowered limit
+//! taking hold as running turns end. The reference is only refreshed when no
+//! extra chat ran, so a busier machine shows as a slowdown until the pool
+//! has fallen to 0 and a clean interval is seen again. The limit is per
+//! replica and its permits are not spread evenly over the backlogged tenants
+//! (each is bounded by its own `SWITCHYARD_CHATS_IN_FLIGHT`; a backlogged
+//! tenant with a slow bot keeps its permits for its turns' length); the
+//! floor stays per tenant.
 //!
 //! Written here rather than taken from a crate: the adaptive limiters kept
 //! on crates.io (`tower-acc`, `rate_limiter_aimd`) limit the requests whose
@@ -44,12 +52,14 @@ pub const TOLERANCE: f64 = 1.25;
 /// Absolute allowance over the reference: sub-millisecond steps jitter by
 /// more than a quarter of themselves on a shared machine.
 pub const SLACK: Duration = Duration::from_millis(1);
-/// Fewer step phases than this in an interval say nothing either way.
-pub const MIN_SAMPLES: usize = 10;
+/// Step phases needed for a judgement (fewer: the interval is extended).
+pub const MIN_SAMPLES: usize = 20;
 
 /// This replica's spare chats for backlogged tenants. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct SparePool {
+    /// Whether any extra chat may ever run (`SWITCHYARD_BACKLOG_SPARE_CHATS` > 0).
+    enabled: bool,
     state: Mutex<State>,
     /// Woken whenever a permit may have become available.
     room: Notify,
@@ -80,7 +90,8 @@ impl Drop for SparePermit {
             state.in_use = state.in_use.saturating_sub(1);
             m::spare_chats(state.controller.limit, state.in_use);
         }
-        self.pool.room.notify_waiters();
+        // One place freed: one waiter (a waiter that gave up passes it on).
+        self.pool.room.notify_one();
     }
 }
 
@@ -90,6 +101,7 @@ impl SparePool {
     pub fn new(max: usize) -> Arc<Self> {
         m::spare_chats(0, 0);
         Arc::new(Self {
+            enabled: max > 0,
             state: Mutex::new(State {
                 controller: Controller::new(max),
                 in_use: 0,
@@ -108,10 +120,23 @@ impl SparePool {
 
     /// One step phase's time in the shared infrastructure.
     pub fn observe(&self, took: Duration) {
+        if !self.enabled {
+            return;
+        }
         let mut state = self.lock();
-        if state.controller.max > 0 && state.samples.len() < MAX_SAMPLES {
+        if state.samples.len() < MAX_SAMPLES {
             state.samples.push(took.as_secs_f64());
         }
+    }
+
+    /// A step met trouble in our infrastructure: halves the pool now.
+    pub fn trouble(&self) {
+        if !self.enabled {
+            return;
+        }
+        let mut state = self.lock();
+        state.controller.limit /= 2;
+        m::spare_chats(state.controller.limit, state.in_use);
     }
 
     /// A permit now, if the pool has room.
@@ -130,7 +155,8 @@ impl SparePool {
         })
     }
 
-    /// Waits for a permit. Cancel-safe: a permit exists only once returned.
+    /// Waits for a permit. Cancel-safe: a permit exists only once returned
+    /// (and a wake-up this waiter got but did not use goes to the next one).
     pub async fn take(self: &Arc<Self>) -> SparePermit {
         loop {
             let room = self.room.notified();
@@ -141,11 +167,17 @@ impl SparePool {
         }
     }
 
-    /// Resizes the pool from the interval's samples; returns the new limit.
+    /// Resizes the pool from the samples since the last resize, once there
+    /// are [`MIN_SAMPLES`] of them; returns the limit.
     pub fn adjust(&self) -> usize {
         let limit = {
             let mut guard = self.lock();
             let state = &mut *guard;
+            if state.samples.len() < MIN_SAMPLES {
+                // Too few steps to judge: the interval goes on (at a low
+                // rate a judgement spans several).
+                return state.controller.limit;
+            }
             let window = Window::of(&mut state.samples, state.peak_in_use, state.wanted_more);
             state.peak_in_use = state.in_use;
             state.wanted_more = false;
@@ -216,6 +248,7 @@ pub struct Controller {
 }
 
 impl Controller {
+    /// Starts at no extra chat and no reference.
     pub fn new(max: usize) -> Self {
         Self {
             limit: 0,
@@ -230,30 +263,25 @@ impl Controller {
             // Too few steps to judge: the limit stays.
             return self.limit;
         };
-        let grown = if window.wanted_more {
-            (self.limit + 1).min(self.max)
-        } else {
-            self.limit
-        };
         if window.peak_in_use == 0 {
             // Nothing extra ran: this is what the steps take without it.
             self.reference = Some(match self.reference {
                 None => p90,
                 Some(r) => r.mul_f64(0.8) + p90.mul_f64(0.2),
             });
-            self.limit = grown;
+        } else if self
+            .reference
+            .is_none_or(|r| p90 > r.mul_f64(TOLERANCE) + SLACK)
+        {
+            // Slower than without the extras (or no reference to tell,
+            // which a start at 0 rules out): give half the room back.
+            self.limit /= 2;
             return self.limit;
         }
-        let Some(reference) = self.reference else {
-            // Extras ran before any reference was taken (cannot happen from
-            // a start at 0): back to the floor to take one.
-            self.limit = 0;
-            return 0;
-        };
-        self.limit = if p90 <= reference.mul_f64(TOLERANCE) + SLACK {
-            grown
+        self.limit = if window.wanted_more {
+            (self.limit + 1).min(self.max)
         } else {
-            self.limit / 2
+            self.limit.min(window.peak_in_use)
         };
         self.limit
     }
@@ -339,7 +367,7 @@ mod tests {
     }
 
     #[test]
-    fn without_demand_the_pool_keeps_its_size() {
+    fn without_demand_the_pool_shrinks_to_what_was_in_use() {
         let mut c = Controller::new(8);
         let idle = |p90, peak_in_use| Window {
             p90,
@@ -352,12 +380,53 @@ mod tests {
             "no backlog asked: nothing to grow for"
         );
         assert_eq!(c.reference, ms(4), "but the reference is taken");
-        assert_eq!(c.adjust(window(ms(4), 0)), 1);
-        assert_eq!(c.adjust(idle(ms(4), 1)), 1);
+        for _ in 0..3 {
+            c.adjust(window(ms(4), 1));
+        }
+        assert_eq!(c.limit, 3);
+        assert_eq!(
+            c.adjust(idle(ms(4), 1)),
+            1,
+            "one extra chat was all it used"
+        );
+        assert_eq!(
+            c.adjust(idle(ms(4), 0)),
+            0,
+            "the backlog is gone: so is the room"
+        );
+        c.adjust(window(ms(4), 0));
         assert_eq!(
             c.adjust(idle(ms(40), 1)),
             0,
             "a slowdown halves it all the same"
+        );
+    }
+
+    #[test]
+    fn a_step_in_trouble_halves_the_pool_at_once() {
+        let pool = SparePool::new(8);
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            for _ in 0..MIN_SAMPLES {
+                pool.observe(Duration::from_millis(2));
+            }
+            // Takes all there is, and asks for more.
+            while let Some(permit) = pool.try_take() {
+                held.push(permit);
+            }
+            pool.adjust();
+        }
+        let limit = || pool.lock().controller.limit;
+        assert_eq!(limit(), 3);
+        pool.trouble();
+        assert_eq!(limit(), 1);
+        pool.trouble();
+        assert_eq!(limit(), 0);
+        let off = SparePool::new(0);
+        off.observe(Duration::from_millis(2));
+        assert!(
+            off.lock().samples.is_empty(),
+            "a pool of 0 keeps no samples"
         );
     }
 
