@@ -25,10 +25,12 @@ pub struct Settings {
     /// handled at once while it is backlogged (its lane spilled), so a flood
     /// drains without taking the CPU and database from tenants that keep up.
     pub backlog_chats_in_flight: usize,
-    /// `SWITCHYARD_BACKLOG_SPARE_CHATS` (default 16): extra chats, past
-    /// their floor, that backlogged tenants may run at once in this replica
-    /// while every tenant's steps keep their time (`crate::spare`); 0 keeps
-    /// every backlog at its floor.
+    /// `SWITCHYARD_BACKLOG_SPARE_CHATS` (default 0: every backlog at its
+    /// floor): extra chats, past their floor, that backlogged tenants may run
+    /// at once in this replica while every tenant's steps keep their time
+    /// (`crate::spare`). Off by default: measured, it drains a backlog about
+    /// half as fast again but raises its neighbours' p99 by about a third
+    /// (docs/benchmarks/router.md).
     pub backlog_spare_chats: usize,
     /// `SWITCHYARD_TENANT_CACHE_TTL` (default 30s): the longest a tenant change
     /// (e.g. a suspension) takes to reach this replica if its notification is lost.
@@ -77,7 +79,7 @@ impl Settings {
                 1,
                 1..=1000,
             )?,
-            backlog_spare_chats: env.bounded("SWITCHYARD_BACKLOG_SPARE_CHATS", 16, 0..=1000)?,
+            backlog_spare_chats: env.bounded("SWITCHYARD_BACKLOG_SPARE_CHATS", 0, 0..=1000)?,
             tenant_cache_ttl: env
                 .duration("SWITCHYARD_TENANT_CACHE_TTL", Duration::from_secs(30))?,
             retry_delay: env.duration("SWITCHYARD_RETRY_DELAY", Duration::from_millis(500))?,

@@ -2,7 +2,9 @@
 //!
 //! A tenant whose lane spilled always runs `SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT`
 //! chats at once (default 1): its floor, so a flood cannot take the machine
-//! from the tenants that keep up. Past the floor it may run more, up to
+//! from the tenants that keep up. With `SWITCHYARD_BACKLOG_SPARE_CHATS` above
+//! 0 (off by default: measured, the neighbours' p99 rises by about a third,
+//! see docs/benchmarks/router.md), past the floor it may run more, up to
 //! `SWITCHYARD_CHATS_IN_FLIGHT`, each extra chat holding a permit of this
 //! replica's spare pool, whose size follows what the shared infrastructure
 //! shows. Every [`ADJUST_EVERY`] the pool looks at the time every tenant's

@@ -8,7 +8,7 @@
 //! it (goal ≤ 1.5×), for three ways the backlog can come about (see
 //! [`Scenario`]). Run: `cargo bench -p switchyard-tests --bench router`;
 //! `SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT` and `SWITCHYARD_BACKLOG_SPARE_CHATS`
-//! in its environment go to the routers (defaults 1 and 16), to compare.
+//! in its environment go to the routers (defaults 1 and 0), to compare.
 
 // Benchmark tooling, not a service: a failed start-up stops the run loudly,
 // and the figures it prints on stdout are its report.
@@ -62,7 +62,7 @@ async fn run(nats: &NatsServer, pool: PgPool, db_url: &str) -> anyhow::Result<()
     let backlog_chats =
         std::env::var("SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT").unwrap_or_else(|_| "1".to_owned());
     let spare_chats =
-        std::env::var("SWITCHYARD_BACKLOG_SPARE_CHATS").unwrap_or_else(|_| "16".to_owned());
+        std::env::var("SWITCHYARD_BACKLOG_SPARE_CHATS").unwrap_or_else(|_| "0".to_owned());
     println!(
         "routers: SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT={backlog_chats} SWITCHYARD_BACKLOG_SPARE_CHATS={spare_chats}"
     );
