@@ -191,8 +191,12 @@ impl SparePool {
         limit
     }
 
-    /// Resizes the pool every [`ADJUST_EVERY`] until `shutdown`.
+    /// Resizes the pool every [`ADJUST_EVERY`] until `shutdown`; returns at
+    /// once for a pool of 0, which never changes (no wake-ups at idle).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        if !self.enabled {
+            return;
+        }
         let mut every = tokio::time::interval(ADJUST_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -441,6 +445,16 @@ mod tests {
         let w = Window::of(&mut hundred, 3, false);
         assert_eq!(w.p90, ms(91));
         assert_eq!((w.peak_in_use, w.wanted_more), (3, false));
+    }
+
+    #[tokio::test]
+    async fn a_pool_of_zero_runs_no_timer() {
+        let ended = tokio::time::timeout(
+            Duration::from_secs(5),
+            SparePool::new(0).run(CancellationToken::new()),
+        )
+        .await;
+        assert!(ended.is_ok(), "returned at once, without a shutdown");
     }
 
     #[tokio::test]
