@@ -80,7 +80,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
     let handler = Arc::new(handler::InboundHandler {
         js: service.jetstream.clone(),
         nats: service.nats.clone(),
-        steps: turn_steps::TurnSteps::start(&app_db),
+        steps: turn_steps::TurnSteps::start(&app_db, service.settings.database.step_linger),
         db: app_db,
         tenants,
         bots: bots::Bots::new(

@@ -56,6 +56,18 @@ pub const SPARE_CHATS_IN_USE: &str = "switchyard_router_spare_chats_in_use";
 /// Spare permits taken: turns of backlogged tenants that ran past their floor.
 pub const SPARE_CHATS_TAKEN: &str = "switchyard_router_spare_chats_taken_total";
 
+/// What the spare pool judged by at its last judgement, in seconds, by
+/// `signal` (`steps`: the p90 of every tenant's step phases in PostgreSQL
+/// and JetStream; `waits`: the p90 of the neighbours' way from the server to
+/// their worker) and `of` (`interval`: the last judged interval's,
+/// `reference`: the figure without extra chats it is compared with).
+pub const SPARE_SIGNAL_SECONDS: &str = "switchyard_router_spare_signal_seconds";
+
+/// Sets one of the spare pool's signal gauges.
+pub fn spare_signal(signal: &'static str, of: &'static str, value: std::time::Duration) {
+    metrics::gauge!(SPARE_SIGNAL_SECONDS, "signal" => signal, "of" => of).set(value.as_secs_f64());
+}
+
 /// Sets the spare pool's gauges.
 pub fn spare_chats(limit: usize, in_use: usize) {
     metrics::gauge!(SPARE_CHATS_LIMIT).set(limit as f64);

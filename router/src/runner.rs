@@ -238,6 +238,10 @@ impl<H: Handler> TenantWorker<H> {
                 m = this.lane.next() => match m { Some(m) => InboundMessage::read(m), None => return },
             };
             this.activity.event_in(this.lane.tenant(), now_ms());
+            // A tenant keeping up: its message's way here sizes the spare pool.
+            if let Some(age) = message.lane().fresh_age() {
+                this.settings.spare.observe_wait(age);
+            }
             let key = this.handler.chat_key(&message);
             let mut queues = chats.lock().await;
             if let Some(queue) = queues.get_mut(&key) {

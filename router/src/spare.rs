@@ -3,39 +3,49 @@
 //! A tenant whose lane spilled always runs `SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT`
 //! chats at once (default 1): its floor, so a flood cannot take the machine
 //! from the tenants that keep up. With `SWITCHYARD_BACKLOG_SPARE_CHATS` above
-//! 0 (off by default: measured, the neighbours' p99 rises by about a third,
-//! see docs/benchmarks/router.md), past the floor it may run more, up to
-//! `SWITCHYARD_CHATS_IN_FLIGHT`, each extra chat holding a permit of this
-//! replica's spare pool, whose size follows what the shared infrastructure
-//! shows. Every [`ADJUST_EVERY`] the pool looks at the time every tenant's
-//! steps spent in PostgreSQL and JetStream in that interval (the `read`,
-//! `publish` and `record` phases; bot time is left out, a slow bot is its
-//! own tenant's business) and, as TCP's congestion window does
-//! (additive increase, multiplicative decrease):
-//! - an interval in which no extra chat ran updates the reference: what the
-//!   steps take when backlogs run at their floor;
-//! - an interval whose steps stayed within [`TOLERANCE`] of the reference
-//!   grows the pool by one if a backlogged chat asked for a permit and found
-//!   none, and else shrinks it to the most permits that were in use (the pool
-//!   follows demand, so a new backlog starts small);
-//! - an interval above it halves the pool, and so does a step that met
+//! 0 (off by default: measured, the neighbours' p99 sits at about 1.5× their
+//! figure without the backlog, against 1.25× at the floor; see
+//! docs/benchmarks/router.md), past the floor it may run more, up to
+//! `SWITCHYARD_CHATS_IN_FLIGHT`, each
+//! extra chat holding a permit of this replica's spare pool, whose size
+//! follows what the tenants that keep up feel. Every [`ADJUST_EVERY`] the
+//! pool looks at two things of that interval:
+//! - the time every tenant's steps spent in PostgreSQL and JetStream (the
+//!   `read`, `publish` and `record` phases; bot time is left out, a slow bot
+//!   is its own tenant's business);
+//! - the neighbours' wait: how long the messages read straight from the
+//!   partitions (first deliveries, not a backlog's spilled copies) took from
+//!   the server storing them to their tenant's worker taking them, which is
+//!   where the CPU a drain takes from everyone shows (the server, the
+//!   partition reader, the runtime's scheduling, all on the same cores).
+//!
+//! And, as TCP's congestion window does (additive increase, multiplicative
+//! decrease):
+//! - an interval in which no extra chat ran updates the references: what
+//!   the steps and the waits take when backlogs run at their floor;
+//! - an interval whose 90th percentiles both stayed within [`TOLERANCE`] of
+//!   their references (plus [`SLACK`] for the steps, [`WAIT_SLACK`] for the
+//!   waits) grows the pool by one if a backlogged chat asked for a permit
+//!   and found none, and else shrinks it to the most permits that were in
+//!   use (the pool follows demand, so a new backlog starts small);
+//! - an interval above either halves the pool, and so does a step that met
 //!   trouble in our infrastructure (a failed step is never timed).
 //!
 //! So a backlog drains as fast as the machine has room for, and gives the
-//! room back once the steps of every tenant (the quiet ones included) slow
-//! down: halved every interval (16 to 0 in about a second), a lowered limit
-//! taking hold as running turns end. The reference is only refreshed when no
-//! extra chat ran, so a busier machine shows as a slowdown until the pool
-//! has fallen to 0 and a clean interval is seen again. The limit is per
-//! replica and its permits are not spread evenly over the backlogged tenants
-//! (each is bounded by its own `SWITCHYARD_CHATS_IN_FLIGHT`; a backlogged
-//! tenant with a slow bot keeps its permits for its turns' length); the
-//! floor stays per tenant.
+//! room back once the tenants that keep up (their steps or their messages'
+//! way to their workers) slow down: halved every interval (16 to 0 in about
+//! a second), a lowered limit taking hold as running turns end. The
+//! references are only refreshed when no extra chat ran, so a busier machine
+//! shows as a slowdown until the pool has fallen to 0 and a clean interval
+//! is seen again. The limit is per replica and its permits are not spread
+//! evenly over the backlogged tenants (each is bounded by its own
+//! `SWITCHYARD_CHATS_IN_FLIGHT`; a backlogged tenant with a slow bot keeps
+//! its permits for its turns' length); the floor stays per tenant.
 //!
 //! Written here rather than taken from a crate: the adaptive limiters kept
 //! on crates.io (`tower-acc`, `rate_limiter_aimd`) limit the requests whose
 //! own latency they measure; here the limited work (a backlog's extra
-//! chats) is judged by the latency it causes to everyone's steps.
+//! chats) is judged by the latency it causes to everyone else.
 
 use std::{
     sync::{Arc, Mutex},
@@ -54,7 +64,12 @@ pub const TOLERANCE: f64 = 1.25;
 /// Absolute allowance over the reference: sub-millisecond steps jitter by
 /// more than a quarter of themselves on a shared machine.
 pub const SLACK: Duration = Duration::from_millis(1);
-/// Step phases needed for a judgement (fewer: the interval is extended).
+/// Absolute allowance over the neighbours' wait reference: their way to
+/// the workers takes a millisecond or two, and the bound is on
+/// their latency (1.5× at p99), so this is tighter than [`SLACK`].
+pub const WAIT_SLACK: Duration = Duration::from_micros(500);
+/// Step phases needed for a judgement (fewer: the interval is extended);
+/// the waits are judged when there are as many of them, else left out.
 pub const MIN_SAMPLES: usize = 20;
 
 /// This replica's spare chats for backlogged tenants. Cheap to share (`Arc`).
@@ -77,6 +92,8 @@ struct State {
     wanted_more: bool,
     /// Step phase durations (seconds) since the last adjustment.
     samples: Vec<f64>,
+    /// The neighbours' waits (seconds) since the last adjustment.
+    waits: Vec<f64>,
 }
 
 /// An extra chat of a backlogged tenant; gives its place back when dropped.
@@ -110,6 +127,7 @@ impl SparePool {
                 peak_in_use: 0,
                 wanted_more: false,
                 samples: Vec::new(),
+                waits: Vec::new(),
             }),
             room: Notify::new(),
         })
@@ -128,6 +146,18 @@ impl SparePool {
         let mut state = self.lock();
         if state.samples.len() < MAX_SAMPLES {
             state.samples.push(took.as_secs_f64());
+        }
+    }
+
+    /// How long a message read straight from its partition took from the
+    /// server storing it to its tenant's worker taking it.
+    pub fn observe_wait(&self, took: Duration) {
+        if !self.enabled {
+            return;
+        }
+        let mut state = self.lock();
+        if state.waits.len() < MAX_SAMPLES {
+            state.waits.push(took.as_secs_f64());
         }
     }
 
@@ -180,11 +210,28 @@ impl SparePool {
                 // rate a judgement spans several).
                 return state.controller.limit;
             }
-            let window = Window::of(&mut state.samples, state.peak_in_use, state.wanted_more);
+            let window = Window {
+                p90: p90_of(&mut state.samples),
+                wait_p90: p90_of(&mut state.waits),
+                peak_in_use: state.peak_in_use,
+                wanted_more: state.wanted_more,
+            };
             state.peak_in_use = state.in_use;
             state.wanted_more = false;
             let limit = state.controller.adjust(window);
             m::spare_chats(limit, state.in_use);
+            let controller = &state.controller;
+            for (signal, interval, reference) in [
+                ("steps", window.p90, controller.reference),
+                ("waits", window.wait_p90, controller.wait_reference),
+            ] {
+                if let Some(p90) = interval {
+                    m::spare_signal(signal, "interval", p90);
+                }
+                if let Some(r) = reference {
+                    m::spare_signal(signal, "reference", r);
+                }
+            }
             limit
         };
         self.room.notify_waiters();
@@ -218,27 +265,24 @@ const MAX_SAMPLES: usize = 8192;
 pub struct Window {
     /// The 90th percentile of the step phases, if there were enough of them.
     pub p90: Option<Duration>,
+    /// The 90th percentile of the neighbours' waits, if there were enough.
+    pub wait_p90: Option<Duration>,
     /// The most extra chats that ran at once during it.
     pub peak_in_use: usize,
     /// Whether a chat found the pool full during it.
     pub wanted_more: bool,
 }
 
-impl Window {
-    /// The window of `samples` (emptied).
-    fn of(samples: &mut Vec<f64>, peak_in_use: usize, wanted_more: bool) -> Self {
-        let p90 = (samples.len() >= MIN_SAMPLES).then(|| {
-            let k = (samples.len() * 9 / 10).min(samples.len() - 1);
-            let (_, v, _) = samples.select_nth_unstable_by(k, f64::total_cmp);
-            Duration::from_secs_f64(*v)
-        });
-        samples.clear();
-        Self {
-            p90,
-            peak_in_use,
-            wanted_more,
-        }
-    }
+/// The 90th percentile of `samples` (seconds), if there are at least
+/// [`MIN_SAMPLES`]; empties them.
+fn p90_of(samples: &mut Vec<f64>) -> Option<Duration> {
+    let p90 = (samples.len() >= MIN_SAMPLES).then(|| {
+        let k = (samples.len() * 9 / 10).min(samples.len() - 1);
+        let (_, v, _) = samples.select_nth_unstable_by(k, f64::total_cmp);
+        Duration::from_secs_f64(*v)
+    });
+    samples.clear();
+    p90
 }
 
 /// The pool's size, decided interval by interval (pure, so its rules are
@@ -251,6 +295,8 @@ pub struct Controller {
     pub max: usize,
     /// The steps' p90 while backlogs ran at their floor (a moving average).
     pub reference: Option<Duration>,
+    /// The neighbours' waits' p90 while backlogs ran at their floor.
+    pub wait_reference: Option<Duration>,
 }
 
 impl Controller {
@@ -260,6 +306,7 @@ impl Controller {
             limit: 0,
             max,
             reference: None,
+            wait_reference: None,
         }
     }
 
@@ -270,14 +317,19 @@ impl Controller {
             return self.limit;
         };
         if window.peak_in_use == 0 {
-            // Nothing extra ran: this is what the steps take without it.
-            self.reference = Some(match self.reference {
-                None => p90,
-                Some(r) => r.mul_f64(0.8) + p90.mul_f64(0.2),
-            });
+            // Nothing extra ran: this is what the steps (and the waits,
+            // where there were neighbours) take without it.
+            self.reference = Some(moving(self.reference, p90));
+            if let Some(wait) = window.wait_p90 {
+                self.wait_reference = Some(moving(self.wait_reference, wait));
+            }
         } else if self
             .reference
             .is_none_or(|r| p90 > r.mul_f64(TOLERANCE) + SLACK)
+            || window
+                .wait_p90
+                .zip(self.wait_reference)
+                .is_some_and(|(wait, r)| wait > r.mul_f64(TOLERANCE) + WAIT_SLACK)
         {
             // Slower than without the extras (or no reference to tell,
             // which a start at 0 rules out): give half the room back.
@@ -293,6 +345,14 @@ impl Controller {
     }
 }
 
+/// The reference after `p90`: a moving average, or `p90` itself at first.
+fn moving(reference: Option<Duration>, p90: Duration) -> Duration {
+    match reference {
+        None => p90,
+        Some(r) => r.mul_f64(0.8) + p90.mul_f64(0.2),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,6 +365,7 @@ mod tests {
     fn window(p90: Option<Duration>, peak_in_use: usize) -> Window {
         Window {
             p90,
+            wait_p90: None,
             peak_in_use,
             wanted_more: true,
         }
@@ -377,6 +438,7 @@ mod tests {
         let mut c = Controller::new(8);
         let idle = |p90, peak_in_use| Window {
             p90,
+            wait_p90: None,
             peak_in_use,
             wanted_more: false,
         };
@@ -437,14 +499,74 @@ mod tests {
     }
 
     #[test]
-    fn the_window_reads_the_90th_percentile_of_at_least_min_samples() {
+    fn the_90th_percentile_needs_min_samples() {
         let mut few: Vec<f64> = vec![0.001; MIN_SAMPLES - 1];
-        assert_eq!(Window::of(&mut few, 0, true).p90, None);
+        assert_eq!(p90_of(&mut few), None);
         assert!(few.is_empty());
         let mut hundred: Vec<f64> = (1..=100).rev().map(|i| f64::from(i) / 1000.0).collect();
-        let w = Window::of(&mut hundred, 3, false);
-        assert_eq!(w.p90, ms(91));
-        assert_eq!((w.peak_in_use, w.wanted_more), (3, false));
+        assert_eq!(p90_of(&mut hundred), ms(91));
+        assert!(hundred.is_empty());
+    }
+
+    #[test]
+    fn slower_neighbours_halve_the_pool_even_while_the_steps_keep_their_time() {
+        let mut c = Controller::new(8);
+        let with_waits = |wait_p90, peak_in_use| Window {
+            p90: ms(4),
+            wait_p90,
+            peak_in_use,
+            wanted_more: true,
+        };
+        assert_eq!(c.adjust(with_waits(ms(2), 0)), 1);
+        assert_eq!(c.wait_reference, ms(2));
+        assert_eq!(
+            c.adjust(with_waits(Some(Duration::from_micros(3_000)), 1)),
+            2,
+            "3 ms = 1.25 × 2 + 0.5: still room"
+        );
+        assert_eq!(
+            c.adjust(with_waits(Some(Duration::from_micros(3_100)), 2)),
+            1,
+            "above it: halved, although the steps kept their 4 ms"
+        );
+        assert_eq!(
+            c.adjust(with_waits(None, 1)),
+            2,
+            "no neighbours in an interval: the steps alone judge"
+        );
+        let mut first = Controller::new(8);
+        first.adjust(with_waits(None, 0));
+        assert_eq!(first.wait_reference, None);
+        assert_eq!(
+            first.adjust(with_waits(ms(50), 1)),
+            2,
+            "no wait reference yet: the waits cannot judge"
+        );
+    }
+
+    #[test]
+    fn the_pool_judges_the_waits_it_was_told() {
+        let pool = SparePool::new(8);
+        let interval = |wait: Duration| {
+            for _ in 0..MIN_SAMPLES {
+                pool.observe(Duration::from_millis(2));
+                pool.observe_wait(wait);
+            }
+            // Takes all there is, and asks for more.
+            let mut held = Vec::new();
+            while let Some(permit) = pool.try_take() {
+                held.push(permit);
+            }
+            let limit = pool.adjust();
+            drop(held);
+            limit
+        };
+        assert_eq!(interval(Duration::from_millis(1)), 1);
+        assert_eq!(interval(Duration::from_millis(1)), 2);
+        assert_eq!(interval(Duration::from_millis(5)), 1, "neighbours slowed");
+        let off = SparePool::new(0);
+        off.observe_wait(Duration::from_millis(2));
+        assert!(off.lock().waits.is_empty(), "a pool of 0 keeps no waits");
     }
 
     #[tokio::test]

@@ -7,6 +7,8 @@
 //! transaction ([`crate::conversations::read_turn`]): it records the chat's
 //! window in the same one.
 
+use std::time::Duration;
+
 use sqlx::{PgConnection, PgPool};
 use switchyard_shared::{
     contacts::{Contact, PhoneNumber},
@@ -25,11 +27,12 @@ pub struct TurnSteps {
 }
 
 impl TurnSteps {
-    /// Starts the steps' flush slots on `pool` (current tokio runtime).
-    pub fn start(pool: &PgPool) -> Self {
+    /// Starts the steps' flush slots on `pool` (current tokio runtime),
+    /// each busy slot gathering calls for `linger`.
+    pub fn start(pool: &PgPool, linger: Duration) -> Self {
         Self {
-            reads: GroupCommit::start(pool.clone(), ReadTurns, Shape::WORKER_STEP),
-            records: GroupCommit::start(pool.clone(), RecordTurns, Shape::WORKER_STEP),
+            reads: GroupCommit::start(pool.clone(), ReadTurns, Shape::worker_step(linger)),
+            records: GroupCommit::start(pool.clone(), RecordTurns, Shape::worker_step(linger)),
         }
     }
 

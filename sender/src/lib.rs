@@ -72,7 +72,10 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         ),
     };
     let deliverer = Arc::new(deliver::Deliverer {
-        steps: switchyard_shared::deliveries::SendSteps::start(&app_db),
+        steps: switchyard_shared::deliveries::SendSteps::start(
+            &app_db,
+            service.settings.database.step_linger,
+        ),
         db: app_db,
         tenants: tenants.clone(),
         client: WaBridgesClient::new(settings.wa.clone())?,

@@ -264,7 +264,16 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// `SWITCHYARD_DB_ACQUIRE_TIMEOUT` (default 2s).
     pub acquire_timeout: Duration,
+    /// `SWITCHYARD_DB_STEP_LINGER` (default 0ms, at most 50ms): how long a
+    /// busy flush slot of the workers' group-committed steps gathers calls
+    /// (`crate::group_commit::Shape::WORKER_STEP`); `0ms`: a slot takes
+    /// what was queued while it was busy and nothing more.
+    pub step_linger: Duration,
 }
+
+/// Longest `SWITCHYARD_DB_STEP_LINGER`: every step of every event waits up
+/// to this while the service is busy.
+const MAX_STEP_LINGER: Duration = Duration::from_millis(50);
 
 impl DatabaseSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
@@ -275,8 +284,27 @@ impl DatabaseSettings {
             max_connections: env.bounded("SWITCHYARD_DB_MAX_CONNECTIONS", 10, 1..=500)?,
             acquire_timeout: env
                 .duration("SWITCHYARD_DB_ACQUIRE_TIMEOUT", Duration::from_secs(2))?,
+            step_linger: step_linger(env)?,
         })
     }
+}
+
+fn step_linger(env: &Env) -> Result<Duration, ConfigError> {
+    let linger = env.duration(
+        "SWITCHYARD_DB_STEP_LINGER",
+        crate::group_commit::Shape::WORKER_STEP.linger,
+    )?;
+    if linger > MAX_STEP_LINGER {
+        return Err(ConfigError {
+            variable: "SWITCHYARD_DB_STEP_LINGER".to_owned(),
+            reason: format!(
+                "{} ms is above the most allowed, {} ms",
+                linger.as_millis(),
+                MAX_STEP_LINGER.as_millis()
+            ),
+        });
+    }
+    Ok(linger)
 }
 
 /// Log output shape.
@@ -395,6 +423,23 @@ mod tests {
             let s = CommonSettings::from_env(&env, 1).unwrap();
             assert_eq!(s.log_filter, good);
         }
+    }
+
+    #[test]
+    fn the_step_linger_is_bounded() {
+        let linger = |v: &str| {
+            DatabaseSettings::from_env(&Env::from_map([("SWITCHYARD_DB_STEP_LINGER", v)]))
+                .map(|s| s.step_linger)
+        };
+        assert_eq!(linger("0ms").unwrap(), Duration::ZERO);
+        assert_eq!(linger("50ms").unwrap(), Duration::from_millis(50));
+        let refused = linger("51ms").unwrap_err();
+        assert_eq!(refused.variable, "SWITCHYARD_DB_STEP_LINGER");
+        let unset = DatabaseSettings::from_env(&Env::from_map::<[(&str, &str); 0], _, _>([]));
+        assert_eq!(
+            unset.unwrap().step_linger,
+            crate::group_commit::Shape::WORKER_STEP.linger
+        );
     }
 
     #[test]

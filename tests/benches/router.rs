@@ -63,8 +63,10 @@ async fn run(nats: &NatsServer, pool: PgPool, db_url: &str) -> anyhow::Result<()
         std::env::var("SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT").unwrap_or_else(|_| "1".to_owned());
     let spare_chats =
         std::env::var("SWITCHYARD_BACKLOG_SPARE_CHATS").unwrap_or_else(|_| "0".to_owned());
+    let step_linger =
+        std::env::var("SWITCHYARD_DB_STEP_LINGER").unwrap_or_else(|_| "0ms".to_owned());
     println!(
-        "routers: SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT={backlog_chats} SWITCHYARD_BACKLOG_SPARE_CHATS={spare_chats}"
+        "routers: SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT={backlog_chats} SWITCHYARD_BACKLOG_SPARE_CHATS={spare_chats} SWITCHYARD_DB_STEP_LINGER={step_linger}"
     );
     let mut routers = Vec::new();
     for r in 0..3 {
@@ -78,6 +80,7 @@ async fn run(nats: &NatsServer, pool: PgPool, db_url: &str) -> anyhow::Result<()
                 ("SWITCHYARD_DB_MAX_CONNECTIONS", "8"),
                 ("SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT", backlog_chats.as_str()),
                 ("SWITCHYARD_BACKLOG_SPARE_CHATS", spare_chats.as_str()),
+                ("SWITCHYARD_DB_STEP_LINGER", step_linger.as_str()),
             ],
         );
         routers.push(services::start_router(&env).await);
@@ -186,6 +189,15 @@ async fn run(nats: &NatsServer, pool: PgPool, db_url: &str) -> anyhow::Result<()
             neighbours.len()
         );
         let noisy_first = NOISY_SEQ_BASE * (used_partitions.len() as u64);
+        // The routers share this process's metrics: the sum over all three.
+        let spare_taken = || {
+            traffic::metric(
+                routers[0].ops_addr,
+                "switchyard_router_spare_chats_taken_total",
+                "",
+            )
+        };
+        let spare_before = spare_taken().await;
         let backlog_started = Instant::now();
         let during = match scenario {
             Scenario::Held | Scenario::Burst => {
@@ -228,6 +240,10 @@ async fn run(nats: &NatsServer, pool: PgPool, db_url: &str) -> anyhow::Result<()
                 during
             }
         };
+        println!(
+            "  turns past the backlog's floor (spare permits taken) during it: {}",
+            spare_taken().await - spare_before
+        );
         println!(
             "  backlog still to answer at the end of the measurement: {}",
             backlog_left(&seen, noisy_first)

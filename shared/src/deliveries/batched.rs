@@ -5,6 +5,8 @@
 //! waits for its own row's commit, so claim-before-send and
 //! mark-after-send hold exactly as with one statement per send.
 
+use std::time::Duration;
+
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::{
@@ -23,11 +25,12 @@ pub struct SendSteps {
 }
 
 impl SendSteps {
-    /// Starts the steps' flush slots on `pool` (current tokio runtime).
-    pub fn start(pool: &PgPool) -> Self {
+    /// Starts the steps' flush slots on `pool` (current tokio runtime),
+    /// each busy slot gathering calls for `linger`.
+    pub fn start(pool: &PgPool, linger: Duration) -> Self {
         Self {
-            claims: GroupCommit::start(pool.clone(), ClaimNew, Shape::WORKER_STEP),
-            marks: GroupCommit::start(pool.clone(), MarkWired, Shape::WORKER_STEP),
+            claims: GroupCommit::start(pool.clone(), ClaimNew, Shape::worker_step(linger)),
+            marks: GroupCommit::start(pool.clone(), MarkWired, Shape::worker_step(linger)),
         }
     }
 

@@ -75,18 +75,33 @@ pub struct Shape {
 
 impl Shape {
     /// The workers' steps: two slots (one statement waiting on a lock does
-    /// not stop the step), up to 64 items, 1 ms of gathering while busy
-    /// (a step is about a millisecond's round trip, so this at most doubles
-    /// one step's wait and only under load); a slot keeps its connection
-    /// through pauses of up to 100 ms (at a hundred events a second and
-    /// more it is rarely given back; an idle service holds none, and a
-    /// service whose pool ran dry waits at most that for a slot's).
+    /// not stop the step), up to 64 items, no gathering beyond what queued
+    /// while a slot was busy (`SWITCHYARD_DB_STEP_LINGER` sets one); a slot
+    /// keeps its connection through pauses of up to 100 ms (at a hundred
+    /// events a second and more it is rarely given back; an idle service
+    /// holds none, and a service whose pool ran dry waits at most that for a
+    /// slot's).
+    ///
+    /// Why no linger (issue 20, 2026-12-07): at 1 ms every step of a busy
+    /// service waited up to a millisecond for company, twice per turn, and
+    /// that wait, not the machine, bounded a backlogged tenant's drain at
+    /// ~1,250 msg/s however many chats it ran (the router benchmark: 1,970
+    /// msg/s without it, its neighbours' p99 better too); end to end it
+    /// cost 3–5 % more CPU per event at 500–1,000 events/s, latency the same.
     pub const WORKER_STEP: Shape = Shape {
         slots: 2,
         max_batch: 64,
-        linger: Duration::from_millis(1),
+        linger: Duration::ZERO,
         hold_idle: Duration::from_millis(100),
     };
+
+    /// The workers' steps with `linger` (`SWITCHYARD_DB_STEP_LINGER`).
+    pub const fn worker_step(linger: Duration) -> Shape {
+        Shape {
+            linger,
+            ..Self::WORKER_STEP
+        }
+    }
 }
 
 struct Pending<S: Statement> {

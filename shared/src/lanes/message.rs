@@ -57,6 +57,9 @@ pub struct LaneMessage {
     taken_at: Instant,
     /// When the server stored it (its clock), if the delivery said.
     stored_at: Option<time::OffsetDateTime>,
+    /// Whether this is the first delivery of a copy read straight from its
+    /// work stream (not a redelivery, not a spilled copy).
+    fresh: bool,
     /// Milliseconds after `taken_at` of the last progress ack sent.
     last_contact_ms: AtomicU64,
     /// [`keep_alive_spacing`] of its consumer's `ack_wait` (zero: every tick).
@@ -83,16 +86,17 @@ impl LaneMessage {
         jetstream: async_nats::jetstream::Message,
     ) -> Self {
         let headers = jetstream.headers.clone().unwrap_or_default();
-        let (delivered, sequence, stored_at) = jetstream
+        let (delivered, sequence, stored_at, from_work_stream) = jetstream
             .info()
             .map(|i| {
                 (
                     u32::try_from(i.delivered).unwrap_or(u32::MAX),
                     i.stream_sequence,
                     Some(i.published),
+                    i.stream == direction.stream(),
                 )
             })
-            .unwrap_or((1, 0, None));
+            .unwrap_or((1, 0, None, false));
         let message_id = headers
             .get(async_nats::header::NATS_MESSAGE_ID)
             .map(|v| v.as_str().to_owned())
@@ -112,6 +116,7 @@ impl LaneMessage {
             jetstream,
             taken_at: Instant::now(),
             stored_at,
+            fresh: delivered == 1 && from_work_stream,
             last_contact_ms: AtomicU64::new(0),
             keep_alive_after: Duration::ZERO,
         }
@@ -127,12 +132,27 @@ impl LaneMessage {
     /// Records its age now (see [`m::LANE_MESSAGE_AGE_SECONDS`]): `at` is
     /// `taken` or `handled`.
     pub fn record_age(&self, at: &'static str) {
-        let Some(stored_at) = self.stored_at else {
+        let Some(age) = self.age() else {
             return;
         };
-        let age = (time::OffsetDateTime::now_utc() - stored_at).as_seconds_f64();
         metrics::histogram!(m::LANE_MESSAGE_AGE_SECONDS, "direction" => self.direction.as_str(), "at" => at)
-            .record(age.max(0.0));
+            .record(age.as_secs_f64());
+    }
+
+    /// Time since the server stored it (0 if the server's clock is ahead),
+    /// if the delivery said when.
+    fn age(&self) -> Option<Duration> {
+        let stored_at = self.stored_at?;
+        let age = (time::OffsetDateTime::now_utc() - stored_at).as_seconds_f64();
+        Some(Duration::try_from_secs_f64(age.max(0.0)).unwrap_or(Duration::MAX))
+    }
+
+    /// Its age, for a first delivery read straight from its work stream:
+    /// how long the shared path (the server, the partition reader, the
+    /// tenant's lane) took to bring it here. `None` for a redelivery or a
+    /// spilled copy, whose age says how long a fault or a backlog held it.
+    pub fn fresh_age(&self) -> Option<Duration> {
+        if self.fresh { self.age() } else { None }
     }
 
     /// The tenant, taken from the stored subject (never from the payload).

@@ -176,7 +176,10 @@ async fn concurrent_claims_of_many_tenants_each_get_their_own_row(pool: PgPool) 
     for tenant in ["alpha", "bravo"] {
         fixtures::add_tenant(&pool, tenant, |_| {}).await;
     }
-    let steps = deliveries::SendSteps::start(&pool);
+    let steps = deliveries::SendSteps::start(
+        &pool,
+        switchyard_shared::group_commit::Shape::WORKER_STEP.linger,
+    );
     let lease = Lease {
         owner: "sender-test/1".to_owned(),
         duration: Duration::from_secs(60),

@@ -454,7 +454,10 @@ async fn the_record_after_a_turn_gets_past_the_connections_a_restart_broke(pool:
     let tenant = t("alpha");
     let chat = ChatId::parse("15550001111@s.whatsapp.net").unwrap();
     // The premise: a single try meets a broken connection.
-    let steps = switchyard_router::turn_steps::TurnSteps::start(&app);
+    let steps = switchyard_router::turn_steps::TurnSteps::start(
+        &app,
+        switchyard_shared::group_commit::Shape::WORKER_STEP.linger,
+    );
     let once = conversations::record_inbound(&steps, &tenant, &chat, None).await;
     assert!(
         once.is_err(),
@@ -499,7 +502,10 @@ async fn the_record_after_a_turn_gives_up_within_its_bound_when_the_database_nev
     ]))
     .unwrap();
     let app = db::pool_with_role(&settings, db::APP_ROLE).unwrap();
-    let steps = switchyard_router::turn_steps::TurnSteps::start(&app);
+    let steps = switchyard_router::turn_steps::TurnSteps::start(
+        &app,
+        switchyard_shared::group_commit::Shape::WORKER_STEP.linger,
+    );
     let chat = ChatId::parse("15550001111@s.whatsapp.net").unwrap();
     // Unbounded, 12 tries of 500 ms each plus their waits would take 7.5 s.
     let outcome = tokio::time::timeout(

@@ -309,6 +309,80 @@ async fn a_backlogged_tenant_runs_more_chats_than_its_floor_while_the_steps_keep
     router.stop().await;
 }
 
+/// The spare pool's second signal is wired: a tenant that keeps up feeds the
+/// neighbours' waits (its first deliveries, read straight from their
+/// partition), which the pool judges and shows once an interval held enough
+/// of them; without a backlog every interval is a clean one, so they become
+/// its reference.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn the_spare_pool_watches_how_long_the_neighbours_messages_take_to_reach_their_worker(
+    pool: PgPool,
+) {
+    let nats = NatsServer::start();
+    add_tenant(&pool, "steady", BotKind::Echo, serde_json::json!({})).await;
+    let env = services::env(
+        &nats.url(),
+        &services::database_url(&pool),
+        &[("SWITCHYARD_BACKLOG_SPARE_CHATS", "4")],
+    );
+    let router = services::start_router(&env).await;
+    let js = streams::context(
+        async_nats::connect(nats.url()).await.unwrap(),
+        Duration::from_secs(5),
+    );
+    let waits = |text: &str, of: &str| {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("switchyard_router_spare_signal_seconds")
+                    && l.contains("signal=\"waits\"")
+                    && l.contains(&format!("of=\"{of}\""))
+            })
+            .find_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut sent = 0;
+    let reference = loop {
+        // Forty messages in forty chats at once: an interval's worth.
+        let burst = (0..40)
+            .map(|i| {
+                let id = format!("w-{sent:04}-{i:02}");
+                let chat = format!("{i}@s.whatsapp.net");
+                let body = traffic::message_body(Some("steady"), &id, &chat, &id);
+                (id, body)
+            })
+            .collect();
+        traffic::publish_burst(&js, &t("steady"), burst).await;
+        sent += 40;
+        poll::until("the burst's replies", Duration::from_secs(20), || async {
+            let all = traffic::replies_by_tenant(&js).await;
+            (all.get("steady").map_or(0, Vec::len) >= sent).then_some(())
+        })
+        .await;
+        let text = reqwest::get(format!("http://{}/metrics", router.ops_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if let Some(reference) = waits(&text, "reference") {
+            assert!(
+                waits(&text, "interval").is_some(),
+                "a judged interval shows its own figure too"
+            );
+            break reference;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no interval judged the neighbours' waits after {sent} messages"
+        );
+    };
+    assert!(
+        reference > 0.0 && reference < 5.0,
+        "the waits are the messages' way from the server, in seconds: {reference}"
+    );
+    router.stop().await;
+}
+
 /// Tenant `flood` (a 20 ms bot counting its calls running at once) and a
 /// router with a lane queue of 4 (a flood spills at once), four chats of a
 /// tenant at once, a backlog's floor of one and `spare` extra chats for

@@ -221,7 +221,10 @@ async fn a_send_longer_than_the_default_ack_wait_is_kept_alive_at_its_spacing_an
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn a_send_slower_than_ack_wait_is_sent_once_and_never_redelivered(pool: PgPool) {
-    let steps = deliveries::SendSteps::start(&pool);
+    let steps = deliveries::SendSteps::start(
+        &pool,
+        switchyard_shared::group_commit::Shape::WORKER_STEP.linger,
+    );
     let rig = Rig::new(&pool, &["alpha"], 1).await;
     // Twice the ack wait (2 s), within the provider call's timeout (10 s).
     rig.sim
@@ -378,7 +381,10 @@ async fn replies_whose_partition_moves_to_a_new_replica_during_slow_sends_are_ea
 async fn a_reply_another_sender_is_sending_waits_and_is_acked_unsent_once_that_sender_records_it(
     pool: PgPool,
 ) {
-    let steps = deliveries::SendSteps::start(&pool);
+    let steps = deliveries::SendSteps::start(
+        &pool,
+        switchyard_shared::group_commit::Shape::WORKER_STEP.linger,
+    );
     let rig = Rig::new(&pool, &["alpha"], 1).await;
     let tenant = t("alpha");
     let id = reply_id("held", 0);
@@ -429,7 +435,10 @@ async fn a_reply_another_sender_is_sending_waits_and_is_acked_unsent_once_that_s
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn a_lease_whose_sender_died_is_taken_over_only_when_it_ends(pool: PgPool) {
-    let steps = deliveries::SendSteps::start(&pool);
+    let steps = deliveries::SendSteps::start(
+        &pool,
+        switchyard_shared::group_commit::Shape::WORKER_STEP.linger,
+    );
     let rig = Rig::new(&pool, &["alpha"], 1).await;
     let tenant = t("alpha");
     let id = reply_id("orphan", 0);
@@ -472,7 +481,10 @@ async fn a_lease_whose_sender_died_is_taken_over_only_when_it_ends(pool: PgPool)
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn an_attempt_left_in_doubt_whose_echo_arrived_is_recorded_and_not_sent_again(pool: PgPool) {
-    let steps = deliveries::SendSteps::start(&pool);
+    let steps = deliveries::SendSteps::start(
+        &pool,
+        switchyard_shared::group_commit::Shape::WORKER_STEP.linger,
+    );
     let rig = Rig::new(&pool, &["alpha"], 1).await;
     let tenant = t("alpha");
     let id = reply_id("echoed", 0);
@@ -760,7 +772,10 @@ impl LateRelay {
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn a_ledger_lease_keeps_other_senders_off_until_an_outcome_or_its_end(pool: PgPool) {
-    let steps = deliveries::SendSteps::start(&pool);
+    let steps = deliveries::SendSteps::start(
+        &pool,
+        switchyard_shared::group_commit::Shape::WORKER_STEP.linger,
+    );
     fixtures::add_tenant(&pool, "alpha", |_| {}).await;
     let tenant = t("alpha");
     let id = ReplyId::parse("e1:0").unwrap();
@@ -848,7 +863,10 @@ async fn a_ledger_lease_keeps_other_senders_off_until_an_outcome_or_its_end(pool
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn an_echo_is_written_only_on_the_chats_one_attempt_under_way(pool: PgPool) {
-    let steps = deliveries::SendSteps::start(&pool);
+    let steps = deliveries::SendSteps::start(
+        &pool,
+        switchyard_shared::group_commit::Shape::WORKER_STEP.linger,
+    );
     fixtures::add_tenant(&pool, "alpha", |_| {}).await;
     let tenant = t("alpha");
     let window = Duration::from_secs(30);
