@@ -29,9 +29,10 @@ pub struct Settings {
     /// floor): extra chats, past their floor, that backlogged tenants may run
     /// at once in this replica while every tenant's steps and the
     /// neighbours' waits keep their time (`crate::spare`). Off by default:
-    /// measured at 16, a held backlog drains at 1,970 msg/s instead of
-    /// ~1,130 but its neighbours' p99 rises to about 1.5× their figure
-    /// without it, against 1.25× at the floor (docs/benchmarks/router.md).
+    /// measured at 16 (with `SWITCHYARD_DB_STEP_LINGER=0ms`), a held
+    /// backlog drains at 1,970 msg/s instead of ~1,130 but its neighbours'
+    /// p99 rises to about 1.5× their figure without it, against 1.25× at
+    /// the floor (docs/benchmarks/router.md).
     pub backlog_spare_chats: usize,
     /// `SWITCHYARD_TENANT_CACHE_TTL` (default 30s): the longest a tenant change
     /// (e.g. a suspension) takes to reach this replica if its notification is lost.

@@ -264,7 +264,7 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// `SWITCHYARD_DB_ACQUIRE_TIMEOUT` (default 2s).
     pub acquire_timeout: Duration,
-    /// `SWITCHYARD_DB_STEP_LINGER` (default 0ms, at most 50ms): how long a
+    /// `SWITCHYARD_DB_STEP_LINGER` (default 1ms, at most 50ms): how long a
     /// busy flush slot of the workers' group-committed steps gathers calls
     /// (`crate::group_commit::Shape::WORKER_STEP`); `0ms`: a slot takes
     /// what was queued while it was busy and nothing more.

@@ -64,7 +64,7 @@ async fn run(nats: &NatsServer, pool: PgPool, db_url: &str) -> anyhow::Result<()
     let spare_chats =
         std::env::var("SWITCHYARD_BACKLOG_SPARE_CHATS").unwrap_or_else(|_| "0".to_owned());
     let step_linger =
-        std::env::var("SWITCHYARD_DB_STEP_LINGER").unwrap_or_else(|_| "0ms".to_owned());
+        std::env::var("SWITCHYARD_DB_STEP_LINGER").unwrap_or_else(|_| "1ms".to_owned());
     println!(
         "routers: SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT={backlog_chats} SWITCHYARD_BACKLOG_SPARE_CHATS={spare_chats} SWITCHYARD_DB_STEP_LINGER={step_linger}"
     );

@@ -75,23 +75,26 @@ pub struct Shape {
 
 impl Shape {
     /// The workers' steps: two slots (one statement waiting on a lock does
-    /// not stop the step), up to 64 items, no gathering beyond what queued
-    /// while a slot was busy (`SWITCHYARD_DB_STEP_LINGER` sets one); a slot
-    /// keeps its connection through pauses of up to 100 ms (at a hundred
+    /// not stop the step), up to 64 items, 1 ms of gathering while busy
+    /// (`SWITCHYARD_DB_STEP_LINGER`: a step is about a millisecond's round
+    /// trip, so this at most doubles one step's wait and only under load); a
+    /// slot keeps its connection through pauses of up to 100 ms (at a hundred
     /// events a second and more it is rarely given back; an idle service
     /// holds none, and a service whose pool ran dry waits at most that for a
     /// slot's).
     ///
-    /// Why no linger (issue 20, 2026-12-07): at 1 ms every step of a busy
-    /// service waited up to a millisecond for company, twice per turn, and
-    /// that wait, not the machine, bounded a backlogged tenant's drain at
-    /// ~1,250 msg/s however many chats it ran (the router benchmark: 1,970
-    /// msg/s without it, its neighbours' p99 better too); end to end it
-    /// cost 3–5 % more CPU per event at 500–1,000 events/s, latency the same.
+    /// What the linger costs and saves (issue 20, 2026-12-07): it bounds a
+    /// backlogged tenant running several chats at ~1,250 msg/s (every turn
+    /// waits for company twice; the router benchmark with the spare chats on
+    /// drained at 1,970 msg/s without it), and it saves 3–5 % of the CPU per
+    /// event end to end at 500–1,000 events/s; in `flood-open` the quiet
+    /// tenants' p99 was 10–25 ms with it, 14–86 ms without (four runs each).
+    /// At the floor of one chat per backlog (the default) it bounds nothing,
+    /// so it stays on; with the spare chats on, `0ms` lets them drain.
     pub const WORKER_STEP: Shape = Shape {
         slots: 2,
         max_batch: 64,
-        linger: Duration::ZERO,
+        linger: Duration::from_millis(1),
         hold_idle: Duration::from_millis(100),
     };
 
