@@ -239,9 +239,7 @@ impl<H: Handler> TenantWorker<H> {
             };
             this.activity.event_in(this.lane.tenant(), now_ms());
             // A tenant keeping up: its message's way here sizes the spare pool.
-            if let Some(age) = message.lane().fresh_age() {
-                this.settings.spare.observe_wait(age);
-            }
+            this.settings.spare.observe_taken(message.lane());
             let key = this.handler.chat_key(&message);
             let mut queues = chats.lock().await;
             if let Some(queue) = queues.get_mut(&key) {

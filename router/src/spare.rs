@@ -58,6 +58,8 @@ use std::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use switchyard_shared::lanes::LaneMessage;
+
 use crate::metrics as m;
 
 /// How often the pool is resized.
@@ -143,24 +145,28 @@ impl SparePool {
 
     /// One step phase's time in the shared infrastructure.
     pub fn observe(&self, took: Duration) {
-        if !self.enabled {
-            return;
-        }
-        let mut state = self.lock();
-        if state.samples.len() < MAX_SAMPLES {
-            state.samples.push(took.as_secs_f64());
+        if self.enabled {
+            keep(&mut self.lock().samples, took);
         }
     }
 
-    /// How long a message read straight from its partition took from the
-    /// server storing it to its tenant's worker taking it.
-    pub fn observe_wait(&self, took: Duration) {
+    /// A message its tenant's worker just took: if it was read straight from
+    /// its partition (a first delivery, not a spilled copy), how long it
+    /// took from the server storing it to here. Reads no clock when the pool
+    /// is 0 (every message of every tenant passes here).
+    pub fn observe_taken(&self, message: &LaneMessage) {
         if !self.enabled {
             return;
         }
-        let mut state = self.lock();
-        if state.waits.len() < MAX_SAMPLES {
-            state.waits.push(took.as_secs_f64());
+        if let Some(age) = message.fresh_age() {
+            self.observe_wait(age);
+        }
+    }
+
+    /// One neighbour's wait (see [`Self::observe_taken`]).
+    fn observe_wait(&self, took: Duration) {
+        if self.enabled {
+            keep(&mut self.lock().waits, took);
         }
     }
 
@@ -259,6 +265,13 @@ impl SparePool {
     }
 }
 
+/// Keeps one more sample of an interval, up to [`MAX_SAMPLES`].
+fn keep(samples: &mut Vec<f64>, took: Duration) {
+    if samples.len() < MAX_SAMPLES {
+        samples.push(took.as_secs_f64());
+    }
+}
+
 /// Samples kept per interval at most (a few thousand steps a second fit;
 /// past it the interval's first samples speak for it).
 const MAX_SAMPLES: usize = 8192;
@@ -326,13 +339,11 @@ impl Controller {
             if let Some(wait) = window.wait_p90 {
                 self.wait_reference = Some(moving(self.wait_reference, wait));
             }
-        } else if self
-            .reference
-            .is_none_or(|r| p90 > r.mul_f64(TOLERANCE) + SLACK)
+        } else if self.reference.is_none_or(|r| slower(p90, r, SLACK))
             || window
                 .wait_p90
                 .zip(self.wait_reference)
-                .is_some_and(|(wait, r)| wait > r.mul_f64(TOLERANCE) + WAIT_SLACK)
+                .is_some_and(|(wait, r)| slower(wait, r, WAIT_SLACK))
         {
             // Slower than without the extras (or no reference to tell,
             // which a start at 0 rules out): give half the room back.
@@ -346,6 +357,11 @@ impl Controller {
         };
         self.limit
     }
+}
+
+/// Whether `p90` is past its `reference`'s [`TOLERANCE`] plus `slack`.
+fn slower(p90: Duration, reference: Duration, slack: Duration) -> bool {
+    p90 > reference.mul_f64(TOLERANCE) + slack
 }
 
 /// The reference after `p90`: a moving average, or `p90` itself at first.
@@ -362,6 +378,11 @@ mod tests {
 
     fn ms(v: u64) -> Option<Duration> {
         Some(Duration::from_millis(v))
+    }
+
+    /// Every permit there is, and one ask more (so the pool saw demand).
+    fn take_all(pool: &Arc<SparePool>) -> Vec<SparePermit> {
+        std::iter::from_fn(|| pool.try_take()).collect()
     }
 
     /// An interval in which a chat asked for more.
@@ -481,10 +502,7 @@ mod tests {
             for _ in 0..MIN_SAMPLES {
                 pool.observe(Duration::from_millis(2));
             }
-            // Takes all there is, and asks for more.
-            while let Some(permit) = pool.try_take() {
-                held.push(permit);
-            }
+            held.extend(take_all(&pool));
             pool.adjust();
         }
         let limit = || pool.lock().controller.limit;
@@ -555,11 +573,7 @@ mod tests {
                 pool.observe(Duration::from_millis(2));
                 pool.observe_wait(wait);
             }
-            // Takes all there is, and asks for more.
-            let mut held = Vec::new();
-            while let Some(permit) = pool.try_take() {
-                held.push(permit);
-            }
+            let held = take_all(&pool);
             let limit = pool.adjust();
             drop(held);
             limit
