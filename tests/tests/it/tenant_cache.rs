@@ -103,13 +103,16 @@ async fn a_reconnect_drops_the_whole_cache(pool: PgPool) {
         .await
         .unwrap();
     let (tenant, cache) = setup(&pool).await;
-    let stop = CancellationToken::new();
-    tokio::spawn(cache.clone().follow_changes(client.clone(), stop.clone()));
-    // Give the watcher a connected state to compare against.
+    // Give the watcher a connected state to compare against: the client
+    // connects in the background, and a watcher started before its first
+    // connection counts that connection as a reconnect (dropping the cache
+    // at a moment of its choosing, which once read the silent change below).
     poll::until("the client connected", WITHIN, || async {
         (client.connection_state() == async_nats::connection::State::Connected).then_some(())
     })
     .await;
+    let stop = CancellationToken::new();
+    tokio::spawn(cache.clone().follow_changes(client.clone(), stop.clone()));
     nats.kill();
     poll::until("the client to notice the loss", WITHIN, || async {
         (client.connection_state() != async_nats::connection::State::Connected).then_some(())
