@@ -74,13 +74,23 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
     ));
     let retries = retries::Retries::from_base(settings.retry_delay);
     let spare = spare::SparePool::new(settings.backlog_spare_chats);
+    let step_linger = settings.step_linger(&service.settings.database);
+    if settings.backlog_spare_chats > 0 && !step_linger.is_zero() {
+        tracing::warn!(
+            step_linger_ms = step_linger.as_secs_f64() * 1e3,
+            spare_chats = settings.backlog_spare_chats,
+            "SWITCHYARD_DB_STEP_LINGER is set above 0 with SWITCHYARD_BACKLOG_SPARE_CHATS on: \
+             every turn waits for company twice, which bounds a backlog's extra chats \
+             (docs/benchmarks/router.md); unset it or set 0ms"
+        );
+    }
     service
         .tasks
         .spawn(Arc::clone(&spare).run(service.shutdown.clone()));
     let handler = Arc::new(handler::InboundHandler {
         js: service.jetstream.clone(),
         nats: service.nats.clone(),
-        steps: turn_steps::TurnSteps::start(&app_db, service.settings.database.step_linger),
+        steps: turn_steps::TurnSteps::start(&app_db, step_linger),
         db: app_db,
         tenants,
         bots: bots::Bots::new(

@@ -5,7 +5,8 @@ use std::time::Duration;
 use switchyard_shared::{
     bot_config::EgressPolicy,
     cloud_api::window::WindowSettings,
-    config::{ConfigError, Env},
+    config::{ConfigError, DatabaseSettings, Env},
+    group_commit::Shape,
     lanes::LaneSettings,
     tenant_status::StatusSettings,
 };
@@ -29,10 +30,11 @@ pub struct Settings {
     /// floor): extra chats, past their floor, that backlogged tenants may run
     /// at once in this replica while every tenant's steps and the
     /// neighbours' waits keep their time (`crate::spare`). Off by default:
-    /// measured at 16 (with `SWITCHYARD_DB_STEP_LINGER=0ms`), a held
-    /// backlog drains at 1,970 msg/s instead of ~1,130 but its neighbours'
-    /// p99 rises to about 1.5× their figure without it, against 1.25× at
-    /// the floor (docs/benchmarks/router.md).
+    /// measured at 16 (with the steps' linger at 0, which turning it on
+    /// makes the default: [`Settings::step_linger`]), a held backlog drains
+    /// at 1,970 msg/s instead of ~1,130 but its neighbours' p99 rises to
+    /// about 1.5× their figure without it, against 1.25× at the floor
+    /// (docs/benchmarks/router.md).
     pub backlog_spare_chats: usize,
     /// `SWITCHYARD_TENANT_CACHE_TTL` (default 30s): the longest a tenant change
     /// (e.g. a suspension) takes to reach this replica if its notification is lost.
@@ -72,6 +74,21 @@ impl Settings {
         Ok(Self::read(env)?)
     }
 
+    /// How long the turns' group-committed steps gather company
+    /// (`SWITCHYARD_DB_STEP_LINGER`): what was set, else the workers'
+    /// default (1 ms) at the floor, and nothing once spare chats are on. The
+    /// linger is paid twice per turn, so it bounds a backlog running several
+    /// chats (~1,250 msg/s at 1 ms against 1,970 at 0 in the router
+    /// benchmark), while at the floor it bounds nothing and saves 3–5 % of
+    /// the CPU per event (docs/benchmarks/router.md).
+    pub fn step_linger(&self, database: &DatabaseSettings) -> Duration {
+        database.step_linger_or(if self.backlog_spare_chats > 0 {
+            Duration::ZERO
+        } else {
+            Shape::WORKER_STEP.linger
+        })
+    }
+
     fn read(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             lanes: LaneSettings::from_env(env)?,
@@ -107,5 +124,38 @@ impl Settings {
             status: StatusSettings::from_env(env)?,
             cloud_window: WindowSettings::from_env(env)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step_linger(vars: &[(&str, &str)]) -> Duration {
+        let env = Env::from_map(vars.iter().copied());
+        let settings = Settings::read(&env).unwrap();
+        settings.step_linger(&DatabaseSettings::from_env(&env).unwrap())
+    }
+
+    #[test]
+    fn the_spare_chats_turn_the_steps_linger_off_unless_it_was_set() {
+        assert_eq!(step_linger(&[]), Shape::WORKER_STEP.linger, "the floor");
+        assert_eq!(
+            step_linger(&[("SWITCHYARD_BACKLOG_SPARE_CHATS", "16")]),
+            Duration::ZERO,
+            "spare chats on"
+        );
+        assert_eq!(
+            step_linger(&[
+                ("SWITCHYARD_BACKLOG_SPARE_CHATS", "16"),
+                ("SWITCHYARD_DB_STEP_LINGER", "3ms"),
+            ]),
+            Duration::from_millis(3),
+            "what was set wins"
+        );
+        assert_eq!(
+            step_linger(&[("SWITCHYARD_DB_STEP_LINGER", "0ms")]),
+            Duration::ZERO
+        );
     }
 }

@@ -8,10 +8,11 @@
 //! docs/benchmarks/router.md), past the floor it may run more, up to
 //! `SWITCHYARD_CHATS_IN_FLIGHT`, each extra chat holding a permit of this
 //! replica's spare pool, whose size follows what the tenants that keep up
-//! feel. The extra chats pay off only with `SWITCHYARD_DB_STEP_LINGER=0ms`:
-//! at its default of 1 ms each turn's read and record wait for company, and
-//! a backlog drains no faster with four chats than with one (~1,250 msg/s
-//! against 1,970 in the router benchmark). Every [`ADJUST_EVERY`] the pool
+//! feel. The extra chats pay off only with `SWITCHYARD_DB_STEP_LINGER=0ms`
+//! (so turning them on makes it the default: `Settings::step_linger`): at
+//! 1 ms each turn's read and record wait for company, and a backlog drains
+//! no faster with four chats than with one (~1,250 msg/s against 1,970 in
+//! the router benchmark). Every [`ADJUST_EVERY`] the pool
 //! looks at two things of that interval:
 //! - the time every tenant's steps spent in PostgreSQL and JetStream (the
 //!   `read`, `publish` and `record` phases; bot time is left out, a slow bot

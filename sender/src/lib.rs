@@ -74,7 +74,10 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
     let deliverer = Arc::new(deliver::Deliverer {
         steps: switchyard_shared::deliveries::SendSteps::start(
             &app_db,
-            service.settings.database.step_linger,
+            service
+                .settings
+                .database
+                .step_linger_or(switchyard_shared::group_commit::Shape::WORKER_STEP.linger),
         ),
         db: app_db,
         tenants: tenants.clone(),

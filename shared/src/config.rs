@@ -264,11 +264,13 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// `SWITCHYARD_DB_ACQUIRE_TIMEOUT` (default 2s).
     pub acquire_timeout: Duration,
-    /// `SWITCHYARD_DB_STEP_LINGER` (default 1ms, at most 50ms): how long a
-    /// busy flush slot of the workers' group-committed steps gathers calls
+    /// `SWITCHYARD_DB_STEP_LINGER` (at most 50ms): how long a busy flush
+    /// slot of the workers' group-committed steps gathers calls
     /// (`crate::group_commit::Shape::WORKER_STEP`); `0ms`: a slot takes
-    /// what was queued while it was busy and nothing more.
-    pub step_linger: Duration,
+    /// what was queued while it was busy and nothing more. `None` when
+    /// unset: the service picks ([`DatabaseSettings::step_linger_or`]; the
+    /// router's default depends on its spare chats).
+    pub step_linger: Option<Duration>,
 }
 
 /// Longest `SWITCHYARD_DB_STEP_LINGER`: every step of every event waits up
@@ -287,16 +289,22 @@ impl DatabaseSettings {
             step_linger: step_linger(env)?,
         })
     }
+
+    /// The steps' linger: the one set, else `default`.
+    pub fn step_linger_or(&self, default: Duration) -> Duration {
+        self.step_linger.unwrap_or(default)
+    }
 }
 
-fn step_linger(env: &Env) -> Result<Duration, ConfigError> {
-    let linger = env.duration(
-        "SWITCHYARD_DB_STEP_LINGER",
-        crate::group_commit::Shape::WORKER_STEP.linger,
-    )?;
+fn step_linger(env: &Env) -> Result<Option<Duration>, ConfigError> {
+    const VARIABLE: &str = "SWITCHYARD_DB_STEP_LINGER";
+    if env.raw(VARIABLE).is_none() {
+        return Ok(None);
+    }
+    let linger = env.duration(VARIABLE, crate::group_commit::Shape::WORKER_STEP.linger)?;
     if linger > MAX_STEP_LINGER {
         return Err(ConfigError {
-            variable: "SWITCHYARD_DB_STEP_LINGER".to_owned(),
+            variable: VARIABLE.to_owned(),
             reason: format!(
                 "{} ms is above the most allowed, {} ms",
                 linger.as_millis(),
@@ -304,7 +312,7 @@ fn step_linger(env: &Env) -> Result<Duration, ConfigError> {
             ),
         });
     }
-    Ok(linger)
+    Ok(Some(linger))
 }
 
 /// Log output shape.
@@ -431,15 +439,19 @@ mod tests {
             DatabaseSettings::from_env(&Env::from_map([("SWITCHYARD_DB_STEP_LINGER", v)]))
                 .map(|s| s.step_linger)
         };
-        assert_eq!(linger("0ms").unwrap(), Duration::ZERO);
-        assert_eq!(linger("50ms").unwrap(), Duration::from_millis(50));
+        assert_eq!(linger("0ms").unwrap(), Some(Duration::ZERO));
+        assert_eq!(linger("50ms").unwrap(), Some(Duration::from_millis(50)));
         let refused = linger("51ms").unwrap_err();
         assert_eq!(refused.variable, "SWITCHYARD_DB_STEP_LINGER");
-        let unset = DatabaseSettings::from_env(&Env::from_map::<[(&str, &str); 0], _, _>([]));
-        assert_eq!(
-            unset.unwrap().step_linger,
-            crate::group_commit::Shape::WORKER_STEP.linger
-        );
+        let unset =
+            DatabaseSettings::from_env(&Env::from_map::<[(&str, &str); 0], _, _>([])).unwrap();
+        assert_eq!(unset.step_linger, None, "unset: the service picks");
+        let default = Duration::from_millis(7);
+        assert_eq!(unset.step_linger_or(default), default);
+        let set =
+            DatabaseSettings::from_env(&Env::from_map([("SWITCHYARD_DB_STEP_LINGER", "0ms")]))
+                .unwrap();
+        assert_eq!(set.step_linger_or(default), Duration::ZERO, "what was set");
     }
 
     #[test]

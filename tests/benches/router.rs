@@ -63,10 +63,15 @@ async fn run(nats: &NatsServer, pool: PgPool, db_url: &str) -> anyhow::Result<()
         std::env::var("SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT").unwrap_or_else(|_| "1".to_owned());
     let spare_chats =
         std::env::var("SWITCHYARD_BACKLOG_SPARE_CHATS").unwrap_or_else(|_| "0".to_owned());
-    let step_linger =
-        std::env::var("SWITCHYARD_DB_STEP_LINGER").unwrap_or_else(|_| "1ms".to_owned());
+    // Empty is unset: the router picks (1 ms at the floor, 0 with spare chats).
+    let step_linger = std::env::var("SWITCHYARD_DB_STEP_LINGER").unwrap_or_default();
     println!(
-        "routers: SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT={backlog_chats} SWITCHYARD_BACKLOG_SPARE_CHATS={spare_chats} SWITCHYARD_DB_STEP_LINGER={step_linger}"
+        "routers: SWITCHYARD_BACKLOG_CHATS_IN_FLIGHT={backlog_chats} SWITCHYARD_BACKLOG_SPARE_CHATS={spare_chats} SWITCHYARD_DB_STEP_LINGER={}",
+        if step_linger.is_empty() {
+            "(the router's default)"
+        } else {
+            &step_linger
+        }
     );
     let mut routers = Vec::new();
     for r in 0..3 {
