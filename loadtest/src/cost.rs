@@ -1,13 +1,17 @@
 //! What one delivered event cost (issue 20): CPU per party from the
-//! sampler, and NATS messages and PostgreSQL transactions and row changes per
-//! event from the servers' own counters, read before and after the run.
+//! sampler, NATS messages and PostgreSQL transactions and row changes per
+//! event from the servers' own counters, and the mean time of each stage
+//! ([`crate::stages`]), all read before and after the run.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use switchyard_tests::procstat::Usage;
 
-use crate::stack::Counters;
+use crate::{
+    stack::Counters,
+    stages::{StageMean, StageTotals},
+};
 
 /// The parties whose CPU is the load generator's, not the pipeline's.
 pub const LOAD_GENERATOR: &str = "switchyard-load";
@@ -27,6 +31,8 @@ pub struct Cost {
     /// PostgreSQL transactions and changed rows per event.
     pub pg_xacts_per_event: Option<f64>,
     pub pg_rows_per_event: Option<f64>,
+    /// Each stage's mean over the run, where the services could be read.
+    pub stages: Vec<StageMean>,
 }
 
 fn per_event(before: u64, after: u64, delivered: u64) -> f64 {
@@ -37,8 +43,8 @@ impl Cost {
     pub fn of(
         delivered: u64,
         services: &BTreeMap<String, Usage>,
-        before: Counters,
-        after: Counters,
+        before: &Counters,
+        after: &Counters,
     ) -> Self {
         let cpu_us_per_event: BTreeMap<String, f64> = services
             .iter()
@@ -58,6 +64,10 @@ impl Cost {
         };
         let (nats_in, nats_out) = pair(before.nats_msgs, after.nats_msgs);
         let (pg_xacts, pg_rows) = pair(before.pg, after.pg);
+        let stages = match (&before.stages, &after.stages) {
+            (Some(b), Some(a)) => StageTotals::means(b, a),
+            _ => Vec::new(),
+        };
         Self {
             delivered,
             cpu_us_per_event,
@@ -66,6 +76,7 @@ impl Cost {
             nats_msgs_out_per_event: nats_out,
             pg_xacts_per_event: pg_xacts,
             pg_rows_per_event: pg_rows,
+            stages,
         }
     }
 }
@@ -88,12 +99,14 @@ mod tests {
         let before = Counters {
             nats_msgs: Some((100, 50)),
             pg: Some((10, 20)),
+            stages: None,
         };
         let after = Counters {
             nats_msgs: Some((1100, 3050)),
             pg: Some((510, 1020)),
+            stages: None,
         };
-        let cost = Cost::of(1000, &services, before, after);
+        let cost = Cost::of(1000, &services, &before, &after);
         assert_eq!(cost.cpu_us_per_event["switchyard-router"], 500.0);
         assert_eq!(cost.pipeline_cpu_us_per_event, 750.0);
         assert_eq!(cost.nats_msgs_in_per_event, Some(1.0));
@@ -102,7 +115,8 @@ mod tests {
             (cost.pg_xacts_per_event, cost.pg_rows_per_event),
             (Some(0.5), Some(1.0))
         );
-        let unread = Cost::of(1000, &services, Counters::default(), after);
+        let unread = Cost::of(1000, &services, &Counters::default(), &after);
         assert_eq!(unread.nats_msgs_in_per_event, None);
+        assert!(unread.stages.is_empty(), "no stage timings read");
     }
 }

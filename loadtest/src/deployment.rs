@@ -24,6 +24,7 @@ use crate::{
     scenario::Scenario,
     sim_control::SimControl,
     stack::{self, Counters, Stack},
+    stages::StageTotals,
 };
 
 const WEBHOOK_SECRET: &str = "loadtest-webhook-secret";
@@ -83,6 +84,8 @@ pub struct Deployment {
     procs: Vec<Proc>,
     /// The router's and the sender's ops endpoints (`/metrics`).
     ops: Vec<String>,
+    /// Every service's ops endpoint, ingest's too (stage timings).
+    all_ops: Vec<String>,
     /// nats-server's monitoring endpoint.
     nats_monitor: String,
     pool: PgPool,
@@ -269,6 +272,7 @@ impl Deployment {
         };
         // Ingest first: the streams exist once one service has started.
         let mut ops_urls = Vec::new();
+        let mut all_ops = Vec::new();
         let replicas = setup.replicas.max(1);
         let services = [
             ("switchyard-ingest", 1),
@@ -293,9 +297,11 @@ impl Deployment {
             )
             .await
             .with_context(|| format!("see {}", run_dir.join(format!("{name}.log")).display()))?;
+            let url = format!("http://127.0.0.1:{ops}");
             if binary != "switchyard-ingest" {
-                ops_urls.push(format!("http://127.0.0.1:{ops}"));
+                ops_urls.push(url.clone());
             }
+            all_ops.push(url);
         }
         Ok(Self {
             sim,
@@ -303,6 +309,7 @@ impl Deployment {
             inlets,
             procs,
             ops: ops_urls,
+            all_ops,
             nats_monitor: format!("http://127.0.0.1:{nats_http}"),
             pool,
             admin_url,
@@ -367,6 +374,7 @@ impl Stack for Deployment {
         Counters {
             nats_msgs: stack::nats_msgs(&self.nats_monitor).await,
             pg: stack::pg_counts(&self.pool).await,
+            stages: StageTotals::scrape(&self.all_ops).await,
         }
     }
 }

@@ -200,7 +200,12 @@ pub async fn run(
         services,
     )?;
     let delivered = result.tenants.iter().map(|t| t.replied).sum();
-    result.cost = Cost::of(delivered, &result.services, counters_before, counters_after);
+    result.cost = Cost::of(
+        delivered,
+        &result.services,
+        &counters_before,
+        &counters_after,
+    );
     Ok(result)
 }
 

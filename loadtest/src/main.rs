@@ -30,6 +30,7 @@ mod scenario;
 mod schedule;
 mod sim_control;
 mod stack;
+mod stages;
 mod stats;
 mod svg;
 mod target;

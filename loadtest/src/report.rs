@@ -426,4 +426,39 @@ fn cost_table(out: &mut String, runs: &[RunResult]) {
                 format!("{rate:.0} events/s (`{name}`)")
             })
     );
+    stage_table(out, &sweep);
+}
+
+/// The sweep's runs side by side: each stage's mean, in the order an event
+/// meets them ([`crate::stages`]), so a p50 can be taken apart.
+fn stage_table(out: &mut String, sweep: &[&RunResult]) {
+    if sweep.iter().all(|r| r.cost.stages.is_empty()) {
+        return;
+    }
+    let _ = write!(
+        out,
+        "\n### Where the time goes (mean per stage, ms, as the services time them)\n\n| stage |"
+    );
+    for r in sweep {
+        let _ = write!(out, " {} |", r.scenario);
+    }
+    let _ = write!(out, "\n|---|");
+    for _ in sweep {
+        let _ = write!(out, "---|");
+    }
+    let _ = writeln!(out);
+    for stage in crate::stages::STAGES {
+        let _ = write!(out, "| {} |", stage.name);
+        for r in sweep {
+            match r.cost.stages.iter().find(|m| m.stage == stage.name) {
+                Some(m) => {
+                    let _ = write!(out, " {:.2} |", m.mean_ms);
+                }
+                None => {
+                    let _ = write!(out, " — |");
+                }
+            }
+        }
+        let _ = writeln!(out);
+    }
 }

@@ -5,7 +5,7 @@
 use anyhow::Context as _;
 use switchyard_bridge_sim::RecordedSend;
 
-use crate::inlet::Inlet;
+use crate::{inlet::Inlet, stages::StageTotals};
 
 pub trait Stack {
     /// Where each tenant's events are posted, in the scenario's order.
@@ -26,7 +26,7 @@ pub trait Stack {
 
 /// Operation counters of the servers, read before and after a run; `None`
 /// where one could not be read.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Counters {
     /// nats-server's `/varz` `in_msgs` and `out_msgs`: every publish, JetStream
     /// API request, ack and delivery, all clients together.
@@ -34,6 +34,8 @@ pub struct Counters {
     /// `pg_stat_database` of the run's database: transactions (commits and
     /// rollbacks) and rows inserted, updated and deleted.
     pub pg: Option<(u64, u64)>,
+    /// The services' own timings of their stages ([`crate::stages`]).
+    pub stages: Option<StageTotals>,
 }
 
 /// nats-server's message counters from its monitoring endpoint (`http://host:port`).

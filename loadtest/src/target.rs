@@ -20,6 +20,7 @@ use crate::{
     scenario::Scenario,
     sim_control::SimControl,
     stack::{self, Counters, Stack},
+    stages::StageTotals,
 };
 
 /// How to reach an existing deployment.
@@ -148,6 +149,15 @@ impl Stack for Target {
         Counters {
             nats_msgs: stack::nats_msgs_of_all(&self.nats_monitors).await,
             pg: stack::pg_counts(&self.pool).await,
+            // The routers' and senders' stages (ingest's ops are not given).
+            stages: StageTotals::scrape(
+                &self
+                    .ops
+                    .iter()
+                    .map(|(base, _)| base.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .await,
         }
     }
 
