@@ -94,7 +94,7 @@ pub const STAGES: &[Stage] = &[
         &[],
     ),
     stage(
-        "end to end (ingest's clock)",
+        "end to end (ingest's receipt → provider accepted)",
         switchyard_sender::metrics::END_TO_END_SECONDS,
         &[],
     ),
