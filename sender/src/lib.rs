@@ -162,6 +162,7 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         tenants,
         refresh_every: settings.tenant_refresh,
         cloud_health_every: settings.cloud_health_interval,
+        cloud_health_concurrency: settings.cloud_health_concurrency,
         flaps: settings.flaps,
         fleet_per_minute: settings.fleet.limit,
         warmup: settings.warmup,

@@ -54,7 +54,9 @@ pub const WATCHDOG_PROBES: &str = "switchyard_sender_watchdog_probes_total";
 /// Silent bridges the watchdog found disconnected (and held).
 pub const WATCHDOG_FOUND_DISCONNECTED: &str = "switchyard_sender_watchdog_found_disconnected_total";
 /// Cloud API number health checks (`GET /{phone_number_id}?fields=…`), by
-/// `result`: `checked`, `skipped` (no channel or token not active), `failed`.
+/// `result`: `checked`, `skipped` (no channel or token not active), `failed`,
+/// `merged` (asked for while the tenant's check waited for its turn: that
+/// check answers it).
 pub const CLOUD_HEALTH_CHECKS: &str = "switchyard_sender_cloud_health_checks_total";
 /// Tenant notifications the notifier finished or tried, by `outcome`:
 /// `delivered` (2xx), `failed` (one attempt failed; retried), `dead_lettered`

@@ -66,6 +66,11 @@ pub struct Settings {
     /// often the quality of each held Cloud API tenant's number is read from
     /// Meta (a quality notice makes it read at once).
     pub cloud_health_interval: Duration,
+    /// `SWITCHYARD_CLOUD_HEALTH_CONCURRENCY` (default 4, 1..=256): health
+    /// reads from Meta in flight at once in this replica; the others wait
+    /// their turn (each takes a database connection too, which the sends
+    /// share).
+    pub cloud_health_concurrency: usize,
     /// `SWITCHYARD_SCHEDULER` (`fair` or `fifo`, default fair).
     pub scheduler: SchedulerMode,
     /// `SWITCHYARD_REPLICA_ID` (default: random).
@@ -123,6 +128,11 @@ impl Settings {
                 }
                 every
             },
+            cloud_health_concurrency: env.bounded(
+                "SWITCHYARD_CLOUD_HEALTH_CONCURRENCY",
+                4,
+                1..=256,
+            )?,
             scheduler: match env.string("SWITCHYARD_SCHEDULER", "fair").as_str() {
                 "fair" => SchedulerMode::Fair,
                 "fifo" => SchedulerMode::Fifo,

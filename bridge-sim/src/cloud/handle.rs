@@ -263,6 +263,17 @@ impl CloudSim {
         ops::update_number(self.shared(), phone_number_id, NumberChange::Mps(mps)).map(|_| ())
     }
 
+    /// Holds every health read's answer (`GET /{phone_number_id}`) for
+    /// `delay` (zero: at once), so that reads made together overlap.
+    pub fn set_health_read_delay(&self, delay: Duration) {
+        self.shared().health_reads.set_delay(delay);
+    }
+
+    /// Health reads answered so far, and the most that were under way at once.
+    pub fn health_reads(&self) -> (u64, usize) {
+        self.shared().health_reads.seen()
+    }
+
     /// The number's `quality_rating` (no webhook: Meta no longer sends one for quality).
     pub fn set_quality(&self, phone_number_id: &str, quality: &str) -> Result<(), CloudSimError> {
         let change = NumberChange::Quality(quality.to_owned());

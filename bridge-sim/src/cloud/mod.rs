@@ -25,6 +25,7 @@ mod gates;
 mod graph_error;
 pub mod handle;
 mod handshake;
+mod health_reads;
 mod http;
 pub mod model;
 mod ops;

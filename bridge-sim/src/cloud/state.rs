@@ -17,6 +17,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use super::{
     config::{CloudClock, CloudSimConfig},
     gates::PairBucket,
+    health_reads::HealthReads,
     model::{
         CloudDelivery, CloudFaultPlan, CloudSend, PhoneNumberSpec, PhoneNumberView, StatusPlan,
         TemplateView, WabaView,
@@ -163,6 +164,9 @@ pub(crate) struct CloudShared {
     pub tasks: TaskTracker,
     /// Bumped on every recorded send or delivery, for waiters.
     pub changed: watch::Sender<u64>,
+    /// The health reads answered, for tests (kept outside the state's mutex:
+    /// counted while their answers wait).
+    pub health_reads: HealthReads,
     next_id: AtomicU64,
 }
 
@@ -185,6 +189,7 @@ impl CloudShared {
             shutdown,
             tasks: TaskTracker::new(),
             changed: watch::channel(0).0,
+            health_reads: HealthReads::default(),
             next_id: AtomicU64::new(1),
         }
     }

@@ -71,8 +71,8 @@ pub use self::{
     status::StatusFeed,
 };
 use self::{
-    bridge_flaps::BridgeFlaps, cloud_holds::CloudHolds, provider_outage::ProviderOutage,
-    status::StatusTracker, tenant_gauges::TenantGauges,
+    bridge_flaps::BridgeFlaps, cloud_health::HealthChecks, cloud_holds::CloudHolds,
+    provider_outage::ProviderOutage, status::StatusTracker, tenant_gauges::TenantGauges,
 };
 use crate::{
     deliver::Deliverer,
@@ -94,6 +94,8 @@ pub struct DispatcherParts {
     pub refresh_every: Duration,
     /// How often the health of held Cloud API tenants' numbers is read from Meta.
     pub cloud_health_every: Duration,
+    /// How many of those reads may be in flight at once.
+    pub cloud_health_concurrency: usize,
     /// How bridge flaps are handled.
     pub flaps: FlapSettings,
     /// The fleet budget (calls a minute) bulk shares are taken of.
@@ -117,6 +119,8 @@ pub struct Dispatcher {
     tenants: TenantCache,
     refresh_every: Duration,
     cloud_health_every: Duration,
+    /// The health reads waiting or under way (`cloud_health`).
+    health_checks: HealthChecks,
     /// The limits of the Cloud API tenants this replica schedules, as last
     /// computed from their numbers' rate and quality (`cloud_health`).
     cloud_limits: HashMap<TenantId, CloudLimits>,
@@ -159,6 +163,7 @@ impl Dispatcher {
             tenants,
             refresh_every,
             cloud_health_every,
+            cloud_health_concurrency,
             flaps,
             fleet_per_minute,
             warmup,
@@ -177,6 +182,7 @@ impl Dispatcher {
             tenants,
             refresh_every,
             cloud_health_every,
+            health_checks: HealthChecks::new(cloud_health_concurrency),
             cloud_limits: HashMap::new(),
             events_tx,
             events,

@@ -154,3 +154,46 @@ async fn a_quality_downgrade_lowers_the_tenants_send_rate_and_status_shows_it(po
     let (_, status) = cli_support::run_json(&["status", "cloud-a"], &vars).await;
     assert_eq!(status["cloud"]["send_limit"], "120/min", "{status:#}");
 }
+
+/// The periodic sweep asks for every held Cloud tenant's health together,
+/// but a sender reads no more than `SWITCHYARD_CLOUD_HEALTH_CONCURRENCY` at
+/// once (each read takes a connection of the pool its sends share; a
+/// thousand at once would empty it). Here one at a time, with every read
+/// held 300 ms by the simulator so that reads asked for together overlap
+/// unless the sender keeps them apart.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn the_health_sweep_reads_no_more_numbers_at_once_than_allowed(pool: PgPool) {
+    let m = cloud_support::start_rig(
+        &pool,
+        &[
+            ("SWITCHYARD_CLOUD_HEALTH_INTERVAL", "1s"),
+            ("SWITCHYARD_CLOUD_HEALTH_CONCURRENCY", "1"),
+        ],
+    )
+    .await;
+    m.cloud.set_health_read_delay(Duration::from_millis(300));
+    // A first message to each Cloud tenant, so the sender holds its lane.
+    for (i, (_, number, _)) in m.tenants.iter().enumerate() {
+        m.cloud
+            .post_batch(&Batch::new().text(number, &format!("1777100{i}"), "hello"))
+            .await
+            .expect("post");
+    }
+    poll::until("a reply on every Cloud number", WITHIN, || async {
+        m.tenants
+            .iter()
+            .all(|(_, number, _)| !send_times(&m, number).is_empty())
+            .then_some(())
+    })
+    .await;
+    // Three sweeps' worth of reads, each sweep asking for all three at once.
+    let (answered, most) = poll::until("nine health reads", WITHIN, || async {
+        let (answered, most) = m.cloud.health_reads();
+        (answered >= 9).then_some((answered, most))
+    })
+    .await;
+    assert_eq!(
+        most, 1,
+        "{answered} reads, at most {most} under way at once"
+    );
+}

@@ -273,9 +273,17 @@ pub(crate) async fn number_fields(
     if let Err(e) = enter_number(&shared, &version, &id, &headers) {
         return e.into_response();
     }
+    let _under_way = shared.health_reads.begin();
+    let answer = health_fields(&shared, &id, &query);
+    tokio::time::sleep(shared.health_reads.delay()).await;
+    answer
+}
+
+/// The fields asked for, as they are now.
+fn health_fields(shared: &CloudShared, id: &str, query: &HashMap<String, String>) -> Response {
     let state = shared.lock();
-    let Some(n) = state.numbers.get(&id) else {
-        return GraphError::unknown_object(&id).into_response();
+    let Some(n) = state.numbers.get(id) else {
+        return GraphError::unknown_object(id).into_response();
     };
     let fields = query
         .get("fields")
