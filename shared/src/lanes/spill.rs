@@ -128,7 +128,10 @@ pub async fn backlogs(
     js: &jetstream::Context,
     direction: Direction,
 ) -> Result<Vec<(TenantId, u64)>, async_nats::Error> {
-    let stream = js.get_stream(subjects::SPILL_STREAM).await?;
+    // No info of its own: the per-subject request below answers whether
+    // the stream exists (this runs every `backlog_scan` in every replica of
+    // every direction, and a stream info is a request and a JSON answer).
+    let stream = js.get_stream_no_info(subjects::SPILL_STREAM).await?;
     let mut counts = stream
         .info_with_subjects(subjects::spill_filter(direction))
         .await?;
@@ -187,7 +190,7 @@ pub async fn consumer(
     tenant: &TenantId,
     settings: &LaneSettings,
 ) -> Result<jetstream::consumer::Consumer<pull::Config>, async_nats::Error> {
-    let stream = js.get_stream(subjects::SPILL_STREAM).await?;
+    let stream = js.get_stream_no_info(subjects::SPILL_STREAM).await?;
     let name = subjects::spill_consumer(direction, tenant);
     let consumer = stream
         .get_or_create_consumer(
