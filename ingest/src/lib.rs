@@ -27,6 +27,7 @@ pub mod credentials;
 pub mod durable;
 pub mod flusher;
 pub mod handler;
+pub mod head_clock;
 pub mod idempotency;
 pub mod key_writer;
 pub mod metrics;

@@ -2,15 +2,15 @@
 //! has no timer, so a client sending one header byte now and then held its
 //! connection (and a descriptor) forever.
 //!
-//! - **Header read**: hyper's HTTP/1 `header_read_timeout`. Hyper starts that
-//!   timer whenever the connection waits for a request head, so it bounds a
-//!   new connection that sends nothing, a head that trickles, and a keep-alive
-//!   connection that sits idle between requests.
-//! - **Idle**: hyper has no separate keep-alive idle timer; the head timer
-//!   above is it. An idle keep-alive connection is closed
-//!   `SWITCHYARD_HTTP_HEADER_TIMEOUT` after its last answer, so there is no
-//!   separate idle setting (one would be either ignored or would shorten the
-//!   header bound).
+//! - **Header read**: [`crate::head_clock`] (`SWITCHYARD_HTTP_HEADER_TIMEOUT`):
+//!   a new connection's first head, and every later head from its first
+//!   byte, must arrive in time, so a connection that sends nothing and a head
+//!   that trickles are both cut.
+//! - **Idle**: hyper's HTTP/1 `header_read_timeout`, which runs whenever a
+//!   connection waits for a head, set to `SWITCHYARD_HTTP_IDLE_TIMEOUT`: a
+//!   kept connection rests that long after its last answer (longer than
+//!   common client pools keep one, so the client, not ingest, closes it and
+//!   no request meets a connection being closed).
 //! - **Body read**: tower-http's `RequestBodyTimeoutLayer`; a body that has not
 //!   arrived in full in time fails the read and the request is refused.
 //! - **Connections**: a semaphore of `SWITCHYARD_HTTP_MAX_CONNECTIONS` permits.
@@ -41,12 +41,16 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::{BoxError, ServiceBuilder};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use crate::metrics as m;
+use crate::{
+    head_clock::{HeadClock, HeadClockIo},
+    metrics as m,
+};
 
 /// The HTTP server's bounds (from [`crate::Settings`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
     pub header_timeout: Duration,
+    pub idle_timeout: Duration,
     pub body_timeout: Duration,
     pub max_connections: usize,
     pub max_in_flight: usize,
@@ -89,8 +93,10 @@ pub async fn serve(
     let connections = TaskTracker::new();
     let service = TowerToHyperService::new(router);
     let mut http = hyper::server::conn::http1::Builder::new();
+    // Hyper's head timer runs while a connection rests as well: it is the
+    // idle bound; the head bound is the connection's own clock.
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        .header_read_timeout(limits.idle_timeout)
         .keep_alive(true);
     loop {
         let accepted = tokio::select! {
@@ -121,7 +127,15 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on a webhook connection");
         }
-        let conn = http.serve_connection(TokioIo::new(tcp), service.clone());
+        let clock = HeadClock::new();
+        let io = HeadClockIo::new(tcp, Arc::clone(&clock), limits.header_timeout);
+        let conn = http.serve_connection(
+            TokioIo::new(io),
+            Clocked {
+                service: service.clone(),
+                clock,
+            },
+        );
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             let _permit = permit;
@@ -144,4 +158,34 @@ pub async fn serve(
     connections.close();
     connections.wait().await;
     Ok(())
+}
+
+/// A connection's service, telling its clock when hyper has parsed a head
+/// and when the answer is ready.
+#[derive(Clone)]
+struct Clocked<S> {
+    service: S,
+    clock: Arc<HeadClock>,
+}
+
+impl<S, R> hyper::service::Service<R> for Clocked<S>
+where
+    S: hyper::service::Service<R>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn call(&self, request: R) -> Self::Future {
+        self.clock.request();
+        let clock = Arc::clone(&self.clock);
+        let call = self.service.call(request);
+        Box::pin(async move {
+            let response = call.await;
+            clock.answered();
+            response
+        })
+    }
 }

@@ -8,7 +8,8 @@
 //! | `SWITCHYARD_WEBHOOK_SECRET_PREVIOUS` | unset | the secret before a rotation, still accepted |
 //! | `SWITCHYARD_SIGNING_SECRET` | unset | `whsec_…` with a key of at least 24 bytes: when set, Standard Webhooks signatures are required |
 //! | `SWITCHYARD_MAX_BODY_BYTES` | `65536` | larger bodies get 413 |
-//! | `SWITCHYARD_HTTP_HEADER_TIMEOUT` | `5s` | a request head (and an idle keep-alive connection's next one) must arrive within this, or the connection is closed |
+//! | `SWITCHYARD_HTTP_HEADER_TIMEOUT` | `5s` | a new connection's first request head, and every later head from its first byte, must arrive within this, or the connection is closed |
+//! | `SWITCHYARD_HTTP_IDLE_TIMEOUT` | `120s` | a kept connection is closed after resting this long since its last answer (above the 90 s that common client pools keep one) |
 //! | `SWITCHYARD_HTTP_BODY_TIMEOUT` | `10s` | a request body must arrive in full within this, or the request is refused |
 //! | `SWITCHYARD_HTTP_MAX_CONNECTIONS` | `10000` | open webhook connections; more are closed at once |
 //! | `SWITCHYARD_HTTP_MAX_IN_FLIGHT` | `1024` | requests being handled at once; more are answered 503 at once |
@@ -58,6 +59,7 @@ const MAX_REQUEST_WAITS: Duration = Duration::from_secs(8);
 /// flight is several times what the claim and publish paths can use.
 const DEFAULT_LIMITS: ServerLimits = ServerLimits {
     header_timeout: Duration::from_secs(5),
+    idle_timeout: Duration::from_secs(120),
     body_timeout: Duration::from_secs(10),
     max_connections: 10_000,
     max_in_flight: 1024,
@@ -228,6 +230,8 @@ impl Settings {
                 "SWITCHYARD_HTTP_HEADER_TIMEOUT",
                 DEFAULT_LIMITS.header_timeout,
             )?,
+            idle_timeout: env
+                .duration("SWITCHYARD_HTTP_IDLE_TIMEOUT", DEFAULT_LIMITS.idle_timeout)?,
             body_timeout: env
                 .duration("SWITCHYARD_HTTP_BODY_TIMEOUT", DEFAULT_LIMITS.body_timeout)?,
             max_connections: env.bounded(
@@ -252,6 +256,20 @@ impl Settings {
                 }
                 .into());
             }
+        }
+        // Hyper's one head timer is the idle bound: it also runs while a head
+        // arrives, so it must leave the head its own bound.
+        let idle = http_limits.idle_timeout;
+        if idle < http_limits.header_timeout || idle > Duration::from_secs(3600) {
+            return Err(ConfigError {
+                variable: "SWITCHYARD_HTTP_IDLE_TIMEOUT".to_owned(),
+                reason: format!(
+                    "{} is outside SWITCHYARD_HTTP_HEADER_TIMEOUT ({})..=1h",
+                    humantime_like(idle),
+                    humantime_like(http_limits.header_timeout)
+                ),
+            }
+            .into());
         }
         let admission = AdmissionPolicy {
             per_second: nonzero(env.bounded(
@@ -356,6 +374,7 @@ mod tests {
         assert_eq!(s.outbox_poll, Duration::from_secs(1));
         assert_eq!(s.outbox_lease, Duration::from_secs(15));
         assert_eq!(s.http_limits.header_timeout, Duration::from_secs(5));
+        assert_eq!(s.http_limits.idle_timeout, Duration::from_secs(120));
         assert_eq!(s.http_limits.body_timeout, Duration::from_secs(10));
         assert_eq!(s.http_limits.max_connections, 10_000);
         assert_eq!(s.http_limits.max_in_flight, 1024);
@@ -437,6 +456,8 @@ mod tests {
             ("SWITCHYARD_HTTP_ADDR", "nowhere"),
             ("SWITCHYARD_HTTP_HEADER_TIMEOUT", "0ms"),
             ("SWITCHYARD_HTTP_BODY_TIMEOUT", "1h"),
+            ("SWITCHYARD_HTTP_IDLE_TIMEOUT", "1s"),
+            ("SWITCHYARD_HTTP_IDLE_TIMEOUT", "2h"),
             ("SWITCHYARD_HTTP_MAX_CONNECTIONS", "0"),
             ("SWITCHYARD_HTTP_MAX_IN_FLIGHT", "many"),
             ("SWITCHYARD_ADMISSION_RATE", "0"),

@@ -97,26 +97,134 @@ async fn many_half_open_connections_are_closed_and_a_webhook_is_answered_meanwhi
     assert_eq!(status, StatusCode::OK);
 }
 
-#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
-async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout(db: PgPool) {
-    let h = Harness::start_with(db, &[("SWITCHYARD_HTTP_HEADER_TIMEOUT", "1s")]).await;
-    let body = message("IDLE-1");
-    let mut s = partial_body(&h, body.len(), &body).await;
+/// Reads one whole answer (head and `Content-Length` body) from `s`.
+async fn read_answer(s: &mut TcpStream) -> String {
     let mut answer = Vec::new();
     let mut chunk = [0u8; 1024];
-    // The answer arrives; the connection stays (keep-alive) until the timer.
-    while !String::from_utf8_lossy(&answer).contains("\r\n\r\n") {
+    let complete = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(str::to_owned)
+            })?
+            .trim()
+            .parse()
+            .ok()?;
+        (body.len() >= length).then(|| text.clone().into_owned())
+    };
+    loop {
+        if let Some(text) = complete(&answer) {
+            return text;
+        }
         let n = timeout(Duration::from_secs(5), s.read(&mut chunk))
             .await
             .expect("answered")
             .expect("read");
-        assert!(n > 0, "closed before answering");
+        assert!(
+            n > 0,
+            "closed before answering: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
         answer.extend_from_slice(&chunk[..n]);
     }
-    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+}
+
+/// A whole webhook request for `id` on an open connection.
+async fn post_on(h: &Harness, s: &mut TcpStream, id: &str) {
+    let body = message(id);
+    let a = addr(h);
+    let path = h.hook_url("tenant-a");
+    let path = path.trim_start_matches(&h.base);
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {a}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await.expect("write");
+}
+
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn an_idle_keep_alive_connection_rests_past_the_header_timeout_until_the_idle_timeout(
+    db: PgPool,
+) {
+    let h = Harness::start_with(
+        db,
+        &[
+            ("SWITCHYARD_HTTP_HEADER_TIMEOUT", "1s"),
+            ("SWITCHYARD_HTTP_IDLE_TIMEOUT", "3s"),
+        ],
+    )
+    .await;
+    let mut s = TcpStream::connect(addr(&h)).await.expect("connect");
+    post_on(&h, &mut s, "IDLE-1").await;
+    assert!(read_answer(&mut s).await.starts_with("HTTP/1.1 200"));
+    let answered = Instant::now();
+    // Still open well past the header timeout (1 s)...
+    assert_eq!(
+        closed_within(&mut s, Duration::from_millis(2000)).await,
+        None,
+        "a resting connection was closed by the header timeout"
+    );
+    // ...and closed once the idle timeout (3 s) has passed.
     closed_within(&mut s, Duration::from_secs(4))
         .await
-        .expect("an idle keep-alive connection stayed open past the header timeout");
+        .expect("an idle keep-alive connection stayed open past the idle timeout");
+    assert!(answered.elapsed() >= Duration::from_millis(2900));
+}
+
+/// The race the idle bound exists for: a client whose pool keeps connections
+/// longer than the header timeout posts on one it kept.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_connection_kept_past_the_header_timeout_still_takes_the_next_webhook(db: PgPool) {
+    let h = Harness::start_with(
+        db,
+        &[
+            ("SWITCHYARD_HTTP_HEADER_TIMEOUT", "1s"),
+            ("SWITCHYARD_HTTP_IDLE_TIMEOUT", "30s"),
+        ],
+    )
+    .await;
+    let mut s = TcpStream::connect(addr(&h)).await.expect("connect");
+    post_on(&h, &mut s, "KEPT-1").await;
+    assert!(read_answer(&mut s).await.starts_with("HTTP/1.1 200"));
+    // The client's pool keeps the connection; time passes (the scenario, not
+    // a wait for something to happen).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    post_on(&h, &mut s, "KEPT-2").await;
+    let second = read_answer(&mut s).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+}
+
+/// Resting longer does not loosen the head's bound: a head that trickles on
+/// a kept connection is cut at the header timeout from its first byte.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn a_head_trickling_on_a_kept_connection_is_cut_at_the_header_timeout(db: PgPool) {
+    let h = Harness::start_with(
+        db,
+        &[
+            ("SWITCHYARD_HTTP_HEADER_TIMEOUT", "1s"),
+            ("SWITCHYARD_HTTP_IDLE_TIMEOUT", "60s"),
+        ],
+    )
+    .await;
+    let mut s = TcpStream::connect(addr(&h)).await.expect("connect");
+    post_on(&h, &mut s, "TRICKLE-1").await;
+    assert!(read_answer(&mut s).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(b"POST / HT").await.expect("write");
+    let started = Instant::now();
+    let answer = closed_within(&mut s, Duration::from_secs(5))
+        .await
+        .expect("a trickling head on a kept connection was not cut");
+    assert!(!answer.contains("200 OK"), "{answer}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "cut before its header timeout: {:?}",
+        started.elapsed()
+    );
 }
 
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
