@@ -146,6 +146,15 @@ async fn post_on(h: &Harness, s: &mut TcpStream, id: &str) {
     s.write_all(request.as_bytes()).await.expect("write");
 }
 
+/// A connection that was answered one webhook (`id`) and is kept open.
+async fn kept_connection(h: &Harness, id: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr(h)).await.expect("connect");
+    post_on(h, &mut s, id).await;
+    let answer = read_answer(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    s
+}
+
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn an_idle_keep_alive_connection_rests_past_the_header_timeout_until_the_idle_timeout(
     db: PgPool,
@@ -158,9 +167,7 @@ async fn an_idle_keep_alive_connection_rests_past_the_header_timeout_until_the_i
         ],
     )
     .await;
-    let mut s = TcpStream::connect(addr(&h)).await.expect("connect");
-    post_on(&h, &mut s, "IDLE-1").await;
-    assert!(read_answer(&mut s).await.starts_with("HTTP/1.1 200"));
+    let mut s = kept_connection(&h, "IDLE-1").await;
     let answered = Instant::now();
     // Still open well past the header timeout (1 s)...
     assert_eq!(
@@ -187,9 +194,7 @@ async fn a_connection_kept_past_the_header_timeout_still_takes_the_next_webhook(
         ],
     )
     .await;
-    let mut s = TcpStream::connect(addr(&h)).await.expect("connect");
-    post_on(&h, &mut s, "KEPT-1").await;
-    assert!(read_answer(&mut s).await.starts_with("HTTP/1.1 200"));
+    let mut s = kept_connection(&h, "KEPT-1").await;
     // The client's pool keeps the connection; time passes (the scenario, not
     // a wait for something to happen).
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -210,9 +215,7 @@ async fn a_head_trickling_on_a_kept_connection_is_cut_at_the_header_timeout(db: 
         ],
     )
     .await;
-    let mut s = TcpStream::connect(addr(&h)).await.expect("connect");
-    post_on(&h, &mut s, "TRICKLE-1").await;
-    assert!(read_answer(&mut s).await.starts_with("HTTP/1.1 200"));
+    let mut s = kept_connection(&h, "TRICKLE-1").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     s.write_all(b"POST / HT").await.expect("write");
     let started = Instant::now();
