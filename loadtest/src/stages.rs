@@ -89,6 +89,11 @@ pub const STAGES: &[Stage] = &[
         &["direction=\"outbound\"", "at=\"handled\""],
     ),
     stage(
+        "sender: ledger claim (group-committed)",
+        switchyard_shared::metrics::DB_STEP_SECONDS,
+        &["step=\"claim_new\""],
+    ),
+    stage(
         "sender: provider call",
         switchyard_sender::metrics::SEND_SECONDS,
         &[],

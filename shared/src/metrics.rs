@@ -73,6 +73,12 @@ pub const NOTIFICATIONS_NOT_PUBLISHED: &str = "switchyard_notifications_not_publ
 /// (`crate::group_commit`): how many events one round trip served.
 pub const DB_STEP_BATCH_SIZE: &str = "switchyard_db_step_batch_size";
 
+/// How long a call of a group-committed step took, by `step`: its wait in
+/// the queue and for company, its statement, its answer (every call,
+/// answered or failed). What one event's step costs it in time, where
+/// [`DB_STEP_BATCH_SIZE`] says what it cost the database.
+pub const DB_STEP_SECONDS: &str = "switchyard_db_step_seconds";
+
 /// One group-committed statement of `step` served `size` items.
 pub fn group_commit_batch(step: &'static str, size: usize) {
     metrics::histogram!(DB_STEP_BATCH_SIZE, "step" => step).record(size as f64);

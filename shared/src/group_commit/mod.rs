@@ -177,6 +177,14 @@ impl<S: Statement> GroupCommit<S> {
     /// their trouble (`router::backpressure`). Once started, a statement
     /// runs to its end, as before.
     pub async fn run(&self, item: S::Item) -> Result<S::Answer, sqlx::Error> {
+        let started = std::time::Instant::now();
+        let answered = self.call(item).await;
+        metrics::histogram!(crate::metrics::DB_STEP_SECONDS, "step" => S::NAME)
+            .record(started.elapsed().as_secs_f64());
+        answered
+    }
+
+    async fn call(&self, item: S::Item) -> Result<S::Answer, sqlx::Error> {
         let (reply, answer) = oneshot::channel();
         let (started, has_started) = oneshot::channel();
         let queued = self.queue.send(Pending {

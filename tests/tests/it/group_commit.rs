@@ -90,6 +90,8 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 async fn calls_queued_during_a_statement_share_the_next_and_a_refused_item_fails_alone(
     pool: PgPool,
 ) {
+    // The process's recorder, installed before anything is recorded.
+    let metrics = switchyard_shared::ops_server::metrics_handle();
     let (steps, gate, batches) = gated_divide(pool);
     let call = |x: i32| {
         let steps = steps.clone();
@@ -128,6 +130,17 @@ async fn calls_queued_during_a_statement_share_the_next_and_a_refused_item_fails
     // One statement for the first, one for the five, then the five alone
     // (the batch was refused).
     assert_eq!(*batches.lock().unwrap(), vec![1, 5, 1, 1, 1, 1, 1]);
+    // Every call's time is recorded, the refused one's too.
+    let rendered = metrics.render();
+    assert_eq!(
+        switchyard_tests::traffic::metric_sum(
+            &rendered,
+            "switchyard_db_step_seconds_count",
+            "step=\"test_divide\""
+        ),
+        6.0,
+        "{rendered}"
+    );
 }
 
 #[tokio::test]
