@@ -48,7 +48,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use sqlx::PgPool;
-use switchyard_shared::{service::Service, tenant_cache::TenantCache};
+use switchyard_shared::{ops_server::Readiness, service::Service, tenant_cache::TenantCache};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -207,6 +207,21 @@ impl Ingest {
     }
 }
 
+/// Tells `/readyz` whether ingest is serving. Ready needs NATS *or*
+/// PostgreSQL, not both: with PostgreSQL gone an event is published without
+/// its key (degraded), with JetStream gone it waits in the outbox, so ingest
+/// answers 200 either way. Had it gone unready, the orchestrator would take
+/// every replica out of the load balancer during a database outage and the
+/// webhooks would meet closed doors (WA Bridges never retries one); only a
+/// replica that reaches neither is taken out.
+pub fn mark_serving(readiness: &Readiness, serving: bool) {
+    readiness.any_of(&[
+        switchyard_shared::service::READY_NATS,
+        switchyard_shared::service::READY_POSTGRES,
+    ]);
+    readiness.set("ingest", serving);
+}
+
 /// Runs the service until its shutdown token is cancelled.
 pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
     let ingest = build(Deps::from_service(&service), settings).await?;
@@ -223,13 +238,13 @@ pub async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         Duration::from_secs(600),
         service.shutdown.clone(),
     ));
-    service.readiness.set("ingest", true);
+    mark_serving(&service.readiness, true);
     let served = ingest.run_until_stopped().await;
     if let Err(e) = &served {
         tracing::error!(error = format!("{e:#}"), "ingest stopped serving");
         service.shutdown.cancel();
     }
-    service.readiness.set("ingest", false);
+    mark_serving(&service.readiness, false);
     service.stopped().await;
     served
 }

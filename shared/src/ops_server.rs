@@ -38,10 +38,12 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Named readiness checks; the service is ready when all are true.
+/// Named readiness checks; the service is ready when all are true, except
+/// the checks named together by [`Readiness::any_of`], of which one is enough.
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Arc<Mutex<BTreeMap<&'static str, bool>>>,
+    any_of: Arc<Mutex<Vec<&'static str>>>,
 }
 
 impl std::fmt::Debug for Readiness {
@@ -63,9 +65,24 @@ impl Readiness {
         self.checks.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
+    /// Makes `checks` gate readiness together: ready while at least one of
+    /// them passes (a service that can work on with one of two dependencies
+    /// gone). They still show apart in `/readyz`.
+    pub fn any_of(&self, checks: &[&'static str]) {
+        if let Ok(mut any_of) = self.any_of.lock() {
+            *any_of = checks.to_vec();
+        }
+    }
+
     pub fn is_ready(&self) -> bool {
         let checks = self.snapshot();
-        !checks.is_empty() && checks.values().all(|ok| *ok)
+        let any_of = self.any_of.lock().map(|a| a.clone()).unwrap_or_default();
+        let all = checks
+            .iter()
+            .filter(|(name, _)| !any_of.contains(name))
+            .all(|(_, ok)| *ok);
+        let one = any_of.is_empty() || any_of.iter().any(|name| checks.get(name) == Some(&true));
+        !checks.is_empty() && all && one
     }
 }
 
@@ -97,4 +114,32 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_named_together_need_only_one_to_pass() {
+        let readiness = Readiness::default();
+        assert!(!readiness.is_ready(), "nothing known yet");
+        readiness.set("service", true);
+        readiness.set("nats", true);
+        readiness.set("postgres", false);
+        assert!(!readiness.is_ready(), "every check by default");
+        readiness.any_of(&["nats", "postgres"]);
+        assert!(readiness.is_ready(), "one of the two is enough");
+        readiness.set("nats", false);
+        assert!(!readiness.is_ready(), "neither");
+        readiness.set("postgres", true);
+        assert!(readiness.is_ready());
+        readiness.set("service", false);
+        assert!(!readiness.is_ready(), "the others still all count");
+        assert_eq!(
+            readiness.snapshot().get("nats"),
+            Some(&false),
+            "shown apart"
+        );
+    }
 }

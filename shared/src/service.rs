@@ -108,6 +108,11 @@ impl Service {
     }
 }
 
+/// The readiness check of the NATS connection ([`probe_dependencies`]).
+pub const READY_NATS: &str = "nats";
+/// The readiness check of PostgreSQL answering ([`probe_dependencies`]).
+pub const READY_POSTGRES: &str = "postgres";
+
 /// Keeps `/readyz` honest: NATS connected and PostgreSQL answering.
 async fn probe_dependencies(
     client: async_nats::Client,
@@ -117,14 +122,14 @@ async fn probe_dependencies(
 ) {
     loop {
         let nats_up = client.connection_state() == async_nats::connection::State::Connected;
-        readiness.set("nats", nats_up);
+        readiness.set(READY_NATS, nats_up);
         let db_up = tokio::time::timeout(
             Duration::from_secs(2),
             sqlx::query("SELECT 1").execute(&pool),
         )
         .await
         .is_ok_and(|r| r.is_ok());
-        readiness.set("postgres", db_up);
+        readiness.set(READY_POSTGRES, db_up);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}

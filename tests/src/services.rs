@@ -148,9 +148,9 @@ pub async fn start_ingest(env: &Env) -> (RunningService, SocketAddr) {
             .expect("build ingest");
     let http_addr = ingest.local_addr();
     let handle = tokio::spawn(async move {
-        service.readiness.set("ingest", true);
+        switchyard_ingest::mark_serving(&service.readiness, true);
         let served = ingest.run_until_stopped().await;
-        service.readiness.set("ingest", false);
+        switchyard_ingest::mark_serving(&service.readiness, false);
         service.stopped().await;
         served
     });

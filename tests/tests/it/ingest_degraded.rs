@@ -249,3 +249,61 @@ async fn key_writers_whose_connections_are_killed_reconnect_and_claim_again(db: 
         "every accepted event stored once"
     );
 }
+
+/// `/readyz` of the service whose ops endpoint is at `ops`: its status and
+/// its checks.
+async fn readyz(ops: std::net::SocketAddr) -> Option<(StatusCode, serde_json::Value)> {
+    let response = reqwest::get(format!("http://{ops}/readyz")).await.ok()?;
+    let status = response.status();
+    Some((status, response.json().await.ok()?))
+}
+
+/// With PostgreSQL gone ingest still answers webhooks (above), so it must
+/// stay ready: an orchestrator that took every ingest replica out of its
+/// load balancer during a database outage would turn the webhooks away,
+/// and WA Bridges never retries one. A router, which cannot work without
+/// the database, goes unready.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn ingest_stays_ready_while_the_database_is_gone_and_a_router_does_not(db: PgPool) {
+    let proxy = TcpProxy::start(postgres_addr(&db).await).await;
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port());
+    let nats = switchyard_tests::nats_server::NatsServer::start();
+    let env = switchyard_tests::services::env(
+        &nats.url(),
+        &url,
+        &[
+            ("SWITCHYARD_WEBHOOK_SECRET", "readiness-test-secret"),
+            ("SWITCHYARD_HTTP_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    let (ingest, _) = switchyard_tests::services::start_ingest(&env).await;
+    let router = switchyard_tests::services::start_router(&env).await;
+    for (what, ops) in [("ingest", ingest.ops_addr), ("router", router.ops_addr)] {
+        poll::until(
+            &format!("{what} ready"),
+            Duration::from_secs(15),
+            || async { (readyz(ops).await?.0 == StatusCode::OK).then_some(()) },
+        )
+        .await;
+    }
+    proxy.cut();
+    let seen_gone = |ops| async move {
+        poll::until(
+            "the probe to see PostgreSQL gone",
+            Duration::from_secs(15),
+            || async {
+                let (status, checks) = readyz(ops).await?;
+                (checks["postgres"] == false).then_some((status, checks))
+            },
+        )
+        .await
+    };
+    let (status, checks) = seen_gone(ingest.ops_addr).await;
+    assert_eq!(status, StatusCode::OK, "ingest: {checks}");
+    let (status, checks) = seen_gone(router.ops_addr).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "router: {checks}");
+}
