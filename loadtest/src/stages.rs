@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use switchyard_shared::metrics::LANE_MESSAGE_AGE_SECONDS;
+use switchyard_tests::traffic::metric_sum;
 
 /// One stage a service times: a histogram, narrowed by label fragments.
 #[derive(Debug)]
@@ -17,10 +18,11 @@ pub struct Stage {
     /// What the report calls it.
     pub name: &'static str,
     metric: &'static str,
-    labels: &'static [&'static str],
+    /// The series' labels as rendered, in the order its code gives them.
+    labels: &'static str,
 }
 
-const fn stage(name: &'static str, metric: &'static str, labels: &'static [&'static str]) -> Stage {
+const fn stage(name: &'static str, metric: &'static str, labels: &'static str) -> Stage {
     Stage {
         name,
         metric,
@@ -36,72 +38,72 @@ pub const STAGES: &[Stage] = &[
     stage(
         "ingest: webhook answered",
         switchyard_ingest::metrics::REQUEST_SECONDS,
-        &[],
+        "",
     ),
     stage(
         "ingest: key claimed",
         switchyard_ingest::metrics::CLAIM_SECONDS,
-        &[],
+        "",
     ),
     stage(
         "ingest: stored in JetStream",
         switchyard_ingest::metrics::PUBLISH_SECONDS,
-        &[],
+        "",
     ),
     stage(
         "router: stored → taken",
         LANE_MESSAGE_AGE_SECONDS,
-        &["direction=\"inbound\"", "at=\"taken\""],
+        "direction=\"inbound\",at=\"taken\"",
     ),
     stage(
         "router: stored → handled",
         LANE_MESSAGE_AGE_SECONDS,
-        &["direction=\"inbound\"", "at=\"handled\""],
+        "direction=\"inbound\",at=\"handled\"",
     ),
     stage(
         "router: read",
         switchyard_router::metrics::STEP_PHASE_SECONDS,
-        &["phase=\"read\""],
+        "phase=\"read\"",
     ),
     stage(
         "router: bot",
         switchyard_router::metrics::STEP_PHASE_SECONDS,
-        &["phase=\"bot\""],
+        "phase=\"bot\"",
     ),
     stage(
         "router: replies stored",
         switchyard_router::metrics::STEP_PHASE_SECONDS,
-        &["phase=\"publish\""],
+        "phase=\"publish\"",
     ),
     stage(
         "router: record",
         switchyard_router::metrics::STEP_PHASE_SECONDS,
-        &["phase=\"record\""],
+        "phase=\"record\"",
     ),
     stage(
         "sender: stored → taken",
         LANE_MESSAGE_AGE_SECONDS,
-        &["direction=\"outbound\"", "at=\"taken\""],
+        "direction=\"outbound\",at=\"taken\"",
     ),
     stage(
         "sender: stored → handled",
         LANE_MESSAGE_AGE_SECONDS,
-        &["direction=\"outbound\"", "at=\"handled\""],
+        "direction=\"outbound\",at=\"handled\"",
     ),
     stage(
         "sender: ledger claim (group-committed)",
         switchyard_shared::metrics::DB_STEP_SECONDS,
-        &["step=\"claim_new\""],
+        "step=\"claim_new\"",
     ),
     stage(
         "sender: provider call",
         switchyard_sender::metrics::SEND_SECONDS,
-        &[],
+        "",
     ),
     stage(
         "end to end (ingest's receipt → provider accepted)",
         switchyard_sender::metrics::END_TO_END_SECONDS,
-        &[],
+        "",
     ),
 ];
 
@@ -164,23 +166,9 @@ impl StageTotals {
     }
 }
 
-/// The sum of the samples of `stage`'s histogram series `suffix` (`_sum`,
-/// `_count`) whose labels hold every one of the stage's fragments.
+/// The sum of `stage`'s histogram series `suffix` (`_sum`, `_count`).
 fn sample_sum(rendered: &str, stage: &Stage, suffix: &str) -> f64 {
-    rendered
-        .lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix(stage.metric)?.strip_prefix(suffix)?;
-            // The series name must end here: `{labels} value` or ` value`.
-            if !(rest.starts_with('{') || rest.starts_with(' ')) {
-                return None;
-            }
-            if !stage.labels.iter().all(|label| rest.contains(label)) {
-                return None;
-            }
-            rest.rsplit(' ').next()?.parse::<f64>().ok()
-        })
-        .fold(0.0, |total, v| total + v)
+    metric_sum(rendered, &format!("{}{suffix}", stage.metric), stage.labels)
 }
 
 #[cfg(test)]

@@ -146,6 +146,18 @@ async fn post_on(h: &Harness, s: &mut TcpStream, id: &str) {
     s.write_all(request.as_bytes()).await.expect("write");
 }
 
+/// Ingest with a 1 s header timeout and the idle timeout `idle`.
+async fn resting_harness(db: PgPool, idle: &str) -> Harness {
+    Harness::start_with(
+        db,
+        &[
+            ("SWITCHYARD_HTTP_HEADER_TIMEOUT", "1s"),
+            ("SWITCHYARD_HTTP_IDLE_TIMEOUT", idle),
+        ],
+    )
+    .await
+}
+
 /// A connection that was answered one webhook (`id`) and is kept open.
 async fn kept_connection(h: &Harness, id: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr(h)).await.expect("connect");
@@ -159,14 +171,7 @@ async fn kept_connection(h: &Harness, id: &str) -> TcpStream {
 async fn an_idle_keep_alive_connection_rests_past_the_header_timeout_until_the_idle_timeout(
     db: PgPool,
 ) {
-    let h = Harness::start_with(
-        db,
-        &[
-            ("SWITCHYARD_HTTP_HEADER_TIMEOUT", "1s"),
-            ("SWITCHYARD_HTTP_IDLE_TIMEOUT", "3s"),
-        ],
-    )
-    .await;
+    let h = resting_harness(db, "3s").await;
     let mut s = kept_connection(&h, "IDLE-1").await;
     let answered = Instant::now();
     // Still open well past the header timeout (1 s)...
@@ -186,14 +191,7 @@ async fn an_idle_keep_alive_connection_rests_past_the_header_timeout_until_the_i
 /// longer than the header timeout posts on one it kept.
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn a_connection_kept_past_the_header_timeout_still_takes_the_next_webhook(db: PgPool) {
-    let h = Harness::start_with(
-        db,
-        &[
-            ("SWITCHYARD_HTTP_HEADER_TIMEOUT", "1s"),
-            ("SWITCHYARD_HTTP_IDLE_TIMEOUT", "30s"),
-        ],
-    )
-    .await;
+    let h = resting_harness(db, "30s").await;
     let mut s = kept_connection(&h, "KEPT-1").await;
     // The client's pool keeps the connection; time passes (the scenario, not
     // a wait for something to happen).
@@ -207,15 +205,10 @@ async fn a_connection_kept_past_the_header_timeout_still_takes_the_next_webhook(
 /// a kept connection is cut at the header timeout from its first byte.
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn a_head_trickling_on_a_kept_connection_is_cut_at_the_header_timeout(db: PgPool) {
-    let h = Harness::start_with(
-        db,
-        &[
-            ("SWITCHYARD_HTTP_HEADER_TIMEOUT", "1s"),
-            ("SWITCHYARD_HTTP_IDLE_TIMEOUT", "60s"),
-        ],
-    )
-    .await;
+    let h = resting_harness(db, "60s").await;
     let mut s = kept_connection(&h, "TRICKLE-1").await;
+    // The connection rests past the header timeout (the scenario, not a
+    // wait for something to happen).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     s.write_all(b"POST / HT").await.expect("write");
     let started = Instant::now();
