@@ -139,7 +139,8 @@ until curl -fsS "http://127.0.0.1:${NATS_MON[0]}/jsz" | jq -e '.meta_cluster.lea
 done
 
 ADMIN_URL="$DATABASE_URL"
-export DATABASE_URL="${ADMIN_URL%/*}/$CLUSTER_DB"
+DATABASE_URL="$(url_with_database "$ADMIN_URL" "$CLUSTER_DB")"
+export DATABASE_URL
 log "fresh database $CLUSTER_DB"
 psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$CLUSTER_DB\" WITH (FORCE)" >/dev/null
 DATABASE_URL="$ADMIN_URL" ensure_database "$CLUSTER_DB"

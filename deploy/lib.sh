@@ -79,6 +79,17 @@ find_postgres() {
   die "PostgreSQL not found. Either set DATABASE_URL=postgres://USER:PASS@HOST:PORT/DB (a role that may create databases), or start a local server on 127.0.0.1:5432 with trust auth for user postgres (Debian: apt-get install postgresql && pg_ctlcluster 15 main start)."
 }
 
+# Prints URL $1 with its database replaced by $2, keeping what follows it
+# (`?sslmode=disable` and the like): `${url%/*}` alone would drop the query.
+url_with_database() {
+  local url="$1" name="$2" query=""
+  if [[ "$url" == *\?* ]]; then
+    query="?${url#*\?}"
+    url="${url%%\?*}"
+  fi
+  printf '%s/%s%s\n' "${url%/*}" "$name" "$query"
+}
+
 # Creates database $1 on the server of DATABASE_URL if it does not exist.
 ensure_database() {
   local name="$1" admin_url="$DATABASE_URL"

@@ -84,7 +84,7 @@ start nats "$NATS_SERVER" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$RUN_DIR/nats" -
 wait_http nats-server "http://127.0.0.1:$OPS_BASE/healthz"
 
 ADMIN_URL="$DATABASE_URL"
-DEMO_URL="${ADMIN_URL%/*}/$DEMO_DB"
+DEMO_URL="$(url_with_database "$ADMIN_URL" "$DEMO_DB")"
 log "fresh database $DEMO_DB (dropped and recreated: it holds demo data only)"
 psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$DEMO_DB\" WITH (FORCE)" >/dev/null
 ensure_database "$DEMO_DB"

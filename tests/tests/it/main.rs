@@ -42,6 +42,7 @@ mod cloud_templates;
 mod cloud_window;
 mod contacts_resolver;
 mod db_least_privilege;
+mod deploy_lib;
 mod deploy_manifests;
 mod e2e_isolation;
 mod e2e_property;
