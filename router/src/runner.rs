@@ -361,8 +361,12 @@ impl<H: Handler> TenantWorker<H> {
                     // Last member first: if acking stops half-way (a crash),
                     // what is redelivered is a prefix of the burst, starting
                     // with the message the turn's reply ids derive from.
+                    // Unconfirmed: waiting for the server's answer would
+                    // not bring a lost ack back (nothing re-sends it), only
+                    // cost a NATS message and a wait per turn; a turn
+                    // redelivered after all publishes the same reply ids.
                     for message in turn.iter().rev() {
-                        message.lane().ack().await;
+                        message.lane().ack_unconfirmed().await;
                     }
                     return;
                 }

@@ -213,11 +213,15 @@ impl LaneMessage {
 
     /// Marks the message done without waiting for the server to confirm:
     /// one message and one wake-up fewer than [`Self::ack`], and the caller's
-    /// next step does not wait. Only for a message whose redelivery costs
-    /// nothing but a lookup (the sender's delivered reply: its ledger row says
-    /// it went out, so a lost ack brings it back once, answered "already
-    /// sent"); where a redelivery would redo work (a bot turn, a spill),
-    /// [`Self::ack`].
+    /// next step does not wait. A lost ack is redelivered either way (a
+    /// confirmation that does not come is counted, not re-sent), so this is
+    /// for the per-event paths whose redelivery is absorbed downstream: the
+    /// sender's delivered reply (its ledger row says it went out: answered
+    /// "already sent") and the router's finished turn (the same reply ids,
+    /// deduplicated by JetStream and the ledger). The rarer paths (spills,
+    /// notifications, the sender's other outcomes) keep [`Self::ack`], whose
+    /// wait also tells the log and `switchyard_lane_ack_unconfirmed_total`
+    /// when an ack may not have landed.
     pub async fn ack_unconfirmed(&self) {
         if let Err(e) = self.jetstream.ack().await {
             tracing::debug!(tenant.id = %self.tenant, message.id = %self.message_id, error = %e, "ack not sent; the message will be redelivered");
