@@ -67,7 +67,7 @@ impl Context {
         let mut settings = DatabaseSettings::from_env(&self.env)?;
         settings.max_connections = settings.max_connections.min(4);
         // The URL may hold a password: report the failure without it.
-        Ok(db::pool(&settings).map_err(|e| {
+        Ok(db::pool(&settings, "switchyard-cli").map_err(|e| {
             anyhow::anyhow!(
                 "invalid DATABASE_URL: {}",
                 e.to_string().replace(

@@ -21,11 +21,27 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub const TENANT_SETTING: &str = "switchyard.tenant_id";
 
 /// Builds a pool; connects lazily so a service can start (and report not ready)
-/// while the database is still coming up.
-pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
+/// while the database is still coming up. Its connections introduce
+/// themselves as `application_name` (unless `DATABASE_URL` names one), so
+/// `pg_stat_activity` tells which service holds which connection.
+pub fn pool(settings: &DatabaseSettings, application_name: &str) -> Result<PgPool, sqlx::Error> {
     crate::tls::install_crypto_provider();
-    let options: PgConnectOptions = settings.url.expose_secret().parse()?;
+    let options = connect_options(settings, application_name)?;
     Ok(options_for(settings).connect_lazy_with(options))
+}
+
+/// `DATABASE_URL`'s options, named `application_name` unless the URL names
+/// the connections itself.
+fn connect_options(
+    settings: &DatabaseSettings,
+    application_name: &str,
+) -> Result<PgConnectOptions, sqlx::Error> {
+    let options: PgConnectOptions = settings.url.expose_secret().parse()?;
+    Ok(if options.get_application_name().is_some() {
+        options
+    } else {
+        options.application_name(application_name)
+    })
 }
 
 /// The pool settings every pool shares. sqlx pings a connection before
@@ -138,9 +154,10 @@ pub const APP_ROLE: &str = "switchyard_app";
 pub fn pool_with_role(
     settings: &DatabaseSettings,
     role: &'static str,
+    application_name: &str,
 ) -> Result<PgPool, sqlx::Error> {
     crate::tls::install_crypto_provider();
-    let options: PgConnectOptions = settings.url.expose_secret().parse()?;
+    let options = connect_options(settings, application_name)?;
     Ok(options_for(settings)
         .test_before_acquire(false)
         .after_connect(move |conn, _meta| {

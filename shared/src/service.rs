@@ -5,7 +5,12 @@
 //! serves `/healthz`, `/readyz` and `/metrics`. Tests call it in-process with
 //! port 0; the binaries call [`run_main`], which adds signal handling and exit codes.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use async_nats::jetstream;
@@ -28,6 +33,9 @@ pub struct Service {
     pub jetstream: jetstream::Context,
     pub db: PgPool,
     pub readiness: Readiness,
+    /// The pools [`Service::tenant_scope`] made, closed with `db` once the
+    /// tasks have drained.
+    scoped_pools: Arc<Mutex<Vec<PgPool>>>,
     /// Cancelled on SIGTERM/SIGINT (or by a test): stop taking new work.
     pub shutdown: CancellationToken,
     /// Every long-running task of the service, drained on shutdown.
@@ -49,7 +57,7 @@ impl Service {
         let client = nats::connect(&settings.nats, name).await?;
         let js = streams::context(client.clone(), Duration::from_secs(5));
         streams::ensure_streams(&js, &settings.nats).await?;
-        let pool = db::pool(&settings.database).context("invalid DATABASE_URL")?;
+        let pool = db::pool(&settings.database, name).context("invalid DATABASE_URL")?;
 
         let readiness = Readiness::default();
         let tasks = TaskTracker::new();
@@ -85,6 +93,7 @@ impl Service {
             jetstream: js,
             db: pool,
             readiness,
+            scoped_pools: Arc::default(),
             shutdown,
             tasks,
             ops_addr,
@@ -102,6 +111,12 @@ impl Service {
         self.shutdown.cancelled().await;
         let drained = shutdown::drain(&self.tasks, self.settings.shutdown_grace).await;
         let _ = self.nats.flush().await;
+        // Closed, not dropped with the process: PostgreSQL then sees each
+        // connection end cleanly instead of logging an unexpected EOF.
+        let scoped = std::mem::take(&mut *lock(&self.scoped_pools));
+        for pool in scoped {
+            pool.close().await;
+        }
         self.db.close().await;
         tracing::info!(service = self.name, drained, "service stopped");
         drained
@@ -278,8 +293,13 @@ impl Service {
         &self,
         cache_ttl: Duration,
     ) -> anyhow::Result<(PgPool, crate::tenant_cache::TenantCache)> {
-        let app_db = db::pool_with_role(&self.settings.database, db::APP_ROLE)
-            .context("invalid DATABASE_URL")?;
+        let app_db = db::pool_with_role(
+            &self.settings.database,
+            db::APP_ROLE,
+            &format!("{}-app", self.name),
+        )
+        .context("invalid DATABASE_URL")?;
+        lock(&self.scoped_pools).push(app_db.clone());
         let tenants = crate::tenant_cache::TenantCache::new(app_db.clone(), cache_ttl);
         self.tasks.spawn(
             tenants
@@ -288,6 +308,14 @@ impl Service {
         );
         Ok((app_db, tenants))
     }
+}
+
+/// The pool list's lock; a panic elsewhere while it was held leaves a list
+/// that is still whole.
+fn lock(pools: &Mutex<Vec<PgPool>>) -> std::sync::MutexGuard<'_, Vec<PgPool>> {
+    pools
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

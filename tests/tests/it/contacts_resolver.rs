@@ -49,7 +49,7 @@ fn app_pool(owner: &PgPool) -> PgPool {
         services::database_url(owner),
     )]))
     .unwrap();
-    db::pool_with_role(&settings, db::APP_ROLE).unwrap()
+    db::pool_with_role(&settings, db::APP_ROLE, "switchyard-test-app").unwrap()
 }
 
 async fn role_in(app: &PgPool, owner: &PgPool, tenant: &str, message: &MessageEvent) -> SenderRole {

@@ -68,7 +68,7 @@ fn worker_pool(options: &PgConnectOptions, owner: &PgPool) -> PgPool {
     let settings =
         DatabaseSettings::from_env(&Env::from_map([("DATABASE_URL", url_of(options, owner))]))
             .unwrap();
-    db::pool_with_role(&settings, db::APP_ROLE).unwrap()
+    db::pool_with_role(&settings, db::APP_ROLE, "switchyard-test-app").unwrap()
 }
 
 /// What a transaction scoped to `alpha` must see on the three tenant tables.

@@ -220,3 +220,36 @@ async fn an_abandoned_tenant_transaction_leaves_nothing_open_on_its_connection(p
         "no opening was abandoned: the test proved nothing"
     );
 }
+
+/// Every pool a service makes names its connections (`pg_stat_activity`
+/// tells which service holds which), and the tenant-scoped pool is closed
+/// when the service stops, not dropped with the process (PostgreSQL logged
+/// an unexpected EOF for each of its connections).
+#[sqlx::test]
+async fn a_services_pools_name_their_connections_and_are_closed_when_it_stops(pool: PgPool) {
+    let nats = NatsServer::start();
+    let env = switchyard_tests::services::env(
+        &nats.url(),
+        &switchyard_tests::services::database_url(&pool),
+        &[],
+    );
+    let common = switchyard_shared::config::CommonSettings::from_env(&env, 0).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let service =
+        switchyard_shared::service::Service::start("switchyard-router", common, shutdown.clone())
+            .await
+            .unwrap();
+    let (app_db, _tenants) = service.tenant_scope(Duration::from_secs(5)).unwrap();
+    let name = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, String>("SELECT current_setting('application_name')")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(name(service.db.clone()).await, "switchyard-router");
+    assert_eq!(name(app_db.clone()).await, "switchyard-router-app");
+
+    shutdown.cancel();
+    assert!(service.stopped().await, "the service drained");
+    assert!(app_db.is_closed(), "the tenant-scoped pool was left open");
+}

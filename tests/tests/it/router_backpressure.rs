@@ -418,7 +418,7 @@ async fn the_record_after_a_turn_gets_past_the_connections_a_restart_broke(pool:
         ("SWITCHYARD_DB_MAX_CONNECTIONS", "4"),
     ]))
     .unwrap();
-    let app = db::pool_with_role(&settings, db::APP_ROLE).unwrap();
+    let app = db::pool_with_role(&settings, db::APP_ROLE, "switchyard-test-app").unwrap();
     // Four connections open at once, then idle in the pool.
     let mut held = Vec::new();
     for _ in 0..4 {
@@ -501,7 +501,7 @@ async fn the_record_after_a_turn_gives_up_within_its_bound_when_the_database_nev
         ("SWITCHYARD_DB_ACQUIRE_TIMEOUT", "500ms"),
     ]))
     .unwrap();
-    let app = db::pool_with_role(&settings, db::APP_ROLE).unwrap();
+    let app = db::pool_with_role(&settings, db::APP_ROLE, "switchyard-test-app").unwrap();
     let steps = switchyard_router::turn_steps::TurnSteps::start(
         &app,
         switchyard_shared::group_commit::Shape::WORKER_STEP.linger,

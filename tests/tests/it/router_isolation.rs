@@ -291,7 +291,7 @@ async fn a_query_that_forgets_its_tenant_filter_still_sees_only_its_tenant(pool:
         )]),
     )
     .unwrap();
-    let app = db::pool_with_role(&settings, db::APP_ROLE).unwrap();
+    let app = db::pool_with_role(&settings, db::APP_ROLE, "switchyard-test-app").unwrap();
 
     let mut tx = db::begin_for_tenant(&app, &t("alpha")).await.unwrap();
     let chats: Vec<String> =
