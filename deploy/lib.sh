@@ -87,7 +87,11 @@ url_with_database() {
     query="?${url#*\?}"
     url="${url%%\?*}"
   fi
-  printf '%s/%s%s\n' "${url%/*}" "$name" "$query"
+  # A URL without a database (`postgres://host:5432`) keeps all it has.
+  if [[ "${url#*://}" == */* ]]; then
+    url="${url%/*}"
+  fi
+  printf '%s/%s%s\n' "$url" "$name" "$query"
 }
 
 # Creates database $1 on the server of DATABASE_URL if it does not exist.

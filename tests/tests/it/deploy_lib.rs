@@ -38,4 +38,13 @@ fn a_scripts_database_url_keeps_the_callers_user_host_and_query() {
         url_with_database("postgres://u@h/db?sslmode=disable&application_name=x", "c"),
         "postgres://u@h/c?sslmode=disable&application_name=x"
     );
+    // No database in the URL: the host stays (it used to be cut off).
+    assert_eq!(
+        url_with_database("postgres://u:p@db.example:5432", "demo"),
+        "postgres://u:p@db.example:5432/demo"
+    );
+    assert_eq!(
+        url_with_database("postgres://u@db.example?sslmode=require", "demo"),
+        "postgres://u@db.example/demo?sslmode=require"
+    );
 }
