@@ -97,14 +97,6 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// `url` with its database (the path) replaced by `database`, keeping the
-/// rest: user, host and the query (`sslmode=disable` and the like).
-fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
-    let mut url = reqwest::Url::parse(url).context("DATABASE_URL is not a URL")?;
-    url.set_path(&format!("/{database}"));
-    Ok(url.into())
-}
-
 async fn wait_ready(what: &str, url: &str, deadline: Duration) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let start = std::time::Instant::now();
@@ -195,7 +187,7 @@ impl Deployment {
         admin
             .execute(format!("CREATE DATABASE \"{database}\"").as_str())
             .await?;
-        let db_url = with_database(&admin_url, &database)?;
+        let db_url = switchyard_tests::scratch_db::with_database(&admin_url, &database)?;
         let pool = PgPool::connect(&db_url).await?;
         switchyard_shared::db::MIGRATOR.run(&pool).await?;
 
@@ -382,24 +374,7 @@ impl Stack for Deployment {
 
 #[cfg(test)]
 mod tests {
-    use super::{replica_name, with_database};
-
-    #[test]
-    fn a_runs_database_keeps_the_urls_user_host_and_query() {
-        assert_eq!(
-            with_database(
-                "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
-                "run_1"
-            )
-            .unwrap(),
-            "postgres://postgres@127.0.0.1:5432/run_1?sslmode=disable"
-        );
-        assert_eq!(
-            with_database("postgres://u:p@db.example:6432", "run_2").unwrap(),
-            "postgres://u:p@db.example:6432/run_2"
-        );
-        assert!(with_database("not a url", "run_3").is_err());
-    }
+    use super::replica_name;
 
     #[test]
     fn replicas_are_named_apart_and_summed_by_their_binarys_prefix() {

@@ -35,11 +35,8 @@ impl ScratchDatabase {
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut admin)
             .await?;
-        let base = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(b, _)| b);
         Ok(Self {
-            url: format!("{base}/{name}"),
+            url: with_database(&admin_url, &name)?,
             options: admin_options.database(&name),
             name,
             admin,
@@ -55,5 +52,36 @@ impl ScratchDatabase {
         .execute(&mut self.admin)
         .await?;
         Ok(())
+    }
+}
+
+/// `url` with its database (the path) replaced by `database`, keeping the
+/// rest: user, host and the query (`sslmode=disable` and the like), which
+/// cutting the URL at its last `/` lost.
+pub fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
+    let mut url = reqwest::Url::parse(url).context("DATABASE_URL is not a URL")?;
+    url.set_path(&format!("/{database}"));
+    Ok(url.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn a_database_swapped_in_keeps_the_urls_user_host_and_query() {
+        assert_eq!(
+            with_database(
+                "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+                "run_1"
+            )
+            .unwrap(),
+            "postgres://postgres@127.0.0.1:5432/run_1?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@db.example:6432", "run_2").unwrap(),
+            "postgres://u:p@db.example:6432/run_2"
+        );
+        assert!(with_database("not a url", "run_3").is_err());
     }
 }

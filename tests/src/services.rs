@@ -20,10 +20,7 @@ pub fn database_url(pool: &PgPool) -> String {
         .get_database()
         .unwrap_or("postgres")
         .to_owned();
-    match base.rfind('/') {
-        Some(i) => format!("{}/{name}", &base[..i]),
-        None => base,
-    }
+    crate::scratch_db::with_database(&base, &name).expect("DATABASE_URL is a URL")
 }
 
 /// A service running in this process; stopped (gracefully) on drop.
