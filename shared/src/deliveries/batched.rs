@@ -1,8 +1,11 @@
 //! The ledger's two steps of every send, group-committed: the claim of a
 //! reply part seen for the first time (before the send) and the mark of an
-//! accepted send (after it). Many sends in flight at once share one
-//! statement ([`crate::group_commit`], migration 0018); each caller still
-//! waits for its own row's commit, so claim-before-send and
+//! accepted send (after it). Every claim and mark in flight at once shares
+//! one statement and one commit ([`crate::group_commit`], migration 0021's
+//! `switchyard_ledger_batch`): the claims wait for a commit anyway, and a
+//! mark riding with them costs no commit of its own (at 500 events/s the
+//! two steps in separate statements cost two commits per event). Each caller
+//! still waits for its own row's commit, so claim-before-send and
 //! mark-after-send hold exactly as with one statement per send.
 
 use std::time::Duration;
@@ -20,17 +23,15 @@ use super::Lease;
 /// The group-committed steps of the sender's ledger. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SendSteps {
-    claims: GroupCommit<ClaimNew>,
-    marks: GroupCommit<MarkWired>,
+    ledger: GroupCommit<LedgerStatement>,
 }
 
 impl SendSteps {
-    /// Starts the steps' flush slots on `pool` (current tokio runtime),
+    /// Starts the ledger's flush slots on `pool` (current tokio runtime),
     /// each busy slot gathering calls for `linger`.
     pub fn start(pool: &PgPool, linger: Duration) -> Self {
         Self {
-            claims: GroupCommit::start(pool.clone(), ClaimNew, Shape::worker_step(linger)),
-            marks: GroupCommit::start(pool.clone(), MarkWired, Shape::worker_step(linger)),
+            ledger: GroupCommit::start(pool.clone(), LedgerStatement, Shape::worker_step(linger)),
         }
     }
 
@@ -43,13 +44,15 @@ impl SendSteps {
         chat: &ChatId,
         lease: &Lease,
     ) -> Result<bool, sqlx::Error> {
-        self.claims
-            .run(NewClaim {
+        self.ledger
+            .run(LedgerCall {
                 tenant: tenant.as_str().to_owned(),
                 reply: reply.as_str().to_owned(),
-                chat: chat.as_str().to_owned(),
-                owner: lease.owner.clone(),
-                lease_s: lease.duration.as_secs_f64(),
+                step: Step::Claim {
+                    chat: chat.as_str().to_owned(),
+                    owner: lease.owner.clone(),
+                    lease_s: lease.duration.as_secs_f64(),
+                },
             })
             .await
     }
@@ -62,94 +65,114 @@ impl SendSteps {
         reply: &ReplyId,
         provider_id: Option<&ProviderMessageId>,
     ) -> Result<bool, sqlx::Error> {
-        self.marks
-            .run(Wired {
+        self.ledger
+            .run(LedgerCall {
                 tenant: tenant.as_str().to_owned(),
                 reply: reply.as_str().to_owned(),
-                provider_id: provider_id.map(|id| id.as_str().to_owned()),
+                step: Step::Mark {
+                    provider_id: provider_id.map(|id| id.as_str().to_owned()),
+                },
             })
             .await
     }
 }
 
+/// One claim or mark of a tenant's reply part.
 #[derive(Debug)]
-struct NewClaim {
+struct LedgerCall {
     tenant: String,
     reply: String,
-    chat: String,
-    owner: String,
-    lease_s: f64,
+    step: Step,
 }
 
 #[derive(Debug)]
-struct ClaimNew;
+enum Step {
+    Claim {
+        chat: String,
+        owner: String,
+        lease_s: f64,
+    },
+    Mark {
+        provider_id: Option<String>,
+    },
+}
 
-impl Statement for ClaimNew {
-    const NAME: &'static str = "claim_new";
-    type Item = NewClaim;
-    type Answer = bool;
+impl LedgerCall {
+    fn chat(&self) -> Option<&str> {
+        match &self.step {
+            Step::Claim { chat, .. } => Some(chat),
+            Step::Mark { .. } => None,
+        }
+    }
 
-    async fn run(
-        &self,
-        connection: &mut PgConnection,
-        items: &[NewClaim],
-    ) -> Result<Vec<bool>, sqlx::Error> {
-        let rows =
-            sqlx::query("SELECT item, created FROM switchyard_claim_new_batch($1, $2, $3, $4, $5)")
-                .bind(items.iter().map(|i| i.tenant.as_str()).collect::<Vec<_>>())
-                .bind(items.iter().map(|i| i.reply.as_str()).collect::<Vec<_>>())
-                .bind(items.iter().map(|i| i.chat.as_str()).collect::<Vec<_>>())
-                .bind(items.iter().map(|i| i.owner.as_str()).collect::<Vec<_>>())
-                .bind(items.iter().map(|i| i.lease_s).collect::<Vec<_>>())
-                .fetch_all(connection)
-                .await?;
-        first_of_each(items.len(), rows, "created")
+    fn owner(&self) -> Option<&str> {
+        match &self.step {
+            Step::Claim { owner, .. } => Some(owner),
+            Step::Mark { .. } => None,
+        }
+    }
+
+    fn lease_s(&self) -> Option<f64> {
+        match self.step {
+            Step::Claim { lease_s, .. } => Some(lease_s),
+            Step::Mark { .. } => None,
+        }
+    }
+
+    fn provider_id(&self) -> Option<&str> {
+        match &self.step {
+            Step::Claim { .. } => None,
+            Step::Mark { provider_id } => provider_id.as_deref(),
+        }
     }
 }
 
 #[derive(Debug)]
-struct Wired {
-    tenant: String,
-    reply: String,
-    provider_id: Option<String>,
-}
+struct LedgerStatement;
 
-#[derive(Debug)]
-struct MarkWired;
-
-impl Statement for MarkWired {
-    const NAME: &'static str = "mark_wired";
-    type Item = Wired;
+impl Statement for LedgerStatement {
+    const NAME: &'static str = "ledger";
+    type Item = LedgerCall;
+    /// The claim created the row; the mark found it.
     type Answer = bool;
+
+    fn call_name(item: &LedgerCall) -> &'static str {
+        match item.step {
+            Step::Claim { .. } => "claim_new",
+            Step::Mark { .. } => "mark_wired",
+        }
+    }
 
     async fn run(
         &self,
         connection: &mut PgConnection,
-        items: &[Wired],
+        items: &[LedgerCall],
     ) -> Result<Vec<bool>, sqlx::Error> {
-        let rows = sqlx::query("SELECT item, marked FROM switchyard_mark_wired_batch($1, $2, $3)")
-            .bind(items.iter().map(|i| i.tenant.as_str()).collect::<Vec<_>>())
-            .bind(items.iter().map(|i| i.reply.as_str()).collect::<Vec<_>>())
-            .bind(
-                items
-                    .iter()
-                    .map(|i| i.provider_id.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .fetch_all(connection)
-            .await?;
-        first_of_each(items.len(), rows, "marked")
+        let rows = sqlx::query(
+            "SELECT item, done FROM switchyard_ledger_batch($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(
+            items
+                .iter()
+                .map(|i| matches!(i.step, Step::Mark { .. }))
+                .collect::<Vec<_>>(),
+        )
+        .bind(items.iter().map(|i| i.tenant.as_str()).collect::<Vec<_>>())
+        .bind(items.iter().map(|i| i.reply.as_str()).collect::<Vec<_>>())
+        .bind(items.iter().map(LedgerCall::chat).collect::<Vec<_>>())
+        .bind(items.iter().map(LedgerCall::owner).collect::<Vec<_>>())
+        .bind(items.iter().map(LedgerCall::lease_s).collect::<Vec<_>>())
+        .bind(
+            items
+                .iter()
+                .map(LedgerCall::provider_id)
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(connection)
+        .await?;
+        rows_by_item(items.len(), rows)?
+            .iter()
+            .map(|rows| rows[0].try_get("done"))
+            .collect()
     }
-}
-
-/// Each item's answer: the `column` of its (one) row.
-fn first_of_each(
-    items: usize,
-    rows: Vec<sqlx::postgres::PgRow>,
-    column: &str,
-) -> Result<Vec<bool>, sqlx::Error> {
-    rows_by_item(items, rows)?
-        .iter()
-        .map(|rows| rows[0].try_get(column))
-        .collect()
 }

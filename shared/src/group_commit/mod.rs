@@ -9,7 +9,9 @@
 //! [`GroupCommit`] queues a step's calls from every task of the process and
 //! runs them as one statement over arrays (migration 0018: the function sets
 //! each row's tenant scope in turn, so row-level security applies per row
-//! exactly as before), answering each caller with its own row.
+//! exactly as before), answering each caller with its own row. One statement
+//! may serve several kinds of call (the sender's claims and marks share one,
+//! migration 0021), each timed under its own name ([`Statement::call_name`]).
 //!
 //! Each step stays what it was for its caller: it returns once its statement
 //! committed, so the ledger's claim-before-send and mark-after-send hold per
@@ -50,6 +52,11 @@ pub trait Statement: Send + Sync + 'static {
     type Item: Send + 'static;
     /// What one caller gets back.
     type Answer: Send + 'static;
+    /// The `step` label of one call's time (`switchyard_db_step_seconds`):
+    /// the statement's name, unless it serves several kinds of call.
+    fn call_name(_item: &Self::Item) -> &'static str {
+        Self::NAME
+    }
     /// Runs the step for `items` as one statement on `connection` and
     /// returns one answer per item, in the items' order.
     fn run<'c>(
@@ -178,8 +185,9 @@ impl<S: Statement> GroupCommit<S> {
     /// runs to its end, as before.
     pub async fn run(&self, item: S::Item) -> Result<S::Answer, sqlx::Error> {
         let started = std::time::Instant::now();
+        let name = S::call_name(&item);
         let answered = self.call(item).await;
-        metrics::histogram!(crate::metrics::DB_STEP_SECONDS, "step" => S::NAME)
+        metrics::histogram!(crate::metrics::DB_STEP_SECONDS, "step" => name)
             .record(started.elapsed().as_secs_f64());
         answered
     }

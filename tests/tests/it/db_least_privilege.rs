@@ -445,6 +445,93 @@ async fn the_batched_steps_act_in_each_items_tenant_only_and_leave_the_callers_s
     assert!(is_denied(by_ingest), "the steps are the workers'");
 }
 
+/// The sender's one ledger statement (migration 0021) mixes claims and
+/// marks and still acts in each item's own tenant: alpha's mark of bravo's
+/// reply finds nothing and leaves it as it was, a claim of a reply another
+/// item of the batch claims first finds the row, every item is answered by
+/// its position, the caller's scope is put back, and ingest may not call it.
+#[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
+async fn the_ledger_batch_claims_and_marks_in_each_items_tenant_only(owner: PgPool) {
+    seed(&owner).await;
+    let app = worker_pool(&login_in(&owner, db::APP_ROLE).await, &owner);
+    let ingest = PgPoolOptions::new()
+        .connect_with(login_in(&owner, "switchyard_ingest").await)
+        .await
+        .unwrap();
+    let mut tx = db::begin_for_tenant(&app, &fixtures::tenant("alpha"))
+        .await
+        .unwrap();
+    // 1: alpha marks bravo's rb2 (not alpha's); 2: bravo claims rb-new;
+    // 3: alpha marks its ra with a provider id; 4: bravo claims rb-new again;
+    // 5: bravo marks rb1 without one; 6: alpha claims rb1 (alpha has none).
+    let answers: Vec<(i32, bool)> = sqlx::query_as(
+        "SELECT item, done FROM switchyard_ledger_batch(\
+           ARRAY[true, false, true, false, true, false], \
+           ARRAY['alpha', 'bravo', 'alpha', 'bravo', 'bravo', 'alpha'], \
+           ARRAY['rb2', 'rb-new', 'ra', 'rb-new', 'rb1', 'rb1'], \
+           ARRAY[NULL, 'b1', NULL, 'b1', NULL, 'a1'], ARRAY[NULL, 'o', NULL, 'o', NULL, 'o'], \
+           ARRAY[NULL, 30, NULL, 30, NULL, 30]::float8[], \
+           ARRAY[NULL, NULL, 'wamid.a', NULL, NULL, NULL]) ORDER BY item",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    let scope = scope_of(&mut tx).await;
+    tx.commit().await.unwrap();
+    let rows: Vec<DeliveryRow> = sqlx::query_as(
+        "SELECT tenant_id, reply_id, status, provider_message_id FROM deliveries ORDER BY tenant_id, reply_id",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    let leased: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT tenant_id, reply_id, lease_owner FROM deliveries WHERE lease_until IS NOT NULL ORDER BY tenant_id, reply_id",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    let by_ingest = sqlx::query(
+        "SELECT * FROM switchyard_ledger_batch(ARRAY[false], ARRAY['alpha'], ARRAY['r'], \
+           ARRAY['a1'], ARRAY['i'], ARRAY[30]::float8[], ARRAY[NULL]::text[])",
+    )
+    .fetch_all(&ingest)
+    .await;
+
+    assert_eq!(
+        answers,
+        vec![
+            (1, false),
+            (2, true),
+            (3, true),
+            (4, false),
+            (5, true),
+            (6, true)
+        ]
+    );
+    assert_eq!(
+        scope.as_deref(),
+        Some("alpha"),
+        "the caller's scope is back"
+    );
+    assert_eq!(
+        rows,
+        vec![
+            delivery_row("alpha", "ra", "wired", Some("wamid.a")),
+            delivery_row("alpha", "rb1", "sending", None),
+            delivery_row("bravo", "rb-new", "sending", None),
+            delivery_row("bravo", "rb1", "wired", Some("unconfirmed:rb1")),
+            delivery_row("bravo", "rb2", "sending", None),
+        ]
+    );
+    let o = |t: &str, r: &str| (t.to_owned(), r.to_owned(), Some("o".to_owned()));
+    assert_eq!(
+        leased,
+        vec![o("alpha", "rb1"), o("bravo", "rb-new")],
+        "the claims hold their lease, the marks released theirs"
+    );
+    assert!(is_denied(by_ingest), "the ledger is the sender's");
+}
+
 /// The batched tenant read (`switchyard_tenant_rows`, what the tenant cache
 /// reads, in ingest too) returns each row it names under that tenant's own
 /// scope and no other, with the services' logins, and puts back the
