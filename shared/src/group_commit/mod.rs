@@ -27,8 +27,9 @@
 //! deleted meanwhile) is run again one item at a time on the same
 //! connection, so every caller gets its own answer or its own error. Trouble
 //! of the infrastructure (no connection, a broken one) is everyone's, and
-//! every caller of the batch gets it: [`shared_error`] keeps its kind, which
-//! is what callers classify (`router::backpressure::db_fault`).
+//! every caller of the batch gets it, also the items of a re-run that were
+//! still to come when the connection broke: [`shared_error`] keeps its kind,
+//! which is what callers classify (`router::backpressure::db_fault`).
 //!
 //! Written by hand: the batching is a few lines over a tokio channel, and no
 //! kept crate does group commit for sqlx.
@@ -315,19 +316,28 @@ async fn flush<S: Statement>(held: &mut HeldConnection, statement: &S, batch: Ve
             false
         }
         Err(e @ sqlx::Error::Database(_)) if items.len() > 1 && fit_after(&e) => {
-            // Refused for one item's data, perhaps: each on its own.
-            let mut fit = true;
+            // Refused for one item's data, perhaps: each on its own, until
+            // the connection itself fails. The items after that get its
+            // error unrun: on a broken connection each would fail anyway,
+            // and on a half-open one each would wait out its own timeout.
+            let mut broken: Option<sqlx::Error> = None;
             for (item, reply) in items.into_iter().zip(replies) {
+                if let Some(e) = &broken {
+                    let _ = reply.send(Err(shared_error(e)));
+                    continue;
+                }
                 let answer = statement
                     .run(connection, std::slice::from_ref(&item))
                     .await
                     .and_then(|mut answers| answers.pop().ok_or(sqlx::Error::RowNotFound));
-                if let Err(e) = &answer {
-                    fit &= fit_after(e);
+                if let Err(e) = &answer
+                    && !fit_after(e)
+                {
+                    broken = Some(shared_error(e));
                 }
                 let _ = reply.send(answer);
             }
-            fit
+            broken.is_none()
         }
         Err(e) => {
             answer_all(replies, &e);

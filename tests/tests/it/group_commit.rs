@@ -429,3 +429,93 @@ async fn a_terminated_backend_costs_one_failed_call_not_two(pool: PgPool) {
         assert_ne!(after, pid);
     }
 }
+
+/// [`Divide`], except that an item of `-1` run alone ends its own backend
+/// (`pg_terminate_backend`: FATAL 57P01, the connection is gone). Records
+/// every statement's items.
+struct DivideOrQuit {
+    gate: Arc<Semaphore>,
+    runs: Arc<Mutex<Vec<Vec<i32>>>>,
+}
+
+impl Statement for DivideOrQuit {
+    const NAME: &'static str = "test_divide_or_quit";
+    type Item = i32;
+    type Answer = i32;
+
+    async fn run(
+        &self,
+        connection: &mut PgConnection,
+        items: &[i32],
+    ) -> Result<Vec<i32>, sqlx::Error> {
+        self.runs.lock().unwrap().push(items.to_vec());
+        let _permit = self.gate.acquire().await.unwrap();
+        if items == [-1] {
+            sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())")
+                .execute(&mut *connection)
+                .await?;
+        }
+        let rows = sqlx::query(
+            "SELECT item::int AS item, 100 / x AS q FROM unnest($1::int[]) WITH ORDINALITY AS t(x, item)",
+        )
+        .bind(items)
+        .fetch_all(connection)
+        .await?;
+        rows_by_item(items.len(), rows)?
+            .iter()
+            .map(|rows| rows[0].try_get("q"))
+            .collect()
+    }
+}
+
+#[sqlx::test]
+async fn a_batch_run_again_item_by_item_stops_at_a_broken_connection(pool: PgPool) {
+    let gate = Arc::new(Semaphore::new(0));
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let steps = GroupCommit::start(
+        pool,
+        DivideOrQuit {
+            gate: Arc::clone(&gate),
+            runs: Arc::clone(&runs),
+        },
+        one_slot(Duration::from_secs(1)),
+    );
+    let call = |x: i32| {
+        let steps = steps.clone();
+        tokio::spawn(async move { steps.run(x).await })
+    };
+    let first = call(1);
+    wait_until("the first statement started", || {
+        runs.lock().unwrap().len() == 1
+    })
+    .await;
+    // Refused as a batch (the zero); item by item, the second item's
+    // statement loses the connection.
+    let rest: Vec<_> = [5, -1, 0, 4].into_iter().map(call).collect();
+    wait_until("four calls queued", || steps.queued() == 4).await;
+    gate.add_permits(100);
+
+    assert_eq!(first.await.unwrap().unwrap(), 100);
+    let mut answers = Vec::new();
+    for call in rest {
+        answers.push(call.await.unwrap());
+    }
+    assert_eq!(
+        *runs.lock().unwrap(),
+        vec![vec![1], vec![5, -1, 0, 4], vec![5], vec![-1]],
+        "nothing runs on the connection after it broke"
+    );
+    assert_eq!(answers[0].as_ref().ok(), Some(&20), "{:?}", answers[0]);
+    let quit = |a: &Result<i32, sqlx::Error>| match a {
+        Err(sqlx::Error::Database(e)) => e.code().map(|c| c.into_owned()),
+        other => panic!("expected the connection's end, got {other:?}"),
+    };
+    let codes: Vec<_> = answers[1..].iter().map(quit).collect();
+    assert_eq!(
+        codes,
+        vec![Some("57P01".to_owned()); 3],
+        "the items after the break get its error, unrun"
+    );
+    // The next call runs on a fresh connection.
+    assert_eq!(steps.run(50).await.unwrap(), 2);
+}
