@@ -73,6 +73,7 @@ mod sender_provider_outage;
 mod sender_replicas;
 mod settings_docs;
 mod spill_lookup;
+mod step_plans;
 mod tenant_cache;
 mod tenant_notifications;
 mod traces;
