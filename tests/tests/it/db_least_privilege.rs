@@ -257,12 +257,7 @@ fn delivery_row(tenant: &str, reply: &str, status: &str, provider: Option<&str>)
 async fn the_one_statement_steps_act_in_their_tenant_only_and_leave_the_callers_scope_as_it_was(
     owner: PgPool,
 ) {
-    seed(&owner).await;
-    let app = worker_pool(&login_in(&owner, db::APP_ROLE).await, &owner);
-    let ingest = PgPoolOptions::new()
-        .connect_with(login_in(&owner, "switchyard_ingest").await)
-        .await
-        .unwrap();
+    let (app, ingest) = seeded_with_logins(&owner).await;
     let alpha = alpha_view();
 
     let mut tx = db::begin_for_tenant(&app, &fixtures::tenant("alpha"))
@@ -330,6 +325,18 @@ async fn the_one_statement_steps_act_in_their_tenant_only_and_leave_the_callers_
     assert!(is_denied(by_ingest), "the steps are the workers'");
 }
 
+/// [`seed`]s the database and opens a pool on a worker login and one on
+/// ingest's.
+async fn seeded_with_logins(owner: &PgPool) -> (PgPool, PgPool) {
+    seed(owner).await;
+    let app = worker_pool(&login_in(owner, db::APP_ROLE).await, owner);
+    let ingest = PgPoolOptions::new()
+        .connect_with(login_in(owner, "switchyard_ingest").await)
+        .await
+        .unwrap();
+    (app, ingest)
+}
+
 /// The batched steps of migration 0018 act in each item's own tenant: a
 /// batch mixing tenants reads, claims and marks every item in its tenant
 /// only (an item naming another tenant's reply finds nothing), answers every
@@ -338,12 +345,7 @@ async fn the_one_statement_steps_act_in_their_tenant_only_and_leave_the_callers_
 async fn the_batched_steps_act_in_each_items_tenant_only_and_leave_the_callers_scope_as_it_was(
     owner: PgPool,
 ) {
-    seed(&owner).await;
-    let app = worker_pool(&login_in(&owner, db::APP_ROLE).await, &owner);
-    let ingest = PgPoolOptions::new()
-        .connect_with(login_in(&owner, "switchyard_ingest").await)
-        .await
-        .unwrap();
+    let (app, ingest) = seeded_with_logins(&owner).await;
     let mut tx = db::begin_for_tenant(&app, &fixtures::tenant("alpha"))
         .await
         .unwrap();
@@ -452,12 +454,7 @@ async fn the_batched_steps_act_in_each_items_tenant_only_and_leave_the_callers_s
 /// its position, the caller's scope is put back, and ingest may not call it.
 #[sqlx::test(migrator = "switchyard_shared::db::MIGRATOR")]
 async fn the_ledger_batch_claims_and_marks_in_each_items_tenant_only(owner: PgPool) {
-    seed(&owner).await;
-    let app = worker_pool(&login_in(&owner, db::APP_ROLE).await, &owner);
-    let ingest = PgPoolOptions::new()
-        .connect_with(login_in(&owner, "switchyard_ingest").await)
-        .await
-        .unwrap();
+    let (app, ingest) = seeded_with_logins(&owner).await;
     let mut tx = db::begin_for_tenant(&app, &fixtures::tenant("alpha"))
         .await
         .unwrap();

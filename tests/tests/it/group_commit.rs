@@ -40,17 +40,22 @@ impl Statement for Divide {
     ) -> Result<Vec<i32>, sqlx::Error> {
         self.batches.lock().unwrap().push(items.len());
         let _permit = self.gate.acquire().await.unwrap();
-        let rows = sqlx::query(
-            "SELECT item::int AS item, 100 / x AS q FROM unnest($1::int[]) WITH ORDINALITY AS t(x, item)",
-        )
-        .bind(items)
-        .fetch_all(connection)
-        .await?;
-        rows_by_item(items.len(), rows)?
-            .iter()
-            .map(|rows| rows[0].try_get("q"))
-            .collect()
+        divide(connection, items).await
     }
+}
+
+/// `100 / x` for each of `items`, as one statement.
+async fn divide(connection: &mut PgConnection, items: &[i32]) -> Result<Vec<i32>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT item::int AS item, 100 / x AS q FROM unnest($1::int[]) WITH ORDINALITY AS t(x, item)",
+    )
+    .bind(items)
+    .fetch_all(connection)
+    .await?;
+    rows_by_item(items.len(), rows)?
+        .iter()
+        .map(|rows| rows[0].try_get("q"))
+        .collect()
 }
 
 /// A one-slot [`Divide`] step, its gate (closed) and its batch sizes.
@@ -455,16 +460,7 @@ impl Statement for DivideOrQuit {
                 .execute(&mut *connection)
                 .await?;
         }
-        let rows = sqlx::query(
-            "SELECT item::int AS item, 100 / x AS q FROM unnest($1::int[]) WITH ORDINALITY AS t(x, item)",
-        )
-        .bind(items)
-        .fetch_all(connection)
-        .await?;
-        rows_by_item(items.len(), rows)?
-            .iter()
-            .map(|rows| rows[0].try_get("q"))
-            .collect()
+        divide(connection, items).await
     }
 }
 
