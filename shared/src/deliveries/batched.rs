@@ -20,6 +20,13 @@ use crate::{
 
 use super::Lease;
 
+/// Ledger statements in flight at once: the two slots each of the claims'
+/// and the marks' steps before they shared one. With two, at 1,000 events/s
+/// a send's mark waited behind claims, each send held its tenant's in-flight
+/// slot longer, and the sender fell behind (its wait before a send rose from
+/// 4–8 ms to 280–330 ms, `docs/benchmarks/cost.md`).
+const LEDGER_SLOTS: usize = 4;
+
 /// The group-committed steps of the sender's ledger. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SendSteps {
@@ -31,7 +38,14 @@ impl SendSteps {
     /// each busy slot gathering calls for `linger`.
     pub fn start(pool: &PgPool, linger: Duration) -> Self {
         Self {
-            ledger: GroupCommit::start(pool.clone(), LedgerStatement, Shape::worker_step(linger)),
+            ledger: GroupCommit::start(
+                pool.clone(),
+                LedgerStatement,
+                Shape {
+                    slots: LEDGER_SLOTS,
+                    ..Shape::worker_step(linger)
+                },
+            ),
         }
     }
 
