@@ -21,12 +21,16 @@ use switchyard_tests::fixtures;
 use tokio::sync::Semaphore;
 
 /// `100 / x` for each item, in PostgreSQL: `x = 0` is an error of the data
-/// (SQLSTATE 22012). Every statement waits for a permit of `gate` first and
-/// records its batch's size.
+/// (SQLSTATE 22012), and `-1` run alone ends its own backend
+/// (`pg_terminate_backend`: FATAL 57P01, the connection is gone). Every
+/// statement waits for a permit of `gate` first and records its items.
 struct Divide {
     gate: Arc<Semaphore>,
-    batches: Arc<Mutex<Vec<usize>>>,
+    runs: Runs,
 }
+
+/// Each statement's items, in the order the statements ran.
+type Runs = Arc<Mutex<Vec<Vec<i32>>>>;
 
 impl Statement for Divide {
     const NAME: &'static str = "test_divide";
@@ -38,39 +42,44 @@ impl Statement for Divide {
         connection: &mut PgConnection,
         items: &[i32],
     ) -> Result<Vec<i32>, sqlx::Error> {
-        self.batches.lock().unwrap().push(items.len());
+        self.runs.lock().unwrap().push(items.to_vec());
         let _permit = self.gate.acquire().await.unwrap();
-        divide(connection, items).await
+        if items == [-1] {
+            sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())")
+                .execute(&mut *connection)
+                .await?;
+        }
+        let rows = sqlx::query(
+            "SELECT item::int AS item, 100 / x AS q FROM unnest($1::int[]) WITH ORDINALITY AS t(x, item)",
+        )
+        .bind(items)
+        .fetch_all(connection)
+        .await?;
+        rows_by_item(items.len(), rows)?
+            .iter()
+            .map(|rows| rows[0].try_get("q"))
+            .collect()
     }
 }
 
-/// `100 / x` for each of `items`, as one statement.
-async fn divide(connection: &mut PgConnection, items: &[i32]) -> Result<Vec<i32>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT item::int AS item, 100 / x AS q FROM unnest($1::int[]) WITH ORDINALITY AS t(x, item)",
-    )
-    .bind(items)
-    .fetch_all(connection)
-    .await?;
-    rows_by_item(items.len(), rows)?
-        .iter()
-        .map(|rows| rows[0].try_get("q"))
-        .collect()
+/// How many items each statement of `runs` served.
+fn sizes(runs: &Runs) -> Vec<usize> {
+    runs.lock().unwrap().iter().map(Vec::len).collect()
 }
 
-/// A one-slot [`Divide`] step, its gate (closed) and its batch sizes.
-fn gated_divide(pool: PgPool) -> (GroupCommit<Divide>, Arc<Semaphore>, Arc<Mutex<Vec<usize>>>) {
+/// A one-slot [`Divide`] step, its gate (closed) and its statements' items.
+fn gated_divide(pool: PgPool) -> (GroupCommit<Divide>, Arc<Semaphore>, Runs) {
     let gate = Arc::new(Semaphore::new(0));
-    let batches = Arc::new(Mutex::new(Vec::new()));
+    let runs = Runs::default();
     let steps = GroupCommit::start(
         pool,
         Divide {
             gate: Arc::clone(&gate),
-            batches: Arc::clone(&batches),
+            runs: Arc::clone(&runs),
         },
         one_slot(Duration::from_secs(1)),
     );
-    (steps, gate, batches)
+    (steps, gate, runs)
 }
 
 /// One flush slot, no gathering: each statement is whatever was queued.
@@ -97,7 +106,7 @@ async fn calls_queued_during_a_statement_share_the_next_and_a_refused_item_fails
 ) {
     // The process's recorder, installed before anything is recorded.
     let metrics = switchyard_shared::ops_server::metrics_handle();
-    let (steps, gate, batches) = gated_divide(pool);
+    let (steps, gate, runs) = gated_divide(pool);
     let call = |x: i32| {
         let steps = steps.clone();
         tokio::spawn(async move { steps.run(x).await })
@@ -105,7 +114,7 @@ async fn calls_queued_during_a_statement_share_the_next_and_a_refused_item_fails
     // The first call holds the only slot at the gate...
     let first = call(1);
     wait_until("the first statement started", || {
-        batches.lock().unwrap().len() == 1
+        runs.lock().unwrap().len() == 1
     })
     .await;
     // ...while five more queue, one of them refused by the database.
@@ -134,7 +143,7 @@ async fn calls_queued_during_a_statement_share_the_next_and_a_refused_item_fails
     );
     // One statement for the first, one for the five, then the five alone
     // (the batch was refused).
-    assert_eq!(*batches.lock().unwrap(), vec![1, 5, 1, 1, 1, 1, 1]);
+    assert_eq!(sizes(&runs), vec![1, 5, 1, 1, 1, 1, 1]);
     // Every call's time is recorded, the refused one's too.
     let rendered = metrics.render();
     assert_eq!(
@@ -166,7 +175,7 @@ async fn a_database_out_of_reach_fails_every_caller_of_the_batch_as_our_own_trou
         pool,
         Divide {
             gate: Arc::new(Semaphore::new(100)),
-            batches: Arc::default(),
+            runs: Runs::default(),
         },
         Shape::WORKER_STEP,
     );
@@ -257,13 +266,13 @@ async fn a_call_that_cannot_start_within_the_acquire_timeout_fails_as_a_pool_tim
         .connect_with((*pool.connect_options()).clone())
         .await
         .unwrap();
-    let (steps, gate, batches) = gated_divide(pool);
+    let (steps, gate, runs) = gated_divide(pool);
     let first = {
         let steps = steps.clone();
         tokio::spawn(async move { steps.run(1).await })
     };
     wait_until("the first statement started", || {
-        batches.lock().unwrap().len() == 1
+        runs.lock().unwrap().len() == 1
     })
     .await;
     let stuck = steps.run(4).await;
@@ -272,7 +281,7 @@ async fn a_call_that_cannot_start_within_the_acquire_timeout_fails_as_a_pool_tim
     assert_eq!(first.await.unwrap().unwrap(), 100);
     // A later call runs; the one that gave up never did.
     assert_eq!(steps.run(5).await.unwrap(), 20);
-    assert_eq!(*batches.lock().unwrap(), vec![1, 1]);
+    assert_eq!(sizes(&runs), vec![1, 1]);
 }
 
 /// The PostgreSQL backend that ran each item.
@@ -435,47 +444,9 @@ async fn a_terminated_backend_costs_one_failed_call_not_two(pool: PgPool) {
     }
 }
 
-/// [`Divide`], except that an item of `-1` run alone ends its own backend
-/// (`pg_terminate_backend`: FATAL 57P01, the connection is gone). Records
-/// every statement's items.
-struct DivideOrQuit {
-    gate: Arc<Semaphore>,
-    runs: Arc<Mutex<Vec<Vec<i32>>>>,
-}
-
-impl Statement for DivideOrQuit {
-    const NAME: &'static str = "test_divide_or_quit";
-    type Item = i32;
-    type Answer = i32;
-
-    async fn run(
-        &self,
-        connection: &mut PgConnection,
-        items: &[i32],
-    ) -> Result<Vec<i32>, sqlx::Error> {
-        self.runs.lock().unwrap().push(items.to_vec());
-        let _permit = self.gate.acquire().await.unwrap();
-        if items == [-1] {
-            sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())")
-                .execute(&mut *connection)
-                .await?;
-        }
-        divide(connection, items).await
-    }
-}
-
 #[sqlx::test]
 async fn a_batch_run_again_item_by_item_stops_at_a_broken_connection(pool: PgPool) {
-    let gate = Arc::new(Semaphore::new(0));
-    let runs = Arc::new(Mutex::new(Vec::new()));
-    let steps = GroupCommit::start(
-        pool,
-        DivideOrQuit {
-            gate: Arc::clone(&gate),
-            runs: Arc::clone(&runs),
-        },
-        one_slot(Duration::from_secs(1)),
-    );
+    let (steps, gate, runs) = gated_divide(pool);
     let call = |x: i32| {
         let steps = steps.clone();
         tokio::spawn(async move { steps.run(x).await })
